@@ -1,0 +1,7 @@
+//! converge: a node-local declarative state reconciler for DRBD-backed services.
+//!
+//! The data path, one module each: [`manifest`] (desired state) → [`observe`] (node state) →
+//! [`plan`] (the pure difference) → [`act`] (run it) → [`controller`] (the loops).
+
+pub mod manifest;
+pub mod observe;

@@ -1,0 +1,346 @@
+//! Desired state: the typed form of one manifest file (one service).
+//!
+//! `load` turns a directory of YAML files into [`Service`] values, reporting every problem with
+//! file, line:column and field path. Everything after this module works on these types only;
+//! nothing downstream ever sees YAML.
+
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+
+/// What the operator wants for a service on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Up,
+    Down,
+    /// Observe and report, never act.
+    Frozen,
+}
+
+impl fmt::Display for DesiredState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DesiredState::Up => "up",
+            DesiredState::Down => "down",
+            DesiredState::Frozen => "frozen",
+        })
+    }
+}
+
+/// The resource kinds, in start order: the derived `Ord` is the start order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Drbd,
+    Fs,
+    Container,
+    App,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Drbd, Kind::Fs, Kind::Container, Kind::App];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Drbd => "drbd",
+            Kind::Fs => "fs",
+            Kind::Container => "container",
+            Kind::App => "app",
+        }
+    }
+}
+
+/// `KIND#N`, e.g. `fs#1`. Ordered by start order: kind first, then N.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ResourceId {
+    pub kind: Kind,
+    pub index: u32,
+}
+
+impl ResourceId {
+    pub fn new(kind: Kind, index: u32) -> Self {
+        ResourceId { kind, index }
+    }
+
+    /// Parses `KIND#N`; `None` when the text is not a valid id.
+    pub fn parse(text: &str) -> Option<ResourceId> {
+        let (kind, index) = text.split_once('#')?;
+        let kind = Kind::ALL.into_iter().find(|k| k.as_str() == kind)?;
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Reject `fs#01`: two spellings of one id would defeat the duplicate check.
+        if index.len() > 1 && index.starts_with('0') {
+            return None;
+        }
+        let index = index.parse().ok()?;
+        Some(ResourceId { kind, index })
+    }
+
+    /// The log prefix, upper-cased as the OpenSVC agent prints it: `DRBD#0`, `FS#1`.
+    pub fn log_label(&self) -> String {
+        format!("{}#{}", self.kind.as_str().to_ascii_uppercase(), self.index)
+    }
+}
+
+impl fmt::Display for ResourceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}#{}", self.kind.as_str(), self.index)
+    }
+}
+
+impl Serialize for ResourceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// One service: an ordered stack of resources.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub state: DesiredState,
+    /// When set, the only node that runs the service; elsewhere it is kept down.
+    pub node: Option<String>,
+    /// A failed start undoes what that run did.
+    pub rollback: bool,
+    /// In start order (see [`ResourceId`]'s ordering).
+    pub resources: Vec<Resource>,
+    /// The manifest file this service came from.
+    pub source: PathBuf,
+}
+
+impl Service {
+    /// The state this node should hold: a service pinned to another node is down here.
+    pub fn desired_here(&self, this_node: &str) -> DesiredState {
+        match (&self.node, self.state) {
+            (_, DesiredState::Frozen) => DesiredState::Frozen,
+            (Some(node), DesiredState::Up) if node != this_node => DesiredState::Down,
+            (_, state) => state,
+        }
+    }
+
+    pub fn resource(&self, id: ResourceId) -> Option<&Resource> {
+        self.resources.iter().find(|r| r.id == id)
+    }
+
+    /// The service's container, when it has one that is not disabled: apps run inside it.
+    pub fn container(&self) -> Option<&ContainerSpec> {
+        self.resources.iter().find_map(|r| match &r.spec {
+            Spec::Container(c) if !r.disabled => Some(c),
+            _ => None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Resource {
+    pub id: ResourceId,
+    /// Ignored entirely: neither observed nor acted on.
+    pub disabled: bool,
+    /// Its failure does not fail the service: a warning, and the stack goes on.
+    pub optional: bool,
+    pub spec: Spec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Spec {
+    Drbd(DrbdSpec),
+    Fs(FsSpec),
+    Container(ContainerSpec),
+    App(AppSpec),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DrbdStop {
+    /// `drbdadm secondary`: stays connected and replicating.
+    Secondary,
+    /// `drbdadm down`: detached and disconnected.
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrbdSpec {
+    pub res: String,
+    pub stop: DrbdStop,
+    pub allow_two_primaries: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsck {
+    /// `e2fsck -p` for ext2/3/4, nothing for other types.
+    Auto,
+    /// Always check (fails for types converge has no checker for).
+    Yes,
+    No,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FsSpec {
+    pub dev: PathBuf,
+    pub mnt: PathBuf,
+    pub fstype: String,
+    pub options: String,
+    pub fsck: Fsck,
+    pub umount_kill: bool,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl FsSpec {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+    /// Whether a check runs before mounting, per the `fsck` key.
+    pub fn wants_fsck(&self) -> bool {
+        match self.fsck {
+            Fsck::Yes => true,
+            Fsck::No => false,
+            Fsck::Auto => is_ext(&self.fstype),
+        }
+    }
+}
+
+/// ext2/3/4: the types `e2fsck -p` checks.
+pub fn is_ext(fstype: &str) -> bool {
+    matches!(fstype, "ext2" | "ext3" | "ext4")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", content = "id", rename_all = "lowercase")]
+pub enum ContainerKind {
+    /// OpenVZ, by ctid.
+    Vz(String),
+    /// LXC, by name.
+    Lxc(String),
+}
+
+impl ContainerKind {
+    pub fn id(&self) -> &str {
+        match self {
+            ContainerKind::Vz(id) | ContainerKind::Lxc(id) => id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ContainerSpec {
+    pub kind: ContainerKind,
+    #[serde(with = "humantime_serde")]
+    pub start_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub stop_timeout: Duration,
+}
+
+impl ContainerSpec {
+    pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(4 * 60);
+    pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+}
+
+/// How an app is driven: a directory of S*/K*/C* scripts, or explicit argv lists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppCommands {
+    Scripts(PathBuf),
+    Argv {
+        start: Option<Vec<String>>,
+        stop: Option<Vec<String>>,
+        check: Option<Vec<String>>,
+    },
+}
+
+/// What a check's exit code means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppStatus {
+    Up,
+    Down,
+    Warn,
+    NotApplicable,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppSpec {
+    pub commands: AppCommands,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Exit code → status; codes not listed mean `warn`.
+    pub retcodes: Vec<(i32, AppStatus)>,
+}
+
+impl AppSpec {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 60);
+
+    pub fn default_retcodes() -> Vec<(i32, AppStatus)> {
+        vec![(0, AppStatus::Up), (1, AppStatus::Down)]
+    }
+
+    /// Maps a check's exit code through `retcodes`; unlisted codes are `warn`.
+    pub fn status_of(&self, code: i32) -> AppStatus {
+        self.retcodes
+            .iter()
+            .find(|(c, _)| *c == code)
+            .map_or(AppStatus::Warn, |(_, s)| *s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_ids_parse_and_order_by_start_order() {
+        let mut ids: Vec<ResourceId> = ["app#0", "fs#10", "fs#2", "container#0", "drbd#1", "drbd#0"]
+            .iter()
+            .map(|s| ResourceId::parse(s).expect(s))
+            .collect();
+        ids.sort();
+        let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["drbd#0", "drbd#1", "fs#2", "fs#10", "container#0", "app#0"]);
+    }
+
+    #[test]
+    fn bad_resource_ids_are_rejected() {
+        for bad in ["fs", "fs#", "fs#x", "disk#0", "FS#1", "fs#-1", "fs#01", "fs#1 ", "#1"] {
+            assert_eq!(ResourceId::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn log_label_is_upper_case() {
+        assert_eq!(ResourceId::new(Kind::Drbd, 0).log_label(), "DRBD#0");
+    }
+
+    #[test]
+    fn pinned_service_is_down_on_other_nodes() {
+        let svc = Service {
+            name: "s".into(),
+            state: DesiredState::Up,
+            node: Some("deb1".into()),
+            rollback: true,
+            resources: vec![],
+            source: PathBuf::from("/m/s.yaml"),
+        };
+        assert_eq!(svc.desired_here("deb1"), DesiredState::Up);
+        assert_eq!(svc.desired_here("deb2"), DesiredState::Down);
+    }
+
+    #[test]
+    fn retcodes_map_unlisted_codes_to_warn() {
+        let app = AppSpec {
+            commands: AppCommands::Scripts(PathBuf::from("/x")),
+            timeout: AppSpec::DEFAULT_TIMEOUT,
+            retcodes: AppSpec::default_retcodes(),
+        };
+        assert_eq!(app.status_of(0), AppStatus::Up);
+        assert_eq!(app.status_of(1), AppStatus::Down);
+        assert_eq!(app.status_of(3), AppStatus::Warn);
+    }
+}

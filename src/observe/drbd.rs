@@ -1,0 +1,184 @@
+//! The typed DRBD model every DRBD observer produces, shaped like DRBD 9
+//! (resource → devices, connections → peer devices). DRBD 8.4's /proc/drbd is mapped into it.
+//!
+//! State names are DRBD's own spellings. Unknown spellings are kept as `Other` rather than
+//! rejected, so a newer DRBD never makes observation fail; the planner treats `Other` as "not the
+//! state it is waiting for".
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+macro_rules! drbd_state_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($variant,)+
+            /// A spelling this version of converge does not know.
+            Other(String),
+        }
+
+        impl $name {
+            /// Parses DRBD's spelling; never fails (unknown spellings become `Other`).
+            pub fn parse(text: &str) -> Self {
+                match text {
+                    $(stringify!($variant) => $name::$variant,)+
+                    other => $name::Other(other.to_string()),
+                }
+            }
+
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => stringify!($variant),)+
+                    $name::Other(s) => s,
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+    };
+}
+
+drbd_state_enum!(
+    /// A node's role for a resource.
+    Role { Primary, Secondary, Unknown }
+);
+
+drbd_state_enum!(
+    /// Local or peer disk state.
+    DiskState {
+        Diskless, Attaching, Detaching, Failed, Negotiating, Inconsistent, Outdated, DUnknown,
+        Consistent, UpToDate,
+    }
+);
+
+drbd_state_enum!(
+    /// Connection state (DRBD 9 `connection:`; the connection half of 8.4's `cs:`).
+    ConnectionState {
+        StandAlone, Disconnecting, Unconnected, Timeout, BrokenPipe, NetworkFailure,
+        ProtocolError, TearDown, Connecting, Connected, WFConnection, WFReportParams,
+    }
+);
+
+drbd_state_enum!(
+    /// Replication state of a peer device (DRBD 9 `replication:`; 8.4's `cs:` past Connected).
+    ReplicationState {
+        Off, Established, StartingSyncS, StartingSyncT, WFBitMapS, WFBitMapT, WFSyncUUID,
+        SyncSource, SyncTarget, PausedSyncS, PausedSyncT, VerifyS, VerifyT, Ahead, Behind,
+    }
+);
+
+impl ConnectionState {
+    /// DRBD 8.4's `cs:` mixes connection and replication states: split it.
+    pub fn from_84_cs(cs: &str) -> (ConnectionState, Option<ReplicationState>) {
+        match ReplicationState::parse(cs) {
+            ReplicationState::Other(_) => (ConnectionState::parse(cs), None),
+            // `Connected` in 8.4 means connected and idle: DRBD 9 calls that Established.
+            repl => (ConnectionState::Connected, Some(repl)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrbdDevice {
+    pub volume: u32,
+    pub minor: u32,
+    pub disk: DiskState,
+    /// Diskless client (DRBD 9).
+    pub client: bool,
+    /// Opened by someone (mounted, or a process holds it).
+    pub open: bool,
+    pub quorum: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrbdPeerDevice {
+    pub volume: u32,
+    pub replication: ReplicationState,
+    pub peer_disk: DiskState,
+    /// Resync progress when one is running.
+    pub percent_in_sync: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrbdConnection {
+    /// DRBD 9 peer node id; `None` from DRBD 8.4 (one peer, no ids).
+    pub peer_node_id: Option<u32>,
+    /// The peer's connection name (`conn-name`), when known.
+    pub name: Option<String>,
+    pub state: ConnectionState,
+    pub peer_role: Role,
+    pub peer_devices: Vec<DrbdPeerDevice>,
+}
+
+/// One configured ("up") DRBD resource as this node sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DrbdResource {
+    pub name: String,
+    pub role: Role,
+    pub suspended: bool,
+    pub devices: Vec<DrbdDevice>,
+    pub connections: Vec<DrbdConnection>,
+}
+
+impl DrbdResource {
+    /// A resource with no connection at all, or only StandAlone ones, needs `drbdadm connect`.
+    pub fn is_standalone(&self) -> bool {
+        !self.connections.is_empty()
+            && self.connections.iter().all(|c| c.state == ConnectionState::StandAlone)
+    }
+
+    /// Any peer currently Primary.
+    pub fn peer_primary(&self) -> bool {
+        self.connections.iter().any(|c| c.peer_role == Role::Primary)
+    }
+
+    /// All local volumes hold UpToDate data (what promotion needs without `--force`).
+    pub fn has_up_to_date_data(&self) -> bool {
+        !self.devices.is_empty() && self.devices.iter().all(|d| d.disk == DiskState::UpToDate)
+    }
+
+    pub fn device_by_minor(&self, minor: u32) -> Option<&DrbdDevice> {
+        self.devices.iter().find(|d| d.minor == minor)
+    }
+}
+
+/// All DRBD resources that are up on this node, by name.
+pub type DrbdResources = BTreeMap<String, DrbdResource>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_spellings_are_kept() {
+        assert_eq!(Role::parse("Primary"), Role::Primary);
+        assert_eq!(DiskState::parse("Frobbed"), DiskState::Other("Frobbed".into()));
+        assert_eq!(DiskState::parse("Frobbed").to_string(), "Frobbed");
+    }
+
+    #[test]
+    fn cs_84_splits_connection_and_replication() {
+        assert_eq!(
+            ConnectionState::from_84_cs("SyncSource"),
+            (ConnectionState::Connected, Some(ReplicationState::SyncSource))
+        );
+        assert_eq!(
+            ConnectionState::from_84_cs("WFConnection"),
+            (ConnectionState::WFConnection, None)
+        );
+        assert_eq!(ConnectionState::from_84_cs("Connected"), (ConnectionState::Connected, None));
+    }
+}

@@ -1,0 +1,81 @@
+//! Observation: one pass over the node builds one [`NodeState`] value.
+//!
+//! The parsers (one file per source) are pure: text in, typed state out, never panicking.
+//! [`runner`] is the thin part that reads files and runs programs — in batches: one pass
+//! reads /proc/drbd and mountinfo once and runs a constant number of programs, whatever the
+//! number of services.
+
+pub mod drbd;
+pub mod mountinfo;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::manifest::{AppStatus, ResourceId};
+pub use drbd::{DrbdResource, DrbdResources, Role};
+pub use mountinfo::{DevNum, Mount};
+
+/// A source that could not be observed, with a one-line reason meant for the operator
+/// (e.g. "drbdsetup not found: install drbd-utils or set commands.drbdsetup").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "status", content = "value", rename_all = "lowercase")]
+pub enum Observed<T> {
+    Ok(T),
+    Unavailable(String),
+}
+
+impl<T> Observed<T> {
+    pub fn ok(&self) -> Option<&T> {
+        match self {
+            Observed::Ok(v) => Some(v),
+            Observed::Unavailable(_) => None,
+        }
+    }
+}
+
+/// A container's state, common to OpenVZ and LXC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Does not exist on this node (vz `deleted`, or not listed).
+    Absent,
+    Stopped,
+    /// OpenVZ: private area mounted, not running.
+    Mounted,
+    Starting,
+    Running,
+    Stopping,
+    Frozen,
+    /// LXC: a start that is failing.
+    Aborting,
+}
+
+/// What the checks of one app resource said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AppObservation {
+    /// Aggregated over the checks (any warn → warn; all up → up; all down → down; mixed → warn).
+    pub status: AppStatus,
+    /// One line for `converge status`, e.g. "C10foo up".
+    pub detail: String,
+}
+
+/// Everything one observation pass saw. The planner decides from this value alone.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeState {
+    pub node: String,
+    /// DRBD resources that are up on this node, by name; an absent name is not configured.
+    pub drbd: Observed<DrbdResources>,
+    pub mounts: Observed<Vec<Mount>>,
+    /// Device numbers of the block devices the manifests and DRBD minors name
+    /// (fs `dev`s and `/dev/drbdN`), for matching mounts by device rather than by name.
+    pub devices: BTreeMap<PathBuf, DevNum>,
+    /// Mount points that exist as directories.
+    pub dirs: BTreeSet<PathBuf>,
+    pub vz: Observed<BTreeMap<String, ContainerState>>,
+    pub lxc: Observed<BTreeMap<String, ContainerState>>,
+    /// Per service, per app resource; missing means it could not be observed (e.g. its container
+    /// is not running, or it has no check and no recorded start).
+    pub apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>>,
+}
