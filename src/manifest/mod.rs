@@ -4,13 +4,11 @@
 //! file, line:column and field path. Everything after this module works on these types only;
 //! nothing downstream ever sees YAML.
 
-
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-
 
 /// What the operator wants for a service on this node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -297,18 +295,24 @@ mod tests {
 
     #[test]
     fn resource_ids_parse_and_order_by_start_order() {
-        let mut ids: Vec<ResourceId> = ["app#0", "fs#10", "fs#2", "container#0", "drbd#1", "drbd#0"]
-            .iter()
-            .map(|s| ResourceId::parse(s).expect(s))
-            .collect();
+        let mut ids: Vec<ResourceId> =
+            ["app#0", "fs#10", "fs#2", "container#0", "drbd#1", "drbd#0"]
+                .iter()
+                .map(|s| ResourceId::parse(s).expect(s))
+                .collect();
         ids.sort();
         let shown: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        assert_eq!(shown, ["drbd#0", "drbd#1", "fs#2", "fs#10", "container#0", "app#0"]);
+        assert_eq!(
+            shown,
+            ["drbd#0", "drbd#1", "fs#2", "fs#10", "container#0", "app#0"]
+        );
     }
 
     #[test]
     fn bad_resource_ids_are_rejected() {
-        for bad in ["fs", "fs#", "fs#x", "disk#0", "FS#1", "fs#-1", "fs#01", "fs#1 ", "#1"] {
+        for bad in [
+            "fs", "fs#", "fs#x", "disk#0", "FS#1", "fs#-1", "fs#01", "fs#1 ", "#1",
+        ] {
             assert_eq!(ResourceId::parse(bad), None, "{bad:?}");
         }
     }

@@ -137,12 +137,17 @@ impl DrbdResource {
     /// A resource with no connection at all, or only StandAlone ones, needs `drbdadm connect`.
     pub fn is_standalone(&self) -> bool {
         !self.connections.is_empty()
-            && self.connections.iter().all(|c| c.state == ConnectionState::StandAlone)
+            && self
+                .connections
+                .iter()
+                .all(|c| c.state == ConnectionState::StandAlone)
     }
 
     /// Any peer currently Primary.
     pub fn peer_primary(&self) -> bool {
-        self.connections.iter().any(|c| c.peer_role == Role::Primary)
+        self.connections
+            .iter()
+            .any(|c| c.peer_role == Role::Primary)
     }
 
     /// All local volumes hold UpToDate data (what promotion needs without `--force`).
@@ -165,7 +170,10 @@ mod tests {
     #[test]
     fn unknown_spellings_are_kept() {
         assert_eq!(Role::parse("Primary"), Role::Primary);
-        assert_eq!(DiskState::parse("Frobbed"), DiskState::Other("Frobbed".into()));
+        assert_eq!(
+            DiskState::parse("Frobbed"),
+            DiskState::Other("Frobbed".into())
+        );
         assert_eq!(DiskState::parse("Frobbed").to_string(), "Frobbed");
     }
 
@@ -173,12 +181,18 @@ mod tests {
     fn cs_84_splits_connection_and_replication() {
         assert_eq!(
             ConnectionState::from_84_cs("SyncSource"),
-            (ConnectionState::Connected, Some(ReplicationState::SyncSource))
+            (
+                ConnectionState::Connected,
+                Some(ReplicationState::SyncSource)
+            )
         );
         assert_eq!(
             ConnectionState::from_84_cs("WFConnection"),
             (ConnectionState::WFConnection, None)
         );
-        assert_eq!(ConnectionState::from_84_cs("Connected"), (ConnectionState::Connected, None));
+        assert_eq!(
+            ConnectionState::from_84_cs("Connected"),
+            (ConnectionState::Connected, None)
+        );
     }
 }

@@ -1,0 +1,182 @@
+//! The planner: `plan(desired services, observed node) -> Plan`. Pure: no I/O, no clock, no
+//! randomness; it sees only the [`NodeState`] of one observation pass, so the same inputs always
+//! give the same plan (level-triggered — it never knows why it was asked).
+//!
+//! For each service it lists the actions still needed, in order, each with its reason, assuming
+//! every earlier action succeeds; the executor runs the first one and plans again from a fresh
+//! observation. A safety rule that refuses ends the list with a [`Blocked`] step: nothing after it
+//! is planned, so a refused promotion never lets a mount through.
+//!
+//! Safety rules (each has a test in `tests.rs`):
+//! - never `primary` while any peer is Primary, unless the resource sets `allow_two_primaries`;
+//! - never `primary` without UpToDate local data (converge never uses `--force`);
+//! - never `secondary`/`down` while a filesystem on that DRBD device is mounted (and not unmounted
+//!   earlier in the same plan) or the device is held open;
+//! - never fsck or mount a DRBD device that is not locally Primary (or promoted earlier in the plan);
+//! - a frozen service gets no action.
+
+mod rules;
+#[cfg(test)]
+mod tests;
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::manifest::{ContainerKind, DesiredState, ResourceId, Service};
+use crate::observe::NodeState;
+
+/// One thing to do. Data, not argv: the executor turns it into commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// `drbdadm up RES`: attach and connect a resource that is not configured.
+    DrbdUp {
+        res: String,
+    },
+    /// `drbdadm connect RES`: reconnect a StandAlone resource.
+    DrbdConnect {
+        res: String,
+    },
+    DrbdPrimary {
+        res: String,
+    },
+    DrbdSecondary {
+        res: String,
+    },
+    DrbdDown {
+        res: String,
+    },
+    /// Create a missing mount point (mode 0755).
+    Mkdir {
+        path: PathBuf,
+    },
+    /// Mount, after `e2fsck -p` when `fsck` is set. The check is part of the mount, not a step of
+    /// its own: it changes nothing an observation can see, so a plan made after it alone would
+    /// ask for it again.
+    Mount {
+        dev: PathBuf,
+        mnt: PathBuf,
+        fstype: String,
+        options: String,
+        fsck: bool,
+    },
+    /// Unmount one mount point (sub-mounts below a managed one get their own step first).
+    Umount {
+        mnt: PathBuf,
+        kill: bool,
+    },
+    ContainerStart {
+        container: ContainerKind,
+    },
+    /// The container is starting already: wait until it runs and is operational.
+    ContainerWaitUp {
+        container: ContainerKind,
+    },
+    /// The container is stopping already: wait until it is down.
+    ContainerWaitDown {
+        container: ContainerKind,
+    },
+    ContainerStop {
+        container: ContainerKind,
+    },
+    /// Run the app's start commands (S* scripts in name order, or `start`).
+    AppStart,
+    /// Run the app's stop commands (K* scripts in name order, or `stop`).
+    AppStop,
+}
+
+impl Action {
+    /// Whether the action leaves the service further up (used for `rollback` later).
+    pub fn is_start(&self) -> bool {
+        matches!(
+            self,
+            Action::DrbdUp { .. }
+                | Action::DrbdConnect { .. }
+                | Action::DrbdPrimary { .. }
+                | Action::Mkdir { .. }
+                | Action::Mount { .. }
+                | Action::ContainerStart { .. }
+                | Action::ContainerWaitUp { .. }
+                | Action::AppStart
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub rid: ResourceId,
+    pub action: Action,
+    /// Why, from the observation: "resource data is Secondary".
+    pub reason: String,
+}
+
+/// A safety rule or an unobservable dependency refused to go on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocked {
+    pub rid: ResourceId,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServicePlan {
+    pub service: String,
+    /// What this node should hold (a service pinned elsewhere is `down` here).
+    pub desired: DesiredState,
+    pub steps: Vec<Step>,
+    pub blocked: Option<Blocked>,
+    /// Problems of `optional` resources, which do not stop the service.
+    pub warnings: Vec<String>,
+}
+
+impl ServicePlan {
+    /// Nothing to do and nothing in the way.
+    pub fn is_converged(&self) -> bool {
+        self.steps.is_empty() && self.blocked.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub services: Vec<ServicePlan>,
+}
+
+impl Plan {
+    pub fn is_converged(&self) -> bool {
+        self.services.iter().all(ServicePlan::is_converged)
+    }
+
+    pub fn step_count(&self) -> usize {
+        self.services.iter().map(|s| s.steps.len()).sum()
+    }
+
+    pub fn blocked_count(&self) -> usize {
+        self.services.iter().filter(|s| s.blocked.is_some()).count()
+    }
+}
+
+/// Plans every service against one observation.
+pub fn plan(services: &[Service], node: &NodeState) -> Plan {
+    Plan {
+        services: services.iter().map(|s| plan_service(s, node)).collect(),
+    }
+}
+
+/// Plans one service against one observation.
+pub fn plan_service(service: &Service, node: &NodeState) -> ServicePlan {
+    let desired = service.desired_here(&node.node);
+    let mut planner = rules::ServicePlanner::new(service, node);
+    match desired {
+        DesiredState::Frozen => {}
+        DesiredState::Up => planner.up(),
+        DesiredState::Down => planner.down(),
+    }
+    let (steps, blocked, warnings) = planner.finish();
+    ServicePlan {
+        service: service.name.clone(),
+        desired,
+        steps,
+        blocked,
+        warnings,
+    }
+}

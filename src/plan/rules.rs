@@ -1,0 +1,645 @@
+//! The per-resource rules of the planner. One [`ServicePlanner`] walks one service's resources in
+//! start order (up) or stop order (down), keeping a small model of what the steps planned so far
+//! will have changed, so that later rules judge the node as it will be when their turn comes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::{Action, Blocked, Step};
+use crate::manifest::{
+    AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
+    ResourceId, Service, Spec, is_ext,
+};
+use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
+
+/// The path udev gives DRBD minor N. Mounts are matched by device number as well, so a device
+/// reached through another name (`/dev/drbd/by-res/…`) still matches.
+pub fn drbd_device_path(minor: u32) -> PathBuf {
+    PathBuf::from(format!("/dev/drbd{minor}"))
+}
+
+/// Whether a path names a DRBD device by the names DRBD's udev rules create.
+fn looks_like_drbd_device(dev: &Path) -> bool {
+    dev.to_str().is_some_and(|d| d.starts_with("/dev/drbd"))
+}
+
+pub(super) struct ServicePlanner<'a> {
+    service: &'a Service,
+    node: &'a NodeState,
+    steps: Vec<Step>,
+    blocked: Option<Blocked>,
+    warnings: Vec<String>,
+    /// DRBD resources that are Primary once the steps so far have run.
+    primary: BTreeSet<&'a str>,
+    /// Mount points the steps so far unmount.
+    unmounted: BTreeSet<PathBuf>,
+}
+
+impl<'a> ServicePlanner<'a> {
+    pub(super) fn new(service: &'a Service, node: &'a NodeState) -> Self {
+        ServicePlanner {
+            service,
+            node,
+            steps: Vec::new(),
+            blocked: None,
+            warnings: Vec::new(),
+            primary: BTreeSet::new(),
+            unmounted: BTreeSet::new(),
+        }
+    }
+
+    pub(super) fn finish(self) -> (Vec<Step>, Option<Blocked>, Vec<String>) {
+        (self.steps, self.blocked, self.warnings)
+    }
+
+    fn step(&mut self, rid: ResourceId, action: Action, reason: impl Into<String>) {
+        self.steps.push(Step {
+            rid,
+            action,
+            reason: reason.into(),
+        });
+    }
+
+    /// A rule refused. An optional resource only warns and is skipped; any other blocks the
+    /// rest of the service, because what follows depends on it.
+    fn refuse(&mut self, resource: &Resource, reason: impl Into<String>) {
+        let reason = reason.into();
+        if resource.optional {
+            self.warnings
+                .push(format!("{} (optional): {reason}", resource.id));
+        } else {
+            self.blocked = Some(Blocked {
+                rid: resource.id,
+                reason,
+            });
+        }
+    }
+
+    fn enabled(&self) -> impl Iterator<Item = &'a Resource> + use<'a> {
+        self.service.resources.iter().filter(|r| !r.disabled)
+    }
+
+    pub(super) fn up(&mut self) {
+        for resource in self.enabled() {
+            if self.blocked.is_some() {
+                return;
+            }
+            match &resource.spec {
+                Spec::Drbd(spec) => self.up_drbd(resource, spec),
+                Spec::Fs(spec) => self.up_fs(resource, spec),
+                Spec::Container(spec) => self.up_container(resource, spec),
+                Spec::App(_) => self.up_app(resource),
+            }
+        }
+    }
+
+    pub(super) fn down(&mut self) {
+        for resource in stop_order(self.enabled().collect()) {
+            if self.blocked.is_some() {
+                return;
+            }
+            match &resource.spec {
+                Spec::App(_) => self.down_app(resource),
+                Spec::Container(spec) => self.down_container(resource, spec),
+                Spec::Fs(spec) => self.down_fs(resource, spec),
+                Spec::Drbd(spec) => self.down_drbd(resource, spec),
+            }
+        }
+    }
+
+    // ---- DRBD ----
+
+    fn drbd_observed(&mut self, resource: &Resource) -> Option<&'a crate::observe::DrbdResources> {
+        match &self.node.drbd {
+            Observed::Ok(map) => Some(map),
+            Observed::Unavailable(why) => {
+                self.refuse(resource, format!("cannot observe DRBD: {why}"));
+                None
+            }
+        }
+    }
+
+    fn up_drbd(&mut self, resource: &Resource, spec: &'a DrbdSpec) {
+        let Some(observed) = self.drbd_observed(resource) else {
+            return;
+        };
+        let res = spec.res.as_str();
+        let rid = resource.id;
+        let Some(drbd) = observed.get(res) else {
+            self.step(
+                rid,
+                Action::DrbdUp { res: res.into() },
+                format!("resource {res} is not up"),
+            );
+            // Peers are unknown until it is up; the driver re-reads peer roles right before it
+            // promotes, and the plan after `up` sees them.
+            self.step(
+                rid,
+                Action::DrbdPrimary { res: res.into() },
+                format!("resource {res} will be Secondary"),
+            );
+            self.primary.insert(res);
+            return;
+        };
+        if drbd.is_standalone() {
+            self.step(
+                rid,
+                Action::DrbdConnect { res: res.into() },
+                format!("resource {res} is StandAlone"),
+            );
+        }
+        if drbd.role == Role::Primary {
+            self.primary.insert(res);
+            return;
+        }
+        if !spec.allow_two_primaries {
+            if let Some(peer) = primary_peer(drbd) {
+                self.refuse(
+                    resource,
+                    format!("peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"),
+                );
+                return;
+            }
+        }
+        if !drbd.has_up_to_date_data() {
+            let disks: Vec<String> = drbd.devices.iter().map(|d| d.disk.to_string()).collect();
+            let disks = if disks.is_empty() {
+                "no local disk".to_string()
+            } else {
+                disks.join("/")
+            };
+            self.refuse(
+                resource,
+                format!("resource {res} has {disks} data; promotion needs UpToDate data and converge never forces it"),
+            );
+            return;
+        }
+        self.step(
+            rid,
+            Action::DrbdPrimary { res: res.into() },
+            format!("resource {res} is {}", drbd.role),
+        );
+        self.primary.insert(res);
+    }
+
+    fn down_drbd(&mut self, resource: &Resource, spec: &'a DrbdSpec) {
+        let Some(observed) = self.drbd_observed(resource) else {
+            return;
+        };
+        let res = spec.res.as_str();
+        let Some(drbd) = observed.get(res) else {
+            return;
+        };
+        let action = match spec.stop {
+            DrbdStop::Secondary if drbd.role == Role::Primary => {
+                Action::DrbdSecondary { res: res.into() }
+            }
+            DrbdStop::Secondary => return,
+            DrbdStop::Down => Action::DrbdDown { res: res.into() },
+        };
+        if let Some(reason) = self.demote_hazard(drbd) {
+            self.refuse(resource, reason);
+            return;
+        }
+        let reason = match spec.stop {
+            DrbdStop::Secondary => format!("resource {res} is Primary"),
+            DrbdStop::Down => format!("resource {res} is up and the service stops it with down"),
+        };
+        self.step(resource.id, action, reason);
+    }
+
+    /// Why demoting (or downing) this resource now would hurt: a mount of one of its devices that
+    /// no earlier step unmounts, or a device held open by something converge does not manage.
+    fn demote_hazard(&self, drbd: &DrbdResource) -> Option<String> {
+        let mounts = self.node.mounts.ok().map(Vec::as_slice).unwrap_or_default();
+        for device in &drbd.devices {
+            let path = drbd_device_path(device.minor);
+            let mut unmounting = false;
+            for mount in mounts.iter().filter(|m| self.is_device(&path, m)) {
+                if self.unmounted.contains(&mount.mount_point) {
+                    unmounting = true;
+                } else {
+                    return Some(format!(
+                        "{} is mounted on {}; refusing to demote resource {} under a mounted filesystem",
+                        path.display(),
+                        mount.mount_point.display(),
+                        drbd.name
+                    ));
+                }
+            }
+            if device.open && !unmounting {
+                return Some(format!(
+                    "{} is held open by a process; refusing to demote resource {}",
+                    path.display(),
+                    drbd.name
+                ));
+            }
+        }
+        if let Observed::Unavailable(why) = &self.node.mounts {
+            return Some(format!(
+                "cannot tell whether {} is mounted: {why}",
+                drbd.name
+            ));
+        }
+        None
+    }
+
+    /// The DRBD resource a device belongs to, when it is a DRBD device: observed minors first,
+    /// then (for a DRBD-looking path no minor matches) this service's DRBD resources that are
+    /// not up yet — the device will appear when they come up.
+    fn drbd_owner(&self, dev: &Path) -> Option<Vec<&'a str>> {
+        if let Some(observed) = self.node.drbd.ok() {
+            for (name, drbd) in observed {
+                if drbd
+                    .devices
+                    .iter()
+                    .any(|d| self.same_device(dev, &drbd_device_path(d.minor)))
+                {
+                    return Some(vec![name.as_str()]);
+                }
+            }
+        }
+        if !looks_like_drbd_device(dev) {
+            return None;
+        }
+        let observed = self.node.drbd.ok();
+        let pending = self
+            .enabled()
+            .filter_map(|r| match &r.spec {
+                Spec::Drbd(d) if observed.is_none_or(|o| !o.contains_key(&d.res)) => {
+                    Some(d.res.as_str())
+                }
+                _ => None,
+            })
+            .collect();
+        Some(pending)
+    }
+
+    // ---- filesystems ----
+
+    fn mounts(&mut self, resource: &Resource) -> Option<&'a [Mount]> {
+        match &self.node.mounts {
+            Observed::Ok(mounts) => Some(mounts),
+            Observed::Unavailable(why) => {
+                self.refuse(resource, format!("cannot read the mount table: {why}"));
+                None
+            }
+        }
+    }
+
+    fn up_fs(&mut self, resource: &Resource, spec: &FsSpec) {
+        let Some(mounts) = self.mounts(resource) else {
+            return;
+        };
+        let rid = resource.id;
+        let (dev, mnt) = (&spec.dev, &spec.mnt);
+        if let Some(top) = top_mount_at(mounts, mnt) {
+            if !self.is_device(dev, top) {
+                self.refuse(
+                    resource,
+                    format!(
+                        "{} is mounted on {}, not {}",
+                        top.source,
+                        mnt.display(),
+                        dev.display()
+                    ),
+                );
+            }
+            return;
+        }
+        if let Some(elsewhere) = mounts.iter().find(|m| self.is_device(dev, m)) {
+            self.refuse(
+                resource,
+                format!(
+                    "{} is already mounted on {}",
+                    dev.display(),
+                    elsewhere.mount_point.display()
+                ),
+            );
+            return;
+        }
+        if let Some(owners) = self.drbd_owner(dev) {
+            if owners.is_empty() {
+                self.refuse(
+                    resource,
+                    format!(
+                        "{} looks like a DRBD device but no DRBD resource provides it",
+                        dev.display()
+                    ),
+                );
+                return;
+            }
+            if let Some(res) = owners.iter().find(|res| !self.primary.contains(*res)) {
+                let role = self
+                    .node
+                    .drbd
+                    .ok()
+                    .and_then(|o| o.get(*res))
+                    .map_or("not up".to_string(), |d| d.role.to_string());
+                self.refuse(
+                    resource,
+                    format!("{} belongs to DRBD resource {res}, which is {role} here; it must be Primary before fsck or mount", dev.display()),
+                );
+                return;
+            }
+        }
+        if !self.node.dirs.contains(mnt) {
+            self.step(
+                rid,
+                Action::Mkdir { path: mnt.clone() },
+                format!("mount point {} is missing", mnt.display()),
+            );
+        }
+        let fsck = spec.wants_fsck();
+        if fsck && !is_ext(&spec.fstype) {
+            self.refuse(
+                resource,
+                format!(
+                    "fsck is requested but converge can check only ext2/ext3/ext4, not {}",
+                    spec.fstype
+                ),
+            );
+            return;
+        }
+        self.step(
+            rid,
+            Action::Mount {
+                dev: dev.clone(),
+                mnt: mnt.clone(),
+                fstype: spec.fstype.clone(),
+                options: spec.options.clone(),
+                fsck,
+            },
+            format!("{} is not mounted", mnt.display()),
+        );
+    }
+
+    fn down_fs(&mut self, resource: &Resource, spec: &FsSpec) {
+        let Some(mounts) = self.mounts(resource) else {
+            return;
+        };
+        let Some(top) = top_mount_at(mounts, &spec.mnt) else {
+            return;
+        };
+        if !self.is_device(&spec.dev, top) {
+            // Someone else's filesystem on our mount point is not ours to unmount.
+            return;
+        }
+        for sub in submounts_below(mounts, &spec.mnt) {
+            if self.unmounted.insert(sub.mount_point.clone()) {
+                self.step(
+                    resource.id,
+                    Action::Umount {
+                        mnt: sub.mount_point.clone(),
+                        kill: spec.umount_kill,
+                    },
+                    format!("mounted below {}", spec.mnt.display()),
+                );
+            }
+        }
+        self.unmounted.insert(spec.mnt.clone());
+        self.step(
+            resource.id,
+            Action::Umount {
+                mnt: spec.mnt.clone(),
+                kill: spec.umount_kill,
+            },
+            format!(
+                "{} is mounted on {}",
+                spec.dev.display(),
+                spec.mnt.display()
+            ),
+        );
+    }
+
+    /// Whether `mount` is of the device `dev`: same source name, or same device number.
+    fn is_device(&self, dev: &Path, mount: &Mount) -> bool {
+        Path::new(&mount.source) == dev
+            || self.node.devices.get(dev).is_some_and(|n| *n == mount.dev)
+    }
+
+    fn same_device(&self, a: &Path, b: &Path) -> bool {
+        a == b
+            || matches!((self.node.devices.get(a), self.node.devices.get(b)), (Some(x), Some(y)) if x == y)
+    }
+
+    // ---- containers ----
+
+    fn container_state(
+        &mut self,
+        resource: &Resource,
+        kind: &ContainerKind,
+    ) -> Option<ContainerState> {
+        let (observed, tool) = match kind {
+            ContainerKind::Vz(_) => (&self.node.vz, "OpenVZ"),
+            ContainerKind::Lxc(_) => (&self.node.lxc, "LXC"),
+        };
+        match observed {
+            Observed::Ok(map) => Some(
+                map.get(kind.id())
+                    .copied()
+                    .unwrap_or(ContainerState::Absent),
+            ),
+            Observed::Unavailable(why) => {
+                self.refuse(resource, format!("cannot observe {tool} containers: {why}"));
+                None
+            }
+        }
+    }
+
+    fn up_container(&mut self, resource: &Resource, spec: &ContainerSpec) {
+        let Some(state) = self.container_state(resource, &spec.kind) else {
+            return;
+        };
+        let (rid, id) = (resource.id, spec.kind.id());
+        let container = || spec.kind.clone();
+        match state {
+            ContainerState::Running => {}
+            ContainerState::Stopped | ContainerState::Mounted => {
+                self.step(
+                    rid,
+                    Action::ContainerStart {
+                        container: container(),
+                    },
+                    format!("container {id} is down"),
+                );
+            }
+            ContainerState::Starting => {
+                self.step(
+                    rid,
+                    Action::ContainerWaitUp {
+                        container: container(),
+                    },
+                    format!("container {id} is starting"),
+                );
+            }
+            ContainerState::Stopping => {
+                self.step(
+                    rid,
+                    Action::ContainerWaitDown {
+                        container: container(),
+                    },
+                    format!("container {id} is stopping"),
+                );
+                self.step(
+                    rid,
+                    Action::ContainerStart {
+                        container: container(),
+                    },
+                    format!("container {id} will be down"),
+                );
+            }
+            ContainerState::Absent => self.refuse(
+                resource,
+                format!("container {id} does not exist on this node"),
+            ),
+            ContainerState::Frozen => self.refuse(
+                resource,
+                format!("container {id} is frozen; converge does not thaw containers"),
+            ),
+            ContainerState::Aborting => {
+                self.refuse(resource, format!("container {id} is aborting a start"))
+            }
+        }
+    }
+
+    fn down_container(&mut self, resource: &Resource, spec: &ContainerSpec) {
+        let Some(state) = self.container_state(resource, &spec.kind) else {
+            return;
+        };
+        let (rid, id) = (resource.id, spec.kind.id());
+        let container = spec.kind.clone();
+        match state {
+            ContainerState::Running | ContainerState::Starting | ContainerState::Aborting => {
+                self.step(
+                    rid,
+                    Action::ContainerStop { container },
+                    format!("container {id} is {}", state_word(state)),
+                );
+            }
+            ContainerState::Stopping => {
+                self.step(
+                    rid,
+                    Action::ContainerWaitDown { container },
+                    format!("container {id} is stopping"),
+                );
+            }
+            ContainerState::Frozen => self.refuse(
+                resource,
+                format!("container {id} is frozen; converge does not thaw containers"),
+            ),
+            ContainerState::Absent | ContainerState::Stopped | ContainerState::Mounted => {}
+        }
+    }
+
+    // ---- apps ----
+
+    /// Whether the service's container runs now (apps inside a stopped container are down).
+    /// A service without a container runs its apps on the host, which is always "running".
+    fn app_host_running(&self) -> bool {
+        let Some(container) = self.service.container() else {
+            return true;
+        };
+        let observed = match &container.kind {
+            ContainerKind::Vz(_) => &self.node.vz,
+            ContainerKind::Lxc(_) => &self.node.lxc,
+        };
+        observed.ok().and_then(|m| m.get(container.kind.id())) == Some(&ContainerState::Running)
+    }
+
+    fn app_status(&self, rid: ResourceId) -> Option<&'a crate::observe::AppObservation> {
+        self.node
+            .apps
+            .get(&self.service.name)
+            .and_then(|apps| apps.get(&rid))
+    }
+
+    fn up_app(&mut self, resource: &Resource) {
+        let rid = resource.id;
+        if !self.app_host_running() {
+            self.step(rid, Action::AppStart, "its container is not running yet");
+            return;
+        }
+        match self.app_status(rid) {
+            None => self.step(rid, Action::AppStart, "not started"),
+            Some(obs) => match obs.status {
+                AppStatus::Up | AppStatus::NotApplicable => {}
+                AppStatus::Down => self.step(rid, Action::AppStart, obs.detail.clone()),
+                AppStatus::Warn => self.refuse(
+                    resource,
+                    format!(
+                        "check reports warn ({}); not starting an app in an unknown state",
+                        obs.detail
+                    ),
+                ),
+            },
+        }
+    }
+
+    fn down_app(&mut self, resource: &Resource) {
+        if !self.app_host_running() {
+            return;
+        }
+        if let Some(obs) = self.app_status(resource.id) {
+            if matches!(obs.status, AppStatus::Up | AppStatus::Warn) {
+                self.step(resource.id, Action::AppStop, obs.detail.clone());
+            }
+        }
+    }
+}
+
+/// The exact reverse of start order, except that filesystems go deepest mount point first
+/// (a filesystem mounted inside another must come off before it).
+fn stop_order(mut resources: Vec<&Resource>) -> Vec<&Resource> {
+    resources.sort_by(|a, b| b.id.cmp(&a.id));
+    let fs_depth = |r: &Resource| match &r.spec {
+        Spec::Fs(f) => f.mnt.components().count(),
+        _ => 0,
+    };
+    // Stable sort inside the fs block only: kinds stay in reverse start order.
+    resources.sort_by(|a, b| match (a.id.kind, b.id.kind) {
+        (Kind::Fs, Kind::Fs) => fs_depth(b).cmp(&fs_depth(a)),
+        _ => std::cmp::Ordering::Equal,
+    });
+    resources
+}
+
+fn primary_peer(drbd: &DrbdResource) -> Option<String> {
+    drbd.connections
+        .iter()
+        .find(|c| c.peer_role == Role::Primary)
+        .map(|c| {
+            c.name
+                .clone()
+                .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
+                .unwrap_or_else(|| "peer".to_string())
+        })
+}
+
+/// The mount on top at `mnt` (mountinfo lists mounts in mount order; the last one is visible).
+fn top_mount_at<'m>(mounts: &'m [Mount], mnt: &Path) -> Option<&'m Mount> {
+    mounts.iter().rev().find(|m| m.mount_point == mnt)
+}
+
+/// Mounts strictly below `mnt`, deepest first.
+fn submounts_below<'m>(mounts: &'m [Mount], mnt: &Path) -> Vec<&'m Mount> {
+    let mut below: Vec<&Mount> = mounts
+        .iter()
+        .filter(|m| m.mount_point != mnt && m.mount_point.starts_with(mnt))
+        .collect();
+    below.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
+    below
+}
+
+fn state_word(state: ContainerState) -> &'static str {
+    match state {
+        ContainerState::Absent => "absent",
+        ContainerState::Stopped => "stopped",
+        ContainerState::Mounted => "mounted",
+        ContainerState::Starting => "starting",
+        ContainerState::Running => "running",
+        ContainerState::Stopping => "stopping",
+        ContainerState::Frozen => "frozen",
+        ContainerState::Aborting => "aborting",
+    }
+}
