@@ -591,7 +591,7 @@ impl<'a> ServicePlanner<'a> {
 /// The exact reverse of start order, except that filesystems go deepest mount point first
 /// (a filesystem mounted inside another must come off before it).
 fn stop_order(mut resources: Vec<&Resource>) -> Vec<&Resource> {
-    resources.sort_by(|a, b| b.id.cmp(&a.id));
+    resources.sort_by_key(|r| std::cmp::Reverse(r.id));
     let fs_depth = |r: &Resource| match &r.spec {
         Spec::Fs(f) => f.mnt.components().count(),
         _ => 0,
