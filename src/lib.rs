@@ -6,3 +6,4 @@
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod exec;

@@ -1,0 +1,216 @@
+//! Running external programs: by argv (never through a shell), stdin from /dev/null, output
+//! captured, and a timeout after which the whole process group gets SIGTERM, then SIGKILL.
+//!
+//! Observation and action both go through here, so every program converge runs is bounded in
+//! time and leaves no stray children behind.
+
+use std::io;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("{program} not found (not installed, or not in PATH)")]
+    NotFound { program: String },
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("waiting for {program} failed: {source}")]
+    Wait { program: String, source: io::Error },
+    #[error("empty command line")]
+    Empty,
+}
+
+/// What a finished (or killed) program left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Exit code; `None` when a signal ended it.
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    /// The timeout hit and converge killed the process group.
+    pub timed_out: bool,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// "exit 4", "killed by signal 9", "timed out after 2s": for error messages.
+    pub fn describe_end(&self) -> String {
+        if self.timed_out {
+            format!("timed out after {}", humantime::format_duration(round_ms(self.elapsed)))
+        } else if let Some(code) = self.code {
+            format!("exited {code}")
+        } else if let Some(sig) = self.signal {
+            format!("killed by signal {sig}")
+        } else {
+            "ended without status".to_string()
+        }
+    }
+
+    /// The last non-empty line of stderr, else of stdout: the usual one-line cause.
+    pub fn last_line(&self) -> &str {
+        [&self.stderr, &self.stdout]
+            .into_iter()
+            .flat_map(|s| s.lines().rev())
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("")
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// Runs `argv` with a timeout. A non-zero exit is not an error here: callers judge exit codes.
+pub async fn run(argv: &[String], timeout: Duration) -> Result<Output, ExecError> {
+    let (program, args) = argv.split_first().ok_or(ExecError::Empty)?;
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills the scripts' children too.
+        .process_group(0)
+        .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = command.spawn().map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
+        _ => ExecError::Spawn { program: program.clone(), source },
+    })?;
+    let stdout = child.stdout.take().map(read_all);
+    let stderr = child.stderr.take().map(read_all);
+    let wait_err = |source| ExecError::Wait { program: program.clone(), source };
+
+    let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(status) => (status.map_err(wait_err)?, false),
+        Err(_) => {
+            let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+            signal_group(pgid, libc::SIGTERM);
+            let status = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+                Ok(status) => status.map_err(wait_err)?,
+                Err(_) => {
+                    signal_group(pgid, libc::SIGKILL);
+                    child.wait().await.map_err(wait_err)?
+                }
+            };
+            (status, true)
+        }
+    };
+    let elapsed = started.elapsed();
+    // A daemonised grandchild may keep the pipes open: do not wait for it forever.
+    let collect = |task: Option<tokio::task::JoinHandle<String>>| async move {
+        match task {
+            Some(task) => tokio::time::timeout(Duration::from_secs(1), task)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default(),
+            None => String::new(),
+        }
+    };
+    let stdout = collect(stdout).await;
+    let stderr = collect(stderr).await;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(Output {
+        code: status.code(),
+        signal: status.signal(),
+        stdout,
+        stderr,
+        elapsed,
+        timed_out,
+    })
+}
+
+fn read_all<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
+    mut pipe: R,
+) -> tokio::task::JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        // A read error leaves what was read so far, which is what the log should show.
+        let _ = pipe.read_to_end(&mut buf).await;
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+fn signal_group(pgid: Option<i32>, signal: i32) {
+    if let Some(pgid) = pgid.filter(|p| *p > 0) {
+        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+        // ESRCH (already gone) is the expected race and needs no handling.
+        unsafe {
+            libc::kill(-pgid, signal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn captures_output_and_exit_code() {
+        let out = run(&argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]), Duration::from_secs(10))
+            .await
+            .expect("sh runs");
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.last_line(), "err");
+        assert_eq!(out.describe_end(), "exited 3");
+        assert!(!out.timed_out);
+    }
+
+    #[tokio::test]
+    async fn stdin_is_dev_null() {
+        let out = run(&argv(&["cat"]), Duration::from_secs(10)).await.expect("cat runs");
+        assert!(out.success());
+        assert_eq!(out.stdout, "");
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_named() {
+        let err = run(&argv(&["/nonexistent/drbdadm", "role", "data"]), Duration::from_secs(1))
+            .await
+            .expect_err("must fail");
+        assert_eq!(err.to_string(), "/nonexistent/drbdadm not found (not installed, or not in PATH)");
+    }
+
+    #[tokio::test]
+    async fn regression_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("grandchild-survived");
+        // The grandchild would write the marker after 3 s unless its group is killed.
+        let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
+        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300)).await.expect("sh runs");
+        assert!(out.timed_out);
+        assert_eq!(out.signal, Some(libc::SIGTERM));
+        assert!(out.describe_end().starts_with("timed out after"));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!marker.exists(), "a child of the timed-out command outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn sigterm_ignored_means_sigkill_after_the_grace() {
+        let out = run(&argv(&["sh", "-c", "trap '' TERM; sleep 60"]), Duration::from_millis(200))
+            .await
+            .expect("sh runs");
+        assert!(out.timed_out);
+        assert_eq!(out.signal, Some(libc::SIGKILL));
+    }
+}
