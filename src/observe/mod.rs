@@ -6,7 +6,10 @@
 //! number of services.
 
 pub mod drbd;
+pub mod drbdadm_role;
 pub mod mountinfo;
+pub mod proc_drbd;
+pub mod vz;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
