@@ -4,6 +4,15 @@
 //! file, line:column and field path. Everything after this module works on these types only;
 //! nothing downstream ever sees YAML.
 
+pub mod load;
+mod locate;
+pub(crate) mod schema;
+
+pub use load::{
+    LoadError, LoadErrors, Location, ManifestSet, is_manifest_name, load_dir, load_dir_lenient,
+    parse_manifest,
+};
+
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;

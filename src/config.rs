@@ -1,0 +1,449 @@
+//! Node configuration: where things are on this node and which programs to run.
+//!
+//! Every key is optional. Validation is the manifests' (schema reader + locator), so a typo in
+//! the config file is reported with file:line:column like one in a manifest.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_yaml::Value;
+
+use crate::manifest::load::{LoadError, LoadErrors, parse_yaml, problems_to_errors, read_opened};
+use crate::manifest::schema::{Node, Reader, describe};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/converge/config.yaml";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Config {
+    /// This node's name, compared with a manifest's `node`.
+    pub node: String,
+    pub manifests: PathBuf,
+    pub state_dir: PathBuf,
+    /// App script logs: `svc_<service>_<script>.log`.
+    pub log_dir: PathBuf,
+    pub proc_drbd: PathBuf,
+    pub mountinfo: PathBuf,
+    pub commands: Commands,
+}
+
+/// Programs run by converge: each a bare name (looked up in PATH) or an absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Commands {
+    pub drbdadm: String,
+    /// When not the default, drbdadm is told to use it (`--drbdsetup=`).
+    pub drbdsetup: String,
+    pub e2fsck: String,
+    pub mount: String,
+    pub umount: String,
+    pub fuser: String,
+    pub vzctl: String,
+    pub vzlist: String,
+    pub lxc_start: String,
+    pub lxc_stop: String,
+    pub lxc_info: String,
+    pub lxc_attach: String,
+    pub lxc_ls: String,
+}
+
+impl Default for Commands {
+    fn default() -> Self {
+        Commands {
+            drbdadm: "drbdadm".into(),
+            drbdsetup: "drbdsetup".into(),
+            e2fsck: "e2fsck".into(),
+            mount: "mount".into(),
+            umount: "umount".into(),
+            fuser: "fuser".into(),
+            vzctl: "vzctl".into(),
+            vzlist: "vzlist".into(),
+            lxc_start: "lxc-start".into(),
+            lxc_stop: "lxc-stop".into(),
+            lxc_info: "lxc-info".into(),
+            lxc_attach: "lxc-attach".into(),
+            lxc_ls: "lxc-ls".into(),
+        }
+    }
+}
+
+impl Commands {
+    /// The argv of a drbdadm call. drbdadm runs drbdsetup itself, so a replacement drbdsetup is
+    /// passed as a global option, which drbdadm only accepts before the subcommand.
+    pub fn drbdadm_argv(&self, args: &[&str]) -> Vec<String> {
+        let mut argv = Vec::with_capacity(args.len() + 2);
+        argv.push(self.drbdadm.clone());
+        if self.drbdsetup != "drbdsetup" {
+            argv.push(format!("--drbdsetup={}", self.drbdsetup));
+        }
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        argv
+    }
+
+    /// The config key and the field it sets, for reading and for error messages.
+    fn slots(&mut self) -> [(&'static str, &mut String); 13] {
+        [
+            ("drbdadm", &mut self.drbdadm),
+            ("drbdsetup", &mut self.drbdsetup),
+            ("e2fsck", &mut self.e2fsck),
+            ("mount", &mut self.mount),
+            ("umount", &mut self.umount),
+            ("fuser", &mut self.fuser),
+            ("vzctl", &mut self.vzctl),
+            ("vzlist", &mut self.vzlist),
+            ("lxc-start", &mut self.lxc_start),
+            ("lxc-stop", &mut self.lxc_stop),
+            ("lxc-info", &mut self.lxc_info),
+            ("lxc-attach", &mut self.lxc_attach),
+            ("lxc-ls", &mut self.lxc_ls),
+        ]
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node: hostname(),
+            manifests: PathBuf::from("/etc/converge/manifests"),
+            state_dir: PathBuf::from("/var/lib/converge"),
+            log_dir: PathBuf::from("/var/tmp/converge"),
+            proc_drbd: PathBuf::from("/proc/drbd"),
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            commands: Commands::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Invalid(LoadErrors),
+}
+
+const TOP_KEYS: &[&str] = &[
+    "node",
+    "manifests",
+    "state_dir",
+    "log_dir",
+    "proc_drbd",
+    "mountinfo",
+    "commands",
+];
+
+impl Config {
+    /// Loads `explicit`, or [`DEFAULT_CONFIG_PATH`]. Only the default may be missing (meaning all
+    /// defaults): a file named on the command line that does not exist is a mistake.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        match explicit {
+            Some(path) => Self::load_file(path, false),
+            None => Self::load_file(Path::new(DEFAULT_CONFIG_PATH), true),
+        }
+    }
+
+    fn load_file(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
+        let file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if missing_ok && e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => {
+                return Err(ConfigError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let text =
+            read_opened(path, file).map_err(|e| ConfigError::Invalid(LoadErrors::new(vec![e])))?;
+        Self::from_yaml(path, &text)
+    }
+
+    /// Parses config text; `path` names the file in errors. Empty text means all defaults.
+    pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let invalid = |errors: Vec<LoadError>| ConfigError::Invalid(LoadErrors::new(errors));
+        let value = parse_yaml(path, text).map_err(|e| invalid(vec![e]))?;
+        let mut reader = Reader::default();
+        let config = read_config(&mut reader, &value);
+        if reader.is_clean() {
+            Ok(config)
+        } else {
+            Err(invalid(problems_to_errors(
+                path,
+                text,
+                reader.into_problems(),
+            )))
+        }
+    }
+}
+
+/// Reads what is valid over the defaults; the caller discards the result if anything was not.
+fn read_config(r: &mut Reader, value: &Value) -> Config {
+    let mut config = Config::default();
+    let root = Node::root(value);
+    if !matches!(value, Value::Mapping(_) | Value::Null) {
+        r.error(
+            &root,
+            format!("the top level must be a mapping, found {}", describe(value)),
+        );
+        return config;
+    }
+    let Some(f) = r.fields(&root, TOP_KEYS, true) else {
+        return config;
+    };
+    if let Some(node) = f.get("node").and_then(|n| r.name(&n, "node name")) {
+        config.node = node;
+    }
+    for (key, slot) in [
+        ("manifests", &mut config.manifests),
+        ("state_dir", &mut config.state_dir),
+        ("log_dir", &mut config.log_dir),
+        ("proc_drbd", &mut config.proc_drbd),
+        ("mountinfo", &mut config.mountinfo),
+    ] {
+        if let Some(path) = f.get(key).and_then(|n| r.absolute_path(&n)) {
+            *slot = path;
+        }
+    }
+    if let Some(n) = f.get("commands") {
+        read_commands(r, &n, &mut config.commands);
+    }
+    config
+}
+
+fn read_commands(r: &mut Reader, node: &Node, commands: &mut Commands) {
+    let keys = Commands::default().slots().map(|(key, _)| key);
+    let Some(f) = r.fields(node, &keys, true) else {
+        return;
+    };
+    for (key, slot) in commands.slots() {
+        if let Some(program) = f.get(key).and_then(|n| read_program(r, &n)) {
+            *slot = program;
+        }
+    }
+}
+
+/// A program: a bare name, found through PATH, or an absolute path. A relative path with a
+/// slash would depend on the daemon's working directory.
+fn read_program(r: &mut Reader, node: &Node) -> Option<String> {
+    let program = r.nonempty_string(node)?;
+    let problem = if program.starts_with('/') {
+        None
+    } else if program.contains('/') {
+        Some("must be a program name or an absolute path")
+    } else if program.chars().any(char::is_whitespace) {
+        Some("must be a single program name, without arguments")
+    } else if program.starts_with('-') {
+        Some("must not start with `-`")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => {
+            r.error(node, format!("{problem}, got {program:?}"));
+            None
+        }
+        None => Some(program),
+    }
+}
+
+/// This node's name: the kernel's hostname, as `hostname` prints it.
+fn hostname() -> String {
+    if let Ok(name) = fs::read_to_string("/proc/sys/kernel/hostname") {
+        let name = name.trim();
+        if !name.is_empty() {
+            return name.to_owned();
+        }
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: the pointer and length describe `buf`, which gethostname may fill entirely.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        match std::str::from_utf8(&buf[..end]) {
+            Ok(name) if !name.is_empty() => return name.to_owned(),
+            _ => {}
+        }
+    }
+    // Never reached on Linux; a name that matches no manifest keeps pinned services down.
+    "localhost".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_yaml(Path::new("/etc/converge/config.yaml"), text)
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text) {
+            Err(ConfigError::Invalid(errors)) => errors.0.iter().map(ToString::to_string).collect(),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_file_means_defaults() {
+        for text in ["", "# nothing here\n", "{}"] {
+            let config = parse(text).expect(text);
+            assert_eq!(config, Config::default());
+        }
+        assert!(!Config::default().node.is_empty());
+    }
+
+    #[test]
+    fn every_key_can_be_set() {
+        let text = "\
+node: deb1
+manifests: /m
+state_dir: /s
+log_dir: /l
+proc_drbd: /p/drbd
+mountinfo: /p/mountinfo
+commands:
+  drbdadm: /opt/drbd/drbdadm
+  drbdsetup: /opt/drbd/drbdsetup
+  e2fsck: e2fsck.static
+  mount: /bin/mount
+  umount: /bin/umount
+  fuser: /bin/fuser
+  vzctl: /usr/sbin/vzctl
+  vzlist: /usr/sbin/vzlist
+  lxc-start: /l/lxc-start
+  lxc-stop: /l/lxc-stop
+  lxc-info: /l/lxc-info
+  lxc-attach: /l/lxc-attach
+  lxc-ls: /l/lxc-ls
+";
+        let c = parse(text).expect("valid");
+        assert_eq!(c.node, "deb1");
+        assert_eq!(c.manifests, Path::new("/m"));
+        assert_eq!(c.state_dir, Path::new("/s"));
+        assert_eq!(c.log_dir, Path::new("/l"));
+        assert_eq!(c.proc_drbd, Path::new("/p/drbd"));
+        assert_eq!(c.mountinfo, Path::new("/p/mountinfo"));
+        assert_eq!(
+            c.commands,
+            Commands {
+                drbdadm: "/opt/drbd/drbdadm".into(),
+                drbdsetup: "/opt/drbd/drbdsetup".into(),
+                e2fsck: "e2fsck.static".into(),
+                mount: "/bin/mount".into(),
+                umount: "/bin/umount".into(),
+                fuser: "/bin/fuser".into(),
+                vzctl: "/usr/sbin/vzctl".into(),
+                vzlist: "/usr/sbin/vzlist".into(),
+                lxc_start: "/l/lxc-start".into(),
+                lxc_stop: "/l/lxc-stop".into(),
+                lxc_info: "/l/lxc-info".into(),
+                lxc_attach: "/l/lxc-attach".into(),
+                lxc_ls: "/l/lxc-ls".into(),
+            }
+        );
+    }
+
+    #[test]
+    fn partial_config_keeps_other_defaults() {
+        let c = parse("commands:\n  fuser: /sbin/fuser\n").expect("valid");
+        let d = Config::default();
+        assert_eq!(c.commands.fuser, "/sbin/fuser");
+        assert_eq!(c.commands.mount, "mount");
+        assert_eq!(c.manifests, d.manifests);
+        assert_eq!(c.node, d.node);
+    }
+
+    #[test]
+    fn all_problems_are_located() {
+        let text = "\
+node: -x
+manifests: etc/manifests
+log_dir: [a]
+statedir: /s
+commands:
+  drbdadm: ''
+  mount: sbin/mount
+  umount: umount -l
+  lxc_start: /x
+";
+        assert_eq!(
+            errors(text),
+            [
+                "/etc/converge/config.yaml:1:7: node: invalid node name \"-x\": must not start with `-` (it would be taken for an option)",
+                "/etc/converge/config.yaml:2:12: manifests: must be an absolute path, got \"etc/manifests\"",
+                "/etc/converge/config.yaml:3:10: log_dir: invalid type: sequence, expected a string",
+                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands",
+                "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
+                "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
+                "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
+                "/etc/converge/config.yaml:9:3: commands.lxc_start: unknown key `lxc_start`; allowed keys: drbdadm, drbdsetup, e2fsck, mount, umount, fuser, vzctl, vzlist, lxc-start, lxc-stop, lxc-info, lxc-attach, lxc-ls",
+            ]
+        );
+    }
+
+    #[test]
+    fn yaml_errors_and_wrong_shapes() {
+        assert_eq!(
+            errors("- a\n"),
+            ["/etc/converge/config.yaml:1:1: the top level must be a mapping, found a sequence"]
+        );
+        assert_eq!(
+            errors("commands: drbdadm\n"),
+            [
+                "/etc/converge/config.yaml:1:11: commands: expected a mapping, found string \"drbdadm\""
+            ]
+        );
+        let syntax = errors("node: [\n");
+        assert!(syntax[0].contains("invalid YAML"), "{syntax:?}");
+    }
+
+    #[test]
+    fn drbdsetup_override_goes_before_the_subcommand() {
+        let mut commands = Commands::default();
+        assert_eq!(
+            commands.drbdadm_argv(&["primary", "data"]),
+            ["drbdadm", "primary", "data"]
+        );
+        commands.drbdsetup = "/opt/drbdsetup".into();
+        assert_eq!(
+            commands.drbdadm_argv(&["primary", "data"]),
+            ["drbdadm", "--drbdsetup=/opt/drbdsetup", "primary", "data"]
+        );
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("config.yaml");
+        assert_eq!(
+            Config::load_file(&missing, true).expect("defaults"),
+            Config::default()
+        );
+        let err = Config::load(Some(&missing)).expect_err("explicit file must exist");
+        assert!(matches!(&err, ConfigError::Io { path, .. } if *path == missing));
+        assert!(err.to_string().contains(&missing.display().to_string()));
+    }
+
+    #[test]
+    fn load_reads_and_validates_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("config.yaml");
+        fs::write(&path, "node: n1\n").expect("write");
+        assert_eq!(Config::load(Some(&path)).expect("valid").node, "n1");
+        fs::write(&path, "node: n1\nbogus: 1\n").expect("write");
+        let err = Config::load(Some(&path)).expect_err("invalid");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands",
+                path.display()
+            )
+        );
+    }
+}

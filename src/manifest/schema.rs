@@ -1,0 +1,505 @@
+//! A small schema reader over `serde_yaml::Value`: it walks the tree, converts leaves and collects
+//! every problem as (field path, key-or-value, message) instead of stopping at the first one.
+//!
+//! `Value` carries no positions, so problems hold the path only; [`super::locate`] turns the path
+//! back into line:column against the text afterwards.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde_yaml::{Mapping, Value};
+
+/// One step down the tree: a mapping key (as written, any scalar) or a sequence index.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Seg {
+    Key(Value),
+    Index(usize),
+}
+
+impl Seg {
+    pub(crate) fn key(name: &str) -> Seg {
+        Seg::Key(Value::String(name.to_owned()))
+    }
+}
+
+/// Whether a problem is about a mapping key itself (unknown key, bad id) or about the value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum At {
+    Key,
+    Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Problem {
+    pub path: Vec<Seg>,
+    pub at: At,
+    pub message: String,
+}
+
+/// Renders a path the way operators write it: `resources.fs#1.mnt`, `resources.app#0.start[0]`.
+pub(crate) struct FieldPath<'a>(pub &'a [Seg]);
+
+impl fmt::Display for FieldPath<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(key) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    write!(f, "{}", KeyText(key))?;
+                }
+                Seg::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A mapping key as text, for paths and messages.
+pub(crate) struct KeyText<'a>(pub &'a Value);
+
+impl fmt::Display for KeyText<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Value::String(s) => f.write_str(s),
+            Value::Number(n) => write!(f, "{n}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Null => f.write_str("~"),
+            Value::Sequence(_) => f.write_str("<sequence>"),
+            Value::Mapping(_) => f.write_str("<mapping>"),
+            Value::Tagged(t) => write!(f, "{} {}", t.tag, KeyText(&t.value)),
+        }
+    }
+}
+
+/// A position in the tree being read.
+#[derive(Debug, Clone)]
+pub(crate) struct Node<'a> {
+    pub value: &'a Value,
+    pub path: Vec<Seg>,
+}
+
+impl<'a> Node<'a> {
+    pub(crate) fn root(value: &'a Value) -> Self {
+        Node {
+            value,
+            path: Vec::new(),
+        }
+    }
+
+    fn child(&self, seg: Seg, value: &'a Value) -> Node<'a> {
+        let mut path = self.path.clone();
+        path.push(seg);
+        Node { value, path }
+    }
+}
+
+/// The entries of a mapping whose unknown keys have already been reported.
+pub(crate) struct Fields<'a> {
+    node: Node<'a>,
+    map: &'a Mapping,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn node(&self) -> &Node<'a> {
+        &self.node
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<Node<'a>> {
+        self.map
+            .get(key)
+            .map(|value| self.node.child(Seg::key(key), value))
+    }
+
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.map.contains_key(key)
+    }
+
+    /// All entries in file order, each as (key, node of its value).
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&'a Value, Node<'a>)> + '_ {
+        self.map
+            .iter()
+            .map(|(key, value)| (key, self.node.child(Seg::Key(key.clone()), value)))
+    }
+}
+
+/// Collects problems while converting a `Value` tree into typed values.
+#[derive(Debug, Default)]
+pub(crate) struct Reader {
+    problems: Vec<Problem>,
+}
+
+impl Reader {
+    pub(crate) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// A problem with the value at `node`.
+    pub(crate) fn error(&mut self, node: &Node, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: node.path.clone(),
+            at: At::Value,
+            message: message.into(),
+        });
+    }
+
+    /// A problem with the key that leads to `node`.
+    pub(crate) fn key_error(&mut self, node: &Node, message: impl Into<String>) {
+        self.problems.push(Problem {
+            path: node.path.clone(),
+            at: At::Key,
+            message: message.into(),
+        });
+    }
+
+    /// Opens a mapping, reporting every key not in `allowed`. `null` reads as an empty mapping
+    /// only when `null_is_empty`, for sections whose entries may all be commented out.
+    pub(crate) fn fields<'a>(
+        &mut self,
+        node: &Node<'a>,
+        allowed: &[&str],
+        null_is_empty: bool,
+    ) -> Option<Fields<'a>> {
+        static EMPTY: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
+        let map = match node.value {
+            Value::Mapping(map) => map,
+            Value::Null if null_is_empty => EMPTY.get_or_init(Mapping::new),
+            other => {
+                self.error(
+                    node,
+                    format!("expected a mapping, found {}", describe(other)),
+                );
+                return None;
+            }
+        };
+        let fields = Fields {
+            node: node.clone(),
+            map,
+        };
+        if !allowed.is_empty() {
+            for (key, child) in fields.entries() {
+                let known = key.as_str().is_some_and(|k| allowed.contains(&k));
+                if !known {
+                    self.key_error(&child, unknown_key_message(key, allowed));
+                }
+            }
+        }
+        Some(fields)
+    }
+
+    /// The node of a key that must be present; reports it missing otherwise.
+    pub(crate) fn required<'a>(&mut self, fields: &Fields<'a>, key: &str) -> Option<Node<'a>> {
+        let found = fields.get(key);
+        if found.is_none() {
+            self.error(fields.node(), format!("missing required key `{key}`"));
+        }
+        found
+    }
+
+    /// Any leaf serde knows how to read; its messages already say expected vs found.
+    pub(crate) fn leaf<T: DeserializeOwned>(&mut self, node: &Node) -> Option<T> {
+        match serde_yaml::from_value::<T>(node.value.clone()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                // serde calls YAML's null "unit value", which means nothing to an operator.
+                let message = e.to_string().replace("unit value", "null");
+                self.error(node, message);
+                None
+            }
+        }
+    }
+
+    pub(crate) fn bool(&mut self, node: &Node) -> Option<bool> {
+        self.leaf(node)
+    }
+
+    pub(crate) fn string(&mut self, node: &Node) -> Option<String> {
+        self.leaf(node)
+    }
+
+    pub(crate) fn nonempty_string(&mut self, node: &Node) -> Option<String> {
+        let s: String = self.leaf(node)?;
+        if s.trim().is_empty() {
+            self.error(node, "must not be empty");
+            return None;
+        }
+        Some(s)
+    }
+
+    /// A name handed to a program as one argument: `[A-Za-z0-9_.-]+`, and no leading `-` so it
+    /// cannot be taken for an option.
+    pub(crate) fn name(&mut self, node: &Node, what: &str) -> Option<String> {
+        let s: String = self.leaf(node)?;
+        self.check_name(node, what, &s).then_some(s)
+    }
+
+    pub(crate) fn check_name(&mut self, node: &Node, what: &str, s: &str) -> bool {
+        match name_problem(s) {
+            None => true,
+            Some(problem) => {
+                self.error(node, format!("invalid {what} {s:?}: {problem}"));
+                false
+            }
+        }
+    }
+
+    pub(crate) fn absolute_path(&mut self, node: &Node) -> Option<PathBuf> {
+        let s: String = self.leaf(node)?;
+        if !s.starts_with('/') {
+            self.error(node, format!("must be an absolute path, got {s:?}"));
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    /// A humantime duration such as "30s", "2m" or "1h 5m"; zero is refused because every
+    /// duration here is a timeout, and a zero timeout would fail every action.
+    pub(crate) fn duration(&mut self, node: &Node) -> Option<Duration> {
+        let s: String = match serde_yaml::from_value(node.value.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.to_string().replace("unit value", "null");
+                self.error(
+                    node,
+                    format!("{message}; a duration is written with a unit, e.g. \"30s\", \"2m\", \"1h 5m\""),
+                );
+                return None;
+            }
+        };
+        match humantime::parse_duration(s.trim()) {
+            Ok(d) if d.is_zero() => {
+                self.error(node, format!("duration must not be zero, got {s:?}"));
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(node, format!("invalid duration {s:?}: {e}"));
+                None
+            }
+        }
+    }
+
+    /// One of a fixed set of words.
+    pub(crate) fn choice<T: Copy>(&mut self, node: &Node, choices: &[(&str, T)]) -> Option<T> {
+        let s: String = self.leaf(node)?;
+        match choices.iter().find(|(word, _)| *word == s) {
+            Some((_, v)) => Some(*v),
+            None => {
+                let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
+                self.error(
+                    node,
+                    format!("expected one of {}, got {s:?}", words.join(", ")),
+                );
+                None
+            }
+        }
+    }
+
+    /// A non-empty list of strings; each bad element is reported at its own index.
+    pub(crate) fn string_list(&mut self, node: &Node) -> Option<Vec<String>> {
+        let Value::Sequence(items) = node.value else {
+            self.error(
+                node,
+                format!("expected a list of strings, found {}", describe(node.value)),
+            );
+            return None;
+        };
+        if items.is_empty() {
+            self.error(node, "must not be an empty list");
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.string(&node.child(Seg::Index(i), item)) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The node of a sequence element, for problems found after [`Reader::string_list`].
+    pub(crate) fn element<'a>(node: &Node<'a>, index: usize) -> Option<Node<'a>> {
+        match node.value {
+            Value::Sequence(items) => items.get(index).map(|v| node.child(Seg::Index(index), v)),
+            _ => None,
+        }
+    }
+}
+
+/// Why `s` is not a safe name, if it is not.
+pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
+    if s.is_empty() {
+        Some("must not be empty")
+    } else if s.starts_with('-') {
+        Some("must not start with `-` (it would be taken for an option)")
+    } else if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        Some("only letters, digits, `_`, `.` and `-` are allowed")
+    } else {
+        None
+    }
+}
+
+fn unknown_key_message(key: &Value, allowed: &[&str]) -> String {
+    let shown = match key {
+        Value::String(_) => format!("`{}`", KeyText(key)),
+        Value::Sequence(_) | Value::Mapping(_) => format!("({})", describe(key)),
+        other => format!("{} `{}`", describe_kind(other), KeyText(key)),
+    };
+    let hint = if key.as_str() == Some("<<") {
+        " (YAML merge keys are not supported)"
+    } else {
+        ""
+    };
+    format!(
+        "unknown key {shown}{hint}; allowed keys: {}",
+        allowed.join(", ")
+    )
+}
+
+fn describe_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_f64() => "floating point",
+        Value::Number(_) => "integer",
+        Value::String(_) => "string",
+        Value::Sequence(_) => "sequence",
+        Value::Mapping(_) => "mapping",
+        Value::Tagged(_) => "tagged value",
+    }
+}
+
+/// "integer `3`", "a sequence", "null": what was found, for type errors not produced by serde.
+pub(crate) fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean `{b}`"),
+        Value::Number(n) => format!("{} `{n}`", describe_kind(v)),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Sequence(_) => "a sequence".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(t) => format!("a value tagged {}", t.tag),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> Value {
+        serde_yaml::from_str(text).expect("test yaml")
+    }
+
+    #[test]
+    fn unknown_keys_are_all_reported_with_the_allowed_list() {
+        let v = read("a: 1\nb: 2\nc: 3\n");
+        let mut r = Reader::default();
+        let f = r.fields(&Node::root(&v), &["a"], false).expect("mapping");
+        assert!(f.has("a"));
+        let problems = r.into_problems();
+        assert_eq!(problems.len(), 2);
+        assert_eq!(problems[0].path, vec![Seg::key("b")]);
+        assert_eq!(problems[0].at, At::Key);
+        assert_eq!(problems[0].message, "unknown key `b`; allowed keys: a");
+    }
+
+    #[test]
+    fn non_string_keys_are_unknown_keys() {
+        let v = read("1: x\n");
+        let mut r = Reader::default();
+        r.fields(&Node::root(&v), &["a", "b"], false);
+        let problems = r.into_problems();
+        assert_eq!(
+            problems[0].message,
+            "unknown key integer `1`; allowed keys: a, b"
+        );
+        assert_eq!(problems[0].path, vec![Seg::Key(Value::Number(1.into()))]);
+    }
+
+    #[test]
+    fn type_errors_say_expected_and_found() {
+        let v = read("s: [1]\nb: yes\nn: ~\n");
+        let mut r = Reader::default();
+        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        assert_eq!(r.string(&f.get("s").expect("s")), None);
+        assert_eq!(r.bool(&f.get("b").expect("b")), None);
+        assert_eq!(r.string(&f.get("n").expect("n")), None);
+        let messages: Vec<String> = r.into_problems().into_iter().map(|p| p.message).collect();
+        assert_eq!(
+            messages,
+            [
+                "invalid type: sequence, expected a string",
+                "invalid type: string \"yes\", expected a boolean",
+                "invalid type: null, expected a string",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_need_a_unit_and_must_not_be_zero() {
+        let v = read("a: 2m\nb: 1h 5m\nc: 0s\nd: 30\ne: 2x\n");
+        let mut r = Reader::default();
+        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        let d = |r: &mut Reader, k| r.duration(&f.get(k).expect(k));
+        assert_eq!(d(&mut r, "a"), Some(Duration::from_secs(120)));
+        assert_eq!(d(&mut r, "b"), Some(Duration::from_secs(3900)));
+        assert_eq!(d(&mut r, "c"), None);
+        assert_eq!(d(&mut r, "d"), None);
+        assert_eq!(d(&mut r, "e"), None);
+        let problems = r.into_problems();
+        assert_eq!(problems.len(), 3);
+        assert!(problems[0].message.contains("must not be zero"));
+        assert!(problems[1].message.contains("expected a string"));
+        assert!(problems[1].message.contains("\"30s\""));
+        assert!(problems[2].message.starts_with("invalid duration \"2x\""));
+    }
+
+    #[test]
+    fn names_refuse_option_lookalikes_and_odd_characters() {
+        assert_eq!(name_problem("data"), None);
+        assert_eq!(name_problem("r0.a_b-c"), None);
+        assert!(name_problem("-data").is_some());
+        assert!(name_problem("").is_some());
+        assert!(name_problem("a b").is_some());
+        assert!(name_problem("a/b").is_some());
+        assert!(name_problem("é").is_some());
+    }
+
+    #[test]
+    fn string_list_reports_each_bad_element() {
+        let v = read("l: [/bin/a, 3, [x]]\ne: []\n");
+        let mut r = Reader::default();
+        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        assert_eq!(r.string_list(&f.get("l").expect("l")), None);
+        assert_eq!(r.string_list(&f.get("e").expect("e")), None);
+        let problems = r.into_problems();
+        let paths: Vec<String> = problems
+            .iter()
+            .map(|p| FieldPath(&p.path).to_string())
+            .collect();
+        assert_eq!(paths, ["l[1]", "l[2]", "e"]);
+    }
+
+    #[test]
+    fn field_paths_render_like_the_manifest() {
+        let path = vec![
+            Seg::key("resources"),
+            Seg::key("app#0"),
+            Seg::key("start"),
+            Seg::Index(0),
+        ];
+        assert_eq!(FieldPath(&path).to_string(), "resources.app#0.start[0]");
+    }
+}
