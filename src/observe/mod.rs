@@ -6,6 +6,8 @@
 //! number of services.
 
 pub mod drbd;
+pub mod drbdsetup_status;
+pub mod events2;
 pub mod mountinfo;
 
 use std::collections::{BTreeMap, BTreeSet};
