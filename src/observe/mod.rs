@@ -7,6 +7,8 @@
 
 pub mod drbd;
 pub mod drbdadm_role;
+pub mod drbdsetup_status;
+pub mod events2;
 pub mod mountinfo;
 pub mod proc_drbd;
 pub mod vz;
