@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_yaml::Value;
 
+use crate::manifest::ContainerKind;
 use crate::manifest::load::{LoadError, LoadErrors, parse_yaml, problems_to_errors, read_opened};
 use crate::manifest::schema::{Node, Reader, describe};
 
@@ -78,6 +79,29 @@ impl Commands {
         }
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         argv
+    }
+
+    /// `argv` run inside `container` (`vzctl exec CTID …`, `lxc-attach -n NAME -- …`), or as it
+    /// is on the host when there is no container.
+    pub fn in_container(
+        &self,
+        container: Option<&ContainerKind>,
+        argv: Vec<String>,
+    ) -> Vec<String> {
+        let mut wrapped = match container {
+            None => return argv,
+            Some(ContainerKind::Vz(ctid)) => vec![self.vzctl.clone(), "exec".into(), ctid.clone()],
+            Some(ContainerKind::Lxc(name)) => {
+                vec![
+                    self.lxc_attach.clone(),
+                    "-n".into(),
+                    name.clone(),
+                    "--".into(),
+                ]
+            }
+        };
+        wrapped.extend(argv);
+        wrapped
     }
 
     /// The config key and the field it sets, for reading and for error messages.

@@ -48,7 +48,10 @@ impl Output {
     /// "exit 4", "killed by signal 9", "timed out after 2s": for error messages.
     pub fn describe_end(&self) -> String {
         if self.timed_out {
-            format!("timed out after {}", humantime::format_duration(round_ms(self.elapsed)))
+            format!(
+                "timed out after {}",
+                humantime::format_duration(round_ms(self.elapsed))
+            )
         } else if let Some(code) = self.code {
             format!("exited {code}")
         } else if let Some(sig) = self.signal {
@@ -87,12 +90,20 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<Output, ExecError
         .kill_on_drop(true);
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => ExecError::NotFound { program: program.clone() },
-        _ => ExecError::Spawn { program: program.clone(), source },
+        io::ErrorKind::NotFound => ExecError::NotFound {
+            program: program.clone(),
+        },
+        _ => ExecError::Spawn {
+            program: program.clone(),
+            source,
+        },
     })?;
     let stdout = child.stdout.take().map(read_all);
     let stderr = child.stderr.take().map(read_all);
-    let wait_err = |source| ExecError::Wait { program: program.clone(), source };
+    let wait_err = |source| ExecError::Wait {
+        program: program.clone(),
+        source,
+    };
 
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => (status.map_err(wait_err)?, false),
@@ -165,9 +176,12 @@ mod tests {
 
     #[tokio::test]
     async fn captures_output_and_exit_code() {
-        let out = run(&argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]), Duration::from_secs(10))
-            .await
-            .expect("sh runs");
+        let out = run(
+            &argv(&["sh", "-c", "echo out; echo err >&2; exit 3"]),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("sh runs");
         assert_eq!(out.code, Some(3));
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
@@ -178,17 +192,25 @@ mod tests {
 
     #[tokio::test]
     async fn stdin_is_dev_null() {
-        let out = run(&argv(&["cat"]), Duration::from_secs(10)).await.expect("cat runs");
+        let out = run(&argv(&["cat"]), Duration::from_secs(10))
+            .await
+            .expect("cat runs");
         assert!(out.success());
         assert_eq!(out.stdout, "");
     }
 
     #[tokio::test]
     async fn missing_program_is_named() {
-        let err = run(&argv(&["/nonexistent/drbdadm", "role", "data"]), Duration::from_secs(1))
-            .await
-            .expect_err("must fail");
-        assert_eq!(err.to_string(), "/nonexistent/drbdadm not found (not installed, or not in PATH)");
+        let err = run(
+            &argv(&["/nonexistent/drbdadm", "role", "data"]),
+            Duration::from_secs(1),
+        )
+        .await
+        .expect_err("must fail");
+        assert_eq!(
+            err.to_string(),
+            "/nonexistent/drbdadm not found (not installed, or not in PATH)"
+        );
     }
 
     #[tokio::test]
@@ -197,19 +219,27 @@ mod tests {
         let marker = dir.path().join("grandchild-survived");
         // The grandchild would write the marker after 3 s unless its group is killed.
         let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
-        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300)).await.expect("sh runs");
+        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
+            .await
+            .expect("sh runs");
         assert!(out.timed_out);
         assert_eq!(out.signal, Some(libc::SIGTERM));
         assert!(out.describe_end().starts_with("timed out after"));
         tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(!marker.exists(), "a child of the timed-out command outlived the timeout");
+        assert!(
+            !marker.exists(),
+            "a child of the timed-out command outlived the timeout"
+        );
     }
 
     #[tokio::test]
     async fn sigterm_ignored_means_sigkill_after_the_grace() {
-        let out = run(&argv(&["sh", "-c", "trap '' TERM; sleep 60"]), Duration::from_millis(200))
-            .await
-            .expect("sh runs");
+        let out = run(
+            &argv(&["sh", "-c", "trap '' TERM; sleep 60"]),
+            Duration::from_millis(200),
+        )
+        .await
+        .expect("sh runs");
         assert!(out.timed_out);
         assert_eq!(out.signal, Some(libc::SIGKILL));
     }

@@ -1,10 +1,14 @@
 //! converge: a node-local declarative state reconciler for DRBD-backed services.
 //!
-//! The data path, one module each: [`manifest`] (desired state) → [`observe`] (node state) →
-//! [`plan`] (the pure difference) → [`act`] (run it) → [`controller`] (the loops).
+//! The data path, one module each: [`manifest`] (desired state, from YAML) and [`config`] (this
+//! node) → [`observe`] (the node's state, one batched pass) → [`plan`] (the pure difference) →
+//! [`act`] (commands that carry it out). [`exec`] runs every external program; [`cli`] maps the
+//! command line onto all of it.
 
+pub mod act;
+pub mod cli;
 pub mod config;
+pub mod exec;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
-pub mod exec;

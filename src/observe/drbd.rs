@@ -160,6 +160,12 @@ impl DrbdResource {
     }
 }
 
+/// The path udev gives DRBD minor N. Mounts are matched by device number as well, so a device
+/// reached through another name (`/dev/drbd/by-res/…`) still matches.
+pub fn device_path(minor: u32) -> std::path::PathBuf {
+    std::path::PathBuf::from(format!("/dev/drbd{minor}"))
+}
+
 /// All DRBD resources that are up on this node, by name.
 pub type DrbdResources = BTreeMap<String, DrbdResource>;
 

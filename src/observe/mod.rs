@@ -9,8 +9,10 @@ pub mod drbd;
 pub mod drbdadm_role;
 pub mod drbdsetup_status;
 pub mod events2;
+pub mod lxc;
 pub mod mountinfo;
 pub mod proc_drbd;
+pub mod runner;
 pub mod vz;
 
 use std::collections::{BTreeMap, BTreeSet};

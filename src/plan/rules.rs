@@ -10,13 +10,8 @@ use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
     ResourceId, Service, Spec, is_ext,
 };
+use crate::observe::drbd::device_path as drbd_device_path;
 use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
-
-/// The path udev gives DRBD minor N. Mounts are matched by device number as well, so a device
-/// reached through another name (`/dev/drbd/by-res/…`) still matches.
-pub fn drbd_device_path(minor: u32) -> PathBuf {
-    PathBuf::from(format!("/dev/drbd{minor}"))
-}
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
 fn looks_like_drbd_device(dev: &Path) -> bool {

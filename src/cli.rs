@@ -1,0 +1,208 @@
+//! The command line: clap commands → library calls → exit codes. Nothing else lives here.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::act::command::describe;
+use crate::config::Config;
+use crate::manifest::{self, Service};
+use crate::observe::{NodeState, Observed, runner};
+use crate::plan::{self, Plan};
+
+/// Exit codes, shared by every command that plans.
+pub mod exit {
+    /// Valid, converged, nothing to do.
+    pub const OK: u8 = 0;
+    /// An error: invalid input, an unreadable file, a failed action.
+    pub const ERROR: u8 = 1;
+    /// `plan`: changes are needed.
+    pub const CHANGES: u8 = 2;
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "converge",
+    version,
+    about = "Keeps DRBD-backed services on this node as their manifests say"
+)]
+pub struct Cli {
+    /// Node configuration file [default: /etc/converge/config.yaml, all defaults when missing]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check manifests: every error with file:line:column. Exit 0 valid, 1 invalid.
+    Validate {
+        /// Manifest directory [default: `manifests` from the node configuration]
+        dir: Option<PathBuf>,
+    },
+    /// Observe this node and print what it would take to match the manifests.
+    /// Exit 0 nothing to do, 2 changes needed (or refused), 1 error.
+    Plan {
+        /// Manifest directory [default: `manifests` from the node configuration]
+        dir: Option<PathBuf>,
+        /// Print the plan and the observation as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the command line; errors are printed here, in one clear line each.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("converge: {message}");
+            exit::ERROR
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn run(cli: Cli) -> Result<u8, String> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    match cli.command {
+        Command::Validate { dir } => Ok(validate(&manifest_dir(&config, dir))),
+        Command::Plan { dir, json } => plan_command(&config, &manifest_dir(&config, dir), json),
+    }
+}
+
+fn manifest_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
+    dir.unwrap_or_else(|| config.manifests.clone())
+}
+
+fn validate(dir: &Path) -> u8 {
+    match manifest::load_dir(dir) {
+        Ok(set) => {
+            let n = set.services.len();
+            println!(
+                "{}: {n} service{} valid",
+                dir.display(),
+                if n == 1 { "" } else { "s" }
+            );
+            exit::OK
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            exit::ERROR
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+    let services = match manifest::load_dir(dir) {
+        Ok(set) => set.services,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return Ok(exit::ERROR);
+        }
+    };
+    let node = runtime()?.block_on(runner::observe(config, &services));
+    let plan = plan::plan(&services, &node);
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        let doc = serde_json::json!({ "node": node, "plan": plan });
+        serde_json::to_writer_pretty(&mut out, &doc)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_plan(&mut out, config, &services, &node, &plan)
+    };
+    // A closed pipe (`converge plan | head`) is not an error worth a message.
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("cannot write the plan: {e}"));
+        }
+    }
+    Ok(if plan.is_converged() {
+        exit::OK
+    } else {
+        exit::CHANGES
+    })
+}
+
+/// The readable plan: what cannot be observed, then per service its steps, then a summary.
+pub fn write_plan(
+    out: &mut impl Write,
+    config: &Config,
+    services: &[Service],
+    node: &NodeState,
+    plan: &Plan,
+) -> std::io::Result<()> {
+    for (source, observed) in [
+        ("DRBD", unavailable(&node.drbd)),
+        ("mounts", unavailable(&node.mounts)),
+        ("OpenVZ", unavailable(&node.vz)),
+        ("LXC", unavailable(&node.lxc)),
+    ] {
+        if let Some(why) = observed {
+            writeln!(out, "! {source}: {why}")?;
+        }
+    }
+    for (service, sp) in services.iter().zip(&plan.services) {
+        let state = if sp.is_converged() {
+            "converged"
+        } else {
+            "not converged"
+        };
+        writeln!(
+            out,
+            "{} (desired {} on {}): {state}",
+            sp.service, sp.desired, node.node
+        )?;
+        for step in &sp.steps {
+            let label = step.rid.to_string();
+            for (i, line) in describe(step, service, &config.commands).iter().enumerate() {
+                if i == 0 {
+                    writeln!(out, "  + {label:<12} {line}    # {}", step.reason)?;
+                } else {
+                    writeln!(out, "    {:<12} {line}", "")?;
+                }
+            }
+        }
+        if let Some(blocked) = &sp.blocked {
+            writeln!(
+                out,
+                "  ! {:<12} blocked: {}",
+                blocked.rid.to_string(),
+                blocked.reason
+            )?;
+        }
+        for warning in &sp.warnings {
+            writeln!(out, "  ~ warning: {warning}")?;
+        }
+    }
+    let converged = plan.services.iter().filter(|s| s.is_converged()).count();
+    writeln!(
+        out,
+        "Plan: {} action{} in {} service{}, {} blocked, {converged} converged.",
+        plan.step_count(),
+        if plan.step_count() == 1 { "" } else { "s" },
+        plan.services.len(),
+        if plan.services.len() == 1 { "" } else { "s" },
+        plan.blocked_count(),
+    )
+}
+
+fn unavailable<T>(observed: &Observed<T>) -> Option<&str> {
+    match observed {
+        Observed::Ok(_) => None,
+        Observed::Unavailable(why) => Some(why),
+    }
+}

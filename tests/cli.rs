@@ -1,0 +1,205 @@
+//! The binary end to end, without root: fake programs and /proc files in a temp directory,
+//! pointed at by a node configuration.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(&path, text).expect("write");
+        path
+    }
+
+    /// A fake program: a shell script printing `stdout` and exiting `code`.
+    fn program(&self, name: &str, stdout: &str, code: i32) -> PathBuf {
+        let out = self.write(&format!("{name}.out"), stdout);
+        let path = self.write(
+            name,
+            &format!("#!/bin/sh\ncat '{}'\nexit {code}\n", out.display()),
+        );
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+        path
+    }
+
+    fn config(&self, body: &str) -> PathBuf {
+        self.write(
+            "config.yaml",
+            &format!(
+                "node: deb1\nstate_dir: {0}/state\nlog_dir: {0}/log\n{body}",
+                self.dir.path().display()
+            ),
+        )
+    }
+}
+
+fn converge(config: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_converge"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run converge")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn assert_no_panic(out: &Output) {
+    let err = text(&out.stderr);
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shipped_manifests_validate() {
+    let sb = Sandbox::new();
+    let out = converge(&sb.config(""), &["validate", SEED]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("valid"));
+}
+
+#[test]
+fn plan_on_a_node_without_drbd_or_openvz_says_so_in_one_line_each() {
+    let sb = Sandbox::new();
+    let config = sb.config(&format!(
+        "proc_drbd: {0}/no-such-proc-drbd\ncommands:\n  vzlist: {0}/no-such-vzlist\n",
+        sb.dir.path().display()
+    ));
+    let out = converge(&config, &["plan", SEED]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("! DRBD: ")
+            && stdout.contains("no-such-proc-drbd does not exist: DRBD is not loaded"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("! OpenVZ: ") && stdout.contains("no-such-vzlist not found"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("blocked: cannot observe DRBD"), "{stdout}");
+    assert!(
+        stdout.contains("Plan: 0 actions in 1 service, 1 blocked, 0 converged."),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn plan_lists_the_seed_sequence_from_a_down_node() {
+    let sb = Sandbox::new();
+    let proc_drbd = sb.write("proc-drbd", "version: 9.2.8 (api:2/proto:86-122)\nGIT-hash: abc build by x, 2024-01-01\nTransports (api:21): tcp (9.2.8)\n");
+    let drbdsetup = sb.program("drbdsetup", "[]\n", 0);
+    let vzlist = sb.program("vzlist", "       101 stopped\n", 0);
+    let mountinfo = sb.write(
+        "mountinfo",
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n",
+    );
+    let config = sb.config(&format!(
+        "proc_drbd: {}\nmountinfo: {}\ncommands:\n  drbdsetup: {}\n  vzlist: {}\n",
+        proc_drbd.display(),
+        mountinfo.display(),
+        drbdsetup.display(),
+        vzlist.display()
+    ));
+    let manifests = sb.path("manifests");
+    fs::create_dir_all(&manifests).expect("mkdir");
+    let seed = fs::read_to_string(Path::new(SEED).join("drbdsvc.yaml")).expect("seed manifest");
+    fs::write(
+        manifests.join("drbdsvc.yaml"),
+        seed.replace(
+            "/drbdsvc\n",
+            &format!("{}/drbdsvc\n", sb.dir.path().display()),
+        ),
+    )
+    .expect("write");
+
+    let out = converge(&config, &["plan", manifests.to_str().expect("utf-8 path")]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let ds = drbdsetup.display().to_string();
+    let mnt = sb.path("drbdsvc").display().to_string();
+    for expected in [
+        format!("+ drbd#0       drbdadm --drbdsetup={ds} up data    # resource data is not up"),
+        format!("+ drbd#0       drbdadm --drbdsetup={ds} primary data"),
+        format!("+ fs#1         mkdir -m 0755 {mnt}"),
+        "e2fsck -p /dev/drbd0".to_string(),
+        format!("mount -t ext3 -o defaults /dev/drbd0 {mnt}"),
+        "+ container#0  vzctl start 101".to_string(),
+        "+ app#0        vzctl exec 101 /svc/etc/init.d/S* start (each script in name order)"
+            .to_string(),
+        "Plan: 6 actions in 1 service, 0 blocked, 0 converged.".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("--force"));
+
+    let out = converge(
+        &config,
+        &["plan", manifests.to_str().expect("utf-8 path"), "--json"],
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json is JSON");
+    assert_eq!(
+        doc["plan"]["services"][0]["steps"][0]["action"]["action"],
+        "drbd_up"
+    );
+    assert_eq!(doc["node"]["vz"]["value"]["101"], "stopped");
+}
+
+#[test]
+fn plan_with_broken_manifests_lists_errors_and_exits_1() {
+    let sb = Sandbox::new();
+    let dir = sb.path("m");
+    sb.write("m/a.yaml", "service: a\nstate: up\nresources:\n  fs#1:\n    dev: /dev/x\n    mnt: relative\n    type: ext4\n");
+    sb.write("m/b.yaml", "service: b\nstate: sideways\n");
+    let out = converge(&sb.config(""), &["plan", dir.to_str().expect("utf-8")]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("a.yaml:6:10: resources.fs#1.mnt"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("b.yaml:2:8: state"), "{stderr}");
+}
+
+#[test]
+fn missing_explicit_config_is_one_clear_line() {
+    let out = converge(Path::new("/nonexistent/converge.yaml"), &["validate", SEED]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("converge: ") && stderr.contains("/nonexistent/converge.yaml"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
