@@ -121,7 +121,7 @@ fn read_mounts(path: &Path) -> Observed<Vec<Mount>> {
 }
 
 /// Runs a listing program; a missing program or a failure becomes the one-line reason.
-async fn list(argv: Vec<String>, what: &str, install_hint: &str) -> Result<Output, String> {
+async fn list(argv: Vec<String>, install_hint: &str) -> Result<Output, String> {
     match exec::run(&argv, LIST_TIMEOUT).await {
         Ok(out) if out.success() => Ok(out),
         Ok(out) => Err(format!(
@@ -130,9 +130,9 @@ async fn list(argv: Vec<String>, what: &str, install_hint: &str) -> Result<Outpu
             out.describe_end(),
             out.last_line()
         )),
-        Err(ExecError::NotFound { program }) => Err(format!(
-            "{program} not found: {what} cannot be observed ({install_hint})"
-        )),
+        Err(ExecError::NotFound { program }) => {
+            Err(format!("{program} not found ({install_hint})"))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -160,7 +160,7 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             "status".into(),
             "--json".into(),
         ];
-        return match list(argv, "DRBD", hint).await {
+        return match list(argv, hint).await {
             Ok(out) => match drbdsetup_status::parse_json(&out.stdout) {
                 Ok(resources) => Observed::Ok(resources),
                 Err(e) => Observed::Unavailable(format!("drbdsetup status --json: {e}")),
@@ -176,7 +176,7 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             Ok(out) => out,
             Err(ExecError::NotFound { program }) => {
                 return Observed::Unavailable(format!(
-                    "{program} not found: DRBD cannot be observed (install drbd-utils or set commands.drbdadm)"
+                    "{program} not found (install drbd-utils or set commands.drbdadm)"
                 ));
             }
             Err(e) => return Observed::Unavailable(e.to_string()),
@@ -198,20 +198,14 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
 }
 
 async fn observe_vz(config: &Config) -> Observed<BTreeMap<String, ContainerState>> {
-    let argv = ["-a", "-H", "-o", "ctid,status"]
-        .into_iter()
-        .map(String::from)
-        .fold(vec![config.commands.vzlist.clone()], |mut v, a| {
-            v.push(a);
-            v
-        });
-    match list(
-        argv,
-        "OpenVZ containers",
-        "OpenVZ is not installed, or set commands.vzlist",
-    )
-    .await
-    {
+    let argv = vec![
+        config.commands.vzlist.clone(),
+        "-a".into(),
+        "-H".into(),
+        "-o".into(),
+        "ctid,status".into(),
+    ];
+    match list(argv, "OpenVZ is not installed; or set commands.vzlist").await {
         Ok(out) => match vz::parse_vzlist(&out.stdout) {
             Ok(map) => Observed::Ok(map),
             Err(e) => Observed::Unavailable(format!("vzlist: {e}")),
@@ -227,13 +221,7 @@ async fn observe_lxc(config: &Config) -> Observed<BTreeMap<String, ContainerStat
         "--fancy-format".into(),
         "name,state".into(),
     ];
-    match list(
-        argv,
-        "LXC containers",
-        "install lxc, or set commands.lxc-ls",
-    )
-    .await
-    {
+    match list(argv, "install lxc, or set commands.lxc-ls").await {
         Ok(out) => match lxc::parse_ls_fancy(&out.stdout) {
             Ok(map) => Observed::Ok(map),
             Err(e) => Observed::Unavailable(e.to_string()),
