@@ -161,9 +161,13 @@ pub fn write_plan(
         } else {
             "not converged"
         };
+        let pinned = match &service.node {
+            Some(pin) if *pin != node.node => format!(", pinned to node {pin}"),
+            _ => String::new(),
+        };
         writeln!(
             out,
-            "{} (desired {} on {}): {state}",
+            "{} (desired {} on {}{pinned}): {state}",
             sp.service, sp.desired, node.node
         )?;
         for step in &sp.steps {
