@@ -242,4 +242,70 @@ mod tests {
         );
         assert_eq!(fsck_argv(&c, "/dev/drbd0"), ["e2fsck", "-p", "/dev/drbd0"]);
     }
+
+    #[test]
+    fn no_action_ever_renders_force() {
+        use crate::manifest::{Kind, ResourceId};
+        let vz = ContainerKind::Vz("101".into());
+        let actions = [
+            Action::DrbdUp { res: "data".into() },
+            Action::DrbdConnect { res: "data".into() },
+            Action::DrbdPrimary { res: "data".into() },
+            Action::DrbdSecondary { res: "data".into() },
+            Action::DrbdDown { res: "data".into() },
+            Action::Mkdir {
+                path: "/drbdsvc".into(),
+            },
+            Action::Mount {
+                dev: "/dev/drbd0".into(),
+                mnt: "/drbdsvc".into(),
+                fstype: "ext3".into(),
+                options: "defaults".into(),
+                fsck: true,
+            },
+            Action::Umount {
+                mnt: "/drbdsvc".into(),
+                kill: true,
+            },
+            Action::ContainerStart {
+                container: vz.clone(),
+            },
+            Action::ContainerWaitUp {
+                container: vz.clone(),
+            },
+            Action::ContainerWaitDown {
+                container: vz.clone(),
+            },
+            Action::ContainerStop { container: vz },
+            Action::AppStart,
+            Action::AppStop,
+        ];
+        let service = crate::manifest::parse_manifest(
+            std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/drbdsvc.yaml"
+            )),
+            include_str!("../../manifests/drbdsvc.yaml"),
+        )
+        .expect("the shipped manifest parses");
+        let commands = Commands {
+            drbdsetup: "/usr/lib/converge/drbdsetup".into(),
+            ..Commands::default()
+        };
+        for action in actions {
+            let rid = match &action {
+                Action::AppStart | Action::AppStop => ResourceId::new(Kind::App, 0),
+                _ => ResourceId::new(Kind::Drbd, 0),
+            };
+            let step = Step {
+                rid,
+                action,
+                reason: String::new(),
+            };
+            for line in describe(&step, &service, &commands) {
+                assert!(!line.contains("--force"), "{line}");
+                assert!(!line.is_empty());
+            }
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! - never fsck or mount a DRBD device that is not locally Primary (or promoted earlier in the plan);
 //! - a frozen service gets no action.
 
+mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -157,15 +158,20 @@ impl Plan {
 
 /// Plans every service against one observation.
 pub fn plan(services: &[Service], node: &NodeState) -> Plan {
+    let index = index::NodeIndex::new(node);
     Plan {
-        services: services.iter().map(|s| plan_service(s, node)).collect(),
+        services: services.iter().map(|s| plan_indexed(s, &index)).collect(),
     }
 }
 
 /// Plans one service against one observation.
 pub fn plan_service(service: &Service, node: &NodeState) -> ServicePlan {
-    let desired = service.desired_here(&node.node);
-    let mut planner = rules::ServicePlanner::new(service, node);
+    plan_indexed(service, &index::NodeIndex::new(node))
+}
+
+fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan {
+    let desired = service.desired_here(&index.node().node);
+    let mut planner = rules::ServicePlanner::new(service, index);
     match desired {
         DesiredState::Frozen => {}
         DesiredState::Up => planner.up(),

@@ -5,22 +5,24 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::index::NodeIndex;
 use super::{Action, Blocked, Step};
 use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
     ResourceId, Service, Spec, is_ext,
 };
 use crate::observe::drbd::device_path as drbd_device_path;
-use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
+use crate::observe::{ContainerState, DrbdResource, NodeState, Observed, Role};
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
 fn looks_like_drbd_device(dev: &Path) -> bool {
     dev.to_str().is_some_and(|d| d.starts_with("/dev/drbd"))
 }
 
-pub(super) struct ServicePlanner<'a> {
+pub(super) struct ServicePlanner<'n: 'a, 'a> {
     service: &'a Service,
     node: &'a NodeState,
+    index: &'a NodeIndex<'n>,
     steps: Vec<Step>,
     blocked: Option<Blocked>,
     warnings: Vec<String>,
@@ -30,11 +32,12 @@ pub(super) struct ServicePlanner<'a> {
     unmounted: BTreeSet<PathBuf>,
 }
 
-impl<'a> ServicePlanner<'a> {
-    pub(super) fn new(service: &'a Service, node: &'a NodeState) -> Self {
+impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
+    pub(super) fn new(service: &'a Service, index: &'a NodeIndex<'n>) -> Self {
         ServicePlanner {
             service,
-            node,
+            node: index.node(),
+            index,
             steps: Vec::new(),
             blocked: None,
             warnings: Vec::new(),
@@ -206,11 +209,10 @@ impl<'a> ServicePlanner<'a> {
     /// Why demoting (or downing) this resource now would hurt: a mount of one of its devices that
     /// no earlier step unmounts, or a device held open by something converge does not manage.
     fn demote_hazard(&self, drbd: &DrbdResource) -> Option<String> {
-        let mounts = self.node.mounts.ok().map(Vec::as_slice).unwrap_or_default();
         for device in &drbd.devices {
             let path = drbd_device_path(device.minor);
             let mut unmounting = false;
-            for mount in mounts.iter().filter(|m| self.is_device(&path, m)) {
+            for mount in self.index.mounts_of(&path) {
                 if self.unmounted.contains(&mount.mount_point) {
                     unmounting = true;
                 } else {
@@ -243,16 +245,8 @@ impl<'a> ServicePlanner<'a> {
     /// then (for a DRBD-looking path no minor matches) this service's DRBD resources that are
     /// not up yet — the device will appear when they come up.
     fn drbd_owner(&self, dev: &Path) -> Option<Vec<&'a str>> {
-        if let Some(observed) = self.node.drbd.ok() {
-            for (name, drbd) in observed {
-                if drbd
-                    .devices
-                    .iter()
-                    .any(|d| self.same_device(dev, &drbd_device_path(d.minor)))
-                {
-                    return Some(vec![name.as_str()]);
-                }
-            }
+        if let Some(name) = self.index.drbd_resource_of(dev) {
+            return Some(vec![name]);
         }
         if !looks_like_drbd_device(dev) {
             return None;
@@ -272,24 +266,25 @@ impl<'a> ServicePlanner<'a> {
 
     // ---- filesystems ----
 
-    fn mounts(&mut self, resource: &Resource) -> Option<&'a [Mount]> {
+    /// False (and refused) when the mount table could not be read.
+    fn mounts_known(&mut self, resource: &Resource) -> bool {
         match &self.node.mounts {
-            Observed::Ok(mounts) => Some(mounts),
+            Observed::Ok(_) => true,
             Observed::Unavailable(why) => {
                 self.refuse(resource, format!("cannot read the mount table: {why}"));
-                None
+                false
             }
         }
     }
 
     fn up_fs(&mut self, resource: &Resource, spec: &FsSpec) {
-        let Some(mounts) = self.mounts(resource) else {
+        if !self.mounts_known(resource) {
             return;
-        };
+        }
         let rid = resource.id;
         let (dev, mnt) = (&spec.dev, &spec.mnt);
-        if let Some(top) = top_mount_at(mounts, mnt) {
-            if !self.is_device(dev, top) {
+        if let Some(top) = self.index.top_mount_at(mnt) {
+            if !self.index.is_device(dev, top) {
                 self.refuse(
                     resource,
                     format!(
@@ -302,7 +297,7 @@ impl<'a> ServicePlanner<'a> {
             }
             return;
         }
-        if let Some(elsewhere) = mounts.iter().find(|m| self.is_device(dev, m)) {
+        if let Some(elsewhere) = self.index.mounts_of(dev).first() {
             self.refuse(
                 resource,
                 format!(
@@ -370,22 +365,22 @@ impl<'a> ServicePlanner<'a> {
     }
 
     fn down_fs(&mut self, resource: &Resource, spec: &FsSpec) {
-        let Some(mounts) = self.mounts(resource) else {
+        if !self.mounts_known(resource) {
+            return;
+        }
+        let Some(top) = self.index.top_mount_at(&spec.mnt) else {
             return;
         };
-        let Some(top) = top_mount_at(mounts, &spec.mnt) else {
-            return;
-        };
-        if !self.is_device(&spec.dev, top) {
+        if !self.index.is_device(&spec.dev, top) {
             // Someone else's filesystem on our mount point is not ours to unmount.
             return;
         }
-        for sub in submounts_below(mounts, &spec.mnt) {
-            if self.unmounted.insert(sub.mount_point.clone()) {
+        for sub in self.index.submounts_below(&spec.mnt) {
+            if self.unmounted.insert(sub.to_path_buf()) {
                 self.step(
                     resource.id,
                     Action::Umount {
-                        mnt: sub.mount_point.clone(),
+                        mnt: sub.to_path_buf(),
                         kill: spec.umount_kill,
                     },
                     format!("mounted below {}", spec.mnt.display()),
@@ -405,17 +400,6 @@ impl<'a> ServicePlanner<'a> {
                 spec.mnt.display()
             ),
         );
-    }
-
-    /// Whether `mount` is of the device `dev`: same source name, or same device number.
-    fn is_device(&self, dev: &Path, mount: &Mount) -> bool {
-        Path::new(&mount.source) == dev
-            || self.node.devices.get(dev).is_some_and(|n| *n == mount.dev)
-    }
-
-    fn same_device(&self, a: &Path, b: &Path) -> bool {
-        a == b
-            || matches!((self.node.devices.get(a), self.node.devices.get(b)), (Some(x), Some(y)) if x == y)
     }
 
     // ---- containers ----
@@ -609,21 +593,6 @@ fn primary_peer(drbd: &DrbdResource) -> Option<String> {
                 .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
                 .unwrap_or_else(|| "peer".to_string())
         })
-}
-
-/// The mount on top at `mnt` (mountinfo lists mounts in mount order; the last one is visible).
-fn top_mount_at<'m>(mounts: &'m [Mount], mnt: &Path) -> Option<&'m Mount> {
-    mounts.iter().rev().find(|m| m.mount_point == mnt)
-}
-
-/// Mounts strictly below `mnt`, deepest first.
-fn submounts_below<'m>(mounts: &'m [Mount], mnt: &Path) -> Vec<&'m Mount> {
-    let mut below: Vec<&Mount> = mounts
-        .iter()
-        .filter(|m| m.mount_point != mnt && m.mount_point.starts_with(mnt))
-        .collect();
-    below.sort_by_key(|m| std::cmp::Reverse(m.mount_point.components().count()));
-    below
 }
 
 fn state_word(state: ContainerState) -> &'static str {
