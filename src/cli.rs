@@ -53,6 +53,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a simulator (for tests and the demo): `converge sim drbdsetup ARGS…`.
+    #[command(hide = true)]
+    Sim {
+        /// The simulated tool
+        tool: String,
+        /// Its arguments, passed as they are
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// Runs the command line; errors are printed here, in one clear line each.
@@ -69,10 +78,16 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, String> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+    let config_path = cli.config;
+    let load = || Config::load(config_path.as_deref()).map_err(|e| e.to_string());
     match cli.command {
-        Command::Validate { dir } => Ok(validate(&manifest_dir(&config, dir))),
-        Command::Plan { dir, json } => plan_command(&config, &manifest_dir(&config, dir), json),
+        Command::Validate { dir } => Ok(validate(&manifest_dir(&load()?, dir))),
+        Command::Plan { dir, json } => {
+            let config = load()?;
+            plan_command(&config, &manifest_dir(&config, dir), json)
+        }
+        // Simulators read no node configuration: they stand in for other programs.
+        Command::Sim { tool, args } => Ok(crate::sim::run(&tool, &args)),
     }
 }
 

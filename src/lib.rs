@@ -12,3 +12,4 @@ pub mod exec;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod sim;
