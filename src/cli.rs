@@ -8,9 +8,12 @@ use clap::{Parser, Subcommand};
 
 use crate::act::command::describe;
 use crate::config::Config;
+use crate::controller::lock;
+use crate::controller::once::{self, Outcome};
 use crate::manifest::{self, Service};
 use crate::observe::{NodeState, Observed, runner};
 use crate::plan::{self, Plan};
+use crate::status::{ServiceStatus, service_status};
 
 /// Exit codes, shared by every command that plans.
 pub mod exit {
@@ -53,6 +56,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Observe, plan and act until every service matches its manifest, then exit.
+    /// Exit 0 converged, 1 failed (an action failed or a manifest is invalid), 3 blocked
+    /// (a safety rule refused).
+    Reconcile {
+        /// Run one reconcile and exit (the long-running daemon is `converge run`)
+        #[arg(long, required = true)]
+        once: bool,
+        /// Manifest directory [default: `manifests` from the node configuration]
+        dir: Option<PathBuf>,
+        /// Print the plan and run nothing (exit codes as `converge plan`)
+        #[arg(long)]
+        dry_run: bool,
+        /// Log JSON lines instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each service and resource as observed now: up, down, warn, n/a, stdby up.
+    /// Exit 0 when every service is converged, 2 when some is not, 1 on error.
+    Status {
+        /// Manifest directory [default: `manifests` from the node configuration]
+        dir: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Run a simulator (for tests and the demo): `converge sim drbdsetup ARGS…`.
     #[command(hide = true)]
     Sim {
@@ -85,6 +113,23 @@ fn run(cli: Cli) -> Result<u8, String> {
         Command::Plan { dir, json } => {
             let config = load()?;
             plan_command(&config, &manifest_dir(&config, dir), json)
+        }
+        Command::Reconcile {
+            once: _,
+            dir,
+            dry_run,
+            json,
+        } => {
+            let config = load()?;
+            let dir = manifest_dir(&config, dir);
+            if dry_run {
+                return plan_command(&config, &dir, json);
+            }
+            reconcile_command(config, &dir, json)
+        }
+        Command::Status { dir, json } => {
+            let config = load()?;
+            status_command(&config, &manifest_dir(&config, dir), json)
         }
         // Simulators read no node configuration: they stand in for other programs.
         Command::Sim { tool, args } => Ok(crate::sim::run(&tool, &args)),
@@ -152,14 +197,108 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
     })
 }
 
-/// The readable plan: what cannot be observed, then per service its steps, then a summary.
-pub fn write_plan(
+fn load_services(dir: &Path) -> Option<Vec<Service>> {
+    match manifest::load_dir(dir) {
+        Ok(set) => Some(set.services),
+        Err(errors) => {
+            eprintln!("{errors}");
+            None
+        }
+    }
+}
+
+fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, String> {
+    let Some(services) = load_services(dir) else {
+        return Ok(exit::ERROR);
+    };
+    let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
+    crate::act::log::init(json, false);
+    let report = runtime()?.block_on(once::reconcile_once(std::sync::Arc::new(config), services));
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        report.services.iter().try_for_each(|s| match &s.outcome {
+            Outcome::Converged { steps } => {
+                writeln!(out, "{}: converged ({steps} action(s))", s.service)
+            }
+            Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service),
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => writeln!(
+                out,
+                "{}: failed: {error}{}",
+                s.service,
+                if *rolled_back { " (rolled back)" } else { "" }
+            ),
+        })
+    };
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("cannot write the report: {e}"));
+        }
+    }
+    Ok(report.exit_code())
+}
+
+fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+    let Some(services) = load_services(dir) else {
+        return Ok(exit::ERROR);
+    };
+    let node = runtime()?.block_on(runner::observe(config, &services));
+    let statuses: Vec<ServiceStatus> = services.iter().map(|s| service_status(s, &node)).collect();
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &statuses)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_status(&mut out, &node, &statuses)
+    };
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("cannot write the status: {e}"));
+        }
+    }
+    Ok(if statuses.iter().all(|s| s.converged) {
+        exit::OK
+    } else {
+        exit::CHANGES
+    })
+}
+
+/// The status table: one line per service, then one per resource.
+pub fn write_status(
     out: &mut impl Write,
-    config: &Config,
-    services: &[Service],
     node: &NodeState,
-    plan: &Plan,
+    statuses: &[ServiceStatus],
 ) -> std::io::Result<()> {
+    write_unavailable(out, node)?;
+    for s in statuses {
+        writeln!(
+            out,
+            "{:<32} {:<9} converged: {:<3} (desired {})",
+            s.service,
+            s.status.to_string(),
+            if s.converged { "yes" } else { "no" },
+            s.desired
+        )?;
+        for r in &s.resources {
+            writeln!(
+                out,
+                "  {:<14} {:<9} {}",
+                r.rid.to_string(),
+                r.status.to_string(),
+                r.detail
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_unavailable(out: &mut impl Write, node: &NodeState) -> std::io::Result<()> {
     for (source, observed) in [
         ("DRBD", unavailable(&node.drbd)),
         ("mounts", unavailable(&node.mounts)),
@@ -170,6 +309,18 @@ pub fn write_plan(
             writeln!(out, "! {source}: {why}")?;
         }
     }
+    Ok(())
+}
+
+/// The readable plan: what cannot be observed, then per service its steps, then a summary.
+pub fn write_plan(
+    out: &mut impl Write,
+    config: &Config,
+    services: &[Service],
+    node: &NodeState,
+    plan: &Plan,
+) -> std::io::Result<()> {
+    write_unavailable(out, node)?;
     for (service, sp) in services.iter().zip(&plan.services) {
         let state = if sp.is_converged() {
             "converged"

@@ -81,27 +81,35 @@ impl Commands {
         argv
     }
 
-    /// `argv` run inside `container` (`vzctl exec CTID …`, `lxc-attach -n NAME -- …`), or as it
-    /// is on the host when there is no container.
+    /// `argv` run inside `container`, or as it is on the host when there is none.
+    ///
+    /// OpenVZ: `vzctl exec2 CTID …` — `exec2` returns the command's own exit code, where `exec`
+    /// turns every failure into 8 (and a check's "down" must stay distinguishable from "warn");
+    /// vzctl joins its arguments into one shell line, so each is shell-quoted here.
+    /// LXC: `lxc-attach -n NAME -- …`, argv passed as it is.
     pub fn in_container(
         &self,
         container: Option<&ContainerKind>,
         argv: Vec<String>,
     ) -> Vec<String> {
-        let mut wrapped = match container {
-            None => return argv,
-            Some(ContainerKind::Vz(ctid)) => vec![self.vzctl.clone(), "exec".into(), ctid.clone()],
+        match container {
+            None => argv,
+            Some(ContainerKind::Vz(ctid)) => {
+                let mut wrapped = vec![self.vzctl.clone(), "exec2".into(), ctid.clone()];
+                wrapped.extend(argv.iter().map(|a| crate::act::command::quote(a)));
+                wrapped
+            }
             Some(ContainerKind::Lxc(name)) => {
-                vec![
+                let mut wrapped = vec![
                     self.lxc_attach.clone(),
                     "-n".into(),
                     name.clone(),
                     "--".into(),
-                ]
+                ];
+                wrapped.extend(argv);
+                wrapped
             }
-        };
-        wrapped.extend(argv);
-        wrapped
+        }
     }
 
     /// The config key and the field it sets, for reading and for error messages.

@@ -8,8 +8,11 @@
 pub mod act;
 pub mod cli;
 pub mod config;
+pub mod controller;
 pub mod exec;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
 pub mod sim;
+pub mod state;
+pub mod status;

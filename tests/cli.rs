@@ -152,7 +152,7 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
         "e2fsck -p /dev/drbd0".to_string(),
         format!("mount -t ext3 -o defaults /dev/drbd0 {mnt}"),
         "+ container#0  vzctl start 101".to_string(),
-        "+ app#0        vzctl exec 101 /svc/etc/init.d/S* start (each script in name order)"
+        "+ app#0        vzctl exec2 101 /svc/etc/init.d/S* start (each script in name order)"
             .to_string(),
         "Plan: 6 actions in 1 service, 0 blocked, 0 converged.".to_string(),
     ] {

@@ -182,7 +182,8 @@ pub fn shell_line(argv: &[String]) -> String {
     argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
 }
 
-fn quote(arg: &str) -> String {
+/// Shell-quotes one word when it needs it.
+pub fn quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
             .bytes()

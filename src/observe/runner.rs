@@ -22,6 +22,7 @@ use super::{
 use crate::config::Config;
 use crate::exec::{self, ExecError, Output};
 use crate::manifest::{AppCommands, AppSpec, AppStatus, ContainerKind, ResourceId, Service, Spec};
+use crate::state;
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -246,6 +247,7 @@ async fn observe_apps(
     node: &NodeState,
 ) -> BTreeMap<String, BTreeMap<ResourceId, AppObservation>> {
     let mut jobs = JoinSet::new();
+    let mut apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>> = BTreeMap::new();
     for service in services {
         let container = service.container().map(|c| &c.kind);
         if let Some(kind) = container {
@@ -263,6 +265,24 @@ async fn observe_apps(
             };
             let checks = check_commands(config, spec, container).await;
             if checks.is_empty() {
+                // Nothing to ask: a start converge recorded (this boot, container not
+                // restarted since) is the only knowledge there is.
+                if let Some(record) =
+                    state::app_start(&config.state_dir, &service.name, resource.id)
+                {
+                    let started = std::time::UNIX_EPOCH + Duration::from_secs(record.started_at);
+                    let detail = format!(
+                        "started {} (no check; recorded by converge)",
+                        humantime::format_rfc3339_seconds(started)
+                    );
+                    let observation = AppObservation {
+                        status: AppStatus::Up,
+                        detail,
+                    };
+                    apps.entry(service.name.clone())
+                        .or_default()
+                        .insert(resource.id, observation);
+                }
                 continue;
             }
             let job = CheckJob {
@@ -274,7 +294,6 @@ async fn observe_apps(
             jobs.spawn(run_checks(job));
         }
     }
-    let mut apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>> = BTreeMap::new();
     while let Some(done) = jobs.join_next().await {
         // A check task cannot panic short of a bug in converge; then the app stays unobserved.
         if let Ok((service, rid, observation)) = done {

@@ -128,6 +128,9 @@ pub struct ServicePlan {
     pub blocked: Option<Blocked>,
     /// Problems of `optional` resources, which do not stop the service.
     pub warnings: Vec<String>,
+    /// What is already as wanted, per resource ("drbd resource data is already Primary"):
+    /// logged when the service acts, so the log tells the whole story.
+    pub satisfied: Vec<(ResourceId, String)>,
 }
 
 impl ServicePlan {
@@ -177,12 +180,13 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
         DesiredState::Up => planner.up(),
         DesiredState::Down => planner.down(),
     }
-    let (steps, blocked, warnings) = planner.finish();
+    let (steps, blocked, warnings, satisfied) = planner.finish();
     ServicePlan {
         service: service.name.clone(),
         desired,
         steps,
         blocked,
         warnings,
+        satisfied,
     }
 }

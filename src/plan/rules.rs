@@ -30,6 +30,7 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     primary: BTreeSet<&'a str>,
     /// Mount points the steps so far unmount.
     unmounted: BTreeSet<PathBuf>,
+    satisfied: Vec<(ResourceId, String)>,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -43,11 +44,24 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             warnings: Vec::new(),
             primary: BTreeSet::new(),
             unmounted: BTreeSet::new(),
+            satisfied: Vec::new(),
         }
     }
 
-    pub(super) fn finish(self) -> (Vec<Step>, Option<Blocked>, Vec<String>) {
-        (self.steps, self.blocked, self.warnings)
+    #[allow(clippy::type_complexity)]
+    pub(super) fn finish(
+        self,
+    ) -> (
+        Vec<Step>,
+        Option<Blocked>,
+        Vec<String>,
+        Vec<(ResourceId, String)>,
+    ) {
+        (self.steps, self.blocked, self.warnings, self.satisfied)
+    }
+
+    fn already(&mut self, rid: ResourceId, note: impl Into<String>) {
+        self.satisfied.push((rid, note.into()));
     }
 
     fn step(&mut self, rid: ResourceId, action: Action, reason: impl Into<String>) {
@@ -139,6 +153,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             self.primary.insert(res);
             return;
         };
+        if !drbd.is_standalone() {
+            self.already(rid, format!("drbd resource {res} is already up"));
+        }
         if drbd.is_standalone() {
             self.step(
                 rid,
@@ -147,6 +164,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             );
         }
         if drbd.role == Role::Primary {
+            self.already(rid, format!("drbd resource {res} is already Primary"));
             self.primary.insert(res);
             return;
         }
@@ -186,13 +204,20 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         };
         let res = spec.res.as_str();
         let Some(drbd) = observed.get(res) else {
+            self.already(resource.id, format!("drbd resource {res} is already down"));
             return;
         };
         let action = match spec.stop {
             DrbdStop::Secondary if drbd.role == Role::Primary => {
                 Action::DrbdSecondary { res: res.into() }
             }
-            DrbdStop::Secondary => return,
+            DrbdStop::Secondary => {
+                self.already(
+                    resource.id,
+                    format!("drbd resource {res} is already {}", drbd.role),
+                );
+                return;
+            }
             DrbdStop::Down => Action::DrbdDown { res: res.into() },
         };
         if let Some(reason) = self.demote_hazard(drbd) {
@@ -284,7 +309,12 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         let rid = resource.id;
         let (dev, mnt) = (&spec.dev, &spec.mnt);
         if let Some(top) = self.index.top_mount_at(mnt) {
-            if !self.index.is_device(dev, top) {
+            if self.index.is_device(dev, top) {
+                self.already(
+                    rid,
+                    format!("{} is already mounted on {}", dev.display(), mnt.display()),
+                );
+            } else {
                 self.refuse(
                     resource,
                     format!(
@@ -369,6 +399,10 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             return;
         }
         let Some(top) = self.index.top_mount_at(&spec.mnt) else {
+            self.already(
+                resource.id,
+                format!("{} is already unmounted", spec.mnt.display()),
+            );
             return;
         };
         if !self.index.is_device(&spec.dev, top) {
@@ -433,7 +467,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         let (rid, id) = (resource.id, spec.kind.id());
         let container = || spec.kind.clone();
         match state {
-            ContainerState::Running => {}
+            ContainerState::Running => {
+                self.already(rid, format!("container {id} is already running"))
+            }
             ContainerState::Stopped | ContainerState::Mounted => {
                 self.step(
                     rid,
@@ -507,7 +543,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 resource,
                 format!("container {id} is frozen; converge does not thaw containers"),
             ),
-            ContainerState::Absent | ContainerState::Stopped | ContainerState::Mounted => {}
+            ContainerState::Absent | ContainerState::Stopped | ContainerState::Mounted => {
+                self.already(rid, format!("container {id} is already down"))
+            }
         }
     }
 
@@ -542,7 +580,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         match self.app_status(rid) {
             None => self.step(rid, Action::AppStart, "not started"),
             Some(obs) => match obs.status {
-                AppStatus::Up | AppStatus::NotApplicable => {}
+                AppStatus::Up | AppStatus::NotApplicable => {
+                    self.already(rid, format!("already up ({})", obs.detail))
+                }
                 AppStatus::Down => self.step(rid, Action::AppStart, obs.detail.clone()),
                 AppStatus::Warn => self.refuse(
                     resource,
@@ -559,10 +599,11 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !self.app_host_running() {
             return;
         }
-        if let Some(obs) = self.app_status(resource.id) {
-            if matches!(obs.status, AppStatus::Up | AppStatus::Warn) {
+        match self.app_status(resource.id) {
+            Some(obs) if matches!(obs.status, AppStatus::Up | AppStatus::Warn) => {
                 self.step(resource.id, Action::AppStop, obs.detail.clone());
             }
+            _ => self.already(resource.id, "already down"),
         }
     }
 }

@@ -1,0 +1,145 @@
+//! Filesystems: create the mount point, `e2fsck -p` then `mount -t TYPE -o OPTS DEV MNT`;
+//! `umount MNT`, retried with backoff while the mount point is busy, with `fuser -kmv MNT`
+//! between tries only when the resource sets `umount_kill`.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::command::{fsck_argv, mount_argv, shell_line};
+use super::{ActError, Ctx};
+use crate::manifest::{FsSpec, Spec};
+
+/// A full check of a large filesystem takes long; it is bounded only against a hang.
+pub const FSCK_TIMEOUT: Duration = Duration::from_secs(3600);
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(300);
+/// umount(8)'s exit code for "target is busy" (util-linux: MNT_EX_FAIL with EBUSY).
+pub const UMOUNT_EXIT_BUSY: i32 = 32;
+
+fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s FsSpec> {
+    ctx.service.resource(ctx.rid).and_then(|r| match &r.spec {
+        Spec::Fs(f) => Some(f),
+        _ => None,
+    })
+}
+
+pub fn mkdir(ctx: &Ctx<'_>, path: &Path) -> Result<(), ActError> {
+    ctx.log.info(format_args!(
+        "create missing mount point {}",
+        path.display()
+    ));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(path)
+        .map_err(|e| ctx.failed(format!("cannot create mount point {}: {e}", path.display())))
+}
+
+pub async fn mount(
+    ctx: &Ctx<'_>,
+    dev: &Path,
+    mnt: &Path,
+    fstype: &str,
+    options: &str,
+    fsck: bool,
+) -> Result<(), ActError> {
+    let dev_s = dev.display().to_string();
+    if fsck {
+        let argv = fsck_argv(&ctx.config.commands, &dev_s);
+        let out = ctx.run(&argv, FSCK_TIMEOUT).await?;
+        ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
+        // 0: clean; 1: errors corrected. Anything else must not be mounted.
+        if !matches!(out.code, Some(0 | 1)) {
+            return Err(ctx.failed(format!(
+                "{} {}; not mounting {} (see the e2fsck output above)",
+                shell_line(&argv),
+                out.describe_end(),
+                dev.display()
+            )));
+        }
+    }
+    let argv = mount_argv(
+        &ctx.config.commands,
+        &dev_s,
+        &mnt.display().to_string(),
+        fstype,
+        options,
+    );
+    let out = ctx.run(&argv, MOUNT_TIMEOUT).await?;
+    if out.success() {
+        return Ok(());
+    }
+    ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
+    Err(ctx.ended_badly(&argv, &out))
+}
+
+fn is_busy(code: Option<i32>, stderr: &str) -> bool {
+    code == Some(UMOUNT_EXIT_BUSY)
+        || stderr.contains("target is busy")
+        || stderr.contains("device is busy")
+}
+
+pub async fn umount(ctx: &Ctx<'_>, mnt: &Path, kill: bool) -> Result<(), ActError> {
+    let timeout = spec(ctx).map_or(FsSpec::DEFAULT_TIMEOUT, |s| s.timeout);
+    let deadline = Instant::now() + timeout;
+    let mnt_s = mnt.display().to_string();
+    let argv = vec![ctx.config.commands.umount.clone(), mnt_s.clone()];
+    let mut pause = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = if tries == 1 {
+            ctx.run(&argv, MOUNT_TIMEOUT).await?
+        } else {
+            ctx.run_quiet(&argv, MOUNT_TIMEOUT).await?
+        };
+        if out.success() {
+            return Ok(());
+        }
+        if !is_busy(out.code, &out.stderr) {
+            ctx.log.output(&out.stderr);
+            return Err(ctx.ended_badly(&argv, &out));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(ctx.failed(format!(
+                "umount {mnt_s}: target is busy after {tries} tries in {}{}",
+                humantime::format_duration(timeout),
+                if kill {
+                    ""
+                } else {
+                    " (set umount_kill: true to kill its users)"
+                }
+            )));
+        }
+        ctx.log.info(format_args!(
+            "{mnt_s} is busy; retry in {}",
+            humantime::format_duration(pause)
+        ));
+        if kill {
+            let fuser = vec![
+                ctx.config.commands.fuser.clone(),
+                "-kmv".into(),
+                mnt_s.clone(),
+            ];
+            let out = ctx.run(&fuser, Duration::from_secs(30)).await?;
+            ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_is_recognised_by_code_or_message() {
+        assert!(is_busy(Some(32), ""));
+        assert!(is_busy(Some(1), "umount: /drbdsvc: target is busy."));
+        assert!(!is_busy(Some(1), "umount: /drbdsvc: not mounted."));
+    }
+}

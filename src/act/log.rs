@@ -1,0 +1,173 @@
+//! The action log, in the OpenSVC agent's format: resource label, level, message.
+//!
+//! ```text
+//! DRBD#0  INFO    drbdadm primary data
+//! FS#1    INFO    mount -t ext3 -o defaults /dev/drbd0 /drbdsvc
+//! ```
+//!
+//! Events go through `tracing` with the fields `service` and `resource`, so `--json` gets the
+//! same events as JSON lines (with the service name, which the text format leaves out as the
+//! agent does).
+
+use std::fmt;
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::manifest::{ContainerKind, Kind, ResourceId, Service, Spec};
+
+/// The label a resource logs under, as the agent prints it: `DRBD#0`, `FS#1`, `VZ`, `LXC`,
+/// `APP` (containers and apps carry their number only when it is not 0).
+pub fn label(service: &Service, rid: ResourceId) -> String {
+    let base = match rid.kind {
+        Kind::Drbd | Kind::Fs => return rid.log_label(),
+        Kind::Container => match service.resource(rid).map(|r| &r.spec) {
+            Some(Spec::Container(c)) => match c.kind {
+                ContainerKind::Vz(_) => "VZ",
+                ContainerKind::Lxc(_) => "LXC",
+            },
+            _ => "CONTAINER",
+        },
+        Kind::App => "APP",
+    };
+    if rid.index == 0 {
+        base.to_string()
+    } else {
+        format!("{base}#{}", rid.index)
+    }
+}
+
+/// Where one resource's lines go.
+#[derive(Debug, Clone)]
+pub struct ResourceLog {
+    pub service: String,
+    pub label: String,
+}
+
+impl ResourceLog {
+    pub fn new(service: &Service, rid: ResourceId) -> Self {
+        ResourceLog {
+            service: service.name.clone(),
+            label: label(service, rid),
+        }
+    }
+
+    pub fn info(&self, message: impl fmt::Display) {
+        tracing::info!(service = %self.service, resource = %self.label, "{message}");
+    }
+
+    pub fn warn(&self, message: impl fmt::Display) {
+        tracing::warn!(service = %self.service, resource = %self.label, "{message}");
+    }
+
+    pub fn error(&self, message: impl fmt::Display) {
+        tracing::error!(service = %self.service, resource = %self.label, "{message}");
+    }
+
+    /// A program's output, as the agent shows it: `output:` then the text on its own lines.
+    pub fn output(&self, text: &str) {
+        let text = text.trim_end();
+        if !text.is_empty() {
+            self.info(format_args!("output:\n{text}"));
+        }
+    }
+}
+
+/// The text format: `LABEL   LEVEL   message`, columns 8 wide.
+pub struct SeedFormat;
+
+#[derive(Default)]
+struct Fields {
+    resource: Option<String>,
+    service: Option<String>,
+    message: String,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.record(field, value.to_string());
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.record(field, format!("{value:?}"));
+    }
+}
+
+impl Fields {
+    fn record(&mut self, field: &Field, value: String) {
+        match field.name() {
+            "resource" => self.resource = Some(value),
+            "service" => self.service = Some(value),
+            "message" => self.message = value,
+            _ => {}
+        }
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for SeedFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let level = match *event.metadata().level() {
+            Level::ERROR => "ERROR",
+            Level::WARN => "WARNING",
+            Level::INFO => "INFO",
+            Level::DEBUG => "DEBUG",
+            Level::TRACE => "TRACE",
+        };
+        // Lines that belong to no resource (the run's own) are labelled by their service.
+        let label = fields.resource.or(fields.service).unwrap_or_default();
+        writeln!(writer, "{label:<8}{level:<8}{}", fields.message)
+    }
+}
+
+/// Installs the log subscriber for a command that acts: text in the seed's format, or JSON
+/// lines. `verbose` adds debug events.
+pub fn init(json: bool, verbose: bool) {
+    let level = if verbose { Level::DEBUG } else { Level::INFO };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stdout);
+    // A second init (tests calling the library twice) keeps the first subscriber.
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    } else {
+        builder.event_format(SeedFormat).try_init()
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn labels_follow_the_agent() {
+        let service = crate::manifest::parse_manifest(
+            Path::new("drbdsvc.yaml"),
+            include_str!("../../manifests/drbdsvc.yaml"),
+        )
+        .expect("seed parses");
+        assert_eq!(label(&service, ResourceId::new(Kind::Drbd, 0)), "DRBD#0");
+        assert_eq!(label(&service, ResourceId::new(Kind::Fs, 1)), "FS#1");
+        assert_eq!(label(&service, ResourceId::new(Kind::Container, 0)), "VZ");
+        assert_eq!(label(&service, ResourceId::new(Kind::App, 0)), "APP");
+        assert_eq!(label(&service, ResourceId::new(Kind::App, 2)), "APP#2");
+    }
+}

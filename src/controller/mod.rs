@@ -1,0 +1,9 @@
+//! The loops that drive observe → plan → act. [`once`] is `converge reconcile --once`; the
+//! daemon (`converge run`) builds on the same per-service reconcile.
+//!
+//! Level-triggered: a reconcile observes everything it decides on and never learns why it was
+//! started. Services are independent and run in parallel; the steps of one service run strictly
+//! in order, one at a time, each followed by a fresh observation of that service.
+
+pub mod lock;
+pub mod once;

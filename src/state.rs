@@ -1,0 +1,121 @@
+//! converge's own state on disk, under `state_dir`: what it cannot observe on the node.
+//!
+//! Today that is the start of apps that have no check: an app with no way to ask "are you
+//! running?" is taken as up from a successful start until it is stopped, its container starts
+//! or stops, or the node reboots (the record names the boot it belongs to).
+//!
+//! Records are written atomically (temp file + rename), so a crash leaves the old record or the
+//! new one, never half of one.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::ResourceId;
+
+/// Where the kernel publishes the current boot's id.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStartRecord {
+    /// The node's boot id when the app started.
+    pub boot_id: String,
+    /// When, in seconds since the epoch.
+    pub started_at: u64,
+}
+
+pub fn boot_id() -> String {
+    std::fs::read_to_string(BOOT_ID_PATH)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn app_dir(state_dir: &Path, service: &str) -> PathBuf {
+    state_dir.join("apps").join(service)
+}
+
+fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
+    app_dir(state_dir, service).join(format!("{}.json", rid.to_string().replace('#', "-")))
+}
+
+/// Writes `contents` to `path` atomically, creating the directory.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp.{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
+    let record = AppStartRecord {
+        boot_id: boot_id(),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    write_atomic(&app_record_path(state_dir, service, rid), &json)
+}
+
+/// The start record of an app, when one exists and belongs to this boot.
+pub fn app_start(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
+    let text = std::fs::read(app_record_path(state_dir, service, rid)).ok()?;
+    let record: AppStartRecord = serde_json::from_slice(&text).ok()?;
+    (record.boot_id == boot_id()).then_some(record)
+}
+
+pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
+    match std::fs::remove_file(app_record_path(state_dir, service, rid)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Forgets every app start of a service: its container started or stopped, so whatever ran
+/// inside is gone.
+pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
+    match std::fs::remove_dir_all(app_dir(state_dir, service)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::Kind;
+
+    #[test]
+    fn records_round_trip_and_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 1);
+        assert_eq!(app_start(dir.path(), "svc", rid), None);
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        let record = app_start(dir.path(), "svc", rid).expect("recorded");
+        assert_eq!(record.boot_id, boot_id());
+        forget_service_apps(dir.path(), "svc").expect("forget");
+        assert_eq!(app_start(dir.path(), "svc", rid), None);
+        forget_app_start(dir.path(), "svc", rid).expect("forgetting twice is fine");
+    }
+
+    #[test]
+    fn a_record_from_another_boot_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let path = app_record_path(dir.path(), "svc", rid);
+        write_atomic(&path, br#"{"boot_id":"not-this-boot","started_at":1}"#).expect("write");
+        assert_eq!(app_start(dir.path(), "svc", rid), None);
+    }
+}
