@@ -2,78 +2,11 @@
 //! pointed at by a node configuration.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-const SEED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests");
+mod support;
 
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Sandbox {
-        Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).expect("mkdir");
-        }
-        fs::write(&path, text).expect("write");
-        path
-    }
-
-    /// A fake program: a shell script printing `stdout` and exiting `code`.
-    fn program(&self, name: &str, stdout: &str, code: i32) -> PathBuf {
-        let out = self.write(&format!("{name}.out"), stdout);
-        let path = self.write(
-            name,
-            &format!("#!/bin/sh\ncat '{}'\nexit {code}\n", out.display()),
-        );
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
-        path
-    }
-
-    fn config(&self, body: &str) -> PathBuf {
-        self.write(
-            "config.yaml",
-            &format!(
-                "node: deb1\nstate_dir: {0}/state\nlog_dir: {0}/log\n{body}",
-                self.dir.path().display()
-            ),
-        )
-    }
-}
-
-fn converge(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_converge"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("run converge")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn assert_no_panic(out: &Output) {
-    let err = text(&out.stderr);
-    assert!(
-        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
-        "{err}"
-    );
-}
+use support::{SEED_DIR as SEED, Sandbox, assert_no_panic, converge_with as converge, text};
 
 #[test]
 fn shipped_manifests_validate() {
@@ -88,7 +21,7 @@ fn plan_on_a_node_without_drbd_or_openvz_says_so_in_one_line_each() {
     let sb = Sandbox::new();
     let config = sb.config(&format!(
         "proc_drbd: {0}/no-such-proc-drbd\ncommands:\n  vzlist: {0}/no-such-vzlist\n",
-        sb.dir.path().display()
+        sb.root().display()
     ));
     let out = converge(&config, &["plan", SEED]);
     assert_no_panic(&out);
@@ -132,10 +65,7 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
     let seed = fs::read_to_string(Path::new(SEED).join("drbdsvc.yaml")).expect("seed manifest");
     fs::write(
         manifests.join("drbdsvc.yaml"),
-        seed.replace(
-            "/drbdsvc\n",
-            &format!("{}/drbdsvc\n", sb.dir.path().display()),
-        ),
+        seed.replace("/drbdsvc\n", &format!("{}/drbdsvc\n", sb.root().display())),
     )
     .expect("write");
 
