@@ -40,7 +40,7 @@ fn host_app_service(sb: &Sandbox, state: &str, start_extra: &str, timeout: &str)
     sb.path("manifests")
 }
 
-fn run(sb: &Sandbox, dir: &PathBuf, extra: &[&str]) -> (i32, String, String) {
+fn run(sb: &Sandbox, dir: &std::path::Path, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["reconcile", "--once", dir.to_str().expect("utf-8")];
     args.extend_from_slice(extra);
     let out = sb.converge(&args);
