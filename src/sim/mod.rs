@@ -6,12 +6,19 @@
 //! under the tool's name (a symlink called `drbdsetup`), which is how `drbdadm --drbdsetup=PATH`
 //! and `commands.vzctl` call it.
 
+pub mod drbd;
+mod drbd_dev;
+mod drbd_format;
+mod drbd_state;
+mod drbd_view;
+
 /// The program names the binary answers to as a simulator.
-pub const TOOLS: &[&str] = &[];
+pub const TOOLS: &[&str] = &["drbdsetup"];
 
 /// Runs simulator `tool` with `args` (without the program name).
 pub fn run(tool: &str, args: &[String]) -> u8 {
     match tool {
+        "drbdsetup" => drbd::run(args),
         other => {
             eprintln!(
                 "converge sim: unknown simulator {other:?}; known: {}",
