@@ -61,14 +61,28 @@ impl Output {
         }
     }
 
-    /// The last non-empty line of stderr, else of stdout: the usual one-line cause.
-    pub fn last_line(&self) -> &str {
-        [&self.stderr, &self.stdout]
-            .into_iter()
-            .flat_map(|s| s.lines().rev())
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .unwrap_or("")
+    /// The program's own explanation, for a one-line error: the non-empty lines of stderr
+    /// (else stdout) joined with " / ", without known noise (drbd-utils' `modinfo: not found`
+    /// on machines without the module, util-linux's "dmesg(1) may have more information").
+    pub fn last_line(&self) -> String {
+        let useful = |text: &str| -> Vec<String> {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| {
+                    !l.is_empty()
+                        && !l.contains("modinfo")
+                        && !l.starts_with("dmesg(1) may have more")
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        let mut lines = useful(&self.stderr);
+        if lines.is_empty() {
+            lines = useful(&self.stdout);
+        }
+        // Long outputs are in the logs; the error line keeps the end, where the cause usually is.
+        let start = lines.len().saturating_sub(3);
+        lines[start..].join(" / ")
     }
 }
 
@@ -186,6 +200,11 @@ mod tests {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.last_line(), "err");
+        let noisy = Output {
+            stderr: "sh: 1: modinfo: not found\nmount: /x: wrong fs type.\n       dmesg(1) may have more information after failed mount system call.\n".into(),
+            ..out.clone()
+        };
+        assert_eq!(noisy.last_line(), "mount: /x: wrong fs type.");
         assert_eq!(out.describe_end(), "exited 3");
         assert!(!out.timed_out);
     }

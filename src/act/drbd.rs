@@ -47,7 +47,7 @@ async fn state_change(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(), ActErr
             Some(EXIT_STATE_CHANGE) if attempt < RETRIES => {
                 ctx.log.info(format_args!(
                     "{}; retry {attempt}/{} in 1s",
-                    nonempty(out.last_line(), "state change refused (exit 11)"),
+                    nonempty(&out.last_line(), "state change refused (exit 11)"),
                     RETRIES - 1
                 ));
                 tokio::time::sleep(RETRY_PAUSE).await;

@@ -129,7 +129,9 @@ where
         };
         // Lines that belong to no resource (the run's own) are labelled by their service.
         let label = fields.resource.or(fields.service).unwrap_or_default();
-        writeln!(writer, "{label:<8}{level:<8}{}", fields.message)
+        // Columns 8 wide as the agent's; a longer label still gets a space after it.
+        let gap = if label.len() >= 8 { " " } else { "" };
+        writeln!(writer, "{label:<8}{gap}{level:<8}{}", fields.message)
     }
 }
 

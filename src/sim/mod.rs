@@ -11,6 +11,7 @@ mod drbd_dev;
 mod drbd_format;
 mod drbd_state;
 mod drbd_view;
+pub mod sandbox;
 pub mod vz;
 
 /// The program names the binary answers to as a simulator.

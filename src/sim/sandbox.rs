@@ -1,0 +1,523 @@
+//! A simulated node for the demo and the tests on real parts: real `drbdadm` and `drbdmeta`,
+//! the DRBD simulator, a real loop-backed ext3 filesystem, a simulated OpenVZ container whose
+//! private area lives on that filesystem, and the seed service's manifest pointing at all of it.
+//!
+//! [`Sandbox::create`] must run in a private mount namespace (`unshare -m --propagation
+//! private`): it mounts a private /dev (so `/dev/drbd0` exists without touching the host's)
+//! and binds its own /etc/drbd.conf. Everything it mounts dies with the namespace; loop devices
+//! do not, so [`detach_loops_under`] cleans up from outside, whatever happened inside.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("sandbox: {step}: {detail}")]
+    Step { step: String, detail: String },
+    #[error("sandbox: {step}: {source}")]
+    Io {
+        step: String,
+        source: std::io::Error,
+    },
+}
+
+fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let step = step.into();
+    move |source| SandboxError::Io { step, source }
+}
+
+/// The programs the sandbox needs, for a clear "install X" before anything is touched.
+pub const REQUIRED_PROGRAMS: &[(&str, &str)] = &[
+    ("drbdadm", "drbd-utils"),
+    ("drbdmeta", "drbd-utils"),
+    ("losetup", "util-linux"),
+    ("blockdev", "util-linux"),
+    ("unshare", "util-linux"),
+    ("mount", "mount"),
+    ("mkfs.ext3", "e2fsprogs"),
+    ("e2fsck", "e2fsprogs"),
+    ("mknod", "coreutils"),
+];
+
+pub fn in_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// Missing programs, as "program (package)".
+pub fn missing_programs() -> Vec<String> {
+    REQUIRED_PROGRAMS
+        .iter()
+        .filter(|(program, _)| !in_path(program))
+        .map(|(program, package)| format!("{program} (package {package})"))
+        .collect()
+}
+
+/// Runs a program to completion; its failure names the step and shows its stderr.
+pub fn run(
+    step: &str,
+    program: &str,
+    args: &[&str],
+    env: &[(&str, &Path)],
+    path: Option<&Path>,
+) -> Result<String, SandboxError> {
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    if let Some(bin) = path {
+        command.env("PATH", path_with(bin));
+    }
+    let out = command.output().map_err(io(format!("{step}: {program}")))?;
+    if !out.status.success() {
+        let stderr: Vec<String> = String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.contains("modinfo"))
+            .map(str::to_string)
+            .collect();
+        return Err(SandboxError::Step {
+            step: step.to_string(),
+            detail: format!(
+                "{program} {} exited {}: {}",
+                args.join(" "),
+                out.status,
+                stderr.join(" / ")
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `bin` first, then the current PATH: drbdmeta finds `drbdsetup` through PATH.
+pub fn path_with(bin: &Path) -> std::ffi::OsString {
+    let mut paths = vec![bin.to_path_buf()];
+    if let Some(current) = std::env::var_os("PATH") {
+        paths.extend(std::env::split_paths(&current));
+    }
+    std::env::join_paths(paths).unwrap_or_default()
+}
+
+/// Mounts a tmpfs over /dev holding what the tools need (null, zero, random, tty, the loop
+/// devices and 64 spare loop nodes, pts/ptmx for LXC consoles). Only in a private namespace.
+pub fn private_dev(work: &Path) -> Result<(), SandboxError> {
+    let dev = work.join("devfs");
+    fs::create_dir_all(&dev).map_err(io("create the private /dev"))?;
+    let dev_s = dev.to_string_lossy().into_owned();
+    run(
+        "private /dev",
+        "mount",
+        &["-t", "tmpfs", "-o", "mode=755", "tmpfs", &dev_s],
+        &[],
+        None,
+    )?;
+    let mut nodes: Vec<String> = [
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "tty",
+        "loop-control",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut highest = 0u32;
+    for entry in fs::read_dir("/dev").map_err(io("read /dev"))?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(n) = name
+            .strip_prefix("loop")
+            .and_then(|n| n.parse::<u32>().ok())
+        {
+            highest = highest.max(n);
+            nodes.push(name);
+        }
+    }
+    for name in nodes {
+        let Ok(meta) = fs::metadata(Path::new("/dev").join(&name)) else {
+            continue;
+        };
+        let kind = if meta.file_type().is_block_device() {
+            "b"
+        } else {
+            "c"
+        };
+        let (major, minor) = (
+            libc::major(meta.rdev()).to_string(),
+            libc::minor(meta.rdev()).to_string(),
+        );
+        run(
+            "private /dev",
+            "mknod",
+            &[&dev.join(&name).to_string_lossy(), kind, &major, &minor],
+            &[],
+            None,
+        )?;
+    }
+    // Loop devices the kernel creates later get no node here unless made now.
+    for n in highest + 1..highest + 64 {
+        let node = dev.join(format!("loop{n}"));
+        run(
+            "private /dev",
+            "mknod",
+            &[&node.to_string_lossy(), "b", "7", &n.to_string()],
+            &[],
+            None,
+        )?;
+    }
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        symlink(target, dev.join(link)).map_err(io("private /dev links"))?;
+    }
+    let pts = dev.join("pts");
+    fs::create_dir_all(&pts).map_err(io("private /dev/pts"))?;
+    run(
+        "private /dev/pts",
+        "mount",
+        &[
+            "-t",
+            "devpts",
+            "-o",
+            "newinstance,ptmxmode=0666",
+            "devpts",
+            &pts.to_string_lossy(),
+        ],
+        &[],
+        None,
+    )?;
+    symlink("pts/ptmx", dev.join("ptmx")).map_err(io("private /dev/ptmx"))?;
+    run(
+        "private /dev",
+        "mount",
+        &["--move", &dev_s, "/dev"],
+        &[],
+        None,
+    )?;
+    Ok(())
+}
+
+/// Detaches every loop device backed by a file under `dir`, and the loop devices stacked on
+/// those (the DRBD simulator's). Read-only is cleared first: it outlives `losetup -d` and would
+/// hit the next user of that loop number. Returns the stacked ones (the simulator's), which a
+/// clean run leaves none of.
+pub fn detach_loops_under(dir: &Path) -> Vec<String> {
+    let out = Command::new("losetup")
+        .args([
+            "--list",
+            "--noheadings",
+            "--raw",
+            "--output",
+            "NAME,BACK-FILE",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let loops: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .map(|(n, b)| (n.to_string(), b.trim().to_string()))
+        .collect();
+    let dir = dir.to_string_lossy().into_owned();
+    let ours: Vec<String> = loops
+        .iter()
+        .filter(|(_, b)| b.starts_with(&dir))
+        .map(|(n, _)| n.clone())
+        .collect();
+    // Seen from outside the namespace, a loop device over a node of the private /dev shows
+    // that node as `/loopN`: match stacked ones by name.
+    let base = |path: &str| Path::new(path).file_name().map(|n| n.to_os_string());
+    let our_names: Vec<_> = ours.iter().filter_map(|n| base(n)).collect();
+    let stacked: Vec<String> = loops
+        .iter()
+        .filter(|(_, b)| base(b).is_some_and(|b| our_names.contains(&b)))
+        .map(|(n, _)| n.clone())
+        .collect();
+    for name in stacked.iter().chain(&ours) {
+        let _ = Command::new("blockdev")
+            .args(["--setrw", name])
+            .stdin(Stdio::null())
+            .status();
+        let _ = Command::new("losetup")
+            .args(["-d", name])
+            .stdin(Stdio::null())
+            .status();
+    }
+    stacked
+}
+
+/// What [`Sandbox::create`] built: paths for the caller to drive converge with.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub work: PathBuf,
+    /// The simulators' symlinks (`drbdsetup`, `vzctl`, `vzlist`): put first in PATH.
+    pub bin: PathBuf,
+    /// `CONVERGE_SIM_DIR`.
+    pub sim_dir: PathBuf,
+    pub config: PathBuf,
+    pub manifests: PathBuf,
+    /// The seed service's manifest in `manifests`.
+    pub manifest: PathBuf,
+    /// The filesystem's mount point (the seed's `/drbdsvc`, inside the sandbox).
+    pub mnt: PathBuf,
+    /// The backing disk's loop device.
+    pub disk: String,
+    pub service: String,
+}
+
+pub const RESOURCE: &str = "data";
+pub const CTID: &str = "101";
+pub const SERVICE: &str = "drbdsvc.opensvc.com";
+
+impl Sandbox {
+    /// Builds the node in `work` (a fresh directory), in a private mount namespace, with
+    /// `converge` being the path of the converge binary.
+    pub fn create(work: &Path, converge: &Path) -> Result<Sandbox, SandboxError> {
+        private_dev(work)?;
+        let bin = work.join("bin");
+        fs::create_dir_all(&bin).map_err(io("create bin"))?;
+        for tool in ["drbdsetup", "vzctl", "vzlist"] {
+            symlink(converge, bin.join(tool)).map_err(io(format!("link {tool}")))?;
+        }
+        let sim_dir = work.join("sim");
+        let env: [(&str, &Path); 1] = [("CONVERGE_SIM_DIR", &sim_dir)];
+
+        let image = work.join("backing.img");
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(64 << 20))
+            .map_err(io("create the backing file"))?;
+        let disk = run(
+            "attach the backing file",
+            "losetup",
+            &["--find", "--show", &image.to_string_lossy()],
+            &[],
+            None,
+        )?
+        .trim()
+        .to_string();
+
+        let host = run("node name", "uname", &["-n"], &[], None)?
+            .trim()
+            .to_string();
+        let drbd_conf = work.join("drbd.conf");
+        fs::write(
+            &drbd_conf,
+            format!(
+                "resource {RESOURCE} {{\n  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n  on {host} {{ node-id 0; address 127.0.0.1:7789; }}\n  on peer1 {{ node-id 1; address 127.0.0.2:7789; }}\n}}\n"
+            ),
+        )
+        .map_err(io("write drbd.conf"))?;
+        // converge runs drbdadm without -c, as on a real node: give this namespace its own
+        // /etc/drbd.conf.
+        if !Path::new("/etc/drbd.conf").exists() {
+            return Err(SandboxError::Step {
+                step: "drbd configuration".into(),
+                detail: "/etc/drbd.conf does not exist: install drbd-utils".into(),
+            });
+        }
+        run(
+            "bind drbd.conf",
+            "mount",
+            &["--bind", &drbd_conf.to_string_lossy(), "/etc/drbd.conf"],
+            &[],
+            None,
+        )?;
+
+        let drbdsetup = format!("--drbdsetup={}", bin.join("drbdsetup").display());
+        let drbdadm = |step: &str, args: &[&str]| {
+            let mut all = vec![drbdsetup.as_str()];
+            all.extend_from_slice(args);
+            run(step, "drbdadm", &all, &env, Some(&bin))
+        };
+        // Metadata first: drbdmeta refuses (without a TTY) a disk that holds a filesystem.
+        drbdadm("create DRBD metadata", &["create-md", RESOURCE])?;
+        drbdadm("bring DRBD up", &["up", RESOURCE])?;
+        drbdadm("promote", &["primary", RESOURCE])?;
+        run(
+            "make the filesystem",
+            "mkfs.ext3",
+            &["-q", "-F", "/dev/drbd0"],
+            &[],
+            None,
+        )?;
+        let mnt = work.join("drbdsvc");
+        fs::create_dir_all(&mnt).map_err(io("create the mount point"))?;
+        run(
+            "mount the filesystem",
+            "mount",
+            &["/dev/drbd0", &mnt.to_string_lossy()],
+            &[],
+            None,
+        )?;
+        let filled = populate_container(&mnt.join("vz/private").join(CTID));
+        run(
+            "unmount the filesystem",
+            "umount",
+            &[&mnt.to_string_lossy()],
+            &[],
+            None,
+        )?;
+        filled?;
+        drbdadm("demote", &["secondary", RESOURCE])?;
+        drbdadm("take DRBD down", &["down", RESOURCE])?;
+
+        let vzctl = bin.join("vzctl");
+        let private = mnt.join("vz/private").join(CTID);
+        run(
+            "define the container",
+            &vzctl.to_string_lossy(),
+            &["sim-create", CTID, "--private", &private.to_string_lossy()],
+            &env,
+            None,
+        )?;
+
+        let config = work.join("config.yaml");
+        let state_dir = work.join("state");
+        fs::write(
+            &config,
+            format!(
+                "node: {host}\nmanifests: {m}\nstate_dir: {s}\nlog_dir: {l}\nproc_drbd: {p}\ncommands:\n  drbdsetup: {b}/drbdsetup\n  vzctl: {b}/vzctl\n  vzlist: {b}/vzlist\n",
+                m = work.join("manifests").display(),
+                s = state_dir.display(),
+                l = work.join("log").display(),
+                p = sim_dir.join("proc_drbd").display(),
+                b = bin.display(),
+            ),
+        )
+        .map_err(io("write config.yaml"))?;
+        let manifests = work.join("manifests");
+        fs::create_dir_all(&manifests).map_err(io("create manifests"))?;
+        let manifest = manifests.join("drbdsvc.yaml");
+        fs::write(&manifest, seed_manifest("up", &host, &mnt)).map_err(io("write the manifest"))?;
+        Ok(Sandbox {
+            work: work.to_path_buf(),
+            bin,
+            sim_dir,
+            config,
+            manifests,
+            manifest,
+            mnt,
+            disk,
+            service: SERVICE.to_string(),
+        })
+    }
+
+    /// Rewrites the seed manifest with `state`.
+    pub fn set_state(&self, state: &str) -> Result<(), SandboxError> {
+        let host = run("node name", "uname", &["-n"], &[], None)?
+            .trim()
+            .to_string();
+        fs::write(&self.manifest, seed_manifest(state, &host, &self.mnt))
+            .map_err(io("write the manifest"))
+    }
+
+    /// The environment converge and the simulators need: PATH with `bin` first, and
+    /// CONVERGE_SIM_DIR.
+    pub fn env(&self) -> Vec<(String, std::ffi::OsString)> {
+        vec![
+            ("PATH".into(), path_with(&self.bin)),
+            (
+                "CONVERGE_SIM_DIR".into(),
+                self.sim_dir.clone().into_os_string(),
+            ),
+        ]
+    }
+
+    /// Brings everything down and detaches the backing disk; best effort, reports what failed.
+    pub fn teardown(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let sim_env: [(&str, &Path); 1] = [("CONVERGE_SIM_DIR", &self.sim_dir)];
+        let _ = run(
+            "stop the container",
+            &self.bin.join("vzctl").to_string_lossy(),
+            &["stop", CTID],
+            &sim_env,
+            None,
+        );
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg(&self.mnt)
+            .stdin(Stdio::null())
+            .output();
+        if let Err(e) = run(
+            "take DRBD down",
+            &self.bin.join("drbdsetup").to_string_lossy(),
+            &["down", "all"],
+            &sim_env,
+            Some(&self.bin),
+        ) {
+            problems.push(e.to_string());
+        }
+        let _ = Command::new("blockdev")
+            .args(["--setrw", &self.disk])
+            .stdin(Stdio::null())
+            .status();
+        if let Err(e) = run(
+            "detach the backing disk",
+            "losetup",
+            &["-d", &self.disk],
+            &[],
+            None,
+        ) {
+            problems.push(e.to_string());
+        }
+        problems
+    }
+}
+
+/// The seed service (the OpenSVC drbd documentation's), with its mount point in the sandbox.
+pub fn seed_manifest(state: &str, node: &str, mnt: &Path) -> String {
+    format!(
+        "service: {SERVICE}\nstate: {state}\nnode: {node}\nresources:\n  drbd#0:\n    res: {RESOURCE}\n  fs#1:\n    dev: /dev/drbd0\n    mnt: {}\n    type: ext3\n    options: defaults\n  container#0:\n    type: vz\n    ctid: {CTID}\n  app#0:\n    scripts: /svc/etc/init.d\n    timeout: 2m\n",
+        mnt.display()
+    )
+}
+
+/// The container's private area: busybox (when installed, so `vzctl exec` runs inside it with
+/// chroot) and the app's S10foo/K90foo/C10foo scripts, which keep their state in /var/run/foo.
+fn populate_container(private: &Path) -> Result<(), SandboxError> {
+    let scripts = private.join("svc/etc/init.d");
+    fs::create_dir_all(&scripts).map_err(io("create the container's scripts directory"))?;
+    for dir in ["bin", "var/run", "tmp", "etc"] {
+        fs::create_dir_all(private.join(dir)).map_err(io("create the container's directories"))?;
+    }
+    fs::write(private.join("etc/hostname"), "ct101\n")
+        .map_err(io("write the container's hostname"))?;
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file());
+    let Some(busybox) = busybox else {
+        return Err(SandboxError::Step {
+            step: "container root".into(),
+            detail: "busybox not found: install busybox-static (the container's /bin/sh)".into(),
+        });
+    };
+    fs::copy(busybox, private.join("bin/busybox")).map_err(io("copy busybox"))?;
+    for applet in [
+        "sh", "ls", "true", "cat", "echo", "touch", "rm", "test", "sleep", "date",
+    ] {
+        symlink("busybox", private.join("bin").join(applet)).map_err(io("link busybox applets"))?;
+    }
+    let script = |name: &str, body: &str| -> Result<(), SandboxError> {
+        let path = scripts.join(name);
+        fs::write(&path, format!("#!/bin/sh\n{body}\n")).map_err(io(format!("write {name}")))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .map_err(io(format!("chmod {name}")))
+    };
+    script(
+        "S10foo",
+        "echo \"foo starting ($1)\"\ndate > /var/run/foo\necho foo started",
+    )?;
+    script("K90foo", "echo \"foo stopping ($1)\"\nrm -f /var/run/foo")?;
+    script("C10foo", "test -e /var/run/foo")?;
+    Ok(())
+}

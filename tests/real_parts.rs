@@ -1,0 +1,389 @@
+//! The seed service on real parts, as root: the real `drbdadm` and `drbdmeta` driving the DRBD
+//! simulator, a real ext3 on a loop device, real e2fsck, mount and umount, the simulated
+//! OpenVZ container on that filesystem — each test in its own private mount namespace
+//! (see `support::in_namespace`), everything it made removed even when it fails.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use converge::sim::sandbox::Sandbox;
+use support::{CONVERGE, in_namespace, text};
+
+/// A sandboxed node, torn down when dropped.
+struct Node {
+    sb: Sandbox,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let problems = self.sb.teardown();
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("teardown: {problems:?}");
+        }
+    }
+}
+
+struct Run {
+    code: i32,
+    out: String,
+}
+
+impl Node {
+    fn new(work: &Path) -> Node {
+        let sb = Sandbox::create(work, Path::new(CONVERGE)).unwrap_or_else(|e| panic!("{e}"));
+        Node { sb }
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.envs(self.sb.env()).stdin(Stdio::null());
+        command
+    }
+
+    fn converge(&self, args: &[&str]) -> Run {
+        let out = self
+            .command(CONVERGE)
+            .arg("--config")
+            .arg(&self.sb.config)
+            .args(args)
+            .output()
+            .expect("converge runs");
+        let stderr = text(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            out: format!("{}{stderr}", text(&out.stdout)),
+        }
+    }
+
+    fn reconcile(&self) -> Run {
+        self.converge(&["reconcile", "--once"])
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        let out = self
+            .command("sh")
+            .args(["-c", script])
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{script}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        out
+    }
+
+    fn drbdadm(&self, args: &str) {
+        self.sh(&format!(
+            "drbdadm --drbdsetup={}/drbdsetup {args}",
+            self.sb.bin.display()
+        ));
+    }
+
+    fn sim(&self, tool: &str, args: &str) -> String {
+        text(
+            &self
+                .sh(&format!("{}/{tool} {args}", self.sb.bin.display()))
+                .stdout,
+        )
+    }
+
+    fn mnt(&self) -> String {
+        self.sb.mnt.display().to_string()
+    }
+
+    fn is_mounted(&self) -> bool {
+        fs::read_to_string("/proc/self/mountinfo")
+            .expect("mountinfo")
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&self.mnt()))
+    }
+
+    fn role(&self) -> String {
+        let out = self
+            .command("drbdadm")
+            .arg(format!("--drbdsetup={}/drbdsetup", self.sb.bin.display()))
+            .args(["role", "data"])
+            .output()
+            .expect("drbdadm role");
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn set_state(&self, state: &str) {
+        self.sb.set_state(state).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn set_fs_key(&self, key_line: &str) {
+        let text = fs::read_to_string(&self.sb.manifest).expect("manifest");
+        let text = text.replace(
+            "    options: defaults\n",
+            &format!("    options: defaults\n    {key_line}\n"),
+        );
+        fs::write(&self.sb.manifest, text).expect("write manifest");
+    }
+}
+
+/// Asserts `lines` appear in `out` in this order (each line ending with the given text after
+/// the label and level columns).
+fn assert_sequence(out: &str, lines: &[(&str, String)]) {
+    let all: Vec<&str> = out.lines().collect();
+    let mut at = 0;
+    for (label, ending) in lines {
+        let found = all[at..].iter().position(|l| {
+            l.starts_with(&format!("{label:<8}INFO    ")) && l.ends_with(ending.as_str())
+        });
+        match found {
+            Some(i) => at += i + 1,
+            None => panic!("missing `{label} … {ending}` (in order) in:\n{out}"),
+        }
+    }
+}
+
+#[test]
+fn seed_service_goes_up_and_down_with_the_seed_sequences() {
+    in_namespace(
+        "seed_service_goes_up_and_down_with_the_seed_sequences",
+        |work| {
+            let node = Node::new(work);
+            let mnt = node.mnt();
+            let plan = node.converge(&["plan"]);
+            assert_eq!(plan.code, 2, "{}", plan.out);
+
+            let up = node.reconcile();
+            assert_eq!(up.code, 0, "{}", up.out);
+            assert_sequence(
+                &up.out,
+                &[
+                    ("DRBD#0", " up data".into()),
+                    ("DRBD#0", " primary data".into()),
+                    ("FS#1", "e2fsck -p /dev/drbd0".into()),
+                    ("FS#1", "output:".into()),
+                    (
+                        "FS#1",
+                        format!("mount -t ext3 -o defaults /dev/drbd0 {mnt}"),
+                    ),
+                    ("VZ", "vzctl start 101".into()),
+                    ("VZ", "wait for container up status".into()),
+                    ("VZ", "wait for container operational".into()),
+                    ("APP", "exec2 101 /svc/etc/init.d/S10foo start".into()),
+                ],
+            );
+            assert!(
+                up.out.contains("/dev/drbd0: clean,"),
+                "e2fsck's output is shown: {}",
+                up.out
+            );
+            assert!(up.out.contains(" - ret 0 - logs in "), "{}", up.out);
+            assert!(node.is_mounted());
+            assert_eq!(node.role(), "Primary");
+            // The app ran inside the container, on the DRBD-backed filesystem.
+            assert!(Path::new(&mnt).join("vz/private/101/var/run/foo").exists());
+
+            let again = node.reconcile();
+            assert_eq!(again.code, 0, "{}", again.out);
+            assert!(
+                !again.out.contains("INFO    drbdadm") && !again.out.contains("spawn"),
+                "no action: {}",
+                again.out
+            );
+
+            let status = node.converge(&["status"]);
+            assert_eq!(status.code, 0, "{}", status.out);
+            for expected in [
+                "converged: yes",
+                "Primary, peer Secondary, UpToDate/UpToDate",
+                &format!("mounted on {mnt}"),
+                "running",
+                "C10foo up",
+            ] {
+                assert!(
+                    status.out.contains(expected),
+                    "{expected:?} in {}",
+                    status.out
+                );
+            }
+
+            node.set_state("down");
+            let down = node.reconcile();
+            assert_eq!(down.code, 0, "{}", down.out);
+            assert_sequence(
+                &down.out,
+                &[
+                    ("APP", "exec2 101 /svc/etc/init.d/K90foo stop".into()),
+                    ("VZ", "vzctl stop 101".into()),
+                    ("VZ", "wait for container down status".into()),
+                    ("FS#1", format!("umount {mnt}")),
+                    ("DRBD#0", " secondary data".into()),
+                ],
+            );
+            assert!(!node.is_mounted());
+            assert_eq!(node.role(), "Secondary");
+            let status = node.converge(&["status"]);
+            assert!(
+                status.out.contains("stdby up") && status.out.contains("converged: yes"),
+                "{}",
+                status.out
+            );
+        },
+    );
+}
+
+#[test]
+fn converges_both_ways_from_each_partial_state() {
+    in_namespace("converges_both_ways_from_each_partial_state", |work| {
+        let node = Node::new(work);
+        let mnt = node.mnt();
+        let partial = [
+            "primary, not mounted",
+            "mounted, container down",
+            "container up, apps not started",
+        ];
+        for name in partial {
+            for target in ["up", "down"] {
+                // Build the partial state by hand, as an operator might have left it.
+                node.set_state("down");
+                assert_eq!(node.reconcile().code, 0);
+                node.drbdadm("down data");
+                node.drbdadm("up data");
+                node.drbdadm("primary data");
+                if name != "primary, not mounted" {
+                    node.sh(&format!("mount /dev/drbd0 {mnt}"));
+                }
+                if name == "container up, apps not started" {
+                    node.sim("vzctl", "start 101");
+                }
+                node.set_state(target);
+                let run = node.reconcile();
+                assert_eq!(run.code, 0, "{name} → {target}: {}", run.out);
+                assert_eq!(node.is_mounted(), target == "up", "{name} → {target}");
+                assert_eq!(
+                    node.role(),
+                    if target == "up" {
+                        "Primary"
+                    } else {
+                        "Secondary"
+                    },
+                    "{name} → {target}"
+                );
+                let again = node.reconcile();
+                assert!(
+                    again.out.contains("converged (0 action(s))"),
+                    "{name} → {target}: {}",
+                    again.out
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn peer_primary_blocks_with_exit_3_and_nothing_is_mounted() {
+    in_namespace(
+        "peer_primary_blocks_with_exit_3_and_nothing_is_mounted",
+        |work| {
+            let node = Node::new(work);
+            node.sim("drbdsetup", "sim-peer data --role Primary");
+            let run = node.reconcile();
+            assert_eq!(run.code, 3, "{}", run.out);
+            assert!(
+                run.out.contains("blocked") && run.out.contains("is Primary"),
+                "{}",
+                run.out
+            );
+            assert!(
+                !run.out.contains("primary data"),
+                "no promotion was attempted: {}",
+                run.out
+            );
+            assert!(!node.is_mounted());
+            assert_eq!(node.role(), "Secondary");
+            let plan = node.converge(&["plan"]);
+            assert!(
+                plan.out.contains("blocked: peer") && !plan.out.contains("+ fs#1"),
+                "{}",
+                plan.out
+            );
+        },
+    );
+}
+
+#[test]
+fn e2fsck_failure_is_shown_and_nothing_is_mounted() {
+    in_namespace("e2fsck_failure_is_shown_and_nothing_is_mounted", |work| {
+        let node = Node::new(work);
+        node.drbdadm("up data");
+        node.drbdadm("primary data");
+        // Clear the root inode: `e2fsck -p` refuses to repair that on its own (exit 4).
+        node.sh("debugfs -w -R 'clri <2>' /dev/drbd0 && debugfs -w -R 'ssv state 0' /dev/drbd0");
+        node.drbdadm("secondary data");
+        let run = node.reconcile();
+        assert_eq!(run.code, 1, "{}", run.out);
+        assert!(
+            run.out
+                .contains("e2fsck -p /dev/drbd0 exited 4; not mounting /dev/drbd0"),
+            "{}",
+            run.out
+        );
+        assert!(
+            run.out.contains("UNEXPECTED INCONSISTENCY"),
+            "e2fsck's output is shown: {}",
+            run.out
+        );
+        assert!(run.out.contains("rollback"), "{}", run.out);
+        assert!(!node.is_mounted());
+        assert_eq!(node.role(), "Secondary", "rolled back");
+    });
+}
+
+#[test]
+fn busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it() {
+    in_namespace(
+        "busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it",
+        |work| {
+            let node = Node::new(work);
+            node.set_fs_key("timeout: 2s");
+            assert_eq!(node.reconcile().code, 0);
+            let mnt = node.mnt();
+            // A process working in the filesystem keeps it busy.
+            let mut holder = Command::new("sleep")
+                .arg("600")
+                .current_dir(&mnt)
+                .stdin(Stdio::null())
+                .spawn()
+                .expect("holder");
+            node.set_state("down");
+            let run = node.reconcile();
+            assert_eq!(run.code, 1, "{}", run.out);
+            assert!(
+                run.out.contains("is busy; retry in"),
+                "retried: {}",
+                run.out
+            );
+            assert!(
+                run.out.contains("target is busy after") && run.out.contains("umount_kill"),
+                "{}",
+                run.out
+            );
+            assert!(node.is_mounted());
+            assert_eq!(
+                node.role(),
+                "Primary",
+                "never demoted under a mounted filesystem"
+            );
+
+            node.set_state("down");
+            node.set_fs_key("umount_kill: true");
+            let run = node.reconcile();
+            assert_eq!(run.code, 0, "{}", run.out);
+            assert!(run.out.contains("fuser -kmv"), "{}", run.out);
+            assert!(!node.is_mounted());
+            let _ = holder.kill();
+            let _ = holder.wait();
+        },
+    );
+}
