@@ -81,6 +81,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
+    /// DRBD and OpenVZ, real drbdadm, loop device and ext3), showing the log; needs root.
+    Demo,
     /// Run a simulator (for tests and the demo): `converge sim drbdsetup ARGS…`.
     #[command(hide = true)]
     Sim {
@@ -131,6 +134,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let config = load()?;
             status_command(&config, &manifest_dir(&config, dir), json)
         }
+        Command::Demo => crate::demo::run(),
         // Simulators read no node configuration: they stand in for other programs.
         Command::Sim { tool, args } => Ok(crate::sim::run(&tool, &args)),
     }
@@ -220,20 +224,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        report.services.iter().try_for_each(|s| match &s.outcome {
-            Outcome::Converged { steps } => {
-                writeln!(out, "{}: converged ({steps} action(s))", s.service)
-            }
-            Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service),
-            Outcome::Failed {
-                error, rolled_back, ..
-            } => writeln!(
-                out,
-                "{}: failed: {error}{}",
-                s.service,
-                if *rolled_back { " (rolled back)" } else { "" }
-            ),
-        })
+        write_report(&mut out, &report)
     };
     if let Err(e) = written {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -241,6 +232,27 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
         }
     }
     Ok(report.exit_code())
+}
+
+/// One line per service: converged, blocked (why) or failed (why, rolled back or not).
+pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Result<()> {
+    for s in &report.services {
+        match &s.outcome {
+            Outcome::Converged { steps } => {
+                writeln!(out, "{}: converged ({steps} action(s))", s.service)?
+            }
+            Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => writeln!(
+                out,
+                "{}: failed: {error}{}",
+                s.service,
+                if *rolled_back { " (rolled back)" } else { "" }
+            )?,
+        }
+    }
+    Ok(())
 }
 
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {

@@ -9,6 +9,7 @@ pub mod act;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod demo;
 pub mod exec;
 pub mod manifest;
 pub mod observe;

@@ -189,10 +189,7 @@ fn container_status(node: &NodeState, kind: &ContainerKind) -> (Status, String) 
         ContainerState::Running => (Status::Up, "running".into()),
         ContainerState::Stopped => (Status::Down, "stopped".into()),
         ContainerState::Mounted => (Status::Down, "mounted, not running".into()),
-        ContainerState::Absent => (
-            Status::Down,
-            format!("container {} does not exist", kind.id()),
-        ),
+        ContainerState::Absent => (Status::Down, "not found on this node".into()),
         ContainerState::Starting => (Status::Warn, "starting".into()),
         ContainerState::Stopping => (Status::Warn, "stopping".into()),
         ContainerState::Frozen => (Status::Warn, "frozen".into()),

@@ -31,6 +31,8 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     /// Mount points the steps so far unmount.
     unmounted: BTreeSet<PathBuf>,
     satisfied: Vec<(ResourceId, String)>,
+    /// A mount is planned: a container not visible now may live on that filesystem.
+    mount_planned: bool,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -45,6 +47,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             primary: BTreeSet::new(),
             unmounted: BTreeSet::new(),
             satisfied: Vec::new(),
+            mount_planned: false,
         }
     }
 
@@ -381,6 +384,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             );
             return;
         }
+        self.mount_planned = true;
         self.step(
             rid,
             Action::Mount {
@@ -504,6 +508,16 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                     format!("container {id} will be down"),
                 );
             }
+            // OpenVZ reports a container whose private area is on an unmounted filesystem as
+            // deleted: once the mount planned above is done, it will be there (or the start
+            // fails, saying so).
+            ContainerState::Absent if self.mount_planned => self.step(
+                rid,
+                Action::ContainerStart {
+                    container: container(),
+                },
+                format!("container {id} is not visible until its filesystem is mounted"),
+            ),
             ContainerState::Absent => self.refuse(
                 resource,
                 format!("container {id} does not exist on this node"),

@@ -665,6 +665,55 @@ fn unobservable_sources_block_with_their_reason() {
 }
 
 #[test]
+fn container_hidden_on_an_unmounted_filesystem_is_started_after_the_mount() {
+    let mut node = node_at(Level::Primary);
+    node.vz = Observed::Ok(BTreeMap::new());
+    let plan = plan_service(&seed(), &node);
+    assert_eq!(plan.blocked, None);
+    assert_eq!(
+        actions(&plan),
+        ["fsck+mount /drbdsvc", "start 101", "app start"]
+    );
+    // Mounted already and still absent: it really does not exist.
+    let mut node = node_at(Level::Mounted);
+    node.vz = Observed::Ok(BTreeMap::new());
+    let plan = plan_service(&seed(), &node);
+    assert!(
+        plan.blocked
+            .expect("blocked")
+            .reason
+            .contains("does not exist")
+    );
+}
+
+#[test]
+fn satisfied_resources_are_noted_for_the_log() {
+    let plan = plan_service(&seed(), &node_at(Level::Mounted));
+    let notes: Vec<&str> = plan.satisfied.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "drbd resource data is already up",
+            "drbd resource data is already Primary",
+            "/dev/drbd0 is already mounted on /drbdsvc"
+        ]
+    );
+    let plan = plan_service(
+        &with_state(seed(), DesiredState::Down),
+        &node_at(Level::NotConfigured),
+    );
+    let notes: Vec<&str> = plan.satisfied.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(
+        notes,
+        [
+            "container 101 is already down",
+            "/drbdsvc is already unmounted",
+            "drbd resource data is already down"
+        ]
+    );
+}
+
+#[test]
 fn container_in_transition_is_waited_for() {
     for (state, up, down) in [
         (

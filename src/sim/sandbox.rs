@@ -380,17 +380,18 @@ impl Sandbox {
             None,
         )?;
 
+        // The programs keep their plain names (drbdadm finds drbdsetup through PATH too), so
+        // the log reads as on a real node: `drbdadm primary data`, `vzctl start 101`.
         let config = work.join("config.yaml");
         let state_dir = work.join("state");
         fs::write(
             &config,
             format!(
-                "node: {host}\nmanifests: {m}\nstate_dir: {s}\nlog_dir: {l}\nproc_drbd: {p}\ncommands:\n  drbdsetup: {b}/drbdsetup\n  vzctl: {b}/vzctl\n  vzlist: {b}/vzlist\n",
+                "node: {host}\nmanifests: {m}\nstate_dir: {s}\nlog_dir: {l}\nproc_drbd: {p}\n",
                 m = work.join("manifests").display(),
                 s = state_dir.display(),
                 l = work.join("log").display(),
                 p = sim_dir.join("proc_drbd").display(),
-                b = bin.display(),
             ),
         )
         .map_err(io("write config.yaml"))?;
