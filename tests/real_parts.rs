@@ -346,7 +346,6 @@ fn busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it() {
         "busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it",
         |work| {
             let node = Node::new(work);
-            node.set_fs_key("timeout: 2s");
             assert_eq!(node.reconcile().code, 0);
             let mnt = node.mnt();
             // A process working in the filesystem keeps it busy.
@@ -357,7 +356,13 @@ fn busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it() {
                 .spawn()
                 .expect("holder");
             node.set_state("down");
+            node.set_fs_key("timeout: 2s");
+            let started = std::time::Instant::now();
             let run = node.reconcile();
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(30),
+                "retries stop at the timeout"
+            );
             assert_eq!(run.code, 1, "{}", run.out);
             assert!(
                 run.out.contains("is busy; retry in"),
@@ -377,7 +382,7 @@ fn busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it() {
             );
 
             node.set_state("down");
-            node.set_fs_key("umount_kill: true");
+            node.set_fs_key("umount_kill: true\n    timeout: 10s");
             let run = node.reconcile();
             assert_eq!(run.code, 0, "{}", run.out);
             assert!(run.out.contains("fuser -kmv"), "{}", run.out);
