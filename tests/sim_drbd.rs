@@ -8,10 +8,9 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -19,121 +18,10 @@ use converge::observe::drbd::{ConnectionState, DiskState, Role};
 use converge::observe::events2::{Events2State, parse_line};
 use converge::observe::{drbdsetup_status, proc_drbd};
 
-const CONVERGE: &str = env!("CARGO_BIN_EXE_converge");
-/// Set in the re-run child: the parent's work directory.
-const INSIDE: &str = "CONVERGE_SIM_DRBD_TEST_WORK";
-/// Loop devices are global: the root tests take turns.
-static ROOT_TESTS: Mutex<()> = Mutex::new(());
+mod support;
 
-fn is_root() -> bool {
-    // SAFETY: geteuid(2) has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn in_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
-}
-
-/// Runs `scenario` in a private mount namespace as root, or says why it cannot.
-fn in_namespace(name: &str, scenario: fn(&Path)) {
-    if let Some(work) = std::env::var_os(INSIDE) {
-        scenario(Path::new(&work));
-        return;
-    }
-    if !is_root() {
-        eprintln!("skipping {name}: needs root (loop devices, mknod, mounts)");
-        return;
-    }
-    let missing: Vec<&str> = [
-        "drbdadm",
-        "drbdmeta",
-        "losetup",
-        "blockdev",
-        "mkfs.ext3",
-        "mount",
-        "unshare",
-    ]
-    .into_iter()
-    .filter(|p| !in_path(p))
-    .collect();
-    if !missing.is_empty() {
-        eprintln!("skipping {name}: not installed: {}", missing.join(", "));
-        return;
-    }
-    let _turn = ROOT_TESTS.lock().unwrap_or_else(|e| e.into_inner());
-    let work = tempfile::tempdir().expect("tempdir");
-    let exe = std::env::current_exe().expect("test binary");
-    let output = Command::new("unshare")
-        .args(["-m", "--propagation", "private"])
-        .arg(&exe)
-        .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(INSIDE, work.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("unshare runs");
-    let leaked = detach_loops_under(work.path());
-    assert!(
-        output.status.success(),
-        "{name} failed in its namespace:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        leaked.is_empty(),
-        "{name} left loop devices behind: {leaked:?}"
-    );
-}
-
-/// Detaches every loop device backed by a file under `dir`, and the loop devices stacked on
-/// those (the simulator's); returns their names. Read-only is cleared first, as it would
-/// otherwise outlive the detach.
-fn detach_loops_under(dir: &Path) -> Vec<String> {
-    let list = |_: ()| -> Vec<(String, String)> {
-        let out = Command::new("losetup")
-            .args([
-                "--list",
-                "--noheadings",
-                "--raw",
-                "--output",
-                "NAME,BACK-FILE",
-            ])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        out.lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, b)| (n.to_string(), b.trim().to_string()))
-            .collect()
-    };
-    let loops = list(());
-    let dir = dir.to_string_lossy().into_owned();
-    let ours: Vec<String> = loops
-        .iter()
-        .filter(|(_, back)| back.starts_with(&dir))
-        .map(|(name, _)| name.clone())
-        .collect();
-    // Seen from outside the test's namespace, a loop device over a node of its private /dev
-    // shows that node as `/loopN`: match by name.
-    let base = |path: &str| Path::new(path).file_name().map(|n| n.to_os_string());
-    let our_names: Vec<_> = ours.iter().filter_map(|n| base(n)).collect();
-    let stacked: Vec<String> = loops
-        .iter()
-        .filter(|(_, back)| base(back).is_some_and(|b| our_names.contains(&b)))
-        .map(|(name, _)| name.clone())
-        .collect();
-    for name in &stacked {
-        let _ = Command::new("blockdev").args(["--setrw", name]).status();
-        let _ = Command::new("losetup").args(["-d", name]).status();
-    }
-    // The backing loop devices are the test's own and are detached by it; only the
-    // simulator's count as leaks, but none may stay attached.
-    for name in &ours {
-        let _ = Command::new("blockdev").args(["--setrw", name]).status();
-        let _ = Command::new("losetup").args(["-d", name]).status();
-    }
-    stacked
-}
+use converge::sim::sandbox::private_dev;
+use support::{CONVERGE, in_namespace};
 
 fn run(program: &str, args: &[&str]) -> Output {
     Command::new(program)
@@ -153,83 +41,6 @@ fn ok(program: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A tmpfs /dev with what the tools need, moved over /dev (in the private namespace only).
-fn private_dev(work: &Path) {
-    let dev = work.join("devfs");
-    fs::create_dir_all(&dev).expect("mkdir devfs");
-    ok(
-        "mount",
-        &[
-            "-t",
-            "tmpfs",
-            "-o",
-            "mode=755",
-            "tmpfs",
-            &dev.to_string_lossy(),
-        ],
-    );
-    let mut nodes: Vec<String> = [
-        "null",
-        "zero",
-        "full",
-        "random",
-        "urandom",
-        "tty",
-        "loop-control",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let mut highest = 0u32;
-    for entry in fs::read_dir("/dev").expect("read /dev").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(n) = name
-            .strip_prefix("loop")
-            .and_then(|n| n.parse::<u32>().ok())
-        {
-            highest = highest.max(n);
-            nodes.push(name);
-        }
-    }
-    for name in nodes {
-        let Ok(meta) = fs::metadata(Path::new("/dev").join(&name)) else {
-            continue;
-        };
-        let kind = if meta.file_type().is_block_device() {
-            "b"
-        } else {
-            "c"
-        };
-        let (major, minor) = (libc::major(meta.rdev()), libc::minor(meta.rdev()));
-        ok(
-            "mknod",
-            &[
-                &dev.join(&name).to_string_lossy(),
-                kind,
-                &major.to_string(),
-                &minor.to_string(),
-            ],
-        );
-    }
-    // Loop devices the kernel creates later have no node here unless made now.
-    for n in highest + 1..highest + 64 {
-        let path = dev.join(format!("loop{n}"));
-        ok(
-            "mknod",
-            &[&path.to_string_lossy(), "b", "7", &n.to_string()],
-        );
-    }
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(link)).expect("symlink");
-    }
-    ok("mount", &["--move", &dev.to_string_lossy(), "/dev"]);
 }
 
 struct LoopGuard(String);
@@ -268,7 +79,7 @@ struct Node {
 
 impl Node {
     fn new(work: &Path) -> Node {
-        private_dev(work);
+        private_dev(work).unwrap_or_else(|e| panic!("{e}"));
         let image = work.join("backing.img");
         fs::File::create(&image)
             .and_then(|f| f.set_len(64 << 20))
