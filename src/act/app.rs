@@ -12,10 +12,7 @@ use crate::observe::runner::list_scripts;
 use crate::state;
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s AppSpec> {
-    ctx.service.resource(ctx.rid).and_then(|r| match &r.spec {
-        Spec::App(a) => Some(a),
-        _ => None,
-    })
+    ctx.spec().and_then(Spec::as_app)
 }
 
 /// (label, argv) of what `start` or `stop` runs, in order.

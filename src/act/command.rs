@@ -7,10 +7,9 @@ use crate::plan::{Action, Step};
 
 /// What one step will do, one line per program (or per internal operation), for display.
 pub fn describe(step: &Step, service: &Service, commands: &Commands) -> Vec<String> {
-    let container_spec = service.resource(step.rid).and_then(|r| match &r.spec {
-        Spec::Container(c) => Some(c),
-        _ => None,
-    });
+    let container_spec = service
+        .resource(step.rid)
+        .and_then(|r| r.spec.as_container());
     match &step.action {
         Action::DrbdUp { res } => vec![shell_line(&commands.drbdadm_argv(&["up", res]))],
         Action::DrbdConnect { res } => vec![shell_line(&commands.drbdadm_argv(&["connect", res]))],

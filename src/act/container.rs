@@ -15,10 +15,7 @@ use crate::observe::ContainerState;
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s ContainerSpec> {
-    ctx.service.resource(ctx.rid).and_then(|r| match &r.spec {
-        Spec::Container(c) => Some(c),
-        _ => None,
-    })
+    ctx.spec().and_then(Spec::as_container)
 }
 
 fn start_timeout(ctx: &Ctx<'_>) -> Duration {

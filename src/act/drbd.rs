@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{ActError, Ctx};
 use crate::exec::Output;
 use crate::manifest::{DrbdSpec, Spec};
-use crate::observe::drbd::Role;
+use crate::observe::drbd::{DrbdResource, Role};
 use crate::observe::drbdadm_role::{self, RoleReport};
 use crate::observe::drbdsetup_status;
 
@@ -26,10 +26,7 @@ const RETRIES: u32 = 10;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s DrbdSpec> {
-    ctx.service.resource(ctx.rid).and_then(|r| match &r.spec {
-        Spec::Drbd(d) => Some(d),
-        _ => None,
-    })
+    ctx.spec().and_then(Spec::as_drbd)
 }
 
 async fn drbdadm(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(Vec<String>, Output), ActError> {
@@ -162,16 +159,6 @@ async fn local_and_peer_roles(
     }
     let resources = drbdsetup_status::parse_json(&out.stdout)
         .map_err(|e| ctx.failed(format!("drbdsetup status {res} --json: {e}")))?;
-    let peer = resources.get(res).and_then(|r| {
-        r.connections
-            .iter()
-            .find(|c| c.peer_role == Role::Primary)
-            .map(|c| {
-                c.name
-                    .clone()
-                    .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
-                    .unwrap_or_else(|| "peer".to_string())
-            })
-    });
+    let peer = resources.get(res).and_then(DrbdResource::primary_peer_name);
     Ok((local, peer))
 }

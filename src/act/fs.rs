@@ -19,10 +19,7 @@ pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(300);
 pub const UMOUNT_EXIT_BUSY: i32 = 32;
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s FsSpec> {
-    ctx.service.resource(ctx.rid).and_then(|r| match &r.spec {
-        Spec::Fs(f) => Some(f),
-        _ => None,
-    })
+    ctx.spec().and_then(Spec::as_fs)
 }
 
 pub fn mkdir(ctx: &Ctx<'_>, path: &Path) -> Result<(), ActError> {

@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::config::Config;
 use crate::exec::{self, ExecError, Output};
-use crate::manifest::{ResourceId, Service};
+use crate::manifest::{ResourceId, Service, Spec};
 use crate::plan::{Action, Step};
 use log::ResourceLog;
 
@@ -56,6 +56,11 @@ impl<'a> Ctx<'a> {
             rid,
             log: ResourceLog::new(service, rid),
         }
+    }
+
+    /// The manifest's spec of the resource acted on.
+    pub fn spec(&self) -> Option<&'a Spec> {
+        self.service.resource(self.rid).map(|r| &r.spec)
     }
 
     pub fn failed(&self, message: impl Into<String>) -> ActError {

@@ -164,6 +164,36 @@ pub enum Spec {
     App(AppSpec),
 }
 
+impl Spec {
+    pub fn as_drbd(&self) -> Option<&DrbdSpec> {
+        match self {
+            Spec::Drbd(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_fs(&self) -> Option<&FsSpec> {
+        match self {
+            Spec::Fs(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_container(&self) -> Option<&ContainerSpec> {
+        match self {
+            Spec::Container(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_app(&self) -> Option<&AppSpec> {
+        match self {
+            Spec::App(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DrbdStop {

@@ -150,6 +150,20 @@ impl DrbdResource {
             .any(|c| c.peer_role == Role::Primary)
     }
 
+    /// The name of a peer that is Primary (its connection name, else its node id), for
+    /// messages that must say who is in the way.
+    pub fn primary_peer_name(&self) -> Option<String> {
+        self.connections
+            .iter()
+            .find(|c| c.peer_role == Role::Primary)
+            .map(|c| {
+                c.name
+                    .clone()
+                    .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
+                    .unwrap_or_else(|| "peer".to_string())
+            })
+    }
+
     /// All local volumes hold UpToDate data (what promotion needs without `--force`).
     pub fn has_up_to_date_data(&self) -> bool {
         !self.devices.is_empty() && self.devices.iter().all(|d| d.disk == DiskState::UpToDate)

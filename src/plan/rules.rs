@@ -172,7 +172,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             return;
         }
         if !spec.allow_two_primaries {
-            if let Some(peer) = primary_peer(drbd) {
+            if let Some(peer) = drbd.primary_peer_name() {
                 self.refuse(
                     resource,
                     format!("peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"),
@@ -636,18 +636,6 @@ fn stop_order(mut resources: Vec<&Resource>) -> Vec<&Resource> {
         _ => std::cmp::Ordering::Equal,
     });
     resources
-}
-
-fn primary_peer(drbd: &DrbdResource) -> Option<String> {
-    drbd.connections
-        .iter()
-        .find(|c| c.peer_role == Role::Primary)
-        .map(|c| {
-            c.name
-                .clone()
-                .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
-                .unwrap_or_else(|| "peer".to_string())
-        })
 }
 
 fn state_word(state: ContainerState) -> &'static str {
