@@ -92,6 +92,61 @@ pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
     }
 }
 
+/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
+pub const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
+
+/// DRBD 8.x resource names → minors (per volume), and the configuration they were read from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinorMap {
+    pub stamp: String,
+    pub minors: std::collections::BTreeMap<String, Vec<u32>>,
+}
+
+/// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
+/// every file in /etc/drbd.d. Any edit changes it.
+pub fn drbd_config_stamp() -> String {
+    let mut parts = Vec::new();
+    let mut add = |path: &Path| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            parts.push(format!(
+                "{}:{}:{}",
+                path.display(),
+                meta.len(),
+                mtime.map_or(0, |d| d.as_nanos())
+            ));
+        }
+    };
+    for root in DRBD_CONFIG_FILES {
+        let root = Path::new(root);
+        add(root);
+        if let Ok(entries) = std::fs::read_dir(root) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            files.sort();
+            files.iter().for_each(|f| add(f));
+        }
+    }
+    parts.join("|")
+}
+
+fn minor_map_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("drbd-minors.json")
+}
+
+pub fn load_minor_map(state_dir: &Path) -> Option<MinorMap> {
+    let text = std::fs::read(minor_map_path(state_dir)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+pub fn save_minor_map(state_dir: &Path, map: &MinorMap) -> io::Result<()> {
+    let json = serde_json::to_vec(map).map_err(io::Error::other)?;
+    write_atomic(&minor_map_path(state_dir), &json)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +163,20 @@ mod tests {
         forget_service_apps(dir.path(), "svc").expect("forget");
         assert_eq!(app_start(dir.path(), "svc", rid), None);
         forget_app_start(dir.path(), "svc", rid).expect("forgetting twice is fine");
+    }
+
+    #[test]
+    fn minor_map_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(load_minor_map(dir.path()), None);
+        let map = MinorMap {
+            stamp: drbd_config_stamp(),
+            minors: [("data".to_string(), vec![0, 1])].into_iter().collect(),
+        };
+        save_minor_map(dir.path(), &map).expect("save");
+        assert_eq!(load_minor_map(dir.path()), Some(map));
+        // The stamp is stable while nothing changes.
+        assert_eq!(drbd_config_stamp(), drbd_config_stamp());
     }
 
     #[test]

@@ -33,7 +33,12 @@ struct Run {
 
 impl Node {
     fn new(work: &Path) -> Node {
-        let sb = Sandbox::create(work, Path::new(CONVERGE)).unwrap_or_else(|e| panic!("{e}"));
+        Node::with_drbd(work, "9")
+    }
+
+    fn with_drbd(work: &Path, version: &'static str) -> Node {
+        let sb = Sandbox::create_with(work, Path::new(CONVERGE), version)
+            .unwrap_or_else(|e| panic!("{e}"));
         Node { sb }
     }
 
@@ -389,6 +394,36 @@ fn busy_mount_point_is_retried_then_reported_and_umount_kill_frees_it() {
             assert!(!node.is_mounted());
             let _ = holder.kill();
             let _ = holder.wait();
+        },
+    );
+}
+
+#[test]
+fn drbd_84_is_observed_through_proc_drbd_and_sh_minor() {
+    in_namespace(
+        "drbd_84_is_observed_through_proc_drbd_and_sh_minor",
+        |work| {
+            let node = Node::with_drbd(work, "8.4");
+            let up = node.reconcile();
+            assert_eq!(up.code, 0, "{}", up.out);
+            let proc = fs::read_to_string(node.sb.sim_dir.join("proc_drbd")).expect("proc_drbd");
+            assert!(proc.starts_with("version: 8.4"), "{proc}");
+            let status = node.converge(&["status"]);
+            assert!(
+                status
+                    .out
+                    .contains("Primary, peer Secondary, UpToDate/UpToDate"),
+                "{}",
+                status.out
+            );
+            // The name → minor map is asked once per DRBD configuration, then cached.
+            let cache =
+                fs::read_to_string(work.join("state/drbd-minors.json")).expect("minor map cached");
+            assert!(cache.contains("\"data\":[0]"), "{cache}");
+            node.set_state("down");
+            let down = node.reconcile();
+            assert_eq!(down.code, 0, "{}", down.out);
+            assert_eq!(node.role(), "Secondary");
         },
     );
 }

@@ -169,9 +169,20 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             Err(why) => Observed::Unavailable(why),
         };
     }
-    // DRBD 8.x: /proc/drbd is keyed by minor; ask drbdadm which minors each resource uses.
-    let mut resources = BTreeMap::new();
+    // DRBD 8.x: /proc/drbd is keyed by minor; drbdadm says which minors each resource uses.
+    // That only changes with the DRBD configuration, so it is asked once per configuration.
+    let stamp = state::drbd_config_stamp();
+    let mut cache = state::load_minor_map(&config.state_dir)
+        .filter(|c| c.stamp == stamp)
+        .unwrap_or_else(|| state::MinorMap {
+            stamp: stamp.clone(),
+            minors: BTreeMap::new(),
+        });
+    let mut asked = false;
     for name in names {
+        if cache.minors.contains_key(*name) {
+            continue;
+        }
         let argv = config.commands.drbdadm_argv(&["sh-minor", name]);
         let out = match exec::run(&argv, LIST_TIMEOUT).await {
             Ok(out) => out,
@@ -182,16 +193,30 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             }
             Err(e) => return Observed::Unavailable(e.to_string()),
         };
-        // Not defined in the DRBD configuration: leave it out; `drbdadm up` will say why.
-        if !out.success() {
-            continue;
-        }
-        let minors: Vec<u32> = out
-            .stdout
-            .split_whitespace()
-            .filter_map(|m| m.parse().ok())
-            .collect();
-        if let Some(resource) = proc.resource(name, &minors) {
+        // Not defined in the DRBD configuration: no minors; `drbdadm up` will say why.
+        let minors = if out.success() {
+            out.stdout
+                .split_whitespace()
+                .filter_map(|m| m.parse().ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        cache.minors.insert((*name).to_string(), minors);
+        asked = true;
+    }
+    if asked {
+        // A cache that cannot be written costs a few spawns next time, nothing else.
+        let _ = state::save_minor_map(&config.state_dir, &cache);
+    }
+    let mut resources = BTreeMap::new();
+    for name in names {
+        let minors = cache
+            .minors
+            .get(*name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(resource) = proc.resource(name, minors) {
             resources.insert((*name).to_string(), resource);
         }
     }

@@ -272,6 +272,8 @@ pub struct Sandbox {
     /// The backing disk's loop device.
     pub disk: String,
     pub service: String,
+    /// The DRBD dialect the simulator shows in /proc/drbd: "9" or "8.4".
+    pub drbd_version: &'static str,
 }
 
 pub const RESOURCE: &str = "data";
@@ -282,6 +284,17 @@ impl Sandbox {
     /// Builds the node in `work` (a fresh directory), in a private mount namespace, with
     /// `converge` being the path of the converge binary.
     pub fn create(work: &Path, converge: &Path) -> Result<Sandbox, SandboxError> {
+        Sandbox::create_with(work, converge, "9")
+    }
+
+    /// As [`Sandbox::create`], with the simulator showing DRBD `drbd_version` ("9" or "8.4")
+    /// in its /proc/drbd: with "8.4", converge observes through /proc/drbd and `drbdadm
+    /// sh-minor` instead of `drbdsetup status --json`.
+    pub fn create_with(
+        work: &Path,
+        converge: &Path,
+        drbd_version: &'static str,
+    ) -> Result<Sandbox, SandboxError> {
         private_dev(work)?;
         let bin = work.join("bin");
         fs::create_dir_all(&bin).map_err(io("create bin"))?;
@@ -289,7 +302,10 @@ impl Sandbox {
             symlink(converge, bin.join(tool)).map_err(io(format!("link {tool}")))?;
         }
         let sim_dir = work.join("sim");
-        let env: [(&str, &Path); 1] = [("CONVERGE_SIM_DIR", &sim_dir)];
+        let env: [(&str, &Path); 2] = [
+            ("CONVERGE_SIM_DIR", &sim_dir),
+            ("CONVERGE_SIM_DRBD_VERSION", Path::new(drbd_version)),
+        ];
 
         let image = work.join("backing.img");
         fs::File::create(&image)
@@ -409,6 +425,7 @@ impl Sandbox {
             mnt,
             disk,
             service: SERVICE.to_string(),
+            drbd_version,
         })
     }
 
@@ -421,8 +438,8 @@ impl Sandbox {
             .map_err(io("write the manifest"))
     }
 
-    /// The environment converge and the simulators need: PATH with `bin` first, and
-    /// CONVERGE_SIM_DIR.
+    /// The environment converge and the simulators need: PATH with `bin` first,
+    /// CONVERGE_SIM_DIR and the DRBD dialect.
     pub fn env(&self) -> Vec<(String, std::ffi::OsString)> {
         vec![
             ("PATH".into(), path_with(&self.bin)),
@@ -430,6 +447,7 @@ impl Sandbox {
                 "CONVERGE_SIM_DIR".into(),
                 self.sim_dir.clone().into_os_string(),
             ),
+            ("CONVERGE_SIM_DRBD_VERSION".into(), self.drbd_version.into()),
         ]
     }
 
