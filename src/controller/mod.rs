@@ -7,3 +7,4 @@
 
 pub mod lock;
 pub mod once;
+pub mod trigger;
