@@ -27,6 +27,37 @@ pub struct Config {
     pub proc_drbd: PathBuf,
     pub mountinfo: PathBuf,
     pub commands: Commands,
+    /// The daemon (`converge run`); unused by the one-shot commands.
+    pub daemon: DaemonConfig,
+}
+
+/// How `converge run` behaves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DaemonConfig {
+    /// Quiet period after a manifest change before the directory is re-read.
+    #[serde(with = "humantime_serde")]
+    pub debounce: std::time::Duration,
+    /// Full re-observe and re-plan of everything, even without an event (drift correction).
+    #[serde(with = "humantime_serde")]
+    pub resync: std::time::Duration,
+    /// Services reconciled at the same time.
+    pub concurrency: usize,
+    /// A deleted manifest's service is brought down (otherwise it is left as it is, orphaned).
+    pub prune: bool,
+    /// A directory with no valid manifest may prune everything (otherwise pruning is suspended).
+    pub allow_empty: bool,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            debounce: std::time::Duration::from_millis(200),
+            resync: std::time::Duration::from_secs(30),
+            concurrency: 8,
+            prune: false,
+            allow_empty: false,
+        }
+    }
 }
 
 /// Programs run by converge: each a bare name (looked up in PATH) or an absolute path.
@@ -142,6 +173,7 @@ impl Default for Config {
             proc_drbd: PathBuf::from("/proc/drbd"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
             commands: Commands::default(),
+            daemon: DaemonConfig::default(),
         }
     }
 }
@@ -166,6 +198,11 @@ const TOP_KEYS: &[&str] = &[
     "proc_drbd",
     "mountinfo",
     "commands",
+    "debounce",
+    "resync",
+    "concurrency",
+    "prune",
+    "allow_empty",
 ];
 
 impl Config {
@@ -245,6 +282,29 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
     if let Some(n) = f.get("commands") {
         read_commands(r, &n, &mut config.commands);
     }
+    for (key, slot) in [
+        ("debounce", &mut config.daemon.debounce),
+        ("resync", &mut config.daemon.resync),
+    ] {
+        if let Some(d) = f.get(key).and_then(|n| r.duration(&n)) {
+            *slot = d;
+        }
+    }
+    if let Some(n) = f.get("concurrency") {
+        match r.leaf::<u64>(&n) {
+            Some(c) if (1..=1024).contains(&c) => config.daemon.concurrency = c as usize,
+            Some(c) => r.error(&n, format!("must be between 1 and 1024, got {c}")),
+            None => {}
+        }
+    }
+    for (key, slot) in [
+        ("prune", &mut config.daemon.prune),
+        ("allow_empty", &mut config.daemon.allow_empty),
+    ] {
+        if let Some(b) = f.get(key).and_then(|n| r.bool(&n)) {
+            *slot = b;
+        }
+    }
     config
 }
 
@@ -319,6 +379,23 @@ mod tests {
             Err(ConfigError::Invalid(errors)) => errors.0.iter().map(ToString::to_string).collect(),
             other => panic!("expected invalid, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn daemon_keys_are_read_and_checked() {
+        let config =
+            parse("debounce: 50ms\nresync: 2m\nconcurrency: 3\nprune: true\nallow_empty: true\n")
+                .expect("valid");
+        assert_eq!(config.daemon.debounce, std::time::Duration::from_millis(50));
+        assert_eq!(config.daemon.resync, std::time::Duration::from_secs(120));
+        assert_eq!(config.daemon.concurrency, 3);
+        assert!(config.daemon.prune && config.daemon.allow_empty);
+        let errs = errors("concurrency: 0\nprune: maybe\nresync: 0s\n");
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(
+            errs[0].contains("1:14: concurrency: must be between 1 and 1024, got 0"),
+            "{errs:?}"
+        );
     }
 
     #[test]
@@ -410,7 +487,7 @@ commands:
                 "/etc/converge/config.yaml:1:7: node: invalid node name \"-x\": must not start with `-` (it would be taken for an option)",
                 "/etc/converge/config.yaml:2:12: manifests: must be an absolute path, got \"etc/manifests\"",
                 "/etc/converge/config.yaml:3:10: log_dir: invalid type: sequence, expected a string",
-                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands",
+                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, debounce, resync, concurrency, prune, allow_empty",
                 "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
                 "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
                 "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
@@ -473,7 +550,7 @@ commands:
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands",
+                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, debounce, resync, concurrency, prune, allow_empty",
                 path.display()
             )
         );
