@@ -1,0 +1,259 @@
+//! Mount table changes as [`Trigger::Mounts`].
+//!
+//! The kernel flags an open `/proc/self/mountinfo` with POLLPRI (and POLLERR) when the mount
+//! namespace's table changes; reading the file again re-arms the flag. A dedicated thread
+//! blocks in poll(2) on it and on a stop pipe, so an idle node costs nothing: no timer, no
+//! re-reading on a schedule.
+//!
+//! A burst of changes (a recursive mount, a container starting) becomes few triggers: the first
+//! change is sent at once, later ones at most once per [`WINDOW`], and the last change of a
+//! burst is always sent once its window ends.
+//!
+//! A path that is not a /proc mount table (a plain file, as in tests) never raises POLLPRI:
+//! the watch starts and simply never fires. The daemon's periodic resync covers that case, as
+//! it covers a watch that ended on an error.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::trigger::{Trigger, TriggerSender};
+
+/// At most one trigger per window.
+pub const WINDOW: Duration = Duration::from_millis(50);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountWatchError {
+    #[error("cannot open the mount table {path}: {source}")]
+    Open { path: PathBuf, source: io::Error },
+    #[error("cannot read the mount table {path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("watching the mount table {path}: cannot create a pipe: {source}")]
+    Pipe { path: PathBuf, source: io::Error },
+    #[error("watching the mount table {path}: cannot start a thread: {source}")]
+    Thread { path: PathBuf, source: io::Error },
+}
+
+/// The running watch. Dropping it (or [`MountWatch::stop`]) ends the thread and waits for it.
+pub struct MountWatch {
+    /// Closing it wakes the thread (POLLHUP on the read end).
+    stop: Option<OwnedFd>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl MountWatch {
+    /// Opens `path` (normally `/proc/self/mountinfo`) and starts watching it. Fails only when
+    /// the file cannot be opened or read, or the thread cannot start.
+    pub fn start(path: PathBuf, tx: TriggerSender) -> Result<MountWatch, MountWatchError> {
+        let mut file = File::open(&path).map_err(|source| MountWatchError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        // The first read sets the baseline the kernel compares later changes with.
+        let mut buf = Vec::new();
+        reread(&mut file, &mut buf).map_err(|source| MountWatchError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let (stop_read, stop_write) = pipe().map_err(|source| MountWatchError::Pipe {
+            path: path.clone(),
+            source,
+        })?;
+        let thread_path = path.clone();
+        let thread = std::thread::Builder::new()
+            .name("mount-watch".into())
+            .spawn(move || watch(file, buf, &thread_path, stop_read, tx))
+            .map_err(|source| MountWatchError::Thread { path, source })?;
+        Ok(MountWatch {
+            stop: Some(stop_write),
+            thread: Some(thread),
+        })
+    }
+
+    /// Ends the watch; returns once its thread has.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for MountWatch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread wakes on the pipe's hang-up at once; a panic in it was already
+            // reported by the panic hook.
+            let _ = thread.join();
+        }
+    }
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given, which has room for two.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both descriptors were just created and are owned by nothing else.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads the whole table: a seek to the start and a read to the end is what re-arms POLLPRI.
+fn reread(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
+    file.seek(SeekFrom::Start(0))?;
+    buf.clear();
+    file.read_to_end(buf)?;
+    Ok(())
+}
+
+fn watch(mut file: File, mut buf: Vec<u8>, path: &Path, stop: OwnedFd, tx: TriggerSender) {
+    let mut coalescer = Coalescer::default();
+    loop {
+        let timeout = coalescer.wait(Instant::now()).map_or(-1, |wait| {
+            i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
+        let mut fds = [
+            libc::pollfd {
+                fd: file.as_raw_fd(),
+                events: libc::POLLPRI,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stop.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call, and both
+        // descriptors stay open (owned by this function) throughout.
+        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
+        if ready < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            tracing::warn!(
+                "watching the mount table {}: {e}; watch ended",
+                path.display()
+            );
+            return;
+        }
+        if fds[1].revents != 0 {
+            return;
+        }
+        let revents = fds[0].revents;
+        if revents & libc::POLLNVAL != 0 {
+            tracing::warn!(
+                "watching the mount table {}: descriptor invalid; watch ended",
+                path.display()
+            );
+            return;
+        }
+        if revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+            // A table that cannot be read cannot be re-armed either: polling on would spin.
+            if let Err(e) = reread(&mut file, &mut buf) {
+                tracing::warn!(
+                    "cannot read the mount table {}: {e}; watch ended",
+                    path.display()
+                );
+                return;
+            }
+            coalescer.changed();
+        }
+        if coalescer.take_due(Instant::now()) && tx.send(Trigger::Mounts).is_err() {
+            return;
+        }
+    }
+}
+
+/// Turns change notices into triggers: the first at once, then at most one per [`WINDOW`],
+/// never losing the last.
+#[derive(Debug, Default)]
+struct Coalescer {
+    last_sent: Option<Instant>,
+    pending: bool,
+}
+
+impl Coalescer {
+    fn changed(&mut self) {
+        self.pending = true;
+    }
+
+    /// How long until a pending change is due; `None` when nothing is pending.
+    fn wait(&self, now: Instant) -> Option<Duration> {
+        if !self.pending {
+            return None;
+        }
+        Some(match self.last_sent {
+            Some(sent) => WINDOW.saturating_sub(now.saturating_duration_since(sent)),
+            None => Duration::ZERO,
+        })
+    }
+
+    /// True when a trigger is to be sent now (and records it as sent).
+    fn take_due(&mut self, now: Instant) -> bool {
+        if self.wait(now) != Some(Duration::ZERO) {
+            return false;
+        }
+        self.pending = false;
+        self.last_sent = Some(now);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_change_at_once_then_one_per_window_and_never_the_last_lost() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut c = Coalescer::default();
+        assert_eq!(c.wait(t0), None);
+        assert!(!c.take_due(t0));
+
+        c.changed();
+        assert!(c.take_due(t0));
+        assert_eq!(c.wait(ms(1)), None);
+
+        // A burst inside the window: held back, not dropped.
+        c.changed();
+        c.changed();
+        assert!(!c.take_due(ms(10)));
+        assert_eq!(c.wait(ms(10)), Some(Duration::from_millis(40)));
+        assert!(c.take_due(ms(50)));
+        assert!(!c.take_due(ms(51)));
+
+        // Quiet for longer than a window: the next change goes at once again.
+        c.changed();
+        assert!(c.take_due(ms(500)));
+    }
+
+    #[test]
+    fn a_plain_file_starts_and_stops_without_triggers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mountinfo");
+        std::fs::write(&path, "1 0 0:1 / / rw - tmpfs none rw\n").unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let watch = MountWatch::start(path, tx).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        watch.stop();
+        assert_eq!(rx.try_recv().ok(), None);
+    }
+
+    #[test]
+    fn a_missing_table_is_an_error_naming_it() {
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let err = MountWatch::start(PathBuf::from("/nonexistent/mountinfo"), tx)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .starts_with("cannot open the mount table /nonexistent/mountinfo:"),
+            "{err}"
+        );
+    }
+}
