@@ -242,6 +242,9 @@ pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Res
                 writeln!(out, "{}: converged ({steps} action(s))", s.service)?
             }
             Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
+            Outcome::Interrupted { steps } => {
+                writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
+            }
             Outcome::Failed {
                 error, rolled_back, ..
             } => writeln!(

@@ -70,6 +70,21 @@ pub fn acquire(state_dir: &Path, what: &str) -> Result<InstanceLock, LockError> 
     Ok(InstanceLock { _file: file, path })
 }
 
+/// Who holds the lock now ("pid 1234, run, since …"), or `None` when nobody does.
+pub fn holder(state_dir: &Path) -> Option<String> {
+    let path = state_dir.join(LOCK_FILE);
+    let mut file = OpenOptions::new().read(true).open(&path).ok()?;
+    // SAFETY: flock on a descriptor this function owns; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
+    if rc == 0 {
+        // Nobody holds it (the shared lock is released when `file` closes).
+        return None;
+    }
+    let mut holder = String::new();
+    file.read_to_string(&mut holder).ok()?;
+    Some(holder.trim().to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,7 +100,9 @@ mod tests {
             "{message}"
         );
         assert!(message.contains("reconcile --once"), "{message}");
+        assert!(holder(dir.path()).is_some_and(|h| h.contains("reconcile --once")));
         drop(first);
+        assert_eq!(holder(dir.path()), None);
         acquire(dir.path(), "run").expect("free again");
     }
 }

@@ -5,6 +5,7 @@
 //! started. Services are independent and run in parallel; the steps of one service run strictly
 //! in order, one at a time, each followed by a fresh observation of that service.
 
+pub mod desired;
 pub mod drbd_events;
 pub mod lock;
 pub mod mount_watch;

@@ -7,6 +7,7 @@
 //! back: nothing failed, and what was done is safe to keep.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use tokio::task::JoinSet;
@@ -34,6 +35,8 @@ pub enum Outcome {
         error: String,
         rolled_back: bool,
     },
+    /// Converge is shutting down: stopped between two steps, with nothing half done.
+    Interrupted { steps: usize },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,7 +55,7 @@ impl Report {
     /// 0 converged, 1 failed (any), 3 blocked (any, none failed).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
-        if outcomes().any(|o| matches!(o, Outcome::Failed { .. })) {
+        if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
             1
         } else if outcomes().any(|o| matches!(o, Outcome::Blocked { .. })) {
             3
@@ -79,7 +82,8 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
         }
         let config = Arc::clone(&config);
         tasks.spawn(async move {
-            let outcome = reconcile_service(&config, &service, service_plan).await;
+            let outcome =
+                reconcile_service(&config, &service, service_plan, &AtomicBool::new(false)).await;
             ServiceReport {
                 service: service.name,
                 outcome,
@@ -99,10 +103,14 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
 
 /// Reconciles one service from `plan` (made from a fresh observation) until it is converged,
 /// blocked or failed.
+///
+/// `stopping` is checked between steps: once set, the service stops after the step in progress
+/// (which runs to its end or its timeout), so a shutdown never leaves an action half done.
 pub async fn reconcile_service(
     config: &Config,
     service: &Service,
     mut plan: ServicePlan,
+    stopping: &AtomicBool,
 ) -> Outcome {
     let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
     service_log(format!(
@@ -118,6 +126,10 @@ pub async fn reconcile_service(
     }
     let mut done: Vec<Step> = Vec::new();
     while done.len() < MAX_STEPS {
+        if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
+            tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
+            return Outcome::Interrupted { steps: done.len() };
+        }
         let Some(step) = plan.steps.first().cloned() else {
             return match plan.blocked {
                 Some(blocked) => {

@@ -1,0 +1,200 @@
+//! The services in force for the daemon, kept across reloads of the manifest directory.
+//!
+//! Bad input loses nothing:
+//! - a manifest that fails to parse or validate keeps its last good version in force, with its
+//!   errors reported;
+//! - a deleted manifest's service is left as it is and reported as orphaned, or with `prune`
+//!   brought down, then forgotten;
+//! - a directory that suddenly holds no valid manifest (emptied, unmounted, a bad sync) brings
+//!   nothing down unless `allow_empty`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::manifest::{DesiredState, LoadError, Service, load_dir_lenient};
+
+/// A service whose manifest is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub service: Service,
+    /// Being brought down (`prune: true`); otherwise left as it is.
+    pub pruning: bool,
+}
+
+/// What a reload changed, for the scheduler and the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Services new or different from the version in force before.
+    pub changed: Vec<String>,
+    /// Services whose manifest disappeared (now orphans).
+    pub removed: Vec<String>,
+    /// The directory held no valid manifest and `allow_empty` is off: deletions were ignored.
+    pub emptiness_refused: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct DesiredSet {
+    /// Per manifest file, the version in force (the last good one).
+    by_file: BTreeMap<PathBuf, Service>,
+    pub orphans: BTreeMap<String, Orphan>,
+    /// The current problems of the directory, file:line:column each.
+    pub errors: Vec<LoadError>,
+}
+
+impl DesiredSet {
+    /// Re-reads the whole directory.
+    pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
+        let (services, errors) = load_dir_lenient(dir);
+        self.apply(services, errors, prune, allow_empty)
+    }
+
+    /// The reload's logic, apart from reading: `services` parsed fine, `errors` name the files
+    /// that did not.
+    pub fn apply(&mut self, services: Vec<Service>, errors: Vec<LoadError>, prune: bool, allow_empty: bool) -> Reload {
+        let mut reload = Reload::default();
+        let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
+        let mut next: BTreeMap<PathBuf, Service> =
+            services.into_iter().map(|s| (s.source.clone(), s)).collect();
+        // A broken file keeps its last good version.
+        for path in &failing {
+            if let Some(old) = self.by_file.get(*path) {
+                next.entry((*path).clone()).or_insert_with(|| old.clone());
+            }
+        }
+        let valid_now = next.len();
+        let mut deleted: Vec<PathBuf> = self
+            .by_file
+            .keys()
+            .filter(|p| !next.contains_key(*p) && !failing.contains(p))
+            .cloned()
+            .collect();
+        if valid_now == 0 && !self.by_file.is_empty() && !allow_empty {
+            // Nothing valid at all looks like a mistake (an emptied or unmounted directory, a
+            // broken sync), not a decision to stop everything: keep what was in force.
+            reload.emptiness_refused = true;
+            for path in deleted.drain(..) {
+                if let Some(old) = self.by_file.get(&path) {
+                    next.insert(path, old.clone());
+                }
+            }
+        }
+        for path in &deleted {
+            if let Some(old) = self.by_file.get(path) {
+                reload.removed.push(old.name.clone());
+                self.orphans.insert(old.name.clone(), Orphan { service: old.clone(), pruning: prune });
+            }
+        }
+        for service in next.values() {
+            // A service that comes back is no orphan.
+            self.orphans.remove(&service.name);
+            let before = self.by_file.values().find(|s| s.name == service.name);
+            if before != Some(service) {
+                reload.changed.push(service.name.clone());
+            }
+        }
+        self.by_file = next;
+        self.errors = errors;
+        reload
+    }
+
+    /// The services to reconcile: those in force, and orphans being pruned (as `down`).
+    /// Orphans left as they are get no reconcile.
+    pub fn reconciled(&self) -> Vec<Service> {
+        let mut services: Vec<Service> = self.by_file.values().cloned().collect();
+        for orphan in self.orphans.values().filter(|o| o.pruning) {
+            let mut down = orphan.service.clone();
+            down.state = DesiredState::Down;
+            services.push(down);
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        services
+    }
+
+    pub fn get(&self, name: &str) -> Option<Service> {
+        self.reconciled().into_iter().find(|s| s.name == name)
+    }
+
+    /// A pruned orphan that is down now is forgotten.
+    pub fn forget_orphan(&mut self, name: &str) {
+        self.orphans.remove(name);
+    }
+
+    /// The files whose last good version is in force despite errors.
+    pub fn stale_files(&self) -> Vec<&Path> {
+        let failing: BTreeSet<&PathBuf> = self.errors.iter().map(|e| &e.file).collect();
+        self.by_file.keys().filter(|p| failing.contains(p)).map(PathBuf::as_path).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_manifest;
+
+    fn svc(file: &str, name: &str, state: &str) -> Service {
+        let text = format!("service: {name}\nstate: {state}\nresources:\n  app#0:\n    start: [/bin/true]\n");
+        parse_manifest(Path::new(file), &text).expect("valid")
+    }
+
+    fn error(file: &str) -> LoadError {
+        LoadError { file: file.into(), location: None, field: None, message: "broken".into() }
+    }
+
+    #[test]
+    fn a_broken_manifest_keeps_its_last_good_version() {
+        let mut set = DesiredSet::default();
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        assert_eq!(r.changed, ["a"]);
+        let r = set.apply(vec![], vec![error("/m/a.yaml")], false, false);
+        assert!(r.changed.is_empty() && r.removed.is_empty(), "{r:?}");
+        assert_eq!(set.reconciled().len(), 1);
+        assert_eq!(set.errors.len(), 1);
+        assert_eq!(set.stale_files(), [Path::new("/m/a.yaml")]);
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "down")], vec![], false, false);
+        assert_eq!(r.changed, ["a"]);
+        assert!(set.errors.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_manifest_orphans_its_service_and_prune_brings_it_down() {
+        let both = || vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")];
+        let mut set = DesiredSet::default();
+        set.apply(both(), vec![], false, false);
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        assert_eq!(r.removed, ["b"]);
+        assert!(!set.orphans["b"].pruning);
+        assert_eq!(set.reconciled().len(), 1, "an orphan left alone is not reconciled");
+
+        let mut set = DesiredSet::default();
+        set.apply(both(), vec![], true, false);
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], true, false);
+        let reconciled = set.reconciled();
+        assert_eq!(reconciled.len(), 2);
+        assert_eq!(reconciled[1].state, DesiredState::Down, "pruned orphan goes down");
+        set.forget_orphan("b");
+        assert_eq!(set.reconciled().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_directory_prunes_nothing_unless_allowed() {
+        let mut set = DesiredSet::default();
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], true, false);
+        let r = set.apply(vec![], vec![], true, false);
+        assert!(r.emptiness_refused && r.removed.is_empty());
+        assert_eq!(set.reconciled()[0].state, DesiredState::Up);
+
+        let r = set.apply(vec![], vec![], true, true);
+        assert_eq!(r.removed, ["a"]);
+        assert_eq!(set.reconciled()[0].state, DesiredState::Down);
+    }
+
+    #[test]
+    fn a_service_that_comes_back_is_no_orphan() {
+        let mut set = DesiredSet::default();
+        set.apply(vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")], vec![], false, false);
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "up"), svc("/m/c.yaml", "b", "up")], vec![], false, false);
+        assert!(set.orphans.is_empty());
+        assert_eq!(r.changed, ["b"], "moved to another file with the same content is still a change of source");
+    }
+}
