@@ -8,3 +8,4 @@
 pub mod lock;
 pub mod once;
 pub mod trigger;
+pub mod watch;
