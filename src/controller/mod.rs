@@ -11,3 +11,4 @@ pub mod lock;
 pub mod mount_watch;
 pub mod once;
 pub mod trigger;
+pub mod watch;
