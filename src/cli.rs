@@ -72,6 +72,18 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a daemon: keep every service as its manifest says, reacting to manifest edits
+    /// (GitOps symlink swaps included), DRBD events and mount changes, with a periodic resync.
+    /// SIGHUP resyncs now; SIGTERM/SIGINT let the running action finish and exit 0 (services
+    /// are never stopped because converge stops).
+    Run {
+        /// Manifest directory (may be a symlink that is swapped) [default: `manifests` from the
+        /// node configuration]
+        dir: Option<PathBuf>,
+        /// Log JSON lines instead of text
+        #[arg(long)]
+        json: bool,
+    },
     /// Show each service and resource as observed now: up, down, warn, n/a, stdby up.
     /// Exit 0 when every service is converged, 2 when some is not, 1 on error.
     Status {
@@ -129,6 +141,11 @@ fn run(cli: Cli) -> Result<u8, String> {
                 return plan_command(&config, &dir, json);
             }
             reconcile_command(config, &dir, json)
+        }
+        Command::Run { dir, json } => {
+            let config = load()?;
+            let dir = manifest_dir(&config, dir);
+            run_daemon(config, dir, json)
         }
         Command::Status { dir, json } => {
             let config = load()?;
@@ -258,7 +275,25 @@ pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Res
     Ok(())
 }
 
+fn run_daemon(config: Config, dir: PathBuf, json: bool) -> Result<u8, String> {
+    // Manifests make converge run scripts as root: refuse ones others can write.
+    crate::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
+    let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
+    crate::act::log::init(json, false);
+    let config = std::sync::Arc::new(config);
+    runtime()?
+        .block_on(crate::controller::serve(config, dir))
+        .map_err(|e| e.to_string())?;
+    Ok(exit::OK)
+}
+
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+    // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
+    if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, ")) {
+        if let Some(view) = crate::controller::daemon::read_view(&config.state_dir) {
+            return daemon_status(&holder, &view, json);
+        }
+    }
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
@@ -282,6 +317,75 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     } else {
         exit::CHANGES
     })
+}
+
+fn daemon_status(
+    holder: &str,
+    view: &crate::controller::daemon::DaemonView,
+    json: bool,
+) -> Result<u8, String> {
+    let mut out = std::io::stdout().lock();
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, view)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        write_daemon_view(&mut out, holder, view)
+    };
+    if let Err(e) = written {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(format!("cannot write the status: {e}"));
+        }
+    }
+    let converged = view
+        .services
+        .iter()
+        .all(|s| s.converged != Some(false) && s.result != "orphaned");
+    Ok(if view.errors.is_empty() && converged {
+        exit::OK
+    } else {
+        exit::CHANGES
+    })
+}
+
+/// The daemon's view: what it holds in force, and how each service fared.
+pub fn write_daemon_view(
+    out: &mut impl Write,
+    holder: &str,
+    view: &crate::controller::daemon::DaemonView,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "daemon: {holder}; manifests {} at revision {}; updated {}",
+        view.manifests.display(),
+        view.revision.as_deref().unwrap_or("unknown"),
+        view.updated
+    )?;
+    for error in &view.errors {
+        writeln!(out, "! {error} (last good version in force)")?;
+    }
+    for notice in &view.notices {
+        writeln!(out, "! {notice}")?;
+    }
+    for s in &view.services {
+        writeln!(
+            out,
+            "{:<32} {:<9} converged: {:<3} (desired {}) {}",
+            s.service,
+            s.status.as_deref().unwrap_or("-"),
+            match s.converged {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            },
+            s.desired,
+            s.result
+        )?;
+        if let Some(retry) = &s.next_retry {
+            writeln!(out, "  next retry at {retry}")?;
+        }
+    }
+    Ok(())
 }
 
 /// The status table: one line per service, then one per resource.

@@ -50,11 +50,19 @@ impl DesiredSet {
 
     /// The reload's logic, apart from reading: `services` parsed fine, `errors` name the files
     /// that did not.
-    pub fn apply(&mut self, services: Vec<Service>, errors: Vec<LoadError>, prune: bool, allow_empty: bool) -> Reload {
+    pub fn apply(
+        &mut self,
+        services: Vec<Service>,
+        errors: Vec<LoadError>,
+        prune: bool,
+        allow_empty: bool,
+    ) -> Reload {
         let mut reload = Reload::default();
         let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
-        let mut next: BTreeMap<PathBuf, Service> =
-            services.into_iter().map(|s| (s.source.clone(), s)).collect();
+        let mut next: BTreeMap<PathBuf, Service> = services
+            .into_iter()
+            .map(|s| (s.source.clone(), s))
+            .collect();
         // A broken file keeps its last good version.
         for path in &failing {
             if let Some(old) = self.by_file.get(*path) {
@@ -81,7 +89,13 @@ impl DesiredSet {
         for path in &deleted {
             if let Some(old) = self.by_file.get(path) {
                 reload.removed.push(old.name.clone());
-                self.orphans.insert(old.name.clone(), Orphan { service: old.clone(), pruning: prune });
+                self.orphans.insert(
+                    old.name.clone(),
+                    Orphan {
+                        service: old.clone(),
+                        pruning: prune,
+                    },
+                );
             }
         }
         for service in next.values() {
@@ -122,7 +136,11 @@ impl DesiredSet {
     /// The files whose last good version is in force despite errors.
     pub fn stale_files(&self) -> Vec<&Path> {
         let failing: BTreeSet<&PathBuf> = self.errors.iter().map(|e| &e.file).collect();
-        self.by_file.keys().filter(|p| failing.contains(p)).map(PathBuf::as_path).collect()
+        self.by_file
+            .keys()
+            .filter(|p| failing.contains(p))
+            .map(PathBuf::as_path)
+            .collect()
     }
 }
 
@@ -132,12 +150,19 @@ mod tests {
     use crate::manifest::parse_manifest;
 
     fn svc(file: &str, name: &str, state: &str) -> Service {
-        let text = format!("service: {name}\nstate: {state}\nresources:\n  app#0:\n    start: [/bin/true]\n");
+        let text = format!(
+            "service: {name}\nstate: {state}\nresources:\n  app#0:\n    start: [/bin/true]\n"
+        );
         parse_manifest(Path::new(file), &text).expect("valid")
     }
 
     fn error(file: &str) -> LoadError {
-        LoadError { file: file.into(), location: None, field: None, message: "broken".into() }
+        LoadError {
+            file: file.into(),
+            location: None,
+            field: None,
+            message: "broken".into(),
+        }
     }
 
     #[test]
@@ -163,14 +188,22 @@ mod tests {
         let r = set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
         assert_eq!(r.removed, ["b"]);
         assert!(!set.orphans["b"].pruning);
-        assert_eq!(set.reconciled().len(), 1, "an orphan left alone is not reconciled");
+        assert_eq!(
+            set.reconciled().len(),
+            1,
+            "an orphan left alone is not reconciled"
+        );
 
         let mut set = DesiredSet::default();
         set.apply(both(), vec![], true, false);
         set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], true, false);
         let reconciled = set.reconciled();
         assert_eq!(reconciled.len(), 2);
-        assert_eq!(reconciled[1].state, DesiredState::Down, "pruned orphan goes down");
+        assert_eq!(
+            reconciled[1].state,
+            DesiredState::Down,
+            "pruned orphan goes down"
+        );
         set.forget_orphan("b");
         assert_eq!(set.reconciled().len(), 1);
     }
@@ -191,10 +224,24 @@ mod tests {
     #[test]
     fn a_service_that_comes_back_is_no_orphan() {
         let mut set = DesiredSet::default();
-        set.apply(vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")], vec![], false, false);
+        set.apply(
+            vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")],
+            vec![],
+            false,
+            false,
+        );
         set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
-        let r = set.apply(vec![svc("/m/a.yaml", "a", "up"), svc("/m/c.yaml", "b", "up")], vec![], false, false);
+        let r = set.apply(
+            vec![svc("/m/a.yaml", "a", "up"), svc("/m/c.yaml", "b", "up")],
+            vec![],
+            false,
+            false,
+        );
         assert!(set.orphans.is_empty());
-        assert_eq!(r.changed, ["b"], "moved to another file with the same content is still a change of source");
+        assert_eq!(
+            r.changed,
+            ["b"],
+            "moved to another file with the same content is still a change of source"
+        );
     }
 }

@@ -1,0 +1,559 @@
+//! `converge run`: keeps the node converged as manifests and the node change.
+//!
+//! One scheduler task owns all the state. Event sources (the manifest watcher, DRBD events2,
+//! the mount table watch, the resync timer, SIGHUP) send [`Trigger`]s. The scheduler maps each
+//! trigger to the services it concerns and queues them. Guarantees:
+//! - never two reconciles of one service at once: a trigger for a running service marks it to
+//!   run again afterwards, and pending triggers merge into that one run;
+//! - different services run in parallel, at most `concurrency` at a time;
+//! - a failure is retried with exponential backoff and jitter (1 s doubling to 5 min, reset by
+//!   a success);
+//! - a blocked service waits for the next relevant event or resync.
+//!
+//! The trigger's reason is logged and never used by the reconcile, which observes what it
+//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
+//! change, for `converge status`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::desired::DesiredSet;
+use super::once::{Outcome, reconcile_service};
+use super::trigger::{Trigger, TriggerSender};
+use crate::config::Config;
+use crate::manifest::{Service, Spec};
+use crate::observe::runner::observe;
+use crate::plan::plan_service;
+use crate::state::write_atomic;
+use crate::status::service_status;
+
+pub const STATUS_FILE: &str = "daemon.json";
+const BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The daemon's view, as written to `state_dir/daemon.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonView {
+    pub pid: u32,
+    pub node: String,
+    pub manifests: PathBuf,
+    /// The revision of the manifest directory in force.
+    pub revision: Option<String>,
+    /// Problems of the manifest directory, `file:line:column: field: message` each.
+    pub errors: Vec<String>,
+    /// Why deletions are being ignored, when they are.
+    pub notices: Vec<String>,
+    pub services: Vec<ServiceView>,
+    pub updated: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub desired: String,
+    /// Aggregate status at the last observation (up, down, warn, n/a, stdby up).
+    pub status: Option<String>,
+    pub converged: Option<bool>,
+    /// converged, blocked: …, failed: …, interrupted, orphaned, running.
+    pub result: String,
+    pub last_reconcile: Option<String>,
+    pub next_retry: Option<String>,
+    pub source: PathBuf,
+}
+
+/// Per service bookkeeping.
+#[derive(Debug, Default)]
+struct Entry {
+    running: bool,
+    /// Triggered while running: run once more afterwards.
+    again: bool,
+    failures: u32,
+    retry_at: Option<tokio::time::Instant>,
+    view: ServiceView,
+}
+
+enum Message {
+    Trigger(Trigger),
+    Done {
+        service: String,
+        outcome: Outcome,
+        status: Option<(String, bool)>,
+    },
+    Retry {
+        service: String,
+    },
+}
+
+pub struct Daemon {
+    config: Arc<Config>,
+    dir: PathBuf,
+    desired: DesiredSet,
+    entries: BTreeMap<String, Entry>,
+    revision: Option<String>,
+    notices: Vec<String>,
+    mounts_seen: BTreeSet<PathBuf>,
+    semaphore: Arc<Semaphore>,
+    stopping: Arc<AtomicBool>,
+    tx: mpsc::UnboundedSender<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
+    tasks: JoinSet<()>,
+}
+
+/// `Trigger`s sent here reach the scheduler.
+pub fn trigger_sender(daemon: &Daemon) -> TriggerSender {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+    let inner = daemon.tx.clone();
+    tokio::spawn(async move {
+        while let Some(trigger) = rx.recv().await {
+            if inner.send(Message::Trigger(trigger)).is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+impl Daemon {
+    pub fn new(config: Arc<Config>, dir: PathBuf) -> Daemon {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let concurrency = config.daemon.concurrency.max(1);
+        Daemon {
+            config,
+            dir,
+            desired: DesiredSet::default(),
+            entries: BTreeMap::new(),
+            revision: None,
+            notices: Vec::new(),
+            mounts_seen: BTreeSet::new(),
+            semaphore: Arc::new(Semaphore::new(concurrency)),
+            stopping: Arc::new(AtomicBool::new(false)),
+            tx,
+            rx,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then lets running actions finish and returns.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        self.reload("start");
+        self.mounts_seen = self.read_mount_points();
+        let all: Vec<String> = self
+            .desired
+            .reconciled()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        for name in all {
+            self.queue(&name, "start");
+        }
+        self.write_view();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(message) = self.rx.recv() => self.handle(message),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down: letting running actions finish; no service is stopped");
+        self.stopping.store(true, Ordering::SeqCst);
+        while self.entries.values().any(|e| e.running) {
+            match self.rx.recv().await {
+                Some(message @ Message::Done { .. }) => self.handle(message),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.tasks.abort_all();
+        self.write_view();
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Trigger(trigger) => self.on_trigger(trigger),
+            Message::Retry { service } => {
+                if let Some(entry) = self.entries.get_mut(&service) {
+                    entry.retry_at = None;
+                }
+                self.queue(&service, "retry after failure");
+            }
+            Message::Done {
+                service,
+                outcome,
+                status,
+            } => self.on_done(service, outcome, status),
+        }
+        self.write_view();
+    }
+
+    fn on_trigger(&mut self, trigger: Trigger) {
+        let reason = trigger.to_string();
+        let names: Vec<String> = match &trigger {
+            Trigger::Manifests { .. } => self.reload(&reason),
+            Trigger::Resync { .. } => self
+                .desired
+                .reconciled()
+                .into_iter()
+                .map(|s| s.name)
+                .collect(),
+            Trigger::Drbd { resource } => self
+                .desired
+                .reconciled()
+                .into_iter()
+                .filter(|s| {
+                    s.resources
+                        .iter()
+                        .any(|r| matches!(&r.spec, Spec::Drbd(d) if &d.res == resource))
+                })
+                .map(|s| s.name)
+                .collect(),
+            Trigger::Mounts => {
+                let now = self.read_mount_points();
+                let changed: BTreeSet<PathBuf> = now
+                    .symmetric_difference(&self.mounts_seen)
+                    .cloned()
+                    .collect();
+                self.mounts_seen = now;
+                self.desired
+                    .reconciled()
+                    .into_iter()
+                    .filter(|s| {
+                        s.resources.iter().any(|r| match &r.spec {
+                            Spec::Fs(f) => changed.iter().any(|m| m.starts_with(&f.mnt)),
+                            _ => false,
+                        })
+                    })
+                    .map(|s| s.name)
+                    .collect()
+            }
+        };
+        if !names.is_empty() {
+            tracing::debug!("{reason}: {} service(s) to look at", names.len());
+        }
+        for name in names {
+            // A manifest change is a new request: retry it now, whatever the backoff said.
+            if matches!(trigger, Trigger::Manifests { .. }) {
+                if let Some(entry) = self.entries.get_mut(&name) {
+                    entry.failures = 0;
+                    entry.retry_at = None;
+                }
+            }
+            self.queue(&name, &reason);
+        }
+    }
+
+    /// Re-reads the manifest directory; returns the services to reconcile because of it.
+    fn reload(&mut self, why: &str) -> Vec<String> {
+        let revision = crate::controller::revision_of(&self.dir);
+        if revision.is_some() && revision == self.revision && why != "start" {
+            tracing::debug!(
+                "manifests unchanged (revision {})",
+                revision.as_deref().unwrap_or("?")
+            );
+            return Vec::new();
+        }
+        let before_errors: Vec<String> = self
+            .desired
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let reload = self.desired.reload(
+            &self.dir,
+            self.config.daemon.prune,
+            self.config.daemon.allow_empty,
+        );
+        let after_errors: Vec<String> = self
+            .desired
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Logged once per change, not on every look.
+        if after_errors != before_errors {
+            for error in &after_errors {
+                tracing::error!("{error} (last good version kept in force)");
+            }
+        }
+        self.notices.clear();
+        if reload.emptiness_refused {
+            let notice = format!(
+                "{} holds no valid manifest: nothing is brought down (set allow_empty: true to allow it)",
+                self.dir.display()
+            );
+            tracing::warn!("{notice}");
+            self.notices.push(notice);
+        }
+        for name in &reload.removed {
+            let pruning = self.desired.orphans.get(name).is_some_and(|o| o.pruning);
+            if pruning {
+                tracing::warn!(service = %name, "manifest deleted: bringing the service down (prune: true)");
+            } else {
+                tracing::warn!(service = %name, "manifest deleted: service left as it is, orphaned (prune: false)");
+            }
+        }
+        if revision != self.revision {
+            tracing::info!(
+                "manifests: revision {} ({} service(s) in force, {} changed)",
+                revision.as_deref().unwrap_or("unknown"),
+                self.desired.reconciled().len(),
+                reload.changed.len()
+            );
+        }
+        self.revision = revision;
+        let mut names = reload.changed;
+        names.extend(
+            reload
+                .removed
+                .into_iter()
+                .filter(|n| self.desired.orphans.get(n).is_some_and(|o| o.pruning)),
+        );
+        names
+    }
+
+    fn read_mount_points(&self) -> BTreeSet<PathBuf> {
+        std::fs::read_to_string(&self.config.mountinfo)
+            .ok()
+            .and_then(|text| crate::observe::mountinfo::parse(&text).ok())
+            .map(|mounts| mounts.into_iter().map(|m| m.mount_point).collect())
+            .unwrap_or_default()
+    }
+
+    /// Starts a reconcile of `name` unless one runs (then it runs again afterwards) or it waits
+    /// for a retry after a failure.
+    fn queue(&mut self, name: &str, reason: &str) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(service) = self.desired.get(name) else {
+            return;
+        };
+        let entry = self.entries.entry(name.to_string()).or_default();
+        if entry.running {
+            entry.again = true;
+            return;
+        }
+        if entry
+            .retry_at
+            .is_some_and(|at| at > tokio::time::Instant::now())
+        {
+            return;
+        }
+        entry.running = true;
+        entry.again = false;
+        entry.view.result = "running".into();
+        tracing::debug!(service = %name, "reconcile ({reason})");
+        let config = Arc::clone(&self.config);
+        let semaphore = Arc::clone(&self.semaphore);
+        let stopping = Arc::clone(&self.stopping);
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let outcome_and_status = match semaphore.acquire_owned().await {
+                Ok(_permit) => run_one(&config, &service, &stopping).await,
+                Err(_) => (Outcome::Interrupted { steps: 0 }, None),
+            };
+            let (outcome, status) = outcome_and_status;
+            let _ = tx.send(Message::Done {
+                service: service.name.clone(),
+                outcome,
+                status,
+            });
+        });
+    }
+
+    fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(String, bool)>) {
+        let pruned_down = self.desired.orphans.get(&name).is_some_and(|o| o.pruning)
+            && matches!(outcome, Outcome::Converged { .. });
+        let Some(entry) = self.entries.get_mut(&name) else {
+            return;
+        };
+        entry.running = false;
+        entry.view.last_reconcile = Some(now());
+        if let Some((status, converged)) = status {
+            entry.view.status = Some(status);
+            entry.view.converged = Some(converged);
+        }
+        entry.view.next_retry = None;
+        entry.view.result = match &outcome {
+            Outcome::Converged { .. } => {
+                entry.failures = 0;
+                "converged".into()
+            }
+            Outcome::Blocked { reason, .. } => {
+                entry.failures = 0;
+                format!("blocked: {reason}")
+            }
+            Outcome::Interrupted { .. } => "interrupted".into(),
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => {
+                entry.failures += 1;
+                let delay = backoff(entry.failures, jitter_seed(&name, entry.failures));
+                entry.retry_at = Some(tokio::time::Instant::now() + delay);
+                let at = SystemTime::now() + delay;
+                entry.view.next_retry = Some(humantime::format_rfc3339_seconds(at).to_string());
+                tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
+                let tx = self.tx.clone();
+                let service = name.clone();
+                self.tasks.spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = tx.send(Message::Retry { service });
+                });
+                format!(
+                    "failed: {error}{}",
+                    if *rolled_back { " (rolled back)" } else { "" }
+                )
+            }
+        };
+        let again = std::mem::take(&mut entry.again);
+        if pruned_down {
+            tracing::info!(service = %name, "pruned service is down: forgotten");
+            self.desired.forget_orphan(&name);
+            self.entries.remove(&name);
+            return;
+        }
+        if again {
+            self.queue(&name, "triggered while running");
+        }
+    }
+
+    fn write_view(&self) {
+        let mut services: Vec<ServiceView> = Vec::new();
+        for service in self.desired.reconciled() {
+            let mut view = self
+                .entries
+                .get(&service.name)
+                .map(|e| e.view.clone())
+                .unwrap_or_default();
+            view.service = service.name.clone();
+            view.desired = service.desired_here(&self.config.node).to_string();
+            view.source = service.source.clone();
+            if view.result.is_empty() {
+                view.result = "pending".into();
+            }
+            services.push(view);
+        }
+        for orphan in self.desired.orphans.values().filter(|o| !o.pruning) {
+            services.push(ServiceView {
+                service: orphan.service.name.clone(),
+                desired: "orphaned".into(),
+                result: "orphaned: manifest deleted, left as it is (prune: false)".into(),
+                source: orphan.service.source.clone(),
+                ..ServiceView::default()
+            });
+        }
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        let view = DaemonView {
+            pid: std::process::id(),
+            node: self.config.node.clone(),
+            manifests: self.dir.clone(),
+            revision: self.revision.clone(),
+            errors: self
+                .desired
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            notices: self.notices.clone(),
+            services,
+            updated: now(),
+        };
+        let path = self.config.state_dir.join(STATUS_FILE);
+        match serde_json::to_vec_pretty(&view) {
+            Ok(json) => {
+                if let Err(e) = write_atomic(&path, &json) {
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot encode the daemon's view: {e}"),
+        }
+    }
+}
+
+/// Observes and reconciles one service; returns the outcome and the status after it.
+async fn run_one(
+    config: &Config,
+    service: &Service,
+    stopping: &AtomicBool,
+) -> (Outcome, Option<(String, bool)>) {
+    let node = observe(config, std::slice::from_ref(service)).await;
+    let plan = plan_service(service, &node);
+    let outcome = if plan.is_converged() {
+        Outcome::Converged { steps: 0 }
+    } else {
+        reconcile_service(config, service, plan, stopping).await
+    };
+    let after = if matches!(outcome, Outcome::Converged { steps: 0 }) {
+        node
+    } else {
+        observe(config, std::slice::from_ref(service)).await
+    };
+    let status = service_status(service, &after);
+    (outcome, Some((status.status.to_string(), status.converged)))
+}
+
+/// The delay before retry `failures` (1-based): 1 s doubling to 5 min, with ±20 % jitter so
+/// that services failing together do not retry in lockstep.
+pub fn backoff(failures: u32, seed: u64) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_FIRST.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
+    // seed % 401 → 0..=400 → factor 0.8..=1.2
+    let factor = 800 + (seed % 401);
+    base.mul_f64(factor as f64 / 1000.0).min(BACKOFF_MAX)
+}
+
+fn jitter_seed(name: &str, failures: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    failures.hash(&mut h);
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        .hash(&mut h);
+    h.finish()
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().max(1))
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Reads the daemon's view, when a daemon has written one.
+pub fn read_view(state_dir: &Path) -> Option<DaemonView> {
+    let text = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_five_minutes_with_bounded_jitter() {
+        for seed in [0, 200, 400, 12345] {
+            let first = backoff(1, seed);
+            assert!(
+                first >= Duration::from_millis(800) && first <= Duration::from_millis(1200),
+                "{first:?}"
+            );
+            let fourth = backoff(4, seed);
+            assert!(
+                fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600),
+                "{fourth:?}"
+            );
+            assert!(backoff(30, seed) <= BACKOFF_MAX);
+            assert!(backoff(30, seed) >= BACKOFF_MAX.mul_f64(0.8));
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! `converge run` end to end: a real daemon process reacting to manifest edits, GitOps-style
+//! symlink swaps, broken and deleted manifests, DRBD events and signals. Waits are generous
+//! and nothing asserts timing (speed is measured in benches, not here).
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use support::{Sandbox, text};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Polls `check` until it holds or WAIT passes.
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(sb: &Sandbox, dir: &Path) -> Daemon {
+        let log = sb.path("daemon.log");
+        let file = fs::File::create(&log).expect("log file");
+        let child = sb
+            .converge_cmd(&["run", dir.to_str().expect("utf-8")])
+            .stdout(file.try_clone().expect("dup"))
+            .stderr(file)
+            .spawn()
+            .expect("converge run");
+        let daemon = Daemon { child, log };
+        eventually("the daemon writes its view", || {
+            sb.path("state/daemon.json").exists()
+        });
+        daemon
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(pid, signal) };
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "the daemon did not exit on SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon_config(sb: &Sandbox, extra: &str) {
+    sb.config(&format!("debounce: 50ms\nresync: 1h\n{extra}"));
+}
+
+/// A host app whose S script creates `marker`, K removes it, C checks it.
+fn app_manifest(sb: &Sandbox, dir: &Path, name: &str, state: &str) {
+    let marker = sb.path(&format!("{name}.up"));
+    let scripts = sb.path(&format!("{name}.d"));
+    sb.script(
+        &format!("{name}.d/S10app"),
+        &format!("touch {}", marker.display()),
+    );
+    sb.script(
+        &format!("{name}.d/K10app"),
+        &format!("rm -f {}", marker.display()),
+    );
+    sb.script(
+        &format!("{name}.d/C10app"),
+        &format!("test -e {}", marker.display()),
+    );
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!(
+            "service: {name}\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n",
+            scripts.display()
+        ),
+    )
+    .expect("write manifest");
+}
+
+fn is_up(sb: &Sandbox, name: &str) -> bool {
+    sb.path(&format!("{name}.up")).exists()
+}
+
+fn view(sb: &Sandbox) -> String {
+    fs::read_to_string(sb.path("state/daemon.json")).unwrap_or_default()
+}
+
+#[test]
+fn edits_bring_a_service_up_then_down_and_sigterm_exits_cleanly() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "down");
+    let daemon = Daemon::start(&sb, &dir);
+    app_manifest(&sb, &dir, "web", "up");
+    eventually("web goes up after the edit", || is_up(&sb, "web"));
+    // A vim-style save: write a new file, rename it over the manifest.
+    let manifest = dir.join("web.yaml");
+    let edited = fs::read_to_string(&manifest)
+        .expect("read")
+        .replace("state: up", "state: down");
+    fs::write(dir.join(".web.yaml.swp"), &edited).expect("swap file");
+    fs::rename(dir.join(".web.yaml.swp"), &manifest).expect("rename");
+    eventually("web goes down after a save by rename", || {
+        !is_up(&sb, "web")
+    });
+    assert_eq!(daemon.stop(), 0);
+    let holder = support::converge_with(
+        &sb.path("config.yaml"),
+        &["status", dir.to_str().expect("utf-8")],
+    );
+    assert!(!text(&holder.stderr).contains("panicked"));
+    assert_eq!(
+        converge::controller::lock::holder(&sb.path("state")),
+        None,
+        "lock released"
+    );
+}
+
+#[test]
+fn gitops_symlink_swap_applies_the_new_revision_and_survives_the_old_dir_vanishing() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let rev1 = sb.path("repo/rev-aaaa");
+    app_manifest(&sb, &rev1, "api", "down");
+    let link = sb.path("repo/current");
+    symlink(&rev1, &link).expect("link");
+    let daemon = Daemon::start(&sb, &link);
+    // git-sync: a new worktree, a temporary link to it, renamed over the link; old one deleted.
+    let rev2 = sb.path("repo/rev-bbbb");
+    app_manifest(&sb, &rev2, "api", "up");
+    symlink(&rev2, sb.path("repo/tmp-link")).expect("tmp link");
+    fs::rename(sb.path("repo/tmp-link"), &link).expect("swap");
+    fs::remove_dir_all(&rev1).expect("remove old worktree");
+    eventually("api goes up from the new revision", || is_up(&sb, "api"));
+    eventually("the revision in force is the new worktree", || {
+        view(&sb).contains("rev-bbbb")
+    });
+    // Later edits inside the new target are watched too.
+    app_manifest(&sb, &rev2, "api", "down");
+    eventually("api goes down after an edit in the new worktree", || {
+        !is_up(&sb, "api")
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn invalid_yaml_keeps_the_last_good_version_and_is_reported_until_fixed() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "db", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("db up", || is_up(&sb, "db"));
+    fs::write(
+        dir.join("db.yaml"),
+        "service: db\nstate: down\nresources: [\n",
+    )
+    .expect("break it");
+    eventually(
+        "the error is in the daemon's view with file:line:column",
+        || view(&sb).contains("db.yaml:4:1"),
+    );
+    let status = sb.converge(&["status", dir.to_str().expect("utf-8")]);
+    let shown = text(&status.stdout);
+    assert!(
+        shown.contains("db.yaml:4:1") && shown.contains("daemon"),
+        "{shown}"
+    );
+    assert!(
+        is_up(&sb, "db"),
+        "nothing stopped because of a broken manifest"
+    );
+    app_manifest(&sb, &dir, "db", "down");
+    eventually("fixed manifest applied", || !is_up(&sb, "db"));
+    eventually("error cleared", || !view(&sb).contains("db.yaml:4:1"));
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn deleted_manifest_without_prune_leaves_the_service_orphaned() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "a", "up");
+    app_manifest(&sb, &dir, "b", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("both up", || is_up(&sb, "a") && is_up(&sb, "b"));
+    fs::remove_file(dir.join("b.yaml")).expect("delete");
+    eventually("b reported orphaned", || view(&sb).contains("orphaned"));
+    assert!(is_up(&sb, "b"), "an orphan is left as it is");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn deleted_manifest_with_prune_is_brought_down_but_an_emptied_directory_is_not() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "prune: true\n");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "a", "up");
+    app_manifest(&sb, &dir, "b", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("both up", || is_up(&sb, "a") && is_up(&sb, "b"));
+    fs::remove_file(dir.join("b.yaml")).expect("delete b");
+    eventually("b pruned: brought down", || !is_up(&sb, "b"));
+    // Now the last manifest goes too: without allow_empty, nothing is stopped.
+    fs::remove_file(dir.join("a.yaml")).expect("delete a");
+    eventually("the empty directory is reported", || {
+        view(&sb).contains("holds no valid manifest")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(is_up(&sb, "a"), "an emptied directory brings nothing down");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn sighup_resyncs_and_drift_is_corrected() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "w", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("w up", || is_up(&sb, "w"));
+    // Drift: the app stops behind converge's back; SIGHUP makes the daemon look again.
+    fs::remove_file(sb.path("w.up")).expect("drift");
+    daemon.signal(libc::SIGHUP);
+    eventually("w restarted after SIGHUP", || is_up(&sb, "w"));
+    assert!(daemon.log().contains("SIGHUP"), "{}", daemon.log());
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn a_second_daemon_is_refused_while_the_first_runs() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "x", "down");
+    let daemon = Daemon::start(&sb, &dir);
+    let second = sb.converge(&["run", dir.to_str().expect("utf-8")]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stderr).contains("another converge is acting on this node"),
+        "{}",
+        text(&second.stderr)
+    );
+    let once = sb.converge(&["reconcile", "--once", dir.to_str().expect("utf-8")]);
+    assert_eq!(
+        once.status.code(),
+        Some(1),
+        "reconcile --once shares the lock"
+    );
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn world_writable_manifests_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "p", "up");
+    fs::set_permissions(dir.join("p.yaml"), fs::Permissions::from_mode(0o666)).expect("chmod");
+    let out = sb.converge(&["run", dir.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("p.yaml") && err.contains("can write it"),
+        "{err}"
+    );
+    assert!(!is_up(&sb, "p"));
+}
