@@ -306,3 +306,36 @@ fn world_writable_manifests_are_refused() {
     );
     assert!(!is_up(&sb, "p"));
 }
+
+#[test]
+fn sigterm_during_an_action_lets_it_finish_then_exits_0_and_releases_the_lock() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    let marker = sb.path("slow.up");
+    sb.script(
+        "slow.d/S10app",
+        &format!("sleep 2; touch {}", marker.display()),
+    );
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(
+        dir.join("slow.yaml"),
+        format!(
+            "service: slow\nstate: up\nresources:\n  app#0:\n    start: [{}]\n",
+            sb.path("slow.d/S10app").display()
+        ),
+    )
+    .expect("manifest");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("the slow start to be running", || {
+        daemon.log().contains("spawn:")
+    });
+    let code = daemon.stop();
+    assert_eq!(code, 0);
+    assert!(marker.exists(), "the running action was allowed to finish");
+    assert_eq!(
+        converge::controller::lock::holder(&sb.path("state")),
+        None,
+        "lock released"
+    );
+}

@@ -427,3 +427,92 @@ fn drbd_84_is_observed_through_proc_drbd_and_sh_minor() {
         },
     );
 }
+
+/// `converge run` on the sandboxed node, reading its log on demand.
+struct RunningDaemon {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl RunningDaemon {
+    fn start(node: &Node) -> RunningDaemon {
+        let mut config = fs::read_to_string(&node.sb.config).expect("config");
+        // Only events may wake it: a resync would hide a missing trigger.
+        config.push_str("debounce: 50ms\nresync: 1h\n");
+        fs::write(&node.sb.config, config).expect("write config");
+        let log = node.sb.work.join("daemon.log");
+        let file = fs::File::create(&log).expect("log");
+        let child = node
+            .command(CONVERGE)
+            .arg("--config")
+            .arg(&node.sb.config)
+            .arg("run")
+            .stdout(file.try_clone().expect("dup"))
+            .stderr(file)
+            .spawn()
+            .expect("converge run");
+        RunningDaemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < std::time::Duration::from_secs(30) {
+            if check() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
+    }
+
+    fn stop(mut self) -> i32 {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().expect("wait");
+        status.code().unwrap_or(-1)
+    }
+}
+
+impl Drop for RunningDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
+    in_namespace(
+        "daemon_promotes_when_the_peer_demotes_and_remounts_after_drift",
+        |work| {
+            let node = Node::new(work);
+            node.sim("drbdsetup", "sim-peer data --role Primary");
+            let daemon = RunningDaemon::start(&node);
+            daemon.eventually("the promotion to be refused", || {
+                daemon.log().contains("blocked: peer")
+            });
+            assert!(!node.is_mounted());
+            // The peer steps down: DRBD's event alone must bring the service up here.
+            node.sim("drbdsetup", "sim-peer data --role Secondary");
+            daemon.eventually("the service to come up after the peer demoted", || {
+                node.is_mounted()
+            });
+            assert_eq!(node.role(), "Primary");
+            daemon.eventually("the app to run", || {
+                Path::new(&node.mnt())
+                    .join("vz/private/101/var/run/foo")
+                    .exists()
+            });
+            // Someone unmounts it behind converge's back: the mount table event brings it back.
+            node.sim("vzctl", "stop 101");
+            node.sh(&format!("umount {}", node.mnt()));
+            daemon.eventually("the filesystem to be mounted again", || node.is_mounted());
+            assert_eq!(daemon.stop(), 0, "SIGTERM exits 0");
+            assert!(node.is_mounted(), "stopping converge stops no service");
+        },
+    );
+}
