@@ -124,12 +124,13 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<Output, ExecError
         Err(_) => {
             let pgid = child.id().and_then(|id| i32::try_from(id).ok());
             signal_group(pgid, libc::SIGTERM);
-            let status = match tokio::time::timeout(KILL_GRACE, child.wait()).await {
+            let exited = tokio::time::timeout(KILL_GRACE, child.wait()).await;
+            // Whether or not the leader obeyed, members of its group that ignore SIGTERM must
+            // not outlive the timeout: SIGKILL the group (ESRCH when it is empty already).
+            signal_group(pgid, libc::SIGKILL);
+            let status = match exited {
                 Ok(status) => status.map_err(wait_err)?,
-                Err(_) => {
-                    signal_group(pgid, libc::SIGKILL);
-                    child.wait().await.map_err(wait_err)?
-                }
+                Err(_) => child.wait().await.map_err(wait_err)?,
             };
             (status, true)
         }
@@ -249,6 +250,35 @@ mod tests {
             !marker.exists(),
             "a child of the timed-out command outlived the timeout"
         );
+    }
+
+    #[tokio::test]
+    async fn regression_a_member_ignoring_sigterm_is_killed_even_when_the_leader_obeys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("stubborn.pid");
+        let script = format!(
+            "(trap '' TERM; echo $$ >/dev/null; exec sleep 77) & echo $! > {}; sleep 100",
+            pid_file.display()
+        );
+        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
+            .await
+            .expect("sh runs");
+        assert!(out.timed_out);
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("number");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Dead means gone or a zombie waiting for init to reap it.
+        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|stat| {
+                stat.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .is_some_and(|zombie| !zombie);
+        assert!(!alive, "the SIGTERM-ignoring member survived the timeout");
     }
 
     #[tokio::test]

@@ -31,8 +31,17 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
+/// The directory of a service's records. Manifests refuse names starting with `.`; this also
+/// refuses them, so that no name can ever make it point outside `state_dir/apps` (a `..` here
+/// once meant `forget_service_apps` removing the whole state directory).
 fn app_dir(state_dir: &Path, service: &str) -> PathBuf {
-    state_dir.join("apps").join(service)
+    let safe = !service.is_empty() && !service.starts_with('.') && !service.contains('/');
+    let name = if safe {
+        service.to_string()
+    } else {
+        format!("_invalid_{}", service.replace(['/', '.'], "_"))
+    };
+    state_dir.join("apps").join(name)
 }
 
 fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
@@ -177,6 +186,22 @@ mod tests {
         assert_eq!(load_minor_map(dir.path()), Some(map));
         // The stamp is stable while nothing changes.
         assert_eq!(drbd_config_stamp(), drbd_config_stamp());
+    }
+
+    #[test]
+    fn regression_a_service_named_dot_dot_cannot_reach_outside_the_apps_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let precious = dir.path().join("converge.lock");
+        std::fs::write(&precious, "pid 1").expect("write");
+        for name in ["..", ".", "../x", ""] {
+            let path = app_dir(dir.path(), name);
+            assert!(
+                path.starts_with(dir.path().join("apps")) && path != dir.path().join("apps"),
+                "{name:?} → {path:?}"
+            );
+            forget_service_apps(dir.path(), name).expect("forget");
+        }
+        assert!(precious.exists(), "state_dir survived");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn describe(step: &Step, service: &Service, commands: &Commands) -> Vec<Stri
             let mut line = shell_line(&[commands.umount.clone(), mnt.display().to_string()]);
             if *kill {
                 line.push_str(&format!(
-                    " (when busy: {} -kmv {})",
+                    " (when busy: {} -kmv -M {})",
                     commands.fuser,
                     quote(&mnt.display().to_string())
                 ));

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{ActError, Ctx};
 use crate::exec::Output;
 use crate::manifest::{DrbdSpec, Spec};
-use crate::observe::drbd::{DrbdResource, Role};
+use crate::observe::drbd::Role;
 use crate::observe::drbdadm_role::{self, RoleReport};
 use crate::observe::drbdsetup_status;
 
@@ -42,6 +42,17 @@ async fn state_change(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(), ActErr
         match out.code {
             Some(0) => return Ok(()),
             Some(EXIT_STATE_CHANGE) if attempt < RETRIES => {
+                // A peer that became Primary meanwhile is a refusal to respect, not a
+                // transient state change to wait out.
+                if verb == "primary" {
+                    if let (_, Some(peer)) = local_and_peer_roles(ctx, res).await? {
+                        if !spec(ctx).is_some_and(|s| s.allow_two_primaries) {
+                            return Err(ctx.blocked(format!(
+                                "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
+                            )));
+                        }
+                    }
+                }
                 ctx.log.info(format_args!(
                     "{}; retry {attempt}/{} in 1s",
                     nonempty(&out.last_line(), "state change refused (exit 11)"),
@@ -159,6 +170,159 @@ async fn local_and_peer_roles(
     }
     let resources = drbdsetup_status::parse_json(&out.stdout)
         .map_err(|e| ctx.failed(format!("drbdsetup status {res} --json: {e}")))?;
-    let peer = resources.get(res).and_then(DrbdResource::primary_peer_name);
-    Ok((local, peer))
+    // Not knowing the peers is not the same as knowing none is Primary.
+    let resource = resources.get(res).ok_or_else(|| {
+        ctx.failed(format!(
+            "drbdsetup status {res} --json does not list resource {res}; cannot tell the peers' roles before promoting"
+        ))
+    })?;
+    Ok((local, resource.primary_peer_name()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against stub `drbdadm`/`drbdsetup` scripts: what it runs, and what it
+    //! refuses to run.
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::config::{Commands, Config};
+    use crate::manifest::{Kind, ResourceId, parse_manifest};
+
+    struct Stubs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Stubs {
+        /// `drbdadm`: logs its arguments to `calls`, answers `role` with `role_out`, and
+        /// `primary` with the exit codes in `primary_codes` (one per call, the last repeating).
+        /// `drbdsetup status --json` prints `status_json`.
+        fn new(role_out: &str, primary_codes: &[i32], status_json: &str) -> Stubs {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let write = |name: &str, body: String| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, body).expect("write stub");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            };
+            std::fs::write(dir.path().join("status.json"), status_json).expect("json");
+            let codes: Vec<String> = primary_codes.iter().map(ToString::to_string).collect();
+            write(
+                "drbdadm",
+                format!(
+                    "#!/bin/sh\nd={d}\ncase \"$1\" in --drbdsetup=*) shift;; esac\necho \"$*\" >> $d/calls\ncase \"$1\" in\n  role) echo {role_out}; exit 0;;\n  primary)\n    n=$(grep -c '^primary' $d/calls)\n    set -- {codes}\n    while [ $n -gt 1 ] && [ $# -gt 1 ]; do shift; n=$((n-1)); done\n    [ \"$1\" = 11 ] && echo 'data: State change failed: (-1) Multiple primaries not allowed by config' >&2\n    exit $1;;\n  *) exit 0;;\nesac\n",
+                    d = dir.path().display(),
+                    codes = codes.join(" ")
+                ),
+            );
+            write(
+                "drbdsetup",
+                format!("#!/bin/sh\ncat {}/status.json\n", dir.path().display()),
+            );
+            Stubs { dir }
+        }
+
+        fn config(&self) -> Config {
+            Config {
+                commands: Commands {
+                    drbdadm: self.path("drbdadm").display().to_string(),
+                    drbdsetup: self.path("drbdsetup").display().to_string(),
+                    ..Commands::default()
+                },
+                ..Config::default()
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn primary_calls(&self) -> usize {
+            std::fs::read_to_string(self.path("calls"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("primary data"))
+                .count()
+        }
+    }
+
+    fn status_json(peer_role: &str) -> String {
+        format!(
+            r#"[{{"name":"data","node-id":0,"role":"Secondary","suspended":false,"devices":[{{"volume":0,"minor":0,"disk-state":"UpToDate","client":false,"open":false,"quorum":true}}],"connections":[{{"peer-node-id":1,"name":"deb2","connection-state":"Connected","peer-role":"{peer_role}","peer_devices":[{{"volume":0,"replication-state":"Established","peer-disk-state":"UpToDate","percent-in-sync":100.0}}]}}]}}]"#
+        )
+    }
+
+    fn service(allow_two: bool) -> crate::manifest::Service {
+        let text = format!(
+            "service: s\nstate: up\nresources:\n  drbd#0:\n    res: data\n    allow_two_primaries: {allow_two}\n"
+        );
+        parse_manifest(Path::new("/m/s.yaml"), &text).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn peer_roles_are_read_again_right_before_promoting() {
+        // The plan was made when the peer was Secondary; now `status --json` says Primary.
+        let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
+        let config = stubs.config();
+        let svc = service(false);
+        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
+        let err = primary(&ctx, "data").await.expect_err("must refuse");
+        assert!(err.is_blocked(), "{err}");
+        assert!(err.to_string().contains("peer deb2 is Primary"), "{err}");
+        assert_eq!(stubs.primary_calls(), 0, "drbdadm primary was never run");
+    }
+
+    #[tokio::test]
+    async fn allow_two_primaries_promotes_beside_a_primary_peer() {
+        let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
+        let config = stubs.config();
+        let svc = service(true);
+        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
+        primary(&ctx, "data").await.expect("promoted");
+        assert_eq!(stubs.primary_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn exit_11_is_retried_then_succeeds() {
+        let stubs = Stubs::new("Secondary", &[11, 0], &status_json("Secondary"));
+        let config = stubs.config();
+        let svc = service(false);
+        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
+        primary(&ctx, "data")
+            .await
+            .expect("promoted on the second try");
+        assert_eq!(stubs.primary_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn exit_17_blocks_and_is_not_retried() {
+        let stubs = Stubs::new("Secondary", &[17], &status_json("Secondary"));
+        let config = stubs.config();
+        let svc = service(false);
+        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
+        let err = primary(&ctx, "data").await.expect_err("blocked");
+        assert!(
+            err.is_blocked() && err.to_string().contains("UpToDate"),
+            "{err}"
+        );
+        assert_eq!(stubs.primary_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn status_without_the_resource_is_a_failure_not_a_promotion() {
+        let stubs = Stubs::new("Secondary", &[0], "[]");
+        let config = stubs.config();
+        let svc = service(false);
+        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
+        let err = primary(&ctx, "data")
+            .await
+            .expect_err("must not promote blind");
+        assert!(
+            !err.is_blocked() && err.to_string().contains("does not list resource data"),
+            "{err}"
+        );
+        assert_eq!(stubs.primary_calls(), 0);
+    }
 }

@@ -116,9 +116,13 @@ pub async fn umount(ctx: &Ctx<'_>, mnt: &Path, kill: bool) -> Result<(), ActErro
             humantime::format_duration(pause)
         ));
         if kill {
+            // -M: act only while MNT is still a mount point. Without it, a mount point
+            // unmounted meanwhile would make -m pick the filesystem holding the directory
+            // (say /) and kill everything using it.
             let fuser = vec![
                 ctx.config.commands.fuser.clone(),
                 "-kmv".into(),
+                "-M".into(),
                 mnt_s.clone(),
             ];
             let out = ctx.run(&fuser, Duration::from_secs(30)).await?;

@@ -357,6 +357,29 @@ mod tests {
     }
 
     #[test]
+    fn regression_names_starting_with_a_dot_are_refused() {
+        for (field, text) in [
+            ("service", "service: ..\nstate: up\n"),
+            (
+                "res",
+                "service: s\nstate: up\nresources:\n  drbd#0:\n    res: .data\n",
+            ),
+            (
+                "ctid",
+                "service: s\nstate: up\nresources:\n  container#0:\n    type: vz\n    ctid: ..\n",
+            ),
+        ] {
+            let errors = parse_manifest(std::path::Path::new("/m/s.yaml"), text).expect_err(field);
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.message.contains("must not start with `.`")),
+                "{field}: {errors:?}"
+            );
+        }
+    }
+
+    #[test]
     fn log_label_is_upper_case() {
         assert_eq!(ResourceId::new(Kind::Drbd, 0).log_label(), "DRBD#0");
     }

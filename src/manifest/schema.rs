@@ -341,6 +341,9 @@ pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
         Some("must not be empty")
     } else if s.starts_with('-') {
         Some("must not start with `-` (it would be taken for an option)")
+    } else if s.starts_with('.') {
+        // `.` and `..` name directories, and converge keeps per-service state under the name.
+        Some("must not start with `.`")
     } else if !s
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
