@@ -263,7 +263,14 @@ fn failed_app_start_rolls_the_container_back() {
     let (code, out, _) = run(&sb, &dir, &[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("app.sh start exited 7"), "{out}");
-    assert!(out.contains("rollback: undoing 1 action(s)"), "{out}");
+    assert!(
+        out.contains("rollback: undoing what this run started"),
+        "{out}"
+    );
+    assert!(
+        out.contains("rollback: stopping app#0 after its failed start"),
+        "{out}"
+    );
     assert!(
         out.contains("ct: failed:") && out.contains("(rolled back)"),
         "{out}"
@@ -292,4 +299,29 @@ fn without_rollback_a_failed_start_leaves_what_it_did() {
     assert!(!out.contains("rollback:"), "{out}");
     let status = text(&sb.sim("vzctl", &["status", "101"]).stdout);
     assert_eq!(status.trim(), "CTID 101 exist mounted running");
+}
+
+#[test]
+fn a_failing_optional_app_warns_and_the_rest_of_the_service_goes_on() {
+    let sb = Sandbox::new();
+    sb.config("");
+    let ok = sb.script("ok.sh", &format!("touch {}", sb.path("ok.up").display()));
+    sb.write(
+        "manifests/mixed.yaml",
+        &format!(
+            "service: mixed\nstate: up\nresources:\n  app#0:\n    start: [/bin/false]\n    optional: true\n  app#1:\n    start: [{}]\n",
+            ok.display()
+        ),
+    );
+    let (code, out, _) = run(&sb, &sb.path("manifests"), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("(optional: the rest of the service goes on)"),
+        "{out}"
+    );
+    assert!(
+        sb.path("ok.up").exists(),
+        "the next resource still started: {out}"
+    );
+    assert!(!out.contains("rollback"), "{out}");
 }

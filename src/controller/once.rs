@@ -6,6 +6,7 @@
 //! reverse — unless the service sets `rollback: false`. A refusal by a safety rule is not rolled
 //! back: nothing failed, and what was done is safe to keep.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,9 +15,9 @@ use tokio::task::JoinSet;
 
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::config::Config;
-use crate::manifest::{DesiredState, Service};
+use crate::manifest::{DesiredState, ResourceId, Service};
 use crate::observe::runner::observe;
-use crate::plan::{self, ServicePlan, Step};
+use crate::plan::{self, Action, ServicePlan, Step};
 
 /// A service that needs more steps than this in one run is not converging (each step changes
 /// one resource; the deepest stack has a few dozen).
@@ -71,6 +72,7 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
     let node = observe(&config, &services).await;
     let first = plan::plan(&services, &node);
     let mut tasks = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
     for (service, service_plan) in services.into_iter().zip(first.services) {
         if service_plan.is_converged() {
@@ -81,7 +83,8 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
             continue;
         }
         let config = Arc::clone(&config);
-        tasks.spawn(async move {
+        let name = service.name.clone();
+        let handle = tasks.spawn(async move {
             let outcome =
                 reconcile_service(&config, &service, service_plan, &AtomicBool::new(false)).await;
             ServiceReport {
@@ -89,12 +92,28 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
                 outcome,
             }
         });
+        names.insert(handle.id(), name);
     }
-    while let Some(joined) = tasks.join_next().await {
+    while let Some(joined) = tasks.join_next_with_id().await {
         match joined {
-            Ok(report) => reports.push(report),
-            // A panic in a service task is a bug in converge; it must not take the others down.
-            Err(e) => tracing::error!("a service reconcile ended abnormally: {e}"),
+            Ok((_, report)) => reports.push(report),
+            // A panic in a service task is a bug in converge; it must not take the others
+            // down, nor vanish from the report (and the exit code).
+            Err(e) => {
+                let service = names
+                    .get(&e.id())
+                    .cloned()
+                    .unwrap_or_else(|| "(unknown service)".into());
+                tracing::error!(service = %service, "the reconcile ended abnormally: {e}");
+                reports.push(ServiceReport {
+                    service,
+                    outcome: Outcome::Failed {
+                        steps: 0,
+                        error: format!("internal error: {e}"),
+                        rolled_back: false,
+                    },
+                });
+            }
         }
     }
     reports.sort_by(|a, b| a.service.cmp(&b.service));
@@ -125,6 +144,8 @@ pub async fn reconcile_service(
         tracing::warn!(service = %service.name, "{warning}");
     }
     let mut done: Vec<Step> = Vec::new();
+    // Optional resources whose action failed this run: warned about, then left out.
+    let mut skipped: BTreeSet<ResourceId> = BTreeSet::new();
     while done.len() < MAX_STEPS {
         if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
             tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
@@ -145,11 +166,21 @@ pub async fn reconcile_service(
             };
         };
         if let Err(error) = act::run_step(config, service, &step).await {
-            return handle_error(config, service, plan.desired, &done, error).await;
+            let optional = service.resource(step.rid).is_some_and(|r| r.optional);
+            if optional && !error.is_blocked() {
+                ResourceLog::new(service, step.rid).warn(format_args!(
+                    "{error} (optional: the rest of the service goes on)"
+                ));
+                skipped.insert(step.rid);
+                plan.steps.retain(|s| !skipped.contains(&s.rid));
+                continue;
+            }
+            return handle_error(config, service, plan.desired, &done, Some(&step), error).await;
         }
         done.push(step.clone());
         let node = observe(config, std::slice::from_ref(service)).await;
         plan = plan::plan_service(service, &node);
+        plan.steps.retain(|s| !skipped.contains(&s.rid));
         // A step that succeeded but left the node as it was would be planned forever.
         if plan.steps.first() == Some(&step) {
             let error = ActError::Failed {
@@ -160,7 +191,7 @@ pub async fn reconcile_service(
                     step.reason
                 ),
             };
-            return handle_error(config, service, plan.desired, &done, error).await;
+            return handle_error(config, service, plan.desired, &done, Some(&step), error).await;
         }
     }
     Outcome::Failed {
@@ -175,6 +206,7 @@ async fn handle_error(
     service: &Service,
     desired: DesiredState,
     done: &[Step],
+    failed: Option<&Step>,
     error: ActError,
 ) -> Outcome {
     let (rid, text) = match &error {
@@ -190,33 +222,70 @@ async fn handle_error(
         };
     }
     log.error(&text);
-    let undo: Vec<Step> = done
-        .iter()
-        .rev()
-        .filter_map(|s| {
-            act::undo(&s.action).map(|action| Step {
-                rid: s.rid,
-                action,
+    // What this run touched: the resources of its done steps and the one that failed (which
+    // may have done part of its work, e.g. a container started but never operational).
+    let touched: BTreeSet<ResourceId> = done.iter().map(|s| s.rid).chain([rid]).collect();
+    let rolled_back = if desired == DesiredState::Up && service.rollback {
+        // An app whose start failed midway may have started some of its scripts: its stop
+        // scripts run whatever a check says (they are meant to be safe to run twice).
+        if let Some(
+            step @ Step {
+                action: Action::AppStart,
+                ..
+            },
+        ) = failed
+        {
+            tracing::warn!(service = %service.name, "rollback: stopping {} after its failed start", step.rid);
+            let stop = Step {
+                rid: step.rid,
+                action: Action::AppStop,
                 reason: "rollback".into(),
-            })
-        })
-        .collect();
-    let rolled_back = desired == DesiredState::Up && service.rollback && !undo.is_empty();
-    if rolled_back {
-        tracing::warn!(service = %service.name, "rollback: undoing {} action(s) of this run", undo.len());
-        for step in &undo {
-            if let Err(e) = act::run_step(config, service, step).await {
-                // Going on after a failed undo could demote under a mount: stop here.
-                ResourceLog::new(service, step.rid).error(format_args!("rollback stopped: {e}"));
-                break;
+            };
+            if let Err(e) = act::run_step(config, service, &stop).await {
+                ResourceLog::new(service, step.rid).error(format_args!("rollback: {e}"));
             }
         }
-    }
+        roll_back(config, service, &touched).await
+    } else {
+        false
+    };
     Outcome::Failed {
         steps: done.len(),
         error: error.to_string(),
         rolled_back,
     }
+}
+
+/// Undoes a failed start: plans the service down from fresh observations, as any stop is
+/// planned (so every safety rule holds: never demote under a mount), and runs the steps that
+/// concern `touched` resources, in order. Stops at the first step that is not this run's to
+/// undo, or that fails. True when nothing of `touched` is left up.
+async fn roll_back(config: &Config, service: &Service, touched: &BTreeSet<ResourceId>) -> bool {
+    let mut down = service.clone();
+    down.state = DesiredState::Down;
+    down.node = None;
+    tracing::warn!(service = %service.name, "rollback: undoing what this run started");
+    for _ in 0..MAX_STEPS {
+        let node = observe(config, std::slice::from_ref(service)).await;
+        let plan = plan::plan_service(&down, &node);
+        let Some(step) = plan.steps.first() else {
+            if let Some(blocked) = plan.blocked.filter(|b| touched.contains(&b.rid)) {
+                ResourceLog::new(service, blocked.rid)
+                    .error(format_args!("rollback stopped: {}", blocked.reason));
+                return false;
+            }
+            return true;
+        };
+        if !touched.contains(&step.rid) {
+            // Stopping something this run did not start would go beyond undoing the run.
+            return !plan.steps.iter().any(|s| touched.contains(&s.rid));
+        }
+        if let Err(e) = act::run_step(config, service, step).await {
+            ResourceLog::new(service, step.rid).error(format_args!("rollback stopped: {e}"));
+            return false;
+        }
+    }
+    false
 }
 
 #[cfg(test)]
