@@ -13,7 +13,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 
 fn service(name: &str) -> String {
     format!(
-        "service: {name}\nstate: up\nresources:\n  fs#0: {{dev: /dev/a, mnt: /a, type: ext4}}\n"
+        "service: {name}\nstate: up\nresources:\n  fs#0: {{dev: /dev/{name}, mnt: /{name}, type: ext4}}\n"
     )
 }
 
@@ -184,4 +184,35 @@ fn empty_directory_is_an_empty_set() {
     let set = load_dir(tmp.path()).unwrap_or_else(|e| panic!("{e}"));
     assert!(set.services.is_empty());
     assert!(set.skipped.is_empty());
+}
+
+#[test]
+fn two_services_managing_one_drbd_resource_mount_point_or_container_are_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let body = |name: &str| {
+        format!(
+            "service: {name}\nstate: up\nresources:\n  drbd#0:\n    res: data\n  fs#1:\n    dev: /dev/drbd0\n    mnt: /srv/x\n    type: ext4\n  container#0:\n    type: vz\n    ctid: 101\n"
+        )
+    };
+    let a = write(tmp.path(), "a.yaml", &body("a"));
+    write(tmp.path(), "b.yaml", &body("b"));
+    write(tmp.path(), "c.yaml", &service("c"));
+    let (services, errors) = converge::manifest::load_dir_lenient(tmp.path());
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["c"], "neither conflicting service is in force");
+    let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 6, "{shown:#?}");
+    let first = format!(
+        "{}:5:10: resources.drbd#0.res: DRBD resource \"data\" is also managed by service b",
+        a.display()
+    );
+    assert!(shown.iter().any(|e| e.starts_with(&first)), "{shown:#?}");
+    assert!(
+        shown.iter().any(|e| e.contains("mount point \"/srv/x\"")),
+        "{shown:#?}"
+    );
+    assert!(
+        shown.iter().any(|e| e.contains("OpenVZ container \"101\"")),
+        "{shown:#?}"
+    );
 }

@@ -240,6 +240,52 @@ fn scan_dir(dir: &Path) -> Scan {
             });
         }
     }
+    // Two services must not manage one thing: one would unmount or demote what the other
+    // just brought up. Every file involved gets the error, and none of them is in force.
+    let mut claims: BTreeMap<(&str, String), Vec<(usize, String, &str)>> = BTreeMap::new();
+    for (i, (service, _)) in loaded.iter().enumerate().filter(|(i, _)| keep[*i]) {
+        for r in &service.resources {
+            let (what, value, field) = match &r.spec {
+                super::Spec::Drbd(d) => ("DRBD resource", d.res.clone(), "res"),
+                super::Spec::Fs(f) => ("mount point", f.mnt.display().to_string(), "mnt"),
+                super::Spec::Container(c) => match &c.kind {
+                    super::ContainerKind::Vz(id) => ("OpenVZ container", id.clone(), "ctid"),
+                    super::ContainerKind::Lxc(name) => ("LXC container", name.clone(), "name"),
+                },
+                super::Spec::App(_) => continue,
+            };
+            claims
+                .entry((what, value))
+                .or_default()
+                .push((i, r.id.to_string(), field));
+        }
+    }
+    for ((what, value), claimants) in &claims {
+        let services: std::collections::BTreeSet<usize> =
+            claimants.iter().map(|(i, _, _)| *i).collect();
+        if services.len() < 2 {
+            continue;
+        }
+        for (i, rid, field) in claimants {
+            keep[*i] = false;
+            let (service, text) = &loaded[*i];
+            let others: Vec<String> = services
+                .iter()
+                .filter(|&&j| j != *i)
+                .map(|&j| format!("{} ({})", loaded[j].0.name, loaded[j].0.source.display()))
+                .collect();
+            let path = [Seg::key("resources"), Seg::key(rid), Seg::key(field)];
+            scan.errors.push(LoadError {
+                file: service.source.clone(),
+                location: locate_nearest(text, &path, At::Value),
+                field: Some(format!("resources.{rid}.{field}")),
+                message: format!(
+                    "{what} {value:?} is also managed by service {}: one thing, one service",
+                    others.join(", ")
+                ),
+            });
+        }
+    }
     scan.services = loaded
         .into_iter()
         .zip(keep)
