@@ -295,15 +295,17 @@ fn fail_start_until_repaired() {
 
 #[test]
 fn start_delay_then_up_and_operational() {
+    // The delay is long next to what the checks below take, so a loaded machine cannot make
+    // the container come up before they ran; then the status is polled, never timed.
     let sim = Sim::new();
-    sim.create("101", &["--start-delay", "500ms"]);
+    sim.create("101", &["--start-delay", "3s"]);
     let began = Instant::now();
     let out = sim.vzctl(&["start", "101"]);
     ok(&out);
     assert_eq!(out.stdout, STARTED);
     assert!(
-        began.elapsed() < Duration::from_millis(400),
-        "start returns at once"
+        began.elapsed() < Duration::from_secs(3),
+        "start returns before the delay ends"
     );
     sim.status(
         "101",
@@ -322,7 +324,14 @@ fn start_delay_then_up_and_operational() {
         31,
         "Container is not running\n",
     );
-    sleep(Duration::from_millis(550).saturating_sub(began.elapsed()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.vzctl(&["status", "101"]).stdout != "CTID 101 exist mounted running\n" {
+        assert!(
+            Instant::now() < deadline,
+            "never came up after its start delay"
+        );
+        sleep(Duration::from_millis(50));
+    }
     sim.status(
         "101",
         "CTID 101 exist mounted running",
@@ -353,10 +362,10 @@ fn start_wait_blocks_until_init_is_up() {
 
 #[test]
 fn stop_delay_then_down() {
+    // As for the start delay: long enough that the checks run inside it, then polled.
     let sim = Sim::new();
-    sim.create("101", &["--stop-delay", "400ms"]);
+    sim.create("101", &["--stop-delay", "3s"]);
     ok(&sim.vzctl(&["start", "101"]));
-    let began = Instant::now();
     let out = sim.vzctl(&["stop", "101"]);
     ok(&out);
     assert_eq!(out.stdout, "Stopping container ...\n");
@@ -372,7 +381,14 @@ fn stop_delay_then_down() {
         32,
         "Container is already running\n",
     );
-    sleep(Duration::from_millis(450).saturating_sub(began.elapsed()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sim.vzctl(&["status", "101"]).stdout != "CTID 101 exist unmounted down\n" {
+        assert!(
+            Instant::now() < deadline,
+            "never went down after its stop delay"
+        );
+        sleep(Duration::from_millis(50));
+    }
     sim.status(
         "101",
         "CTID 101 exist unmounted down",

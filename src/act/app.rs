@@ -37,9 +37,13 @@ async fn commands(ctx: &Ctx<'_>, app: &AppSpec, start: bool) -> Vec<(String, Vec
             start: s, stop: k, ..
         } => match if start { s } else { k } {
             Some(argv) => {
-                let label = std::path::Path::new(&argv[0])
-                    .file_name()
-                    .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+                // The resource id keeps two apps running the same program from sharing a log.
+                let program = argv.first().map(|p| {
+                    std::path::Path::new(p)
+                        .file_name()
+                        .map_or_else(|| p.clone(), |n| n.to_string_lossy().into_owned())
+                });
+                let label = format!("{}-{}", ctx.rid, program.unwrap_or_default());
                 vec![(label, commands.in_container(container, argv.clone()))]
             }
             None => Vec::new(),

@@ -136,12 +136,12 @@ impl Service {
         self.resources.iter().find(|r| r.id == id)
     }
 
-    /// The service's container, when it has one that is not disabled: apps run inside it.
+    /// The service's container, when it has one: apps run inside it.
+    ///
+    /// A disabled container still hosts the apps: `disabled` means converge does not start or
+    /// stop it, not that its apps move to the host.
     pub fn container(&self) -> Option<&ContainerSpec> {
-        self.resources.iter().find_map(|r| match &r.spec {
-            Spec::Container(c) if !r.disabled => Some(c),
-            _ => None,
-        })
+        self.resources.iter().find_map(|r| r.spec.as_container())
     }
 }
 

@@ -40,8 +40,9 @@ pub async fn observe(config: &Config, services: &[Service]) -> NodeState {
             _ => None,
         })
         .collect();
+    // Containers are observed even when disabled: their apps run inside them.
     let wants = |vz_kind: bool| {
-        enabled().any(|r| {
+        services.iter().flat_map(|s| &s.resources).any(|r| {
             matches!(&r.spec, Spec::Container(c) if matches!(c.kind, ContainerKind::Vz(_)) == vz_kind)
         })
     };

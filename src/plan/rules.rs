@@ -588,6 +588,18 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     fn up_app(&mut self, resource: &Resource) {
         let rid = resource.id;
         if !self.app_host_running() {
+            let disabled_container = self
+                .service
+                .resources
+                .iter()
+                .find(|r| r.disabled && r.spec.as_container().is_some());
+            if let Some(container) = disabled_container {
+                self.refuse(
+                    resource,
+                    format!("its container ({}) is disabled and not running; converge does not start it", container.id),
+                );
+                return;
+            }
             self.step(rid, Action::AppStart, "its container is not running yet");
             return;
         }

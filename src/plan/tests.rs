@@ -766,6 +766,26 @@ fn app_check_warn_blocks_start_but_allows_stop() {
 }
 
 #[test]
+fn regression_apps_of_a_disabled_container_stay_inside_it() {
+    // converge does not start the disabled container: while it is down, the apps wait (their
+    // start would run inside it), they never move to the host.
+    let mut svc = seed();
+    svc.resources[2].disabled = true;
+    let plan = plan_service(&svc, &node_at(Level::Mounted));
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(
+        plan.blocked
+            .expect("blocked")
+            .reason
+            .contains("is disabled and not running")
+    );
+    // Running (started by hand): the apps run inside it as usual.
+    let plan = plan_service(&svc, &node_at(Level::ContainerRunning));
+    assert_eq!(actions(&plan), ["app start"]);
+    assert!(svc.container().is_some());
+}
+
+#[test]
 fn disabled_resources_are_ignored() {
     let mut svc = seed();
     svc.resources[3].disabled = true;
