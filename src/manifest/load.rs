@@ -242,7 +242,9 @@ fn scan_dir(dir: &Path) -> Scan {
     }
     // Two services must not manage one thing: one would unmount or demote what the other
     // just brought up. Every file involved gets the error, and none of them is in force.
-    let mut claims: BTreeMap<(&str, String), Vec<(usize, String, &str)>> = BTreeMap::new();
+    // (what, which) → the (service index, resource id, field) of each claimant.
+    type Claimants = Vec<(usize, String, &'static str)>;
+    let mut claims: BTreeMap<(&str, String), Claimants> = BTreeMap::new();
     for (i, (service, _)) in loaded.iter().enumerate().filter(|(i, _)| keep[*i]) {
         for r in &service.resources {
             let (what, value, field) = match &r.spec {
