@@ -89,6 +89,11 @@ enum Message {
     Retry {
         service: String,
     },
+    /// A batched look at many services: the converged ones need nothing more.
+    Batch {
+        statuses: Vec<(String, String, bool)>,
+        to_reconcile: Vec<String>,
+    },
 }
 
 pub struct Daemon {
@@ -145,15 +150,7 @@ impl Daemon {
         tokio::pin!(shutdown);
         self.reload("start");
         self.mounts_seen = self.read_mount_points();
-        let all: Vec<String> = self
-            .desired
-            .reconciled()
-            .into_iter()
-            .map(|s| s.name)
-            .collect();
-        for name in all {
-            self.queue(&name, "start");
-        }
+        self.look_at_all("start");
         self.write_view();
         loop {
             tokio::select! {
@@ -189,20 +186,72 @@ impl Daemon {
                 outcome,
                 status,
             } => self.on_done(service, outcome, status),
+            Message::Batch {
+                statuses,
+                to_reconcile,
+            } => {
+                for (name, status, converged) in statuses {
+                    let entry = self.entries.entry(name).or_default();
+                    entry.view.status = Some(status);
+                    entry.view.converged = Some(converged);
+                    if converged && !entry.running {
+                        entry.view.result = "converged".into();
+                    }
+                }
+                for name in to_reconcile {
+                    self.queue(&name, "resync");
+                }
+            }
         }
         self.write_view();
+    }
+
+    /// Looks at every service in one batched observation (one mountinfo read, one
+    /// `drbdsetup status`, one `vzlist`… for all of them) and reconciles only those that need
+    /// it: a resync of a converged node costs one pass, not one per service.
+    fn look_at_all(&mut self, why: &str) {
+        let idle: Vec<Service> = self
+            .desired
+            .reconciled()
+            .into_iter()
+            .filter(|s| !self.entries.get(&s.name).is_some_and(|e| e.running))
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        tracing::debug!("{why}: looking at {} service(s)", idle.len());
+        let config = Arc::clone(&self.config);
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let node = observe(&config, &idle).await;
+            let mut statuses = Vec::new();
+            let mut to_reconcile = Vec::new();
+            for service in &idle {
+                let status = service_status(service, &node);
+                if !status.converged {
+                    to_reconcile.push(service.name.clone());
+                }
+                statuses.push((
+                    service.name.clone(),
+                    status.status.to_string(),
+                    status.converged,
+                ));
+            }
+            let _ = tx.send(Message::Batch {
+                statuses,
+                to_reconcile,
+            });
+        });
     }
 
     fn on_trigger(&mut self, trigger: Trigger) {
         let reason = trigger.to_string();
         let names: Vec<String> = match &trigger {
             Trigger::Manifests { .. } => self.reload(&reason),
-            Trigger::Resync { .. } => self
-                .desired
-                .reconciled()
-                .into_iter()
-                .map(|s| s.name)
-                .collect(),
+            Trigger::Resync { .. } => {
+                self.look_at_all(&reason);
+                Vec::new()
+            }
             Trigger::Drbd { resource } => self
                 .desired
                 .reconciled()
