@@ -1,0 +1,267 @@
+//! End-to-end daemon figures for docs/performance.md (not criterion: each sample is a real
+//! `converge run` process reacting to real files, signals and the DRBD simulator).
+//!
+//! - manifest edit → first action, p50/p99 (target p50 ≤ 300 ms with the default debounce);
+//! - peer demote → local promote (target ≤ 1 s; root only: a sandboxed node with the DRBD
+//!   simulator in a private mount namespace);
+//! - idle CPU and RSS of a daemon holding 100 and 1,000 converged services over 60 s (target
+//!   ≤ 0.1 % of a core, ≤ 30 MB).
+//!
+//! `cargo bench --bench daemon` runs all; `-- edit`, `-- promote`, `-- idle` pick one. Set
+//! CONVERGE_BENCH_IDLE_SECS to shorten the idle window while trying things out.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CONVERGE: &str = env!("CARGO_BIN_EXE_converge");
+const INSIDE: &str = "CONVERGE_BENCH_NAMESPACE_WORK";
+
+fn main() {
+    if let Some(work) = std::env::var_os(INSIDE) {
+        promote_inside(Path::new(&work));
+        return;
+    }
+    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wants = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    if wants("edit") {
+        edit_to_action();
+    }
+    if wants("promote") {
+        promote();
+    }
+    if wants("idle") {
+        let secs = std::env::var("CONVERGE_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+        for n in [100, 1000] {
+            idle(n, Duration::from_secs(secs));
+        }
+    }
+}
+
+fn write_exec(path: &Path, body: &str) {
+    fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    fs::write(&path, format!("state_dir: {0}/state\nlog_dir: {0}/log\n{extra}", dir.display())).expect("config");
+    path
+}
+
+fn start_daemon(config: &Path, manifests: &Path, log: &Path) -> Child {
+    Command::new(CONVERGE)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .arg(manifests)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(log).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("converge run")
+}
+
+fn stop(mut child: Child) {
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let _ = child.wait();
+}
+
+fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// Edit a manifest (state up ↔ down), measure until the app's start/stop script runs.
+fn edit_to_action() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let manifests = dir.join("manifests");
+    fs::create_dir_all(&manifests).expect("mkdir");
+    fs::create_dir_all(dir.join("scripts")).expect("mkdir");
+    let stamp = dir.join("stamp");
+    // Each script records when it ran, in nanoseconds since the epoch.
+    for (name, verb) in [("S10app", "start"), ("K10app", "stop")] {
+        write_exec(&dir.join("scripts").join(name), &format!("date +%s%N > {}.{verb}", stamp.display()));
+    }
+    let manifest = |state: &str| {
+        format!("service: bench\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n", dir.join("scripts").display())
+    };
+    fs::write(manifests.join("bench.yaml"), manifest("down")).expect("manifest");
+    let cfg = config(dir, "resync: 1h\n");
+    let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
+    wait_for("the daemon", Duration::from_secs(20), || dir.join("state/daemon.json").exists());
+    std::thread::sleep(Duration::from_millis(500));
+    let now_ns = || -> u128 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    };
+    let mut samples = Vec::new();
+    for i in 0..30 {
+        let (state, verb) = if i % 2 == 0 { ("up", "start") } else { ("down", "stop") };
+        let mark = stamp.with_extension(verb);
+        let _ = fs::remove_file(&mark);
+        let before = now_ns();
+        fs::write(manifests.join("bench.yaml"), manifest(state)).expect("edit");
+        wait_for("the script", Duration::from_secs(20), || fs::read_to_string(&mark).is_ok_and(|t| t.ends_with('\n')));
+        let ran: u128 = fs::read_to_string(&mark).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(before);
+        samples.push(Duration::from_nanos(u64::try_from(ran.saturating_sub(before)).unwrap_or(u64::MAX)));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop(daemon);
+    samples.sort();
+    println!(
+        "edit → first action (debounce 200 ms, {} samples): p50 {}, p99 {}, max {}",
+        samples.len(),
+        ms(percentile(&samples, 0.5)),
+        ms(percentile(&samples, 0.99)),
+        ms(*samples.last().expect("samples"))
+    );
+}
+
+/// Peer demote → local promote, on a sandboxed node (root).
+fn promote() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("peer demote → local promote: skipped (needs root)");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("bench binary");
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private"])
+        .arg(exe)
+        .env(INSIDE, work.path())
+        .stdin(Stdio::null())
+        .status()
+        .expect("unshare");
+    converge::sim::sandbox::detach_loops_under(work.path());
+    assert!(status.success(), "promote benchmark failed");
+}
+
+fn promote_inside(work: &Path) {
+    use converge::sim::sandbox::Sandbox;
+    let sb = Sandbox::create(work, Path::new(CONVERGE)).unwrap_or_else(|e| panic!("{e}"));
+    let mut cfg = fs::read_to_string(&sb.config).expect("config");
+    cfg.push_str("debounce: 50ms\nresync: 1h\n");
+    fs::write(&sb.config, cfg).expect("config");
+    let env = sb.env();
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).envs(env.clone()).stdin(Stdio::null()).output().expect("run");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let drbdsetup = sb.bin.join("drbdsetup").display().to_string();
+    let role = || run(&drbdsetup, &["role", "data"]).trim().to_string();
+    let mut samples = Vec::new();
+    let mut daemon = Command::new(CONVERGE)
+        .arg("--config")
+        .arg(&sb.config)
+        .arg("run")
+        .envs(env.clone())
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(work.join("daemon.log")).expect("log"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("converge run");
+    sb.set_state("up").expect("up");
+    wait_for("the first start", Duration::from_secs(60), || role() == "Primary");
+    for _ in 0..10 {
+        // The peer holds the resource; converge is refused; then the peer steps down.
+        sb.set_state("down").expect("down");
+        wait_for("local Secondary", Duration::from_secs(30), || role() == "Secondary");
+        run(&drbdsetup, &["sim-peer", "data", "--role", "Primary"]);
+        sb.set_state("up").expect("up");
+        std::thread::sleep(Duration::from_millis(800));
+        assert_eq!(role(), "Secondary", "promotion beside a Primary peer");
+        let start = Instant::now();
+        run(&drbdsetup, &["sim-peer", "data", "--role", "Secondary"]);
+        wait_for("local Primary", Duration::from_secs(30), || role() == "Primary");
+        samples.push(start.elapsed());
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    sb.set_state("down").expect("down");
+    let _ = Command::new(CONVERGE).arg("--config").arg(&sb.config).args(["reconcile", "--once"]).envs(env).output();
+    let problems = sb.teardown();
+    assert!(problems.is_empty(), "{problems:?}");
+    samples.sort();
+    println!(
+        "peer demote → local promote ({} samples; role polled every 2 ms): p50 {}, max {}",
+        samples.len(),
+        ms(percentile(&samples, 0.5)),
+        ms(*samples.last().expect("samples"))
+    );
+}
+
+/// CPU time (user + system) of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14, stime 15 (1-based in proc(5)).
+    let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(14) + get(15)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// N converged services (apps without a check: their start is recorded, so watching them
+/// costs a file read per resync), idle for `window`.
+fn idle(n: usize, window: Duration) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    let manifests = dir.join("manifests");
+    fs::create_dir_all(&manifests).expect("mkdir");
+    for i in 0..n {
+        fs::write(
+            manifests.join(format!("svc{i}.yaml")),
+            format!("service: svc{i}\nstate: up\nresources:\n  app#0:\n    start: [/bin/true]\n    stop: [/bin/true]\n"),
+        )
+        .expect("manifest");
+    }
+    let cfg = config(dir, "");
+    let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
+    let pid = daemon.id();
+    let view = dir.join("state/daemon.json");
+    wait_for("all services converged", Duration::from_secs(600), || {
+        fs::read_to_string(&view).is_ok_and(|t| t.matches("\"result\": \"converged\"").count() == n)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let before = cpu_ticks(pid);
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let used = (cpu_ticks(pid) - before) as f64 / hz;
+    let elapsed = started.elapsed().as_secs_f64();
+    let rss = rss_kib(pid);
+    stop(daemon);
+    println!(
+        "idle, {n} converged services, {:.0} s (resync 30 s): CPU {:.3} % of a core, RSS {:.1} MB",
+        elapsed,
+        100.0 * used / elapsed,
+        rss as f64 / 1024.0
+    );
+}
