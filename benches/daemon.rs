@@ -24,7 +24,10 @@ fn main() {
         promote_inside(Path::new(&work));
         return;
     }
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let wants = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     if wants("edit") {
         edit_to_action();
@@ -33,7 +36,10 @@ fn main() {
         promote();
     }
     if wants("idle") {
-        let secs = std::env::var("CONVERGE_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
+        let secs = std::env::var("CONVERGE_BENCH_IDLE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60);
         for n in [100, 1000] {
             idle(n, Duration::from_secs(secs));
         }
@@ -47,7 +53,14 @@ fn write_exec(path: &Path, body: &str) {
 
 fn config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.yaml");
-    fs::write(&path, format!("state_dir: {0}/state\nlog_dir: {0}/log\n{extra}", dir.display())).expect("config");
+    fs::write(
+        &path,
+        format!(
+            "state_dir: {0}/state\nlog_dir: {0}/log\n{extra}",
+            dir.display()
+        ),
+    )
+    .expect("config");
     path
 }
 
@@ -97,29 +110,50 @@ fn edit_to_action() {
     let stamp = dir.join("stamp");
     // Each script records when it ran, in nanoseconds since the epoch.
     for (name, verb) in [("S10app", "start"), ("K10app", "stop")] {
-        write_exec(&dir.join("scripts").join(name), &format!("date +%s%N > {}.{verb}", stamp.display()));
+        write_exec(
+            &dir.join("scripts").join(name),
+            &format!("date +%s%N > {}.{verb}", stamp.display()),
+        );
     }
     let manifest = |state: &str| {
-        format!("service: bench\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n", dir.join("scripts").display())
+        format!(
+            "service: bench\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n",
+            dir.join("scripts").display()
+        )
     };
     fs::write(manifests.join("bench.yaml"), manifest("down")).expect("manifest");
     let cfg = config(dir, "resync: 1h\n");
     let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
-    wait_for("the daemon", Duration::from_secs(20), || dir.join("state/daemon.json").exists());
+    wait_for("the daemon", Duration::from_secs(20), || {
+        dir.join("state/daemon.json").exists()
+    });
     std::thread::sleep(Duration::from_millis(500));
     let now_ns = || -> u128 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
     };
     let mut samples = Vec::new();
     for i in 0..30 {
-        let (state, verb) = if i % 2 == 0 { ("up", "start") } else { ("down", "stop") };
+        let (state, verb) = if i % 2 == 0 {
+            ("up", "start")
+        } else {
+            ("down", "stop")
+        };
         let mark = stamp.with_extension(verb);
         let _ = fs::remove_file(&mark);
         let before = now_ns();
         fs::write(manifests.join("bench.yaml"), manifest(state)).expect("edit");
-        wait_for("the script", Duration::from_secs(20), || fs::read_to_string(&mark).is_ok_and(|t| t.ends_with('\n')));
-        let ran: u128 = fs::read_to_string(&mark).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(before);
-        samples.push(Duration::from_nanos(u64::try_from(ran.saturating_sub(before)).unwrap_or(u64::MAX)));
+        wait_for("the script", Duration::from_secs(20), || {
+            fs::read_to_string(&mark).is_ok_and(|t| t.ends_with('\n'))
+        });
+        let ran: u128 = fs::read_to_string(&mark)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(before);
+        samples.push(Duration::from_nanos(
+            u64::try_from(ran.saturating_sub(before)).unwrap_or(u64::MAX),
+        ));
         std::thread::sleep(Duration::from_millis(300));
     }
     stop(daemon);
@@ -161,7 +195,12 @@ fn promote_inside(work: &Path) {
     fs::write(&sb.config, cfg).expect("config");
     let env = sb.env();
     let run = |program: &str, args: &[&str]| {
-        let out = Command::new(program).args(args).envs(env.clone()).stdin(Stdio::null()).output().expect("run");
+        let out = Command::new(program)
+            .args(args)
+            .envs(env.clone())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let drbdsetup = sb.bin.join("drbdsetup").display().to_string();
@@ -178,25 +217,36 @@ fn promote_inside(work: &Path) {
         .spawn()
         .expect("converge run");
     sb.set_state("up").expect("up");
-    wait_for("the first start", Duration::from_secs(60), || role() == "Primary");
+    wait_for("the first start", Duration::from_secs(60), || {
+        role() == "Primary"
+    });
     for _ in 0..10 {
         // The peer holds the resource; converge is refused; then the peer steps down.
         sb.set_state("down").expect("down");
-        wait_for("local Secondary", Duration::from_secs(30), || role() == "Secondary");
+        wait_for("local Secondary", Duration::from_secs(30), || {
+            role() == "Secondary"
+        });
         run(&drbdsetup, &["sim-peer", "data", "--role", "Primary"]);
         sb.set_state("up").expect("up");
         std::thread::sleep(Duration::from_millis(800));
         assert_eq!(role(), "Secondary", "promotion beside a Primary peer");
         let start = Instant::now();
         run(&drbdsetup, &["sim-peer", "data", "--role", "Secondary"]);
-        wait_for("local Primary", Duration::from_secs(30), || role() == "Primary");
+        wait_for("local Primary", Duration::from_secs(30), || {
+            role() == "Primary"
+        });
         samples.push(start.elapsed());
     }
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
     sb.set_state("down").expect("down");
-    let _ = Command::new(CONVERGE).arg("--config").arg(&sb.config).args(["reconcile", "--once"]).envs(env).output();
+    let _ = Command::new(CONVERGE)
+        .arg("--config")
+        .arg(&sb.config)
+        .args(["reconcile", "--once"])
+        .envs(env)
+        .output();
     let problems = sb.teardown();
     assert!(problems.is_empty(), "{problems:?}");
     samples.sort();
@@ -214,7 +264,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the command: state is field 3, utime 14, stime 15 (1-based in proc(5)).
-    let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(14) + get(15)
 }
 

@@ -92,8 +92,31 @@ pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
     }
 }
 
-/// Forgets every app start of a service: its container started or stopped, so whatever ran
-/// inside is gone.
+fn script_names_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
+    app_dir(state_dir, service).join(format!(
+        "{}.scripts.json",
+        rid.to_string().replace('#', "-")
+    ))
+}
+
+/// The cached listing of an app's scripts directory inside its container.
+pub fn script_names(state_dir: &Path, service: &str, rid: ResourceId) -> Option<Vec<String>> {
+    let text = std::fs::read(script_names_path(state_dir, service, rid)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+pub fn save_script_names(
+    state_dir: &Path,
+    service: &str,
+    rid: ResourceId,
+    names: &[String],
+) -> io::Result<()> {
+    let json = serde_json::to_vec(names).map_err(io::Error::other)?;
+    write_atomic(&script_names_path(state_dir, service, rid), &json)
+}
+
+/// Forgets every app start of a service, and the cached listings of its scripts: its container
+/// started or stopped, so whatever ran inside is gone (and its files may have changed).
 pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
     match std::fs::remove_dir_all(app_dir(state_dir, service)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -172,6 +195,17 @@ mod tests {
         forget_service_apps(dir.path(), "svc").expect("forget");
         assert_eq!(app_start(dir.path(), "svc", rid), None);
         forget_app_start(dir.path(), "svc", rid).expect("forgetting twice is fine");
+    }
+
+    #[test]
+    fn script_listings_are_cached_until_the_container_starts_or_stops() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        assert_eq!(script_names(dir.path(), "svc", rid), None);
+        save_script_names(dir.path(), "svc", rid, &["C10foo".into(), "S10foo".into()]).expect("save");
+        assert_eq!(script_names(dir.path(), "svc", rid), Some(vec!["C10foo".into(), "S10foo".into()]));
+        forget_service_apps(dir.path(), "svc").expect("forget");
+        assert_eq!(script_names(dir.path(), "svc", rid), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::command::shell_line;
 use super::{ActError, Ctx};
 use crate::manifest::{AppCommands, AppSpec, Spec};
-use crate::observe::runner::list_scripts;
+use crate::observe::runner::{Listing, list_scripts};
 use crate::state;
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s AppSpec> {
@@ -22,16 +22,23 @@ async fn commands(ctx: &Ctx<'_>, app: &AppSpec, start: bool) -> Vec<(String, Vec
     match &app.commands {
         AppCommands::Scripts(dir) => {
             let (prefix, arg) = if start { ('S', "start") } else { ('K', "stop") };
-            list_scripts(ctx.config, dir, container, prefix)
-                .await
-                .into_iter()
-                .map(|(name, path)| {
-                    (
-                        name,
-                        commands.in_container(container, vec![path, arg.to_string()]),
-                    )
-                })
-                .collect()
+            list_scripts(
+                ctx.config,
+                (&ctx.service.name, ctx.rid),
+                dir,
+                container,
+                prefix,
+                Listing::Fresh,
+            )
+            .await
+            .into_iter()
+            .map(|(name, path)| {
+                (
+                    name,
+                    commands.in_container(container, vec![path, arg.to_string()]),
+                )
+            })
+            .collect()
         }
         AppCommands::Argv {
             start: s, stop: k, ..

@@ -289,7 +289,8 @@ async fn observe_apps(
             let Spec::App(spec) = &resource.spec else {
                 continue;
             };
-            let checks = check_commands(config, spec, container).await;
+            let checks =
+                check_commands(config, (&service.name, resource.id), spec, container).await;
             if checks.is_empty() {
                 // Nothing to ask: a start converge recorded (this boot, container not
                 // restarted since) is the only knowledge there is.
@@ -333,6 +334,7 @@ async fn observe_apps(
 /// run with `status` — inside the container when the service has one.
 async fn check_commands(
     config: &Config,
+    owner: (&str, ResourceId),
     spec: &AppSpec,
     container: Option<&ContainerKind>,
 ) -> Vec<(String, Vec<String>)> {
@@ -340,30 +342,49 @@ async fn check_commands(
         AppCommands::Argv {
             check: Some(argv), ..
         } => {
-            let label = Path::new(&argv[0])
+            let program = argv.first().map(String::as_str).unwrap_or_default();
+            let label = Path::new(program)
                 .file_name()
-                .map_or_else(|| argv[0].clone(), |n| n.to_string_lossy().into_owned());
+                .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
             vec![(label, config.commands.in_container(container, argv.clone()))]
         }
         AppCommands::Argv { check: None, .. } => Vec::new(),
-        AppCommands::Scripts(dir) => list_scripts(config, dir, container, 'C')
-            .await
-            .into_iter()
-            .map(|(name, path)| {
-                let argv = vec![path, "status".to_string()];
-                (name, config.commands.in_container(container, argv))
-            })
-            .collect(),
+        AppCommands::Scripts(dir) => {
+            list_scripts(config, owner, dir, container, 'C', Listing::Cached)
+                .await
+                .into_iter()
+                .map(|(name, path)| {
+                    let argv = vec![path, "status".to_string()];
+                    (name, config.commands.in_container(container, argv))
+                })
+                .collect()
+        }
     }
 }
 
-/// Scripts of `dir` whose name starts with `prefix`, in name order, as (name, full path). The
-/// directory is read on the host, or inside the container (where it lives) when there is one.
+/// Which script listing a caller wants: a cached one is fine for observing, not for acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The cached listing of a container's scripts directory, when there is one.
+    Cached,
+    /// Read the directory now (and refresh the cache).
+    Fresh,
+}
+
+/// Scripts of `dir` whose name starts with `prefix`, in name order, as (name, full path).
+///
+/// The directory is read on the host, or inside the container (where it lives) when the
+/// service has one. Reading inside a container costs a spawn (`ls` through `vzctl exec2` or
+/// `lxc-attach`), so that listing is cached in `state_dir` per service and app: observation
+/// uses the cache; starting and stopping apps read afresh, and the cache is dropped whenever
+/// converge starts or stops the container.
 pub async fn list_scripts(
     config: &Config,
+    owner: (&str, ResourceId),
     dir: &Path,
     container: Option<&ContainerKind>,
     prefix: char,
+    listing: Listing,
 ) -> Vec<(String, String)> {
     let names: Vec<String> = match container {
         None => match std::fs::read_dir(dir) {
@@ -375,13 +396,33 @@ pub async fn list_scripts(
             Err(_) => Vec::new(),
         },
         Some(_) => {
-            let argv = config.commands.in_container(
-                container,
-                vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
-            );
-            match exec::run(&argv, LIST_TIMEOUT).await {
-                Ok(out) if out.success() => out.stdout.lines().map(str::to_string).collect(),
-                _ => Vec::new(),
+            let cached = match listing {
+                Listing::Cached => state::script_names(&config.state_dir, owner.0, owner.1),
+                Listing::Fresh => None,
+            };
+            match cached {
+                Some(names) => names,
+                None => {
+                    let argv = config.commands.in_container(
+                        container,
+                        vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
+                    );
+                    match exec::run(&argv, LIST_TIMEOUT).await {
+                        Ok(out) if out.success() => {
+                            let names: Vec<String> =
+                                out.stdout.lines().map(str::to_string).collect();
+                            // A cache that cannot be written costs a spawn next time.
+                            let _ = state::save_script_names(
+                                &config.state_dir,
+                                owner.0,
+                                owner.1,
+                                &names,
+                            );
+                            names
+                        }
+                        _ => Vec::new(),
+                    }
+                }
             }
         }
     };
