@@ -1,7 +1,9 @@
 //! `converge demo`: the seed service up and down on a sandboxed node (simulated DRBD behind the
-//! real drbdadm, a real loop-backed ext3, a simulated OpenVZ container), printing converge's
-//! log, then cleaning up. Needs root; touches nothing outside its temporary directory and its
-//! private mount namespace, apart from loop devices, which it detaches.
+//! real drbdadm, a real loop-backed ext3, and a real LXC busybox container with its rootfs on
+//! that filesystem when LXC is installed, else a simulated OpenVZ container), printing
+//! converge's log, then cleaning up. Needs root; touches nothing outside its temporary directory
+//! and its private mount namespace, apart from loop devices, which it detaches, and the LXC
+//! container's configuration in the host's lxcpath, which it destroys.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,11 +14,43 @@ use crate::config::Config;
 use crate::controller::once::reconcile_once;
 use crate::manifest;
 use crate::observe::runner::observe;
-use crate::sim::sandbox::{Sandbox, detach_loops_under, missing_programs};
+use crate::sim::sandbox::{
+    Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
+};
 use crate::status::service_status;
 
 /// Set for the re-executed demo inside its namespace: the work directory.
 const INSIDE: &str = "CONVERGE_DEMO_WORK";
+/// Set for the re-executed demo: the LXC container's name; absent for the OpenVZ simulator.
+const INSIDE_LXC: &str = "CONVERGE_DEMO_LXC";
+/// `vz` or `lxc`, to choose the container instead of "LXC when installed".
+const CHOICE: &str = "CONVERGE_DEMO_CONTAINER";
+
+/// The LXC container's name, when the demo uses LXC; else why not.
+fn choose_lxc() -> Result<Option<String>, String> {
+    let choice = std::env::var(CHOICE).unwrap_or_default();
+    let missing = missing_lxc_programs();
+    match choice.as_str() {
+        "vz" => return Ok(None),
+        "lxc" if !missing.is_empty() => {
+            return Err(format!(
+                "{CHOICE}=lxc, but LXC is not installed: {}",
+                missing.join(", ")
+            ));
+        }
+        "" | "lxc" => {}
+        other => return Err(format!("{CHOICE}: expected vz or lxc, got {other:?}")),
+    }
+    if !missing.is_empty() {
+        return Ok(None);
+    }
+    // Unique on the host: the configuration lives in the shared lxcpath.
+    let name = format!("converge-demo-{}", std::process::id());
+    if lxc_exists(&name) {
+        return Err(format!("an LXC container {name} already exists"));
+    }
+    Ok(Some(name))
+}
 
 pub fn run() -> Result<u8, String> {
     if let Some(work) = std::env::var_os(INSIDE) {
@@ -32,24 +66,51 @@ pub fn run() -> Result<u8, String> {
     }
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the converge binary: {e}"))?;
+    let lxc = choose_lxc()?;
     let work = make_work_dir()?;
+    let container = match &lxc {
+        Some(name) => {
+            format!("real LXC container {name} (busybox, rootfs on the DRBD-backed filesystem)")
+        }
+        None => format!(
+            "simulated OpenVZ container 101 ({})",
+            if missing_lxc_programs().is_empty() {
+                format!("{CHOICE}=vz")
+            } else {
+                "LXC is not installed".to_string()
+            }
+        ),
+    };
     println!(
-        "converge demo: sandbox in {} (simulated DRBD and OpenVZ, real drbdadm, loop device, ext3)",
+        "converge demo: sandbox in {} (simulated DRBD, real drbdadm, loop device, ext3; {container})",
         work.display()
     );
-    let status = Command::new("unshare")
+    let mut command = Command::new("unshare");
+    command
         .args(["--mount", "--propagation", "private"])
         .arg(&exe)
         .arg("demo")
         .env(INSIDE, &work)
-        .stdin(Stdio::null())
-        .status();
+        .stdin(Stdio::null());
+    if let Some(name) = &lxc {
+        command.env(INSIDE_LXC, name);
+    }
+    let status = command.status();
+    // Whatever happened inside: a container left running would keep the loop devices busy.
+    let left_lxc = lxc.as_ref().filter(|name| lxc_exists(name));
+    let destroyed = left_lxc.map(|name| destroy_lxc(name));
     let leaked = detach_loops_under(&work);
     let removed = std::fs::remove_dir_all(&work);
     let code = status
         .map_err(|e| format!("cannot run unshare: {e}"))?
         .code()
         .unwrap_or(1);
+    if let (Some(name), Some(destroyed)) = (left_lxc, destroyed) {
+        return Err(match destroyed {
+            Ok(()) => format!("demo left LXC container {name} behind (now destroyed)"),
+            Err(e) => format!("demo left LXC container {name} behind: {e}"),
+        });
+    }
     if !leaked.is_empty() {
         return Err(format!(
             "demo left loop devices behind (now detached): {}",
@@ -83,7 +144,11 @@ fn make_work_dir() -> Result<PathBuf, String> {
 fn inside(work: &Path) -> Result<u8, String> {
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the converge binary: {e}"))?;
-    let sandbox = Sandbox::create(work, &exe).map_err(|e| e.to_string())?;
+    let sandbox = match std::env::var(INSIDE_LXC) {
+        Ok(name) => Sandbox::create_lxc(work, &exe, &name),
+        Err(_) => Sandbox::create(work, &exe),
+    }
+    .map_err(|e| e.to_string())?;
     let result = demo_steps(&sandbox);
     let problems = sandbox.teardown();
     if !problems.is_empty() {

@@ -48,16 +48,27 @@ fn forget_apps(ctx: &Ctx<'_>) {
 pub async fn start(ctx: &Ctx<'_>, container: &ContainerKind) -> Result<(), ActError> {
     forget_apps(ctx);
     let deadline = Instant::now() + start_timeout(ctx);
+    let mark = log_mark(ctx, container).await;
     let argv = container_start_argv(&ctx.config.commands, container);
     let out = ctx.run(&argv, start_timeout(ctx)).await?;
     if !out.success() {
         ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
-        if let ContainerKind::Lxc(name) = container {
-            lxc::log_tail(ctx, name);
-        }
-        return Err(ctx.ended_badly(&argv, &out));
+        let ContainerKind::Lxc(name) = container else {
+            return Err(ctx.ended_badly(&argv, &out));
+        };
+        // lxc-start's own words are only "The container failed to start": the cause is in the
+        // LXC log.
+        let why = mark.as_ref().map(|m| lxc::log_tail(ctx, name, m));
+        let error = ctx.failed(format!(
+            "container {name} did not start: {} {}{}",
+            super::command::shell_line(&argv),
+            out.describe_end(),
+            why.map(|w| format!("; {w}")).unwrap_or_default()
+        ));
+        abandon_start(ctx, container).await;
+        return Err(error);
     }
-    wait_up(ctx, container, Some(deadline)).await
+    wait_until_up(ctx, container, deadline, mark.as_ref()).await
 }
 
 /// Waits for up status, then until a command runs inside, within `deadline` (default: the
@@ -67,24 +78,70 @@ pub async fn wait_up(
     container: &ContainerKind,
     deadline: Option<Instant>,
 ) -> Result<(), ActError> {
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + start_timeout(ctx));
+    let mark = log_mark(ctx, container).await;
+    wait_until_up(ctx, container, deadline, mark.as_ref()).await
+}
+
+/// Where the LXC log ends before a start (OpenVZ: no such log).
+async fn log_mark(ctx: &Ctx<'_>, container: &ContainerKind) -> Option<lxc::LogMark> {
+    match container {
+        ContainerKind::Lxc(name) => Some(lxc::log_mark(ctx, name).await),
+        ContainerKind::Vz(_) => None,
+    }
+}
+
+/// LXC states after which a start will not come up by waiting: `lxc-start -d` returns only once
+/// the container runs, so a container found stopped, aborting or gone afterwards died starting.
+/// (OpenVZ is only ever waited out: vzctl's intermediate states are not final.)
+fn start_failed(container: &ContainerKind, state: ContainerState) -> bool {
+    matches!(container, ContainerKind::Lxc(_))
+        && matches!(
+            state,
+            ContainerState::Stopped | ContainerState::Aborting | ContainerState::Absent
+        )
+}
+
+async fn wait_until_up(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    deadline: Instant,
+    mark: Option<&lxc::LogMark>,
+) -> Result<(), ActError> {
+    let result = wait_until_up_inner(ctx, container, deadline, mark).await;
+    if result.is_err() {
+        abandon_start(ctx, container).await;
+    }
+    result
+}
+
+async fn wait_until_up_inner(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    deadline: Instant,
+    mark: Option<&lxc::LogMark>,
+) -> Result<(), ActError> {
     let timeout = start_timeout(ctx);
-    let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
     ctx.log.info("wait for container up status");
     let mut backoff = Backoff::until(deadline);
     let last = loop {
         let state = probe_state(ctx, container).await?;
-        if state == ContainerState::Running || !backoff.wait().await {
+        if state == ContainerState::Running
+            || start_failed(container, state)
+            || !backoff.wait().await
+        {
             break state;
         }
     };
     if last != ContainerState::Running {
-        if let ContainerKind::Lxc(name) = container {
-            lxc::log_tail(ctx, name);
+        if start_failed(container, last) {
+            return Err(died_starting(ctx, container, last, mark));
         }
         return Err(ctx.failed(format!(
-            "container {} did not reach up status within {} (last seen {last:?})",
+            "container {} did not reach up status within {} (last seen {last:?}){}",
             container.id(),
-            humantime::format_duration(timeout)
+            humantime::format_duration(timeout),
+            log_reason(ctx, container, mark)
         )));
     }
     ctx.log.info("wait for container operational");
@@ -93,23 +150,83 @@ pub async fn wait_up(
         .commands
         .in_container(Some(container), vec!["/bin/true".into()]);
     let mut backoff = Backoff::until(deadline);
-    let operational = loop {
+    loop {
         if ctx.run_quiet(&argv, PROBE_TIMEOUT).await?.success() {
-            break true;
+            return Ok(());
+        }
+        // An LXC container whose init exits at once is seen running first, then stopped:
+        // nothing will ever attach to it.
+        if matches!(container, ContainerKind::Lxc(_)) {
+            let state = probe_state(ctx, container).await?;
+            if start_failed(container, state) {
+                return Err(died_starting(ctx, container, state, mark));
+            }
         }
         if !backoff.wait().await {
-            break false;
+            return Err(ctx.failed(format!(
+                "container {} runs but `{}` did not succeed within {}",
+                container.id(),
+                super::command::shell_line(&argv),
+                humantime::format_duration(timeout)
+            )));
         }
-    };
-    if !operational {
-        return Err(ctx.failed(format!(
-            "container {} runs but `{}` did not succeed within {}",
-            container.id(),
-            super::command::shell_line(&argv),
-            humantime::format_duration(timeout)
-        )));
     }
-    Ok(())
+}
+
+/// "; LXC log PATH: CAUSE" for an LXC container (and the log's tail logged), else nothing.
+fn log_reason(ctx: &Ctx<'_>, container: &ContainerKind, mark: Option<&lxc::LogMark>) -> String {
+    match (container, mark) {
+        (ContainerKind::Lxc(name), Some(mark)) => format!("; {}", lxc::log_tail(ctx, name, mark)),
+        _ => String::new(),
+    }
+}
+
+fn died_starting(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    state: ContainerState,
+    mark: Option<&lxc::LogMark>,
+) -> ActError {
+    ctx.failed(format!(
+        "container {} is {state:?} instead of running: its start failed{}",
+        container.id(),
+        log_reason(ctx, container, mark)
+    ))
+}
+
+/// After a failed LXC start that will be rolled back: kill what is left of the container, or
+/// it keeps the filesystem under its rootfs busy and the rollback stops at the unmount. Without
+/// rollback the container is left as it is, for the operator to look at. OpenVZ is left alone.
+async fn abandon_start(ctx: &Ctx<'_>, container: &ContainerKind) {
+    let ContainerKind::Lxc(name) = container else {
+        return;
+    };
+    if !ctx.service.rollback {
+        return;
+    }
+    let down = |s: ContainerState| matches!(s, ContainerState::Stopped | ContainerState::Absent);
+    match probe_state(ctx, container).await {
+        Ok(state) if down(state) => return,
+        Ok(_) => {}
+        Err(e) => {
+            ctx.log.warn(format_args!("after the failed start: {e}"));
+            return;
+        }
+    }
+    let argv = lxc::kill_argv(ctx, name);
+    match ctx.run(&argv, PROBE_TIMEOUT).await {
+        Ok(out) if !out.success() => ctx.log.warn(format_args!(
+            "{} {}: {}",
+            super::command::shell_line(&argv),
+            out.describe_end(),
+            out.last_line()
+        )),
+        Ok(_) => {}
+        Err(e) => ctx.log.warn(e.to_string()),
+    }
+    if let Err(e) = wait_down(ctx, container, Some(Instant::now() + PROBE_TIMEOUT)).await {
+        ctx.log.warn(e.to_string());
+    }
 }
 
 pub async fn stop(ctx: &Ctx<'_>, container: &ContainerKind) -> Result<(), ActError> {

@@ -1,6 +1,11 @@
 //! A simulated node for the demo and the tests on real parts: real `drbdadm` and `drbdmeta`,
-//! the DRBD simulator, a real loop-backed ext3 filesystem, a simulated OpenVZ container whose
-//! private area lives on that filesystem, and the seed service's manifest pointing at all of it.
+//! the DRBD simulator, a real loop-backed ext3 filesystem, a container on that filesystem —
+//! a simulated OpenVZ one ([`Sandbox::create`]) or a real LXC busybox one
+//! ([`Sandbox::create_lxc`]) — and the seed service's manifest pointing at all of it.
+//!
+//! An LXC container's configuration lives where `lxc-start -n NAME` finds it, in the host's
+//! lxcpath (/var/lib/lxc), outside every namespace: [`Sandbox::teardown`] destroys it, and so
+//! must whoever created the sandbox if the process died first ([`destroy_lxc`]).
 //!
 //! [`Sandbox::create`] must run in a private mount namespace (`unshare -m --propagation
 //! private`): it mounts a private /dev (so `/dev/drbd0` exists without touching the host's)
@@ -48,9 +53,38 @@ pub fn in_path(program: &str) -> bool {
         .is_some_and(|paths| std::env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
+/// What the LXC variant needs on top of [`REQUIRED_PROGRAMS`].
+pub const LXC_PROGRAMS: &[(&str, &str)] = &[
+    ("lxc-create", "lxc"),
+    ("lxc-start", "lxc"),
+    ("lxc-stop", "lxc"),
+    ("lxc-info", "lxc"),
+    ("lxc-attach", "lxc"),
+    ("lxc-ls", "lxc"),
+    ("lxc-destroy", "lxc"),
+    ("lxc-config", "lxc"),
+    ("busybox", "busybox-static"),
+];
+
+/// The LXC template the sandbox's container is made from (works offline).
+pub const LXC_TEMPLATE: &str = "/usr/share/lxc/templates/lxc-busybox";
+
 /// Missing programs, as "program (package)".
 pub fn missing_programs() -> Vec<String> {
-    REQUIRED_PROGRAMS
+    missing(REQUIRED_PROGRAMS)
+}
+
+/// What the LXC variant lacks (programs and the busybox template), as "program (package)".
+pub fn missing_lxc_programs() -> Vec<String> {
+    let mut missing = missing(LXC_PROGRAMS);
+    if !Path::new(LXC_TEMPLATE).is_file() {
+        missing.push(format!("{LXC_TEMPLATE} (package lxc-templates or lxc)"));
+    }
+    missing
+}
+
+fn missing(programs: &[(&str, &str)]) -> Vec<String> {
+    programs
         .iter()
         .filter(|(program, _)| !in_path(program))
         .map(|(program, package)| format!("{program} (package {package})"))
@@ -255,6 +289,15 @@ pub fn detach_loops_under(dir: &Path) -> Vec<String> {
     stacked
 }
 
+/// The sandbox's container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxContainer {
+    /// The OpenVZ simulator's container [`CTID`], its private area on the filesystem.
+    Vz,
+    /// A real LXC busybox container of this name, its rootfs on the filesystem.
+    Lxc { name: String },
+}
+
 /// What [`Sandbox::create`] built: paths for the caller to drive converge with.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
@@ -274,6 +317,7 @@ pub struct Sandbox {
     pub service: String,
     /// The DRBD dialect the simulator shows in /proc/drbd: "9" or "8.4".
     pub drbd_version: &'static str,
+    pub container: SandboxContainer,
 }
 
 pub const RESOURCE: &str = "data";
@@ -294,6 +338,40 @@ impl Sandbox {
         work: &Path,
         converge: &Path,
         drbd_version: &'static str,
+    ) -> Result<Sandbox, SandboxError> {
+        Sandbox::build(work, converge, drbd_version, SandboxContainer::Vz)
+    }
+
+    /// As [`Sandbox::create`], with a real LXC busybox container `name` instead of the OpenVZ
+    /// simulator: its rootfs on the DRBD-backed filesystem, its configuration in the host's
+    /// lxcpath (the name must be unique on the host; [`Sandbox::teardown`] destroys it).
+    pub fn create_lxc(work: &Path, converge: &Path, name: &str) -> Result<Sandbox, SandboxError> {
+        let valid = !name.is_empty()
+            && !name.starts_with('-')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            return Err(SandboxError::Step {
+                step: "LXC container".into(),
+                detail: format!("bad container name {name:?}: use [A-Za-z0-9_.-]"),
+            });
+        }
+        Sandbox::build(
+            work,
+            converge,
+            "9",
+            SandboxContainer::Lxc {
+                name: name.to_string(),
+            },
+        )
+    }
+
+    fn build(
+        work: &Path,
+        converge: &Path,
+        drbd_version: &'static str,
+        container: SandboxContainer,
     ) -> Result<Sandbox, SandboxError> {
         private_dev(work)?;
         let bin = work.join("bin");
@@ -374,27 +452,38 @@ impl Sandbox {
             &[],
             None,
         )?;
-        let filled = populate_container(&mnt.join("vz/private").join(CTID));
-        run(
+        let filled = match &container {
+            SandboxContainer::Vz => populate_container(&mnt.join("vz/private").join(CTID)),
+            SandboxContainer::Lxc { name } => create_lxc_container(work, &mnt, name),
+        };
+        let unmounted = run(
             "unmount the filesystem",
             "umount",
             &[&mnt.to_string_lossy()],
             &[],
             None,
-        )?;
+        );
         filled?;
+        // From here on a failure must not leave the LXC container's configuration behind.
+        let mut guard = LxcGuard(match &container {
+            SandboxContainer::Lxc { name } => Some(name.clone()),
+            SandboxContainer::Vz => None,
+        });
+        unmounted?;
         drbdadm("demote", &["secondary", RESOURCE])?;
         drbdadm("take DRBD down", &["down", RESOURCE])?;
 
-        let vzctl = bin.join("vzctl");
-        let private = mnt.join("vz/private").join(CTID);
-        run(
-            "define the container",
-            &vzctl.to_string_lossy(),
-            &["sim-create", CTID, "--private", &private.to_string_lossy()],
-            &env,
-            None,
-        )?;
+        if container == SandboxContainer::Vz {
+            let vzctl = bin.join("vzctl");
+            let private = mnt.join("vz/private").join(CTID);
+            run(
+                "define the container",
+                &vzctl.to_string_lossy(),
+                &["sim-create", CTID, "--private", &private.to_string_lossy()],
+                &env,
+                None,
+            )?;
+        }
 
         // The programs keep their plain names (drbdadm finds drbdsetup through PATH too), so
         // the log reads as on a real node: `drbdadm primary data`, `vzctl start 101`.
@@ -414,7 +503,9 @@ impl Sandbox {
         let manifests = work.join("manifests");
         fs::create_dir_all(&manifests).map_err(io("create manifests"))?;
         let manifest = manifests.join("drbdsvc.yaml");
-        fs::write(&manifest, seed_manifest("up", &host, &mnt)).map_err(io("write the manifest"))?;
+        fs::write(&manifest, seed_manifest_for("up", &host, &mnt, &container))
+            .map_err(io("write the manifest"))?;
+        guard.0 = None;
         Ok(Sandbox {
             work: work.to_path_buf(),
             bin,
@@ -426,6 +517,7 @@ impl Sandbox {
             disk,
             service: SERVICE.to_string(),
             drbd_version,
+            container,
         })
     }
 
@@ -434,8 +526,11 @@ impl Sandbox {
         let host = run("node name", "uname", &["-n"], &[], None)?
             .trim()
             .to_string();
-        fs::write(&self.manifest, seed_manifest(state, &host, &self.mnt))
-            .map_err(io("write the manifest"))
+        fs::write(
+            &self.manifest,
+            seed_manifest_for(state, &host, &self.mnt, &self.container),
+        )
+        .map_err(io("write the manifest"))
     }
 
     /// The environment converge and the simulators need: PATH with `bin` first,
@@ -455,13 +550,22 @@ impl Sandbox {
     pub fn teardown(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let sim_env: [(&str, &Path); 1] = [("CONVERGE_SIM_DIR", &self.sim_dir)];
-        let _ = run(
-            "stop the container",
-            &self.bin.join("vzctl").to_string_lossy(),
-            &["stop", CTID],
-            &sim_env,
-            None,
-        );
+        match &self.container {
+            SandboxContainer::Vz => {
+                let _ = run(
+                    "stop the container",
+                    &self.bin.join("vzctl").to_string_lossy(),
+                    &["stop", CTID],
+                    &sim_env,
+                    None,
+                );
+            }
+            SandboxContainer::Lxc { name } => {
+                if let Err(e) = destroy_lxc(name) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
         let _ = Command::new("umount")
             .arg("-R")
             .arg(&self.mnt)
@@ -495,18 +599,36 @@ impl Sandbox {
 
 /// The seed service (the OpenSVC drbd documentation's), with its mount point in the sandbox.
 pub fn seed_manifest(state: &str, node: &str, mnt: &Path) -> String {
+    seed_manifest_for(state, node, mnt, &SandboxContainer::Vz)
+}
+
+/// The seed service with the sandbox's container (`manifests/drbdsvc-lxc.yaml` for LXC).
+pub fn seed_manifest_for(
+    state: &str,
+    node: &str,
+    mnt: &Path,
+    container: &SandboxContainer,
+) -> String {
+    let container = match container {
+        SandboxContainer::Vz => format!("    type: vz\n    ctid: {CTID}\n"),
+        // A busybox container stops in a second or two; a hung one should not hold a test for
+        // the default two minutes.
+        SandboxContainer::Lxc { name } => {
+            format!(
+                "    type: lxc\n    name: {name}\n    start_timeout: 1m\n    stop_timeout: 30s\n"
+            )
+        }
+    };
     format!(
-        "service: {SERVICE}\nstate: {state}\nnode: {node}\nresources:\n  drbd#0:\n    res: {RESOURCE}\n  fs#1:\n    dev: /dev/drbd0\n    mnt: {}\n    type: ext3\n    options: defaults\n  container#0:\n    type: vz\n    ctid: {CTID}\n  app#0:\n    scripts: /svc/etc/init.d\n    timeout: 2m\n",
+        "service: {SERVICE}\nstate: {state}\nnode: {node}\nresources:\n  drbd#0:\n    res: {RESOURCE}\n  fs#1:\n    dev: /dev/drbd0\n    mnt: {}\n    type: ext3\n    options: defaults\n  container#0:\n{container}  app#0:\n    scripts: /svc/etc/init.d\n    timeout: 2m\n",
         mnt.display()
     )
 }
 
 /// The container's private area: busybox (when installed, so `vzctl exec` runs inside it with
-/// chroot) and the app's S10foo/K90foo/C10foo scripts, which keep their state in /var/run/foo.
+/// chroot) and the app's scripts (see [`write_app_scripts`]).
 fn populate_container(private: &Path) -> Result<(), SandboxError> {
-    let scripts = private.join("svc/etc/init.d");
-    fs::create_dir_all(&scripts).map_err(io("create the container's scripts directory"))?;
-    for dir in ["bin", "var/run", "tmp", "etc"] {
+    for dir in ["bin", "var/run", "var/log", "tmp", "etc"] {
         fs::create_dir_all(private.join(dir)).map_err(io("create the container's directories"))?;
     }
     fs::write(private.join("etc/hostname"), "ct101\n")
@@ -526,6 +648,15 @@ fn populate_container(private: &Path) -> Result<(), SandboxError> {
     ] {
         symlink("busybox", private.join("bin").join(applet)).map_err(io("link busybox applets"))?;
     }
+    write_app_scripts(private)
+}
+
+/// The app's S10foo/K90foo/C10foo in `root`/svc/etc/init.d. S10foo writes /var/run/foo (which
+/// C10foo reads, and which dies with the container where /var/run is a tmpfs) and appends a
+/// line to /var/log/foo.starts, so a test can count starts from outside.
+fn write_app_scripts(root: &Path) -> Result<(), SandboxError> {
+    let scripts = root.join("svc/etc/init.d");
+    fs::create_dir_all(&scripts).map_err(io("create the container's scripts directory"))?;
     let script = |name: &str, body: &str| -> Result<(), SandboxError> {
         let path = scripts.join(name);
         fs::write(&path, format!("#!/bin/sh\n{body}\n")).map_err(io(format!("write {name}")))?;
@@ -534,9 +665,180 @@ fn populate_container(private: &Path) -> Result<(), SandboxError> {
     };
     script(
         "S10foo",
-        "echo \"foo starting ($1)\"\ndate > /var/run/foo\necho foo started",
+        "echo \"foo starting ($1)\"\ndate > /var/run/foo\necho started >> /var/log/foo.starts\necho foo started",
     )?;
     script("K90foo", "echo \"foo stopping ($1)\"\nrm -f /var/run/foo")?;
-    script("C10foo", "test -e /var/run/foo")?;
+    script("C10foo", "cat /var/run/foo")?;
     Ok(())
+}
+
+/// Where a sandbox's LXC container keeps its rootfs, below the filesystem's mount point.
+pub fn lxc_rootfs(mnt: &Path, name: &str) -> PathBuf {
+    mnt.join("lxc").join(name).join("rootfs")
+}
+
+/// The host's LXC container directory (`lxc.lxcpath`), where `lxc-start -n NAME` looks.
+pub fn lxc_path() -> Result<PathBuf, SandboxError> {
+    let out = run("LXC path", "lxc-config", &["lxc.lxcpath"], &[], None)?;
+    let path = out.trim();
+    if path.is_empty() {
+        return Err(SandboxError::Step {
+            step: "LXC path".into(),
+            detail: "lxc-config lxc.lxcpath printed nothing".into(),
+        });
+    }
+    Ok(PathBuf::from(path))
+}
+
+/// Creates the busybox container `name` with its rootfs on the mounted filesystem `mnt`, set
+/// up for a node without a bridge, its log in `work`, /var/run a tmpfs as on a real system,
+/// and the app's scripts inside. Destroys it again when a later step fails.
+fn create_lxc_container(work: &Path, mnt: &Path, name: &str) -> Result<(), SandboxError> {
+    let rootfs = lxc_rootfs(mnt, name);
+    let rootfs_s = rootfs.to_string_lossy().into_owned();
+    if rootfs_s.contains(char::is_whitespace) {
+        // lxc-create -B dir --dir splits the path at spaces.
+        return Err(SandboxError::Step {
+            step: format!("create LXC container {name}"),
+            detail: format!("the rootfs path {rootfs_s:?} contains a space; LXC cannot use it"),
+        });
+    }
+    run(
+        &format!("create LXC container {name}"),
+        "lxc-create",
+        &["-n", name, "-t", "busybox", "-B", "dir", "--dir", &rootfs_s],
+        &[],
+        None,
+    )?;
+    let guard = LxcGuard(Some(name.to_string()));
+    let config = lxc_path()?.join(name).join("config");
+    let text = fs::read_to_string(&config).map_err(io(format!("read {}", config.display())))?;
+    // There is no lxcbr0 bridge: with the template's veth device lxc-start aborts.
+    let mut lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("lxc.net."))
+        .collect();
+    let log = work.join(format!("lxc-{name}.log"));
+    let log_line = format!("lxc.log.file = {}", log.display());
+    lines.extend([
+        "",
+        "# converge sandbox: no network, a log to show why a start failed, /var/run in memory",
+        "lxc.net.0.type = empty",
+        &log_line,
+        "lxc.mount.entry = tmpfs var/run tmpfs defaults,create=dir 0 0",
+    ]);
+    fs::write(&config, lines.join("\n") + "\n")
+        .map_err(io(format!("write {}", config.display())))?;
+    fs::create_dir_all(rootfs.join("var/log")).map_err(io("create the container's /var/log"))?;
+    write_app_scripts(&rootfs)?;
+    guard.disarm();
+    Ok(())
+}
+
+/// Destroys an LXC container on drop unless disarmed: a sandbox that fails halfway must not
+/// leave one behind in the host's lxcpath.
+struct LxcGuard(Option<String>);
+
+impl LxcGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for LxcGuard {
+    fn drop(&mut self) {
+        if let Some(name) = self.0.take() {
+            let _ = destroy_lxc(&name);
+        }
+    }
+}
+
+/// Whether LXC knows a container `name`.
+pub fn lxc_exists(name: &str) -> bool {
+    Command::new("lxc-info")
+        .args(["-n", name, "-s"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The host's LXC containers whose name starts with `prefix`.
+pub fn lxc_containers(prefix: &str) -> Vec<String> {
+    let out = Command::new("lxc-ls")
+        .arg("-1")
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.split_whitespace()
+        .filter(|n| n.starts_with(prefix))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Kills and destroys the LXC container `name`, if it exists. Its rootfs goes with it when
+/// still mounted; when the sandbox's filesystem is gone already, only the configuration is
+/// left to remove.
+pub fn destroy_lxc(name: &str) -> Result<(), SandboxError> {
+    if !lxc_exists(name) {
+        return Ok(());
+    }
+    // Not running is fine: the destroy below is what matters.
+    let _ = run(
+        "stop the LXC container",
+        "lxc-stop",
+        &["-n", name, "-k"],
+        &[],
+        None,
+    );
+    let destroyed = run(
+        &format!("destroy LXC container {name}"),
+        "lxc-destroy",
+        &["-n", name],
+        &[],
+        None,
+    );
+    remove_lxc_cgroups(name);
+    match destroyed {
+        // Gone anyway (destroyed concurrently): nothing is left behind.
+        Err(_) if !lxc_exists(name) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Removes the empty cgroups LXC leaves behind for `name` after a failed start
+/// (`lxc.monitor.NAME`, `lxc.payload.NAME`, and their `-N` retries: "Failed to destroy …
+/// Device or resource busy" while its monitor was still in them). Best effort: a cgroup
+/// still in use is not removable anyway.
+fn remove_lxc_cgroups(name: &str) {
+    let ours = |dir: &str| {
+        ["lxc.monitor.", "lxc.payload."].iter().any(|kind| {
+            dir.strip_prefix(kind)
+                .and_then(|rest| rest.strip_prefix(name))
+                .is_some_and(|rest| {
+                    rest.is_empty()
+                        || rest
+                            .strip_prefix('-')
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                })
+        })
+    };
+    let root = Path::new("/sys/fs/cgroup");
+    // cgroup v2 has them at the root; v1 (and the hybrid layout) in each hierarchy.
+    let mut parents = vec![root.to_path_buf()];
+    if let Ok(entries) = fs::read_dir(root) {
+        parents.extend(entries.flatten().map(|e| e.path()));
+    }
+    for parent in parents {
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if ours(&entry.file_name().to_string_lossy()) {
+                let _ = fs::remove_dir(entry.path());
+            }
+        }
+    }
 }
