@@ -202,8 +202,12 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let rid = ResourceId::new(Kind::App, 0);
         assert_eq!(script_names(dir.path(), "svc", rid), None);
-        save_script_names(dir.path(), "svc", rid, &["C10foo".into(), "S10foo".into()]).expect("save");
-        assert_eq!(script_names(dir.path(), "svc", rid), Some(vec!["C10foo".into(), "S10foo".into()]));
+        save_script_names(dir.path(), "svc", rid, &["C10foo".into(), "S10foo".into()])
+            .expect("save");
+        assert_eq!(
+            script_names(dir.path(), "svc", rid),
+            Some(vec!["C10foo".into(), "S10foo".into()])
+        );
         forget_service_apps(dir.path(), "svc").expect("forget");
         assert_eq!(script_names(dir.path(), "svc", rid), None);
     }

@@ -435,9 +435,9 @@ fn lxc_container_that_cannot_start_is_rolled_back_with_its_log() {
 
 #[test]
 fn the_shipped_lxc_manifest_is_the_seed_service_with_an_lxc_container() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples");
-    let path = dir.join("drbdsvc-lxc.yaml");
-    let text = fs::read_to_string(&path).expect("docs/examples/drbdsvc-lxc.yaml");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/lxc");
+    let path = dir.join("drbdsvc.yaml");
+    let text = fs::read_to_string(&path).expect("manifests/lxc/drbdsvc.yaml");
     let service =
         converge::manifest::parse_manifest(&path, &text).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(service.name, "drbdsvc.opensvc.com");
