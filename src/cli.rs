@@ -13,7 +13,7 @@ use crate::controller::once::{self, Outcome};
 use crate::manifest::{self, Service};
 use crate::observe::{NodeState, Observed, runner};
 use crate::plan::{self, Plan};
-use crate::status::{ServiceStatus, service_status};
+use crate::status::ServiceStatus;
 
 /// Exit codes, shared by every command that plans.
 pub mod exit {
@@ -298,7 +298,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
         return Ok(exit::ERROR);
     };
     let node = runtime()?.block_on(runner::observe(config, &services));
-    let statuses: Vec<ServiceStatus> = services.iter().map(|s| service_status(s, &node)).collect();
+    let statuses: Vec<ServiceStatus> = crate::status::statuses(&services, &node);
     let mut out = std::io::stdout().lock();
     let written = if json {
         serde_json::to_writer_pretty(&mut out, &statuses)

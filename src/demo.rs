@@ -17,7 +17,6 @@ use crate::observe::runner::observe;
 use crate::sim::sandbox::{
     Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
 };
-use crate::status::service_status;
 
 /// Set for the re-executed demo inside its namespace: the work directory.
 const INSIDE: &str = "CONVERGE_DEMO_WORK";
@@ -183,7 +182,7 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
         let report = runtime.block_on(reconcile_once(Arc::clone(&config), services.clone()));
         worst = worst.max(report.exit_code());
         let node = runtime.block_on(observe(&config, &services));
-        let statuses: Vec<_> = services.iter().map(|s| service_status(s, &node)).collect();
+        let statuses = crate::status::statuses(&services, &node);
         let mut out = std::io::stdout().lock();
         crate::cli::write_report(&mut out, &report)
             .and_then(|()| writeln!(out, "\n== converge status\n"))

@@ -76,6 +76,25 @@ pub fn aggregate(statuses: impl IntoIterator<Item = Status>) -> Status {
 }
 
 pub fn service_status(service: &Service, node: &NodeState) -> ServiceStatus {
+    status_with_plan(service, node, &plan_service(service, node))
+}
+
+/// The status of many services against one observation, planned together (the observation is
+/// indexed once, not once per service).
+pub fn statuses(services: &[Service], node: &NodeState) -> Vec<ServiceStatus> {
+    let plan = crate::plan::plan(services, node);
+    services
+        .iter()
+        .zip(&plan.services)
+        .map(|(s, p)| status_with_plan(s, node, p))
+        .collect()
+}
+
+fn status_with_plan(
+    service: &Service,
+    node: &NodeState,
+    plan: &crate::plan::ServicePlan,
+) -> ServiceStatus {
     let resources: Vec<ResourceStatus> = service
         .resources
         .iter()
@@ -97,7 +116,6 @@ pub fn service_status(service: &Service, node: &NodeState) -> ServiceStatus {
             }
         })
         .collect();
-    let plan = plan_service(service, node);
     ServiceStatus {
         service: service.name.clone(),
         desired: plan.desired,

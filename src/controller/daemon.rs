@@ -109,6 +109,9 @@ pub struct Daemon {
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
     tasks: JoinSet<()>,
+    /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
+    /// DRBD runs no such child at all.
+    drbd_events: Option<super::drbd_events::DrbdEvents>,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -142,6 +145,7 @@ impl Daemon {
             tx,
             rx,
             tasks: JoinSet::new(),
+            drbd_events: None,
         }
     }
 
@@ -169,6 +173,9 @@ impl Daemon {
             }
         }
         self.tasks.abort_all();
+        if let Some(events) = self.drbd_events.take() {
+            events.stop();
+        }
         self.write_view();
     }
 
@@ -226,16 +233,11 @@ impl Daemon {
             let node = observe(&config, &idle).await;
             let mut statuses = Vec::new();
             let mut to_reconcile = Vec::new();
-            for service in &idle {
-                let status = service_status(service, &node);
+            for status in crate::status::statuses(&idle, &node) {
                 if !status.converged {
-                    to_reconcile.push(service.name.clone());
+                    to_reconcile.push(status.service.clone());
                 }
-                statuses.push((
-                    service.name.clone(),
-                    status.status.to_string(),
-                    status.converged,
-                ));
+                statuses.push((status.service, status.status.to_string(), status.converged));
             }
             let _ = tx.send(Message::Batch {
                 statuses,
@@ -357,6 +359,18 @@ impl Daemon {
             );
         }
         self.revision = revision;
+        let uses_drbd = self
+            .desired
+            .reconciled()
+            .iter()
+            .any(|s| s.resources.iter().any(|r| r.spec.as_drbd().is_some()));
+        if uses_drbd && self.drbd_events.is_none() {
+            let tx = trigger_sender(self);
+            self.drbd_events = Some(super::drbd_events::DrbdEvents::start(
+                Arc::clone(&self.config),
+                tx,
+            ));
+        }
         let mut names = reload.changed;
         names.extend(
             reload

@@ -25,8 +25,9 @@ pub enum ServeError {
     Signals(std::io::Error),
 }
 
-/// `converge run`: the daemon with its event sources — the manifest watcher, DRBD events2, the
-/// mount table watch, the periodic resync and SIGHUP — until SIGTERM or SIGINT.
+/// `converge run`: the daemon with its event sources — the manifest watcher, the mount table
+/// watch, the periodic resync and SIGHUP (DRBD events2 is started by the daemon once a service
+/// uses DRBD) — until SIGTERM or SIGINT.
 pub async fn serve(
     config: std::sync::Arc<Config>,
     dir: std::path::PathBuf,
@@ -41,7 +42,6 @@ pub async fn serve(
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
     tracing::info!("converge run: watching {}", dir.display());
     let watcher = watch::ManifestWatcher::start(dir, config.daemon.debounce, tx.clone())?;
-    let events = drbd_events::DrbdEvents::start(std::sync::Arc::clone(&config), tx.clone());
     // Without POLLPRI on the mount table (not a /proc file) the resync still corrects drift.
     let mounts = match mount_watch::MountWatch::start(config.mountinfo.clone(), tx.clone()) {
         Ok(m) => Some(m),
@@ -91,7 +91,6 @@ pub async fn serve(
     daemon.run(shutdown).await;
     resync.abort();
     hup_task.abort();
-    events.stop();
     if let Some(m) = mounts {
         m.stop();
     }

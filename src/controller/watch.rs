@@ -157,10 +157,12 @@ struct Timing {
 
 impl Timing {
     fn new(debounce: Duration) -> Timing {
-        let debouncer = (debounce / 4).clamp(Duration::from_millis(5), Duration::from_millis(50));
+        // The tick is what an idle daemon pays for (a wake-up each): 10 a second at the default
+        // debounce, while the trigger still follows the last change by about `debounce`.
+        let debouncer = (debounce / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
         Timing {
             debouncer,
-            tick: debouncer / 2,
+            tick: debouncer,
             quiet: debounce.saturating_sub(debouncer),
             max_wait: (debounce * 10).max(Duration::from_secs(2)),
         }
