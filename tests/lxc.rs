@@ -11,12 +11,11 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
-use converge::sim::sandbox::{
-    Sandbox, destroy_lxc, lxc_containers, lxc_rootfs, missing_lxc_programs,
-};
-use support::{CONVERGE, in_namespace, is_root, text};
+use converge::sim::sandbox::{destroy_lxc, lxc_containers, lxc_rootfs, missing_lxc_programs};
+use support::node::{Run, assert_sequence};
+use support::{in_namespace, is_root, text};
 
 /// Set by `support::in_namespace` in the re-run child.
 const INSIDE: &str = "CONVERGE_TEST_NAMESPACE_WORK";
@@ -78,77 +77,27 @@ fn lxc_test(test: &str, tag: &str, scenario: fn(&Path)) {
     in_namespace(test, scenario);
 }
 
-/// A sandboxed node with an LXC container, torn down (container destroyed) when dropped.
+/// A sandboxed node whose container is a real LXC one (destroyed with the node).
 struct Node {
-    sb: Sandbox,
+    node: support::node::Node,
     name: String,
 }
 
-impl Drop for Node {
-    fn drop(&mut self) {
-        let problems = self.sb.teardown();
-        if !problems.is_empty() && !std::thread::panicking() {
-            panic!("teardown: {problems:?}");
-        }
-    }
-}
+impl std::ops::Deref for Node {
+    type Target = support::node::Node;
 
-struct Run {
-    code: i32,
-    out: String,
+    fn deref(&self) -> &support::node::Node {
+        &self.node
+    }
 }
 
 impl Node {
     fn new(work: &Path, tag: &str) -> Node {
         let name = container_name(tag);
-        let sb =
-            Sandbox::create_lxc(work, Path::new(CONVERGE), &name).unwrap_or_else(|e| panic!("{e}"));
-        Node { sb, name }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(program);
-        command.envs(self.sb.env()).stdin(Stdio::null());
-        command
-    }
-
-    fn converge(&self, args: &[&str]) -> Run {
-        let out = self
-            .command(CONVERGE)
-            .arg("--config")
-            .arg(&self.sb.config)
-            .args(args)
-            .output()
-            .expect("converge runs");
-        let stderr = text(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            out: format!("{}{stderr}", text(&out.stdout)),
+        Node {
+            node: support::node::Node::with_lxc(work, &name),
+            name,
         }
-    }
-
-    fn reconcile(&self) -> Run {
-        self.converge(&["reconcile", "--once"])
-    }
-
-    fn sh(&self, script: &str) -> Output {
-        let out = self
-            .command("sh")
-            .args(["-c", script])
-            .output()
-            .expect("sh runs");
-        assert!(
-            out.status.success(),
-            "{script}: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        out
-    }
-
-    fn mnt(&self) -> String {
-        self.sb.mnt.display().to_string()
     }
 
     fn rootfs(&self) -> PathBuf {
@@ -162,23 +111,6 @@ impl Node {
             .unwrap_or(0)
     }
 
-    fn is_mounted(&self) -> bool {
-        fs::read_to_string("/proc/self/mountinfo")
-            .expect("mountinfo")
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(&self.mnt()))
-    }
-
-    fn role(&self) -> String {
-        let out = self
-            .command("drbdadm")
-            .arg(format!("--drbdsetup={}/drbdsetup", self.sb.bin.display()))
-            .args(["role", "data"])
-            .output()
-            .expect("drbdadm role");
-        text(&out.stdout).trim().to_string()
-    }
-
     fn lxc_state(&self) -> String {
         let out = self
             .command("lxc-info")
@@ -190,26 +122,6 @@ impl Node {
             .trim_start_matches("State:")
             .trim()
             .to_string()
-    }
-
-    fn set_state(&self, state: &str) {
-        self.sb.set_state(state).unwrap_or_else(|e| panic!("{e}"));
-    }
-}
-
-/// Asserts `lines` appear in `out` in this order (each line ending with the given text after
-/// the label and INFO level columns).
-fn assert_sequence(out: &str, lines: &[(&str, String)]) {
-    let all: Vec<&str> = out.lines().collect();
-    let mut at = 0;
-    for (label, ending) in lines {
-        let found = all[at..].iter().position(|l| {
-            l.starts_with(&format!("{label:<8}INFO    ")) && l.ends_with(ending.as_str())
-        });
-        match found {
-            Some(i) => at += i + 1,
-            None => panic!("missing `{label} … {ending}` (in order) in:\n{out}"),
-        }
     }
 }
 

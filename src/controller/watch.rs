@@ -158,11 +158,12 @@ struct Timing {
 impl Timing {
     fn new(debounce: Duration) -> Timing {
         // The tick is what an idle daemon pays for (a wake-up each, ~0.05 ms): at most 10 a
-        // second. The trigger follows the last change by `debounce` plus up to one tick.
-        let debouncer = (debounce / 4).clamp(Duration::from_millis(5), Duration::from_millis(50));
+        // second. notify-debouncer-full wants it no longer than its timeout. The trigger
+        // follows the last change by `debounce` plus up to one tick.
+        let debouncer = (debounce / 2).clamp(Duration::from_millis(10), Duration::from_millis(100));
         Timing {
             debouncer,
-            tick: (debouncer * 2).min(Duration::from_millis(100)),
+            tick: debouncer,
             quiet: debounce.saturating_sub(debouncer),
             max_wait: (debounce * 10).max(Duration::from_secs(2)),
         }
@@ -963,8 +964,11 @@ mod tests {
     fn timing_splits_the_debounce() {
         let t = Timing::new(Duration::from_millis(200));
         assert_eq!(t.debouncer + t.quiet, Duration::from_millis(200));
-        // An idle daemon wakes once per tick: never more than 10 times a second.
-        assert!(t.tick >= Duration::from_millis(10) && t.tick <= Duration::from_millis(100));
+        // An idle daemon wakes once per tick: never more than 10 times a second at the default;
+        // and the debouncer refuses a tick longer than its timeout.
+        assert!(t.tick <= t.debouncer && t.tick <= Duration::from_millis(100));
+        let t = Timing::new(Duration::from_millis(50));
+        assert!(t.tick <= t.debouncer);
         let t = Timing::new(Duration::ZERO);
         assert!(t.tick > Duration::ZERO, "the debouncer must not spin");
     }

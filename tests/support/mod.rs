@@ -2,6 +2,8 @@
 //! simulated programs, and a way to run the converge binary against it.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod node;
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
