@@ -112,6 +112,8 @@ pub struct Daemon {
     /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
     /// DRBD runs no such child at all.
     drbd_events: Option<super::drbd_events::DrbdEvents>,
+    /// The view last written (without its time), to skip writes that change nothing.
+    last_view: Option<DaemonView>,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -146,6 +148,7 @@ impl Daemon {
             rx,
             tasks: JoinSet::new(),
             drbd_events: None,
+            last_view: None,
         }
     }
 
@@ -487,7 +490,7 @@ impl Daemon {
         }
     }
 
-    fn write_view(&self) {
+    fn write_view(&mut self) {
         let mut services: Vec<ServiceView> = Vec::new();
         for service in self.desired.reconciled() {
             let mut view = self
@@ -526,7 +529,16 @@ impl Daemon {
                 .collect(),
             notices: self.notices.clone(),
             services,
+            updated: String::new(),
+        };
+        // A resync that changed nothing rewrites nothing.
+        if self.last_view.as_ref() == Some(&view) {
+            return;
+        }
+        self.last_view = Some(view.clone());
+        let view = DaemonView {
             updated: now(),
+            ..view
         };
         let path = self.config.state_dir.join(STATUS_FILE);
         match serde_json::to_vec_pretty(&view) {
