@@ -5,7 +5,10 @@
 //! role or disk state would make the planner act on a wrong picture, while an error only makes
 //! this pass report DRBD as unavailable.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -48,7 +51,7 @@ pub struct ProcDrbdMinor {
     pub minor: u32,
     /// DRBD 8's `cs:`, which mixes connection and replication state; `Unconfigured` for a minor
     /// that exists but is not set up.
-    pub cs: String,
+    pub cs: Text,
     pub role: Option<Role>,
     pub peer_role: Option<Role>,
     pub disk: Option<DiskState>,
@@ -56,9 +59,9 @@ pub struct ProcDrbdMinor {
     /// `A`, `B` or `C`; `None` when no network config is loaded (DRBD prints a space).
     pub protocol: Option<char>,
     /// E.g. `r-----`; empty for an unconfigured minor.
-    pub flags: String,
+    pub flags: Text,
     /// The `ns:… nr:… oos:…` line, values as printed (not all are numbers: `wo:b`).
-    pub counters: BTreeMap<String, String>,
+    pub counters: Counters,
     pub sync: Option<SyncProgress>,
 }
 
@@ -75,6 +78,215 @@ impl ProcDrbdMinor {
     /// The first flag is `s` while I/O is suspended (e.g. by fencing), `r` otherwise.
     pub fn io_suspended(&self) -> bool {
         self.flags.starts_with('s')
+    }
+}
+
+/// A piece of the text of one /proc/drbd, read as a `&str`.
+///
+/// The text fields of every minor share one copy of the whole file rather than holding an
+/// allocation each: thousands of small strings dominated parsing a big /proc/drbd.
+#[derive(Clone)]
+pub struct Text {
+    source: Arc<str>,
+    start: usize,
+    end: usize,
+}
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        self.source.get(self.start..self.end).unwrap_or_default()
+    }
+}
+
+impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Text {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for Text {
+    fn from(text: &str) -> Self {
+        Text {
+            source: Arc::from(text),
+            start: 0,
+            end: text.len(),
+        }
+    }
+}
+
+impl From<String> for Text {
+    fn from(text: String) -> Self {
+        let end = text.len();
+        Text {
+            source: Arc::from(text),
+            start: 0,
+            end,
+        }
+    }
+}
+
+impl Default for Text {
+    fn default() -> Self {
+        Text::from("")
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Text {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl std::hash::Hash for Text {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The input being parsed and its shared copy, which [`Text`]s point into.
+struct Source<'a> {
+    text: &'a str,
+    shared: Arc<str>,
+}
+
+impl<'a> Source<'a> {
+    fn new(text: &'a str) -> Self {
+        Source {
+            text,
+            shared: Arc::from(text),
+        }
+    }
+
+    /// `piece` (a slice of the input) as a [`Text`], without copying it.
+    fn text(&self, piece: &str) -> Text {
+        let start = (piece.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
+        let end = start.wrapping_add(piece.len());
+        if self.shared.get(start..end).is_none() {
+            // Not a slice of the input after all: a copy of its own.
+            return Text::from(piece);
+        }
+        Text {
+            source: Arc::clone(&self.shared),
+            start,
+            end,
+        }
+    }
+
+    fn empty(&self) -> Text {
+        Text {
+            source: Arc::clone(&self.shared),
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
+/// The `key:value` counters of one minor, values as printed, looked up by key like a map (a
+/// key printed twice reads as its last value).
+///
+/// The line is kept as printed and searched on lookup: a dozen keys and values as separate
+/// strings cost two dozen allocations per minor, most of parsing a big /proc/drbd.
+#[derive(Clone, Default)]
+pub struct Counters {
+    /// The counters line, trimmed; every whitespace-separated token is `key:value` with a
+    /// non-empty key.
+    line: Text,
+}
+
+impl Counters {
+    /// The tokens as (key, value), in printed order, repeats included.
+    fn tokens(&self) -> impl Iterator<Item = (&str, &str)> + Clone {
+        words(&self.line).filter_map(|token| token.split_once(':'))
+    }
+
+    /// The value of `key` as printed (the last one if printed twice).
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.tokens()
+            .filter(|(k, _)| *k == key)
+            .last()
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.line.is_empty()
+    }
+
+    /// The number of distinct keys.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// (key, value) in printed order; a key printed twice comes once, where it was last
+    /// printed, with that value.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut later = self.tokens();
+        std::iter::from_fn(move || {
+            loop {
+                let (key, value) = later.next()?;
+                if !later.clone().any(|(k, _)| k == key) {
+                    return Some((key, value));
+                }
+            }
+        })
+    }
+}
+
+/// Equal when they map the same keys to the same values, like the maps they stand for.
+impl PartialEq for Counters {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().all(|(k, v)| other.get(k) == Some(v))
+    }
+}
+
+impl Eq for Counters {}
+
+impl fmt::Debug for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
     }
 }
 
@@ -224,9 +436,12 @@ pub fn parse(text: &str) -> Result<ProcDrbd, ProcDrbdError> {
         text: first.to_string(),
         why,
     })?;
+    let source = Source::new(text);
 
     let mut minors: Vec<ProcDrbdMinor> = Vec::new();
-    let mut seen = BTreeSet::new();
+    // The kernel prints minors in ascending order, which rules out repeats by itself; the set
+    // of seen minors is only built if that order ever breaks.
+    let mut seen: Option<BTreeSet<u32>> = None;
     let mut in_header = true;
     for (n, line) in lines {
         let trimmed = line.trim();
@@ -245,10 +460,18 @@ pub fn parse(text: &str) -> Result<ProcDrbd, ProcDrbdError> {
             let minor: u32 = minor
                 .parse()
                 .map_err(|_| bad(format!("minor number {minor:?} out of range")))?;
-            if !seen.insert(minor) {
+            let repeated = match (&mut seen, minors.last()) {
+                (None, Some(last)) if minor <= last.minor => {
+                    let set = seen.insert(minors.iter().map(|m| m.minor).collect());
+                    !set.insert(minor)
+                }
+                (None, _) => false,
+                (Some(set), _) => !set.insert(minor),
+            };
+            if repeated {
                 return Err(ProcDrbdError::DuplicateMinor { line: n, minor });
             }
-            minors.push(parse_device(minor, rest).map_err(bad)?);
+            minors.push(parse_device(&source, minor, rest).map_err(bad)?);
             continue;
         }
         if !line.starts_with([' ', '\t']) {
@@ -266,7 +489,7 @@ pub fn parse(text: &str) -> Result<ProcDrbd, ProcDrbdError> {
                 text: line.to_string(),
             });
         };
-        parse_detail(current, n, line, trimmed)?;
+        parse_detail(&source, current, n, line, trimmed)?;
     }
     Ok(ProcDrbd { version, minors })
 }
@@ -281,11 +504,12 @@ fn is_header_line(trimmed: &str) -> bool {
 
 /// `N: …` → (`N`, `…`). Only the digits-then-colon shape counts, so `ns:0 …` is not one.
 fn device_line(trimmed: &str) -> Option<(&str, &str)> {
-    let (minor, rest) = trimmed.split_once(':')?;
-    if minor.is_empty() || !minor.bytes().all(|b| b.is_ascii_digit()) {
+    // Bytes, not `split_once`: this runs on every line and most lines fail at their first byte.
+    let colon = trimmed.bytes().position(|b| !b.is_ascii_digit())?;
+    if colon == 0 || trimmed.as_bytes().get(colon) != Some(&b':') {
         return None;
     }
-    Some((minor, rest))
+    Some((trimmed.get(..colon)?, trimmed.get(colon + 1..)?))
 }
 
 fn parse_version(line: &str) -> Result<DrbdVersion, String> {
@@ -355,8 +579,8 @@ fn parse_version(line: &str) -> Result<DrbdVersion, String> {
 }
 
 /// `cs:… ro:…/… ds:…/… P flags` after `N:`; `st:` is 8.3's older spelling of `ro:`.
-fn parse_device(minor: u32, rest: &str) -> Result<ProcDrbdMinor, String> {
-    let mut tokens = rest.split_whitespace();
+fn parse_device(source: &Source<'_>, minor: u32, rest: &str) -> Result<ProcDrbdMinor, String> {
+    let mut tokens = words(rest);
     let cs = tokens
         .next()
         .and_then(|t| t.strip_prefix("cs:"))
@@ -364,14 +588,16 @@ fn parse_device(minor: u32, rest: &str) -> Result<ProcDrbdMinor, String> {
         .ok_or("expected \"cs:\" first")?;
     let mut d = ProcDrbdMinor {
         minor,
-        cs: cs.to_string(),
+        cs: source.text(cs),
         role: None,
         peer_role: None,
         disk: None,
         peer_disk: None,
         protocol: None,
-        flags: String::new(),
-        counters: BTreeMap::new(),
+        flags: source.empty(),
+        counters: Counters {
+            line: source.empty(),
+        },
         sync: None,
     };
     for token in tokens {
@@ -392,7 +618,7 @@ fn parse_device(minor: u32, rest: &str) -> Result<ProcDrbdMinor, String> {
         } else if d.protocol.is_none() && d.flags.is_empty() && matches!(token, "A" | "B" | "C") {
             d.protocol = token.chars().next();
         } else if d.flags.is_empty() && token.bytes().all(|b| b == b'-' || b.is_ascii_lowercase()) {
-            d.flags = token.to_string();
+            d.flags = source.text(token);
         } else {
             return Err(format!("unexpected field {token:?}"));
         }
@@ -412,13 +638,152 @@ fn parse_device(minor: u32, rest: &str) -> Result<ProcDrbdMinor, String> {
     Ok(d)
 }
 
+/// `str::split_whitespace`, but a plain byte loop on ASCII text (all of /proc/drbd in
+/// practice), where decoding and classifying every char dominated parsing.
+#[derive(Clone)]
+enum Words<'a> {
+    Ascii(&'a str),
+    Unicode(std::str::SplitWhitespace<'a>),
+}
+
+fn words(text: &str) -> Words<'_> {
+    if text.is_ascii() {
+        Words::Ascii(text)
+    } else {
+        Words::Unicode(text.split_whitespace())
+    }
+}
+
+impl<'a> Iterator for Words<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Words::Unicode(split) => split.next(),
+            Words::Ascii(rest) => {
+                let bytes = rest.as_bytes();
+                let mut start = 0;
+                while bytes.get(start).is_some_and(|&b| is_blank(b)) {
+                    start += 1;
+                }
+                if start == bytes.len() {
+                    *rest = "";
+                    return None;
+                }
+                let end = find_blank(bytes, start + 1);
+                let word = rest.get(start..end)?;
+                *rest = rest.get(end..)?;
+                Some(word)
+            }
+        }
+    }
+}
+
+/// What `char::is_whitespace` accepts below 0x80: \t, \n, \v, \f, \r and space.
+fn is_blank(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
+}
+
+// Eight ASCII bytes at a time, as a little-endian u64 (the lowest byte comes first). Every byte
+// is below 0x80, so no per-byte sum below carries into the next byte (the additions wrap only
+// to stay panic-free should a non-ASCII byte ever get here).
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of every byte of (ASCII) `word` equal to (ASCII) `byte`, and no other bit:
+/// `b ^ byte` is zero exactly when adding 0x7f leaves the high bit clear.
+fn ascii_bytes_equal(word: u64, byte: u8) -> u64 {
+    !(word ^ (ONES * u64::from(byte))).wrapping_add(ONES * 0x7f) & HIGHS
+}
+
+/// The high bit of every blank byte (see [`is_blank`]) of (ASCII) `word`.
+fn ascii_blanks(word: u64) -> u64 {
+    // 9..=13: adding 0x80 - 9 reaches the high bit, adding 0x80 - 14 does not.
+    let at_least_9 = word.wrapping_add(ONES * (0x80 - 9));
+    let at_least_14 = word.wrapping_add(ONES * (0x80 - 14));
+    ascii_bytes_equal(word, b' ') | (at_least_9 & !at_least_14 & HIGHS)
+}
+
+/// High-bit flags to one bit per byte (bit i for byte i).
+fn flag_bits(flags: u64) -> u8 {
+    // The multiplication gathers bit 8i into bit 56 + i, without carries.
+    ((flags >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8
+}
+
+/// The first blank in ASCII `bytes` at or after `from`, or the end.
+fn find_blank(bytes: &[u8], from: usize) -> usize {
+    let mut at = from;
+    while let Some(word) = bytes.get(at..).and_then(|rest| rest.first_chunk::<8>()) {
+        let blanks = ascii_blanks(u64::from_le_bytes(*word));
+        if blanks != 0 {
+            return at + (blanks.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while bytes.get(at).is_some_and(|&b| !is_blank(b)) {
+        at += 1;
+    }
+    at
+}
+
+/// Whether every whitespace-separated token of `line` is `key:value` with a non-empty key.
+fn all_key_value(line: &str) -> bool {
+    if !line.is_ascii() {
+        return words(line).all(is_key_value);
+    }
+    // Eight bytes at a time, as bit masks (bit i for byte i) rather than token by token.
+    // The byte before the current eight is blank (the line start counts as blank).
+    let mut after_blank = true;
+    // A token runs into the current eight bytes and has shown no colon yet.
+    let mut open = false;
+    for chunk in line.as_bytes().chunks(8) {
+        let word = match <[u8; 8]>::try_from(chunk) {
+            Ok(word) => word,
+            Err(_) => {
+                // The end of the line ends its last token, as a blank would.
+                let mut word = [b' '; 8];
+                for (w, &b) in word.iter_mut().zip(chunk) {
+                    *w = b;
+                }
+                word
+            }
+        };
+        let word = u64::from_le_bytes(word);
+        let blank = flag_bits(ascii_blanks(word));
+        let colon = flag_bits(ascii_bytes_equal(word, b':'));
+        let starts = !blank & ((blank << 1) | u8::from(after_blank));
+        if starts & colon != 0 || (open && blank & 1 != 0) {
+            // An empty key, or the open token ended without a colon.
+            return false;
+        }
+        // A carry started at each token still without a colon runs along its bytes that are
+        // neither blank nor colon, and lands on the first byte that is one (bit 8: none yet).
+        let plain = u16::from(!blank & !colon);
+        let seeds = u16::from(starts) | u16::from(open);
+        let landed = (plain + seeds) & !plain;
+        if landed & u16::from(blank) != 0 {
+            return false;
+        }
+        open = landed & 0x100 != 0;
+        after_blank = blank & 0x80 != 0;
+    }
+    !open
+}
+
+fn is_key_value(token: &str) -> bool {
+    token.bytes().position(|b| b == b':').is_some_and(|i| i > 0)
+}
+
 fn pair(v: &str) -> Option<(&str, &str)> {
-    let (a, b) = v.split_once('/')?;
-    (!a.is_empty() && !b.is_empty() && !b.contains('/')).then_some((a, b))
+    // Bytes, not `split_once`: a general searcher is slow on a handful of bytes.
+    let slash = v.bytes().position(|b| b == b'/')?;
+    let (a, b) = (v.get(..slash)?, v.get(slash + 1..)?);
+    (!a.is_empty() && !b.is_empty() && !b.bytes().any(|c| c == b'/')).then_some((a, b))
 }
 
 /// A line indented under a device line.
 fn parse_detail(
+    source: &Source<'_>,
     d: &mut ProcDrbdMinor,
     n: usize,
     line: &str,
@@ -437,20 +802,19 @@ fn parse_detail(
                 why: format!("second counters line for minor {}", d.minor),
             });
         }
-        for token in trimmed.split_whitespace() {
-            match token.split_once(':') {
-                Some((k, v)) if !k.is_empty() => {
-                    d.counters.insert(k.to_string(), v.to_string());
-                }
-                _ => {
-                    return Err(ProcDrbdError::BadCounters {
-                        line: n,
-                        text: line.to_string(),
-                        why: format!("expected key:value, found {token:?}"),
-                    });
-                }
-            }
+        if !all_key_value(trimmed) {
+            let token = words(trimmed)
+                .find(|t| !is_key_value(t))
+                .unwrap_or_default();
+            return Err(ProcDrbdError::BadCounters {
+                line: n,
+                text: line.to_string(),
+                why: format!("expected key:value, found {token:?}"),
+            });
         }
+        d.counters = Counters {
+            line: source.text(trimmed),
+        };
     } else if trimmed.starts_with('[') {
         if d.sync.is_some() {
             return Err(bad_sync(format!(
@@ -563,14 +927,17 @@ fn parse_finish(text: &str) -> Result<(Duration, Option<u64>), String> {
         .strip_prefix("speed:")
         .ok_or_else(|| format!("expected \"speed:\", found {rest:?}"))?
         .trim_start();
-    let speed = speed.split_whitespace().next().unwrap_or("");
-    let digits: String = speed.chars().filter(|&c| c != ',').collect();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let speed = words(speed).next().unwrap_or("");
+    // Digits with thousands separators (`18,712`).
+    let digits = || speed.bytes().filter(|&b| b != b',');
+    if digits().next().is_none() || !digits().all(|b| b.is_ascii_digit()) {
         return Err(format!("bad speed {speed:?}"));
     }
-    let speed = digits
-        .parse()
-        .map_err(|_| format!("speed {speed:?} out of range"))?;
+    let speed = digits()
+        .try_fold(0u64, |n, d| {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        })
+        .ok_or_else(|| format!("speed {speed:?} out of range"))?;
     Ok((finish, Some(speed)))
 }
 
@@ -673,7 +1040,7 @@ Transports (api:17): tcp (9.0.32-1)
         assert_eq!(m.protocol, Some('C'));
         assert_eq!(m.flags, "r-----");
         assert_eq!(m.counter("dr"), Some(656));
-        assert_eq!(m.counters.get("wo").map(String::as_str), Some("f"));
+        assert_eq!(m.counters.get("wo"), Some("f"));
         assert_eq!(m.counter("wo"), None);
         assert_eq!(m.sync, None);
     }
@@ -777,7 +1144,7 @@ Transports (api:17): tcp (9.0.32-1)
         let m = p.minor(0).unwrap();
         assert_eq!(m.role, Some(Role::Secondary));
         assert_eq!(m.peer_role, Some(Role::Primary));
-        assert_eq!(m.counters.get("wo").map(String::as_str), Some("b"));
+        assert_eq!(m.counters.get("wo"), Some("b"));
         assert!(!p.minor(2).unwrap().is_configured());
     }
 
@@ -982,6 +1349,204 @@ Transports (api:17): tcp (9.0.32-1)
         ] {
             assert!(parse(text).is_err(), "accepted {text:?}");
         }
+    }
+
+    /// Short strings over an alphabet of blanks (ASCII and not), colons and a few letters.
+    fn tricky_strings() -> Vec<String> {
+        const ALPHABET: [char; 12] = [
+            ' ', '\t', '\x0b', '\x0c', '\r', ':', 'a', 'b', '0', '/', '\u{a0}', '\u{3000}',
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..20_000)
+            .map(|i| {
+                // Mostly ASCII, so the fast paths get most of the cases.
+                let letters = if i % 4 == 0 { 12 } else { 10 };
+                let len = next() % 40;
+                (0..len)
+                    .map(|_| ALPHABET[(next() % letters) as usize])
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn words_split_like_split_whitespace() {
+        for text in tricky_strings() {
+            let ours: Vec<&str> = words(&text).collect();
+            let std: Vec<&str> = text.split_whitespace().collect();
+            assert_eq!(ours, std, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn key_value_check_agrees_with_token_by_token() {
+        let mut accepted = 0;
+        for text in tricky_strings() {
+            let expected = text
+                .split_whitespace()
+                .all(|t| t.split_once(':').is_some_and(|(k, _)| !k.is_empty()));
+            assert_eq!(all_key_value(&text), expected, "{text:?}");
+            accepted += usize::from(expected);
+        }
+        // The cases are not all trivially rejected.
+        assert!(accepted > 1_000, "{accepted}");
+        for text in [
+            "",
+            "   ",
+            "ns:0",
+            "ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0",
+            "ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 u",
+            "abcdefghijklmnop:",
+            "abcdefghijklmnopq",
+            "abcdefg hijklmn:",
+            "abcdefg :ijklmn",
+        ] {
+            let expected = text
+                .split_whitespace()
+                .all(|t| t.split_once(':').is_some_and(|(k, _)| !k.is_empty()));
+            assert_eq!(all_key_value(text), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn counters_read_like_a_map() {
+        let p = parse("version: 8.4.5 (api:1/proto:86-101)\n 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:1 nr:2 ns:3 wo:b x: oos:0\n 1: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:3 x: oos:0 wo:b  nr:2\n").unwrap();
+        let (a, b) = (&p.minors[0].counters, &p.minors[1].counters);
+        assert_eq!(a.get("ns"), Some("3"));
+        assert_eq!(p.minors[0].counter("ns"), Some(3));
+        assert_eq!(a.get("x"), Some(""));
+        assert_eq!(p.minors[0].counter("x"), None);
+        assert_eq!(a.get("n"), None);
+        assert!(a.contains_key("wo") && !a.contains_key("zz"));
+        assert_eq!(a.len(), 5);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            [
+                ("nr", "2"),
+                ("ns", "3"),
+                ("wo", "b"),
+                ("x", ""),
+                ("oos", "0")
+            ]
+        );
+        assert_eq!(
+            format!("{a:?}"),
+            r#"{"nr": "2", "ns": "3", "wo": "b", "x": "", "oos": "0"}"#
+        );
+        // Same keys and values in another order and spacing: equal, as maps would be.
+        assert_eq!(a, b);
+        assert_ne!(a, &p84().minors[0].counters);
+        assert!(Counters::default().is_empty() && !a.is_empty());
+    }
+
+    #[test]
+    fn odd_but_valid_spacing_parses_as_before() {
+        // Tabs, vertical tabs and non-ASCII blanks separate fields like spaces do.
+        let text = "version: 8.4.5 (api:1/proto:86-101)\n 0:\tcs:Connected\u{a0}ro:Primary/Secondary\x0bds:UpToDate/UpToDate C r-----\n    ns:1\u{3000}nr:2\x0cwo:b\n";
+        let p = parse(text).unwrap();
+        let m = &p.minors[0];
+        assert_eq!(m.role, Some(Role::Primary));
+        assert_eq!(m.flags, "r-----");
+        assert_eq!(m.counter("nr"), Some(2));
+        assert_eq!(m.counters.get("wo"), Some("b"));
+    }
+
+    #[test]
+    fn device_lines_and_pairs_split_as_before() {
+        for text in tricky_strings() {
+            let text = text.replace('/', "1");
+            let old = text
+                .split_once(':')
+                .filter(|(m, _)| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+            assert_eq!(device_line(&text), old, "{text:?}");
+        }
+        for text in tricky_strings() {
+            let old = text
+                .split_once('/')
+                .filter(|(a, b)| !a.is_empty() && !b.is_empty() && !b.contains('/'));
+            assert_eq!(pair(&text), old, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn repeated_minors_are_caught_out_of_order_too() {
+        let device = |m: u32| format!("{m:2}: cs:Unconfigured\n");
+        let text = |minors: &[u32]| {
+            let mut t = String::from("version: 8.4.0\n");
+            for &m in minors {
+                t.push_str(&device(m));
+            }
+            t
+        };
+        let minors = |list: &[u32]| {
+            parse(&text(list))
+                .unwrap()
+                .minors
+                .iter()
+                .map(|m| m.minor)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(minors(&[0, 5, 3, 4]), [0, 5, 3, 4]);
+        assert_eq!(minors(&[9, 1]), [9, 1]);
+        assert_eq!(
+            parse(&text(&[0, 5, 3, 5])).unwrap_err(),
+            ProcDrbdError::DuplicateMinor { line: 5, minor: 5 }
+        );
+        assert_eq!(
+            parse(&text(&[4, 4])).unwrap_err(),
+            ProcDrbdError::DuplicateMinor { line: 3, minor: 4 }
+        );
+        assert_eq!(
+            parse(&text(&[1, 2, 0, 7, 2])).unwrap_err(),
+            ProcDrbdError::DuplicateMinor { line: 6, minor: 2 }
+        );
+    }
+
+    #[test]
+    fn speeds_are_read_or_rejected_as_before() {
+        let speed = |s: &str| parse_finish(&format!("finish: 0:00:01 speed: {s} (1) K/sec"));
+        assert_eq!(speed("18,712"), Ok((Duration::from_secs(1), Some(18_712))));
+        assert_eq!(speed("1,2,3"), Ok((Duration::from_secs(1), Some(123))));
+        assert_eq!(
+            speed("18446744073709551615"),
+            Ok((Duration::from_secs(1), Some(u64::MAX)))
+        );
+        assert_eq!(
+            speed("18,446,744,073,709,551,616"),
+            Err("speed \"18,446,744,073,709,551,616\" out of range".to_string())
+        );
+        assert_eq!(speed(","), Err("bad speed \",\"".to_string()));
+        assert_eq!(speed("1x"), Err("bad speed \"1x\"".to_string()));
+        assert_eq!(
+            speed("99999999999999999999x"),
+            Err("bad speed \"99999999999999999999x\"".to_string())
+        );
+    }
+
+    #[test]
+    fn text_fields_read_and_compare_as_strings() {
+        let p = p84();
+        let m = p.minor(0).unwrap();
+        assert_eq!(m.cs.as_str(), "Connected");
+        assert_eq!(&*m.cs, "Connected");
+        assert_eq!(m.cs, Text::from("Connected"));
+        assert_eq!(m.cs, String::from("Connected"));
+        assert_eq!(m.cs.to_string(), "Connected");
+        assert_eq!(format!("{:?}", m.flags), "\"r-----\"");
+        assert!(Text::default().is_empty());
+        // A minor outlives the text it was parsed from, and clones compare equal.
+        let owned = {
+            let text = PROC_84.to_string();
+            parse(&text).unwrap().minors[1].clone()
+        };
+        assert_eq!(&owned, p.minor(1).unwrap());
+        assert_eq!(owned.counter("oos"), Some(89620));
     }
 
     #[test]
