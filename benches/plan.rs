@@ -2,7 +2,7 @@
 //! Target (2-core machine): < 5 ms for the whole plan. Results in docs/performance.md.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use converge::manifest::{
@@ -12,6 +12,7 @@ use converge::manifest::{
 use converge::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
 };
+use converge::observe::mountinfo::MountFields;
 use converge::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
 };
@@ -120,19 +121,19 @@ fn converged_node() -> NodeState {
         );
         devices.insert(PathBuf::from(format!("/dev/drbd{i}")), dev);
         dirs.insert(PathBuf::from(format!("/srv/svc{i}")));
-        mounts.push(Mount {
+        mounts.push(Mount::new(MountFields {
             mount_id: 100 + i,
             parent_id: 1,
             dev,
-            root: "/".into(),
-            mount_point: format!("/srv/svc{i}").into(),
-            options: "rw".into(),
-            optional_fields: vec![],
-            fstype: "ext4".into(),
-            source: format!("/dev/drbd{i}"),
-            super_options: "rw".into(),
+            root: Path::new("/"),
+            mount_point: Path::new(&format!("/srv/svc{i}")),
+            options: "rw",
+            optional_fields: &[],
+            fstype: "ext4",
+            source: &format!("/dev/drbd{i}"),
+            super_options: "rw",
             deleted: false,
-        });
+        }));
         vz.insert(format!("{}", 100 + i), ContainerState::Running);
         apps.insert(
             format!("svc{i}"),

@@ -178,13 +178,13 @@ fn fs_status(node: &NodeState, dev: &std::path::Path, mnt: &std::path::Path) -> 
         Observed::Unavailable(why) => return (Status::Warn, format!("cannot observe: {why}")),
     };
     let devnum = node.devices.get(dev);
-    match mounts.iter().rev().find(|m| m.mount_point == mnt) {
-        Some(m) if std::path::Path::new(&m.source) == dev || devnum == Some(&m.dev) => {
+    match mounts.iter().rev().find(|m| m.mount_point() == mnt) {
+        Some(m) if std::path::Path::new(m.source()) == dev || devnum == Some(&m.dev) => {
             (Status::Up, format!("mounted on {}", mnt.display()))
         }
         Some(m) => (
             Status::Warn,
-            format!("{} is mounted on {}", m.source, mnt.display()),
+            format!("{} is mounted on {}", m.source(), mnt.display()),
         ),
         None => (Status::Down, "not mounted".to_string()),
     }

@@ -388,7 +388,12 @@ impl Daemon {
         std::fs::read_to_string(&self.config.mountinfo)
             .ok()
             .and_then(|text| crate::observe::mountinfo::parse(&text).ok())
-            .map(|mounts| mounts.into_iter().map(|m| m.mount_point).collect())
+            .map(|mounts| {
+                mounts
+                    .into_iter()
+                    .map(|m| m.mount_point().to_path_buf())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -38,13 +38,13 @@ impl<'a> NodeIndex<'a> {
         for mount in node.mounts.ok().into_iter().flatten() {
             index
                 .by_point
-                .entry(mount.mount_point.as_path())
+                .entry(mount.mount_point())
                 .or_default()
                 .push(mount);
             index.by_dev.entry(mount.dev).or_default().push(mount);
             index
                 .by_source
-                .entry(mount.source.as_str())
+                .entry(mount.source())
                 .or_default()
                 .push(mount);
         }
@@ -89,7 +89,7 @@ impl<'a> NodeIndex<'a> {
 
     /// Whether `mount` is of the device `dev`.
     pub(super) fn is_device(&self, dev: &Path, mount: &Mount) -> bool {
-        Path::new(&mount.source) == dev || self.node.devices.get(dev) == Some(&mount.dev)
+        Path::new(mount.source()) == dev || self.node.devices.get(dev) == Some(&mount.dev)
     }
 
     /// Mount points strictly below `mnt`, deepest first.
@@ -131,21 +131,23 @@ mod tests {
         let mounts = points
             .iter()
             .enumerate()
-            .map(|(i, p)| Mount {
-                mount_id: i as u32 + 10,
-                parent_id: 1,
-                dev: DevNum {
-                    major: 0,
-                    minor: i as u32,
-                },
-                root: "/".into(),
-                mount_point: (*p).into(),
-                options: "rw".into(),
-                optional_fields: vec![],
-                fstype: "tmpfs".into(),
-                source: "tmpfs".into(),
-                super_options: "rw".into(),
-                deleted: false,
+            .map(|(i, p)| {
+                Mount::new(crate::observe::mountinfo::MountFields {
+                    mount_id: i as u32 + 10,
+                    parent_id: 1,
+                    dev: DevNum {
+                        major: 0,
+                        minor: i as u32,
+                    },
+                    root: Path::new("/"),
+                    mount_point: Path::new(p),
+                    options: "rw",
+                    optional_fields: &[],
+                    fstype: "tmpfs",
+                    source: "tmpfs",
+                    super_options: "rw",
+                    deleted: false,
+                })
             })
             .collect();
         NodeState {

@@ -241,13 +241,13 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             let path = drbd_device_path(device.minor);
             let mut unmounting = false;
             for mount in self.index.mounts_of(&path) {
-                if self.unmounted.contains(&mount.mount_point) {
+                if self.unmounted.contains(mount.mount_point()) {
                     unmounting = true;
                 } else {
                     return Some(format!(
                         "{} is mounted on {}; refusing to demote resource {} under a mounted filesystem",
                         path.display(),
-                        mount.mount_point.display(),
+                        mount.mount_point().display(),
                         drbd.name
                     ));
                 }
@@ -322,7 +322,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                     resource,
                     format!(
                         "{} is mounted on {}, not {}",
-                        top.source,
+                        top.source(),
                         mnt.display(),
                         dev.display()
                     ),
@@ -336,7 +336,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 format!(
                     "{} is already mounted on {}",
                     dev.display(),
-                    elsewhere.mount_point.display()
+                    elsewhere.mount_point().display()
                 ),
             );
             return;

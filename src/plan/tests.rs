@@ -2,7 +2,7 @@
 //! both directions, the safety rules, and convergence of a model node that applies the steps.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
@@ -13,6 +13,7 @@ use crate::manifest::{
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
 };
+use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
 };
@@ -131,19 +132,19 @@ fn drbd_res(role: Role, disk: DiskState, cstate: ConnectionState, peer_role: Rol
 }
 
 fn mount(source: &str, dev: DevNum, mnt: &str) -> Mount {
-    Mount {
+    Mount::new(MountFields {
         mount_id: 100,
         parent_id: 1,
         dev,
-        root: "/".into(),
-        mount_point: mnt.into(),
-        options: "rw".into(),
-        optional_fields: vec![],
-        fstype: "ext3".into(),
-        source: source.into(),
-        super_options: "rw".into(),
+        root: Path::new("/"),
+        mount_point: Path::new(mnt),
+        options: "rw",
+        optional_fields: &[],
+        fstype: "ext3",
+        source,
+        super_options: "rw",
         deleted: false,
-    }
+    })
 }
 
 /// How far up the seed service is on the node, in start order.
@@ -829,7 +830,7 @@ fn apply(node: &mut NodeState, action: &Action) {
         }
         Action::Umount { mnt, .. } => {
             if let Observed::Ok(m) = &mut node.mounts {
-                m.retain(|x| &x.mount_point != mnt);
+                m.retain(|x| x.mount_point() != mnt);
             }
             node.drbd_mut("data").devices[0].open = false;
         }
