@@ -56,6 +56,17 @@ impl Sim {
         output(self.command(tool, args))
     }
 
+    /// Polls `vzctl status` until it prints `line` (a delay is timed by the simulator, never
+    /// by the test), then checks it as `status` does.
+    fn await_status(&self, ctid: &str, line: &str, state: ContainerState) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.vzctl(&["status", ctid]).stdout != format!("{line}\n") {
+            assert!(Instant::now() < deadline, "never reached {line:?}");
+            sleep(Duration::from_millis(50));
+        }
+        self.status(ctid, line, state);
+    }
+
     fn vzctl(&self, args: &[&str]) -> Out {
         self.run("vzctl", args)
     }
@@ -324,15 +335,7 @@ fn start_delay_then_up_and_operational() {
         31,
         "Container is not running\n",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.vzctl(&["status", "101"]).stdout != "CTID 101 exist mounted running\n" {
-        assert!(
-            Instant::now() < deadline,
-            "never came up after its start delay"
-        );
-        sleep(Duration::from_millis(50));
-    }
-    sim.status(
+    sim.await_status(
         "101",
         "CTID 101 exist mounted running",
         ContainerState::Running,
@@ -381,15 +384,7 @@ fn stop_delay_then_down() {
         32,
         "Container is already running\n",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while sim.vzctl(&["status", "101"]).stdout != "CTID 101 exist unmounted down\n" {
-        assert!(
-            Instant::now() < deadline,
-            "never went down after its stop delay"
-        );
-        sleep(Duration::from_millis(50));
-    }
-    sim.status(
+    sim.await_status(
         "101",
         "CTID 101 exist unmounted down",
         ContainerState::Stopped,
