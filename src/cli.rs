@@ -94,7 +94,8 @@ pub enum Command {
         json: bool,
     },
     /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
-    /// DRBD and OpenVZ, real drbdadm, loop device and ext3), showing the log; needs root.
+    /// DRBD behind the real drbdadm, a loop device with ext3, real LXC when installed, simulated
+    /// OpenVZ otherwise), showing the log; needs root.
     Demo,
     /// Run a simulator (for tests and the demo): `converge sim drbdsetup ARGS…`.
     #[command(hide = true)]
