@@ -25,10 +25,17 @@ pub struct AppStartRecord {
     pub started_at: u64,
 }
 
+/// This boot's id. Read once per process: it cannot change while the process runs, and the
+/// daemon asks for it for every app on every resync.
 pub fn boot_id() -> String {
-    std::fs::read_to_string(BOOT_ID_PATH)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            std::fs::read_to_string(BOOT_ID_PATH)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        })
+        .clone()
 }
 
 /// The directory of a service's records. Manifests refuse names starting with `.`; this also

@@ -497,14 +497,18 @@ impl Daemon {
 
     fn write_view(&mut self) {
         let mut services: Vec<ServiceView> = Vec::new();
-        for service in self.desired.reconciled() {
+        for (service, pruning) in self.desired.in_force() {
             let mut view = self
                 .entries
                 .get(&service.name)
                 .map(|e| e.view.clone())
                 .unwrap_or_default();
             view.service = service.name.clone();
-            view.desired = service.desired_here(&self.config.node).to_string();
+            view.desired = if pruning {
+                "down (pruned)".to_string()
+            } else {
+                service.desired_here(&self.config.node).to_string()
+            };
             view.source = service.source.clone();
             if view.result.is_empty() {
                 view.result = "pending".into();

@@ -124,8 +124,27 @@ impl DesiredSet {
         services
     }
 
+    /// The services reconciled, borrowed: each with whether it is a pruned orphan (reconciled
+    /// as `down`). For the status view, which must not copy every service on every write.
+    pub fn in_force(&self) -> impl Iterator<Item = (&Service, bool)> {
+        self.by_file.values().map(|s| (s, false)).chain(
+            self.orphans
+                .values()
+                .filter(|o| o.pruning)
+                .map(|o| (&o.service, true)),
+        )
+    }
+
+    /// The service `name` as it is reconciled (a pruned orphan as `down`), without copying the
+    /// others.
     pub fn get(&self, name: &str) -> Option<Service> {
-        self.reconciled().into_iter().find(|s| s.name == name)
+        if let Some(service) = self.by_file.values().find(|s| s.name == name) {
+            return Some(service.clone());
+        }
+        let orphan = self.orphans.get(name).filter(|o| o.pruning)?;
+        let mut down = orphan.service.clone();
+        down.state = DesiredState::Down;
+        Some(down)
     }
 
     /// A pruned orphan that is down now is forgotten.
