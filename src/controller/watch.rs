@@ -138,18 +138,20 @@ impl Drop for ManifestWatcher {
     }
 }
 
-/// How the configured quiet period is split. notify-debouncer-full debounces per path, so a
+/// How the configured quiet period is kept. notify-debouncer-full debounces per path, so a
 /// series of changes to different files would leave it as several batches; it gets a short
-/// timeout (pairing renames, folding repeats, keeping the Rescan signal) and the worker waits for
-/// the rest of `debounce` without any batch — a quiet period over the whole directory. The
-/// trigger then follows the last change by about `debounce`.
+/// timeout (pairing renames, folding repeats, keeping the Rescan signal), and the worker keeps
+/// the quiet period over the whole directory: the trigger goes out `debounce` after the last
+/// change, counted from when the change happened (the debouncer hands each event with its time),
+/// not from when the debouncer passed it on. As long as the debouncer passes events on within
+/// `debounce` (its timeout plus one tick), the trigger follows the last change by `debounce`.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
     debouncer: Duration,
     /// How often the debouncer's thread looks for due events; it wakes up this often even when
     /// idle, hence not shorter than needed.
     tick: Duration,
-    quiet: Duration,
+    debounce: Duration,
     /// A directory that never stays quiet (a program writing a file in it every 100 ms) is
     /// re-read at least this often rather than never.
     max_wait: Duration,
@@ -157,16 +159,22 @@ struct Timing {
 
 impl Timing {
     fn new(debounce: Duration) -> Timing {
-        // The tick is what an idle daemon pays for (a wake-up each, ~0.05 ms): at most 10 a
-        // second. notify-debouncer-full wants it no longer than its timeout. The trigger
-        // follows the last change by `debounce` plus up to one tick.
-        let debouncer = (debounce / 2).clamp(Duration::from_millis(10), Duration::from_millis(100));
+        // The tick is what an idle daemon pays for (a wake-up each, ~0.05 ms of CPU on a VM):
+        // at most 10 a second. notify-debouncer-full wants it no longer than its timeout, and
+        // timeout + tick within `debounce` keeps the trigger at `debounce` after the change.
+        let debouncer = (debounce / 2).clamp(Duration::from_millis(5), Duration::from_millis(100));
         Timing {
             debouncer,
             tick: debouncer,
-            quiet: debounce.saturating_sub(debouncer),
+            debounce,
             max_wait: (debounce * 10).max(Duration::from_secs(2)),
         }
+    }
+
+    /// When the trigger of a period of changes goes out: `debounce` after its last change, and
+    /// never later than `max_wait` after its first.
+    fn deadline(&self, first: Instant, last: Instant) -> Instant {
+        (last + self.debounce).min(first + self.max_wait)
     }
 }
 
@@ -236,49 +244,64 @@ impl fmt::Display for Change {
     }
 }
 
-/// What made `result` dirty, the first change per subject; empty when nothing in it matters.
-/// Rescans (inotify's queue overflowed) and watcher errors always matter: events may have been
-/// lost. Pure reads (the daemon's own re-read opens every file) and events of names next to the
-/// manifest path, or of a directory no longer watched, do not.
-fn dirty_reasons(result: &DebounceEventResult, interest: &Interest) -> Vec<Change> {
-    let mut changes: Vec<Change> = Vec::new();
-    let mut add = |change: Change| {
-        if !changes.iter().any(|c| c.subject == change.subject) {
-            changes.push(change);
+/// What in one batch of the debouncer matters.
+#[derive(Debug, Default)]
+struct Dirty {
+    /// The first change per subject; empty when nothing in the batch matters.
+    changes: Vec<Change>,
+    /// When the latest of those changes happened, if the batch says (errors carry no time).
+    last: Option<Instant>,
+}
+
+/// What made `result` dirty. Rescans (inotify's queue overflowed) and watcher errors always
+/// matter: events may have been lost. Pure reads (the daemon's own re-read opens every file) and
+/// events of names next to the manifest path, or of a directory no longer watched, do not.
+fn dirty_reasons(result: &DebounceEventResult, interest: &Interest) -> Dirty {
+    let mut dirty = Dirty::default();
+    let mut add = |change: Change, at: Option<Instant>| {
+        if !dirty.changes.iter().any(|c| c.subject == change.subject) {
+            dirty.changes.push(change);
+        }
+        if let Some(at) = at {
+            dirty.last = Some(dirty.last.map_or(at, |last| last.max(at)));
         }
     };
     match result {
         Err(errors) => {
             for error in errors {
-                add(Change::new(
-                    "watcher error",
-                    format!("({error}), rescanning"),
-                ));
+                add(
+                    Change::new("watcher error", format!("({error}), rescanning")),
+                    None,
+                );
             }
             if errors.is_empty() {
-                add(Change::new("watcher error", "rescanning"));
+                add(Change::new("watcher error", "rescanning"), None);
             }
         }
         Ok(events) => {
             for event in events {
+                let at = Some(event.time);
                 if event.need_rescan() {
-                    add(Change::new("rescan", "(the watcher lost events)"));
+                    add(Change::new("rescan", "(the watcher lost events)"), at);
                     continue;
                 }
                 if is_read_only_access(&event.kind) {
                     continue;
                 }
                 if event.paths.is_empty() {
-                    add(Change::new("event without a path", kind_word(&event.kind)));
+                    add(
+                        Change::new("event without a path", kind_word(&event.kind)),
+                        at,
+                    );
                     continue;
                 }
                 if event.paths.iter().any(|p| interest.covers(p)) {
-                    add(describe(&event.kind, &event.paths));
+                    add(describe(&event.kind, &event.paths), at);
                 }
             }
         }
     }
-    changes
+    dirty
 }
 
 fn is_read_only_access(kind: &EventKind) -> bool {
@@ -504,11 +527,11 @@ impl Worker {
             };
             match msg {
                 Ok(Msg::Events(result)) => {
-                    let found = dirty_reasons(&result, &self.interest);
-                    if found.is_empty() {
+                    let dirty = dirty_reasons(&result, &self.interest);
+                    if dirty.changes.is_empty() {
                         continue;
                     }
-                    for reason in found {
+                    for reason in dirty.changes {
                         reasons.add(reason);
                     }
                     // Before the trigger leaves, so that its re-read finds the new directory
@@ -516,10 +539,10 @@ impl Worker {
                     if let Some(swap) = self.refresh() {
                         reasons.add_first(swap);
                     }
-                    let now = Instant::now();
-                    let first = pending.map_or(now, |(first, _)| first);
-                    let deadline = (now + self.timing.quiet).min(first + self.timing.max_wait);
-                    pending = Some((first, deadline));
+                    // An error has no time: counted from now, as late as it can have happened.
+                    let last = dirty.last.unwrap_or_else(Instant::now);
+                    let first = pending.map_or(last, |(first, _)| first.min(last));
+                    pending = Some((first, self.timing.deadline(first, last)));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     pending = None;
@@ -871,6 +894,10 @@ mod tests {
             .collect())
     }
 
+    fn dirty_reasons_of(result: &DebounceEventResult, interest: &Interest) -> Vec<Change> {
+        dirty_reasons(result, interest).changes
+    }
+
     fn texts(changes: Vec<Change>) -> Vec<String> {
         changes.iter().map(Change::to_string).collect()
     }
@@ -882,22 +909,22 @@ mod tests {
     #[test]
     fn rescan_is_dirty() {
         let rescan = Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        let reasons = texts(dirty_reasons(&batch(vec![rescan]), &interest()));
+        let reasons = texts(dirty_reasons_of(&batch(vec![rescan]), &interest()));
         assert_eq!(reasons, ["rescan (the watcher lost events)"]);
     }
 
     #[test]
     fn errors_are_dirty() {
         let err = notify::Error::new(ErrorKind::MaxFilesWatch).add_path("/git/rev2".into());
-        let reasons = texts(dirty_reasons(&Err(vec![err]), &interest()));
+        let reasons = texts(dirty_reasons_of(&Err(vec![err]), &interest()));
         assert_eq!(reasons.len(), 1);
         assert!(reasons[0].starts_with("watcher error"), "{reasons:?}");
-        assert_eq!(dirty_reasons(&Err(vec![]), &interest()).len(), 1);
+        assert_eq!(dirty_reasons_of(&Err(vec![]), &interest()).len(), 1);
     }
 
     #[test]
     fn events_of_the_manifest_directory_and_the_link_are_dirty() {
-        let reasons = texts(dirty_reasons(
+        let reasons = texts(dirty_reasons_of(
             &batch(vec![
                 modify("/git/rev2/web.yaml"),
                 Event::new(EventKind::Create(CreateKind::File)).add_path("/git/current".into()),
@@ -918,7 +945,7 @@ mod tests {
         let rename = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
             .add_path("/git/tmp-link".into())
             .add_path("/git/current".into());
-        let reasons = texts(dirty_reasons(&batch(vec![rename]), &interest()));
+        let reasons = texts(dirty_reasons_of(&batch(vec![rename]), &interest()));
         assert_eq!(reasons, ["current renamed from tmp-link"]);
     }
 
@@ -928,7 +955,7 @@ mod tests {
             .add_path("/git/rev2/web.yaml".into());
         let close = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read)))
             .add_path("/git/rev2".into());
-        let reasons = dirty_reasons(
+        let reasons = dirty_reasons_of(
             &batch(vec![
                 open,
                 close,
@@ -941,7 +968,7 @@ mod tests {
         let written = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
             .add_path("/git/rev2/web.yaml".into());
         assert_eq!(
-            texts(dirty_reasons(&batch(vec![written]), &interest())),
+            texts(dirty_reasons_of(&batch(vec![written]), &interest())),
             ["web.yaml written"]
         );
     }
@@ -961,16 +988,59 @@ mod tests {
     }
 
     #[test]
-    fn timing_splits_the_debounce() {
+    fn timing_keeps_the_debouncer_within_the_quiet_period() {
+        for ms in [0, 1, 20, 50, 200, 1000, 60_000] {
+            let debounce = Duration::from_millis(ms);
+            let t = Timing::new(debounce);
+            // The debouncer refuses a tick longer than its timeout, and must not spin.
+            assert!(
+                t.tick <= t.debouncer && t.tick > Duration::ZERO,
+                "{ms} ms: {t:?}"
+            );
+            // An idle daemon wakes once per tick: never more than 10 times a second.
+            assert!(t.tick <= Duration::from_millis(100), "{ms} ms: {t:?}");
+            if ms >= 10 {
+                // Passed on by the debouncer before the quiet period ends.
+                assert!(t.debouncer + t.tick <= debounce, "{ms} ms: {t:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn regression_the_quiet_period_counts_from_the_change_not_from_the_debouncer() {
+        // The debouncer passes a change on between its timeout and its timeout plus a tick
+        // later; the trigger was once `debounce / 2` after that, 200–300 ms at the default.
         let t = Timing::new(Duration::from_millis(200));
-        assert_eq!(t.debouncer + t.quiet, Duration::from_millis(200));
-        // An idle daemon wakes once per tick: never more than 10 times a second at the default;
-        // and the debouncer refuses a tick longer than its timeout.
-        assert!(t.tick <= t.debouncer && t.tick <= Duration::from_millis(100));
-        let t = Timing::new(Duration::from_millis(50));
-        assert!(t.tick <= t.debouncer);
-        let t = Timing::new(Duration::ZERO);
-        assert!(t.tick > Duration::ZERO, "the debouncer must not spin");
+        let change = Instant::now();
+        assert_eq!(
+            t.deadline(change, change),
+            change + Duration::from_millis(200)
+        );
+        // A later change in the same period moves the deadline…
+        let later = change + Duration::from_millis(150);
+        assert_eq!(
+            t.deadline(change, later),
+            later + Duration::from_millis(200)
+        );
+        // …but a directory that never stays quiet is still re-read.
+        let busy = change + Duration::from_secs(60);
+        assert_eq!(t.deadline(change, busy), change + t.max_wait);
+    }
+
+    #[test]
+    fn a_batch_is_as_recent_as_its_latest_change() {
+        let early = Instant::now();
+        let late = early + Duration::from_millis(80);
+        let stale = early + Duration::from_millis(500);
+        let result = Ok(vec![
+            DebouncedEvent::new(modify("/git/rev2/a.yaml"), early),
+            DebouncedEvent::new(modify("/git/rev2/b.yaml"), late),
+            // Not of interest: its time does not count.
+            DebouncedEvent::new(modify("/git/other"), stale),
+        ]);
+        let dirty = dirty_reasons(&result, &interest());
+        assert_eq!(dirty.last, Some(late));
+        assert_eq!(dirty_reasons(&Err(vec![]), &interest()).last, None);
     }
 
     #[test]
