@@ -10,6 +10,7 @@
 //! `cargo bench --bench daemon` runs all; `-- edit`, `-- promote`, `-- idle` pick one. Set
 //! CONVERGE_BENCH_IDLE_SECS to shorten the idle window while trying things out.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -258,7 +259,8 @@ fn promote_inside(work: &Path) {
     );
 }
 
-/// CPU time (user + system) of a process, in clock ticks.
+/// CPU time (user + system) of a process and its dead threads, in clock ticks: 10 ms steps,
+/// a cross-check of the per-thread figures only.
 fn cpu_ticks(pid: u32) -> u64 {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -271,6 +273,27 @@ fn cpu_ticks(pid: u32) -> u64 {
             .unwrap_or(0)
     };
     get(14) + get(15)
+}
+
+/// CPU time of each live thread, in nanoseconds (schedstat's first field), by thread id, with
+/// the thread's name.
+fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut threads = BTreeMap::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return threads;
+    };
+    for task in tasks.filter_map(Result::ok) {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        let ns = fs::read_to_string(task.path().join("schedstat"))
+            .ok()
+            .and_then(|t| t.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        threads.insert(tid, (name.trim().to_string(), ns));
+    }
+    threads
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -306,17 +329,44 @@ fn idle(n: usize, window: Duration) {
     std::thread::sleep(Duration::from_secs(2));
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let before = cpu_ticks(pid);
+    let ticks_before = cpu_ticks(pid);
+    let threads_before = thread_cpu(pid);
     let started = Instant::now();
     std::thread::sleep(window);
-    let used = (cpu_ticks(pid) - before) as f64 / hz;
+    let threads_after = thread_cpu(pid);
+    let ticks = (cpu_ticks(pid) - ticks_before) as f64 / hz;
     let elapsed = started.elapsed().as_secs_f64();
     let rss = rss_kib(pid);
     stop(daemon);
+    // Per thread: a thread that ended during the window took its time with it (stat's total
+    // keeps it, in 10 ms steps); say so rather than report too little.
+    let gone = threads_before
+        .keys()
+        .filter(|t| !threads_after.contains_key(t))
+        .count();
+    let mut per_thread: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    for (tid, (name, after)) in &threads_after {
+        let before = threads_before.get(tid).map_or(0, |(_, ns)| *ns);
+        let slot = per_thread.entry(name.clone()).or_default();
+        slot.0 += after.saturating_sub(before) as f64 / 1e9;
+        slot.1 += 1;
+    }
+    let used: f64 = per_thread.values().map(|(secs, _)| secs).sum();
     println!(
-        "idle, {n} converged services, {:.0} s (resync 30 s): CPU {:.3} % of a core, RSS {:.1} MB",
-        elapsed,
+        "idle, {n} converged services, {elapsed:.0} s (resync 30 s): CPU {:.3} % of a core \
+         (stat, 10 ms steps: {:.3} %), RSS {:.1} MB",
         100.0 * used / elapsed,
+        100.0 * ticks / elapsed,
         rss as f64 / 1024.0
     );
+    for (name, (secs, count)) in &per_thread {
+        println!(
+            "  {name} ×{count}: {:.1} ms ({:.3} %)",
+            secs * 1000.0,
+            100.0 * secs / elapsed
+        );
+    }
+    if gone > 0 {
+        println!("  ({gone} thread(s) ended during the window: their share is missing above)");
+    }
 }

@@ -5,10 +5,16 @@
 //! or stops, or the node reboots (the record names the boot it belongs to).
 //!
 //! Records are written atomically (temp file + rename), so a crash leaves the old record or the
-//! new one, never half of one.
+//! new one, never half of one. App records live in `state_dir/app-records`, one file each,
+//! named after the service and the resource: `web@app-0.start.json` (the start of `app#0` of
+//! `web`), `web@app-0.scripts.json` (the cached listing of its scripts inside the container).
 
+use std::collections::HashMap;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,32 +33,57 @@ pub struct AppStartRecord {
 
 /// This boot's id. Read once per process: it cannot change while the process runs, and the
 /// daemon asks for it for every app on every resync.
-pub fn boot_id() -> String {
-    static BOOT_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    BOOT_ID
-        .get_or_init(|| {
-            std::fs::read_to_string(BOOT_ID_PATH)
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default()
-        })
-        .clone()
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: OnceLock<String> = OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string(BOOT_ID_PATH)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
 }
 
-/// The directory of a service's records. Manifests refuse names starting with `.`; this also
-/// refuses them, so that no name can ever make it point outside `state_dir/apps` (a `..` here
-/// once meant `forget_service_apps` removing the whole state directory).
-fn app_dir(state_dir: &Path, service: &str) -> PathBuf {
-    let safe = !service.is_empty() && !service.starts_with('.') && !service.contains('/');
-    let name = if safe {
-        service.to_string()
+/// Where app records live: flat in one directory, so that one listing tells which exist.
+const RECORDS_DIR: &str = "app-records";
+
+/// What a record holds, as the last part of its file name.
+const START_SUFFIX: &str = ".start.json";
+const SCRIPTS_SUFFIX: &str = ".scripts.json";
+
+/// Above this many records wanted at once, one listing of the records directory is cheaper than
+/// reading each file (a read is an open, a stat, two reads and a close).
+const LIST_ABOVE: usize = 16;
+
+fn records_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(RECORDS_DIR)
+}
+
+/// The first part of the file names of a service's records: `web@`. Manifests refuse names
+/// starting with `.` and allow no `/` or `@`; this also refuses them, so that no name can ever
+/// make a record path point outside the records directory, be taken for a temporary file, or
+/// make one service's records look like another's (a `..` once meant `forget_service_apps`
+/// removing the whole state directory).
+fn service_prefix(service: &str) -> String {
+    let safe =
+        !service.is_empty() && !service.starts_with('.') && !service.contains(['/', '@', '\0']);
+    if safe {
+        format!("{service}@")
     } else {
-        format!("_invalid_{}", service.replace(['/', '.'], "_"))
-    };
-    state_dir.join("apps").join(name)
+        format!("_invalid_{}@", service.replace(['/', '.', '@', '\0'], "_"))
+    }
+}
+
+/// `web@app-0.start.json`: the app's service, its resource id (`#` is awkward in file names),
+/// and what the record is.
+fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
+    format!(
+        "{}{}{suffix}",
+        service_prefix(service),
+        rid.to_string().replace('#', "-")
+    )
 }
 
 fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
-    app_dir(state_dir, service).join(format!("{}.json", rid.to_string().replace('#', "-")))
+    records_dir(state_dir).join(record_name(service, rid, START_SUFFIX))
 }
 
 /// Writes `contents` to `path` atomically, creating the directory.
@@ -76,7 +107,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 
 pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
     let record = AppStartRecord {
-        boot_id: boot_id(),
+        boot_id: boot_id().to_string(),
         started_at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -85,11 +116,94 @@ pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
     write_atomic(&app_record_path(state_dir, service, rid), &json)
 }
 
-/// The start record of an app, when one exists and belongs to this boot.
-pub fn app_start(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
-    let text = std::fs::read(app_record_path(state_dir, service, rid)).ok()?;
-    let record: AppStartRecord = serde_json::from_slice(&text).ok()?;
+/// A start record's content, when it is one of this boot.
+fn parse_start(text: &[u8]) -> Option<AppStartRecord> {
+    let record: AppStartRecord = serde_json::from_slice(text).ok()?;
     (record.boot_id == boot_id()).then_some(record)
+}
+
+/// The app starts recorded for one observation.
+#[derive(Debug, Default)]
+pub struct AppStarts {
+    /// By file name; only records of this boot.
+    records: HashMap<String, AppStartRecord>,
+}
+
+/// The start records a listing found, by file name: (inode, content when of this boot). Records
+/// are only ever replaced by rename, so a file with the inode seen last time holds what it held
+/// then. Keyed by records directory.
+type ListedStarts = HashMap<PathBuf, HashMap<String, (u64, Option<AppStartRecord>)>>;
+
+fn listed_starts() -> &'static Mutex<ListedStarts> {
+    static LISTED: OnceLock<Mutex<ListedStarts>> = OnceLock::new();
+    LISTED.get_or_init(Mutex::default)
+}
+
+impl AppStarts {
+    /// The start records of the apps `owners` (service, resource).
+    ///
+    /// A few are read file by file. Many (a daemon's resync looks at every service) take one
+    /// listing of the records directory instead, and only the files not seen before, or
+    /// replaced since, are read: a resync of 1,000 converged apps costs one directory read, not
+    /// 1,000 file reads. The listing still sees every record created, replaced or deleted by
+    /// hand.
+    pub fn read(state_dir: &Path, owners: &[(&str, ResourceId)]) -> AppStarts {
+        let dir = records_dir(state_dir);
+        let records = if owners.len() <= LIST_ABOVE {
+            owners
+                .iter()
+                .filter_map(|&(service, rid)| {
+                    let name = record_name(service, rid, START_SUFFIX);
+                    let record = parse_start(&std::fs::read(dir.join(&name)).ok()?)?;
+                    Some((name, record))
+                })
+                .collect()
+        } else {
+            Self::listed(&dir)
+        };
+        AppStarts { records }
+    }
+
+    fn listed(dir: &Path) -> HashMap<String, AppStartRecord> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            // No directory, no record (or none that can be read, which is the same here).
+            return HashMap::new();
+        };
+        // Held while listing: two resyncs at once then share the work instead of repeating it.
+        let mut listed = listed_starts()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let known = listed.remove(dir).unwrap_or_default();
+        let mut now: HashMap<String, (u64, Option<AppStartRecord>)> = HashMap::new();
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            // Temporary files of write_atomic start with a dot.
+            if name.starts_with('.') || !name.ends_with(START_SUFFIX) {
+                continue;
+            }
+            let ino = entry.ino();
+            let record = match known.get(&name) {
+                Some((seen, record)) if *seen == ino => record.clone(),
+                _ => std::fs::read(entry.path())
+                    .ok()
+                    .and_then(|text| parse_start(&text)),
+            };
+            now.insert(name, (ino, record));
+        }
+        let records = now
+            .iter()
+            .filter_map(|(name, (_, record))| Some((name.clone(), record.clone()?)))
+            .collect();
+        listed.insert(dir.to_path_buf(), now);
+        records
+    }
+
+    /// The start of an app in this boot, when recorded.
+    pub fn get(&self, service: &str, rid: ResourceId) -> Option<&AppStartRecord> {
+        self.records.get(&record_name(service, rid, START_SUFFIX))
+    }
 }
 
 pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
@@ -100,10 +214,7 @@ pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
 }
 
 fn script_names_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
-    app_dir(state_dir, service).join(format!(
-        "{}.scripts.json",
-        rid.to_string().replace('#', "-")
-    ))
+    records_dir(state_dir).join(record_name(service, rid, SCRIPTS_SUFFIX))
 }
 
 /// The cached listing of an app's scripts directory inside its container.
@@ -125,10 +236,24 @@ pub fn save_script_names(
 /// Forgets every app start of a service, and the cached listings of its scripts: its container
 /// started or stopped, so whatever ran inside is gone (and its files may have changed).
 pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
-    match std::fs::remove_dir_all(app_dir(state_dir, service)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    let dir = records_dir(state_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let prefix = service_prefix(service);
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
     }
+    Ok(())
 }
 
 /// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
@@ -191,17 +316,80 @@ mod tests {
     use super::*;
     use crate::manifest::Kind;
 
+    fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
+        AppStarts::read(state_dir, &[(service, rid)])
+            .get(service, rid)
+            .cloned()
+    }
+
     #[test]
     fn records_round_trip_and_are_forgotten() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rid = ResourceId::new(Kind::App, 1);
-        assert_eq!(app_start(dir.path(), "svc", rid), None);
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
         record_app_start(dir.path(), "svc", rid).expect("write");
-        let record = app_start(dir.path(), "svc", rid).expect("recorded");
+        let record = start_of(dir.path(), "svc", rid).expect("recorded");
         assert_eq!(record.boot_id, boot_id());
+        // Another service's records are not touched by forgetting this one's.
+        record_app_start(dir.path(), "svc2", rid).expect("write");
         forget_service_apps(dir.path(), "svc").expect("forget");
-        assert_eq!(app_start(dir.path(), "svc", rid), None);
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
+        assert!(start_of(dir.path(), "svc2", rid).is_some());
         forget_app_start(dir.path(), "svc", rid).expect("forgetting twice is fine");
+        forget_app_start(dir.path(), "svc2", rid).expect("forget");
+        assert_eq!(start_of(dir.path(), "svc2", rid), None);
+    }
+
+    /// Enough services that `AppStarts::read` lists the directory instead of reading each file.
+    fn many(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("svc{i}")).collect()
+    }
+
+    fn read_all(state_dir: &Path, names: &[String], rid: ResourceId) -> AppStarts {
+        let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
+        AppStarts::read(state_dir, &owners)
+    }
+
+    #[test]
+    fn a_listing_sees_the_same_records_as_reading_each_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in names.iter().step_by(2) {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let listed = read_all(dir.path(), &names, rid);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                listed.get(name, rid).cloned(),
+                start_of(dir.path(), name, rid),
+                "{name}"
+            );
+            assert_eq!(listed.get(name, rid).is_some(), i % 2 == 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn regression_records_changed_by_hand_are_seen_by_the_next_listing() {
+        // The listing reuses what it read before; it must still see every change since.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+        // Deleted, replaced by one of another boot, created.
+        std::fs::remove_file(app_record_path(dir.path(), "svc0", rid)).expect("rm");
+        let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+        write_atomic(&app_record_path(dir.path(), "svc1", rid), other_boot).expect("write");
+        let extra = ResourceId::new(Kind::App, 7);
+        record_app_start(dir.path(), "svc2", extra).expect("write");
+        let listed = read_all(dir.path(), &names, rid);
+        assert!(listed.get("svc0", rid).is_none(), "deleted");
+        assert!(listed.get("svc1", rid).is_none(), "another boot");
+        assert!(listed.get("svc2", extra).is_some(), "created");
+        assert!(listed.get("svc3", rid).is_some(), "unchanged");
     }
 
     #[test]
@@ -234,19 +422,31 @@ mod tests {
     }
 
     #[test]
-    fn regression_a_service_named_dot_dot_cannot_reach_outside_the_apps_directory() {
+    fn regression_a_service_named_dot_dot_cannot_reach_outside_the_records_directory() {
         let dir = tempfile::tempdir().expect("tempdir");
         let precious = dir.path().join("converge.lock");
         std::fs::write(&precious, "pid 1").expect("write");
-        for name in ["..", ".", "../x", ""] {
-            let path = app_dir(dir.path(), name);
+        let rid = ResourceId::new(Kind::App, 0);
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        for name in ["..", ".", "../x", "", "svc@app-0", "a/b"] {
+            let path = app_record_path(dir.path(), name, rid);
+            assert_eq!(
+                path.parent(),
+                Some(records_dir(dir.path()).as_path()),
+                "{name:?}"
+            );
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
             assert!(
-                path.starts_with(dir.path().join("apps")) && path != dir.path().join("apps"),
+                !file.unwrap_or_default().starts_with('.'),
                 "{name:?} → {path:?}"
             );
             forget_service_apps(dir.path(), name).expect("forget");
         }
         assert!(precious.exists(), "state_dir survived");
+        assert!(
+            start_of(dir.path(), "svc", rid).is_some(),
+            "svc's record survived"
+        );
     }
 
     #[test]
@@ -255,6 +455,6 @@ mod tests {
         let rid = ResourceId::new(Kind::App, 0);
         let path = app_record_path(dir.path(), "svc", rid);
         write_atomic(&path, br#"{"boot_id":"not-this-boot","started_at":1}"#).expect("write");
-        assert_eq!(app_start(dir.path(), "svc", rid), None);
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
     }
 }

@@ -28,15 +28,22 @@ pub enum Status {
     StandbyUp,
 }
 
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Status {
+    /// The word OpenSVC shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Status::Up => "up",
             Status::Down => "down",
             Status::Warn => "warn",
             Status::NotApplicable => "n/a",
             Status::StandbyUp => "stdby up",
-        })
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

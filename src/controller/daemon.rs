@@ -91,7 +91,7 @@ enum Message {
     },
     /// A batched look at many services: the converged ones need nothing more.
     Batch {
-        statuses: Vec<(String, String, bool)>,
+        statuses: Vec<(String, &'static str, bool)>,
         to_reconcile: Vec<String>,
     },
 }
@@ -183,49 +183,77 @@ impl Daemon {
     }
 
     fn handle(&mut self, message: Message) {
-        match message {
+        let changed = match message {
             Message::Trigger(trigger) => self.on_trigger(trigger),
             Message::Retry { service } => {
                 if let Some(entry) = self.entries.get_mut(&service) {
                     entry.retry_at = None;
                 }
                 self.queue(&service, "retry after failure");
+                true
             }
             Message::Done {
                 service,
                 outcome,
                 status,
-            } => self.on_done(service, outcome, status),
+            } => {
+                self.on_done(service, outcome, status);
+                true
+            }
             Message::Batch {
                 statuses,
                 to_reconcile,
-            } => {
-                for (name, status, converged) in statuses {
-                    let entry = self.entries.entry(name).or_default();
-                    entry.view.status = Some(status);
-                    entry.view.converged = Some(converged);
-                    if converged && !entry.running {
-                        entry.view.result = "converged".into();
-                    }
-                }
-                for name in to_reconcile {
-                    self.queue(&name, "resync");
-                }
+            } => self.on_batch(statuses, to_reconcile),
+        };
+        // The resync of a converged node changes nothing and writes nothing: building the view
+        // of every service only to find it unchanged was most of an idle daemon's work.
+        if changed {
+            self.write_view();
+        }
+    }
+
+    /// Takes in a batched look; says whether the view changed.
+    fn on_batch(
+        &mut self,
+        statuses: Vec<(String, &'static str, bool)>,
+        to_reconcile: Vec<String>,
+    ) -> bool {
+        let mut changed = !to_reconcile.is_empty();
+        for (name, status, converged) in statuses {
+            let entry = self.entries.entry(name).or_default();
+            if entry.view.status.as_deref() != Some(status) {
+                entry.view.status = Some(status.to_string());
+                changed = true;
+            }
+            if entry.view.converged != Some(converged) {
+                entry.view.converged = Some(converged);
+                changed = true;
+            }
+            if converged && !entry.running && entry.view.result != "converged" {
+                entry.view.result = "converged".into();
+                changed = true;
             }
         }
-        self.write_view();
+        for name in to_reconcile {
+            self.queue(&name, "resync");
+        }
+        changed
     }
 
     /// Looks at every service in one batched observation (one mountinfo read, one
     /// `drbdsetup status`, one `vzlist`… for all of them) and reconciles only those that need
     /// it: a resync of a converged node costs one pass, not one per service.
     fn look_at_all(&mut self, why: &str) {
-        let idle: Vec<Service> = self
-            .desired
-            .reconciled()
-            .into_iter()
-            .filter(|s| !self.entries.get(&s.name).is_some_and(|e| e.running))
-            .collect();
+        let all = self.desired.reconciled();
+        // Those being reconciled are looked at when that ends.
+        let idle: Arc<[Service]> = if self.entries.values().any(|e| e.running) {
+            all.iter()
+                .filter(|s| !self.entries.get(&s.name).is_some_and(|e| e.running))
+                .cloned()
+                .collect()
+        } else {
+            all
+        };
         if idle.is_empty() {
             return;
         }
@@ -240,7 +268,7 @@ impl Daemon {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                statuses.push((status.service, status.status.to_string(), status.converged));
+                statuses.push((status.service, status.status.as_str(), status.converged));
             }
             let _ = tx.send(Message::Batch {
                 statuses,
@@ -249,24 +277,26 @@ impl Daemon {
         });
     }
 
-    fn on_trigger(&mut self, trigger: Trigger) {
+    /// Says whether the view may have changed.
+    fn on_trigger(&mut self, trigger: Trigger) -> bool {
         let reason = trigger.to_string();
         let names: Vec<String> = match &trigger {
             Trigger::Manifests { .. } => self.reload(&reason),
             Trigger::Resync { .. } => {
+                // What it finds comes back as a batch.
                 self.look_at_all(&reason);
-                Vec::new()
+                return false;
             }
             Trigger::Drbd { resource } => self
                 .desired
                 .reconciled()
-                .into_iter()
+                .iter()
                 .filter(|s| {
                     s.resources
                         .iter()
                         .any(|r| matches!(&r.spec, Spec::Drbd(d) if &d.res == resource))
                 })
-                .map(|s| s.name)
+                .map(|s| s.name.clone())
                 .collect(),
             Trigger::Mounts => {
                 let now = self.read_mount_points();
@@ -277,20 +307,22 @@ impl Daemon {
                 self.mounts_seen = now;
                 self.desired
                     .reconciled()
-                    .into_iter()
+                    .iter()
                     .filter(|s| {
                         s.resources.iter().any(|r| match &r.spec {
                             Spec::Fs(f) => changed.iter().any(|m| m.starts_with(&f.mnt)),
                             _ => false,
                         })
                     })
-                    .map(|s| s.name)
+                    .map(|s| s.name.clone())
                     .collect()
             }
         };
         if !names.is_empty() {
             tracing::debug!("{reason}: {} service(s) to look at", names.len());
         }
+        // A reload may have changed errors, notices or the revision even with nothing to run.
+        let changed = matches!(trigger, Trigger::Manifests { .. }) || !names.is_empty();
         for name in names {
             // A manifest change is a new request: retry it now, whatever the backoff said.
             if matches!(trigger, Trigger::Manifests { .. }) {
@@ -301,6 +333,7 @@ impl Daemon {
             }
             self.queue(&name, &reason);
         }
+        changed
     }
 
     /// Re-reads the manifest directory; returns the services to reconcile because of it.
@@ -346,7 +379,7 @@ impl Daemon {
             self.notices.push(notice);
         }
         for name in &reload.removed {
-            let pruning = self.desired.orphans.get(name).is_some_and(|o| o.pruning);
+            let pruning = self.desired.orphan(name).is_some_and(|o| o.pruning);
             if pruning {
                 tracing::warn!(service = %name, "manifest deleted: bringing the service down (prune: true)");
             } else {
@@ -379,7 +412,7 @@ impl Daemon {
             reload
                 .removed
                 .into_iter()
-                .filter(|n| self.desired.orphans.get(n).is_some_and(|o| o.pruning)),
+                .filter(|n| self.desired.orphan(n).is_some_and(|o| o.pruning)),
         );
         names
     }
@@ -440,7 +473,7 @@ impl Daemon {
     }
 
     fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(String, bool)>) {
-        let pruned_down = self.desired.orphans.get(&name).is_some_and(|o| o.pruning)
+        let pruned_down = self.desired.orphan(&name).is_some_and(|o| o.pruning)
             && matches!(outcome, Outcome::Converged { .. });
         let Some(entry) = self.entries.get_mut(&name) else {
             return;
@@ -515,7 +548,7 @@ impl Daemon {
             }
             services.push(view);
         }
-        for orphan in self.desired.orphans.values().filter(|o| !o.pruning) {
+        for orphan in self.desired.orphans().filter(|o| !o.pruning) {
             services.push(ServiceView {
                 service: orphan.service.name.clone(),
                 desired: "orphaned".into(),

@@ -8,8 +8,9 @@
 //! - a directory that suddenly holds no valid manifest (emptied, unmounted, a bad sync) brings
 //!   nothing down unless `allow_empty`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::manifest::{DesiredState, LoadError, Service, load_dir_lenient};
 
@@ -36,9 +37,14 @@ pub struct Reload {
 pub struct DesiredSet {
     /// Per manifest file, the version in force (the last good one).
     by_file: BTreeMap<PathBuf, Service>,
-    pub orphans: BTreeMap<String, Orphan>,
+    orphans: BTreeMap<String, Orphan>,
     /// The current problems of the directory, file:line:column each.
     pub errors: Vec<LoadError>,
+    /// What [`DesiredSet::reconciled`] returns, rebuilt whenever the above change: a daemon's
+    /// resync hands it to the observation without copying every service each time.
+    reconciled: Arc<[Service]>,
+    /// Positions in `reconciled` by service name.
+    by_name: HashMap<String, usize>,
 }
 
 impl DesiredSet {
@@ -98,22 +104,25 @@ impl DesiredSet {
                 );
             }
         }
+        let before: HashMap<&str, &Service> = self
+            .by_file
+            .values()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
         for service in next.values() {
             // A service that comes back is no orphan.
             self.orphans.remove(&service.name);
-            let before = self.by_file.values().find(|s| s.name == service.name);
-            if before != Some(service) {
+            if before.get(service.name.as_str()) != Some(&service) {
                 reload.changed.push(service.name.clone());
             }
         }
         self.by_file = next;
         self.errors = errors;
+        self.rebuild();
         reload
     }
 
-    /// The services to reconcile: those in force, and orphans being pruned (as `down`).
-    /// Orphans left as they are get no reconcile.
-    pub fn reconciled(&self) -> Vec<Service> {
+    fn rebuild(&mut self) {
         let mut services: Vec<Service> = self.by_file.values().cloned().collect();
         for orphan in self.orphans.values().filter(|o| o.pruning) {
             let mut down = orphan.service.clone();
@@ -121,7 +130,19 @@ impl DesiredSet {
             services.push(down);
         }
         services.sort_by(|a, b| a.name.cmp(&b.name));
-        services
+        self.by_name = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        self.reconciled = services.into();
+    }
+
+    /// The services to reconcile: those in force, and orphans being pruned (as `down`).
+    /// Orphans left as they are get no reconcile.
+    /// Shared, not copied: sorted by name.
+    pub fn reconciled(&self) -> Arc<[Service]> {
+        Arc::clone(&self.reconciled)
     }
 
     /// The services reconciled, borrowed: each with whether it is a pruned orphan (reconciled
@@ -138,18 +159,25 @@ impl DesiredSet {
     /// The service `name` as it is reconciled (a pruned orphan as `down`), without copying the
     /// others.
     pub fn get(&self, name: &str) -> Option<Service> {
-        if let Some(service) = self.by_file.values().find(|s| s.name == name) {
-            return Some(service.clone());
-        }
-        let orphan = self.orphans.get(name).filter(|o| o.pruning)?;
-        let mut down = orphan.service.clone();
-        down.state = DesiredState::Down;
-        Some(down)
+        let &at = self.by_name.get(name)?;
+        self.reconciled.get(at).cloned()
+    }
+
+    /// The service `name` left behind by its deleted manifest, if it is an orphan.
+    pub fn orphan(&self, name: &str) -> Option<&Orphan> {
+        self.orphans.get(name)
+    }
+
+    /// Every orphan, by name.
+    pub fn orphans(&self) -> impl Iterator<Item = &Orphan> {
+        self.orphans.values()
     }
 
     /// A pruned orphan that is down now is forgotten.
     pub fn forget_orphan(&mut self, name: &str) {
-        self.orphans.remove(name);
+        if self.orphans.remove(name).is_some() {
+            self.rebuild();
+        }
     }
 
     /// The files whose last good version is in force despite errors.

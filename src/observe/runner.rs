@@ -274,6 +274,7 @@ async fn observe_apps(
 ) -> BTreeMap<String, BTreeMap<ResourceId, AppObservation>> {
     let mut jobs = JoinSet::new();
     let mut apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>> = BTreeMap::new();
+    let mut unchecked: Vec<(&str, ResourceId)> = Vec::new();
     for service in services {
         let container = service.container().map(|c| &c.kind);
         if let Some(kind) = container {
@@ -294,22 +295,7 @@ async fn observe_apps(
             if checks.is_empty() {
                 // Nothing to ask: a start converge recorded (this boot, container not
                 // restarted since) is the only knowledge there is.
-                if let Some(record) =
-                    state::app_start(&config.state_dir, &service.name, resource.id)
-                {
-                    let started = std::time::UNIX_EPOCH + Duration::from_secs(record.started_at);
-                    let detail = format!(
-                        "started {} (no check; recorded by converge)",
-                        humantime::format_rfc3339_seconds(started)
-                    );
-                    let observation = AppObservation {
-                        status: AppStatus::Up,
-                        detail,
-                    };
-                    apps.entry(service.name.clone())
-                        .or_default()
-                        .insert(resource.id, observation);
-                }
+                unchecked.push((service.name.as_str(), resource.id));
                 continue;
             }
             let job = CheckJob {
@@ -319,6 +305,23 @@ async fn observe_apps(
                 checks,
             };
             jobs.spawn(run_checks(job));
+        }
+    }
+    let starts = state::AppStarts::read(&config.state_dir, &unchecked);
+    for (service, rid) in unchecked {
+        if let Some(record) = starts.get(service, rid) {
+            let started = std::time::UNIX_EPOCH + Duration::from_secs(record.started_at);
+            let detail = format!(
+                "started {} (no check; recorded by converge)",
+                humantime::format_rfc3339_seconds(started)
+            );
+            let observation = AppObservation {
+                status: AppStatus::Up,
+                detail,
+            };
+            apps.entry(service.to_string())
+                .or_default()
+                .insert(rid, observation);
         }
     }
     while let Some(done) = jobs.join_next().await {
