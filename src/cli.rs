@@ -83,6 +83,10 @@ pub enum Command {
         /// Log JSON lines instead of text
         #[arg(long)]
         json: bool,
+        /// Also log debug events: what the watchers saw, reloads that found nothing new,
+        /// batched looks
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Show each service and resource as observed now: up, down, warn, n/a, stdby up.
     /// Exit 0 when every service is converged, 2 when some is not, 1 on error.
@@ -143,10 +147,10 @@ fn run(cli: Cli) -> Result<u8, String> {
             }
             reconcile_command(config, &dir, json)
         }
-        Command::Run { dir, json } => {
+        Command::Run { dir, json, verbose } => {
             let config = load()?;
             let dir = manifest_dir(&config, dir);
-            run_daemon(config, dir, json)
+            run_daemon(config, dir, json, verbose)
         }
         Command::Status { dir, json } => {
             let config = load()?;
@@ -276,11 +280,11 @@ pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Res
     Ok(())
 }
 
-fn run_daemon(config: Config, dir: PathBuf, json: bool) -> Result<u8, String> {
+fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
     // Manifests make converge run scripts as root: refuse ones others can write.
     crate::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
-    crate::act::log::init(json, false);
+    crate::act::log::init(json, verbose);
     let config = std::sync::Arc::new(config);
     runtime()?
         .block_on(crate::controller::serve(config, dir))

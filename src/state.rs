@@ -10,9 +10,9 @@
 //! `web`), `web@app-0.scripts.json` (the cached listing of its scripts inside the container).
 
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirEntryExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
@@ -154,7 +154,7 @@ impl AppStarts {
                 .iter()
                 .filter_map(|&(service, rid)| {
                     let name = record_name(service, rid, START_SUFFIX);
-                    let record = parse_start(&std::fs::read(dir.join(&name)).ok()?)?;
+                    let record = Self::read_one(&dir, &name)?;
                     Some((name, record))
                 })
                 .collect()
@@ -162,6 +162,28 @@ impl AppStarts {
             Self::listed(&dir)
         };
         AppStarts { records }
+    }
+
+    /// Reads one record, and remembers it for the next listing (as the listing would: by
+    /// inode), so that the first resync after many single reconciles reads no file again.
+    fn read_one(dir: &Path, name: &str) -> Option<AppStartRecord> {
+        let read = || -> io::Result<(u64, Vec<u8>)> {
+            let mut file = std::fs::File::open(dir.join(name))?;
+            // What std::fs::read asks anyway, to size its buffer.
+            let meta = file.metadata()?;
+            let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            file.read_to_end(&mut text)?;
+            Ok((meta.ino(), text))
+        };
+        let (ino, text) = read().ok()?;
+        let record = parse_start(&text);
+        listed_starts()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(dir.to_path_buf())
+            .or_default()
+            .insert(name.to_string(), (ino, record.clone()));
+        record
     }
 
     fn listed(dir: &Path) -> HashMap<String, AppStartRecord> {
@@ -390,6 +412,35 @@ mod tests {
         assert!(listed.get("svc1", rid).is_none(), "another boot");
         assert!(listed.get("svc2", extra).is_some(), "created");
         assert!(listed.get("svc3", rid).is_some(), "unchanged");
+    }
+
+    #[test]
+    fn what_was_read_is_not_read_again_while_the_file_is_the_same() {
+        // Reused by inode: a record rewritten in place (never done by converge, which replaces
+        // records by rename) keeps its old content for the listing. This is what makes a
+        // resync cheap, whether the record was read by a listing or on its own.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        assert!(
+            start_of(dir.path(), "svc0", rid).is_some(),
+            "read on its own"
+        );
+        assert!(
+            read_all(dir.path(), &names, rid).get("svc1", rid).is_some(),
+            "listed"
+        );
+        for name in ["svc0", "svc1"] {
+            let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+            std::fs::write(app_record_path(dir.path(), name, rid), other_boot).expect("write");
+        }
+        let listed = read_all(dir.path(), &names, rid);
+        assert!(listed.get("svc0", rid).is_some() && listed.get("svc1", rid).is_some());
+        // Read on its own, a record is always read afresh.
+        assert_eq!(start_of(dir.path(), "svc0", rid), None);
     }
 
     #[test]

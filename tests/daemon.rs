@@ -33,10 +33,17 @@ struct Daemon {
 
 impl Daemon {
     fn start(sb: &Sandbox, dir: &Path) -> Daemon {
+        Daemon::start_with(sb, dir, &[])
+    }
+
+    fn start_with(sb: &Sandbox, dir: &Path, options: &[&str]) -> Daemon {
         let log = sb.path("daemon.log");
         let file = fs::File::create(&log).expect("log file");
+        let mut args = vec!["run"];
+        args.extend_from_slice(options);
+        args.push(dir.to_str().expect("utf-8"));
         let child = sb
-            .converge_cmd(&["run", dir.to_str().expect("utf-8")])
+            .converge_cmd(&args)
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()
@@ -263,6 +270,91 @@ fn sighup_resyncs_and_drift_is_corrected() {
     daemon.signal(libc::SIGHUP);
     eventually("w restarted after SIGHUP", || is_up(&sb, "w"));
     assert!(daemon.log().contains("SIGHUP"), "{}", daemon.log());
+    assert_eq!(daemon.stop(), 0);
+}
+
+/// Whether every thread of `pid` is stopped (SIGSTOP takes effect asynchronously).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|task| {
+        fs::read_to_string(task.path().join("stat"))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(state == 'T')
+            })
+            .unwrap_or(false)
+    })
+}
+
+#[test]
+fn an_inotify_queue_overflow_makes_the_daemon_re_read_everything() {
+    // A real overflow, not a simulated one: with the daemon stopped nothing drains its inotify
+    // queue, so more events than the queue holds (files created in the manifest directory's
+    // parent, which is watched for symlink swaps) overflow it. The manifest edit made after
+    // that is dropped by the kernel: only the overflow (notify's Rescan) can tell the daemon.
+    let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .expect("/proc/sys/fs/inotify/max_queued_events");
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "down");
+    let daemon = Daemon::start(&sb, &dir);
+    let pid = daemon.child.id();
+    daemon.signal(libc::SIGSTOP);
+    eventually("the daemon is stopped", || all_threads_stopped(pid));
+    let noise = sb.path("");
+    // Each new file is three events the watch asks for (create, open, close after writing),
+    // none merged with the one before it: the kernel merges only identical consecutive events.
+    for i in 0..queue / 3 + 100 {
+        fs::write(noise.join(format!("noise-{i}")), "").expect("noise file");
+    }
+    app_manifest(&sb, &dir, "web", "up");
+    daemon.signal(libc::SIGCONT);
+    eventually("web goes up, known from the overflow alone", || {
+        is_up(&sb, "web")
+    });
+    let log = daemon.log();
+    assert!(
+        log.contains("reconcile: manifests changed (rescan (the watcher lost events)"),
+        "{log}"
+    );
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn the_reason_of_each_reconcile_is_logged_and_verbose_adds_what_the_watcher_saw() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "down");
+    let daemon = Daemon::start_with(&sb, &dir, &["--verbose"]);
+    app_manifest(&sb, &dir, "web", "up");
+    eventually("web goes up", || is_up(&sb, "web"));
+    let log = daemon.log();
+    assert!(
+        log.contains("web     INFO    reconcile: manifests changed (web.yaml "),
+        "{log}"
+    );
+    assert!(
+        log.contains("DEBUG   manifests changed: web.yaml "),
+        "{log}"
+    );
+    assert_eq!(daemon.stop(), 0);
+
+    // Without --verbose: the reasons, no debug lines. (The view is removed so that the start
+    // waits for this daemon's.)
+    fs::remove_file(sb.path("state/daemon.json")).expect("rm view");
+    let daemon = Daemon::start(&sb, &dir);
+    app_manifest(&sb, &dir, "web", "down");
+    eventually("web goes down", || !is_up(&sb, "web"));
+    let log = daemon.log();
+    assert!(log.contains("reconcile: manifests changed"), "{log}");
+    assert!(!log.contains("DEBUG"), "{log}");
     assert_eq!(daemon.stop(), 0);
 }
 

@@ -84,6 +84,8 @@ struct Fields {
     resource: Option<String>,
     service: Option<String>,
     message: String,
+    /// Any other field, shown after the message as `name=value`: none is silently dropped.
+    other: Vec<(&'static str, String)>,
 }
 
 impl Visit for Fields {
@@ -102,7 +104,7 @@ impl Fields {
             "resource" => self.resource = Some(value),
             "service" => self.service = Some(value),
             "message" => self.message = value,
-            _ => {}
+            name => self.other.push((name, value)),
         }
     }
 }
@@ -131,7 +133,11 @@ where
         let label = fields.resource.or(fields.service).unwrap_or_default();
         // Columns 8 wide as the agent's; a longer label still gets a space after it.
         let gap = if label.len() >= 8 { " " } else { "" };
-        writeln!(writer, "{label:<8}{gap}{level:<8}{}", fields.message)
+        write!(writer, "{label:<8}{gap}{level:<8}{}", fields.message)?;
+        for (name, value) in &fields.other {
+            write!(writer, " {name}={value}")?;
+        }
+        writeln!(writer)
     }
 }
 
@@ -158,6 +164,52 @@ pub fn init(json: bool, verbose: bool) {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    /// Lines as the text format writes them, for events sent while `f` runs.
+    fn text_lines(f: impl FnOnce()) -> String {
+        use std::sync::{Arc, Mutex};
+        let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let sink = Arc::clone(&buffer);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(Level::DEBUG)
+            .with_writer(move || SharedWriter(Arc::clone(&sink)))
+            .event_format(SeedFormat)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buffer.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SharedWriter {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            if let Ok(mut buffer) = self.0.lock() {
+                buffer.extend_from_slice(data);
+            }
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn text_lines_follow_the_agent_and_keep_every_field() {
+        let text = text_lines(|| {
+            tracing::info!(service = "web", resource = "FS#1", "mount done");
+            tracing::warn!(service = "web", "failed; next try in 2s");
+            tracing::warn!(path = "/etc/converge/manifests", "cannot resolve");
+            tracing::debug!("manifests unchanged");
+        });
+        assert_eq!(
+            text,
+            "FS#1    INFO    mount done\n\
+             web     WARNING failed; next try in 2s\n\
+             \x20       WARNING cannot resolve path=/etc/converge/manifests\n\
+             \x20       DEBUG   manifests unchanged\n"
+        );
+    }
 
     #[test]
     fn labels_follow_the_agent() {

@@ -91,6 +91,7 @@ enum Message {
     },
     /// A batched look at many services: the converged ones need nothing more.
     Batch {
+        why: String,
         statuses: Vec<(String, &'static str, bool)>,
         to_reconcile: Vec<String>,
     },
@@ -201,9 +202,10 @@ impl Daemon {
                 true
             }
             Message::Batch {
+                why,
                 statuses,
                 to_reconcile,
-            } => self.on_batch(statuses, to_reconcile),
+            } => self.on_batch(&why, statuses, to_reconcile),
         };
         // The resync of a converged node changes nothing and writes nothing: building the view
         // of every service only to find it unchanged was most of an idle daemon's work.
@@ -215,6 +217,7 @@ impl Daemon {
     /// Takes in a batched look; says whether the view changed.
     fn on_batch(
         &mut self,
+        why: &str,
         statuses: Vec<(String, &'static str, bool)>,
         to_reconcile: Vec<String>,
     ) -> bool {
@@ -235,7 +238,7 @@ impl Daemon {
             }
         }
         for name in to_reconcile {
-            self.queue(&name, "resync");
+            self.queue(&name, why);
         }
         changed
     }
@@ -260,6 +263,7 @@ impl Daemon {
         tracing::debug!("{why}: looking at {} service(s)", idle.len());
         let config = Arc::clone(&self.config);
         let tx = self.tx.clone();
+        let why = why.to_string();
         self.tasks.spawn(async move {
             let node = observe(&config, &idle).await;
             let mut statuses = Vec::new();
@@ -271,6 +275,7 @@ impl Daemon {
                 statuses.push((status.service, status.status.as_str(), status.converged));
             }
             let _ = tx.send(Message::Batch {
+                why,
                 statuses,
                 to_reconcile,
             });
@@ -453,7 +458,8 @@ impl Daemon {
         entry.running = true;
         entry.again = false;
         entry.view.result = "running".into();
-        tracing::debug!(service = %name, "reconcile ({reason})");
+        // Why, for the operator; the reconcile itself never learns it.
+        tracing::info!(service = %name, "reconcile: {reason}");
         let config = Arc::clone(&self.config);
         let semaphore = Arc::clone(&self.semaphore);
         let stopping = Arc::clone(&self.stopping);
