@@ -261,6 +261,9 @@ impl Reader {
 
     /// A humantime duration such as "30s", "2m" or "1h 5m"; zero is refused because every
     /// duration here is a timeout, and a zero timeout would fail every action.
+    /// A duration: a string with units. Zero is refused (a zero timeout or period is always a
+    /// mistake), and so is anything over [`MAX_DURATION`]: deadlines are computed as now plus
+    /// the duration, which must not overflow.
     pub(crate) fn duration(&mut self, node: &Node) -> Option<Duration> {
         let s: String = match serde_yaml::from_value(node.value.clone()) {
             Ok(s) => s,
@@ -276,6 +279,10 @@ impl Reader {
         match humantime::parse_duration(s.trim()) {
             Ok(d) if d.is_zero() => {
                 self.error(node, format!("duration must not be zero, got {s:?}"));
+                None
+            }
+            Ok(d) if d > MAX_DURATION => {
+                self.error(node, format!("duration must be at most 30 days, got {s:?}"));
                 None
             }
             Ok(d) => Some(d),
@@ -336,6 +343,10 @@ impl Reader {
 }
 
 /// Why `s` is not a safe name, if it is not.
+/// The longest duration any key takes: longer than any sane timeout or period, and far from
+/// what would overflow a deadline.
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
         Some("must not be empty")
@@ -452,7 +463,7 @@ mod tests {
 
     #[test]
     fn durations_need_a_unit_and_must_not_be_zero() {
-        let v = read("a: 2m\nb: 1h 5m\nc: 0s\nd: 30\ne: 2x\n");
+        let v = read("a: 2m\nb: 1h 5m\nc: 0s\nd: 30\ne: 2x\nf: 30days\ng: 1000000000years\n");
         let mut r = Reader::default();
         let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
         let d = |r: &mut Reader, k| r.duration(&f.get(k).expect(k));
@@ -461,12 +472,19 @@ mod tests {
         assert_eq!(d(&mut r, "c"), None);
         assert_eq!(d(&mut r, "d"), None);
         assert_eq!(d(&mut r, "e"), None);
+        assert_eq!(d(&mut r, "f"), Some(MAX_DURATION));
+        // A regression: this once reached `Instant::now() + timeout` and panicked.
+        assert_eq!(d(&mut r, "g"), None);
         let problems = r.into_problems();
-        assert_eq!(problems.len(), 3);
+        assert_eq!(problems.len(), 4);
         assert!(problems[0].message.contains("must not be zero"));
         assert!(problems[1].message.contains("expected a string"));
         assert!(problems[1].message.contains("\"30s\""));
         assert!(problems[2].message.starts_with("invalid duration \"2x\""));
+        assert_eq!(
+            problems[3].message,
+            "duration must be at most 30 days, got \"1000000000years\""
+        );
     }
 
     #[test]
