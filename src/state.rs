@@ -113,13 +113,41 @@ pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
             .map_or(0, |d| d.as_secs()),
     };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    write_atomic(&app_record_path(state_dir, service, rid), &json)
+    let path = app_record_path(state_dir, service, rid);
+    write_atomic(&path, &json)?;
+    // The new file may have the inode number of one just deleted (ext4 reuses them at once),
+    // which the cache may still hold: what is cached for this name must be this record.
+    let dir = records_dir(state_dir);
+    let name = record_name(service, rid, START_SUFFIX);
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => remember(&dir, name, meta.ino(), record),
+        Err(_) => forget_cached(&dir, |n| n == name),
+    }
+    Ok(())
 }
 
 /// A start record's content, when it is one of this boot.
 fn parse_start(text: &[u8]) -> Option<AppStartRecord> {
     let record: AppStartRecord = serde_json::from_slice(text).ok()?;
     (record.boot_id == boot_id()).then_some(record)
+}
+
+/// The start records in `dir`: (file name, inode) each. Any error, even on one entry, is
+/// returned.
+fn list_start_records(dir: &Path) -> io::Result<Vec<(String, u64)>> {
+    let mut listing = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // Temporary files of write_atomic start with a dot.
+        if name.starts_with('.') || !name.ends_with(START_SUFFIX) {
+            continue;
+        }
+        listing.push((name, entry.ino()));
+    }
+    Ok(listing)
 }
 
 /// The app starts recorded for one observation.
@@ -129,14 +157,32 @@ pub struct AppStarts {
     records: HashMap<String, AppStartRecord>,
 }
 
-/// The start records a listing found, by file name: (inode, content when of this boot). Records
+/// Start records already read, by records directory and file name: (inode, content). Records
 /// are only ever replaced by rename, so a file with the inode seen last time holds what it held
-/// then. Keyed by records directory.
-type ListedStarts = HashMap<PathBuf, HashMap<String, (u64, Option<AppStartRecord>)>>;
+/// then; converge's own writes and deletions update this at once, since a deleted record's
+/// inode number is soon reused. Only valid records of this boot are kept: a file that could not
+/// be read or parsed, or is of another boot, is read again each time (they are rare).
+type KnownStarts = HashMap<PathBuf, HashMap<String, (u64, AppStartRecord)>>;
 
-fn listed_starts() -> &'static Mutex<ListedStarts> {
-    static LISTED: OnceLock<Mutex<ListedStarts>> = OnceLock::new();
-    LISTED.get_or_init(Mutex::default)
+fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
+    static KNOWN: OnceLock<Mutex<KnownStarts>> = OnceLock::new();
+    KNOWN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn remember(dir: &Path, name: String, ino: u64, record: AppStartRecord) {
+    known_starts()
+        .entry(dir.to_path_buf())
+        .or_default()
+        .insert(name, (ino, record));
+}
+
+fn forget_cached(dir: &Path, matches: impl Fn(&str) -> bool) {
+    if let Some(known) = known_starts().get_mut(dir) {
+        known.retain(|name, _| !matches(name));
+    }
 }
 
 impl AppStarts {
@@ -146,10 +192,18 @@ impl AppStarts {
     /// listing of the records directory instead, and only the files not seen before, or
     /// replaced since, are read: a resync of 1,000 converged apps costs one directory read, not
     /// 1,000 file reads. The listing still sees every record created, replaced or deleted by
-    /// hand.
+    /// hand. A listing that fails falls back to reading each file.
     pub fn read(state_dir: &Path, owners: &[(&str, ResourceId)]) -> AppStarts {
+        Self::read_with(state_dir, owners, list_start_records)
+    }
+
+    fn read_with(
+        state_dir: &Path,
+        owners: &[(&str, ResourceId)],
+        list: impl FnOnce(&Path) -> io::Result<Vec<(String, u64)>>,
+    ) -> AppStarts {
         let dir = records_dir(state_dir);
-        let records = if owners.len() <= LIST_ABOVE {
+        let each = || {
             owners
                 .iter()
                 .filter_map(|&(service, rid)| {
@@ -158,8 +212,16 @@ impl AppStarts {
                     Some((name, record))
                 })
                 .collect()
+        };
+        let records = if owners.len() <= LIST_ABOVE {
+            each()
         } else {
-            Self::listed(&dir)
+            match list(&dir) {
+                Ok(listing) => Self::read_listed(&dir, listing),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+                // Says nothing about the records, and must not be taken for "none".
+                Err(_) => each(),
+            }
         };
         AppStarts { records }
     }
@@ -175,50 +237,40 @@ impl AppStarts {
             file.read_to_end(&mut text)?;
             Ok((meta.ino(), text))
         };
-        let (ino, text) = read().ok()?;
-        let record = parse_start(&text);
-        listed_starts()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(dir.to_path_buf())
-            .or_default()
-            .insert(name.to_string(), (ino, record.clone()));
-        record
+        let Some((ino, record)) = read()
+            .ok()
+            .and_then(|(ino, text)| Some((ino, parse_start(&text)?)))
+        else {
+            forget_cached(dir, |n| n == name);
+            return None;
+        };
+        remember(dir, name.to_string(), ino, record.clone());
+        Some(record)
     }
 
-    fn listed(dir: &Path) -> HashMap<String, AppStartRecord> {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            // No directory, no record (or none that can be read, which is the same here).
-            return HashMap::new();
-        };
-        // Held while listing: two resyncs at once then share the work instead of repeating it.
-        let mut listed = listed_starts()
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let known = listed.remove(dir).unwrap_or_default();
-        let mut now: HashMap<String, (u64, Option<AppStartRecord>)> = HashMap::new();
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            // Temporary files of write_atomic start with a dot.
-            if name.starts_with('.') || !name.ends_with(START_SUFFIX) {
-                continue;
-            }
-            let ino = entry.ino();
+    /// Every valid start record of this boot among `listing` (file name, inode) of `dir`, by
+    /// file name.
+    fn read_listed(dir: &Path, listing: Vec<(String, u64)>) -> HashMap<String, AppStartRecord> {
+        // Held while reading: two resyncs at once then share the work instead of repeating it.
+        let mut known_dirs = known_starts();
+        let known = known_dirs.remove(dir).unwrap_or_default();
+        let mut now: HashMap<String, (u64, AppStartRecord)> = HashMap::new();
+        for (name, ino) in listing {
             let record = match known.get(&name) {
-                Some((seen, record)) if *seen == ino => record.clone(),
-                _ => std::fs::read(entry.path())
+                Some((seen, record)) if *seen == ino => Some(record.clone()),
+                _ => std::fs::read(dir.join(&name))
                     .ok()
                     .and_then(|text| parse_start(&text)),
             };
-            now.insert(name, (ino, record));
+            if let Some(record) = record {
+                now.insert(name, (ino, record));
+            }
         }
         let records = now
             .iter()
-            .filter_map(|(name, (_, record))| Some((name.clone(), record.clone()?)))
+            .map(|(name, (_, record))| (name.clone(), record.clone()))
             .collect();
-        listed.insert(dir.to_path_buf(), now);
+        known_dirs.insert(dir.to_path_buf(), now);
         records
     }
 
@@ -229,7 +281,12 @@ impl AppStarts {
 }
 
 pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
-    match std::fs::remove_file(app_record_path(state_dir, service, rid)) {
+    let name = record_name(service, rid, START_SUFFIX);
+    let dir = records_dir(state_dir);
+    let removed = std::fs::remove_file(dir.join(&name));
+    // Forgotten from the cache whatever happened: the next read looks at the file.
+    forget_cached(&dir, |n| n == name);
+    match removed {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
@@ -259,12 +316,19 @@ pub fn save_script_names(
 /// started or stopped, so whatever ran inside is gone (and its files may have changed).
 pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
     let dir = records_dir(state_dir);
-    let entries = match std::fs::read_dir(&dir) {
+    let prefix = service_prefix(service);
+    let removed = remove_prefixed(&dir, &prefix);
+    // After the removals, and whatever happened: the next read looks at the files.
+    forget_cached(&dir, |name| name.starts_with(&prefix));
+    removed
+}
+
+fn remove_prefixed(dir: &Path, prefix: &str) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    let prefix = service_prefix(service);
     for entry in entries {
         let entry = entry?;
         if !entry.file_name().as_bytes().starts_with(prefix.as_bytes()) {
@@ -441,6 +505,52 @@ mod tests {
         assert!(listed.get("svc0", rid).is_some() && listed.get("svc1", rid).is_some());
         // Read on its own, a record is always read afresh.
         assert_eq!(start_of(dir.path(), "svc0", rid), None);
+    }
+
+    #[test]
+    fn regression_a_new_record_on_a_reused_inode_is_not_hidden_by_the_cache() {
+        // ext4 gives a deleted file's inode number to the next new file. A record of another
+        // boot, listed, then forgotten and written anew (a container start after a reboot)
+        // once came back as "no record" from the next listing, and the app was started again.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+        write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
+        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+        for _ in 0..3 {
+            forget_service_apps(dir.path(), "svc0").expect("forget");
+            record_app_start(dir.path(), "svc0", rid).expect("write");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+            forget_app_start(dir.path(), "svc0", rid).expect("forget");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+            record_app_start(dir.path(), "svc0", rid).expect("write");
+            assert!(start_of(dir.path(), "svc0", rid).is_some());
+            write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+        }
+    }
+
+    #[test]
+    fn a_listing_that_fails_is_not_taken_for_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
+        // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
+        let failing = |_: &Path| Err(io::Error::from_raw_os_error(libc::EIO));
+        let starts = AppStarts::read_with(dir.path(), &owners, failing);
+        assert!(names.iter().all(|n| starts.get(n, rid).is_some()));
+        // No directory at all: no record.
+        let missing = |_: &Path| Err(io::Error::from(io::ErrorKind::NotFound));
+        let starts = AppStarts::read_with(dir.path(), &owners, missing);
+        assert!(names.iter().all(|n| starts.get(n, rid).is_none()));
     }
 
     #[test]

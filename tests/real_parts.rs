@@ -310,6 +310,7 @@ impl RunningDaemon {
             .arg("--config")
             .arg(&node.sb.config)
             .arg("run")
+            .arg("--verbose")
             .stdout(file.try_clone().expect("dup"))
             .stderr(file)
             .spawn()
@@ -332,9 +333,13 @@ impl RunningDaemon {
         panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
     }
 
-    fn stop(mut self) -> i32 {
+    fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    fn stop(mut self) -> i32 {
+        self.signal(libc::SIGTERM);
         let status = self.child.wait().expect("wait");
         status.code().unwrap_or(-1)
     }
@@ -359,6 +364,17 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
                 daemon.log().contains("blocked: peer")
             });
             assert!(!node.is_mounted());
+            // Looked at again (SIGHUP: a resync now), it is still blocked: said once only.
+            daemon.signal(libc::SIGHUP);
+            daemon.eventually("the resync to find it still blocked", || {
+                daemon.log().contains("still blocked: drbd#0: peer")
+            });
+            assert_eq!(
+                daemon.log().matches("WARNING blocked: peer").count(),
+                1,
+                "{}",
+                daemon.log()
+            );
             // The peer steps down: DRBD's event alone must bring the service up here.
             node.sim("drbdsetup", "sim-peer data --role Secondary");
             daemon.eventually("the service to come up after the peer demoted", || {
@@ -371,8 +387,12 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
                     .exists()
             });
             // Someone unmounts it behind converge's back: the mount table event brings it back.
+            // The daemon is paused meanwhile: stopping the container changes the mount table,
+            // and the daemon would otherwise start it again under the umount.
+            daemon.signal(libc::SIGSTOP);
             node.sim("vzctl", "stop 101");
             node.sh(&format!("umount {}", node.mnt()));
+            daemon.signal(libc::SIGCONT);
             daemon.eventually("the filesystem to be mounted again", || node.is_mounted());
             assert_eq!(daemon.stop(), 0, "SIGTERM exits 0");
             assert!(node.is_mounted(), "stopping converge stops no service");

@@ -104,7 +104,10 @@ impl Fields {
             "resource" => self.resource = Some(value),
             "service" => self.service = Some(value),
             "message" => self.message = value,
-            name => self.other.push((name, value)),
+            // Records of the `log` crate (from libraries) carry where they were written: the
+            // library's source file is no use to an operator.
+            name if name.starts_with("log.") => {}
+            name => self.other.push((name.trim_start_matches("r#"), value)),
         }
     }
 }
@@ -144,9 +147,14 @@ where
 /// Installs the log subscriber for a command that acts: text in the seed's format, or JSON
 /// lines. `verbose` adds debug events.
 pub fn init(json: bool, verbose: bool) {
-    let level = if verbose { Level::DEBUG } else { Level::INFO };
+    let level = if verbose { "debug" } else { "info" };
+    // notify warns when it unwatches a directory that is gone, which is what a GitOps swap
+    // does; converge handles the watcher's real errors itself.
+    let filter = tracing_subscriber::EnvFilter::new(format!(
+        "{level},notify=error,notify_debouncer_full=error"
+    ));
     let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stdout);
     // A second init (tests calling the library twice) keeps the first subscriber.
     let _ = if json {
@@ -201,13 +209,19 @@ mod tests {
             tracing::warn!(service = "web", "failed; next try in 2s");
             tracing::warn!(path = "/etc/converge/manifests", "cannot resolve");
             tracing::debug!("manifests unchanged");
+            tracing::info!(
+                log.target = "notify::inotify",
+                log.line = 529,
+                "from a library"
+            );
         });
         assert_eq!(
             text,
             "FS#1    INFO    mount done\n\
              web     WARNING failed; next try in 2s\n\
              \x20       WARNING cannot resolve path=/etc/converge/manifests\n\
-             \x20       DEBUG   manifests unchanged\n"
+             \x20       DEBUG   manifests unchanged\n\
+             \x20       INFO    from a library\n"
         );
     }
 

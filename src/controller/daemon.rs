@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use super::desired::DesiredSet;
-use super::once::{Outcome, reconcile_service};
+use super::once::{Outcome, blocked_reason, reconcile_service};
 use super::trigger::{Trigger, TriggerSender};
 use crate::config::Config;
 use crate::manifest::{Service, Spec};
@@ -455,18 +455,29 @@ impl Daemon {
         {
             return;
         }
+        // A blocked service is looked at again on every event and resync, and stays blocked
+        // for as long as the cause lasts: said once, then quiet until something changes.
+        let still_blocked = entry
+            .view
+            .result
+            .strip_prefix("blocked: ")
+            .map(str::to_string);
         entry.running = true;
         entry.again = false;
         entry.view.result = "running".into();
         // Why, for the operator; the reconcile itself never learns it.
-        tracing::info!(service = %name, "reconcile: {reason}");
+        if still_blocked.is_some() {
+            tracing::debug!(service = %name, "reconcile: {reason}");
+        } else {
+            tracing::info!(service = %name, "reconcile: {reason}");
+        }
         let config = Arc::clone(&self.config);
         let semaphore = Arc::clone(&self.semaphore);
         let stopping = Arc::clone(&self.stopping);
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
             let outcome_and_status = match semaphore.acquire_owned().await {
-                Ok(_permit) => run_one(&config, &service, &stopping).await,
+                Ok(_permit) => run_one(&config, &service, &stopping, still_blocked).await,
                 Err(_) => (Outcome::Interrupted { steps: 0 }, None),
             };
             let (outcome, status) = outcome_and_status;
@@ -601,19 +612,32 @@ impl Daemon {
 }
 
 /// Observes and reconciles one service; returns the outcome and the status after it.
+/// `still_blocked`: the reason it was blocked for last time, if it was; blocked again for that
+/// same reason with nothing it could do first, it is not logged again.
 async fn run_one(
     config: &Config,
     service: &Service,
     stopping: &AtomicBool,
+    still_blocked: Option<String>,
 ) -> (Outcome, Option<(String, bool)>) {
     let node = observe(config, std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
+    let blocked_as_before = plan.steps.is_empty()
+        && plan
+            .blocked
+            .as_ref()
+            .is_some_and(|b| still_blocked.as_deref() == Some(blocked_reason(b).as_str()));
     let outcome = if plan.is_converged() {
         Outcome::Converged { steps: 0 }
+    } else if blocked_as_before {
+        let reason = still_blocked.unwrap_or_default();
+        tracing::debug!(service = %service.name, "still blocked: {reason}");
+        Outcome::Blocked { steps: 0, reason }
     } else {
         reconcile_service(config, service, plan, stopping).await
     };
-    let after = if matches!(outcome, Outcome::Converged { steps: 0 }) {
+    // Nothing was run: what was observed is still the state.
+    let after = if matches!(outcome, Outcome::Converged { steps: 0 }) || blocked_as_before {
         node
     } else {
         observe(config, std::slice::from_ref(service)).await

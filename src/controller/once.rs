@@ -19,6 +19,11 @@ use crate::manifest::{DesiredState, ResourceId, Service};
 use crate::observe::runner::observe;
 use crate::plan::{self, Action, ServicePlan, Step};
 
+/// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
+pub fn blocked_reason(blocked: &plan::Blocked) -> String {
+    format!("{}: {}", blocked.rid, blocked.reason)
+}
+
 /// A service that needs more steps than this in one run is not converging (each step changes
 /// one resource; the deepest stack has a few dozen).
 pub const MAX_STEPS: usize = 64;
@@ -154,7 +159,7 @@ pub async fn reconcile_service(
         let Some(step) = plan.steps.first().cloned() else {
             return match plan.blocked {
                 Some(blocked) => {
-                    let reason = format!("{}: {}", blocked.rid, blocked.reason);
+                    let reason = blocked_reason(&blocked);
                     ResourceLog::new(service, blocked.rid)
                         .warn(format_args!("blocked: {}", blocked.reason));
                     Outcome::Blocked {

@@ -138,6 +138,9 @@ impl Drop for ManifestWatcher {
     }
 }
 
+/// The longest tick of the debouncer: how long stopping the watcher may take.
+const MAX_TICK: Duration = Duration::from_millis(250);
+
 /// How the configured quiet period is kept. notify-debouncer-full debounces per path, so a
 /// series of changes to different files would leave it as several batches; it gets a shorter
 /// timeout (pairing renames, folding repeats, keeping the Rescan signal), and the worker keeps
@@ -146,9 +149,10 @@ impl Drop for ManifestWatcher {
 /// not from when the debouncer passed it on.
 ///
 /// The debouncer passes a change on between its timeout and its timeout plus one tick after it.
-/// Both are 3/5 of `debounce`: two changes in three are passed on within `debounce` and trigger
-/// exactly then, the others at once, at most 6/5 of `debounce` after the change (240 ms at the
-/// default 200 ms). The tick is what an idle daemon pays for: its thread wakes up every tick,
+/// Both are 3/5 of `debounce` (the tick at most 250 ms): at the default 200 ms, two changes in
+/// three are passed on within `debounce` and trigger exactly then, the others at once, at most
+/// 240 ms after the change. A change that reaches the worker after the trigger left (one made
+/// late in a burst) makes a second trigger: harmless, each re-reads everything. The tick is what an idle daemon pays for: its thread wakes up every tick,
 /// about 0.05 ms of CPU each on a VM, so a longer one saves idle CPU and a shorter one only
 /// trims the late third.
 #[derive(Debug, Clone, Copy)]
@@ -168,7 +172,9 @@ impl Timing {
         let debouncer = (debounce * 3 / 5).max(Duration::from_millis(5));
         Timing {
             debouncer,
-            tick: debouncer,
+            // Stopping the watcher waits for the debouncer's thread, which sleeps a whole tick
+            // first: a long debounce must not make the daemon slow to exit.
+            tick: debouncer.min(MAX_TICK),
             debounce,
             max_wait: (debounce * 10).max(Duration::from_secs(2)),
         }
@@ -520,14 +526,15 @@ impl Worker {
 
     fn run(mut self, events: &mpsc::Receiver<Msg>) {
         let mut reasons = Reasons::default();
-        // (first change of the period, deadline) while a trigger is pending.
+        // (first change, last change) of the period while a trigger is pending.
         let mut pending: Option<(Instant, Instant)> = None;
         loop {
             let msg = match pending {
                 None => events
                     .recv()
                     .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
-                Some((_, deadline)) => {
+                Some((first, last)) => {
+                    let deadline = self.timing.deadline(first, last);
                     events.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 }
             };
@@ -546,9 +553,13 @@ impl Worker {
                         reasons.add_first(swap);
                     }
                     // An error has no time: counted from now, as late as it can have happened.
-                    let last = dirty.last.unwrap_or_else(Instant::now);
-                    let first = pending.map_or(last, |(first, _)| first.min(last));
-                    pending = Some((first, self.timing.deadline(first, last)));
+                    // A batch may hold older changes than one before it (a rename pair carries
+                    // its first half's time): the period runs from its earliest to its latest.
+                    let at = dirty.last.unwrap_or_else(Instant::now);
+                    pending = Some(match pending {
+                        None => (at, at),
+                        Some((first, last)) => (first.min(at), last.max(at)),
+                    });
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     pending = None;
@@ -998,9 +1009,10 @@ mod tests {
         for ms in [0, 1, 20, 50, 200, 1000, 60_000] {
             let debounce = Duration::from_millis(ms);
             let t = Timing::new(debounce);
-            // The debouncer refuses a tick longer than its timeout, and must not spin.
+            // The debouncer refuses a tick longer than its timeout, and must not spin; a long
+            // one would make stopping slow.
             assert!(
-                t.tick <= t.debouncer && t.tick > Duration::ZERO,
+                t.tick <= t.debouncer && t.tick > Duration::ZERO && t.tick <= MAX_TICK,
                 "{ms} ms: {t:?}"
             );
             if ms >= 10 {
@@ -1009,7 +1021,7 @@ mod tests {
                 let earliest = t.debouncer;
                 let latest = t.debouncer + t.tick;
                 assert!(
-                    debounce - earliest > (latest - debounce) * 3 / 2,
+                    debounce - earliest > latest.saturating_sub(debounce) * 3 / 2,
                     "{ms} ms: {t:?}"
                 );
                 assert!(latest <= debounce * 6 / 5, "{ms} ms: {t:?}");

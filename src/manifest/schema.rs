@@ -259,11 +259,10 @@ impl Reader {
         Some(PathBuf::from(s))
     }
 
-    /// A humantime duration such as "30s", "2m" or "1h 5m"; zero is refused because every
-    /// duration here is a timeout, and a zero timeout would fail every action.
-    /// A duration: a string with units. Zero is refused (a zero timeout or period is always a
-    /// mistake), and so is anything over [`MAX_DURATION`]: deadlines are computed as now plus
-    /// the duration, which must not overflow.
+    /// A humantime duration such as "30s", "2m" or "1h 5m". Zero is refused (a zero timeout
+    /// would fail every action, a zero period would spin), and so is anything over
+    /// [`MAX_DURATION`]: deadlines are computed as now plus the duration, which must not
+    /// overflow.
     pub(crate) fn duration(&mut self, node: &Node) -> Option<Duration> {
         let s: String = match serde_yaml::from_value(node.value.clone()) {
             Ok(s) => s,
@@ -342,11 +341,11 @@ impl Reader {
     }
 }
 
-/// Why `s` is not a safe name, if it is not.
 /// The longest duration any key takes: longer than any sane timeout or period, and far from
 /// what would overflow a deadline.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 
+/// Why `s` is not a safe name, if it is not.
 pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
     if s.is_empty() {
         Some("must not be empty")
