@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::manifest::load::claims_of;
 use crate::manifest::{DesiredState, LoadError, Service, load_dir_lenient};
 
 /// A service whose manifest is gone.
@@ -64,17 +65,32 @@ impl DesiredSet {
         allow_empty: bool,
     ) -> Reload {
         let mut reload = Reload::default();
-        let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
+        let mut errors = errors;
         let mut next: BTreeMap<PathBuf, Service> = services
             .into_iter()
             .map(|s| (s.source.clone(), s))
             .collect();
         // A broken file keeps its last good version.
-        for path in &failing {
-            if let Some(old) = self.by_file.get(*path) {
-                next.entry((*path).clone()).or_insert_with(|| old.clone());
+        let broken: BTreeSet<PathBuf> = errors.iter().map(|e| e.file.clone()).collect();
+        let mut kept: Vec<&Service> = Vec::new();
+        for path in &broken {
+            if let Some(old) = self.by_file.get(path) {
+                if !next.contains_key(path) {
+                    next.insert(path.clone(), old.clone());
+                    kept.push(old);
+                }
             }
         }
+        // The directory's own checks (one name, one DRBD resource, mount point or container per
+        // service) cannot see a broken file's kept version: a valid file claiming what it has
+        // is refused here, and keeps its own last good version if it had one.
+        for path in self.refused_next_to(&kept, &next, &mut errors) {
+            next.remove(&path);
+            if let Some(old) = self.by_file.get(&path) {
+                next.insert(path, old.clone());
+            }
+        }
+        let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
         let valid_now = next.len();
         let mut deleted: Vec<PathBuf> = self
             .by_file
@@ -120,6 +136,56 @@ impl DesiredSet {
         self.errors = errors;
         self.rebuild();
         reload
+    }
+
+    /// The files of `next` (other than the `kept` versions) that claim a name or a thing a kept
+    /// version has, each with an error added to `errors`.
+    fn refused_next_to(
+        &self,
+        kept: &[&Service],
+        next: &BTreeMap<PathBuf, Service>,
+        errors: &mut Vec<LoadError>,
+    ) -> Vec<PathBuf> {
+        let mut refused = Vec::new();
+        for (path, fresh) in next {
+            if kept.iter().any(|k| &k.source == path) {
+                continue;
+            }
+            let fresh_claims = claims_of(fresh);
+            for old in kept {
+                let why = if old.name == fresh.name {
+                    Some((None, format!("duplicate service {:?}", fresh.name)))
+                } else {
+                    claims_of(old).into_iter().find_map(|claim| {
+                        let mine = fresh_claims
+                            .iter()
+                            .find(|c| c.what == claim.what && c.value == claim.value)?;
+                        Some((
+                            Some(format!("resources.{}.{}", mine.rid, mine.field)),
+                            format!(
+                                "{} {:?} is also managed by service {}",
+                                claim.what, claim.value, old.name
+                            ),
+                        ))
+                    })
+                };
+                if let Some((field, what)) = why {
+                    errors.push(LoadError {
+                        file: path.clone(),
+                        location: None,
+                        field,
+                        message: format!(
+                            "{what}, from {}: its last good version stays in force while that \
+                             file has errors; one thing, one service",
+                            old.source.display()
+                        ),
+                    });
+                    refused.push(path.clone());
+                    break;
+                }
+            }
+        }
+        refused
     }
 
     fn rebuild(&mut self) {
@@ -210,6 +276,80 @@ mod tests {
             field: None,
             message: "broken".into(),
         }
+    }
+
+    fn drbd_svc(file: &str, name: &str, res: &str) -> Service {
+        let text = format!("service: {name}\nstate: up\nresources:\n  drbd#0:\n    res: {res}\n");
+        parse_manifest(Path::new(file), &text).expect("valid")
+    }
+
+    #[test]
+    fn regression_a_broken_files_kept_version_is_not_doubled_by_a_new_file() {
+        // a.yaml breaks and its last good `web` stays in force; b.yaml then defines `web` too,
+        // or manages a's DRBD resource. The directory's checks cannot see a's kept version:
+        // both were once in force at the same time.
+        let mut set = DesiredSet::default();
+        set.apply(
+            vec![
+                svc("/m/a.yaml", "web", "up"),
+                drbd_svc("/m/d.yaml", "db", "r0"),
+            ],
+            vec![],
+            false,
+            false,
+        );
+        let r = set.apply(
+            vec![
+                svc("/m/b.yaml", "web", "down"),
+                drbd_svc("/m/e.yaml", "db2", "r0"),
+                svc("/m/c.yaml", "other", "up"),
+            ],
+            vec![error("/m/a.yaml"), error("/m/d.yaml")],
+            false,
+            false,
+        );
+        let names: Vec<(String, PathBuf)> = set
+            .reconciled()
+            .iter()
+            .map(|s| (s.name.clone(), s.source.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("db".to_string(), PathBuf::from("/m/d.yaml")),
+                ("other".to_string(), PathBuf::from("/m/c.yaml")),
+                ("web".to_string(), PathBuf::from("/m/a.yaml")),
+            ]
+        );
+        assert_eq!(r.changed, ["other"]);
+        let messages: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "/m/b.yaml: duplicate service \"web\", from /m/a.yaml: its last good version"
+            )),
+            "{messages:#?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "/m/e.yaml: resources.drbd#0.res: DRBD resource \"r0\" is also managed by service db"
+            )),
+            "{messages:#?}"
+        );
+        // a.yaml fixed (and renamed its service): b.yaml's `web` now goes in.
+        set.apply(
+            vec![
+                svc("/m/a.yaml", "web-old", "up"),
+                svc("/m/b.yaml", "web", "down"),
+            ],
+            vec![],
+            false,
+            false,
+        );
+        assert!(
+            set.get("web")
+                .is_some_and(|s| s.source == Path::new("/m/b.yaml"))
+        );
+        assert!(set.errors.is_empty());
     }
 
     #[test]

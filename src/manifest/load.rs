@@ -246,20 +246,12 @@ fn scan_dir(dir: &Path) -> Scan {
     type Claimants = Vec<(usize, String, &'static str)>;
     let mut claims: BTreeMap<(&str, String), Claimants> = BTreeMap::new();
     for (i, (service, _)) in loaded.iter().enumerate().filter(|(i, _)| keep[*i]) {
-        for r in &service.resources {
-            let (what, value, field) = match &r.spec {
-                super::Spec::Drbd(d) => ("DRBD resource", d.res.clone(), "res"),
-                super::Spec::Fs(f) => ("mount point", f.mnt.display().to_string(), "mnt"),
-                super::Spec::Container(c) => match &c.kind {
-                    super::ContainerKind::Vz(id) => ("OpenVZ container", id.clone(), "ctid"),
-                    super::ContainerKind::Lxc(name) => ("LXC container", name.clone(), "name"),
-                },
-                super::Spec::App(_) => continue,
-            };
-            claims
-                .entry((what, value))
-                .or_default()
-                .push((i, r.id.to_string(), field));
+        for claim in claims_of(service) {
+            claims.entry((claim.what, claim.value)).or_default().push((
+                i,
+                claim.rid.to_string(),
+                claim.field,
+            ));
         }
     }
     for ((what, value), claimants) in &claims {
@@ -295,6 +287,42 @@ fn scan_dir(dir: &Path) -> Scan {
         .collect();
     scan.services.sort_by(|a, b| a.name.cmp(&b.name));
     scan
+}
+
+/// One thing on the node a service manages, which no other service may manage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// "DRBD resource", "mount point", "OpenVZ container", "LXC container".
+    pub what: &'static str,
+    pub value: String,
+    pub rid: super::ResourceId,
+    /// The key naming it in the resource.
+    pub field: &'static str,
+}
+
+/// What `service` manages: its DRBD resources, mount points and container.
+pub fn claims_of(service: &Service) -> Vec<Claim> {
+    service
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let (what, value, field) = match &r.spec {
+                super::Spec::Drbd(d) => ("DRBD resource", d.res.clone(), "res"),
+                super::Spec::Fs(f) => ("mount point", f.mnt.display().to_string(), "mnt"),
+                super::Spec::Container(c) => match &c.kind {
+                    super::ContainerKind::Vz(id) => ("OpenVZ container", id.clone(), "ctid"),
+                    super::ContainerKind::Lxc(name) => ("LXC container", name.clone(), "name"),
+                },
+                super::Spec::App(_) => return None,
+            };
+            Some(Claim {
+                what,
+                value,
+                rid: r.id,
+                field,
+            })
+        })
+        .collect()
 }
 
 /// Reads a file as UTF-8 text, refusing oversized files and locating the first invalid byte.
