@@ -239,6 +239,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     };
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     crate::act::log::init(json, false);
+    migrate_state(&config);
     let report = runtime()?.block_on(once::reconcile_once(std::sync::Arc::new(config), services));
     let mut out = std::io::stdout().lock();
     let written = if json {
@@ -280,11 +281,30 @@ pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Res
     Ok(())
 }
 
+/// Moves converge's own records of a former layout, once; under the lock, which says no other
+/// converge uses them.
+fn migrate_state(config: &Config) {
+    match crate::state::migrate_legacy_records(&config.state_dir) {
+        Ok(0) => {}
+        Ok(moved) => tracing::info!(
+            "moved {moved} app record(s) to {}",
+            config.state_dir.join("app-records").display()
+        ),
+        // Not fatal: what is not moved is only a start record, and a check-less app without
+        // one is started again, as after a reboot.
+        Err(e) => tracing::warn!(
+            "cannot move the app records of {} to the current layout: {e}",
+            config.state_dir.join("apps").display()
+        ),
+    }
+}
+
 fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
     // Manifests make converge run scripts as root: refuse ones others can write.
     crate::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
     crate::act::log::init(json, verbose);
+    migrate_state(&config);
     let config = std::sync::Arc::new(config);
     runtime()?
         .block_on(crate::controller::serve(config, dir))

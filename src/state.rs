@@ -342,6 +342,57 @@ fn remove_prefixed(dir: &Path, prefix: &str) -> io::Result<()> {
     Ok(())
 }
 
+/// Where app records lived before they moved to one flat directory: `apps/SERVICE/app-N.json`
+/// and `apps/SERVICE/app-N.scripts.json`.
+const LEGACY_APPS_DIR: &str = "apps";
+
+/// Moves app records of the former layout (`state_dir/apps/SERVICE/…`) into the records
+/// directory, so that an upgrade does not take every started app for stopped (and start it
+/// again). Only the holder of the lock may call this: a converge of the former version still
+/// running would lose its records. Returns how many records moved.
+pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
+    let legacy = state_dir.join(LEGACY_APPS_DIR);
+    let services = match std::fs::read_dir(&legacy) {
+        Ok(services) => services,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let dir = records_dir(state_dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut moved = 0;
+    for service in services {
+        let service = service?;
+        if !service.file_type()?.is_dir() {
+            continue;
+        }
+        let name = service.file_name().to_string_lossy().into_owned();
+        for record in std::fs::read_dir(service.path())? {
+            let record = record?;
+            let file = record.file_name().to_string_lossy().into_owned();
+            let new_name = if file.starts_with('.') {
+                // A temporary file of an interrupted write: nothing to keep.
+                None
+            } else if let Some(rid) = file.strip_suffix(SCRIPTS_SUFFIX) {
+                Some(format!("{}{rid}{SCRIPTS_SUFFIX}", service_prefix(&name)))
+            } else {
+                file.strip_suffix(".json")
+                    .map(|rid| format!("{}{rid}{START_SUFFIX}", service_prefix(&name)))
+            };
+            match new_name {
+                Some(new_name) => {
+                    std::fs::rename(record.path(), dir.join(new_name))?;
+                    moved += 1;
+                }
+                None => std::fs::remove_file(record.path())?,
+            }
+        }
+        // Fails when something unexpected is left: then the directory stays, harmless.
+        let _ = std::fs::remove_dir(service.path());
+    }
+    let _ = std::fs::remove_dir(&legacy);
+    Ok(moved)
+}
+
 /// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
 pub const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
 
@@ -551,6 +602,33 @@ mod tests {
         let missing = |_: &Path| Err(io::Error::from(io::ErrorKind::NotFound));
         let starts = AppStarts::read_with(dir.path(), &owners, missing);
         assert!(names.iter().all(|n| starts.get(n, rid).is_none()));
+    }
+
+    #[test]
+    fn records_of_the_former_layout_are_moved_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let legacy = dir.path().join("apps/web");
+        std::fs::create_dir_all(&legacy).expect("mkdir");
+        let record = format!(r#"{{"boot_id":"{}","started_at":7}}"#, boot_id());
+        std::fs::write(legacy.join("app-0.json"), &record).expect("write");
+        std::fs::write(legacy.join("app-0.scripts.json"), r#"["C10x"]"#).expect("write");
+        std::fs::write(legacy.join(".app-1.json.tmp.42"), "half").expect("write");
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 2);
+        let rid = ResourceId::new(Kind::App, 0);
+        assert_eq!(
+            start_of(dir.path(), "web", rid).map(|r| r.started_at),
+            Some(7)
+        );
+        assert_eq!(
+            script_names(dir.path(), "web", rid),
+            Some(vec!["C10x".to_string()])
+        );
+        assert!(
+            !dir.path().join("apps").exists(),
+            "the former directory is gone"
+        );
+        // Nothing left to do the next time.
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 0);
     }
 
     #[test]

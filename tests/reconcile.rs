@@ -112,6 +112,34 @@ fn host_app_goes_up_then_a_second_run_does_nothing_then_down() {
 }
 
 #[test]
+fn a_start_recorded_in_the_former_layout_is_kept_across_the_upgrade() {
+    // An app without a check: the record of its start is all converge knows. Written by the
+    // former layout (state_dir/apps/SERVICE/app-0.json), it must still count after an upgrade,
+    // or the app would be started a second time.
+    let sb = Sandbox::new();
+    sb.config("");
+    let marker = sb.path("starts");
+    sb.write(
+        "manifests/web.yaml",
+        &format!(
+            "service: web\nstate: up\nresources:\n  app#0:\n    start: [/bin/sh, -c, 'echo x >> {}']\n    stop: [/bin/true]\n",
+            marker.display()
+        ),
+    );
+    let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").expect("boot id");
+    sb.write(
+        "state/apps/web/app-0.json",
+        &format!(r#"{{"boot_id":"{}","started_at":1}}"#, boot_id.trim()),
+    );
+    let (code, out, err) = run(&sb, &sb.path("manifests"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("moved 1 app record(s)"), "{out}");
+    assert!(out.contains("web: converged (0 action(s))"), "{out}");
+    assert!(!marker.exists(), "started again: {out}");
+    assert!(sb.path("state/app-records/web@app-0.start.json").exists());
+}
+
+#[test]
 fn dry_run_prints_the_plan_and_runs_nothing() {
     let sb = Sandbox::new();
     sb.config("");
