@@ -31,7 +31,9 @@ fn main() {
         .collect();
     let wants = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
     if wants("edit") {
-        edit_to_action();
+        for others in [0, 999] {
+            edit_to_action(others);
+        }
     }
     if wants("promote") {
         promote();
@@ -101,8 +103,9 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-/// Edit a manifest (state up ↔ down), measure until the app's start/stop script runs.
-fn edit_to_action() {
+/// Edit a manifest (state up ↔ down), measure until the app's start/stop script runs, with
+/// `others` more services in force (down, converged): each edit re-reads the whole directory.
+fn edit_to_action(others: usize) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let manifests = dir.join("manifests");
@@ -123,6 +126,13 @@ fn edit_to_action() {
         )
     };
     fs::write(manifests.join("bench.yaml"), manifest("down")).expect("manifest");
+    for i in 0..others {
+        fs::write(
+            manifests.join(format!("other{i}.yaml")),
+            format!("service: other{i}\nstate: down\nresources:\n  app#0:\n    start: [/bin/true]\n    stop: [/bin/true]\n"),
+        )
+        .expect("manifest");
+    }
     let cfg = config(dir, "resync: 1h\n");
     let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
     wait_for("the daemon", Duration::from_secs(20), || {
@@ -160,7 +170,8 @@ fn edit_to_action() {
     stop(daemon);
     samples.sort();
     println!(
-        "edit → first action (debounce 200 ms, {} samples): p50 {}, p99 {}, max {}",
+        "edit → first action ({} service(s) in force, debounce 200 ms, {} samples): p50 {}, p99 {}, max {}",
+        others + 1,
         samples.len(),
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::manifest::load::claims_of;
-use crate::manifest::{DesiredState, LoadError, Service, load_dir_lenient};
+use crate::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
+use crate::manifest::{DesiredState, LoadError, Service};
 
 /// A service whose manifest is gone.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,12 +46,14 @@ pub struct DesiredSet {
     reconciled: Arc<[Service]>,
     /// Positions in `reconciled` by service name.
     by_name: HashMap<String, usize>,
+    /// Every reload reads every file; this spares parsing the ones whose text is unchanged.
+    parsed: ParseCache,
 }
 
 impl DesiredSet {
     /// Re-reads the whole directory.
     pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
-        let (services, errors) = load_dir_lenient(dir);
+        let (services, errors) = load_dir_lenient_cached(dir, &mut self.parsed);
         self.apply(services, errors, prune, allow_empty)
     }
 

@@ -6,7 +6,7 @@
 //! text (see [`super::locate`]). A directory is loaded completely before anything is reported,
 //! so an operator sees every mistake of every file at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs;
 use std::io::{self, Read};
@@ -125,7 +125,7 @@ pub struct ManifestSet {
 
 /// Loads every manifest of `dir`; any problem in any file fails the whole load, listing all.
 pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
-    let scan = scan_dir(dir);
+    let scan = scan_dir(dir, &mut ParseCache::default());
     if scan.errors.is_empty() {
         Ok(ManifestSet {
             services: scan.services,
@@ -140,9 +140,27 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
 /// A service whose name is claimed by several files is left out (all its files get an error),
 /// as there is no telling which one the operator meant.
 pub fn load_dir_lenient(dir: &Path) -> (Vec<Service>, Vec<LoadError>) {
-    let mut scan = scan_dir(dir);
+    load_dir_lenient_cached(dir, &mut ParseCache::default())
+}
+
+/// As [`load_dir_lenient`], for a caller that loads the same directory again and again (the
+/// daemon, on every change): every file is still read, but one whose text is the same as last
+/// time is not parsed again.
+pub fn load_dir_lenient_cached(
+    dir: &Path,
+    cache: &mut ParseCache,
+) -> (Vec<Service>, Vec<LoadError>) {
+    let mut scan = scan_dir(dir, cache);
     sort_errors(&mut scan.errors);
     (scan.services, scan.errors)
+}
+
+/// Manifests parsed before, by path, with the exact text they were parsed from: parsing is a
+/// function of the two, so an equal text gives the same service. Only files that parsed are
+/// kept, and only those found by the last load.
+#[derive(Debug, Default)]
+pub struct ParseCache {
+    parsed: HashMap<PathBuf, (String, Service)>,
 }
 
 /// Whether a directory entry name is a manifest: `*.yaml` / `*.yml`, not hidden. Editor files
@@ -167,7 +185,7 @@ struct Scan {
     errors: Vec<LoadError>,
 }
 
-fn scan_dir(dir: &Path) -> Scan {
+fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     let mut scan = Scan {
         services: Vec::new(),
         skipped: Vec::new(),
@@ -194,6 +212,7 @@ fn scan_dir(dir: &Path) -> Scan {
 
     // (service, text): the text is kept to locate `service` if the name turns out duplicated.
     let mut loaded: Vec<(Service, String)> = Vec::new();
+    let mut known = std::mem::take(&mut cache.parsed);
     for path in paths {
         let is_manifest = path.file_name().is_some_and(is_manifest_name);
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
@@ -203,9 +222,12 @@ fn scan_dir(dir: &Path) -> Scan {
             (true, Err(e)) => scan.errors.push(LoadError::io(&path, "manifest", &e)),
             (true, Ok(true)) => match read_text(&path) {
                 Err(e) => scan.errors.push(e),
-                Ok(text) => match parse_manifest(&path, &text) {
-                    Ok(service) => loaded.push((service, text)),
-                    Err(errors) => scan.errors.extend(errors),
+                Ok(text) => match known.remove(&path) {
+                    Some((seen, service)) if seen == text => loaded.push((service, text)),
+                    _ => match parse_manifest(&path, &text) {
+                        Ok(service) => loaded.push((service, text)),
+                        Err(errors) => scan.errors.extend(errors),
+                    },
                 },
             },
         }
@@ -280,6 +302,12 @@ fn scan_dir(dir: &Path) -> Scan {
             });
         }
     }
+    // Files that parsed are cached even when refused for a conflict: the conflict is checked
+    // on every load, the parse is what is saved.
+    cache.parsed = loaded
+        .iter()
+        .map(|(service, text)| (service.source.clone(), (text.clone(), service.clone())))
+        .collect();
     scan.services = loaded
         .into_iter()
         .zip(keep)
@@ -1175,6 +1203,38 @@ resources:
                 "/m/t.yaml:5:9: resources.fs#0: expected a mapping, found a sequence",
             ]
         );
+    }
+
+    #[test]
+    fn a_cached_load_sees_every_edit_as_a_fresh_load_does() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let write = |name: &str, text: &str| fs::write(dir.join(name), text).expect("write");
+        let app = "resources:\n  app#0:\n    start: [/bin/true]\n";
+        let mut cache = ParseCache::default();
+        let mut both_agree = |what: &str| {
+            let cached = load_dir_lenient_cached(dir, &mut cache);
+            assert_eq!(cached, load_dir_lenient(dir), "{what}");
+            cached
+        };
+        write("a.yaml", &format!("service: a\nstate: up\nnode: n1\n{app}"));
+        write("b.yaml", &format!("service: b\nstate: up\n{app}"));
+        both_agree("first load");
+        // The same size, within the same clock tick: only the text tells.
+        write("a.yaml", &format!("service: a\nstate: up\nnode: n2\n{app}"));
+        let (services, _) = both_agree("same-size edit");
+        assert_eq!(services[0].node.as_deref(), Some("n2"));
+        write("b.yaml", "service: b\nstate: sideways\n");
+        let (services, errors) = both_agree("broken");
+        assert_eq!((services.len(), errors.len()), (1, 1));
+        write("b.yaml", &format!("service: b\nstate: down\n{app}"));
+        both_agree("fixed");
+        write("c.yaml", &format!("service: a\nstate: up\n{app}"));
+        let (services, errors) = both_agree("a duplicate, though a.yaml is unchanged");
+        assert_eq!((services.len(), errors.len()), (1, 2));
+        fs::remove_file(dir.join("c.yaml")).expect("rm");
+        let (services, errors) = both_agree("the duplicate gone");
+        assert_eq!((services.len(), errors.len()), (2, 0));
     }
 
     #[test]
