@@ -343,25 +343,30 @@ impl Daemon {
 
     /// Re-reads the manifest directory; returns the services to reconcile because of it.
     fn reload(&mut self, why: &str) -> Vec<String> {
-        let revision = crate::controller::revision_of(&self.dir);
-        if revision.is_some() && revision == self.revision && why != "start" {
-            tracing::debug!(
-                "manifests unchanged (revision {})",
-                revision.as_deref().unwrap_or("?")
-            );
-            return Vec::new();
-        }
         let before_errors: Vec<String> = self
             .desired
             .errors
             .iter()
             .map(ToString::to_string)
             .collect();
+        // Read once: the loader hashes what it reads, and files it parsed before with the same
+        // text are not parsed again, so a reload that finds nothing new costs the reads alone.
         let reload = self.desired.reload(
             &self.dir,
             self.config.daemon.prune,
             self.config.daemon.allow_empty,
         );
+        let revision = super::watch::revision_with_content(&self.dir, reload.content)
+            .ok()
+            .map(|r| r.to_string());
+        if revision.is_some() && revision == self.revision && why != "start" {
+            // The same manifests give the same desired set: nothing changed, nothing to say.
+            tracing::debug!(
+                "manifests unchanged (revision {})",
+                revision.as_deref().unwrap_or("?")
+            );
+            return Vec::new();
+        }
         let after_errors: Vec<String> = self
             .desired
             .errors

@@ -32,6 +32,9 @@ pub struct Reload {
     pub removed: Vec<String>,
     /// The directory held no valid manifest and `allow_empty` is off: deletions were ignored.
     pub emptiness_refused: bool,
+    /// The hash of the manifests read (see [`crate::manifest::load::ContentHash`]); 0 when
+    /// given rather than read.
+    pub content: u64,
 }
 
 #[derive(Debug, Default)]
@@ -53,8 +56,12 @@ pub struct DesiredSet {
 impl DesiredSet {
     /// Re-reads the whole directory.
     pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
-        let (services, errors) = load_dir_lenient_cached(dir, &mut self.parsed);
-        self.apply(services, errors, prune, allow_empty)
+        let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
+        let reload = self.apply(loaded.services, loaded.errors, prune, allow_empty);
+        Reload {
+            content: loaded.content,
+            ..reload
+        }
     }
 
     /// The reload's logic, apart from reading: `services` parsed fine, `errors` name the files

@@ -97,8 +97,3 @@ pub async fn serve(
     watcher.stop();
     Ok(())
 }
-
-/// The revision in force of a manifest directory, when it can be read.
-pub fn revision_of(dir: &std::path::Path) -> Option<String> {
-    watch::revision(dir).ok().map(|r| r.to_string())
-}

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -32,7 +32,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use thiserror::Error;
 
 use super::trigger::{Trigger, TriggerSender};
-use crate::manifest::load::{MAX_FILE_BYTES, is_manifest_name};
+use crate::manifest::load::{content_hash, is_manifest_name};
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -703,6 +703,23 @@ impl fmt::Display for Revision {
 
 /// The revision of the manifests at `path` (see [`Revision`]).
 pub fn revision(path: &Path) -> io::Result<Revision> {
+    let (dir, link) = resolve_manifests(path)?;
+    Ok(Revision {
+        link,
+        content: content_hash(&dir)?,
+    })
+}
+
+/// The revision of manifests read from `path` whose [`content_hash`] the loader computed as it
+/// read them: the files are not read a second time.
+pub fn revision_with_content(path: &Path, content: u64) -> io::Result<Revision> {
+    let (_, link) = resolve_manifests(path)?;
+    Ok(Revision { link, content })
+}
+
+/// The directory `path` leads to, and the name of the link target it is read through (see
+/// [`Revision::link_target`]).
+fn resolve_manifests(path: &Path) -> io::Result<(PathBuf, Option<String>)> {
     let res = resolve(path)?;
     let dir = res.target.ok_or_else(|| {
         io::Error::new(
@@ -717,81 +734,7 @@ pub fn revision(path: &Path) -> io::Result<Revision> {
             .ok()
             .and_then(|t| t.file_name().map(OsStr::to_owned)),
     };
-    Ok(Revision {
-        link: link.map(|l| l.to_string_lossy().into_owned()),
-        content: content_hash(&dir)?,
-    })
-}
-
-/// FNV-1a, 64 bits: stable across Rust releases (unlike `DefaultHasher`), so a revision
-/// recorded by one build compares with the next.
-struct Fnv(u64);
-
-impl Fnv {
-    fn new() -> Fnv {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 ^= u64::from(b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-
-    /// Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
-    fn field(&mut self, bytes: &[u8]) {
-        self.write(&(bytes.len() as u64).to_le_bytes());
-        self.write(bytes);
-    }
-}
-
-/// Over what [`crate::manifest::load_dir`] reads: manifest names, sorted, each with its content
-/// (through symlinks), or with why it could not be read.
-fn content_hash(dir: &Path) -> io::Result<u64> {
-    let mut names = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let name = entry?.file_name();
-        if is_manifest_name(&name) {
-            names.push(name);
-        }
-    }
-    names.sort();
-    let mut hash = Fnv::new();
-    let mut buf = vec![0; 64 * 1024];
-    for name in names {
-        let path = dir.join(&name);
-        let file = match fs::metadata(&path) {
-            Ok(meta) if !meta.is_file() => continue,
-            Ok(_) => fs::File::open(&path),
-            Err(e) => Err(e),
-        };
-        hash.field(name.as_bytes());
-        let mut file = match file {
-            Ok(file) => file.take(MAX_FILE_BYTES + 1),
-            Err(e) => {
-                hash.field(format!("unreadable: {:?}", e.kind()).as_bytes());
-                continue;
-            }
-        };
-        let mut len = 0u64;
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    hash.write(&buf[..n]);
-                    len += n as u64;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    hash.field(format!("unreadable: {:?}", e.kind()).as_bytes());
-                    break;
-                }
-            }
-        }
-        hash.write(&len.to_le_bytes());
-    }
-    Ok(hash.0)
+    Ok((dir, link.map(|l| l.to_string_lossy().into_owned())))
 }
 
 /// Refuses a manifest directory (followed through symlinks), a manifest in it, or a directory a

@@ -140,19 +140,30 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
 /// A service whose name is claimed by several files is left out (all its files get an error),
 /// as there is no telling which one the operator meant.
 pub fn load_dir_lenient(dir: &Path) -> (Vec<Service>, Vec<LoadError>) {
-    load_dir_lenient_cached(dir, &mut ParseCache::default())
+    let loaded = load_dir_lenient_cached(dir, &mut ParseCache::default());
+    (loaded.services, loaded.errors)
+}
+
+/// What [`load_dir_lenient_cached`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub services: Vec<Service>,
+    pub errors: Vec<LoadError>,
+    /// The [`ContentHash`] of what was read.
+    pub content: u64,
 }
 
 /// As [`load_dir_lenient`], for a caller that loads the same directory again and again (the
 /// daemon, on every change): every file is still read, but one whose text is the same as last
-/// time is not parsed again.
-pub fn load_dir_lenient_cached(
-    dir: &Path,
-    cache: &mut ParseCache,
-) -> (Vec<Service>, Vec<LoadError>) {
+/// time is not parsed again. Also hashes what it read, as [`content_hash`] does.
+pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     let mut scan = scan_dir(dir, cache);
     sort_errors(&mut scan.errors);
-    (scan.services, scan.errors)
+    Loaded {
+        services: scan.services,
+        errors: scan.errors,
+        content: scan.content.value(),
+    }
 }
 
 /// Manifests parsed before, by path, with the exact text they were parsed from: parsing is a
@@ -183,6 +194,69 @@ struct Scan {
     services: Vec<Service>,
     skipped: Vec<PathBuf>,
     errors: Vec<LoadError>,
+    content: ContentHash,
+}
+
+/// A hash over a directory's manifests as the loader reads them: names in order, each with its
+/// text or why it could not be read. Equal hashes mean the same manifests, so the daemon skips
+/// a reload that would find nothing new. FNV-1a, 64 bits: stable across Rust releases (unlike
+/// `DefaultHasher`), so a revision shown by one build compares with the next.
+#[derive(Debug, Clone)]
+pub struct ContentHash(u64);
+
+impl Default for ContentHash {
+    fn default() -> ContentHash {
+        ContentHash(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl ContentHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    /// Length-prefixed, so that ("ab", "c") and ("a", "bc") differ.
+    fn field(&mut self, bytes: &[u8]) {
+        self.write(&(bytes.len() as u64).to_le_bytes());
+        self.write(bytes);
+    }
+
+    fn add(&mut self, path: &Path, read: Result<&str, &LoadError>) {
+        let name = path.file_name().unwrap_or_default();
+        self.field(name.as_encoded_bytes());
+        match read {
+            Ok(text) => self.field(text.as_bytes()),
+            Err(e) => self.field(format!("unreadable: {}", e.message).as_bytes()),
+        }
+    }
+
+    pub fn value(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The [`ContentHash`] of `dir`'s manifests, reading them as [`load_dir`] does.
+pub fn content_hash(dir: &Path) -> io::Result<u64> {
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if is_manifest_name(&entry.file_name()) {
+            paths.push(entry.path());
+        }
+    }
+    paths.sort();
+    let mut hash = ContentHash::default();
+    for path in paths {
+        match fs::metadata(&path).map(|m| m.is_file()) {
+            Ok(false) => {}
+            Err(e) => hash.add(&path, Err(&LoadError::io(&path, "manifest", &e))),
+            Ok(true) => hash.add(&path, read_text(&path).as_deref()),
+        }
+    }
+    Ok(hash.value())
 }
 
 fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
@@ -190,6 +264,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         services: Vec::new(),
         skipped: Vec::new(),
         errors: Vec::new(),
+        content: ContentHash::default(),
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -219,16 +294,27 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         let regular = fs::metadata(&path).map(|m| m.is_file());
         match (is_manifest, regular) {
             (false, _) | (true, Ok(false)) => scan.skipped.push(path),
-            (true, Err(e)) => scan.errors.push(LoadError::io(&path, "manifest", &e)),
+            (true, Err(e)) => {
+                let error = LoadError::io(&path, "manifest", &e);
+                scan.content.add(&path, Err(&error));
+                scan.errors.push(error);
+            }
             (true, Ok(true)) => match read_text(&path) {
-                Err(e) => scan.errors.push(e),
-                Ok(text) => match known.remove(&path) {
-                    Some((seen, service)) if seen == text => loaded.push((service, text)),
-                    _ => match parse_manifest(&path, &text) {
+                Err(e) => {
+                    scan.content.add(&path, Err(&e));
+                    scan.errors.push(e);
+                }
+                Ok(text) => {
+                    scan.content.add(&path, Ok(&text));
+                    let parsed = match known.remove(&path) {
+                        Some((seen, service)) if seen == text => Ok(service),
+                        _ => parse_manifest(&path, &text),
+                    };
+                    match parsed {
                         Ok(service) => loaded.push((service, text)),
                         Err(errors) => scan.errors.extend(errors),
-                    },
-                },
+                    }
+                }
             },
         }
     }
@@ -1214,8 +1300,13 @@ resources:
         let mut cache = ParseCache::default();
         let mut both_agree = |what: &str| {
             let cached = load_dir_lenient_cached(dir, &mut cache);
-            assert_eq!(cached, load_dir_lenient(dir), "{what}");
-            cached
+            assert_eq!(
+                (cached.services.clone(), cached.errors.clone()),
+                load_dir_lenient(dir),
+                "{what}"
+            );
+            assert_eq!(cached.content, content_hash(dir).expect("hash"), "{what}");
+            (cached.services, cached.errors)
         };
         write("a.yaml", &format!("service: a\nstate: up\nnode: n1\n{app}"));
         write("b.yaml", &format!("service: b\nstate: up\n{app}"));
