@@ -82,10 +82,6 @@ fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
     )
 }
 
-fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
-    records_dir(state_dir).join(record_name(service, rid, START_SUFFIX))
-}
-
 /// Writes `contents` to `path` atomically, creating the directory.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = path
@@ -113,12 +109,12 @@ pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
             .map_or(0, |d| d.as_secs()),
     };
     let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
-    let path = app_record_path(state_dir, service, rid);
+    let dir = records_dir(state_dir);
+    let name = record_name(service, rid, START_SUFFIX);
+    let path = dir.join(&name);
     write_atomic(&path, &json)?;
     // The new file may have the inode number of one just deleted (ext4 reuses them at once),
     // which the cache may still hold: what is cached for this name must be this record.
-    let dir = records_dir(state_dir);
-    let name = record_name(service, rid, START_SUFFIX);
     match std::fs::symlink_metadata(&path) {
         Ok(meta) => remember(&dir, name, meta.ino(), record),
         Err(_) => forget_cached(&dir, |n| n == name),
@@ -369,22 +365,21 @@ pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
         for record in std::fs::read_dir(service.path())? {
             let record = record?;
             let file = record.file_name().to_string_lossy().into_owned();
-            let new_name = if file.starts_with('.') {
+            if file.starts_with('.') {
                 // A temporary file of an interrupted write: nothing to keep.
-                None
-            } else if let Some(rid) = file.strip_suffix(SCRIPTS_SUFFIX) {
-                Some(format!("{}{rid}{SCRIPTS_SUFFIX}", service_prefix(&name)))
-            } else {
-                file.strip_suffix(".json")
-                    .map(|rid| format!("{}{rid}{START_SUFFIX}", service_prefix(&name)))
-            };
-            match new_name {
-                Some(new_name) => {
-                    std::fs::rename(record.path(), dir.join(new_name))?;
-                    moved += 1;
-                }
-                None => std::fs::remove_file(record.path())?,
+                std::fs::remove_file(record.path())?;
+                continue;
             }
+            let new_name = match file.strip_suffix(SCRIPTS_SUFFIX) {
+                Some(rid) => format!("{}{rid}{SCRIPTS_SUFFIX}", service_prefix(&name)),
+                None => match file.strip_suffix(".json") {
+                    Some(rid) => format!("{}{rid}{START_SUFFIX}", service_prefix(&name)),
+                    // Not converge's: left where it is.
+                    None => continue,
+                },
+            };
+            std::fs::rename(record.path(), dir.join(new_name))?;
+            moved += 1;
         }
         // Fails when something unexpected is left: then the directory stays, harmless.
         let _ = std::fs::remove_dir(service.path());
@@ -452,6 +447,10 @@ pub fn save_minor_map(state_dir: &Path, map: &MinorMap) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::manifest::Kind;
+
+    fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
+        records_dir(state_dir).join(record_name(service, rid, START_SUFFIX))
+    }
 
     fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
         AppStarts::read(state_dir, &[(service, rid)])
@@ -614,6 +613,10 @@ mod tests {
         std::fs::write(legacy.join("app-0.scripts.json"), r#"["C10x"]"#).expect("write");
         std::fs::write(legacy.join(".app-1.json.tmp.42"), "half").expect("write");
         assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 2);
+        assert!(
+            !legacy.join(".app-1.json.tmp.42").exists(),
+            "half a write is dropped"
+        );
         let rid = ResourceId::new(Kind::App, 0);
         assert_eq!(
             start_of(dir.path(), "web", rid).map(|r| r.started_at),
@@ -629,6 +632,11 @@ mod tests {
         );
         // Nothing left to do the next time.
         assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 0);
+        // A file that is not converge's is left where it is, with its directory.
+        std::fs::create_dir_all(&legacy).expect("mkdir");
+        std::fs::write(legacy.join("notes.txt"), "mine").expect("write");
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 0);
+        assert!(legacy.join("notes.txt").exists());
     }
 
     #[test]

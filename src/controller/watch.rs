@@ -32,7 +32,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use thiserror::Error;
 
 use super::trigger::{Trigger, TriggerSender};
-use crate::manifest::load::{content_hash, is_manifest_name};
+use crate::manifest::load::{ParseCache, is_manifest_name, load_dir_lenient_cached};
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -704,13 +704,11 @@ impl fmt::Display for Revision {
 /// The revision of the manifests at `path` (see [`Revision`]).
 pub fn revision(path: &Path) -> io::Result<Revision> {
     let (dir, link) = resolve_manifests(path)?;
-    Ok(Revision {
-        link,
-        content: content_hash(&dir)?,
-    })
+    let content = load_dir_lenient_cached(&dir, &mut ParseCache::default()).content;
+    Ok(Revision { link, content })
 }
 
-/// The revision of manifests read from `path` whose [`content_hash`] the loader computed as it
+/// The revision of manifests read from `path` whose content hash the loader computed as it
 /// read them: the files are not read a second time.
 pub fn revision_with_content(path: &Path, content: u64) -> io::Result<Revision> {
     let (_, link) = resolve_manifests(path)?;

@@ -155,7 +155,7 @@ pub struct Loaded {
 
 /// As [`load_dir_lenient`], for a caller that loads the same directory again and again (the
 /// daemon, on every change): every file is still read, but one whose text is the same as last
-/// time is not parsed again. Also hashes what it read, as [`content_hash`] does.
+/// time is not parsed again. Also hashes what it read (see [`ContentHash`]).
 pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     let mut scan = scan_dir(dir, cache);
     sort_errors(&mut scan.errors);
@@ -236,27 +236,6 @@ impl ContentHash {
     pub fn value(&self) -> u64 {
         self.0
     }
-}
-
-/// The [`ContentHash`] of `dir`'s manifests, reading them as [`load_dir`] does.
-pub fn content_hash(dir: &Path) -> io::Result<u64> {
-    let mut paths = Vec::new();
-    for entry in fs::read_dir(dir)? {
-        let entry = entry?;
-        if is_manifest_name(&entry.file_name()) {
-            paths.push(entry.path());
-        }
-    }
-    paths.sort();
-    let mut hash = ContentHash::default();
-    for path in paths {
-        match fs::metadata(&path).map(|m| m.is_file()) {
-            Ok(false) => {}
-            Err(e) => hash.add(&path, Err(&LoadError::io(&path, "manifest", &e))),
-            Ok(true) => hash.add(&path, read_text(&path).as_deref()),
-        }
-    }
-    Ok(hash.value())
 }
 
 fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
@@ -1305,7 +1284,8 @@ resources:
                 load_dir_lenient(dir),
                 "{what}"
             );
-            assert_eq!(cached.content, content_hash(dir).expect("hash"), "{what}");
+            let fresh = load_dir_lenient_cached(dir, &mut ParseCache::default());
+            assert_eq!(cached.content, fresh.content, "{what}");
             (cached.services, cached.errors)
         };
         write("a.yaml", &format!("service: a\nstate: up\nnode: n1\n{app}"));
