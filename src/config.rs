@@ -188,6 +188,13 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Invalid(LoadErrors),
+    /// Guessing would be worse than stopping: a wrong name takes down every service pinned
+    /// to this node.
+    #[error(
+        "cannot tell this node's name ({HOSTNAME_PATH} is unreadable or empty); set `node:` in {}",
+        path.display()
+    )]
+    NoNodeName { path: PathBuf },
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -209,10 +216,21 @@ impl Config {
     /// Loads `explicit`, or [`DEFAULT_CONFIG_PATH`]. Only the default may be missing (meaning all
     /// defaults): a file named on the command line that does not exist is a mistake.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
-        match explicit {
-            Some(path) => Self::load_file(path, false),
-            None => Self::load_file(Path::new(DEFAULT_CONFIG_PATH), true),
+        let (path, missing_ok) = match explicit {
+            Some(path) => (path, false),
+            None => (Path::new(DEFAULT_CONFIG_PATH), true),
+        };
+        Self::load_file(path, missing_ok).and_then(|config| config.with_node_name(path))
+    }
+
+    /// The configuration, once it names this node.
+    fn with_node_name(self, path: &Path) -> Result<Config, ConfigError> {
+        if self.node.is_empty() {
+            return Err(ConfigError::NoNodeName {
+                path: path.to_path_buf(),
+            });
         }
+        Ok(self)
     }
 
     fn load_file(path: &Path, missing_ok: bool) -> Result<Config, ConfigError> {
@@ -344,26 +362,15 @@ fn read_program(r: &mut Reader, node: &Node) -> Option<String> {
     }
 }
 
-/// This node's name: the kernel's hostname, as `hostname` prints it.
+/// Where the kernel publishes this node's name (what `hostname` prints).
+const HOSTNAME_PATH: &str = "/proc/sys/kernel/hostname";
+
+/// This node's name, or empty when the kernel's cannot be read: [`Config::load`] then refuses to
+/// go on rather than guess.
 fn hostname() -> String {
-    if let Ok(name) = fs::read_to_string("/proc/sys/kernel/hostname") {
-        let name = name.trim();
-        if !name.is_empty() {
-            return name.to_owned();
-        }
-    }
-    let mut buf = [0u8; 256];
-    // SAFETY: the pointer and length describe `buf`, which gethostname may fill entirely.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        match std::str::from_utf8(&buf[..end]) {
-            Ok(name) if !name.is_empty() => return name.to_owned(),
-            _ => {}
-        }
-    }
-    // Never reached on Linux; a name that matches no manifest keeps pinned services down.
-    "localhost".to_owned()
+    fs::read_to_string(HOSTNAME_PATH)
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -524,6 +531,23 @@ commands:
             commands.drbdadm_argv(&["primary", "data"]),
             ["drbdadm", "--drbdsetup=/opt/drbdsetup", "primary", "data"]
         );
+    }
+
+    #[test]
+    fn regression_an_unknown_node_name_is_an_error_not_a_guess() {
+        let path = Path::new("/etc/converge/config.yaml");
+        let nameless = Config {
+            node: String::new(),
+            ..Config::default()
+        };
+        let err = nameless.with_node_name(path).expect_err("no name");
+        assert!(
+            err.to_string()
+                .contains("set `node:` in /etc/converge/config.yaml"),
+            "{err}"
+        );
+        let named = parse("node: deb1\n").expect("valid");
+        assert_eq!(named.with_node_name(path).expect("named").node, "deb1");
     }
 
     #[test]

@@ -55,8 +55,7 @@ pub fn run() -> Result<u8, String> {
     if let Some(work) = std::env::var_os(INSIDE) {
         return inside(Path::new(&work));
     }
-    // SAFETY: geteuid(2) has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !rustix::process::geteuid().is_root() {
         return Err("demo needs root: it creates loop devices and mounts them in a private mount namespace (try: sudo converge demo)".into());
     }
     let missing = missing_programs();

@@ -8,6 +8,7 @@ use std::io;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use rustix::process::{Pid, Signal};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
@@ -123,11 +124,11 @@ pub async fn run(argv: &[String], timeout: Duration) -> Result<Output, ExecError
         Ok(status) => (status.map_err(wait_err)?, false),
         Err(_) => {
             let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-            signal_group(pgid, libc::SIGTERM);
+            signal_group(pgid, Signal::TERM);
             let exited = tokio::time::timeout(KILL_GRACE, child.wait()).await;
             // Whether or not the leader obeyed, members of its group that ignore SIGTERM must
             // not outlive the timeout: SIGKILL the group (ESRCH when it is empty already).
-            signal_group(pgid, libc::SIGKILL);
+            signal_group(pgid, Signal::KILL);
             let status = match exited {
                 Ok(status) => status.map_err(wait_err)?,
                 Err(_) => child.wait().await.map_err(wait_err)?,
@@ -171,13 +172,10 @@ fn read_all<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     })
 }
 
-fn signal_group(pgid: Option<i32>, signal: i32) {
-    if let Some(pgid) = pgid.filter(|p| *p > 0) {
-        // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+fn signal_group(pgid: Option<i32>, signal: Signal) {
+    if let Some(pgid) = pgid.and_then(Pid::from_raw) {
         // ESRCH (already gone) is the expected race and needs no handling.
-        unsafe {
-            libc::kill(-pgid, signal);
-        }
+        let _ = rustix::process::kill_process_group(pgid, signal);
     }
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod demo;
 pub mod exec;
+pub mod fsutil;
 pub mod manifest;
 pub mod observe;
 pub mod plan;

@@ -82,24 +82,7 @@ fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
     )
 }
 
-/// Writes `contents` to `path` atomically, creating the directory.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
+use crate::fsutil::write_atomic;
 
 pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
     let record = AppStartRecord {

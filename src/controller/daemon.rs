@@ -28,10 +28,10 @@ use super::desired::DesiredSet;
 use super::once::{Outcome, blocked_reason, reconcile_service};
 use super::trigger::{Trigger, TriggerSender};
 use crate::config::Config;
+use crate::fsutil::write_atomic;
 use crate::manifest::{Service, Spec};
 use crate::observe::runner::observe;
 use crate::plan::plan_service;
-use crate::state::write_atomic;
 use crate::status::service_status;
 
 pub const STATUS_FILE: &str = "daemon.json";

@@ -104,12 +104,9 @@ struct ChildSlot {
 
 impl ChildSlot {
     fn kill(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            // SAFETY: kill(2) has no memory preconditions; a negative pid names the group,
-            // which exists as long as its unreaped leader does.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
-            }
+        // The group exists as long as its unreaped leader does; ESRCH needs no handling.
+        if let Some(pgid) = self.pgid.take().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
         }
     }
 }

@@ -2,12 +2,13 @@
 //! and the daemon alike). An flock on `state_dir/converge.lock`, released by the kernel when the
 //! process ends however it ends; the file says who holds it, for the one that is refused.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use crate::fsutil::{FileLock, LockMode};
 
 #[derive(Debug, Error)]
 pub enum LockError {
@@ -23,7 +24,7 @@ pub enum LockError {
 /// Held until dropped.
 #[derive(Debug)]
 pub struct InstanceLock {
-    _file: File,
+    _lock: FileLock,
     pub path: PathBuf,
 }
 
@@ -38,51 +39,41 @@ pub fn acquire(state_dir: &Path, what: &str) -> Result<InstanceLock, LockError> 
         source,
     };
     std::fs::create_dir_all(state_dir).map_err(io)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(io)?;
-    // SAFETY: flock on a descriptor this function owns; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            let holder = if holder.is_empty() {
-                "holder unknown".to_string()
-            } else {
-                holder.to_string()
-            };
-            return Err(LockError::Held { path, holder });
-        }
-        return Err(io(err));
-    }
+    let Some(mut lock) = FileLock::try_acquire(&path, LockMode::Exclusive).map_err(io)? else {
+        let holder = read_holder(&path);
+        return Err(LockError::Held { path, holder });
+    };
     let since = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let who = format!("pid {}, {what}, since {since}\n", std::process::id());
+    let file = lock.file();
     file.set_len(0).map_err(io)?;
     file.rewind().map_err(io)?;
     file.write_all(who.as_bytes()).map_err(io)?;
-    Ok(InstanceLock { _file: file, path })
+    Ok(InstanceLock { _lock: lock, path })
+}
+
+fn read_holder(path: &Path) -> String {
+    let mut holder = String::new();
+    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut holder));
+    let holder = holder.trim();
+    if holder.is_empty() {
+        "holder unknown".to_string()
+    } else {
+        holder.to_string()
+    }
 }
 
 /// Who holds the lock now ("pid 1234, run, since …"), or `None` when nobody does.
 pub fn holder(state_dir: &Path) -> Option<String> {
     let path = state_dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new().read(true).open(&path).ok()?;
-    // SAFETY: flock on a descriptor this function owns; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) };
-    if rc == 0 {
+    // Opened read-only, without creating it: asking must not change the state directory.
+    let file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
         // Nobody holds it (the shared lock is released when `file` closes).
-        return None;
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(read_holder(&path)),
+        Err(std::fs::TryLockError::Error(_)) => None,
     }
-    let mut holder = String::new();
-    file.read_to_string(&mut holder).ok()?;
-    Some(holder.trim().to_string())
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -91,13 +93,7 @@ impl Drop for MountWatch {
 }
 
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 writes two descriptors into the array it is given, which has room for two.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both descriptors were just created and are owned by nothing else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?)
 }
 
 /// Reads the whole table: a seek to the start and a read to the end is what re-arms POLLPRI.
@@ -111,27 +107,21 @@ fn reread(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
 fn watch(mut file: File, mut buf: Vec<u8>, path: &Path, stop: OwnedFd, tx: TriggerSender) {
     let mut coalescer = Coalescer::default();
     loop {
-        let timeout = coalescer.wait(Instant::now()).map_or(-1, |wait| {
-            i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-        });
+        let timeout = coalescer
+            .wait(Instant::now())
+            // The wait is at most one coalescing window; a conversion that fails cannot happen.
+            .map(|wait| {
+                Timespec::try_from(wait).unwrap_or(Timespec {
+                    tv_sec: 1,
+                    tv_nsec: 0,
+                })
+            });
         let mut fds = [
-            libc::pollfd {
-                fd: file.as_raw_fd(),
-                events: libc::POLLPRI,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: stop.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(&file, PollFlags::PRI),
+            PollFd::new(&stop, PollFlags::IN),
         ];
-        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call, and both
-        // descriptors stay open (owned by this function) throughout.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-        if ready < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
+        if let Err(e) = rustix::event::poll(&mut fds, timeout.as_ref()) {
+            if e == rustix::io::Errno::INTR {
                 continue;
             }
             tracing::warn!(
@@ -140,18 +130,18 @@ fn watch(mut file: File, mut buf: Vec<u8>, path: &Path, stop: OwnedFd, tx: Trigg
             );
             return;
         }
-        if fds[1].revents != 0 {
+        if !fds[1].revents().is_empty() {
             return;
         }
-        let revents = fds[0].revents;
-        if revents & libc::POLLNVAL != 0 {
+        let revents = fds[0].revents();
+        if revents.contains(PollFlags::NVAL) {
             tracing::warn!(
                 "watching the mount table {}: descriptor invalid; watch ended",
                 path.display()
             );
             return;
         }
-        if revents & (libc::POLLPRI | libc::POLLERR) != 0 {
+        if revents.intersects(PollFlags::PRI | PollFlags::ERR) {
             // A table that cannot be read cannot be re-armed either: polling on would spin.
             if let Err(e) = reread(&mut file, &mut buf) {
                 tracing::warn!(

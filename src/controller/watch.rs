@@ -19,7 +19,6 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::mpsc;
@@ -642,7 +641,7 @@ fn resolve(path: &Path) -> io::Result<Resolution> {
         if meta.file_type().is_symlink() {
             links += 1;
             if links > MAX_LINKS {
-                return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                return Err(io::Error::from(rustix::io::Errno::LOOP));
             }
             let target = fs::read_link(&next)?;
             res.points.push((cur.clone(), name));
@@ -660,7 +659,7 @@ fn resolve(path: &Path) -> io::Result<Resolution> {
         if last {
             res.points.push((cur.clone(), name));
         } else if !meta.is_dir() {
-            return Err(io::Error::from_raw_os_error(libc::ENOTDIR));
+            return Err(io::Error::from(rustix::io::Errno::NOTDIR));
         }
         cur = next;
     }
@@ -815,19 +814,12 @@ fn check_one(
 }
 
 fn current_euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 fn read_only_fs(path: &Path) -> bool {
-    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: a zeroed statvfs is a valid out-buffer, and c_path is a NUL-terminated string
-    // that outlives the call.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::statvfs(c_path.as_ptr(), &mut st) };
-    rc == 0 && st.f_flag & libc::ST_RDONLY != 0
+    rustix::fs::statvfs(path)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 #[cfg(test)]

@@ -107,8 +107,8 @@ pub fn block_device_number(path: &Path) -> Option<DevNum> {
     }
     let rdev = meta.rdev();
     Some(DevNum {
-        major: libc::major(rdev),
-        minor: libc::minor(rdev),
+        major: rustix::fs::major(rdev),
+        minor: rustix::fs::minor(rdev),
     })
 }
 

@@ -1193,7 +1193,7 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
                 let opts = StatusOpts {
                     verbose: args.flag("verbose") || args.flag("v"),
                     // SAFETY: isatty(2) only inspects the descriptor.
-                    tty: unsafe { libc::isatty(libc::STDOUT_FILENO) == 1 },
+                    tty: rustix::termios::isatty(std::io::stdout()),
                 };
                 format::status_text(&state, filter, opts, &mut open)
             };

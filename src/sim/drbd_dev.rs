@@ -219,27 +219,17 @@ pub fn make_node(path: &Path, dev: DevNum) -> Result<(), SimError> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent).map_err(device_error(parent))?;
     }
-    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
-        SimError::DeviceState {
-            path: path.to_path_buf(),
-            detail: "path contains a NUL byte".to_string(),
-        }
-    })?;
-    // SAFETY: mknod(2) with a NUL-terminated path that outlives the call.
-    let rc = unsafe {
-        libc::mknod(
-            c_path.as_ptr(),
-            libc::S_IFBLK | 0o660,
-            libc::makedev(dev.major, dev.minor),
-        )
-    };
-    if rc != 0 {
-        return Err(SimError::Device {
-            path: path.to_path_buf(),
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        rustix::fs::FileType::BlockDevice,
+        rustix::fs::Mode::from_raw_mode(0o660),
+        rustix::fs::makedev(dev.major, dev.minor),
+    )
+    .map_err(|e| SimError::Device {
+        path: path.to_path_buf(),
+        source: e.into(),
+    })
 }
 
 /// Removes the block node at `path`, if it is one.

@@ -8,13 +8,14 @@
 //! /proc/drbd stand-in).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::fsutil::{FileLock, LockMode, write_atomic};
 
 /// Disk states DRBD 9 reports, as it spells them.
 pub const DISK_STATES: &[&str] = &[
@@ -209,7 +210,7 @@ pub struct Store {
 
 /// Held while the state is being read or changed; dropping it releases the flock.
 pub struct Lock {
-    _file: File,
+    _file: FileLock,
 }
 
 impl Store {
@@ -243,49 +244,23 @@ impl Store {
     }
 
     pub fn lock(&self, exclusive: bool) -> Result<Lock, SimError> {
-        let operation = if exclusive {
-            libc::LOCK_EX
+        let path = self.dir.join("lock");
+        let mode = if exclusive {
+            LockMode::Exclusive
         } else {
-            libc::LOCK_SH
+            LockMode::Shared
         };
-        self.flock(operation)?.ok_or_else(|| SimError::File {
-            path: self.dir.join("lock"),
-            // A blocking flock does not report "busy"; should it, say so rather than panic.
-            source: io::Error::from(io::ErrorKind::WouldBlock),
-        })
+        FileLock::acquire(&path, mode)
+            .map(|file| Lock { _file: file })
+            .map_err(Self::file_error(&path))
     }
 
     /// The exclusive lock if nobody holds it now, else `None`.
     pub fn try_lock(&self) -> Result<Option<Lock>, SimError> {
-        self.flock(libc::LOCK_EX | libc::LOCK_NB)
-    }
-
-    fn flock(&self, operation: libc::c_int) -> Result<Option<Lock>, SimError> {
         let path = self.dir.join("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(Self::file_error(&path))?;
-        loop {
-            // SAFETY: flock(2) on a descriptor this function owns; no memory is shared.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), operation) };
-            if rc == 0 {
-                return Ok(Some(Lock { _file: file }));
-            }
-            let error = io::Error::last_os_error();
-            match error.kind() {
-                io::ErrorKind::Interrupted => {}
-                io::ErrorKind::WouldBlock => return Ok(None),
-                _ => {
-                    return Err(SimError::File {
-                        path,
-                        source: error,
-                    });
-                }
-            }
-        }
+        FileLock::try_acquire(&path, LockMode::Exclusive)
+            .map(|file| file.map(|file| Lock { _file: file }))
+            .map_err(Self::file_error(&path))
     }
 
     /// The current state; an empty one before the first change.
@@ -308,20 +283,9 @@ impl Store {
         self.write_atomically(&self.state_path(), &text)
     }
 
-    /// Temp file then rename, so that readers see the old or the new file, never a mix.
+    /// Readers see the old or the new file, never a mix.
     pub fn write_atomically(&self, path: &Path, bytes: &[u8]) -> Result<(), SimError> {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let temp = self.dir.join(format!(".{name}.tmp.{}", std::process::id()));
-        let result = fs::write(&temp, bytes)
-            .map_err(Self::file_error(&temp))
-            .and_then(|()| fs::rename(&temp, path).map_err(Self::file_error(path)));
-        if result.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        result
+        write_atomic(path, bytes).map_err(Self::file_error(path))
     }
 
     /// Appends lines in one write, so that a concurrent reader never sees half of a batch

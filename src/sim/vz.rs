@@ -13,9 +13,8 @@
 //! Outputs, sources and fidelity limits: the "OpenVZ simulator" section of the testing docs.
 
 use std::ffi::CString;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
@@ -24,6 +23,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::fsutil::{FileLock, LockMode, write_atomic};
 
 /// The environment variable naming the simulators' state directory.
 pub const SIM_DIR_ENV: &str = "CONVERGE_SIM_DIR";
@@ -420,10 +421,6 @@ pub fn join_command(args: &[String]) -> String {
     line
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // State on disk
 
@@ -433,7 +430,7 @@ struct Store {
 
 /// Held while the store is read or changed; dropping it releases the flock.
 struct Lock {
-    _file: File,
+    _file: FileLock,
 }
 
 impl Store {
@@ -451,32 +448,14 @@ impl Store {
 
     fn lock(&self, exclusive: bool) -> Result<Lock, SimVzError> {
         let path = self.dir.join(".lock");
-        let io_err = |source| SimVzError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
-        let how = if exclusive {
-            libc::LOCK_EX
+        let mode = if exclusive {
+            LockMode::Exclusive
         } else {
-            libc::LOCK_SH
+            LockMode::Shared
         };
-        loop {
-            // SAFETY: flock on a descriptor this function owns.
-            if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
-                return Ok(Lock { _file: file });
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(io_err(e));
-            }
-        }
+        FileLock::acquire(&path, mode)
+            .map(|file| Lock { _file: file })
+            .map_err(|source| SimVzError::Io { path, source })
     }
 
     fn path(&self, ctid: u32) -> PathBuf {
@@ -525,19 +504,15 @@ impl Store {
         Ok(all)
     }
 
-    /// Write-then-rename, so a reader never sees half a record.
+    /// A reader never sees half a record.
     fn save(&self, ctid: u32, ct: &Container) -> Result<(), SimVzError> {
         let path = self.path(ctid);
-        let tmp = self.dir.join(format!(".{ctid}.json.tmp"));
         let text = serde_json::to_string_pretty(ct).map_err(|source| SimVzError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        fs::write(&tmp, text + "\n").map_err(|source| SimVzError::Io {
-            path: tmp.clone(),
-            source,
-        })?;
-        fs::rename(&tmp, &path).map_err(|source| SimVzError::Io { path, source })
+        write_atomic(&path, (text + "\n").as_bytes())
+            .map_err(|source| SimVzError::Io { path, source })
     }
 
     fn remove(&self, ctid: u32) -> Result<(), SimVzError> {
@@ -1106,8 +1081,7 @@ fn exec_in(ctid: u32, private: &Path, mode: ExecMode, command: &[String]) -> u8 
         );
         return code::RESOURCE_ERROR;
     }
-    // SAFETY: geteuid cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let planned = if root && has_shell(private) {
         chroot_command(private, mode, command)
     } else {
@@ -1234,7 +1208,7 @@ fn host_command(private: &Path, mode: ExecMode, command: &[String]) -> Command {
         _ => {
             let mut words = command.to_vec();
             if let Some(p) = inside(&command[0]) {
-                words[0] = shell_quote(&p.to_string_lossy());
+                words[0] = crate::act::command::quote(&p.to_string_lossy());
             }
             let mut c = Command::new(shell);
             c.arg("-c").arg(join_command(&words));
@@ -1962,7 +1936,6 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         assert_eq!(join_command(&words), "/etc/init.d/S10foo start '' ");
-        assert_eq!(shell_quote("a'b c"), r"'a'\''b c'");
     }
 
     #[test]
