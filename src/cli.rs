@@ -211,10 +211,10 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
         write_plan(&mut out, config, &services, &node, &plan)
     };
     // A closed pipe (`converge plan | head`) is not an error worth a message.
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("cannot write the plan: {e}"));
-        }
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(format!("cannot write the plan: {e}"));
     }
     Ok(if plan.is_converged() {
         exit::OK
@@ -249,10 +249,10 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     } else {
         write_report(&mut out, &report)
     };
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("cannot write the report: {e}"));
-        }
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(format!("cannot write the report: {e}"));
     }
     Ok(report.exit_code())
 }
@@ -314,10 +314,10 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
 
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
     // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
-    if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, ")) {
-        if let Some(view) = crate::controller::daemon::read_view(&config.state_dir) {
-            return daemon_status(&holder, &view, json);
-        }
+    if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, "))
+        && let Some(view) = crate::controller::daemon::read_view(&config.state_dir)
+    {
+        return daemon_status(&holder, &view, json);
     }
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
@@ -332,10 +332,10 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     } else {
         write_status(&mut out, &node, &statuses)
     };
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("cannot write the status: {e}"));
-        }
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(format!("cannot write the status: {e}"));
     }
     Ok(if statuses.iter().all(|s| s.converged) {
         exit::OK
@@ -357,10 +357,10 @@ fn daemon_status(
     } else {
         write_daemon_view(&mut out, holder, view)
     };
-    if let Err(e) = written {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(format!("cannot write the status: {e}"));
-        }
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(format!("cannot write the status: {e}"));
     }
     let converged = view
         .services

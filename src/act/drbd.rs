@@ -44,14 +44,13 @@ async fn state_change(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(), ActErr
             Some(EXIT_STATE_CHANGE) if attempt < RETRIES => {
                 // A peer that became Primary meanwhile is a refusal to respect, not a
                 // transient state change to wait out.
-                if verb == "primary" {
-                    if let (_, Some(peer)) = local_and_peer_roles(ctx, res).await? {
-                        if !spec(ctx).is_some_and(|s| s.allow_two_primaries) {
-                            return Err(ctx.blocked(format!(
+                if verb == "primary"
+                    && let (_, Some(peer)) = local_and_peer_roles(ctx, res).await?
+                    && !spec(ctx).is_some_and(|s| s.allow_two_primaries)
+                {
+                    return Err(ctx.blocked(format!(
                                 "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
                             )));
-                        }
-                    }
                 }
                 ctx.log.info(format_args!(
                     "{}; retry {attempt}/{} in 1s",

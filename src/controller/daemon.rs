@@ -330,11 +330,11 @@ impl Daemon {
         let changed = matches!(trigger, Trigger::Manifests { .. }) || !names.is_empty();
         for name in names {
             // A manifest change is a new request: retry it now, whatever the backoff said.
-            if matches!(trigger, Trigger::Manifests { .. }) {
-                if let Some(entry) = self.entries.get_mut(&name) {
-                    entry.failures = 0;
-                    entry.retry_at = None;
-                }
+            if matches!(trigger, Trigger::Manifests { .. })
+                && let Some(entry) = self.entries.get_mut(&name)
+            {
+                entry.failures = 0;
+                entry.retry_at = None;
             }
             self.queue(&name, &reason);
         }

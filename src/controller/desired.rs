@@ -83,11 +83,11 @@ impl DesiredSet {
         let broken: BTreeSet<PathBuf> = errors.iter().map(|e| e.file.clone()).collect();
         let mut kept: Vec<&Service> = Vec::new();
         for path in &broken {
-            if let Some(old) = self.by_file.get(path) {
-                if !next.contains_key(path) {
-                    next.insert(path.clone(), old.clone());
-                    kept.push(old);
-                }
+            if let Some(old) = self.by_file.get(path)
+                && !next.contains_key(path)
+            {
+                next.insert(path.clone(), old.clone());
+                kept.push(old);
             }
         }
         // The directory's own checks (one name, one DRBD resource, mount point or container per

@@ -321,10 +321,10 @@ async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &Trigger
                 resource: resource.to_string(),
             })
         };
-        if let Some(trigger) = trigger {
-            if tx.send(trigger).is_err() {
-                return Ended::Stop;
-            }
+        if let Some(trigger) = trigger
+            && tx.send(trigger).is_err()
+        {
+            return Ended::Stop;
         }
     }
 }

@@ -129,10 +129,10 @@ impl ManifestWatcher {
 impl Drop for ManifestWatcher {
     fn drop(&mut self) {
         let _ = self.control.send(Msg::Stop);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the watcher of {} panicked", self.path.display());
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the watcher of {} panicked", self.path.display());
         }
     }
 }
@@ -562,10 +562,10 @@ impl Worker {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     pending = None;
-                    if !self.settled {
-                        if let Some(swap) = self.refresh() {
-                            reasons.add_first(swap);
-                        }
+                    if !self.settled
+                        && let Some(swap) = self.refresh()
+                    {
+                        reasons.add_first(swap);
                     }
                     let reason = reasons.take();
                     tracing::debug!("manifests changed: {reason}");
@@ -766,11 +766,11 @@ pub fn check_permissions(dir: &Path) -> Result<(), WatchError> {
             continue;
         }
         check_one("manifest", &real, &meta, euid)?;
-        if let Some(parent) = real.parent() {
-            if dirs_checked.insert(parent.to_path_buf()) {
-                let meta = fs::metadata(parent).map_err(stat(parent))?;
-                check_one("directory holding manifest", parent, &meta, euid)?;
-            }
+        if let Some(parent) = real.parent()
+            && dirs_checked.insert(parent.to_path_buf())
+        {
+            let meta = fs::metadata(parent).map_err(stat(parent))?;
+            check_one("directory holding manifest", parent, &meta, euid)?;
         }
     }
     Ok(())

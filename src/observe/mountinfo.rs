@@ -1295,12 +1295,12 @@ mod tests {
             let mut out = Vec::new();
             let mut i = 0;
             while let Some(&b) = bytes.get(i) {
-                if b == b'\\' {
-                    if let Some(value) = bytes.get(i + 1..i + 4).and_then(octal_byte) {
-                        out.push(value);
-                        i += 4;
-                        continue;
-                    }
+                if b == b'\\'
+                    && let Some(value) = bytes.get(i + 1..i + 4).and_then(octal_byte)
+                {
+                    out.push(value);
+                    i += 4;
+                    continue;
                 }
                 out.push(b);
                 i += 1;
@@ -1389,7 +1389,7 @@ mod tests {
         let mut next = xorshift(0x853c_49e6_748f_ea9b);
         let mut pick = |(valid, invalid): Choices| {
             let n = next();
-            if n % 16 == 0 && !invalid.is_empty() {
+            if n.is_multiple_of(16) && !invalid.is_empty() {
                 invalid[(n / 16) % invalid.len()]
             } else {
                 valid[(n / 16) % valid.len()]

@@ -171,14 +171,14 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             self.primary.insert(res);
             return;
         }
-        if !spec.allow_two_primaries {
-            if let Some(peer) = drbd.primary_peer_name() {
-                self.refuse(
+        if !spec.allow_two_primaries
+            && let Some(peer) = drbd.primary_peer_name()
+        {
+            self.refuse(
                     resource,
                     format!("peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"),
                 );
-                return;
-            }
+            return;
         }
         if !drbd.has_up_to_date_data() {
             let disks: Vec<String> = drbd.devices.iter().map(|d| d.disk.to_string()).collect();

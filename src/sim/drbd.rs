@@ -875,10 +875,11 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                 }
                 // DRBD would refuse the peer's promotion (or drop the connection) rather than let
                 // two primaries meet.
-                if let Some(res) = state.resources.get(&name) {
-                    if res.role == Role::Primary && conflicting_primary(res, &peer) {
-                        return Err(refused(&name, SS_TWO_PRIMARIES));
-                    }
+                if let Some(res) = state.resources.get(&name)
+                    && res.role == Role::Primary
+                    && conflicting_primary(res, &peer)
+                {
+                    return Err(refused(&name, SS_TWO_PRIMARIES));
                 }
                 state.peers.insert(name.clone(), peer);
                 Ok(())
@@ -1198,10 +1199,10 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
                 format::status_text(&state, filter, opts, &mut open)
             };
             let _ = write!(out, "{text}");
-            if let Some(name) = filter {
-                if !state.resources.contains_key(name) {
-                    return Err(no_such_resource(name));
-                }
+            if let Some(name) = filter
+                && !state.resources.contains_key(name)
+            {
+                return Err(no_such_resource(name));
             }
         }
         "show" => {
