@@ -362,15 +362,21 @@ fn daemon_status(
     {
         return Err(format!("cannot write the status: {e}"));
     }
+    Ok(daemon_exit_code(view))
+}
+
+/// `converge status`'s exit code from a daemon's view: 0 only when every service is converged
+/// and settled, and the manifest directory has no error.
+fn daemon_exit_code(view: &crate::controller::daemon::DaemonView) -> u8 {
     let converged = view
         .services
         .iter()
-        .all(|s| s.converged != Some(false) && s.result != "orphaned");
-    Ok(if view.errors.is_empty() && converged {
+        .all(|s| s.converged != Some(false) && s.result.is_settled());
+    if view.errors.is_empty() && converged {
         exit::OK
     } else {
         exit::CHANGES
-    })
+    }
 }
 
 /// The daemon's view: what it holds in force, and how each service fared.

@@ -240,6 +240,29 @@ fn deleted_manifest_without_prune_leaves_the_service_orphaned() {
 }
 
 #[test]
+fn regression_status_exits_2_while_a_service_is_orphaned() {
+    // `converge status` compared the daemon's result with "orphaned" while the daemon wrote
+    // "orphaned: manifest deleted, …": it said all was well (exit 0) beside an orphan.
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "a", "up");
+    app_manifest(&sb, &dir, "b", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    let status = || sb.converge(&["status", dir.to_str().expect("utf-8")]);
+    eventually("both up and converged", || {
+        status().status.code() == Some(0)
+    });
+    fs::remove_file(dir.join("b.yaml")).expect("delete");
+    eventually("b reported orphaned", || view(&sb).contains("orphaned"));
+    let out = status();
+    let shown = text(&out.stdout);
+    assert!(shown.contains("orphaned: manifest deleted"), "{shown}");
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
 fn deleted_manifest_with_prune_is_brought_down_but_an_emptied_directory_is_not() {
     let sb = Sandbox::new();
     daemon_config(&sb, "prune: true\n");

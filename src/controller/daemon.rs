@@ -61,11 +61,81 @@ pub struct ServiceView {
     /// Aggregate status at the last observation (up, down, warn, n/a, stdby up).
     pub status: Option<String>,
     pub converged: Option<bool>,
-    /// converged, blocked: …, failed: …, interrupted, orphaned, running.
-    pub result: String,
+    pub result: ServiceResult,
     pub last_reconcile: Option<String>,
     pub next_retry: Option<String>,
     pub source: PathBuf,
+}
+
+/// Where a service stands with the daemon. Serialized with a stable tag (`"kind"`), so that
+/// `converge status` (and any other reader of `daemon.json`) matches on the kind, never on text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceResult {
+    /// In force, not looked at yet.
+    #[default]
+    Pending,
+    /// A reconcile is running.
+    Running,
+    Converged,
+    /// A safety rule refused, or something it depends on cannot be observed.
+    Blocked {
+        reason: String,
+    },
+    /// An action failed; retried after a backoff.
+    Failed {
+        error: String,
+        rolled_back: bool,
+    },
+    /// The daemon stopped between two steps.
+    Interrupted,
+    /// Its manifest was deleted and `prune` is off: left as it is, no longer reconciled.
+    Orphaned,
+}
+
+impl ServiceResult {
+    /// What a reconcile's outcome leaves the service as.
+    pub fn of(outcome: &Outcome) -> ServiceResult {
+        match outcome {
+            Outcome::Converged { .. } => ServiceResult::Converged,
+            Outcome::Blocked { reason, .. } => ServiceResult::Blocked {
+                reason: reason.clone(),
+            },
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => ServiceResult::Failed {
+                error: error.clone(),
+                rolled_back: *rolled_back,
+            },
+            Outcome::Interrupted { .. } => ServiceResult::Interrupted,
+        }
+    }
+
+    /// Whether the service is where its manifest wants it, as far as the daemon knows; an
+    /// orphan is not: nothing keeps it anywhere.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, ServiceResult::Orphaned)
+    }
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceResult::Pending => f.write_str("pending"),
+            ServiceResult::Running => f.write_str("running"),
+            ServiceResult::Converged => f.write_str("converged"),
+            ServiceResult::Blocked { reason } => write!(f, "blocked: {reason}"),
+            ServiceResult::Failed { error, rolled_back } => write!(
+                f,
+                "failed: {error}{}",
+                if *rolled_back { " (rolled back)" } else { "" }
+            ),
+            ServiceResult::Interrupted => f.write_str("interrupted"),
+            ServiceResult::Orphaned => {
+                f.write_str("orphaned: manifest deleted, left as it is (prune: false)")
+            }
+        }
+    }
 }
 
 /// Per service bookkeeping.
@@ -232,8 +302,8 @@ impl Daemon {
                 entry.view.converged = Some(converged);
                 changed = true;
             }
-            if converged && !entry.running && entry.view.result != "converged" {
-                entry.view.result = "converged".into();
+            if converged && !entry.running && entry.view.result != ServiceResult::Converged {
+                entry.view.result = ServiceResult::Converged;
                 changed = true;
             }
         }
@@ -462,14 +532,13 @@ impl Daemon {
         }
         // A blocked service is looked at again on every event and resync, and stays blocked
         // for as long as the cause lasts: said once, then quiet until something changes.
-        let still_blocked = entry
-            .view
-            .result
-            .strip_prefix("blocked: ")
-            .map(str::to_string);
+        let still_blocked = match &entry.view.result {
+            ServiceResult::Blocked { reason } => Some(reason.clone()),
+            _ => None,
+        };
         entry.running = true;
         entry.again = false;
-        entry.view.result = "running".into();
+        entry.view.result = ServiceResult::Running;
         // Why, for the operator; the reconcile itself never learns it.
         if still_blocked.is_some() {
             tracing::debug!(service = %name, "reconcile: {reason}");
@@ -507,19 +576,10 @@ impl Daemon {
             entry.view.converged = Some(converged);
         }
         entry.view.next_retry = None;
-        entry.view.result = match &outcome {
-            Outcome::Converged { .. } => {
-                entry.failures = 0;
-                "converged".into()
-            }
-            Outcome::Blocked { reason, .. } => {
-                entry.failures = 0;
-                format!("blocked: {reason}")
-            }
-            Outcome::Interrupted { .. } => "interrupted".into(),
-            Outcome::Failed {
-                error, rolled_back, ..
-            } => {
+        match &outcome {
+            Outcome::Converged { .. } | Outcome::Blocked { .. } => entry.failures = 0,
+            Outcome::Interrupted { .. } => {}
+            Outcome::Failed { .. } => {
                 entry.failures += 1;
                 let delay = backoff(entry.failures, jitter_seed(&name, entry.failures));
                 entry.retry_at = Some(tokio::time::Instant::now() + delay);
@@ -532,12 +592,9 @@ impl Daemon {
                     tokio::time::sleep(delay).await;
                     let _ = tx.send(Message::Retry { service });
                 });
-                format!(
-                    "failed: {error}{}",
-                    if *rolled_back { " (rolled back)" } else { "" }
-                )
             }
-        };
+        }
+        entry.view.result = ServiceResult::of(&outcome);
         let again = std::mem::take(&mut entry.again);
         if pruned_down {
             tracing::info!(service = %name, "pruned service is down: forgotten");
@@ -565,16 +622,13 @@ impl Daemon {
                 service.desired_here(&self.config.node).to_string()
             };
             view.source = service.source.clone();
-            if view.result.is_empty() {
-                view.result = "pending".into();
-            }
             services.push(view);
         }
         for orphan in self.desired.orphans().filter(|o| !o.pruning) {
             services.push(ServiceView {
                 service: orphan.service.name.clone(),
                 desired: "orphaned".into(),
-                result: "orphaned: manifest deleted, left as it is (prune: false)".into(),
+                result: ServiceResult::Orphaned,
                 source: orphan.service.source.clone(),
                 ..ServiceView::default()
             });
@@ -690,6 +744,42 @@ pub fn read_view(state_dir: &Path) -> Option<DaemonView> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn results_are_tagged_by_kind_and_round_trip() {
+        let results = [
+            (ServiceResult::Pending, r#"{"kind":"pending"}"#),
+            (ServiceResult::Orphaned, r#"{"kind":"orphaned"}"#),
+            (
+                ServiceResult::Blocked {
+                    reason: "drbd#0: peer deb2 is Primary".into(),
+                },
+                r#"{"kind":"blocked","reason":"drbd#0: peer deb2 is Primary"}"#,
+            ),
+            (
+                ServiceResult::Failed {
+                    error: "fs#1: mount exited 32".into(),
+                    rolled_back: true,
+                },
+                r#"{"kind":"failed","error":"fs#1: mount exited 32","rolled_back":true}"#,
+            ),
+        ];
+        for (result, json) in results {
+            assert_eq!(serde_json::to_string(&result).expect("encode"), json);
+            let back: ServiceResult = serde_json::from_str(json).expect("decode");
+            assert_eq!(back, result);
+        }
+        assert!(!ServiceResult::Orphaned.is_settled());
+        assert!(ServiceResult::Converged.is_settled());
+        assert_eq!(
+            ServiceResult::Failed {
+                error: "e".into(),
+                rolled_back: true
+            }
+            .to_string(),
+            "failed: e (rolled back)"
+        );
+    }
 
     #[test]
     fn backoff_doubles_to_five_minutes_with_bounded_jitter() {
