@@ -155,6 +155,7 @@ fn converged_node() -> NodeState {
         vz: Observed::Ok(vz),
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
+        scripts: BTreeMap::new(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use converge::config::Config;
 use converge::manifest::Service;
 use converge::manifest::load::parse_manifest;
-use converge::observe::runner::observe;
+use converge::observe::runner::Observer;
 use converge::state::record_app_start;
 use converge::status::statuses;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -30,17 +30,19 @@ fn benches(c: &mut Criterion) {
         state_dir: tmp.path().join("state"),
         ..Config::default()
     };
+    let state_dir = config.state_dir.clone();
     let services = services(1000);
     for service in &services {
         let rid = service.resources[0].id;
-        record_app_start(&config.state_dir, &service.name, rid).expect("record");
+        record_app_start(&state_dir, &service.name, rid).expect("record");
     }
+    let observer = Observer::new(std::sync::Arc::new(config));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let converged = runtime.block_on(async {
-        let node = observe(&config, &services).await;
+        let node = observer.observe(&services).await;
         statuses(&services, &node)
             .iter()
             .filter(|s| s.converged)
@@ -54,7 +56,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("resync/1000 converged app services", |b| {
         b.iter(|| {
             runtime.block_on(async {
-                let node = observe(&config, &services).await;
+                let node = observer.observe(&services).await;
                 statuses(&services, &node)
             })
         });

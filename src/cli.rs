@@ -6,12 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::act::command::describe;
+use crate::command;
 use crate::config::Config;
 use crate::controller::lock;
 use crate::controller::once::{self, Outcome};
 use crate::manifest::{self, Service};
-use crate::observe::{NodeState, Observed, runner};
+use crate::observe::runner::Observer;
+use crate::observe::{NodeState, Observed};
 use crate::plan::{self, Plan};
 use crate::status::ServiceStatus;
 
@@ -199,7 +200,8 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
             return Ok(exit::ERROR);
         }
     };
-    let node = runtime()?.block_on(runner::observe(config, &services));
+    let observer = Observer::new(std::sync::Arc::new(config.clone()));
+    let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
     let mut out = std::io::stdout().lock();
     let written = if json {
@@ -240,7 +242,8 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     crate::act::log::init(json, false);
     migrate_state(&config);
-    let report = runtime()?.block_on(once::reconcile_once(std::sync::Arc::new(config), services));
+    let observer = std::sync::Arc::new(Observer::new(std::sync::Arc::new(config)));
+    let report = runtime()?.block_on(once::reconcile_once(observer, services));
     let mut out = std::io::stdout().lock();
     let written = if json {
         serde_json::to_writer(&mut out, &report)
@@ -322,7 +325,8 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
-    let node = runtime()?.block_on(runner::observe(config, &services));
+    let observer = Observer::new(std::sync::Arc::new(config.clone()));
+    let node = runtime()?.block_on(observer.observe(&services));
     let statuses: Vec<ServiceStatus> = crate::status::statuses(&services, &node);
     let mut out = std::io::stdout().lock();
     let written = if json {
@@ -488,7 +492,9 @@ pub fn write_plan(
         )?;
         for step in &sp.steps {
             let label = step.rid.to_string();
-            for (i, line) in describe(step, service, &config.commands).iter().enumerate() {
+            let scripts = node.scripts_of(&service.name, step.rid);
+            let program = command::for_step(step, service, &config.commands, scripts);
+            for (i, line) in program.lines().iter().enumerate() {
                 if i == 0 {
                     writeln!(out, "  + {label:<12} {line}    # {}", step.reason)?;
                 } else {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::controller::once::reconcile_once;
 use crate::manifest;
-use crate::observe::runner::observe;
+use crate::observe::runner::Observer;
 use crate::sim::sandbox::{
     Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
 };
@@ -162,7 +162,9 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
         // SAFETY: no other thread runs yet (the async runtime starts below).
         unsafe { std::env::set_var(key, value) };
     }
-    let config = Arc::new(Config::load(Some(&sandbox.config)).map_err(|e| e.to_string())?);
+    let config = Config::load(Some(&sandbox.config)).map_err(|e| e.to_string())?;
+    let manifests = config.manifests.clone();
+    let observer = Arc::new(Observer::new(Arc::new(config)));
     crate::act::log::init(false, false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -171,16 +173,16 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
     let mut worst = 0;
     for state in ["up", "down"] {
         sandbox.set_state(state).map_err(|e| e.to_string())?;
-        let services = manifest::load_dir(&config.manifests)
+        let services = manifest::load_dir(&manifests)
             .map_err(|e| e.to_string())?
             .services;
         println!(
             "\n== converge reconcile --once   ({} state: {state})\n",
             sandbox.service
         );
-        let report = runtime.block_on(reconcile_once(Arc::clone(&config), services.clone()));
+        let report = runtime.block_on(reconcile_once(Arc::clone(&observer), services.clone()));
         worst = worst.max(report.exit_code());
-        let node = runtime.block_on(observe(&config, &services));
+        let node = runtime.block_on(observer.observe(&services));
         let statuses = crate::status::statuses(&services, &node);
         let mut out = std::io::stdout().lock();
         crate::cli::write_report(&mut out, &report)

@@ -7,6 +7,7 @@
 
 pub mod act;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod controller;
 pub mod demo;

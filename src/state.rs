@@ -4,10 +4,12 @@
 //! running?" is taken as up from a successful start until it is stopped, its container starts
 //! or stops, or the node reboots (the record names the boot it belongs to).
 //!
-//! Records are written atomically (temp file + rename), so a crash leaves the old record or the
-//! new one, never half of one. App records live in `state_dir/app-records`, one file each,
-//! named after the service and the resource: `web@app-0.start.json` (the start of `app#0` of
-//! `web`), `web@app-0.scripts.json` (the cached listing of its scripts inside the container).
+//! Records are written atomically and durably ([`write_atomic`]), so a crash or a power cut
+//! leaves the old record or the new one, never half of one. App records live in
+//! `state_dir/app-records`, one file each, named after the service and the resource:
+//! `web@app-0.start.json` is the start of `app#0` of `web`.
+//!
+//! Only the holder of the instance lock writes here; observation only reads.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
@@ -47,7 +49,8 @@ const RECORDS_DIR: &str = "app-records";
 
 /// What a record holds, as the last part of its file name.
 const START_SUFFIX: &str = ".start.json";
-const SCRIPTS_SUFFIX: &str = ".scripts.json";
+/// Script listings that earlier versions cached on disk (now kept in memory).
+const OBSOLETE_SCRIPTS_SUFFIX: &str = ".scripts.json";
 
 /// Above this many records wanted at once, one listing of the records directory is cheaper than
 /// reading each file (a read is an open, a stat, two reads and a close).
@@ -271,28 +274,8 @@ pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
     }
 }
 
-fn script_names_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
-    records_dir(state_dir).join(record_name(service, rid, SCRIPTS_SUFFIX))
-}
-
-/// The cached listing of an app's scripts directory inside its container.
-pub fn script_names(state_dir: &Path, service: &str, rid: ResourceId) -> Option<Vec<String>> {
-    let text = std::fs::read(script_names_path(state_dir, service, rid)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-pub fn save_script_names(
-    state_dir: &Path,
-    service: &str,
-    rid: ResourceId,
-    names: &[String],
-) -> io::Result<()> {
-    let json = serde_json::to_vec(names).map_err(io::Error::other)?;
-    write_atomic(&script_names_path(state_dir, service, rid), &json)
-}
-
-/// Forgets every app start of a service, and the cached listings of its scripts: its container
-/// started or stopped, so whatever ran inside is gone (and its files may have changed).
+/// Forgets every app start of a service: its container started or stopped, so whatever ran
+/// inside is gone.
 pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
     let dir = records_dir(state_dir);
     let prefix = service_prefix(service);
@@ -327,9 +310,12 @@ const LEGACY_APPS_DIR: &str = "apps";
 
 /// Moves app records of the former layout (`state_dir/apps/SERVICE/…`) into the records
 /// directory, so that an upgrade does not take every started app for stopped (and start it
-/// again). Only the holder of the lock may call this: a converge of the former version still
-/// running would lose its records. Returns how many records moved.
+/// again), and removes the caches earlier versions kept on disk (script listings, the DRBD
+/// 8.x minor map), which are now kept in memory. Only the holder of the lock may call this: a
+/// converge of a former version still running would lose its records. Returns how many records
+/// moved.
 pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
+    remove_obsolete_caches(state_dir)?;
     let legacy = state_dir.join(LEGACY_APPS_DIR);
     let services = match std::fs::read_dir(&legacy) {
         Ok(services) => services,
@@ -353,14 +339,16 @@ pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
                 std::fs::remove_file(record.path())?;
                 continue;
             }
-            let new_name = match file.strip_suffix(SCRIPTS_SUFFIX) {
-                Some(rid) => format!("{}{rid}{SCRIPTS_SUFFIX}", service_prefix(&name)),
-                None => match file.strip_suffix(".json") {
-                    Some(rid) => format!("{}{rid}{START_SUFFIX}", service_prefix(&name)),
-                    // Not converge's: left where it is.
-                    None => continue,
-                },
+            if file.ends_with(OBSOLETE_SCRIPTS_SUFFIX) {
+                // A cache, not a record: listed again when needed.
+                std::fs::remove_file(record.path())?;
+                continue;
+            }
+            let Some(rid) = file.strip_suffix(".json") else {
+                // Not converge's: left where it is.
+                continue;
             };
+            let new_name = format!("{}{rid}{START_SUFFIX}", service_prefix(&name));
             std::fs::rename(record.path(), dir.join(new_name))?;
             moved += 1;
         }
@@ -371,59 +359,28 @@ pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
     Ok(moved)
 }
 
-/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
-pub const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
-
-/// DRBD 8.x resource names → minors (per volume), and the configuration they were read from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MinorMap {
-    pub stamp: String,
-    pub minors: std::collections::BTreeMap<String, Vec<u32>>,
-}
-
-/// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
-/// every file in /etc/drbd.d. Any edit changes it.
-pub fn drbd_config_stamp() -> String {
-    let mut parts = Vec::new();
-    let mut add = |path: &Path| {
-        if let Ok(meta) = std::fs::metadata(path) {
-            let mtime = meta
-                .modified()
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            parts.push(format!(
-                "{}:{}:{}",
-                path.display(),
-                meta.len(),
-                mtime.map_or(0, |d| d.as_nanos())
-            ));
-        }
+/// Removes what earlier versions cached in `state_dir` and no longer read.
+fn remove_obsolete_caches(state_dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(state_dir.join("drbd-minors.json")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let entries = match std::fs::read_dir(records_dir(state_dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     };
-    for root in DRBD_CONFIG_FILES {
-        let root = Path::new(root);
-        add(root);
-        if let Ok(entries) = std::fs::read_dir(root) {
-            let mut files: Vec<PathBuf> =
-                entries.filter_map(Result::ok).map(|e| e.path()).collect();
-            files.sort();
-            files.iter().for_each(|f| add(f));
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .as_bytes()
+            .ends_with(OBSOLETE_SCRIPTS_SUFFIX.as_bytes())
+        {
+            std::fs::remove_file(entry.path())?;
         }
     }
-    parts.join("|")
-}
-
-fn minor_map_path(state_dir: &Path) -> PathBuf {
-    state_dir.join("drbd-minors.json")
-}
-
-pub fn load_minor_map(state_dir: &Path) -> Option<MinorMap> {
-    let text = std::fs::read(minor_map_path(state_dir)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
-pub fn save_minor_map(state_dir: &Path, map: &MinorMap) -> io::Result<()> {
-    let json = serde_json::to_vec(map).map_err(io::Error::other)?;
-    write_atomic(&minor_map_path(state_dir), &json)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -595,7 +552,7 @@ mod tests {
         std::fs::write(legacy.join("app-0.json"), &record).expect("write");
         std::fs::write(legacy.join("app-0.scripts.json"), r#"["C10x"]"#).expect("write");
         std::fs::write(legacy.join(".app-1.json.tmp.42"), "half").expect("write");
-        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 2);
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 1);
         assert!(
             !legacy.join(".app-1.json.tmp.42").exists(),
             "half a write is dropped"
@@ -605,9 +562,11 @@ mod tests {
             start_of(dir.path(), "web", rid).map(|r| r.started_at),
             Some(7)
         );
-        assert_eq!(
-            script_names(dir.path(), "web", rid),
-            Some(vec!["C10x".to_string()])
+        assert!(
+            !records_dir(dir.path())
+                .join("web@app-0.scripts.json")
+                .exists(),
+            "a cached listing is not a record: dropped"
         );
         assert!(
             !dir.path().join("apps").exists(),
@@ -623,32 +582,17 @@ mod tests {
     }
 
     #[test]
-    fn script_listings_are_cached_until_the_container_starts_or_stops() {
+    fn caches_of_earlier_versions_are_removed_and_records_kept() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rid = ResourceId::new(Kind::App, 0);
-        assert_eq!(script_names(dir.path(), "svc", rid), None);
-        save_script_names(dir.path(), "svc", rid, &["C10foo".into(), "S10foo".into()])
-            .expect("save");
-        assert_eq!(
-            script_names(dir.path(), "svc", rid),
-            Some(vec!["C10foo".into(), "S10foo".into()])
-        );
-        forget_service_apps(dir.path(), "svc").expect("forget");
-        assert_eq!(script_names(dir.path(), "svc", rid), None);
-    }
-
-    #[test]
-    fn minor_map_round_trips() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        assert_eq!(load_minor_map(dir.path()), None);
-        let map = MinorMap {
-            stamp: drbd_config_stamp(),
-            minors: [("data".to_string(), vec![0, 1])].into_iter().collect(),
-        };
-        save_minor_map(dir.path(), &map).expect("save");
-        assert_eq!(load_minor_map(dir.path()), Some(map));
-        // The stamp is stable while nothing changes.
-        assert_eq!(drbd_config_stamp(), drbd_config_stamp());
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        let listing = records_dir(dir.path()).join("svc@app-0.scripts.json");
+        std::fs::write(&listing, r#"["C10foo"]"#).expect("write");
+        let minors = dir.path().join("drbd-minors.json");
+        std::fs::write(&minors, "{}").expect("write");
+        migrate_legacy_records(dir.path()).expect("migrate");
+        assert!(!listing.exists() && !minors.exists());
+        assert!(start_of(dir.path(), "svc", rid).is_some());
     }
 
     #[test]

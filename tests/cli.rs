@@ -82,7 +82,7 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
         "e2fsck -p /dev/drbd0".to_string(),
         format!("mount -t ext3 -o defaults /dev/drbd0 {mnt}"),
         "+ container#0  vzctl start 101".to_string(),
-        "+ app#0        vzctl exec2 101 /svc/etc/init.d/S* start (each script in name order)"
+        "+ app#0        vzctl exec2 101 /svc/etc/init.d/S* start (each script in name order; /svc/etc/init.d is listed once the container runs)"
             .to_string(),
         "Plan: 6 actions in 1 service, 0 blocked, 0 converged.".to_string(),
     ] {
@@ -103,6 +103,87 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
         "drbd_up"
     );
     assert_eq!(doc["node"]["vz"]["value"]["101"], "stopped");
+}
+
+#[test]
+fn regression_plan_shows_each_script_a_start_runs() {
+    // `plan` showed `S*` while the executor ran the scripts it found: now both list them.
+    let sb = Sandbox::new();
+    let scripts = sb.path("app.d");
+    for name in ["S20second", "S10first", "K10stop", "C10check", "S30backup~"] {
+        sb.script(&format!("app.d/{name}"), "exit 1");
+    }
+    let manifests = sb.path("m");
+    sb.write(
+        "m/app.yaml",
+        &format!(
+            "service: app\nstate: up\nresources:\n  app#0:\n    scripts: {}\n",
+            scripts.display()
+        ),
+    );
+    let out = converge(
+        &sb.config(""),
+        &["plan", manifests.to_str().expect("utf-8")],
+    );
+    assert_no_panic(&out);
+    let stdout = text(&out.stdout);
+    let first = format!("+ app#0        {}/S10first start    # ", scripts.display());
+    let second = format!("\n                 {}/S20second start\n", scripts.display());
+    assert!(stdout.contains(&first), "{stdout}");
+    assert!(stdout.contains(&second), "{stdout}");
+    assert!(
+        !stdout.contains("S30backup") && !stdout.contains('*'),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn regression_plan_and_status_write_nothing() {
+    // Observation saved the DRBD 8.4 minor map and the script listings inside containers in
+    // state_dir, so `plan` and `status` wrote, beside a daemon that owns that directory.
+    let sb = Sandbox::new();
+    let proc_drbd = sb.write(
+        "proc-drbd",
+        "version: 8.4.11-1 (api:1/proto:86-101)\n 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----\n    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0\n",
+    );
+    let drbdadm = sb.program("drbdadm", "0\n", 0);
+    let vzlist = sb.program("vzlist", "       101 running\n", 0);
+    // `vzctl exec2 101 /bin/ls -1 DIR` lists the scripts; every script run says "up".
+    let vzctl = sb.program("vzctl", "C10check\nS10start\n", 0);
+    let mountinfo = sb.write(
+        "mountinfo",
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n",
+    );
+    let state = sb.path("state");
+    let config = sb.write(
+        "config.yaml",
+        &format!(
+            "node: deb1\nstate_dir: {}\nproc_drbd: {}\nmountinfo: {}\ncommands:\n  drbdadm: {}\n  vzlist: {}\n  vzctl: {}\n",
+            state.display(),
+            proc_drbd.display(),
+            mountinfo.display(),
+            drbdadm.display(),
+            vzlist.display(),
+            vzctl.display()
+        ),
+    );
+    sb.write(
+        "m/svc.yaml",
+        "service: svc\nstate: up\nresources:\n  drbd#0: {res: data}\n  container#0: {type: vz, ctid: 101}\n  app#0: {scripts: /svc/init.d}\n",
+    );
+    let dir = sb.path("m");
+    for command in ["plan", "status"] {
+        let out = converge(&config, &[command, dir.to_str().expect("utf-8")]);
+        assert_no_panic(&out);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{command}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+        assert!(!state.exists(), "{command} wrote to {}", state.display());
+    }
 }
 
 #[test]

@@ -146,7 +146,10 @@ fn dry_run_prints_the_plan_and_runs_nothing() {
     let dir = host_app_service(&sb, "up", "", "10s");
     let (code, out, _) = run(&sb, &dir, &["--dry-run"]);
     assert_eq!(code, 2, "{out}");
-    assert!(out.contains("+ app#0") && out.contains("S* start"), "{out}");
+    assert!(
+        out.contains("+ app#0") && out.contains("/init.d/S10foo start"),
+        "{out}"
+    );
     assert!(!sb.path("marker").exists());
 }
 

@@ -5,57 +5,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::command::shell_line;
 use super::{ActError, Ctx};
+use crate::command::{AppRuns, AppVerb, shell_line};
 use crate::manifest::{AppCommands, AppSpec, Spec};
-use crate::observe::runner::{Listing, list_scripts};
 use crate::state;
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s AppSpec> {
     ctx.spec().and_then(Spec::as_app)
-}
-
-/// (label, argv) of what `start` or `stop` runs, in order.
-async fn commands(ctx: &Ctx<'_>, app: &AppSpec, start: bool) -> Vec<(String, Vec<String>)> {
-    let container = ctx.service.container().map(|c| &c.kind);
-    let commands = &ctx.config.commands;
-    match &app.commands {
-        AppCommands::Scripts(dir) => {
-            let (prefix, arg) = if start { ('S', "start") } else { ('K', "stop") };
-            list_scripts(
-                ctx.config,
-                (&ctx.service.name, ctx.rid),
-                dir,
-                container,
-                prefix,
-                Listing::Fresh,
-            )
-            .await
-            .into_iter()
-            .map(|(name, path)| {
-                (
-                    name,
-                    commands.in_container(container, vec![path, arg.to_string()]),
-                )
-            })
-            .collect()
-        }
-        AppCommands::Argv {
-            start: s, stop: k, ..
-        } => match if start { s } else { k } {
-            Some(argv) => {
-                // The resource id keeps two apps running the same program from sharing a log.
-                let program = argv.first().map(|p| {
-                    std::path::Path::new(p)
-                        .file_name()
-                        .map_or_else(|| p.clone(), |n| n.to_string_lossy().into_owned())
-                });
-                let label = format!("{}-{}", ctx.rid, program.unwrap_or_default());
-                vec![(label, commands.in_container(container, argv.clone()))]
-            }
-            None => Vec::new(),
-        },
-    }
 }
 
 /// `0:00:00.068714`, as the agent prints durations.
@@ -76,13 +32,40 @@ fn log_path(ctx: &Ctx<'_>, script: &str) -> PathBuf {
         .join(format!("svc_{}_{script}.log", ctx.service.name))
 }
 
-async fn run_all(ctx: &Ctx<'_>, start: bool) -> Result<(), ActError> {
+/// Runs an app's start or stop commands, in order; the first failure stops the rest. A start
+/// is recorded when it succeeds, a stop forgets the record.
+pub async fn run(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), ActError> {
+    run_all(ctx, verb, runs).await?;
+    match verb {
+        AppVerb::Start => record_start(ctx),
+        AppVerb::Stop => {
+            if let Err(e) =
+                state::forget_app_start(&ctx.config.state_dir, &ctx.service.name, ctx.rid)
+            {
+                ctx.log
+                    .warn(format_args!("cannot forget the start record: {e}"));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), ActError> {
     let Some(app) = spec(ctx) else {
         return Err(ctx.failed("not an app resource"));
     };
-    let verb = if start { "start" } else { "stop" };
-    let list = commands(ctx, app, start).await;
-    if list.is_empty() {
+    let verb = verb.as_str();
+    let runs = match runs {
+        AppRuns::Listed(runs) => runs,
+        // The executor lists the directory right before acting; this means it could not.
+        AppRuns::Unlisted { dir, .. } => {
+            return Err(ctx.failed(format!(
+                "cannot list the scripts in {} to {verb} them",
+                dir.display()
+            )));
+        }
+    };
+    if runs.is_empty() {
         ctx.log
             .info(format_args!("no {verb} command or script: nothing to run"));
     }
@@ -92,11 +75,12 @@ async fn run_all(ctx: &Ctx<'_>, start: bool) -> Result<(), ActError> {
             ctx.config.log_dir.display()
         )));
     }
-    for (label, argv) in list {
-        ctx.log.info(format_args!("spawn: {}", shell_line(&argv)));
-        let out = ctx.run_quiet(&argv, app.timeout).await?;
-        let path = log_path(ctx, &label);
-        let text = format!("$ {}\n{}{}", shell_line(&argv), out.stdout, out.stderr);
+    for run in runs {
+        let argv = &run.argv;
+        ctx.log.info(format_args!("spawn: {}", shell_line(argv)));
+        let out = ctx.run_quiet(argv, app.timeout).await?;
+        let path = log_path(ctx, &run.label);
+        let text = format!("$ {}\n{}{}", shell_line(argv), out.stdout, out.stderr);
         if let Err(e) = std::fs::write(&path, text) {
             ctx.log
                 .warn(format_args!("cannot write {}: {e}", path.display()));
@@ -118,7 +102,11 @@ async fn run_all(ctx: &Ctx<'_>, start: bool) -> Result<(), ActError> {
             } else {
                 out.describe_end()
             };
-            return Err(ctx.failed(format!("{label} {verb} {how} (logs in {})", path.display())));
+            return Err(ctx.failed(format!(
+                "{} {verb} {how} (logs in {})",
+                run.label,
+                path.display()
+            )));
         }
     }
     Ok(())
@@ -128,11 +116,10 @@ fn has_check(ctx: &Ctx<'_>) -> bool {
     spec(ctx).is_some_and(|a| !matches!(a.commands, AppCommands::Argv { check: None, .. }))
 }
 
-pub async fn start(ctx: &Ctx<'_>) -> Result<(), ActError> {
-    run_all(ctx, true).await?;
-    // Without a check nothing can observe it later: remember that it started. (A scripts
-    // directory without C* scripts is the same case; the record is then simply unused while
-    // a check exists.)
+/// Without a check nothing can observe the app later: remember that it started. (A scripts
+/// directory without C* scripts is the same case; the record is then simply unused while a
+/// check exists.)
+fn record_start(ctx: &Ctx<'_>) -> Result<(), ActError> {
     if let Err(e) = state::record_app_start(&ctx.config.state_dir, &ctx.service.name, ctx.rid) {
         let message = format!(
             "cannot record the start in {}: {e}",
@@ -143,15 +130,6 @@ pub async fn start(ctx: &Ctx<'_>) -> Result<(), ActError> {
         } else {
             return Err(ctx.failed(message));
         }
-    }
-    Ok(())
-}
-
-pub async fn stop(ctx: &Ctx<'_>) -> Result<(), ActError> {
-    run_all(ctx, false).await?;
-    if let Err(e) = state::forget_app_start(&ctx.config.state_dir, &ctx.service.name, ctx.rid) {
-        ctx.log
-            .warn(format_args!("cannot forget the start record: {e}"));
     }
     Ok(())
 }

@@ -1,92 +1,112 @@
 //! What OpenVZ and LXC containers share: start, then wait for up status and for the container
 //! to be operational (a command runs inside); stop, then wait for down status — each within the
-//! resource's timeouts. [`super::vz`] and [`super::lxc`] supply the commands and the probes.
+//! resource's timeouts. The commands come from [`crate::command`]; the states from the
+//! observer's probe; [`super::lxc`] explains a failed LXC start from its log.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::command::{container_start_argv, container_stop_argv};
-use super::{ActError, Backoff, Ctx, lxc, vz};
-use crate::manifest::{ContainerKind, ContainerSpec, Spec};
+use super::{ActError, Backoff, Ctx, lxc};
+use crate::command::shell_line;
+use crate::manifest::ContainerKind;
 use crate::observe::ContainerState;
+use crate::observe::probe::{LogMark, PROBE_TIMEOUT};
 
-/// Probes run often while waiting; each must answer quickly.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s ContainerSpec> {
-    ctx.spec().and_then(Spec::as_container)
-}
-
-fn start_timeout(ctx: &Ctx<'_>) -> Duration {
-    spec(ctx).map_or(ContainerSpec::DEFAULT_START_TIMEOUT, |s| s.start_timeout)
-}
-
-fn stop_timeout(ctx: &Ctx<'_>) -> Duration {
-    spec(ctx).map_or(ContainerSpec::DEFAULT_STOP_TIMEOUT, |s| s.stop_timeout)
+/// The commands of a container start.
+pub struct StartCommands<'a> {
+    pub start: &'a [String],
+    /// Succeeds once the container can run programs.
+    pub operational: &'a [String],
+    /// Kills what is left of a failed start (LXC).
+    pub abandon: Option<&'a [String]>,
 }
 
 /// The container's state now, as its tool reports it for this one container.
-pub async fn probe_state(
-    ctx: &Ctx<'_>,
-    container: &ContainerKind,
-) -> Result<ContainerState, ActError> {
-    match container {
-        ContainerKind::Vz(ctid) => vz::probe_state(ctx, ctid).await,
-        ContainerKind::Lxc(name) => lxc::probe_state(ctx, name).await,
-    }
+async fn probe_state(ctx: &Ctx<'_>, container: &ContainerKind) -> Result<ContainerState, ActError> {
+    ctx.observer
+        .container_state(container)
+        .await
+        .map_err(|e| ctx.failed(e.to_string()))
 }
 
-/// Whatever ran in the container is gone once it starts or stops: forget recorded app starts.
+/// Whatever ran in the container is gone once it starts or stops: forget recorded app starts
+/// and what is known of its scripts directory.
 fn forget_apps(ctx: &Ctx<'_>) {
+    ctx.observer.forget_scripts(&ctx.service.name);
     if let Err(e) = crate::state::forget_service_apps(&ctx.config.state_dir, &ctx.service.name) {
         ctx.log
             .warn(format_args!("cannot forget the apps' start records: {e}"));
     }
 }
 
-pub async fn start(ctx: &Ctx<'_>, container: &ContainerKind) -> Result<(), ActError> {
+pub async fn start(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    commands: StartCommands<'_>,
+    timeout: Duration,
+) -> Result<(), ActError> {
     forget_apps(ctx);
-    let deadline = Instant::now() + start_timeout(ctx);
+    let deadline = Instant::now() + timeout;
     let mark = log_mark(ctx, container).await;
-    let argv = container_start_argv(&ctx.config.commands, container);
-    let out = ctx.run(&argv, start_timeout(ctx)).await?;
+    let out = ctx.run(commands.start, timeout).await?;
     if !out.success() {
         ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
         let ContainerKind::Lxc(name) = container else {
-            return Err(ctx.ended_badly(&argv, &out));
+            return Err(ctx.ended_badly(commands.start, &out));
         };
         // lxc-start's own words are only "The container failed to start": the cause is in the
         // LXC log.
         let why = mark.as_ref().map(|m| lxc::log_tail(ctx, name, m));
         let error = ctx.failed(format!(
             "container {name} did not start: {} {}{}",
-            super::command::shell_line(&argv),
+            shell_line(commands.start),
             out.describe_end(),
             why.map(|w| format!("; {w}")).unwrap_or_default()
         ));
-        abandon_start(ctx, container).await;
+        abandon_start(ctx, container, commands.abandon).await;
         return Err(error);
     }
-    wait_until_up(ctx, container, deadline, mark.as_ref()).await
+    let waited = wait_until_up(
+        ctx,
+        container,
+        commands.operational,
+        timeout,
+        deadline,
+        mark.as_ref(),
+    )
+    .await;
+    if waited.is_err() {
+        abandon_start(ctx, container, commands.abandon).await;
+    }
+    waited
 }
 
-/// Waits for up status, then until a command runs inside, within `deadline` (default: the
-/// start timeout from now).
+/// A container already starting: waits for up status, then until it is operational, within
+/// `timeout` from now.
 pub async fn wait_up(
     ctx: &Ctx<'_>,
     container: &ContainerKind,
-    deadline: Option<Instant>,
+    operational: &[String],
+    timeout: Duration,
 ) -> Result<(), ActError> {
-    let deadline = deadline.unwrap_or_else(|| Instant::now() + start_timeout(ctx));
+    let deadline = Instant::now() + timeout;
     let mark = log_mark(ctx, container).await;
-    wait_until_up(ctx, container, deadline, mark.as_ref()).await
+    wait_until_up(
+        ctx,
+        container,
+        operational,
+        timeout,
+        deadline,
+        mark.as_ref(),
+    )
+    .await
 }
 
 /// Where the LXC log ends before a start (OpenVZ: no such log).
-async fn log_mark(ctx: &Ctx<'_>, container: &ContainerKind) -> Option<lxc::LogMark> {
+async fn log_mark(ctx: &Ctx<'_>, container: &ContainerKind) -> Option<LogMark> {
     match container {
-        ContainerKind::Lxc(name) => Some(lxc::log_mark(ctx, name).await),
+        ContainerKind::Lxc(name) => Some(ctx.observer.lxc_log_mark(name).await),
         ContainerKind::Vz(_) => None,
     }
 }
@@ -105,23 +125,11 @@ fn start_failed(container: &ContainerKind, state: ContainerState) -> bool {
 async fn wait_until_up(
     ctx: &Ctx<'_>,
     container: &ContainerKind,
+    operational: &[String],
+    timeout: Duration,
     deadline: Instant,
-    mark: Option<&lxc::LogMark>,
+    mark: Option<&LogMark>,
 ) -> Result<(), ActError> {
-    let result = wait_until_up_inner(ctx, container, deadline, mark).await;
-    if result.is_err() {
-        abandon_start(ctx, container).await;
-    }
-    result
-}
-
-async fn wait_until_up_inner(
-    ctx: &Ctx<'_>,
-    container: &ContainerKind,
-    deadline: Instant,
-    mark: Option<&lxc::LogMark>,
-) -> Result<(), ActError> {
-    let timeout = start_timeout(ctx);
     ctx.log.info("wait for container up status");
     let mut backoff = Backoff::until(deadline);
     let last = loop {
@@ -145,13 +153,9 @@ async fn wait_until_up_inner(
         )));
     }
     ctx.log.info("wait for container operational");
-    let argv = ctx
-        .config
-        .commands
-        .in_container(Some(container), vec!["/bin/true".into()]);
     let mut backoff = Backoff::until(deadline);
     loop {
-        if ctx.run_quiet(&argv, PROBE_TIMEOUT).await?.success() {
+        if ctx.run_quiet(operational, PROBE_TIMEOUT).await?.success() {
             return Ok(());
         }
         // An LXC container whose init exits at once is seen running first, then stopped:
@@ -166,7 +170,7 @@ async fn wait_until_up_inner(
             return Err(ctx.failed(format!(
                 "container {} runs but `{}` did not succeed within {}",
                 container.id(),
-                super::command::shell_line(&argv),
+                shell_line(operational),
                 humantime::format_duration(timeout)
             )));
         }
@@ -174,7 +178,7 @@ async fn wait_until_up_inner(
 }
 
 /// "; LXC log PATH: CAUSE" for an LXC container (and the log's tail logged), else nothing.
-fn log_reason(ctx: &Ctx<'_>, container: &ContainerKind, mark: Option<&lxc::LogMark>) -> String {
+fn log_reason(ctx: &Ctx<'_>, container: &ContainerKind, mark: Option<&LogMark>) -> String {
     match (container, mark) {
         (ContainerKind::Lxc(name), Some(mark)) => format!("; {}", lxc::log_tail(ctx, name, mark)),
         _ => String::new(),
@@ -185,7 +189,7 @@ fn died_starting(
     ctx: &Ctx<'_>,
     container: &ContainerKind,
     state: ContainerState,
-    mark: Option<&lxc::LogMark>,
+    mark: Option<&LogMark>,
 ) -> ActError {
     ctx.failed(format!(
         "container {} is {state:?} instead of running: its start failed{}",
@@ -194,11 +198,11 @@ fn died_starting(
     ))
 }
 
-/// After a failed LXC start that will be rolled back: kill what is left of the container, or
-/// it keeps the filesystem under its rootfs busy and the rollback stops at the unmount. Without
-/// rollback the container is left as it is, for the operator to look at. OpenVZ is left alone.
-async fn abandon_start(ctx: &Ctx<'_>, container: &ContainerKind) {
-    let ContainerKind::Lxc(name) = container else {
+/// After a failed start that will be rolled back: kill what is left of the container (LXC:
+/// `abandon`), or it keeps the filesystem under its rootfs busy and the rollback stops at the
+/// unmount. Without rollback the container is left as it is, for the operator to look at.
+async fn abandon_start(ctx: &Ctx<'_>, container: &ContainerKind, abandon: Option<&[String]>) {
+    let Some(abandon) = abandon else {
         return;
     };
     if !ctx.service.rollback {
@@ -213,47 +217,49 @@ async fn abandon_start(ctx: &Ctx<'_>, container: &ContainerKind) {
             return;
         }
     }
-    let argv = lxc::kill_argv(ctx, name);
-    match ctx.run(&argv, PROBE_TIMEOUT).await {
+    match ctx.run(abandon, PROBE_TIMEOUT).await {
         Ok(out) if !out.success() => ctx.log.warn(format_args!(
             "{} {}: {}",
-            super::command::shell_line(&argv),
+            shell_line(abandon),
             out.describe_end(),
             out.last_line()
         )),
         Ok(_) => {}
         Err(e) => ctx.log.warn(e.to_string()),
     }
-    if let Err(e) = wait_down(ctx, container, Some(Instant::now() + PROBE_TIMEOUT)).await {
+    if let Err(e) = wait_down(ctx, container, PROBE_TIMEOUT, None).await {
         ctx.log.warn(e.to_string());
     }
 }
 
-pub async fn stop(ctx: &Ctx<'_>, container: &ContainerKind) -> Result<(), ActError> {
+pub async fn stop(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    stop: &[String],
+    timeout: Duration,
+) -> Result<(), ActError> {
     forget_apps(ctx);
-    let deadline = Instant::now() + stop_timeout(ctx);
-    let argv = container_stop_argv(&ctx.config.commands, container, spec(ctx));
+    let deadline = Instant::now() + timeout;
     // lxc-stop waits up to its -t itself before killing: give it a little more than that.
-    let out = ctx
-        .run(&argv, stop_timeout(ctx) + Duration::from_secs(10))
-        .await?;
+    let out = ctx.run(stop, timeout + Duration::from_secs(10)).await?;
     if !out.success() {
         ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
         // Already stopped is what we wanted; anything else is a failure.
         if probe_state(ctx, container).await? != ContainerState::Running {
-            return wait_down(ctx, container, Some(deadline)).await;
+            return wait_down(ctx, container, timeout, Some(deadline)).await;
         }
-        return Err(ctx.ended_badly(&argv, &out));
+        return Err(ctx.ended_badly(stop, &out));
     }
-    wait_down(ctx, container, Some(deadline)).await
+    wait_down(ctx, container, timeout, Some(deadline)).await
 }
 
+/// Waits for down status until `deadline` (default: `timeout` from now).
 pub async fn wait_down(
     ctx: &Ctx<'_>,
     container: &ContainerKind,
+    timeout: Duration,
     deadline: Option<Instant>,
 ) -> Result<(), ActError> {
-    let timeout = stop_timeout(ctx);
     let deadline = deadline.unwrap_or_else(|| Instant::now() + timeout);
     ctx.log.info("wait for container down status");
     let is_down = |s: ContainerState| {
@@ -269,8 +275,7 @@ pub async fn wait_down(
             break state;
         }
     };
-    let down = is_down(last);
-    if down {
+    if is_down(last) {
         Ok(())
     } else {
         Err(ctx.failed(format!(

@@ -10,11 +10,10 @@
 use std::time::Duration;
 
 use super::{ActError, Ctx};
-use crate::exec::Output;
+use crate::command::DrbdVerb;
 use crate::manifest::{DrbdSpec, Spec};
 use crate::observe::drbd::Role;
-use crate::observe::drbdadm_role::{self, RoleReport};
-use crate::observe::drbdsetup_status;
+use crate::observe::probe::DrbdRoles;
 
 /// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
 pub const DRBDADM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -25,32 +24,34 @@ pub const EXIT_NO_UP_TO_DATE_DATA: i32 = 17;
 const RETRIES: u32 = 10;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
 
-fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s DrbdSpec> {
-    ctx.spec().and_then(Spec::as_drbd)
-}
-
-async fn drbdadm(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(Vec<String>, Output), ActError> {
-    let argv = ctx.config.commands.drbdadm_argv(&[verb, res]);
-    let out = ctx.run(&argv, DRBDADM_TIMEOUT).await?;
-    Ok((argv, out))
+fn allow_two_primaries(ctx: &Ctx<'_>) -> bool {
+    ctx.spec()
+        .and_then(Spec::as_drbd)
+        .is_some_and(|s: &DrbdSpec| s.allow_two_primaries)
 }
 
 /// Runs a state change, retrying DRBD's exit 11 (another state change in progress).
-async fn state_change(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(), ActError> {
+pub async fn state_change(
+    ctx: &Ctx<'_>,
+    verb: DrbdVerb,
+    res: &str,
+    argv: &[String],
+) -> Result<(), ActError> {
+    let verb = verb.as_str();
     for attempt in 1..=RETRIES {
-        let (argv, out) = drbdadm(ctx, verb, res).await?;
+        let out = ctx.run(argv, DRBDADM_TIMEOUT).await?;
         match out.code {
             Some(0) => return Ok(()),
             Some(EXIT_STATE_CHANGE) if attempt < RETRIES => {
                 // A peer that became Primary meanwhile is a refusal to respect, not a
                 // transient state change to wait out.
                 if verb == "primary"
-                    && let (_, Some(peer)) = local_and_peer_roles(ctx, res).await?
-                    && !spec(ctx).is_some_and(|s| s.allow_two_primaries)
+                    && let Some(peer) = primary_peer(ctx, res).await?
+                    && !allow_two_primaries(ctx)
                 {
                     return Err(ctx.blocked(format!(
-                                "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
-                            )));
+                        "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
+                    )));
                 }
                 ctx.log.info(format_args!(
                     "{}; retry {attempt}/{} in 1s",
@@ -67,7 +68,7 @@ async fn state_change(ctx: &Ctx<'_>, verb: &str, res: &str) -> Result<(), ActErr
             }
             _ => {
                 ctx.log.output(&out.stderr);
-                return Err(ctx.ended_badly(&argv, &out));
+                return Err(ctx.ended_badly(argv, &out));
             }
         }
     }
@@ -80,102 +81,55 @@ fn nonempty<'s>(text: &'s str, fallback: &'s str) -> &'s str {
     if text.is_empty() { fallback } else { text }
 }
 
-pub async fn up(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
-    let (argv, out) = drbdadm(ctx, "up", res).await?;
+/// `drbdadm up` or `connect`: one try, judged by its exit code.
+pub async fn run_once(ctx: &Ctx<'_>, argv: &[String]) -> Result<(), ActError> {
+    let out = ctx.run(argv, DRBDADM_TIMEOUT).await?;
     if out.success() {
         return Ok(());
     }
     ctx.log.output(&out.stderr);
-    Err(ctx.ended_badly(&argv, &out))
+    Err(ctx.ended_badly(argv, &out))
 }
 
-pub async fn connect(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
-    let (argv, out) = drbdadm(ctx, "connect", res).await?;
-    if out.success() {
+pub async fn primary(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
+    let (local, peer) = roles(ctx, res).await?;
+    if local == Role::Primary {
+        ctx.log
+            .info(format_args!("drbd resource {res} is already Primary"));
         return Ok(());
     }
-    ctx.log.output(&out.stderr);
-    Err(ctx.ended_badly(&argv, &out))
-}
-
-pub async fn primary(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
-    let allow_two = spec(ctx).is_some_and(|s| s.allow_two_primaries);
-    match local_and_peer_roles(ctx, res).await? {
-        (Role::Primary, _) => {
-            ctx.log
-                .info(format_args!("drbd resource {res} is already Primary"));
-            return Ok(());
-        }
-        (_, Some(peer)) if !allow_two => {
-            return Err(ctx.blocked(format!(
-                "peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
-            )));
-        }
-        _ => {}
+    if let Some(peer) = peer
+        && !allow_two_primaries(ctx)
+    {
+        return Err(ctx.blocked(format!(
+            "peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
+        )));
     }
-    state_change(ctx, "primary", res).await
+    state_change(ctx, DrbdVerb::Primary, res, argv).await
 }
 
-pub async fn secondary(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
-    state_change(ctx, "secondary", res).await
-}
-
-pub async fn down(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
-    state_change(ctx, "down", res).await
+/// The name of a peer that is Primary now, if one is.
+async fn primary_peer(ctx: &Ctx<'_>, res: &str) -> Result<Option<String>, ActError> {
+    roles(ctx, res).await.map(|(_, peer)| peer)
 }
 
 /// The local role and, when a peer is Primary, that peer's name — read fresh.
-async fn local_and_peer_roles(
-    ctx: &Ctx<'_>,
-    res: &str,
-) -> Result<(Role, Option<String>), ActError> {
-    let argv = ctx.config.commands.drbdadm_argv(&["role", res]);
-    let out = ctx.run_quiet(&argv, DRBDADM_TIMEOUT).await?;
-    let report = drbdadm_role::parse(res, &out.stdout, &out.stderr, out.code.unwrap_or(-1))
-        .map_err(|e| ctx.failed(e.to_string()))?;
-    let (local, peers) = match report {
-        RoleReport::Up { local, peers } => (local, peers),
-        RoleReport::NotUp => {
-            return Err(ctx.failed(format!("resource {res} is not up; cannot promote it")));
-        }
-        RoleReport::NotDefined => {
-            return Err(ctx.failed(format!(
-                "resource {res} is not defined in the DRBD configuration of this host"
-            )));
-        }
-    };
-    if peers.contains(&Role::Primary) {
-        return Ok((local, Some("peer".to_string())));
-    }
-    if !peers.is_empty() {
-        // DRBD 8.x: `role` names the peer's role; there is nothing more to read.
-        return Ok((local, None));
-    }
-    // DRBD 9: `role` shows only the local role; the peers are in `status --json`.
-    let argv = vec![
-        ctx.config.commands.drbdsetup.clone(),
-        "status".into(),
-        res.to_string(),
-        "--json".into(),
-    ];
-    let out = ctx.run_quiet(&argv, DRBDADM_TIMEOUT).await?;
-    if !out.success() {
-        return Err(ctx.failed(format!(
-            "cannot read the peers' roles of {res} before promoting: {} {}: {}",
-            argv.join(" "),
-            out.describe_end(),
-            out.last_line()
-        )));
-    }
-    let resources = drbdsetup_status::parse_json(&out.stdout)
-        .map_err(|e| ctx.failed(format!("drbdsetup status {res} --json: {e}")))?;
-    // Not knowing the peers is not the same as knowing none is Primary.
-    let resource = resources.get(res).ok_or_else(|| {
+async fn roles(ctx: &Ctx<'_>, res: &str) -> Result<(Role, Option<String>), ActError> {
+    let roles = ctx.observer.drbd_roles(res).await.map_err(|e| {
         ctx.failed(format!(
-            "drbdsetup status {res} --json does not list resource {res}; cannot tell the peers' roles before promoting"
+            "cannot read the roles of {res} before promoting: {e}"
         ))
     })?;
-    Ok((local, resource.primary_peer_name()))
+    match roles {
+        DrbdRoles::Up {
+            local,
+            primary_peer,
+        } => Ok((local, primary_peer)),
+        DrbdRoles::NotUp => Err(ctx.failed(format!("resource {res} is not up; cannot promote it"))),
+        DrbdRoles::NotDefined => Err(ctx.failed(format!(
+            "resource {res} is not defined in the DRBD configuration of this host"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +143,8 @@ mod tests {
     use super::*;
     use crate::config::{Commands, Config};
     use crate::manifest::{Kind, ResourceId, parse_manifest};
+    use crate::observe::runner::Observer;
+    use crate::plan::{Action, Step};
 
     struct Stubs {
         dir: tempfile::TempDir,
@@ -253,6 +209,17 @@ mod tests {
         )
     }
 
+    /// Runs the planned step `primary data`, as the executor would.
+    async fn promote(stubs: &Stubs, allow_two: bool) -> Result<(), ActError> {
+        let observer = Observer::new(std::sync::Arc::new(stubs.config()));
+        let step = Step {
+            rid: ResourceId::new(Kind::Drbd, 0),
+            action: Action::DrbdPrimary { res: "data".into() },
+            reason: String::new(),
+        };
+        super::super::run_step(&observer, &service(allow_two), &step).await
+    }
+
     fn service(allow_two: bool) -> crate::manifest::Service {
         let text = format!(
             "service: s\nstate: up\nresources:\n  drbd#0:\n    res: data\n    allow_two_primaries: {allow_two}\n"
@@ -264,10 +231,7 @@ mod tests {
     async fn peer_roles_are_read_again_right_before_promoting() {
         // The plan was made when the peer was Secondary; now `status --json` says Primary.
         let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
-        let config = stubs.config();
-        let svc = service(false);
-        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
-        let err = primary(&ctx, "data").await.expect_err("must refuse");
+        let err = promote(&stubs, false).await.expect_err("must refuse");
         assert!(err.is_blocked(), "{err}");
         assert!(err.to_string().contains("peer deb2 is Primary"), "{err}");
         assert_eq!(stubs.primary_calls(), 0, "drbdadm primary was never run");
@@ -276,20 +240,14 @@ mod tests {
     #[tokio::test]
     async fn allow_two_primaries_promotes_beside_a_primary_peer() {
         let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
-        let config = stubs.config();
-        let svc = service(true);
-        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
-        primary(&ctx, "data").await.expect("promoted");
+        promote(&stubs, true).await.expect("promoted");
         assert_eq!(stubs.primary_calls(), 1);
     }
 
     #[tokio::test]
     async fn exit_11_is_retried_then_succeeds() {
         let stubs = Stubs::new("Secondary", &[11, 0], &status_json("Secondary"));
-        let config = stubs.config();
-        let svc = service(false);
-        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
-        primary(&ctx, "data")
+        promote(&stubs, false)
             .await
             .expect("promoted on the second try");
         assert_eq!(stubs.primary_calls(), 2);
@@ -298,10 +256,7 @@ mod tests {
     #[tokio::test]
     async fn exit_17_blocks_and_is_not_retried() {
         let stubs = Stubs::new("Secondary", &[17], &status_json("Secondary"));
-        let config = stubs.config();
-        let svc = service(false);
-        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
-        let err = primary(&ctx, "data").await.expect_err("blocked");
+        let err = promote(&stubs, false).await.expect_err("blocked");
         assert!(
             err.is_blocked() && err.to_string().contains("UpToDate"),
             "{err}"
@@ -312,10 +267,7 @@ mod tests {
     #[tokio::test]
     async fn status_without_the_resource_is_a_failure_not_a_promotion() {
         let stubs = Stubs::new("Secondary", &[0], "[]");
-        let config = stubs.config();
-        let svc = service(false);
-        let ctx = Ctx::new(&config, &svc, ResourceId::new(Kind::Drbd, 0));
-        let err = primary(&ctx, "data")
+        let err = promote(&stubs, false)
             .await
             .expect_err("must not promote blind");
         assert!(

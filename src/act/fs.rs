@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::command::{fsck_argv, mount_argv, shell_line};
 use super::{ActError, Ctx};
+use crate::command::shell_line;
 use crate::manifest::{FsSpec, Spec};
 
 /// A full check of a large filesystem takes long; it is bounded only against a hang.
@@ -34,42 +34,31 @@ pub fn mkdir(ctx: &Ctx<'_>, path: &Path) -> Result<(), ActError> {
         .map_err(|e| ctx.failed(format!("cannot create mount point {}: {e}", path.display())))
 }
 
+/// Runs `fsck` (when given) and judges it: 0 clean, 1 errors corrected; anything else must not
+/// be mounted. Then `mount`.
 pub async fn mount(
     ctx: &Ctx<'_>,
-    dev: &Path,
-    mnt: &Path,
-    fstype: &str,
-    options: &str,
-    fsck: bool,
+    fsck: Option<&[String]>,
+    mount: &[String],
 ) -> Result<(), ActError> {
-    let dev_s = dev.display().to_string();
-    if fsck {
-        let argv = fsck_argv(&ctx.config.commands, &dev_s);
-        let out = ctx.run(&argv, FSCK_TIMEOUT).await?;
+    if let Some(fsck) = fsck {
+        let out = ctx.run(fsck, FSCK_TIMEOUT).await?;
         ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
-        // 0: clean; 1: errors corrected. Anything else must not be mounted.
         if !matches!(out.code, Some(0 | 1)) {
+            let dev = fsck.last().map(String::as_str).unwrap_or_default();
             return Err(ctx.failed(format!(
-                "{} {}; not mounting {} (see the e2fsck output above)",
-                shell_line(&argv),
+                "{} {}; not mounting {dev} (see the e2fsck output above)",
+                shell_line(fsck),
                 out.describe_end(),
-                dev.display()
             )));
         }
     }
-    let argv = mount_argv(
-        &ctx.config.commands,
-        &dev_s,
-        &mnt.display().to_string(),
-        fstype,
-        options,
-    );
-    let out = ctx.run(&argv, MOUNT_TIMEOUT).await?;
+    let out = ctx.run(mount, MOUNT_TIMEOUT).await?;
     if out.success() {
         return Ok(());
     }
     ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
-    Err(ctx.ended_badly(&argv, &out))
+    Err(ctx.ended_badly(mount, &out))
 }
 
 fn is_busy(code: Option<i32>, stderr: &str) -> bool {
@@ -78,33 +67,38 @@ fn is_busy(code: Option<i32>, stderr: &str) -> bool {
         || stderr.contains("device is busy")
 }
 
-pub async fn umount(ctx: &Ctx<'_>, mnt: &Path, kill: bool) -> Result<(), ActError> {
+/// Runs `umount`, retried with backoff while the mount point is busy, with `kill` (fuser)
+/// between tries when the resource sets `umount_kill`, within the resource's timeout.
+pub async fn umount(
+    ctx: &Ctx<'_>,
+    umount: &[String],
+    kill: Option<&[String]>,
+) -> Result<(), ActError> {
     let timeout = spec(ctx).map_or(FsSpec::DEFAULT_TIMEOUT, |s| s.timeout);
     let deadline = Instant::now() + timeout;
-    let mnt_s = mnt.display().to_string();
-    let argv = vec![ctx.config.commands.umount.clone(), mnt_s.clone()];
+    let mnt = umount.last().map(String::as_str).unwrap_or_default();
     let mut pause = Duration::from_millis(200);
     let mut tries = 0;
     loop {
         tries += 1;
         let out = if tries == 1 {
-            ctx.run(&argv, MOUNT_TIMEOUT).await?
+            ctx.run(umount, MOUNT_TIMEOUT).await?
         } else {
-            ctx.run_quiet(&argv, MOUNT_TIMEOUT).await?
+            ctx.run_quiet(umount, MOUNT_TIMEOUT).await?
         };
         if out.success() {
             return Ok(());
         }
         if !is_busy(out.code, &out.stderr) {
             ctx.log.output(&out.stderr);
-            return Err(ctx.ended_badly(&argv, &out));
+            return Err(ctx.ended_badly(umount, &out));
         }
         let now = Instant::now();
         if now >= deadline {
             return Err(ctx.failed(format!(
-                "umount {mnt_s}: target is busy after {tries} tries in {}{}",
+                "umount {mnt}: target is busy after {tries} tries in {}{}",
                 humantime::format_duration(timeout),
-                if kill {
+                if kill.is_some() {
                     ""
                 } else {
                     " (set umount_kill: true to kill its users)"
@@ -112,20 +106,11 @@ pub async fn umount(ctx: &Ctx<'_>, mnt: &Path, kill: bool) -> Result<(), ActErro
             )));
         }
         ctx.log.info(format_args!(
-            "{mnt_s} is busy; retry in {}",
+            "{mnt} is busy; retry in {}",
             humantime::format_duration(pause)
         ));
-        if kill {
-            // -M: act only while MNT is still a mount point. Without it, a mount point
-            // unmounted meanwhile would make -m pick the filesystem holding the directory
-            // (say /) and kill everything using it.
-            let fuser = vec![
-                ctx.config.commands.fuser.clone(),
-                "-kmv".into(),
-                "-M".into(),
-                mnt_s.clone(),
-            ];
-            let out = ctx.run(&fuser, Duration::from_secs(30)).await?;
+        if let Some(kill) = kill {
+            let out = ctx.run(kill, Duration::from_secs(30)).await?;
             ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
         }
         tokio::time::sleep(pause.min(deadline - now)).await;

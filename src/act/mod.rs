@@ -1,26 +1,27 @@
 //! Acting: carrying out planned [`Action`]s, one driver per resource kind.
 //!
-//! Every driver logs each program it runs before running it (see [`log`]), runs it through
-//! [`crate::exec`] with a timeout, and reports a failure or a refusal as an [`ActError`] that
-//! names the resource. [`command`] maps actions to argv and is shared with `converge plan`, so
-//! the plan shows exactly what runs.
+//! What an action runs comes from [`crate::command::for_step`] (shared with `converge plan`, so
+//! the plan shows exactly what runs); a driver adds only how to run it: timeouts, retries, what
+//! an exit code means. Every driver logs each program before running it (see [`log`]), runs it
+//! through [`crate::exec`], and reports a failure or a refusal as an [`ActError`] naming the
+//! resource. A driver that must look at the node again asks the [`Observer`]'s probes.
 
 pub mod app;
-pub mod command;
 pub mod container;
 pub mod drbd;
 pub mod fs;
 pub mod log;
 pub mod lxc;
-pub mod vz;
 
 use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::command::{self, DrbdVerb, Program};
 use crate::config::Config;
 use crate::exec::{self, ExecError, Output};
 use crate::manifest::{ResourceId, Service, Spec};
+use crate::observe::runner::Observer;
 use crate::plan::{Action, Step};
 use log::ResourceLog;
 
@@ -40,18 +41,21 @@ impl ActError {
     }
 }
 
-/// What a driver needs: where things are, and whose resource it acts on.
+/// What a driver needs: where things are, how to look at the node, and whose resource it acts
+/// on.
 pub struct Ctx<'a> {
     pub config: &'a Config,
+    pub observer: &'a Observer,
     pub service: &'a Service,
     pub rid: ResourceId,
     pub log: ResourceLog,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(config: &'a Config, service: &'a Service, rid: ResourceId) -> Self {
+    pub fn new(observer: &'a Observer, service: &'a Service, rid: ResourceId) -> Self {
         Ctx {
-            config,
+            config: observer.config(),
+            observer,
             service,
             rid,
             log: ResourceLog::new(service, rid),
@@ -86,10 +90,9 @@ impl<'a> Ctx<'a> {
 
     /// Runs without logging the command (probes and polls, which would flood the log).
     pub async fn run_quiet(&self, argv: &[String], timeout: Duration) -> Result<Output, ActError> {
-        exec::run(argv, timeout).await.map_err(|e| match e {
-            ExecError::NotFound { .. } => self.failed(e.to_string()),
-            other => self.failed(other.to_string()),
-        })
+        exec::run(argv, timeout)
+            .await
+            .map_err(|e: ExecError| self.failed(e.to_string()))
     }
 
     /// A failure message for a program that ended badly: how it ended and its last line.
@@ -131,57 +134,60 @@ impl Backoff {
 }
 
 /// Carries out one planned step.
-pub async fn run_step(config: &Config, service: &Service, step: &Step) -> Result<(), ActError> {
-    let ctx = Ctx::new(config, service, step.rid);
-    match &step.action {
-        Action::DrbdUp { res } => drbd::up(&ctx, res).await,
-        Action::DrbdConnect { res } => drbd::connect(&ctx, res).await,
-        Action::DrbdPrimary { res } => drbd::primary(&ctx, res).await,
-        Action::DrbdSecondary { res } => drbd::secondary(&ctx, res).await,
-        Action::DrbdDown { res } => drbd::down(&ctx, res).await,
-        Action::Mkdir { path } => fs::mkdir(&ctx, path),
-        Action::Mount {
-            dev,
-            mnt,
-            fstype,
-            options,
-            fsck,
-        } => fs::mount(&ctx, dev, mnt, fstype, options, *fsck).await,
-        Action::Umount { mnt, kill } => fs::umount(&ctx, mnt, *kill).await,
-        Action::ContainerStart { container } => container::start(&ctx, container).await,
-        Action::ContainerWaitUp { container } => container::wait_up(&ctx, container, None).await,
-        Action::ContainerWaitDown { container } => {
-            container::wait_down(&ctx, container, None).await
+pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Result<(), ActError> {
+    let ctx = Ctx::new(observer, service, step.rid);
+    // A start or stop runs what the scripts directory holds now, not what it held when planned.
+    let scripts = match step.action {
+        Action::AppStart | Action::AppStop => observer.app_scripts(service, step.rid).await,
+        _ => None,
+    };
+    let program = command::for_step(step, service, &ctx.config.commands, scripts.as_deref());
+    match &program {
+        Program::Drbdadm {
+            verb: DrbdVerb::Primary,
+            res,
+            argv,
+        } => drbd::primary(&ctx, res, argv).await,
+        Program::Drbdadm {
+            verb: verb @ (DrbdVerb::Secondary | DrbdVerb::Down),
+            res,
+            argv,
+        } => drbd::state_change(&ctx, *verb, res, argv).await,
+        Program::Drbdadm {
+            verb: DrbdVerb::Up | DrbdVerb::Connect,
+            argv,
+            ..
+        } => drbd::run_once(&ctx, argv).await,
+        Program::Mkdir { path } => fs::mkdir(&ctx, path),
+        Program::Mount { fsck, mount } => fs::mount(&ctx, fsck.as_deref(), mount).await,
+        Program::Umount { umount, kill } => fs::umount(&ctx, umount, kill.as_deref()).await,
+        Program::ContainerStart {
+            container,
+            start,
+            operational,
+            abandon,
+            timeout,
+        } => {
+            let commands = container::StartCommands {
+                start,
+                operational,
+                abandon: abandon.as_deref(),
+            };
+            container::start(&ctx, container, commands, *timeout).await
         }
-        Action::ContainerStop { container } => container::stop(&ctx, container).await,
-        Action::AppStart => app::start(&ctx).await,
-        Action::AppStop => app::stop(&ctx).await,
+        Program::ContainerWaitUp {
+            container,
+            operational,
+            timeout,
+        } => container::wait_up(&ctx, container, operational, *timeout).await,
+        Program::ContainerWaitDown { container, timeout } => {
+            container::wait_down(&ctx, container, *timeout, None).await
+        }
+        Program::ContainerStop {
+            container,
+            stop,
+            timeout,
+        } => container::stop(&ctx, container, stop, *timeout).await,
+        Program::App { verb, runs } => app::run(&ctx, *verb, runs).await,
     }
-}
-
-/// The action that undoes `action`, for rolling back a failed start. `None` when there is
-/// nothing to undo (a created directory stays; a connect is left connected).
-pub fn undo(action: &Action) -> Option<Action> {
-    Some(match action {
-        Action::DrbdUp { res } => Action::DrbdDown { res: res.clone() },
-        Action::DrbdPrimary { res } => Action::DrbdSecondary { res: res.clone() },
-        Action::Mount { mnt, .. } => Action::Umount {
-            mnt: mnt.clone(),
-            kill: false,
-        },
-        Action::ContainerStart { container } | Action::ContainerWaitUp { container } => {
-            Action::ContainerStop {
-                container: container.clone(),
-            }
-        }
-        Action::AppStart => Action::AppStop,
-        Action::DrbdConnect { .. }
-        | Action::Mkdir { .. }
-        | Action::DrbdSecondary { .. }
-        | Action::DrbdDown { .. }
-        | Action::Umount { .. }
-        | Action::ContainerWaitDown { .. }
-        | Action::ContainerStop { .. }
-        | Action::AppStop => return None,
-    })
 }

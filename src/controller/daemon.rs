@@ -30,7 +30,7 @@ use super::trigger::{Trigger, TriggerSender};
 use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::manifest::{Service, Spec};
-use crate::observe::runner::observe;
+use crate::observe::runner::Observer;
 use crate::plan::plan_service;
 use crate::status::service_status;
 
@@ -169,6 +169,9 @@ enum Message {
 
 pub struct Daemon {
     config: Arc<Config>,
+    /// Shared by every reconcile: what it caches (script listings inside containers) is kept
+    /// for the daemon's life.
+    observer: Arc<Observer>,
     dir: PathBuf,
     desired: DesiredSet,
     entries: BTreeMap<String, Entry>,
@@ -206,6 +209,7 @@ impl Daemon {
         let (tx, rx) = mpsc::unbounded_channel();
         let concurrency = config.daemon.concurrency.max(1);
         Daemon {
+            observer: Arc::new(Observer::new(Arc::clone(&config))),
             config,
             dir,
             desired: DesiredSet::default(),
@@ -331,11 +335,11 @@ impl Daemon {
             return;
         }
         tracing::debug!("{why}: looking at {} service(s)", idle.len());
-        let config = Arc::clone(&self.config);
+        let observer = Arc::clone(&self.observer);
         let tx = self.tx.clone();
         let why = why.to_string();
         self.tasks.spawn(async move {
-            let node = observe(&config, &idle).await;
+            let node = observer.observe(&idle).await;
             let mut statuses = Vec::new();
             let mut to_reconcile = Vec::new();
             for status in crate::status::statuses(&idle, &node) {
@@ -545,13 +549,13 @@ impl Daemon {
         } else {
             tracing::info!(service = %name, "reconcile: {reason}");
         }
-        let config = Arc::clone(&self.config);
+        let observer = Arc::clone(&self.observer);
         let semaphore = Arc::clone(&self.semaphore);
         let stopping = Arc::clone(&self.stopping);
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
             let outcome_and_status = match semaphore.acquire_owned().await {
-                Ok(_permit) => run_one(&config, &service, &stopping, still_blocked).await,
+                Ok(_permit) => run_one(&observer, &service, &stopping, still_blocked).await,
                 Err(_) => (Outcome::Interrupted { steps: 0 }, None),
             };
             let (outcome, status) = outcome_and_status;
@@ -674,12 +678,12 @@ impl Daemon {
 /// `still_blocked`: the reason it was blocked for last time, if it was; blocked again for that
 /// same reason with nothing it could do first, it is not logged again.
 async fn run_one(
-    config: &Config,
+    observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
     still_blocked: Option<String>,
 ) -> (Outcome, Option<(String, bool)>) {
-    let node = observe(config, std::slice::from_ref(service)).await;
+    let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
     let blocked_as_before = plan.steps.is_empty()
         && plan
@@ -693,13 +697,13 @@ async fn run_one(
         tracing::debug!(service = %service.name, "still blocked: {reason}");
         Outcome::Blocked { steps: 0, reason }
     } else {
-        reconcile_service(config, service, plan, stopping).await
+        reconcile_service(observer, service, plan, stopping).await
     };
     // Nothing was run: what was observed is still the state.
     let after = if matches!(outcome, Outcome::Converged { steps: 0 }) || blocked_as_before {
         node
     } else {
-        observe(config, std::slice::from_ref(service)).await
+        observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
     (outcome, Some((status.status.to_string(), status.converged)))

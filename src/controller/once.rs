@@ -14,9 +14,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 
 use crate::act::{self, ActError, log::ResourceLog};
-use crate::config::Config;
+use crate::command;
 use crate::manifest::{DesiredState, ResourceId, Service};
-use crate::observe::runner::observe;
+use crate::observe::runner::Observer;
 use crate::plan::{self, Action, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
@@ -73,8 +73,8 @@ impl Report {
 
 /// Reconciles every service once. Services already converged cost nothing past the first,
 /// batched observation.
-pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Report {
-    let node = observe(&config, &services).await;
+pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
+    let node = observer.observe(&services).await;
     let first = plan::plan(&services, &node);
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
@@ -87,11 +87,11 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
             });
             continue;
         }
-        let config = Arc::clone(&config);
+        let observer = Arc::clone(&observer);
         let name = service.name.clone();
         let handle = tasks.spawn(async move {
             let outcome =
-                reconcile_service(&config, &service, service_plan, &AtomicBool::new(false)).await;
+                reconcile_service(&observer, &service, service_plan, &AtomicBool::new(false)).await;
             ServiceReport {
                 service: service.name,
                 outcome,
@@ -131,7 +131,7 @@ pub async fn reconcile_once(config: Arc<Config>, services: Vec<Service>) -> Repo
 /// `stopping` is checked between steps: once set, the service stops after the step in progress
 /// (which runs to its end or its timeout), so a shutdown never leaves an action half done.
 pub async fn reconcile_service(
-    config: &Config,
+    observer: &Observer,
     service: &Service,
     mut plan: ServicePlan,
     stopping: &AtomicBool,
@@ -170,7 +170,7 @@ pub async fn reconcile_service(
                 None => Outcome::Converged { steps: done.len() },
             };
         };
-        if let Err(error) = act::run_step(config, service, &step).await {
+        if let Err(error) = act::run_step(observer, service, &step).await {
             let optional = service.resource(step.rid).is_some_and(|r| r.optional);
             if optional && !error.is_blocked() {
                 ResourceLog::new(service, step.rid).warn(format_args!(
@@ -180,23 +180,25 @@ pub async fn reconcile_service(
                 plan.steps.retain(|s| !skipped.contains(&s.rid));
                 continue;
             }
-            return handle_error(config, service, plan.desired, &done, Some(&step), error).await;
+            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
         }
         done.push(step.clone());
-        let node = observe(config, std::slice::from_ref(service)).await;
+        let node = observer.observe(std::slice::from_ref(service)).await;
         plan = plan::plan_service(service, &node);
         plan.steps.retain(|s| !skipped.contains(&s.rid));
         // A step that succeeded but left the node as it was would be planned forever.
         if plan.steps.first() == Some(&step) {
+            let scripts = node.scripts_of(&service.name, step.rid);
+            let program = command::for_step(&step, service, &observer.config().commands, scripts);
             let error = ActError::Failed {
                 rid: step.rid,
                 message: format!(
                     "`{}` succeeded but changed nothing observable ({})",
-                    act::command::describe(&step, service, &config.commands).join("; "),
+                    program.lines().join("; "),
                     step.reason
                 ),
             };
-            return handle_error(config, service, plan.desired, &done, Some(&step), error).await;
+            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
         }
     }
     Outcome::Failed {
@@ -207,7 +209,7 @@ pub async fn reconcile_service(
 }
 
 async fn handle_error(
-    config: &Config,
+    observer: &Observer,
     service: &Service,
     desired: DesiredState,
     done: &[Step],
@@ -246,11 +248,11 @@ async fn handle_error(
                 action: Action::AppStop,
                 reason: "rollback".into(),
             };
-            if let Err(e) = act::run_step(config, service, &stop).await {
+            if let Err(e) = act::run_step(observer, service, &stop).await {
                 ResourceLog::new(service, step.rid).error(format_args!("rollback: {e}"));
             }
         }
-        roll_back(config, service, &touched).await
+        roll_back(observer, service, &touched).await
     } else {
         false
     };
@@ -265,13 +267,13 @@ async fn handle_error(
 /// planned (so every safety rule holds: never demote under a mount), and runs the steps that
 /// concern `touched` resources, in order. Stops at the first step that is not this run's to
 /// undo, or that fails. True when nothing of `touched` is left up.
-async fn roll_back(config: &Config, service: &Service, touched: &BTreeSet<ResourceId>) -> bool {
+async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<ResourceId>) -> bool {
     let mut down = service.clone();
     down.state = DesiredState::Down;
     down.node = None;
     tracing::warn!(service = %service.name, "rollback: undoing what this run started");
     for _ in 0..MAX_STEPS {
-        let node = observe(config, std::slice::from_ref(service)).await;
+        let node = observer.observe(std::slice::from_ref(service)).await;
         let plan = plan::plan_service(&down, &node);
         let Some(step) = plan.steps.first() else {
             if let Some(blocked) = plan.blocked.filter(|b| touched.contains(&b.rid)) {
@@ -285,7 +287,7 @@ async fn roll_back(config: &Config, service: &Service, touched: &BTreeSet<Resour
             // Stopping something this run did not start would go beyond undoing the run.
             return !plan.steps.iter().any(|s| touched.contains(&s.rid));
         }
-        if let Err(e) = act::run_step(config, service, step).await {
+        if let Err(e) = act::run_step(observer, service, step).await {
             ResourceLog::new(service, step.rid).error(format_args!("rollback stopped: {e}"));
             return false;
         }

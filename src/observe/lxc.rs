@@ -78,9 +78,108 @@ pub fn parse_info_state(text: &str) -> Result<ContainerState, LxcError> {
     })
 }
 
+/// How many lines of an LXC log a failure shows.
+pub const TAIL_LINES: usize = 10;
+
+/// `lxc.log.file = /var/log/lxc/web.log` → the value; `None` when empty or absent.
+pub fn parse_config_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// The level and message of an LXC log line:
+/// `lxc-start web 20240101120000.123 ERROR    start - ../src/lxc/start.c:start:2197 - No such
+/// file or directory - Failed to exec "/sbin/init"` → (`ERROR`, `No such file … "/sbin/init"`).
+pub fn parse_log_line(line: &str) -> Option<(&str, &str)> {
+    let mut words = line.split_whitespace();
+    let (_program, _name, _time, level) =
+        (words.next()?, words.next()?, words.next()?, words.next()?);
+    // After the level: "MODULE - FILE:FUNC:LINE - MESSAGE".
+    let (_, rest) = line.split_once(&format!(" {level} "))?;
+    let (_module, rest) = rest.split_once(" - ")?;
+    let (_location, message) = rest.split_once(" - ")?;
+    Some((level, message.trim()))
+}
+
+/// The ERROR lines among `text` (the whole lines, at most the last [`TAIL_LINES`]), or its last
+/// lines when none says ERROR; and the first error's message, usually the cause (what follows is
+/// LXC unwinding).
+pub fn summarize(text: &str) -> (Vec<String>, Option<String>) {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| parse_log_line(l).is_some_and(|(level, _)| level == "ERROR"))
+        .collect();
+    let cause = errors
+        .first()
+        .and_then(|l| parse_log_line(l))
+        .map(|(_, message)| message.to_string());
+    let shown = if errors.is_empty() { &lines } else { &errors };
+    let tail = shown[shown.len().saturating_sub(TAIL_LINES)..]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    (tail, cause)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FAILED_START: &str = r#"lxc-start web 20261125225843.313 ERROR    start - ../src/lxc/start.c:start:2197 - No such file or directory - Failed to exec "/nonexistent/init"
+lxc-start web 20261125225843.313 ERROR    sync - ../src/lxc/sync.c:sync_wait:34 - An error occurred in another process (expected sequence number 7)
+lxc-start web 20261125225843.313 WARN     cgfsng - ../src/lxc/cgroups/cgfsng.c:cgfsng_monitor_destroy:926 - Device or resource busy - Failed to destroy 12(lxc.monitor.web)
+lxc-start web 20261125225843.313 ERROR    lxccontainer - ../src/lxc/lxccontainer.c:wait_on_daemonized_start:878 - Received container state "ABORTING" instead of "RUNNING"
+"#;
+
+    #[test]
+    fn log_lines_split_into_level_and_message() {
+        let first = FAILED_START.lines().next().expect("a line");
+        assert_eq!(
+            parse_log_line(first),
+            Some((
+                "ERROR",
+                r#"No such file or directory - Failed to exec "/nonexistent/init""#
+            ))
+        );
+        assert_eq!(parse_log_line("not a log line"), None);
+        assert_eq!(parse_log_line(""), None);
+    }
+
+    #[test]
+    fn the_first_error_is_the_cause_and_warnings_are_left_out() {
+        let (tail, cause) = summarize(FAILED_START);
+        assert_eq!(tail.len(), 3, "{tail:?}");
+        assert!(tail.iter().all(|l| l.contains(" ERROR ")));
+        assert_eq!(
+            cause.as_deref(),
+            Some(r#"No such file or directory - Failed to exec "/nonexistent/init""#)
+        );
+    }
+
+    #[test]
+    fn without_errors_the_last_lines_are_shown() {
+        let text: String = (0..30).map(|i| format!("line {i}\n")).collect();
+        let (tail, cause) = summarize(&text);
+        assert_eq!(tail.len(), TAIL_LINES);
+        assert_eq!(tail.last().map(String::as_str), Some("line 29"));
+        assert_eq!(cause, None);
+        assert_eq!(summarize(""), (Vec::new(), None));
+    }
+
+    #[test]
+    fn config_values() {
+        assert_eq!(
+            parse_config_value("lxc.log.file = /var/log/lxc/web.log\n", "lxc.log.file"),
+            Some("/var/log/lxc/web.log".into())
+        );
+        assert_eq!(parse_config_value("lxc.log.file =\n", "lxc.log.file"), None);
+        assert_eq!(parse_config_value("", "lxc.log.file"), None);
+    }
 
     #[test]
     fn fancy_listing_with_header() {

@@ -11,6 +11,7 @@ pub mod drbdsetup_status;
 pub mod events2;
 pub mod lxc;
 pub mod mountinfo;
+pub mod probe;
 pub mod proc_drbd;
 pub mod runner;
 pub mod vz;
@@ -85,4 +86,17 @@ pub struct NodeState {
     /// Per service, per app resource; missing means it could not be observed (e.g. its container
     /// is not running, or it has no check and no recorded start).
     pub apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>>,
+    /// Per service, per app with a scripts directory whose host runs: the names in that
+    /// directory, for its checks and for showing which scripts a start or stop would run.
+    pub scripts: BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
+}
+
+impl NodeState {
+    /// The listing of an app's scripts directory, when it was observed.
+    pub fn scripts_of(&self, service: &str, rid: ResourceId) -> Option<&[String]> {
+        self.scripts
+            .get(service)
+            .and_then(|apps| apps.get(&rid))
+            .map(Vec::as_slice)
+    }
 }

@@ -1,16 +1,22 @@
 //! The I/O half of observation: reads the /proc files and runs the listing programs, in
 //! batches, then hands the text to the pure parsers.
 //!
+//! Observation writes nothing: what it caches (DRBD 8.x minors, script listings inside
+//! containers) lives in the [`Observer`], in memory, for as long as its owner (the daemon, or
+//! one command) runs. The act layer looks at the node only through the [`Observer`]'s probes
+//! (`probe.rs`).
+//!
 //! Cost of one pass over N services: one read of /proc/drbd and of mountinfo, one
 //! `drbdsetup status --json` (DRBD 9), one `vzlist` and one `lxc-ls` — each only when some
 //! service needs it — a `stat` per device, plus the users' own app checks (run in parallel, each
 //! with its timeout). DRBD 8.4 has no name in /proc/drbd, so there `drbdadm sh-minor` runs once
 //! per DRBD resource.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::task::JoinSet;
@@ -19,6 +25,7 @@ use super::{
     AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
     drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
 };
+use crate::command::{program_name, scripts_for};
 use crate::config::Config;
 use crate::exec::{self, ExecError, Output};
 use crate::manifest::{AppCommands, AppSpec, AppStatus, ContainerKind, ResourceId, Service, Spec};
@@ -27,8 +34,56 @@ use crate::state;
 /// Listing programs answer in well under a second; this only bounds a hung one.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Observes everything `services` depend on, in one pass.
-pub async fn observe(config: &Config, services: &[Service]) -> NodeState {
+/// Looks at the node: one batched pass for the planner ([`Observer::observe`]), and the
+/// probes the drivers use right before acting. Holds what it learnt that is dear to learn
+/// again, in memory only.
+pub struct Observer {
+    config: Arc<Config>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// DRBD 8.x: resource names → minors, for one DRBD configuration.
+    minors: Option<MinorMap>,
+    /// Names in the scripts directory of an app inside a container, by (service, app): listing
+    /// it costs a spawn through the container tool. Dropped whenever converge starts or stops
+    /// that container.
+    scripts: HashMap<(String, ResourceId), Vec<String>>,
+}
+
+/// DRBD 8.x resource names → minors (per volume), and the configuration they were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MinorMap {
+    stamp: String,
+    minors: BTreeMap<String, Vec<u32>>,
+}
+
+impl Observer {
+    pub fn new(config: Arc<Config>) -> Observer {
+        Observer {
+            config,
+            cache: Mutex::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // The cache holds plain data that no panic can leave half-written.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Observes everything `services` depend on, in one pass.
+    pub async fn observe(&self, services: &[Service]) -> NodeState {
+        observe(self, services).await
+    }
+}
+
+async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
+    let config = observer.config();
     let enabled = || {
         services
             .iter()
@@ -50,7 +105,7 @@ pub async fn observe(config: &Config, services: &[Service]) -> NodeState {
     let drbd = if drbd_names.is_empty() {
         Observed::Ok(BTreeMap::new())
     } else {
-        observe_drbd(config, &drbd_names).await
+        observe_drbd(observer, &drbd_names).await
     };
     let mounts = read_mounts(&config.mountinfo);
     let vz = if wants(true) {
@@ -93,8 +148,11 @@ pub async fn observe(config: &Config, services: &[Service]) -> NodeState {
         vz,
         lxc,
         apps: BTreeMap::new(),
+        scripts: BTreeMap::new(),
     };
-    node.apps = observe_apps(config, services, &node).await;
+    let (apps, scripts) = observe_apps(observer, services, &node).await;
+    node.apps = apps;
+    node.scripts = scripts;
     node
 }
 
@@ -139,7 +197,8 @@ async fn list(argv: Vec<String>, install_hint: &str) -> Result<Output, String> {
     }
 }
 
-async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdResources> {
+async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<DrbdResources> {
+    let config = observer.config();
     let path = &config.proc_drbd;
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
@@ -172,14 +231,14 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
     }
     // DRBD 8.x: /proc/drbd is keyed by minor; drbdadm says which minors each resource uses.
     // That only changes with the DRBD configuration, so it is asked once per configuration.
-    let stamp = state::drbd_config_stamp();
-    let mut cache = state::load_minor_map(&config.state_dir)
+    let stamp = drbd_config_stamp();
+    let known = observer.cache().minors.take();
+    let mut cache = known
         .filter(|c| c.stamp == stamp)
-        .unwrap_or_else(|| state::MinorMap {
+        .unwrap_or_else(|| MinorMap {
             stamp: stamp.clone(),
             minors: BTreeMap::new(),
         });
-    let mut asked = false;
     for name in names {
         if cache.minors.contains_key(*name) {
             continue;
@@ -204,11 +263,6 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             Vec::new()
         };
         cache.minors.insert((*name).to_string(), minors);
-        asked = true;
-    }
-    if asked {
-        // A cache that cannot be written costs a few spawns next time, nothing else.
-        let _ = state::save_minor_map(&config.state_dir, &cache);
     }
     let mut resources = BTreeMap::new();
     for name in names {
@@ -221,7 +275,42 @@ async fn observe_drbd(config: &Config, names: &BTreeSet<&str>) -> Observed<DrbdR
             resources.insert((*name).to_string(), resource);
         }
     }
+    observer.cache().minors = Some(cache);
     Observed::Ok(resources)
+}
+
+/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
+const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
+
+/// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
+/// every file in /etc/drbd.d. Any edit changes it.
+fn drbd_config_stamp() -> String {
+    let mut parts = Vec::new();
+    let mut add = |path: &Path| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            parts.push(format!(
+                "{}:{}:{}",
+                path.display(),
+                meta.len(),
+                mtime.map_or(0, |d| d.as_nanos())
+            ));
+        }
+    };
+    for root in DRBD_CONFIG_FILES {
+        let root = Path::new(root);
+        add(root);
+        if let Ok(entries) = std::fs::read_dir(root) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            files.sort();
+            files.iter().for_each(|f| add(f));
+        }
+    }
+    parts.join("|")
 }
 
 async fn observe_vz(config: &Config) -> Observed<BTreeMap<String, ContainerState>> {
@@ -266,14 +355,19 @@ struct CheckJob {
     checks: Vec<(String, Vec<String>)>,
 }
 
-/// Runs the app checks of every app whose host (node or container) is running.
-async fn observe_apps(
-    config: &Config,
-    services: &[Service],
-    node: &NodeState,
-) -> BTreeMap<String, BTreeMap<ResourceId, AppObservation>> {
+/// Per service, per app: what its checks said, and the names in its scripts directory.
+type AppsSeen = (
+    BTreeMap<String, BTreeMap<ResourceId, AppObservation>>,
+    BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
+);
+
+/// Lists the scripts directories and runs the checks of every app whose host (node or
+/// container) is running.
+async fn observe_apps(observer: &Observer, services: &[Service], node: &NodeState) -> AppsSeen {
+    let config = observer.config();
     let mut jobs = JoinSet::new();
     let mut apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>> = BTreeMap::new();
+    let mut listed: BTreeMap<String, BTreeMap<ResourceId, Vec<String>>> = BTreeMap::new();
     let mut unchecked: Vec<(&str, ResourceId)> = Vec::new();
     for service in services {
         let container = service.container().map(|c| &c.kind);
@@ -290,8 +384,35 @@ async fn observe_apps(
             let Spec::App(spec) = &resource.spec else {
                 continue;
             };
-            let checks =
-                check_commands(config, (&service.name, resource.id), spec, container).await;
+            let checks = match &spec.commands {
+                AppCommands::Argv {
+                    check: Some(argv), ..
+                } => vec![(
+                    program_name(argv),
+                    config.commands.in_container(container, argv.clone()),
+                )],
+                AppCommands::Argv { check: None, .. } => Vec::new(),
+                AppCommands::Scripts(dir) => {
+                    let names = observer
+                        .script_names(&service.name, resource.id, dir, container, Listing::Cached)
+                        .await;
+                    let checks = scripts_for(&names, 'C')
+                        .into_iter()
+                        .map(|name| {
+                            let argv = vec![dir.join(name).display().to_string(), "status".into()];
+                            (
+                                name.to_string(),
+                                config.commands.in_container(container, argv),
+                            )
+                        })
+                        .collect();
+                    listed
+                        .entry(service.name.clone())
+                        .or_default()
+                        .insert(resource.id, names);
+                    checks
+                }
+            };
             if checks.is_empty() {
                 // Nothing to ask: a start converge recorded (this boot, container not
                 // restarted since) is the only knowledge there is.
@@ -330,39 +451,7 @@ async fn observe_apps(
             apps.entry(service).or_default().insert(rid, observation);
         }
     }
-    apps
-}
-
-/// The argv of each check of an app: `check`, or the C* scripts of `scripts` in name order,
-/// run with `status` — inside the container when the service has one.
-async fn check_commands(
-    config: &Config,
-    owner: (&str, ResourceId),
-    spec: &AppSpec,
-    container: Option<&ContainerKind>,
-) -> Vec<(String, Vec<String>)> {
-    match &spec.commands {
-        AppCommands::Argv {
-            check: Some(argv), ..
-        } => {
-            let program = argv.first().map(String::as_str).unwrap_or_default();
-            let label = Path::new(program)
-                .file_name()
-                .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned());
-            vec![(label, config.commands.in_container(container, argv.clone()))]
-        }
-        AppCommands::Argv { check: None, .. } => Vec::new(),
-        AppCommands::Scripts(dir) => {
-            list_scripts(config, owner, dir, container, 'C', Listing::Cached)
-                .await
-                .into_iter()
-                .map(|(name, path)| {
-                    let argv = vec![path, "status".to_string()];
-                    (name, config.commands.in_container(container, argv))
-                })
-                .collect()
-        }
-    }
+    (apps, listed)
 }
 
 /// Which script listing a caller wants: a cached one is fine for observing, not for acting.
@@ -374,71 +463,57 @@ pub enum Listing {
     Fresh,
 }
 
-/// Scripts of `dir` whose name starts with `prefix`, in name order, as (name, full path).
-///
-/// The directory is read on the host, or inside the container (where it lives) when the
-/// service has one. Reading inside a container costs a spawn (`ls` through `vzctl exec2` or
-/// `lxc-attach`), so that listing is cached in `state_dir` per service and app: observation
-/// uses the cache; starting and stopping apps read afresh, and the cache is dropped whenever
-/// converge starts or stops the container.
-pub async fn list_scripts(
-    config: &Config,
-    owner: (&str, ResourceId),
-    dir: &Path,
-    container: Option<&ContainerKind>,
-    prefix: char,
-    listing: Listing,
-) -> Vec<(String, String)> {
-    let names: Vec<String> = match container {
-        None => match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(_) => Vec::new(),
-        },
-        Some(_) => {
-            let cached = match listing {
-                Listing::Cached => state::script_names(&config.state_dir, owner.0, owner.1),
-                Listing::Fresh => None,
+impl Observer {
+    /// The names in an app's scripts directory `dir`, read on the host, or inside the
+    /// container (where it lives) when the service has one. Reading inside a container costs a
+    /// spawn (`ls` through `vzctl exec2` or `lxc-attach`), so that listing is kept in memory:
+    /// observation uses it; starting and stopping apps read afresh. An unreadable directory
+    /// lists nothing (and so runs nothing).
+    pub(super) async fn script_names(
+        &self,
+        service: &str,
+        rid: ResourceId,
+        dir: &Path,
+        container: Option<&ContainerKind>,
+        listing: Listing,
+    ) -> Vec<String> {
+        if container.is_none() {
+            return match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
             };
-            match cached {
-                Some(names) => names,
-                None => {
-                    let argv = config.commands.in_container(
-                        container,
-                        vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
-                    );
-                    match exec::run(&argv, LIST_TIMEOUT).await {
-                        Ok(out) if out.success() => {
-                            let names: Vec<String> =
-                                out.stdout.lines().map(str::to_string).collect();
-                            // A cache that cannot be written costs a spawn next time.
-                            let _ = state::save_script_names(
-                                &config.state_dir,
-                                owner.0,
-                                owner.1,
-                                &names,
-                            );
-                            names
-                        }
-                        _ => Vec::new(),
-                    }
-                }
-            }
         }
-    };
-    let mut scripts: Vec<(String, String)> = names
-        .into_iter()
-        .filter(|n| n.starts_with(prefix) && !n.ends_with('~') && !n.starts_with('.'))
-        .map(|n| {
-            let path = dir.join(&n).display().to_string();
-            (n, path)
-        })
-        .collect();
-    scripts.sort();
-    scripts
+        let key = (service.to_string(), rid);
+        if listing == Listing::Cached
+            && let Some(names) = self.cache().scripts.get(&key)
+        {
+            return names.clone();
+        }
+        let argv = self.config.commands.in_container(
+            container,
+            vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
+        );
+        match exec::run(&argv, LIST_TIMEOUT).await {
+            Ok(out) if out.success() => {
+                let names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+                self.cache().scripts.insert(key, names.clone());
+                names
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets the script listings of a service's apps: its container started or stopped,
+    /// and what is inside may have changed.
+    pub fn forget_scripts(&self, service: &str) {
+        self.cache()
+            .scripts
+            .retain(|(owner, _), _| owner != service);
+    }
 }
 
 async fn run_checks(job: CheckJob) -> (String, ResourceId, AppObservation) {

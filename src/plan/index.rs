@@ -159,6 +159,7 @@ mod tests {
             vz: Observed::Ok(BTreeMap::new()),
             lxc: Observed::Ok(BTreeMap::new()),
             apps: BTreeMap::new(),
+            scripts: BTreeMap::new(),
         }
     }
 

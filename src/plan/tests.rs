@@ -224,6 +224,7 @@ fn node_at(level: Level) -> NodeState {
         vz: Observed::Ok(BTreeMap::from([("101".to_string(), ct)])),
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
+        scripts: BTreeMap::new(),
     }
 }
 
