@@ -1,14 +1,11 @@
 //! `converge run`: keeps the node converged as manifests and the node change.
 //!
-//! One scheduler task owns all the state. Event sources (the manifest watcher, DRBD events2,
-//! the mount table watch, the resync timer, SIGHUP) send [`Trigger`]s. The scheduler maps each
-//! trigger to the services it concerns and queues them. Guarantees:
-//! - never two reconciles of one service at once: a trigger for a running service marks it to
-//!   run again afterwards, and pending triggers merge into that one run;
-//! - different services run in parallel, at most `concurrency` at a time;
-//! - a failure is retried with exponential backoff and jitter (1 s doubling to 5 min, reset by
-//!   a success);
-//! - a blocked service waits for the next relevant event or resync.
+//! One task owns all the state. Event sources (the manifest watcher, DRBD events2, the mount
+//! table watch, the resync timer, SIGHUP) send [`Trigger`]s. The daemon maps each trigger to the
+//! services it concerns and asks the [`Scheduler`] which reconciles start; the scheduler's
+//! guarantees (one run per service at a time, requests merged, at most `concurrency` at once,
+//! backoff after failures) are its own, tested there. A blocked service waits for the next
+//! relevant event or resync.
 //!
 //! The trigger's reason is logged and never used by the reconcile, which observes what it
 //! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
@@ -21,11 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::desired::DesiredSet;
 use super::once::{Outcome, blocked_reason, reconcile_service};
+use super::scheduler::Scheduler;
 use super::trigger::{Trigger, TriggerSender};
 use crate::config::Config;
 use crate::fsutil::write_atomic;
@@ -35,8 +33,6 @@ use crate::plan::plan_service;
 use crate::status::service_status;
 
 pub const STATUS_FILE: &str = "daemon.json";
-const BACKOFF_FIRST: Duration = Duration::from_secs(1);
-const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// The daemon's view, as written to `state_dir/daemon.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,17 +134,6 @@ impl std::fmt::Display for ServiceResult {
     }
 }
 
-/// Per service bookkeeping.
-#[derive(Debug, Default)]
-struct Entry {
-    running: bool,
-    /// Triggered while running: run once more afterwards.
-    again: bool,
-    failures: u32,
-    retry_at: Option<tokio::time::Instant>,
-    view: ServiceView,
-}
-
 enum Message {
     Trigger(Trigger),
     Done {
@@ -174,11 +159,15 @@ pub struct Daemon {
     observer: Arc<Observer>,
     dir: PathBuf,
     desired: DesiredSet,
-    entries: BTreeMap<String, Entry>,
+    scheduler: Scheduler,
+    /// What each service looked like last, for `daemon.json`.
+    views: BTreeMap<String, ServiceView>,
+    /// Why each requested service will reconcile, logged when it starts.
+    reasons: BTreeMap<String, String>,
     revision: Option<String>,
     notices: Vec<String>,
     mounts_seen: BTreeSet<PathBuf>,
-    semaphore: Arc<Semaphore>,
+    /// Set at shutdown: a reconcile stops between two steps.
     stopping: Arc<AtomicBool>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
@@ -207,17 +196,17 @@ pub fn trigger_sender(daemon: &Daemon) -> TriggerSender {
 impl Daemon {
     pub fn new(config: Arc<Config>, dir: PathBuf) -> Daemon {
         let (tx, rx) = mpsc::unbounded_channel();
-        let concurrency = config.daemon.concurrency.max(1);
         Daemon {
             observer: Arc::new(Observer::new(Arc::clone(&config))),
+            scheduler: Scheduler::new(config.daemon.concurrency),
             config,
             dir,
             desired: DesiredSet::default(),
-            entries: BTreeMap::new(),
+            views: BTreeMap::new(),
+            reasons: BTreeMap::new(),
             revision: None,
             notices: Vec::new(),
             mounts_seen: BTreeSet::new(),
-            semaphore: Arc::new(Semaphore::new(concurrency)),
             stopping: Arc::new(AtomicBool::new(false)),
             tx,
             rx,
@@ -243,7 +232,8 @@ impl Daemon {
         }
         tracing::info!("shutting down: letting running actions finish; no service is stopped");
         self.stopping.store(true, Ordering::SeqCst);
-        while self.entries.values().any(|e| e.running) {
+        self.scheduler.stop();
+        while self.scheduler.any_running() {
             match self.rx.recv().await {
                 Some(message @ Message::Done { .. }) => self.handle(message),
                 Some(_) => {}
@@ -261,10 +251,12 @@ impl Daemon {
         let changed = match message {
             Message::Trigger(trigger) => self.on_trigger(trigger),
             Message::Retry { service } => {
-                if let Some(entry) = self.entries.get_mut(&service) {
-                    entry.retry_at = None;
-                }
-                self.queue(&service, "retry after failure");
+                self.reasons
+                    .insert(service.clone(), "retry after failure".into());
+                let start = self
+                    .scheduler
+                    .retry_due(&service, tokio::time::Instant::now());
+                self.start_all(start);
                 true
             }
             Message::Done {
@@ -297,22 +289,23 @@ impl Daemon {
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
         for (name, status, converged) in statuses {
-            let entry = self.entries.entry(name).or_default();
-            if entry.view.status.as_deref() != Some(status) {
-                entry.view.status = Some(status.to_string());
+            let running = self.scheduler.is_running(&name);
+            let view = self.views.entry(name).or_default();
+            if view.status.as_deref() != Some(status) {
+                view.status = Some(status.to_string());
                 changed = true;
             }
-            if entry.view.converged != Some(converged) {
-                entry.view.converged = Some(converged);
+            if view.converged != Some(converged) {
+                view.converged = Some(converged);
                 changed = true;
             }
-            if converged && !entry.running && entry.view.result != ServiceResult::Converged {
-                entry.view.result = ServiceResult::Converged;
+            if converged && !running && view.result != ServiceResult::Converged {
+                view.result = ServiceResult::Converged;
                 changed = true;
             }
         }
         for name in to_reconcile {
-            self.queue(&name, why);
+            self.queue(&name, why, false);
         }
         changed
     }
@@ -323,9 +316,9 @@ impl Daemon {
     fn look_at_all(&mut self, why: &str) {
         let all = self.desired.reconciled();
         // Those being reconciled are looked at when that ends.
-        let idle: Arc<[Service]> = if self.entries.values().any(|e| e.running) {
+        let idle: Arc<[Service]> = if self.scheduler.any_running() {
             all.iter()
-                .filter(|s| !self.entries.get(&s.name).is_some_and(|e| e.running))
+                .filter(|s| !self.scheduler.is_running(&s.name))
                 .cloned()
                 .collect()
         } else {
@@ -401,16 +394,11 @@ impl Daemon {
             tracing::debug!("{reason}: {} service(s) to look at", names.len());
         }
         // A reload may have changed errors, notices or the revision even with nothing to run.
-        let changed = matches!(trigger, Trigger::Manifests { .. }) || !names.is_empty();
+        let manifests = matches!(trigger, Trigger::Manifests { .. });
+        let changed = manifests || !names.is_empty();
         for name in names {
-            // A manifest change is a new request: retry it now, whatever the backoff said.
-            if matches!(trigger, Trigger::Manifests { .. })
-                && let Some(entry) = self.entries.get_mut(&name)
-            {
-                entry.failures = 0;
-                entry.retry_at = None;
-            }
-            self.queue(&name, &reason);
+            // A manifest change is a new request: tried now, whatever the backoff said.
+            self.queue(&name, &reason, manifests);
         }
         changed
     }
@@ -514,35 +502,47 @@ impl Daemon {
             .unwrap_or_default()
     }
 
-    /// Starts a reconcile of `name` unless one runs (then it runs again afterwards) or it waits
-    /// for a retry after a failure.
-    fn queue(&mut self, name: &str, reason: &str) {
-        if self.stopping.load(Ordering::SeqCst) {
+    /// Asks for a reconcile of `name` (one in force), for `reason`; `afresh` for a new request
+    /// from the manifests, which cancels a backoff.
+    fn queue(&mut self, name: &str, reason: &str, afresh: bool) {
+        if self.desired.get(name).is_none() {
             return;
         }
+        self.reasons.insert(name.to_string(), reason.to_string());
+        let now = tokio::time::Instant::now();
+        let start = if afresh {
+            self.scheduler.request_afresh(name, now)
+        } else {
+            self.scheduler.request(name, now)
+        };
+        self.start_all(start);
+    }
+
+    fn start_all(&mut self, names: Vec<String>) {
+        for name in names {
+            self.start(&name);
+        }
+    }
+
+    /// Starts the reconcile the scheduler said to start.
+    fn start(&mut self, name: &str) {
+        let reason = self
+            .reasons
+            .remove(name)
+            .unwrap_or_else(|| "requested".to_string());
         let Some(service) = self.desired.get(name) else {
+            // Gone from the manifests while it waited for a slot.
+            self.scheduler.forget(name);
             return;
         };
-        let entry = self.entries.entry(name.to_string()).or_default();
-        if entry.running {
-            entry.again = true;
-            return;
-        }
-        if entry
-            .retry_at
-            .is_some_and(|at| at > tokio::time::Instant::now())
-        {
-            return;
-        }
+        let view = self.views.entry(name.to_string()).or_default();
         // A blocked service is looked at again on every event and resync, and stays blocked
         // for as long as the cause lasts: said once, then quiet until something changes.
-        let still_blocked = match &entry.view.result {
+        let still_blocked = match &view.result {
             ServiceResult::Blocked { reason } => Some(reason.clone()),
             _ => None,
         };
-        entry.running = true;
-        entry.again = false;
-        entry.view.result = ServiceResult::Running;
+        view.result = ServiceResult::Running;
         // Why, for the operator; the reconcile itself never learns it.
         if still_blocked.is_some() {
             tracing::debug!(service = %name, "reconcile: {reason}");
@@ -550,15 +550,10 @@ impl Daemon {
             tracing::info!(service = %name, "reconcile: {reason}");
         }
         let observer = Arc::clone(&self.observer);
-        let semaphore = Arc::clone(&self.semaphore);
         let stopping = Arc::clone(&self.stopping);
         let tx = self.tx.clone();
         self.tasks.spawn(async move {
-            let outcome_and_status = match semaphore.acquire_owned().await {
-                Ok(_permit) => run_one(&observer, &service, &stopping, still_blocked).await,
-                Err(_) => (Outcome::Interrupted { steps: 0 }, None),
-            };
-            let (outcome, status) = outcome_and_status;
+            let (outcome, status) = run_one(&observer, &service, &stopping, still_blocked).await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
                 outcome,
@@ -570,55 +565,44 @@ impl Daemon {
     fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(String, bool)>) {
         let pruned_down = self.desired.orphan(&name).is_some_and(|o| o.pruning)
             && matches!(outcome, Outcome::Converged { .. });
-        let Some(entry) = self.entries.get_mut(&name) else {
-            return;
-        };
-        entry.running = false;
-        entry.view.last_reconcile = Some(now());
+        let now = tokio::time::Instant::now();
+        let failures = self.scheduler.failures(&name);
+        let finished =
+            self.scheduler
+                .finished(&name, outcome.next(), now, jitter_seed(&name, failures + 1));
+        let view = self.views.entry(name.clone()).or_default();
+        view.last_reconcile = Some(now_text());
         if let Some((status, converged)) = status {
-            entry.view.status = Some(status);
-            entry.view.converged = Some(converged);
+            view.status = Some(status);
+            view.converged = Some(converged);
         }
-        entry.view.next_retry = None;
-        match &outcome {
-            Outcome::Converged { .. } | Outcome::Blocked { .. } => entry.failures = 0,
-            Outcome::Interrupted { .. } => {}
-            Outcome::Failed { .. } => {
-                entry.failures += 1;
-                let delay = backoff(entry.failures, jitter_seed(&name, entry.failures));
-                entry.retry_at = Some(tokio::time::Instant::now() + delay);
-                let at = SystemTime::now() + delay;
-                entry.view.next_retry = Some(humantime::format_rfc3339_seconds(at).to_string());
-                tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
-                let tx = self.tx.clone();
-                let service = name.clone();
-                self.tasks.spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    let _ = tx.send(Message::Retry { service });
-                });
-            }
+        view.result = ServiceResult::of(&outcome);
+        view.next_retry = finished
+            .retry_in
+            .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());
+        if let Some(delay) = finished.retry_in {
+            tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
+            let tx = self.tx.clone();
+            let service = name.clone();
+            self.tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(Message::Retry { service });
+            });
         }
-        entry.view.result = ServiceResult::of(&outcome);
-        let again = std::mem::take(&mut entry.again);
         if pruned_down {
             tracing::info!(service = %name, "pruned service is down: forgotten");
             self.desired.forget_orphan(&name);
-            self.entries.remove(&name);
-            return;
+            self.views.remove(&name);
+            self.reasons.remove(&name);
+            self.scheduler.forget(&name);
         }
-        if again {
-            self.queue(&name, "triggered while running");
-        }
+        self.start_all(finished.start);
     }
 
     fn write_view(&mut self) {
         let mut services: Vec<ServiceView> = Vec::new();
         for (service, pruning) in self.desired.in_force() {
-            let mut view = self
-                .entries
-                .get(&service.name)
-                .map(|e| e.view.clone())
-                .unwrap_or_default();
+            let mut view = self.views.get(&service.name).cloned().unwrap_or_default();
             view.service = service.name.clone();
             view.desired = if pruning {
                 "down (pruned)".to_string()
@@ -659,7 +643,7 @@ impl Daemon {
         }
         self.last_view = Some(view.clone());
         let view = DaemonView {
-            updated: now(),
+            updated: now_text(),
             ..view
         };
         let path = self.config.state_dir.join(STATUS_FILE);
@@ -709,16 +693,6 @@ async fn run_one(
     (outcome, Some((status.status.to_string(), status.converged)))
 }
 
-/// The delay before retry `failures` (1-based): 1 s doubling to 5 min, with ±20 % jitter so
-/// that services failing together do not retry in lockstep.
-pub fn backoff(failures: u32, seed: u64) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    let base = BACKOFF_FIRST.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
-    // seed % 401 → 0..=400 → factor 0.8..=1.2
-    let factor = 800 + (seed % 401);
-    base.mul_f64(factor as f64 / 1000.0).min(BACKOFF_MAX)
-}
-
 fn jitter_seed(name: &str, failures: u32) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -735,7 +709,7 @@ fn round_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs().max(1))
 }
 
-fn now() -> String {
+fn now_text() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
@@ -783,23 +757,5 @@ mod tests {
             .to_string(),
             "failed: e (rolled back)"
         );
-    }
-
-    #[test]
-    fn backoff_doubles_to_five_minutes_with_bounded_jitter() {
-        for seed in [0, 200, 400, 12345] {
-            let first = backoff(1, seed);
-            assert!(
-                first >= Duration::from_millis(800) && first <= Duration::from_millis(1200),
-                "{first:?}"
-            );
-            let fourth = backoff(4, seed);
-            assert!(
-                fourth >= Duration::from_millis(6400) && fourth <= Duration::from_millis(9600),
-                "{fourth:?}"
-            );
-            assert!(backoff(30, seed) <= BACKOFF_MAX);
-            assert!(backoff(30, seed) >= BACKOFF_MAX.mul_f64(0.8));
-        }
     }
 }

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 use tokio::task::JoinSet;
 
+use super::scheduler::Next;
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::command;
 use crate::manifest::{DesiredState, ResourceId, Service};
@@ -43,6 +44,18 @@ pub enum Outcome {
     },
     /// Converge is shutting down: stopped between two steps, with nothing half done.
     Interrupted { steps: usize },
+}
+
+impl Outcome {
+    /// What the scheduler does next, as this outcome says: a converged or blocked service waits
+    /// for a change, a failed one is retried after a backoff.
+    pub fn next(&self) -> Next {
+        match self {
+            Outcome::Converged { .. } | Outcome::Blocked { .. } => Next::AwaitChange,
+            Outcome::Failed { .. } => Next::Retry,
+            Outcome::Interrupted { .. } => Next::Stop,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
