@@ -389,7 +389,12 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
             // and the daemon would otherwise start it again under the umount.
             daemon.signal(libc::SIGSTOP);
             node.sim("vzctl", "stop 101");
-            node.sh(&format!("umount {}", node.mnt()));
+            // A check the daemon started before the pause may still run inside the mount for
+            // a moment (its children are not paused): retry while busy.
+            node.sh(&format!(
+                "for i in $(seq 100); do umount {0} && exit 0; sleep 0.1; done; umount {0}",
+                node.mnt()
+            ));
             daemon.signal(libc::SIGCONT);
             daemon.eventually("the filesystem to be mounted again", || node.is_mounted());
             assert_eq!(daemon.stop(), 0, "SIGTERM exits 0");
