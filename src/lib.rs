@@ -14,6 +14,7 @@ pub mod exec;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod schema_files;
 pub mod sim;
 pub mod state;
 pub mod status;
