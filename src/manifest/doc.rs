@@ -24,8 +24,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, FsSpec, Fsck, Kind, ResourceId,
-    Service,
+    AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
+    ResourceId, Service,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -202,6 +202,10 @@ pub struct DrbdDoc {
 /// filesystem on a DRBD device only while that resource is Primary here.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend(
+    "if" = { "properties": { "fsck": { "const": true } }, "required": ["fsck"] },
+    "then" = { "properties": { "type": { "enum": EXT_TYPES } } }
+))]
 pub struct FsDoc {
     /// The block device, an absolute path, e.g. /dev/drbd0.
     #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
@@ -219,8 +223,7 @@ pub struct FsDoc {
     #[schemars(pattern(OPTIONS_PATTERN))]
     pub options: String,
     /// Check before mounting: `auto` runs `e2fsck -p` for ext2, ext3 and ext4 and nothing for
-    /// other types; `true` always runs it (converge can check only those types); `false` never
-    /// does.
+    /// other types; `true` always runs it, so it needs one of those types; `false` never does.
     #[serde(default = "default_fsck")]
     pub fsck: FsckDoc,
     /// When unmounting finds the mount point busy, kill its users (`fuser -kmv`) between

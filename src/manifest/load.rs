@@ -21,7 +21,7 @@ use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document
 use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec,
+    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, is_ext,
 };
 
 /// Larger files are refused unread: locating a problem re-parses the file, and no hand-written
@@ -770,6 +770,22 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
             None
         }
     });
+    // The manifest alone says this cannot work, so `validate` says so rather than a plan.
+    let fsck = match (fsck, &fstype) {
+        (Some(Fsck::Yes), Some(fstype)) if !is_ext(fstype) => {
+            if let Some(n) = f.get("fsck") {
+                r.error(
+                    &n,
+                    format!(
+                        "fsck: true needs a filesystem converge can check ({}), not {fstype}; set fsck: false or auto",
+                        EXT_TYPES.join(", ")
+                    ),
+                );
+            }
+            None
+        }
+        (fsck, _) => fsck,
+    };
     let umount_kill = opt(r, f, "umount_kill", false, Reader::bool);
     let timeout = opt(r, f, "timeout", FsSpec::DEFAULT_TIMEOUT, Reader::duration);
     Some(FsSpec {
@@ -1425,6 +1441,30 @@ resources:
             error(text),
             "4:46: resources.fs#0.fsck: expected true, false or \"auto\", found string \"yes\""
         );
+    }
+
+    #[test]
+    fn fsck_true_needs_a_type_converge_can_check() {
+        let text = "service: s\nstate: up\nresources:\n  fs#1:\n    dev: /d\n    mnt: /m\n    type: xfs\n    fsck: true\n";
+        assert_eq!(
+            error(text),
+            "8:11: resources.fs#1.fsck: fsck: true needs a filesystem converge can check (ext2, ext3, ext4), not xfs; set fsck: false or auto"
+        );
+        for fsck in ["false", "auto"] {
+            let text = text.replace("fsck: true", &format!("fsck: {fsck}"));
+            parse(&text).expect(fsck);
+        }
+        for fstype in EXT_TYPES {
+            let text = text.replace("type: xfs", &format!("type: {fstype}"));
+            let svc = parse(&text).expect(fstype);
+            assert_eq!(
+                svc.resources[0].spec.as_fs().map(|f| f.fsck),
+                Some(Fsck::Yes)
+            );
+        }
+        // The other problems of the resource are still reported with it.
+        let text = text.replace("mnt: /m", "mnt: m");
+        assert_eq!(errors(&text).len(), 2, "{:?}", errors(&text));
     }
 
     /// Between them, these set every key of the manifest model (a service has one container,

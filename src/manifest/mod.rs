@@ -229,7 +229,8 @@ pub enum Fsck {
     /// `e2fsck -p` for ext2/3/4, nothing for other types.
     #[default]
     Auto,
-    /// Always check (fails for types converge has no checker for).
+    /// Always check. The loader refuses it for a type converge has no checker for (see
+    /// [`is_ext`]), so a loaded service never asks e2fsck to check, say, XFS.
     Yes,
     No,
 }
