@@ -1,20 +1,36 @@
 //! Node configuration: where things are on this node and which programs to run.
 //!
 //! Every key is optional. Validation is the manifests' (schema reader + locator), so a typo in
-//! the config file is reported with file:line:column like one in a manifest.
+//! the config file is reported with file:line:column like one in a manifest. As for manifests,
+//! the file form is a typed model ([`ConfigDoc`], [`CommandsDoc`]) from which the JSON Schema
+//! `docs/converge-config.schema.json`, the reference in docs/manifest.md and the reader's allowed
+//! keys are generated (see [`crate::manifest::doc`]).
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
 use crate::manifest::ContainerKind;
+use crate::manifest::doc::{ABSOLUTE_PATH_PATTERN, DURATION_PATTERN, NAME_PATTERN, duration_text};
 use crate::manifest::load::{LoadError, LoadErrors, parse_yaml, problems_to_errors, read_opened};
-use crate::manifest::schema::{Node, Reader, describe};
+use crate::manifest::schema::{Keys, Node, Reader, describe};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/converge/config.yaml";
+
+const DEFAULT_MANIFESTS: &str = "/etc/converge/manifests";
+const DEFAULT_STATE_DIR: &str = "/var/lib/converge";
+const DEFAULT_LOG_DIR: &str = "/var/tmp/converge";
+const DEFAULT_PROC_DRBD: &str = "/proc/drbd";
+const DEFAULT_MOUNTINFO: &str = "/proc/self/mountinfo";
+
+/// A program converge runs: a bare name, found through PATH, or an absolute path; see
+/// `read_program`.
+pub const PROGRAM_PATTERN: &str = r"^(/|[^/\s-][^/\s]*$)";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Config {
@@ -143,7 +159,9 @@ impl Commands {
         }
     }
 
-    /// The config key and the field it sets, for reading and for error messages.
+    /// The config key and the field it sets. Which keys exist is [`CommandsDoc`]'s to say: the
+    /// reader asserts (debug builds) that each key here is one of its keys, and a test that
+    /// each of its keys is here.
     fn slots(&mut self) -> [(&'static str, &mut String); 13] {
         [
             ("drbdadm", &mut self.drbdadm),
@@ -167,11 +185,11 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             node: hostname(),
-            manifests: PathBuf::from("/etc/converge/manifests"),
-            state_dir: PathBuf::from("/var/lib/converge"),
-            log_dir: PathBuf::from("/var/tmp/converge"),
-            proc_drbd: PathBuf::from("/proc/drbd"),
-            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            manifests: PathBuf::from(DEFAULT_MANIFESTS),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            log_dir: PathBuf::from(DEFAULT_LOG_DIR),
+            proc_drbd: PathBuf::from(DEFAULT_PROC_DRBD),
+            mountinfo: PathBuf::from(DEFAULT_MOUNTINFO),
             commands: Commands::default(),
             daemon: DaemonConfig::default(),
         }
@@ -197,20 +215,151 @@ pub enum ConfigError {
     NoNodeName { path: PathBuf },
 }
 
-const TOP_KEYS: &[&str] = &[
-    "node",
-    "manifests",
-    "state_dir",
-    "log_dir",
-    "proc_drbd",
-    "mountinfo",
-    "commands",
-    "debounce",
-    "resync",
-    "concurrency",
-    "prune",
-    "allow_empty",
-];
+/// The node configuration of converge: where things are on this node, which programs to run, and
+/// how the daemon (`converge run`) behaves. Every key is optional; an empty file means all
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(title = "converge node configuration", extend("type" = ["object", "null"]))]
+pub struct ConfigDoc {
+    /// This node's name, compared with a manifest's `node`. Letters, digits, `_`, `.` and `-`,
+    /// not starting with `-` or `.`. Absent: the hostname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", pattern(NAME_PATTERN))]
+    pub node: Option<String>,
+    /// The manifest directory: one service per `*.yaml` or `*.yml` file directly in it.
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub manifests: String,
+    /// Where converge keeps its records (which apps it started, the daemon's view).
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub state_dir: String,
+    /// Where app scripts log, one file per service and script: `svc_<service>_<script>.log`.
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub log_dir: String,
+    /// DRBD's /proc file: tells whether DRBD is loaded.
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub proc_drbd: String,
+    /// The mount table, in /proc/PID/mountinfo format.
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub mountinfo: String,
+    /// The programs converge runs, each a program name (looked up in PATH) or an absolute path.
+    /// Every external program goes through here, which serves non-standard installs and lets
+    /// tests point converge at a simulator.
+    pub commands: CommandsDoc,
+    /// The daemon: quiet period after a manifest change before the directory is re-read.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub debounce: String,
+    /// The daemon: full re-observe and re-plan of every service even without any event, to
+    /// correct drift.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub resync: String,
+    /// The daemon: services reconciled at the same time.
+    #[schemars(range(min = 1, max = 1024))]
+    pub concurrency: u64,
+    /// The daemon: a deleted manifest's service is brought down (otherwise it is left as it is,
+    /// orphaned).
+    pub prune: bool,
+    /// The daemon: a directory with no valid manifest may prune everything (otherwise pruning is
+    /// suspended while it is empty).
+    pub allow_empty: bool,
+}
+
+impl Default for ConfigDoc {
+    fn default() -> Self {
+        let daemon = DaemonConfig::default();
+        ConfigDoc {
+            node: None,
+            manifests: DEFAULT_MANIFESTS.into(),
+            state_dir: DEFAULT_STATE_DIR.into(),
+            log_dir: DEFAULT_LOG_DIR.into(),
+            proc_drbd: DEFAULT_PROC_DRBD.into(),
+            mountinfo: DEFAULT_MOUNTINFO.into(),
+            commands: CommandsDoc::default(),
+            debounce: duration_text(daemon.debounce),
+            resync: duration_text(daemon.resync),
+            concurrency: daemon.concurrency as u64,
+            prune: daemon.prune,
+            allow_empty: daemon.allow_empty,
+        }
+    }
+}
+
+/// `commands`: each a program name, looked up in PATH, or an absolute path; a name has no `/`,
+/// no whitespace (no arguments) and does not start with `-`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(extend("type" = ["object", "null"]))]
+pub struct CommandsDoc {
+    /// Runs every DRBD action: `up`, `connect`, `primary`, `secondary`, `down`.
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub drbdadm: String,
+    /// Observes DRBD (`drbdsetup status`). When it is not `drbdsetup`, drbdadm is told to use
+    /// it too (`drbdadm --drbdsetup=PROGRAM`).
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub drbdsetup: String,
+    /// Checks ext2/3/4 filesystems before mounting (`e2fsck -p DEV`).
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub e2fsck: String,
+    /// Mounts filesystems (`mount -t TYPE -o OPTIONS DEV MNT`).
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub mount: String,
+    /// Unmounts filesystems.
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub umount: String,
+    /// Kills the users of a busy mount point, for `umount_kill` (`fuser -kmv MNT`).
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub fuser: String,
+    /// Starts and stops OpenVZ containers and runs apps in them (`vzctl exec2`).
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub vzctl: String,
+    /// Observes OpenVZ containers.
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub vzlist: String,
+    /// Starts LXC containers (`lxc-start -n NAME -d`).
+    #[serde(rename = "lxc-start")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_start: String,
+    /// Stops LXC containers (`lxc-stop -n NAME -t SECONDS`).
+    #[serde(rename = "lxc-stop")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_stop: String,
+    /// Reads one LXC container's state while waiting for it (`lxc-info -n NAME -s`).
+    #[serde(rename = "lxc-info")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_info: String,
+    /// Runs commands and app scripts in LXC containers (`lxc-attach -n NAME --`).
+    #[serde(rename = "lxc-attach")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_attach: String,
+    /// Observes all LXC containers at once (`lxc-ls --fancy`).
+    #[serde(rename = "lxc-ls")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_ls: String,
+}
+
+impl Default for CommandsDoc {
+    fn default() -> Self {
+        let c = Commands::default();
+        CommandsDoc {
+            drbdadm: c.drbdadm,
+            drbdsetup: c.drbdsetup,
+            e2fsck: c.e2fsck,
+            mount: c.mount,
+            umount: c.umount,
+            fuser: c.fuser,
+            vzctl: c.vzctl,
+            vzlist: c.vzlist,
+            lxc_start: c.lxc_start,
+            lxc_stop: c.lxc_stop,
+            lxc_info: c.lxc_info,
+            lxc_attach: c.lxc_attach,
+            lxc_ls: c.lxc_ls,
+        }
+    }
+}
+
+static TOP_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<ConfigDoc>);
+static COMMANDS_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<CommandsDoc>);
 
 impl Config {
     /// Loads `explicit`, or [`DEFAULT_CONFIG_PATH`]. Only the default may be missing (meaning all
@@ -280,7 +429,7 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
         );
         return config;
     }
-    let Some(f) = r.fields(&root, TOP_KEYS, true) else {
+    let Some(f) = r.fields(&root, Some(&TOP_KEYS), true) else {
         return config;
     };
     if let Some(node) = f.get("node").and_then(|n| r.name(&n, "node name")) {
@@ -327,8 +476,7 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
 }
 
 fn read_commands(r: &mut Reader, node: &Node, commands: &mut Commands) {
-    let keys = Commands::default().slots().map(|(key, _)| key);
-    let Some(f) = r.fields(node, &keys, true) else {
+    let Some(f) = r.fields(node, Some(&COMMANDS_KEYS), true) else {
         return;
     };
     for (key, slot) in commands.slots() {
@@ -376,6 +524,7 @@ fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use schemars::JsonSchema;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::from_yaml(Path::new("/etc/converge/config.yaml"), text)
@@ -463,6 +612,73 @@ commands:
                 lxc_ls: "/l/lxc-ls".into(),
             }
         );
+    }
+
+    /// The reader and the model cannot drift apart: a key declared in [`ConfigDoc`] or
+    /// [`CommandsDoc`] that the reader never reads fails here.
+    #[test]
+    fn the_reader_reads_every_key_of_the_model() {
+        let mut text = String::from(
+            "node: n\nmanifests: /m\nstate_dir: /s\nlog_dir: /l\nproc_drbd: /p\nmountinfo: /i\n\
+             debounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
+        );
+        for key in COMMANDS_KEYS.names() {
+            text.push_str(&format!("  {key}: /usr/bin/{key}\n"));
+        }
+        let (parsed, asked) = crate::manifest::schema::asked::record(|| parse(&text));
+        let config = parsed.expect("every-key config");
+        assert_eq!(config.commands.lxc_ls, "/usr/bin/lxc-ls");
+        let value: Value = serde_yaml::from_str(&text).expect("yaml");
+        let schema = crate::schema_files::config_schema();
+        let models = crate::schema_files::models(&ConfigDoc::schema_name(), &schema);
+        assert_eq!(models.len(), 2, "{models:?}");
+        for (model, keys) in &models {
+            let mapping = if model == COMMANDS_KEYS.model() {
+                &value["commands"]
+            } else {
+                &value
+            };
+            for key in keys {
+                assert!(
+                    mapping.get(key.as_str()).is_some(),
+                    "the text does not set {model}.{key}"
+                );
+                assert!(
+                    asked.contains(&(model.clone(), key.clone())),
+                    "{model}.{key} is declared in the model but the reader never reads it"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_of_the_model_are_those_of_the_config() {
+        let doc = ConfigDoc::default();
+        let config = Config::default();
+        assert_eq!(
+            [
+                &doc.manifests,
+                &doc.state_dir,
+                &doc.log_dir,
+                &doc.proc_drbd,
+                &doc.mountinfo
+            ]
+            .map(Path::new),
+            [
+                &config.manifests,
+                &config.state_dir,
+                &config.log_dir,
+                &config.proc_drbd,
+                &config.mountinfo
+            ]
+            .map(PathBuf::as_path)
+        );
+        let read = parse(&format!(
+            "debounce: {}\nresync: {}\n",
+            doc.debounce, doc.resync
+        ))
+        .expect("defaults read back");
+        assert_eq!(read.daemon, config.daemon);
     }
 
     #[test]

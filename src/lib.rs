@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod schema_files;
 pub mod sim;
 pub mod state;
 pub mod status;

@@ -204,6 +204,27 @@ fn plan_with_broken_manifests_lists_errors_and_exits_1() {
 }
 
 #[test]
+fn validate_refuses_fsck_on_a_type_converge_cannot_check() {
+    let sb = Sandbox::new();
+    let dir = sb.path("m");
+    sb.write(
+        "m/x.yaml",
+        "service: x\nstate: up\nresources:\n  fs#1:\n    dev: /dev/x\n    mnt: /x\n    type: xfs\n    fsck: true\n",
+    );
+    let out = converge(&sb.config(""), &["validate", dir.to_str().expect("utf-8")]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:8:11: resources.fs#1.fsck: fsck: true needs a filesystem converge can check (ext2, ext3, ext4), not xfs; set fsck: false or auto",
+            dir.join("x.yaml").display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_explicit_config_is_one_clear_line() {
     let out = converge(Path::new("/nonexistent/converge.yaml"), &["validate", SEED]);
     assert_eq!(out.status.code(), Some(1));

@@ -16,11 +16,12 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_yaml::Value;
 
+use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
 use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document};
-use super::schema::{At, FieldPath, Fields, KeyText, Node, Problem, Reader, Seg, describe};
+use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec,
+    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, is_ext,
 };
 
 /// Larger files are refused unread: locating a problem re-parses the file, and no hand-written
@@ -552,32 +553,12 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>
     }
 }
 
-const TOP_KEYS: &[&str] = &["service", "state", "node", "resources", "rollback"];
-const DRBD_KEYS: &[&str] = &["res", "stop", "allow_two_primaries", "disabled", "optional"];
-const FS_KEYS: &[&str] = &[
-    "dev",
-    "mnt",
-    "type",
-    "options",
-    "fsck",
-    "umount_kill",
-    "timeout",
-    "disabled",
-    "optional",
-];
-const CONTAINER_KEYS: &[&str] = &[
-    "type",
-    "ctid",
-    "name",
-    "start_timeout",
-    "stop_timeout",
-    "disabled",
-    "optional",
-];
-const APP_KEYS: &[&str] = &[
-    "scripts", "start", "stop", "check", "timeout", "retcodes", "disabled", "optional",
-];
-const ARGV_KEYS: [&str; 3] = ["start", "stop", "check"];
+// The keys each mapping may hold, in the order errors list them: the model's (see `doc`).
+static TOP_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<ManifestDoc>);
+static DRBD_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<DrbdDoc>);
+static FS_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<FsDoc>);
+static CONTAINER_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<ContainerDoc>);
+static APP_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<AppDoc>);
 
 /// Reads an optional key: `Some(default)` when absent, `None` when present but invalid.
 fn opt<'a, T>(
@@ -608,7 +589,7 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
             return None;
         }
     }
-    let f = r.fields(&root, TOP_KEYS, false)?;
+    let f = r.fields(&root, Some(&TOP_KEYS), false)?;
     let name = r
         .required(&f, "service")
         .and_then(|n| r.name(&n, "service name"));
@@ -623,7 +604,7 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         )
     });
     let node = opt(r, &f, "node", None, |r, n| r.name(n, "node name").map(Some));
-    let rollback = opt(r, &f, "rollback", true, Reader::bool);
+    let rollback = opt(r, &f, "rollback", Service::DEFAULT_ROLLBACK, Reader::bool);
     let resources = opt(r, &f, "resources", Vec::new(), read_resources);
     Some(Service {
         name: name?,
@@ -645,7 +626,7 @@ struct Claims {
 
 fn read_resources(r: &mut Reader, node: &Node) -> Option<Vec<Resource>> {
     // `resources:` with every entry commented out reads as null: an empty service.
-    let f = r.fields(node, &[], true)?;
+    let f = r.fields(node, None, true)?;
     let mut claims = Claims::default();
     let mut out = Vec::new();
     let mut ok = true;
@@ -689,13 +670,13 @@ fn read_resource(
             None => claims.container = Some(id),
         }
     }
-    let allowed = match id.kind {
-        Kind::Drbd => DRBD_KEYS,
-        Kind::Fs => FS_KEYS,
-        Kind::Container => CONTAINER_KEYS,
-        Kind::App => APP_KEYS,
+    let allowed: &Keys = match id.kind {
+        Kind::Drbd => &DRBD_KEYS,
+        Kind::Fs => &FS_KEYS,
+        Kind::Container => &CONTAINER_KEYS,
+        Kind::App => &APP_KEYS,
     };
-    let f = r.fields(node, allowed, false)?;
+    let f = r.fields(node, Some(allowed), false)?;
     let disabled = opt(r, &f, "disabled", false, Reader::bool);
     let optional = opt(r, &f, "optional", false, Reader::bool);
     let spec = match id.kind {
@@ -726,7 +707,7 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         claims.drbd.push((res.clone(), id));
         Some(res)
     });
-    let stop = opt(r, f, "stop", DrbdStop::Secondary, |r, n| {
+    let stop = opt(r, f, "stop", DrbdStop::default(), |r, n| {
         r.choice(
             n,
             &[("secondary", DrbdStop::Secondary), ("down", DrbdStop::Down)],
@@ -762,7 +743,8 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
     let fstype = r
         .required(f, "type")
         .and_then(|n| r.name(&n, "filesystem type"));
-    let options = opt(r, f, "options", "defaults".to_string(), |r, n| {
+    let default_options = FsSpec::DEFAULT_OPTIONS.to_owned();
+    let options = opt(r, f, "options", default_options, |r, n| {
         let options = r.nonempty_string(n)?;
         if options.chars().any(char::is_whitespace) {
             r.error(
@@ -773,7 +755,7 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
         }
         Some(options)
     });
-    let fsck = opt(r, f, "fsck", Fsck::Auto, |r, n| match n.value {
+    let fsck = opt(r, f, "fsck", Fsck::default(), |r, n| match n.value {
         Value::Bool(true) => Some(Fsck::Yes),
         Value::Bool(false) => Some(Fsck::No),
         Value::String(s) if s == "auto" => Some(Fsck::Auto),
@@ -788,6 +770,22 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
             None
         }
     });
+    // The manifest alone says this cannot work, so `validate` says so rather than a plan.
+    let fsck = match (fsck, &fstype) {
+        (Some(Fsck::Yes), Some(fstype)) if !is_ext(fstype) => {
+            if let Some(n) = f.get("fsck") {
+                r.error(
+                    &n,
+                    format!(
+                        "fsck: true needs a filesystem converge can check ({}), not {fstype}; set fsck: false or auto",
+                        EXT_TYPES.join(", ")
+                    ),
+                );
+            }
+            None
+        }
+        (fsck, _) => fsck,
+    };
     let umount_kill = opt(r, f, "umount_kill", false, Reader::bool);
     let timeout = opt(r, f, "timeout", FsSpec::DEFAULT_TIMEOUT, Reader::duration);
     Some(FsSpec {
@@ -801,16 +799,13 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum CtType {
-    Vz,
-    Lxc,
-}
-
 fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
-    let ctype = r
-        .required(f, "type")
-        .and_then(|n| r.choice(&n, &[("vz", CtType::Vz), ("lxc", CtType::Lxc)]));
+    let ctype = r.required(f, "type").and_then(|n| {
+        r.choice(
+            &n,
+            &[("vz", ContainerType::Vz), ("lxc", ContainerType::Lxc)],
+        )
+    });
     // An OpenVZ ctid is a number; YAML reads `ctid: 101` as an integer, which is fine.
     let ctid = f.get("ctid").and_then(|n| {
         let text = match n.value {
@@ -836,7 +831,7 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
     });
     let name = f.get("name").and_then(|n| r.name(&n, "container name"));
     let kind = match ctype {
-        Some(CtType::Vz) => {
+        Some(ContainerType::Vz) => {
             if let Some(n) = f.get("name") {
                 r.key_error(
                     &n,
@@ -851,7 +846,7 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
             }
             ctid.map(ContainerKind::Vz)
         }
-        Some(CtType::Lxc) => {
+        Some(ContainerType::Lxc) => {
             if let Some(n) = f.get("ctid") {
                 r.key_error(
                     &n,
@@ -890,7 +885,10 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
 }
 
 fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
-    let argv_given: Vec<&str> = ARGV_KEYS.into_iter().filter(|k| f.has(k)).collect();
+    let argv_given: Vec<&str> = ["start", "stop", "check"]
+        .into_iter()
+        .filter(|k| f.has(k))
+        .collect();
     let commands = match f.get("scripts") {
         Some(scripts) => {
             for key in &argv_given {
@@ -954,16 +952,11 @@ fn read_retcodes(r: &mut Reader, node: &Node) -> Option<Vec<(i32, AppStatus)>> {
     let text = r.string(node)?;
     let mut out: Vec<(i32, AppStatus)> = Vec::new();
     let mut ok = true;
+    let status_words: Vec<&str> = AppStatus::ALL.iter().map(|s| s.word()).collect();
     for pair in text.split_whitespace() {
         let parsed = pair.split_once(':').and_then(|(code, status)| {
             let code = code.parse::<i32>().ok()?;
-            let status = match status {
-                "up" => AppStatus::Up,
-                "down" => AppStatus::Down,
-                "warn" => AppStatus::Warn,
-                "n/a" => AppStatus::NotApplicable,
-                _ => return None,
-            };
+            let status = AppStatus::ALL.into_iter().find(|s| s.word() == status)?;
             Some((code, status))
         });
         match parsed {
@@ -975,7 +968,10 @@ fn read_retcodes(r: &mut Reader, node: &Node) -> Option<Vec<(i32, AppStatus)>> {
             None => {
                 r.error(
                     node,
-                    format!("invalid entry {pair:?}: expected CODE:STATUS, STATUS one of up, down, warn, n/a (e.g. \"0:up 1:down 3:warn\")"),
+                    format!(
+                        "invalid entry {pair:?}: expected CODE:STATUS, STATUS one of {} (e.g. \"0:up 1:down 3:warn\")",
+                        status_words.join(", ")
+                    ),
                 );
                 ok = false;
             }
@@ -1445,6 +1441,135 @@ resources:
             error(text),
             "4:46: resources.fs#0.fsck: expected true, false or \"auto\", found string \"yes\""
         );
+    }
+
+    #[test]
+    fn fsck_true_needs_a_type_converge_can_check() {
+        let text = "service: s\nstate: up\nresources:\n  fs#1:\n    dev: /d\n    mnt: /m\n    type: xfs\n    fsck: true\n";
+        assert_eq!(
+            error(text),
+            "8:11: resources.fs#1.fsck: fsck: true needs a filesystem converge can check (ext2, ext3, ext4), not xfs; set fsck: false or auto"
+        );
+        for fsck in ["false", "auto"] {
+            let text = text.replace("fsck: true", &format!("fsck: {fsck}"));
+            parse(&text).expect(fsck);
+        }
+        for fstype in EXT_TYPES {
+            let text = text.replace("type: xfs", &format!("type: {fstype}"));
+            let svc = parse(&text).expect(fstype);
+            assert_eq!(
+                svc.resources[0].spec.as_fs().map(|f| f.fsck),
+                Some(Fsck::Yes)
+            );
+        }
+        // The other problems of the resource are still reported with it.
+        let text = text.replace("mnt: /m", "mnt: m");
+        assert_eq!(errors(&text).len(), 2, "{:?}", errors(&text));
+    }
+
+    /// Between them, these set every key of the manifest model (a service has one container,
+    /// and an app uses scripts or commands, so one file cannot).
+    const EVERY_KEY: [&str; 2] = [
+        r#"
+service: all-a
+state: up
+node: n1
+rollback: false
+resources:
+  drbd#0: {res: r0, stop: down, allow_two_primaries: true, disabled: false, optional: true}
+  fs#0:
+    dev: /dev/drbd0
+    mnt: /a
+    type: ext4
+    options: noatime
+    fsck: true
+    umount_kill: true
+    timeout: 30s
+    disabled: false
+    optional: false
+  container#0:
+    type: vz
+    ctid: 101
+    start_timeout: 1m
+    stop_timeout: 1m
+    disabled: false
+    optional: false
+  app#0:
+    scripts: /etc/init.d
+    timeout: 1m
+    retcodes: "0:up 1:down"
+    disabled: false
+    optional: false
+"#,
+        r#"
+service: all-b
+state: down
+resources:
+  container#0: {type: lxc, name: web}
+  app#0: {start: [/bin/a], stop: [/bin/b], check: [/bin/c]}
+"#,
+    ];
+
+    /// The reader and the model cannot drift apart: a key declared in a document type that the
+    /// reader never reads fails here (and one the reader reads that the model does not declare
+    /// fails the reader's debug assertion).
+    #[test]
+    fn the_reader_reads_every_key_of_the_model() {
+        use crate::manifest::schema::asked;
+        use schemars::JsonSchema;
+        use std::collections::BTreeSet;
+
+        let schema = crate::schema_files::manifest_schema();
+        let models = crate::schema_files::models(&ManifestDoc::schema_name(), &schema);
+        let names: BTreeSet<&str> = models.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                TOP_KEYS.model(),
+                DRBD_KEYS.model(),
+                FS_KEYS.model(),
+                CONTAINER_KEYS.model(),
+                APP_KEYS.model()
+            ]),
+            "every model of the schema is a mapping the reader opens"
+        );
+
+        // The texts must set every key, or a key read only in some branch could go unnoticed.
+        let mut set: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut asked_for = BTreeSet::new();
+        for text in EVERY_KEY {
+            let (parsed, asked) = asked::record(|| parse(text));
+            parsed.expect("every-key manifest");
+            asked_for.extend(asked);
+            let value: Value = serde_yaml::from_str(text).expect("yaml");
+            let mut note = |keys: &Keys, map: &Value| {
+                let found = map.as_mapping().into_iter().flatten();
+                for key in found.filter_map(|(k, _)| k.as_str()) {
+                    set.insert((keys.model().to_owned(), key.to_owned()));
+                }
+            };
+            note(&TOP_KEYS, &value);
+            for (id, resource) in value["resources"].as_mapping().into_iter().flatten() {
+                let kind = id.as_str().and_then(ResourceId::parse).expect("id").kind;
+                let keys: &Keys = match kind {
+                    Kind::Drbd => &DRBD_KEYS,
+                    Kind::Fs => &FS_KEYS,
+                    Kind::Container => &CONTAINER_KEYS,
+                    Kind::App => &APP_KEYS,
+                };
+                note(keys, resource);
+            }
+        }
+        for (model, keys) in &models {
+            for key in keys {
+                let pair = (model.clone(), key.clone());
+                assert!(set.contains(&pair), "EVERY_KEY does not set {model}.{key}");
+                assert!(
+                    asked_for.contains(&pair),
+                    "{model}.{key} is declared in the model but the reader never reads it"
+                );
+            }
+        }
     }
 
     #[test]

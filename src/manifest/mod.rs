@@ -4,6 +4,7 @@
 //! file, line:column and field path. Everything after this module works on these types only;
 //! nothing downstream ever sees YAML.
 
+pub mod doc;
 pub mod load;
 mod locate;
 pub(crate) mod schema;
@@ -17,13 +18,19 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// What the operator wants for a service on this node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+///
+/// Also the file form of `state` (see [`doc`]): the words are serde's, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
 pub enum DesiredState {
+    /// Started and kept running.
     Up,
+    /// Stopped and kept stopped.
     Down,
     /// Observe and report, never act.
     Frozen,
@@ -123,6 +130,9 @@ pub struct Service {
 }
 
 impl Service {
+    /// `rollback` when the manifest does not set it.
+    pub const DEFAULT_ROLLBACK: bool = true;
+
     /// The state this node should hold: a service pinned to another node is down here.
     pub fn desired_here(&self, this_node: &str) -> DesiredState {
         match (&self.node, self.state) {
@@ -194,10 +204,13 @@ impl Spec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Also the file form of a DRBD resource's `stop` (see [`doc`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
 pub enum DrbdStop {
     /// `drbdadm secondary`: stays connected and replicating.
+    #[default]
     Secondary,
     /// `drbdadm down`: detached and disconnected.
     Down,
@@ -210,12 +223,14 @@ pub struct DrbdSpec {
     pub allow_two_primaries: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fsck {
     /// `e2fsck -p` for ext2/3/4, nothing for other types.
+    #[default]
     Auto,
-    /// Always check (fails for types converge has no checker for).
+    /// Always check. The loader refuses it for a type converge has no checker for (see
+    /// [`is_ext`]), so a loaded service never asks e2fsck to check, say, XFS.
     Yes,
     No,
 }
@@ -234,6 +249,7 @@ pub struct FsSpec {
 
 impl FsSpec {
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const DEFAULT_OPTIONS: &str = "defaults";
 
     /// Whether a check runs before mounting, per the `fsck` key.
     pub fn wants_fsck(&self) -> bool {
@@ -245,9 +261,12 @@ impl FsSpec {
     }
 }
 
+/// The filesystem types `e2fsck -p` checks: the only ones `fsck: true` accepts.
+pub const EXT_TYPES: [&str; 3] = ["ext2", "ext3", "ext4"];
+
 /// ext2/3/4: the types `e2fsck -p` checks.
 pub fn is_ext(fstype: &str) -> bool {
-    matches!(fstype, "ext2" | "ext3" | "ext4")
+    EXT_TYPES.contains(&fstype)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -301,6 +320,25 @@ pub enum AppStatus {
     Down,
     Warn,
     NotApplicable,
+}
+
+impl AppStatus {
+    pub const ALL: [AppStatus; 4] = [
+        AppStatus::Up,
+        AppStatus::Down,
+        AppStatus::Warn,
+        AppStatus::NotApplicable,
+    ];
+
+    /// The STATUS word of `retcodes`, as the manifest spells it.
+    pub fn word(self) -> &'static str {
+        match self {
+            AppStatus::Up => "up",
+            AppStatus::Down => "down",
+            AppStatus::Warn => "warn",
+            AppStatus::NotApplicable => "n/a",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -3,11 +3,16 @@
 //!
 //! `Value` carries no positions, so problems hold the path only; [`super::locate`] turns the path
 //! back into line:column against the text afterwards.
+//!
+//! Which keys a mapping may hold is not written here, nor in the code that reads each mapping:
+//! it is a [`Keys`], the properties of a document type's generated schema (see
+//! [`super::doc`]).
 
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
@@ -97,10 +102,58 @@ impl<'a> Node<'a> {
     }
 }
 
+/// The keys a mapping may hold, in the order an unknown-key error lists them: the
+/// `properties` of a document type's schema, which are in field declaration order.
+#[derive(Debug)]
+pub(crate) struct Keys {
+    /// The document type's schema name, e.g. `FsDoc`.
+    model: String,
+    names: Vec<String>,
+}
+
+impl Keys {
+    /// The keys of `T`'s mapping. Generating a schema is not free: callers keep the result in a
+    /// static.
+    pub(crate) fn of<T: JsonSchema>() -> Keys {
+        let schema = super::doc::generator().into_root_schema_for::<T>();
+        let names = schema
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|properties| properties.keys().cloned().collect())
+            .unwrap_or_default();
+        Keys {
+            model: T::schema_name().into_owned(),
+            names,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn listed(model: &str, names: &[&str]) -> Keys {
+        Keys {
+            model: model.to_owned(),
+            names: names.iter().map(|&n| n.to_owned()).collect(),
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &str) -> bool {
+        self.names.iter().any(|n| n == key)
+    }
+
+    pub(crate) fn model(&self) -> &str {
+        &self.model
+    }
+
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.names.iter().map(String::as_str)
+    }
+}
+
 /// The entries of a mapping whose unknown keys have already been reported.
 pub(crate) struct Fields<'a> {
     node: Node<'a>,
     map: &'a Mapping,
+    /// `None`: any key (the resource ids of `resources`, checked by their reader).
+    keys: Option<&'a Keys>,
 }
 
 impl<'a> Fields<'a> {
@@ -109,13 +162,29 @@ impl<'a> Fields<'a> {
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<Node<'a>> {
+        self.asking(key);
         self.map
             .get(key)
             .map(|value| self.node.child(Seg::key(key), value))
     }
 
     pub(crate) fn has(&self, key: &str) -> bool {
+        self.asking(key);
         self.map.contains_key(key)
+    }
+
+    /// The reader may ask only for keys the model declares: a key it reads that the model lacks
+    /// would be refused as unknown before it is ever read.
+    fn asking(&self, key: &str) {
+        if let Some(keys) = self.keys {
+            debug_assert!(
+                keys.contains(key),
+                "the reader asks for `{key}`, which {} does not declare",
+                keys.model()
+            );
+            #[cfg(test)]
+            asked::note(keys.model(), key);
+        }
     }
 
     /// All entries in file order, each as (key, node of its value).
@@ -159,12 +228,13 @@ impl Reader {
         });
     }
 
-    /// Opens a mapping, reporting every key not in `allowed`. `null` reads as an empty mapping
-    /// only when `null_is_empty`, for sections whose entries may all be commented out.
+    /// Opens a mapping, reporting every key not in `allowed` (`None`: any key is). `null` reads
+    /// as an empty mapping only when `null_is_empty`, for sections whose entries may all be
+    /// commented out.
     pub(crate) fn fields<'a>(
         &mut self,
         node: &Node<'a>,
-        allowed: &[&str],
+        allowed: Option<&'a Keys>,
         null_is_empty: bool,
     ) -> Option<Fields<'a>> {
         static EMPTY: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
@@ -182,10 +252,11 @@ impl Reader {
         let fields = Fields {
             node: node.clone(),
             map,
+            keys: allowed,
         };
-        if !allowed.is_empty() {
+        if let Some(allowed) = allowed {
             for (key, child) in fields.entries() {
-                let known = key.as_str().is_some_and(|k| allowed.contains(&k));
+                let known = key.as_str().is_some_and(|k| allowed.contains(k));
                 if !known {
                     self.key_error(&child, unknown_key_message(key, allowed));
                 }
@@ -364,7 +435,7 @@ pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
     }
 }
 
-fn unknown_key_message(key: &Value, allowed: &[&str]) -> String {
+fn unknown_key_message(key: &Value, allowed: &Keys) -> String {
     let shown = match key {
         Value::String(_) => format!("`{}`", KeyText(key)),
         Value::Sequence(_) | Value::Mapping(_) => format!("({})", describe(key)),
@@ -377,7 +448,7 @@ fn unknown_key_message(key: &Value, allowed: &[&str]) -> String {
     };
     format!(
         "unknown key {shown}{hint}; allowed keys: {}",
-        allowed.join(", ")
+        allowed.names().collect::<Vec<_>>().join(", ")
     )
 }
 
@@ -407,6 +478,34 @@ pub(crate) fn describe(v: &Value) -> String {
     }
 }
 
+/// Which keys the reader asked for, by model: the test that every declared key is read.
+#[cfg(test)]
+pub(crate) mod asked {
+    use std::cell::RefCell;
+    use std::collections::BTreeSet;
+
+    thread_local! {
+        static ASKED: RefCell<Option<BTreeSet<(String, String)>>> = const { RefCell::new(None) };
+    }
+
+    pub(super) fn note(model: &str, key: &str) {
+        ASKED.with_borrow_mut(|asked| {
+            if let Some(asked) = asked {
+                asked.insert((model.to_owned(), key.to_owned()));
+            }
+        });
+    }
+
+    /// Runs `f`, returning what it returned and the (model, key) pairs asked for meanwhile on
+    /// this thread.
+    pub(crate) fn record<R>(f: impl FnOnce() -> R) -> (R, BTreeSet<(String, String)>) {
+        ASKED.set(Some(BTreeSet::new()));
+        let result = f();
+        let asked = ASKED.take().unwrap_or_default();
+        (result, asked)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,7 +518,10 @@ mod tests {
     fn unknown_keys_are_all_reported_with_the_allowed_list() {
         let v = read("a: 1\nb: 2\nc: 3\n");
         let mut r = Reader::default();
-        let f = r.fields(&Node::root(&v), &["a"], false).expect("mapping");
+        let keys = Keys::listed("T", &["a"]);
+        let f = r
+            .fields(&Node::root(&v), Some(&keys), false)
+            .expect("mapping");
         assert!(f.has("a"));
         let problems = r.into_problems();
         assert_eq!(problems.len(), 2);
@@ -429,10 +531,59 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "the reader asks for `b`, which T does not declare")]
+    fn asking_for_an_undeclared_key_is_a_bug() {
+        let v = read("a: 1\n");
+        let keys = Keys::listed("T", &["a"]);
+        let mut r = Reader::default();
+        let f = r
+            .fields(&Node::root(&v), Some(&keys), false)
+            .expect("mapping");
+        f.get("b");
+    }
+
+    #[test]
+    fn asked_keys_are_recorded_by_model() {
+        let v = read("a: 1\n");
+        let keys = Keys::listed("T", &["a", "b"]);
+        let ((), asked) = asked::record(|| {
+            let mut r = Reader::default();
+            let f = r
+                .fields(&Node::root(&v), Some(&keys), false)
+                .expect("mapping");
+            f.get("a");
+            f.has("b");
+        });
+        let expected = [("T", "a"), ("T", "b")].map(|(m, k)| (m.to_owned(), k.to_owned()));
+        assert_eq!(asked, expected.into_iter().collect());
+    }
+
+    #[test]
+    fn keys_come_from_the_model_in_declaration_order() {
+        let keys = Keys::of::<crate::manifest::doc::FsDoc>();
+        assert_eq!(keys.model(), "FsDoc");
+        assert_eq!(
+            keys.names().collect::<Vec<_>>(),
+            [
+                "dev",
+                "mnt",
+                "type",
+                "options",
+                "fsck",
+                "umount_kill",
+                "timeout",
+                "disabled",
+                "optional"
+            ]
+        );
+    }
+
+    #[test]
     fn non_string_keys_are_unknown_keys() {
         let v = read("1: x\n");
         let mut r = Reader::default();
-        r.fields(&Node::root(&v), &["a", "b"], false);
+        let keys = Keys::listed("T", &["a", "b"]);
+        r.fields(&Node::root(&v), Some(&keys), false);
         let problems = r.into_problems();
         assert_eq!(
             problems[0].message,
@@ -445,7 +596,7 @@ mod tests {
     fn type_errors_say_expected_and_found() {
         let v = read("s: [1]\nb: yes\nn: ~\n");
         let mut r = Reader::default();
-        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        let f = r.fields(&Node::root(&v), None, false).expect("mapping");
         assert_eq!(r.string(&f.get("s").expect("s")), None);
         assert_eq!(r.bool(&f.get("b").expect("b")), None);
         assert_eq!(r.string(&f.get("n").expect("n")), None);
@@ -464,7 +615,7 @@ mod tests {
     fn durations_need_a_unit_and_must_not_be_zero() {
         let v = read("a: 2m\nb: 1h 5m\nc: 0s\nd: 30\ne: 2x\nf: 30days\ng: 1000000000years\n");
         let mut r = Reader::default();
-        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        let f = r.fields(&Node::root(&v), None, false).expect("mapping");
         let d = |r: &mut Reader, k| r.duration(&f.get(k).expect(k));
         assert_eq!(d(&mut r, "a"), Some(Duration::from_secs(120)));
         assert_eq!(d(&mut r, "b"), Some(Duration::from_secs(3900)));
@@ -501,7 +652,7 @@ mod tests {
     fn string_list_reports_each_bad_element() {
         let v = read("l: [/bin/a, 3, [x]]\ne: []\n");
         let mut r = Reader::default();
-        let f = r.fields(&Node::root(&v), &[], false).expect("mapping");
+        let f = r.fields(&Node::root(&v), None, false).expect("mapping");
         assert_eq!(r.string_list(&f.get("l").expect("l")), None);
         assert_eq!(r.string_list(&f.get("e").expect("e")), None);
         let problems = r.into_problems();

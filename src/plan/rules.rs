@@ -9,7 +9,7 @@ use super::index::NodeIndex;
 use super::{Action, Blocked, Step};
 use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
-    ResourceId, Service, Spec, is_ext,
+    ResourceId, Service, Spec,
 };
 use crate::observe::drbd::device_path as drbd_device_path;
 use crate::observe::{ContainerState, DrbdResource, NodeState, Observed, Role};
@@ -373,17 +373,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 format!("mount point {} is missing", mnt.display()),
             );
         }
+        // `fsck: true` on a type e2fsck cannot check is refused by the loader, not here.
         let fsck = spec.wants_fsck();
-        if fsck && !is_ext(&spec.fstype) {
-            self.refuse(
-                resource,
-                format!(
-                    "fsck is requested but converge can check only ext2/ext3/ext4, not {}",
-                    spec.fstype
-                ),
-            );
-            return;
-        }
         self.mount_planned = true;
         self.step(
             rid,

@@ -520,18 +520,6 @@ fn fsck_follows_the_fsck_key() {
         actions(&plan_service(&svc, &node_at(Level::Primary)))[0],
         "fsck+mount /drbdsvc"
     );
-    let Spec::Fs(fs) = &mut svc.resources[1].spec else {
-        unreachable!("seed fs#1")
-    };
-    fs.fstype = "xfs".into();
-    fs.fsck = Fsck::Yes;
-    assert!(
-        plan_service(&svc, &node_at(Level::Primary))
-            .blocked
-            .expect("blocked")
-            .reason
-            .contains("not xfs")
-    );
 }
 
 #[test]
