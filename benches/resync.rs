@@ -8,7 +8,7 @@ use std::path::Path;
 use converge::config::Config;
 use converge::manifest::Service;
 use converge::manifest::load::parse_manifest;
-use converge::observe::runner::Observer;
+use converge::observer::Observer;
 use converge::state::record_app_start;
 use converge::status::statuses;
 use criterion::{Criterion, criterion_group, criterion_main};

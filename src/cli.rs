@@ -6,14 +6,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::command;
 use crate::config::Config;
 use crate::controller::lock;
-use crate::controller::once::{self, Outcome};
+use crate::controller::once::{self};
 use crate::manifest::{self, Service};
-use crate::observe::runner::Observer;
-use crate::observe::{NodeState, Observed};
-use crate::plan::{self, Plan};
+use crate::observer::Observer;
+use crate::plan::{self};
+use crate::render;
 use crate::status::ServiceStatus;
 
 /// Exit codes, shared by every command that plans.
@@ -210,7 +209,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write_plan(&mut out, config, &services, &node, &plan)
+        render::write_plan(&mut out, config, &services, &node, &plan)
     };
     // A closed pipe (`converge plan | head`) is not an error worth a message.
     if let Err(e) = written
@@ -250,7 +249,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write_report(&mut out, &report)
+        render::write_report(&mut out, &report)
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -258,30 +257,6 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
         return Err(format!("cannot write the report: {e}"));
     }
     Ok(report.exit_code())
-}
-
-/// One line per service: converged, blocked (why) or failed (why, rolled back or not).
-pub fn write_report(out: &mut impl Write, report: &once::Report) -> std::io::Result<()> {
-    for s in &report.services {
-        match &s.outcome {
-            Outcome::Converged { steps } => {
-                writeln!(out, "{}: converged ({steps} action(s))", s.service)?
-            }
-            Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
-            Outcome::Interrupted { steps } => {
-                writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
-            }
-            Outcome::Failed {
-                error, rolled_back, ..
-            } => writeln!(
-                out,
-                "{}: failed: {error}{}",
-                s.service,
-                if *rolled_back { " (rolled back)" } else { "" }
-            )?,
-        }
-    }
-    Ok(())
 }
 
 /// Moves converge's own records of a former layout, once; under the lock, which says no other
@@ -334,7 +309,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write_status(&mut out, &node, &statuses)
+        render::write_status(&mut out, &node, &statuses)
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -359,7 +334,7 @@ fn daemon_status(
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        write_daemon_view(&mut out, holder, view)
+        render::write_daemon_view(&mut out, holder, view)
     };
     if let Err(e) = written
         && e.kind() != std::io::ErrorKind::BrokenPipe
@@ -380,155 +355,5 @@ fn daemon_exit_code(view: &crate::controller::daemon::DaemonView) -> u8 {
         exit::OK
     } else {
         exit::CHANGES
-    }
-}
-
-/// The daemon's view: what it holds in force, and how each service fared.
-pub fn write_daemon_view(
-    out: &mut impl Write,
-    holder: &str,
-    view: &crate::controller::daemon::DaemonView,
-) -> std::io::Result<()> {
-    writeln!(
-        out,
-        "daemon: {holder}; manifests {} at revision {}; updated {}",
-        view.manifests.display(),
-        view.revision.as_deref().unwrap_or("unknown"),
-        view.updated
-    )?;
-    for error in &view.errors {
-        writeln!(out, "! {error} (last good version in force)")?;
-    }
-    for notice in &view.notices {
-        writeln!(out, "! {notice}")?;
-    }
-    for s in &view.services {
-        writeln!(
-            out,
-            "{:<32} {:<9} converged: {:<3} (desired {}) {}",
-            s.service,
-            s.status.as_deref().unwrap_or("-"),
-            match s.converged {
-                Some(true) => "yes",
-                Some(false) => "no",
-                None => "-",
-            },
-            s.desired,
-            s.result
-        )?;
-        if let Some(retry) = &s.next_retry {
-            writeln!(out, "  next retry at {retry}")?;
-        }
-    }
-    Ok(())
-}
-
-/// The status table: one line per service, then one per resource.
-pub fn write_status(
-    out: &mut impl Write,
-    node: &NodeState,
-    statuses: &[ServiceStatus],
-) -> std::io::Result<()> {
-    write_unavailable(out, node)?;
-    for s in statuses {
-        writeln!(
-            out,
-            "{:<32} {:<9} converged: {:<3} (desired {})",
-            s.service,
-            s.status.to_string(),
-            if s.converged { "yes" } else { "no" },
-            s.desired
-        )?;
-        for r in &s.resources {
-            writeln!(
-                out,
-                "  {:<14} {:<9} {}",
-                r.rid.to_string(),
-                r.status.to_string(),
-                r.detail
-            )?;
-        }
-    }
-    Ok(())
-}
-
-fn write_unavailable(out: &mut impl Write, node: &NodeState) -> std::io::Result<()> {
-    for (source, observed) in [
-        ("DRBD", unavailable(&node.drbd)),
-        ("mounts", unavailable(&node.mounts)),
-        ("OpenVZ", unavailable(&node.vz)),
-        ("LXC", unavailable(&node.lxc)),
-    ] {
-        if let Some(why) = observed {
-            writeln!(out, "! {source}: {why}")?;
-        }
-    }
-    Ok(())
-}
-
-/// The readable plan: what cannot be observed, then per service its steps, then a summary.
-pub fn write_plan(
-    out: &mut impl Write,
-    config: &Config,
-    services: &[Service],
-    node: &NodeState,
-    plan: &Plan,
-) -> std::io::Result<()> {
-    write_unavailable(out, node)?;
-    for (service, sp) in services.iter().zip(&plan.services) {
-        let state = if sp.is_converged() {
-            "converged"
-        } else {
-            "not converged"
-        };
-        let pinned = match &service.node {
-            Some(pin) if *pin != node.node => format!(", pinned to node {pin}"),
-            _ => String::new(),
-        };
-        writeln!(
-            out,
-            "{} (desired {} on {}{pinned}): {state}",
-            sp.service, sp.desired, node.node
-        )?;
-        for step in &sp.steps {
-            let label = step.rid.to_string();
-            let scripts = node.scripts_of(&service.name, step.rid);
-            let program = command::for_step(step, service, &config.commands, scripts);
-            for (i, line) in program.lines().iter().enumerate() {
-                if i == 0 {
-                    writeln!(out, "  + {label:<12} {line}    # {}", step.reason)?;
-                } else {
-                    writeln!(out, "    {:<12} {line}", "")?;
-                }
-            }
-        }
-        if let Some(blocked) = &sp.blocked {
-            writeln!(
-                out,
-                "  ! {:<12} blocked: {}",
-                blocked.rid.to_string(),
-                blocked.reason
-            )?;
-        }
-        for warning in &sp.warnings {
-            writeln!(out, "  ~ warning: {warning}")?;
-        }
-    }
-    let converged = plan.services.iter().filter(|s| s.is_converged()).count();
-    writeln!(
-        out,
-        "Plan: {} action{} in {} service{}, {} blocked, {converged} converged.",
-        plan.step_count(),
-        if plan.step_count() == 1 { "" } else { "s" },
-        plan.services.len(),
-        if plan.services.len() == 1 { "" } else { "s" },
-        plan.blocked_count(),
-    )
-}
-
-fn unavailable<T>(observed: &Observed<T>) -> Option<&str> {
-    match observed {
-        Observed::Ok(_) => None,
-        Observed::Unavailable(why) => Some(why),
     }
 }

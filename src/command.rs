@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::config::Commands;
 use crate::manifest::{AppCommands, ContainerKind, ContainerSpec, ResourceId, Service, Spec};
 use crate::plan::{Action, Step};
+use crate::shell::{quote, shell_line};
 
 /// What one action runs, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -407,25 +408,6 @@ impl Program {
     }
 }
 
-/// An argv as one line a person could paste into a shell.
-pub fn shell_line(argv: &[String]) -> String {
-    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
-}
-
-/// Shell-quotes one word when it needs it: the one quoting rule of converge, for display and
-/// for `vzctl exec2`, which joins its arguments into a shell line.
-pub fn quote(arg: &str) -> String {
-    let plain = !arg.is_empty()
-        && arg
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,@%+#".contains(&b));
-    if plain {
-        arg.to_string()
-    } else {
-        format!("'{}'", arg.replace('\'', r"'\''"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,28 +427,6 @@ mod tests {
             action,
             reason: String::new(),
         }
-    }
-
-    #[test]
-    fn quoting_leaves_plain_words_alone() {
-        assert_eq!(
-            shell_line(&[
-                "mount".into(),
-                "-o".into(),
-                "defaults".into(),
-                "/my dir".into()
-            ]),
-            "mount -o defaults '/my dir'"
-        );
-        assert_eq!(quote("it's"), r"'it'\''s'");
-        assert_eq!(quote(""), "''");
-    }
-
-    #[test]
-    fn regression_a_glob_character_is_quoted() {
-        // `*` was left bare: `vzctl exec2` joins its arguments into a shell line, where a bare
-        // `*` in a path would be expanded inside the container.
-        assert_eq!(quote("/svc/S*"), "'/svc/S*'");
     }
 
     #[test]

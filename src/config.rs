@@ -143,7 +143,7 @@ impl Commands {
             None => argv,
             Some(ContainerKind::Vz(ctid)) => {
                 let mut wrapped = vec![self.vzctl.clone(), "exec2".into(), ctid.clone()];
-                wrapped.extend(argv.iter().map(|a| crate::command::quote(a)));
+                wrapped.extend(argv.iter().map(|a| crate::shell::quote(a)));
                 wrapped
             }
             Some(ContainerKind::Lxc(name)) => {

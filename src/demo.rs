@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::controller::once::reconcile_once;
 use crate::manifest;
-use crate::observe::runner::Observer;
+use crate::observer::Observer;
 use crate::sim::sandbox::{
     Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
 };
@@ -185,9 +185,9 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
         let node = runtime.block_on(observer.observe(&services));
         let statuses = crate::status::statuses(&services, &node);
         let mut out = std::io::stdout().lock();
-        crate::cli::write_report(&mut out, &report)
+        crate::render::write_report(&mut out, &report)
             .and_then(|()| writeln!(out, "\n== converge status\n"))
-            .and_then(|()| crate::cli::write_status(&mut out, &node, &statuses))
+            .and_then(|()| crate::render::write_status(&mut out, &node, &statuses))
             .map_err(|e| e.to_string())?;
     }
     Ok(worst)

@@ -5,6 +5,7 @@
 //! the node share them without pulling in anything else.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -24,12 +25,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         .file_name()
         .ok_or_else(|| io::Error::other(format!("{} names no file", path.display())))?;
     fs::create_dir_all(dir)?;
-    // Hidden (readers of converge's directories skip dot files) and unique per process.
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
+    // Hidden (readers of converge's directories skip dot files) and unique: RandomState's keys
+    // are random per process and differ per call, so two writers never share a temporary file.
+    let unique = RandomState::new().build_hasher().finish();
+    let tmp = dir.join(format!(".{}.tmp.{unique:016x}", name.to_string_lossy()));
     let written = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         file.write_all(contents)?;
@@ -37,8 +36,7 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
         fs::rename(&tmp, path)
     })();
     if let Err(e) = written {
-        // A leftover from a crash of this same pid would make create_new fail forever: the
-        // temporary file is removed whatever went wrong.
+        // The temporary file is removed whatever went wrong: no debris in the directory.
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }

@@ -5,9 +5,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ActError, Ctx};
-use crate::command::{AppRuns, AppVerb, shell_line};
+use super::ctx::{ActError, Ctx};
+use crate::command::{AppRuns, AppVerb};
 use crate::manifest::{AppCommands, AppSpec, Spec};
+use crate::shell::shell_line;
 use crate::state;
 
 fn spec<'s>(ctx: &'s Ctx<'_>) -> Option<&'s AppSpec> {

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ActError, Backoff, Ctx, lxc};
-use crate::command::shell_line;
+use super::ctx::{ActError, Backoff, Ctx};
+use super::lxc;
 use crate::manifest::ContainerKind;
 use crate::observe::ContainerState;
-use crate::observe::probe::{LogMark, PROBE_TIMEOUT};
+use crate::observer::probe::{LogMark, PROBE_TIMEOUT};
+use crate::shell::shell_line;
 
 /// The commands of a container start.
 pub struct StartCommands<'a> {

@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use super::{ActError, Ctx};
+use super::ctx::{ActError, Ctx};
 use crate::command::DrbdVerb;
 use crate::manifest::{DrbdSpec, Spec};
 use crate::observe::drbd::Role;
-use crate::observe::probe::DrbdRoles;
+use crate::observer::probe::DrbdRoles;
 
 /// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
 pub const DRBDADM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -143,7 +143,7 @@ mod tests {
     use super::*;
     use crate::config::{Commands, Config};
     use crate::manifest::{Kind, ResourceId, parse_manifest};
-    use crate::observe::runner::Observer;
+    use crate::observer::Observer;
     use crate::plan::{Action, Step};
 
     struct Stubs {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{ActError, Ctx};
-use crate::command::shell_line;
+use super::ctx::{ActError, Ctx};
 use crate::manifest::{FsSpec, Spec};
+use crate::shell::shell_line;
 
 /// A full check of a large filesystem takes long; it is bounded only against a hang.
 pub const FSCK_TIMEOUT: Duration = Duration::from_secs(3600);

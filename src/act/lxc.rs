@@ -3,9 +3,9 @@
 //! in the container's LXC log. The log's end is marked before each start (a probe), and a
 //! failure shows the ERROR lines that start appended.
 
-use super::Ctx;
+use super::ctx::Ctx;
 use crate::observe::lxc::summarize;
-use crate::observe::probe::LogMark;
+use crate::observer::probe::LogMark;
 
 /// Logs what the container's LXC log gained since `mark`, and returns a short explanation for
 /// the error message: the first error and where the log is, or how to get one.

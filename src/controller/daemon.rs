@@ -28,7 +28,7 @@ use super::trigger::{Trigger, TriggerSender};
 use crate::config::Config;
 use crate::fsutil::write_atomic;
 use crate::manifest::{Service, Spec};
-use crate::observe::runner::Observer;
+use crate::observer::Observer;
 use crate::plan::plan_service;
 use crate::status::service_status;
 

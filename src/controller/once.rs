@@ -17,7 +17,7 @@ use super::scheduler::Next;
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::command;
 use crate::manifest::{DesiredState, ResourceId, Service};
-use crate::observe::runner::Observer;
+use crate::observer::Observer;
 use crate::plan::{self, Action, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.

@@ -17,6 +17,7 @@ use regex::Regex;
 use serde_yaml::Value;
 
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
+pub use super::locate::Location;
 use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document};
 use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
@@ -30,19 +31,6 @@ pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Problems located per file; past this the file is garbage and one more line says so.
 const MAX_PROBLEMS_PER_FILE: usize = 200;
-
-/// A 1-based position in a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Location {
-    pub line: usize,
-    pub column: usize,
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,9 +11,7 @@ pub mod drbdsetup_status;
 pub mod events2;
 pub mod lxc;
 pub mod mountinfo;
-pub mod probe;
 pub mod proc_drbd;
-pub mod runner;
 pub mod vz;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -98,5 +96,41 @@ impl NodeState {
             .get(service)
             .and_then(|apps| apps.get(&rid))
             .map(Vec::as_slice)
+    }
+}
+
+/// Any warn → warn; n/a is neutral; all up → up; all down → down; up and down mixed → warn.
+pub fn aggregate_apps(statuses: &[AppStatus]) -> AppStatus {
+    let relevant: Vec<AppStatus> = statuses
+        .iter()
+        .copied()
+        .filter(|s| *s != AppStatus::NotApplicable)
+        .collect();
+    if relevant.contains(&AppStatus::Warn) {
+        AppStatus::Warn
+    } else if relevant.is_empty() {
+        AppStatus::NotApplicable
+    } else if relevant.iter().all(|s| *s == AppStatus::Up) {
+        AppStatus::Up
+    } else if relevant.iter().all(|s| *s == AppStatus::Down) {
+        AppStatus::Down
+    } else {
+        AppStatus::Warn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_status_aggregates_as_opensvc_does() {
+        use AppStatus::*;
+        assert_eq!(aggregate_apps(&[Up, Up]), Up);
+        assert_eq!(aggregate_apps(&[Down, Down]), Down);
+        assert_eq!(aggregate_apps(&[Up, Down]), Warn);
+        assert_eq!(aggregate_apps(&[Up, NotApplicable]), Up);
+        assert_eq!(aggregate_apps(&[NotApplicable]), NotApplicable);
+        assert_eq!(aggregate_apps(&[Down, Warn, Up]), Warn);
     }
 }

@@ -1208,7 +1208,7 @@ fn host_command(private: &Path, mode: ExecMode, command: &[String]) -> Command {
         _ => {
             let mut words = command.to_vec();
             if let Some(p) = inside(&command[0]) {
-                words[0] = crate::command::quote(&p.to_string_lossy());
+                words[0] = crate::shell::quote(&p.to_string_lossy());
             }
             let mut c = Command::new(shell);
             c.arg("-c").arg(join_command(&words));

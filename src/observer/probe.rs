@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use super::drbd::Role;
-use super::drbdadm_role::{self, RoleReport};
-use super::runner::{Listing, Observer};
-use super::{ContainerState, drbdsetup_status, lxc, vz};
-use crate::command::shell_line;
+use super::{Listing, Observer};
 use crate::exec::{self, ExecError, Output};
 use crate::manifest::{AppCommands, ContainerKind, ResourceId, Service, Spec};
+use crate::observe::drbd::Role;
+use crate::observe::drbdadm_role::{self, RoleReport};
+use crate::observe::{ContainerState, drbdsetup_status, lxc, vz};
+use crate::shell::shell_line;
 
 /// Probes run often while waiting; each must answer quickly.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);

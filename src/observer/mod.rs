@@ -4,13 +4,15 @@
 //! Observation writes nothing: what it caches (DRBD 8.x minors, script listings inside
 //! containers) lives in the [`Observer`], in memory, for as long as its owner (the daemon, or
 //! one command) runs. The act layer looks at the node only through the [`Observer`]'s probes
-//! (`probe.rs`).
+//! ([`probe`]).
 //!
 //! Cost of one pass over N services: one read of /proc/drbd and of mountinfo, one
 //! `drbdsetup status --json` (DRBD 9), one `vzlist` and one `lxc-ls` — each only when some
 //! service needs it — a `stat` per device, plus the users' own app checks (run in parallel, each
 //! with its timeout). DRBD 8.4 has no name in /proc/drbd, so there `drbdadm sh-minor` runs once
 //! per DRBD resource.
+
+pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -21,14 +23,14 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use super::{
-    AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
-    drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
-};
 use crate::command::{program_name, scripts_for};
 use crate::config::Config;
 use crate::exec::{self, ExecError, Output};
 use crate::manifest::{AppCommands, AppSpec, AppStatus, ContainerKind, ResourceId, Service, Spec};
+use crate::observe::{
+    AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
+    aggregate_apps, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
+};
 use crate::state;
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
@@ -131,7 +133,7 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
     }
     if let Observed::Ok(resources) = &drbd {
         for device in resources.values().flat_map(|r| &r.devices) {
-            device_paths.insert(super::drbd::device_path(device.minor));
+            device_paths.insert(crate::observe::drbd::device_path(device.minor));
         }
     }
     let devices = device_paths
@@ -544,7 +546,7 @@ async fn run_checks(job: CheckJob) -> (String, ResourceId, AppObservation) {
         statuses.push(status);
     }
     let observation = AppObservation {
-        status: aggregate(&statuses),
+        status: aggregate_apps(&statuses),
         detail: details.join(", "),
     };
     (job.service, job.rid, observation)
@@ -559,40 +561,9 @@ fn status_word(status: AppStatus, code: i32) -> String {
     }
 }
 
-/// Any warn → warn; n/a is neutral; all up → up; all down → down; up and down mixed → warn.
-pub fn aggregate(statuses: &[AppStatus]) -> AppStatus {
-    let relevant: Vec<AppStatus> = statuses
-        .iter()
-        .copied()
-        .filter(|s| *s != AppStatus::NotApplicable)
-        .collect();
-    if relevant.contains(&AppStatus::Warn) {
-        AppStatus::Warn
-    } else if relevant.is_empty() {
-        AppStatus::NotApplicable
-    } else if relevant.iter().all(|s| *s == AppStatus::Up) {
-        AppStatus::Up
-    } else if relevant.iter().all(|s| *s == AppStatus::Down) {
-        AppStatus::Down
-    } else {
-        AppStatus::Warn
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn app_status_aggregates_as_opensvc_does() {
-        use AppStatus::*;
-        assert_eq!(aggregate(&[Up, Up]), Up);
-        assert_eq!(aggregate(&[Down, Down]), Down);
-        assert_eq!(aggregate(&[Up, Down]), Warn);
-        assert_eq!(aggregate(&[Up, NotApplicable]), Up);
-        assert_eq!(aggregate(&[NotApplicable]), NotApplicable);
-        assert_eq!(aggregate(&[Down, Warn, Up]), Warn);
-    }
 
     #[test]
     fn block_device_number_reads_rdev_and_ignores_other_files() {

@@ -1,0 +1,187 @@
+//! The text renderers of the commands' results: the plan, the status table, the daemon's view,
+//! the report of a reconcile. JSON output is serde's; these are the human forms.
+
+use std::io::Write;
+
+use crate::command;
+use crate::config::Config;
+use crate::controller::daemon::DaemonView;
+use crate::controller::once::{Outcome, Report};
+use crate::manifest::Service;
+use crate::observe::{NodeState, Observed};
+use crate::plan::Plan;
+use crate::status::ServiceStatus;
+
+/// One line per service: converged, blocked (why) or failed (why, rolled back or not).
+pub fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {
+    for s in &report.services {
+        match &s.outcome {
+            Outcome::Converged { steps } => {
+                writeln!(out, "{}: converged ({steps} action(s))", s.service)?
+            }
+            Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
+            Outcome::Interrupted { steps } => {
+                writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
+            }
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => writeln!(
+                out,
+                "{}: failed: {error}{}",
+                s.service,
+                if *rolled_back { " (rolled back)" } else { "" }
+            )?,
+        }
+    }
+    Ok(())
+}
+
+/// The daemon's view: what it holds in force, and how each service fared.
+pub fn write_daemon_view(
+    out: &mut impl Write,
+    holder: &str,
+    view: &DaemonView,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "daemon: {holder}; manifests {} at revision {}; updated {}",
+        view.manifests.display(),
+        view.revision.as_deref().unwrap_or("unknown"),
+        view.updated
+    )?;
+    for error in &view.errors {
+        writeln!(out, "! {error} (last good version in force)")?;
+    }
+    for notice in &view.notices {
+        writeln!(out, "! {notice}")?;
+    }
+    for s in &view.services {
+        writeln!(
+            out,
+            "{:<32} {:<9} converged: {:<3} (desired {}) {}",
+            s.service,
+            s.status.as_deref().unwrap_or("-"),
+            match s.converged {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            },
+            s.desired,
+            s.result
+        )?;
+        if let Some(retry) = &s.next_retry {
+            writeln!(out, "  next retry at {retry}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The status table: one line per service, then one per resource.
+pub fn write_status(
+    out: &mut impl Write,
+    node: &NodeState,
+    statuses: &[ServiceStatus],
+) -> std::io::Result<()> {
+    write_unavailable(out, node)?;
+    for s in statuses {
+        writeln!(
+            out,
+            "{:<32} {:<9} converged: {:<3} (desired {})",
+            s.service,
+            s.status.to_string(),
+            if s.converged { "yes" } else { "no" },
+            s.desired
+        )?;
+        for r in &s.resources {
+            writeln!(
+                out,
+                "  {:<14} {:<9} {}",
+                r.rid.to_string(),
+                r.status.to_string(),
+                r.detail
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn write_unavailable(out: &mut impl Write, node: &NodeState) -> std::io::Result<()> {
+    for (source, observed) in [
+        ("DRBD", unavailable(&node.drbd)),
+        ("mounts", unavailable(&node.mounts)),
+        ("OpenVZ", unavailable(&node.vz)),
+        ("LXC", unavailable(&node.lxc)),
+    ] {
+        if let Some(why) = observed {
+            writeln!(out, "! {source}: {why}")?;
+        }
+    }
+    Ok(())
+}
+
+/// The readable plan: what cannot be observed, then per service its steps, then a summary.
+pub fn write_plan(
+    out: &mut impl Write,
+    config: &Config,
+    services: &[Service],
+    node: &NodeState,
+    plan: &Plan,
+) -> std::io::Result<()> {
+    write_unavailable(out, node)?;
+    for (service, sp) in services.iter().zip(&plan.services) {
+        let state = if sp.is_converged() {
+            "converged"
+        } else {
+            "not converged"
+        };
+        let pinned = match &service.node {
+            Some(pin) if *pin != node.node => format!(", pinned to node {pin}"),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{} (desired {} on {}{pinned}): {state}",
+            sp.service, sp.desired, node.node
+        )?;
+        for step in &sp.steps {
+            let label = step.rid.to_string();
+            let scripts = node.scripts_of(&service.name, step.rid);
+            let program = command::for_step(step, service, &config.commands, scripts);
+            for (i, line) in program.lines().iter().enumerate() {
+                if i == 0 {
+                    writeln!(out, "  + {label:<12} {line}    # {}", step.reason)?;
+                } else {
+                    writeln!(out, "    {:<12} {line}", "")?;
+                }
+            }
+        }
+        if let Some(blocked) = &sp.blocked {
+            writeln!(
+                out,
+                "  ! {:<12} blocked: {}",
+                blocked.rid.to_string(),
+                blocked.reason
+            )?;
+        }
+        for warning in &sp.warnings {
+            writeln!(out, "  ~ warning: {warning}")?;
+        }
+    }
+    let converged = plan.services.iter().filter(|s| s.is_converged()).count();
+    writeln!(
+        out,
+        "Plan: {} action{} in {} service{}, {} blocked, {converged} converged.",
+        plan.step_count(),
+        if plan.step_count() == 1 { "" } else { "s" },
+        plan.services.len(),
+        if plan.services.len() == 1 { "" } else { "s" },
+        plan.blocked_count(),
+    )
+}
+
+fn unavailable<T>(observed: &Observed<T>) -> Option<&str> {
+    match observed {
+        Observed::Ok(_) => None,
+        Observed::Unavailable(why) => Some(why),
+    }
+}
