@@ -241,7 +241,7 @@ mod tests {
             .await
             .expect("sh runs");
         assert!(out.timed_out);
-        assert_eq!(out.signal, Some(libc::SIGTERM));
+        assert_eq!(out.signal, Some(Signal::TERM.as_raw()));
         assert!(out.describe_end().starts_with("timed out after"));
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(
@@ -288,6 +288,6 @@ mod tests {
         .await
         .expect("sh runs");
         assert!(out.timed_out);
-        assert_eq!(out.signal, Some(libc::SIGKILL));
+        assert_eq!(out.signal, Some(Signal::KILL.as_raw()));
     }
 }

@@ -534,7 +534,7 @@ mod tests {
         }
         let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
         // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
-        let failing = |_: &Path| Err(io::Error::from_raw_os_error(libc::EIO));
+        let failing = |_: &Path| Err(io::Error::from(rustix::io::Errno::IO));
         let starts = AppStarts::read_with(dir.path(), &owners, failing);
         assert!(names.iter().all(|n| starts.get(n, rid).is_some()));
         // No directory at all: no record.
