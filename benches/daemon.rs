@@ -195,12 +195,12 @@ fn promote() {
         .stdin(Stdio::null())
         .status()
         .expect("unshare");
-    converge::sim::sandbox::detach_loops_under(work.path());
+    converge_sim::sandbox::detach_loops_under(work.path());
     assert!(status.success(), "promote benchmark failed");
 }
 
 fn promote_inside(work: &Path) {
-    use converge::sim::sandbox::Sandbox;
+    use converge_sim::sandbox::Sandbox;
     let sb = Sandbox::create(work, Path::new(CONVERGE)).unwrap_or_else(|e| panic!("{e}"));
     let mut cfg = fs::read_to_string(&sb.config).expect("config");
     cfg.push_str("debounce: 50ms\nresync: 1h\n");

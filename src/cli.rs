@@ -6,14 +6,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
-use crate::controller::lock;
-use crate::controller::once::{self};
-use crate::manifest::{self, Service};
-use crate::observer::Observer;
-use crate::plan::{self};
 use crate::render;
-use crate::status::ServiceStatus;
+use converge_core::config::Config;
+use converge_core::manifest::{self, Service};
+use converge_core::plan::{self};
+use converge_core::status::ServiceStatus;
+use converge_node::controller::lock;
+use converge_node::controller::once::{self};
+use converge_node::observer::Observer;
 
 /// Exit codes, shared by every command that plans.
 pub mod exit {
@@ -99,17 +99,10 @@ pub enum Command {
     },
     /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
     /// DRBD behind the real drbdadm, a loop device with ext3, real LXC when installed, simulated
-    /// OpenVZ otherwise), showing the log; needs root.
+    /// OpenVZ otherwise), showing the log; needs root. (Development builds only: a packaged
+    /// converge has no simulators.)
+    #[cfg(feature = "sim")]
     Demo,
-    /// Run a simulator (for tests and the demo): `converge sim drbdsetup ARGS…`.
-    #[command(hide = true)]
-    Sim {
-        /// The simulated tool
-        tool: String,
-        /// Its arguments, passed as they are
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<String>,
-    },
 }
 
 /// Runs the command line; errors are printed here, in one clear line each.
@@ -156,9 +149,8 @@ fn run(cli: Cli) -> Result<u8, String> {
             let config = load()?;
             status_command(&config, &manifest_dir(&config, dir), json)
         }
+        #[cfg(feature = "sim")]
         Command::Demo => crate::demo::run(),
-        // Simulators read no node configuration: they stand in for other programs.
-        Command::Sim { tool, args } => Ok(crate::sim::run(&tool, &args)),
     }
 }
 
@@ -239,7 +231,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
         return Ok(exit::ERROR);
     };
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
-    crate::act::log::init(json, false);
+    converge_node::act::log::init(json, false);
     migrate_state(&config);
     let observer = std::sync::Arc::new(Observer::new(std::sync::Arc::new(config)));
     let report = runtime()?.block_on(once::reconcile_once(observer, services));
@@ -262,7 +254,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
 /// Moves converge's own records of a former layout, once; under the lock, which says no other
 /// converge uses them.
 fn migrate_state(config: &Config) {
-    match crate::state::migrate_legacy_records(&config.state_dir) {
+    match converge_node::state::migrate_legacy_records(&config.state_dir) {
         Ok(0) => {}
         Ok(moved) => tracing::info!(
             "moved {moved} app record(s) to {}",
@@ -279,13 +271,13 @@ fn migrate_state(config: &Config) {
 
 fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
     // Manifests make converge run scripts as root: refuse ones others can write.
-    crate::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
+    converge_node::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
-    crate::act::log::init(json, verbose);
+    converge_node::act::log::init(json, verbose);
     migrate_state(&config);
     let config = std::sync::Arc::new(config);
     runtime()?
-        .block_on(crate::controller::serve(config, dir))
+        .block_on(converge_node::controller::serve(config, dir))
         .map_err(|e| e.to_string())?;
     Ok(exit::OK)
 }
@@ -293,7 +285,7 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
     // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
     if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, "))
-        && let Some(view) = crate::controller::daemon::read_view(&config.state_dir)
+        && let Some(view) = converge_node::controller::daemon::read_view(&config.state_dir)
     {
         return daemon_status(&holder, &view, json);
     }
@@ -302,7 +294,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     };
     let observer = Observer::new(std::sync::Arc::new(config.clone()));
     let node = runtime()?.block_on(observer.observe(&services));
-    let statuses: Vec<ServiceStatus> = crate::status::statuses(&services, &node);
+    let statuses: Vec<ServiceStatus> = converge_core::status::statuses(&services, &node);
     let mut out = std::io::stdout().lock();
     let written = if json {
         serde_json::to_writer_pretty(&mut out, &statuses)
@@ -325,7 +317,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
 
 fn daemon_status(
     holder: &str,
-    view: &crate::controller::daemon::DaemonView,
+    view: &converge_node::controller::daemon::DaemonView,
     json: bool,
 ) -> Result<u8, String> {
     let mut out = std::io::stdout().lock();
@@ -346,7 +338,7 @@ fn daemon_status(
 
 /// `converge status`'s exit code from a daemon's view: 0 only when every service is converged
 /// and settled, and the manifest directory has no error.
-fn daemon_exit_code(view: &crate::controller::daemon::DaemonView) -> u8 {
+fn daemon_exit_code(view: &converge_node::controller::daemon::DaemonView) -> u8 {
     let converged = view
         .services
         .iter()

@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use crate::config::Config;
-use crate::controller::once::reconcile_once;
-use crate::manifest;
-use crate::observer::Observer;
-use crate::sim::sandbox::{
+use converge_core::config::Config;
+use converge_core::manifest;
+use converge_node::controller::once::reconcile_once;
+use converge_node::observer::Observer;
+use converge_sim::sandbox::{
     Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
 };
 
@@ -55,7 +55,7 @@ pub fn run() -> Result<u8, String> {
     if let Some(work) = std::env::var_os(INSIDE) {
         return inside(Path::new(&work));
     }
-    if !rustix::process::geteuid().is_root() {
+    if !converge_sim::testing::is_root() {
         return Err("demo needs root: it creates loop devices and mounts them in a private mount namespace (try: sudo converge demo)".into());
     }
     let missing = missing_programs();
@@ -165,7 +165,7 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
     let config = Config::load(Some(&sandbox.config)).map_err(|e| e.to_string())?;
     let manifests = config.manifests.clone();
     let observer = Arc::new(Observer::new(Arc::new(config)));
-    crate::act::log::init(false, false);
+    converge_node::act::log::init(false, false);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -183,7 +183,7 @@ fn demo_steps(sandbox: &Sandbox) -> Result<u8, String> {
         let report = runtime.block_on(reconcile_once(Arc::clone(&observer), services.clone()));
         worst = worst.max(report.exit_code());
         let node = runtime.block_on(observer.observe(&services));
-        let statuses = crate::status::statuses(&services, &node);
+        let statuses = converge_core::status::statuses(&services, &node);
         let mut out = std::io::stdout().lock();
         crate::render::write_report(&mut out, &report)
             .and_then(|()| writeln!(out, "\n== converge status\n"))

@@ -3,14 +3,14 @@
 
 use std::io::Write;
 
-use crate::command;
-use crate::config::Config;
-use crate::controller::daemon::DaemonView;
-use crate::controller::once::{Outcome, Report};
-use crate::manifest::Service;
-use crate::observe::{NodeState, Observed};
-use crate::plan::Plan;
-use crate::status::ServiceStatus;
+use converge_core::command;
+use converge_core::config::Config;
+use converge_core::manifest::Service;
+use converge_core::observe::{NodeState, Observed};
+use converge_core::plan::Plan;
+use converge_core::status::ServiceStatus;
+use converge_node::controller::daemon::DaemonView;
+use converge_node::controller::once::{Outcome, Report};
 
 /// One line per service: converged, blocked (why) or failed (why, rolled back or not).
 pub fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()> {

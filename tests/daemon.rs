@@ -155,7 +155,7 @@ fn edits_bring_a_service_up_then_down_and_sigterm_exits_cleanly() {
     );
     assert!(!text(&holder.stderr).contains("panicked"));
     assert_eq!(
-        converge::controller::lock::holder(&sb.path("state")),
+        converge_node::controller::lock::holder(&sb.path("state")),
         None,
         "lock released"
     );
@@ -465,7 +465,7 @@ fn sigterm_during_an_action_lets_it_finish_then_exits_0_and_releases_the_lock() 
     assert_eq!(code, 0);
     assert!(marker.exists(), "the running action was allowed to finish");
     assert_eq!(
-        converge::controller::lock::holder(&sb.path("state")),
+        converge_node::controller::lock::holder(&sb.path("state")),
         None,
         "lock released"
     );

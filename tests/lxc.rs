@@ -1,6 +1,6 @@
 //! The seed service with a real LXC container, as root: the DRBD simulator behind the real
 //! `drbdadm`, a real ext3 on a loop device, and a busybox LXC container whose rootfs lies on
-//! that filesystem — each test in its own private mount namespace (`support::in_namespace`).
+//! that filesystem — each test in its own private mount namespace (`converge_sim::testing::in_namespace`).
 //!
 //! LXC keeps container configurations in the host's lxcpath, outside every namespace: each test
 //! names its container uniquely (`cvt-TAG-PID`, PID the test binary's), the sandbox destroys it
@@ -13,11 +13,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use converge::sim::sandbox::{destroy_lxc, lxc_containers, lxc_rootfs, missing_lxc_programs};
+use converge_sim::sandbox::{destroy_lxc, lxc_containers, lxc_rootfs, missing_lxc_programs};
+use converge_sim::testing::{in_namespace, is_root};
 use support::node::{Run, assert_sequence};
-use support::{in_namespace, is_root, text};
+use support::text;
 
-/// Set by `support::in_namespace` in the re-run child.
+/// Set by `converge_sim::testing::in_namespace` in the re-run child.
 const INSIDE: &str = "CONVERGE_TEST_NAMESPACE_WORK";
 const PREFIX: &str = "cvt-";
 
@@ -56,7 +57,7 @@ impl Drop for Sweep {
     }
 }
 
-/// Runs `scenario` as `support::in_namespace` does, with the LXC programs checked first (in
+/// Runs `scenario` as `converge_sim::testing::in_namespace` does, with the LXC programs checked first (in
 /// CI a missing one is a failure) and the container swept afterwards.
 fn lxc_test(test: &str, tag: &str, scenario: fn(&Path)) {
     if std::env::var_os(INSIDE).is_none() && is_root() {
@@ -254,7 +255,7 @@ fn lxc_container_killed_behind_our_back_is_restarted_and_its_apps_rerun() {
 
 /// Appends `line` to the container's LXC configuration, after undoing the previous append.
 fn set_config_line(node: &Node, pristine: &str, line: &str) {
-    let config = converge::sim::sandbox::lxc_path()
+    let config = converge_sim::sandbox::lxc_path()
         .unwrap_or_else(|e| panic!("{e}"))
         .join(&node.name)
         .join("config");
@@ -295,7 +296,7 @@ fn lxc_container_that_cannot_start_is_rolled_back_with_its_log() {
         "broken",
         |work| {
             let node = Node::new(work, "broken");
-            let config = converge::sim::sandbox::lxc_path()
+            let config = converge_sim::sandbox::lxc_path()
                 .unwrap_or_else(|e| panic!("{e}"))
                 .join(&node.name)
                 .join("config");
@@ -351,12 +352,14 @@ fn the_shipped_lxc_manifest_is_the_seed_service_with_an_lxc_container() {
     let path = dir.join("drbdsvc.yaml");
     let text = fs::read_to_string(&path).expect("manifests/lxc/drbdsvc.yaml");
     let service =
-        converge::manifest::parse_manifest(&path, &text).unwrap_or_else(|e| panic!("{e:?}"));
+        converge_core::manifest::parse_manifest(&path, &text).unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(service.name, "drbdsvc.opensvc.com");
     let container = service.container().map(|c| c.kind.clone());
     assert_eq!(
         container,
-        Some(converge::manifest::ContainerKind::Lxc("drbdsvc".into()))
+        Some(converge_core::manifest::ContainerKind::Lxc(
+            "drbdsvc".into()
+        ))
     );
     let sb = support::Sandbox::new();
     let out = support::converge_with(&sb.config(""), &["validate", &dir.to_string_lossy()]);

@@ -1,7 +1,7 @@
 //! The seed service on real parts, as root: the real `drbdadm` and `drbdmeta` driving the DRBD
 //! simulator, a real ext3 on a loop device, real e2fsck, mount and umount, the simulated
 //! OpenVZ container on that filesystem — each test in its own private mount namespace
-//! (see `support::in_namespace`), everything it made removed even when it fails.
+//! (see `converge_sim::testing::in_namespace`), everything it made removed even when it fails.
 
 mod support;
 
@@ -9,8 +9,9 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use converge_sim::testing::in_namespace;
+use support::CONVERGE;
 use support::node::{Node, assert_sequence};
-use support::{CONVERGE, in_namespace};
 
 #[test]
 fn seed_service_goes_up_and_down_with_the_seed_sequences() {

@@ -12,12 +12,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use converge::config::{Commands, Config};
-use converge::controller::drbd_events::{DrbdEvents, RESYNC_REASON};
-use converge::controller::mount_watch::MountWatch;
-use converge::controller::trigger::Trigger;
-use converge::sim::sandbox::Sandbox;
-use support::{CONVERGE, in_namespace, text};
+use converge_core::config::{Commands, Config};
+use converge_node::controller::drbd_events::{DrbdEvents, RESYNC_REASON};
+use converge_node::controller::mount_watch::MountWatch;
+use converge_node::controller::trigger::Trigger;
+use converge_sim::sandbox::Sandbox;
+use converge_sim::testing::in_namespace;
+use support::{CONVERGE, text};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 const PATIENCE: Duration = Duration::from_secs(10);

@@ -1,11 +1,11 @@
-//! A sandboxed node for the tests on real parts (see `converge::sim::sandbox`), with the calls
+//! A sandboxed node for the tests on real parts (see `converge_sim::sandbox`), with the calls
 //! those tests make on it. Torn down when dropped, even when the test fails.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use converge::sim::sandbox::Sandbox;
+use converge_sim::sandbox::Sandbox;
 
 use super::{CONVERGE, text};
 

@@ -1,0 +1,599 @@
+//! Action → the programs it runs. The one interpreter of an [`Action`]: `converge plan` renders
+//! what [`for_step`] returns, and the executor runs the argv it holds, so the plan shows exactly
+//! what will run. Pure: the same action, manifest, configuration and script listing always give
+//! the same command lines.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::Commands;
+use crate::manifest::{AppCommands, ContainerKind, ContainerSpec, ResourceId, Service, Spec};
+use crate::plan::{Action, Step};
+use crate::shell::{quote, shell_line};
+
+/// What one action runs, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// `drbdadm VERB RES`.
+    Drbdadm {
+        verb: DrbdVerb,
+        res: String,
+        argv: Vec<String>,
+    },
+    /// Create a missing mount point (mode 0755); no program.
+    Mkdir { path: PathBuf },
+    /// `e2fsck -p` (when the filesystem is checked), then `mount`.
+    Mount {
+        fsck: Option<Vec<String>>,
+        mount: Vec<String>,
+    },
+    /// `umount`, retried while busy; `fuser -kmv -M` between tries when `umount_kill` is set.
+    Umount {
+        umount: Vec<String>,
+        kill: Option<Vec<String>>,
+    },
+    /// Start, wait for up status, then until `operational` succeeds inside, within `timeout`.
+    /// `abandon` (LXC) kills what is left of a start that failed and is rolled back.
+    ContainerStart {
+        container: ContainerKind,
+        start: Vec<String>,
+        operational: Vec<String>,
+        abandon: Option<Vec<String>>,
+        timeout: Duration,
+    },
+    /// A container already starting: wait for up status and `operational`, within `timeout`.
+    ContainerWaitUp {
+        container: ContainerKind,
+        operational: Vec<String>,
+        timeout: Duration,
+    },
+    /// A container already stopping: wait for down status within `timeout`.
+    ContainerWaitDown {
+        container: ContainerKind,
+        timeout: Duration,
+    },
+    /// Stop, then wait for down status within `timeout`.
+    ContainerStop {
+        container: ContainerKind,
+        stop: Vec<String>,
+        timeout: Duration,
+    },
+    /// An app's start or stop commands.
+    App { verb: AppVerb, runs: AppRuns },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DrbdVerb {
+    Up,
+    Connect,
+    Primary,
+    Secondary,
+    Down,
+}
+
+impl DrbdVerb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrbdVerb::Up => "up",
+            DrbdVerb::Connect => "connect",
+            DrbdVerb::Primary => "primary",
+            DrbdVerb::Secondary => "secondary",
+            DrbdVerb::Down => "down",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppVerb {
+    Start,
+    Stop,
+}
+
+impl AppVerb {
+    /// The argument scripts get, and the word logs use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppVerb::Start => "start",
+            AppVerb::Stop => "stop",
+        }
+    }
+
+    /// The first letter of the scripts that run for this verb (S*, K*).
+    fn prefix(self) -> char {
+        match self {
+            AppVerb::Start => 'S',
+            AppVerb::Stop => 'K',
+        }
+    }
+}
+
+/// One program an app runs: its label (the script's name, or `app#0-PROGRAM`), which names
+/// its log file, and its argv (wrapped to run inside the service's container).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRun {
+    pub label: String,
+    pub argv: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppRuns {
+    /// Known: these, in order (none means nothing to run).
+    Listed(Vec<AppRun>),
+    /// The scripts directory lives in a container that is not running yet: its scripts are
+    /// listed when the action runs. `wrapper` is what each runs behind (`vzctl exec2 101`).
+    Unlisted { dir: PathBuf, wrapper: Vec<String> },
+}
+
+/// The scripts of a scripts directory that run for `prefix` (S, K or C), in name order: names
+/// starting with it, except editor backups (`~`) and hidden files.
+pub fn scripts_for(names: &[String], prefix: char) -> Vec<&str> {
+    let mut scripts: Vec<&str> = names
+        .iter()
+        .map(String::as_str)
+        .filter(|n| n.starts_with(prefix) && !n.ends_with('~') && !n.starts_with('.'))
+        .collect();
+    scripts.sort_unstable();
+    scripts
+}
+
+/// The programs `step` runs. `scripts` is the listing of the app's scripts directory (its
+/// entries' names) when it is known; it is ignored for other actions.
+pub fn for_step(
+    step: &Step,
+    service: &Service,
+    commands: &Commands,
+    scripts: Option<&[String]>,
+) -> Program {
+    let container_spec = service
+        .resource(step.rid)
+        .and_then(|r| r.spec.as_container());
+    let start_timeout =
+        container_spec.map_or(ContainerSpec::DEFAULT_START_TIMEOUT, |c| c.start_timeout);
+    let stop_timeout =
+        container_spec.map_or(ContainerSpec::DEFAULT_STOP_TIMEOUT, |c| c.stop_timeout);
+    let drbdadm = |verb: DrbdVerb, res: &str| Program::Drbdadm {
+        verb,
+        res: res.to_string(),
+        argv: commands.drbdadm_argv(&[verb.as_str(), res]),
+    };
+    match &step.action {
+        Action::DrbdUp { res } => drbdadm(DrbdVerb::Up, res),
+        Action::DrbdConnect { res } => drbdadm(DrbdVerb::Connect, res),
+        Action::DrbdPrimary { res } => drbdadm(DrbdVerb::Primary, res),
+        Action::DrbdSecondary { res } => drbdadm(DrbdVerb::Secondary, res),
+        Action::DrbdDown { res } => drbdadm(DrbdVerb::Down, res),
+        Action::Mkdir { path } => Program::Mkdir { path: path.clone() },
+        Action::Mount {
+            dev,
+            mnt,
+            fstype,
+            options,
+            fsck,
+        } => {
+            let dev = dev.display().to_string();
+            Program::Mount {
+                fsck: fsck.then(|| vec![commands.e2fsck.clone(), "-p".into(), dev.clone()]),
+                mount: vec![
+                    commands.mount.clone(),
+                    "-t".into(),
+                    fstype.clone(),
+                    "-o".into(),
+                    options.clone(),
+                    dev,
+                    mnt.display().to_string(),
+                ],
+            }
+        }
+        Action::Umount { mnt, kill } => {
+            let mnt = mnt.display().to_string();
+            Program::Umount {
+                umount: vec![commands.umount.clone(), mnt.clone()],
+                // -M: act only while MNT is still a mount point. Without it, a mount point
+                // unmounted meanwhile would make -m pick the filesystem holding the directory
+                // (say /) and kill everything using it.
+                kill: kill.then(|| {
+                    vec![
+                        commands.fuser.clone(),
+                        "-kmv".into(),
+                        "-M".into(),
+                        mnt.clone(),
+                    ]
+                }),
+            }
+        }
+        Action::ContainerStart { container } => Program::ContainerStart {
+            container: container.clone(),
+            start: container_start_argv(commands, container),
+            operational: operational_argv(commands, container),
+            abandon: match container {
+                ContainerKind::Lxc(name) => Some(vec![
+                    commands.lxc_stop.clone(),
+                    "-n".into(),
+                    name.clone(),
+                    "-k".into(),
+                ]),
+                // OpenVZ's half-started containers are left to vzctl.
+                ContainerKind::Vz(_) => None,
+            },
+            timeout: start_timeout,
+        },
+        Action::ContainerWaitUp { container } => Program::ContainerWaitUp {
+            container: container.clone(),
+            operational: operational_argv(commands, container),
+            timeout: start_timeout,
+        },
+        Action::ContainerWaitDown { container } => Program::ContainerWaitDown {
+            container: container.clone(),
+            timeout: stop_timeout,
+        },
+        Action::ContainerStop { container } => Program::ContainerStop {
+            container: container.clone(),
+            stop: container_stop_argv(commands, container, stop_timeout),
+            timeout: stop_timeout,
+        },
+        Action::AppStart => app(service, step.rid, commands, AppVerb::Start, scripts),
+        Action::AppStop => app(service, step.rid, commands, AppVerb::Stop, scripts),
+    }
+}
+
+fn app(
+    service: &Service,
+    rid: ResourceId,
+    commands: &Commands,
+    verb: AppVerb,
+    scripts: Option<&[String]>,
+) -> Program {
+    let container = service.container().map(|c| &c.kind);
+    let runs = match service.resource(rid).map(|r| &r.spec) {
+        Some(Spec::App(app)) => match &app.commands {
+            AppCommands::Scripts(dir) => match scripts {
+                Some(names) => AppRuns::Listed(
+                    scripts_for(names, verb.prefix())
+                        .into_iter()
+                        .map(|name| AppRun {
+                            label: name.to_string(),
+                            argv: commands.in_container(
+                                container,
+                                vec![dir.join(name).display().to_string(), verb.as_str().into()],
+                            ),
+                        })
+                        .collect(),
+                ),
+                None => AppRuns::Unlisted {
+                    dir: dir.clone(),
+                    wrapper: commands.in_container(container, Vec::new()),
+                },
+            },
+            AppCommands::Argv { start, stop, .. } => {
+                let argv = match verb {
+                    AppVerb::Start => start,
+                    AppVerb::Stop => stop,
+                };
+                AppRuns::Listed(
+                    argv.iter()
+                        .map(|argv| AppRun {
+                            // The resource id keeps two apps running one program from sharing
+                            // a log file.
+                            label: format!("{rid}-{}", program_name(argv)),
+                            argv: commands.in_container(container, argv.clone()),
+                        })
+                        .collect(),
+                )
+            }
+        },
+        // The planner plans app actions for app resources only.
+        _ => AppRuns::Listed(Vec::new()),
+    };
+    Program::App { verb, runs }
+}
+
+/// The file name of an argv's program, for labels: `/usr/bin/svc` → `svc`.
+pub fn program_name(argv: &[String]) -> String {
+    let program = argv.first().map(String::as_str).unwrap_or_default();
+    Path::new(program)
+        .file_name()
+        .map_or_else(|| program.to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+fn container_start_argv(commands: &Commands, container: &ContainerKind) -> Vec<String> {
+    match container {
+        ContainerKind::Vz(ctid) => vec![commands.vzctl.clone(), "start".into(), ctid.clone()],
+        ContainerKind::Lxc(name) => vec![
+            commands.lxc_start.clone(),
+            "-n".into(),
+            name.clone(),
+            "-d".into(),
+        ],
+    }
+}
+
+fn container_stop_argv(
+    commands: &Commands,
+    container: &ContainerKind,
+    timeout: Duration,
+) -> Vec<String> {
+    match container {
+        ContainerKind::Vz(ctid) => vec![commands.vzctl.clone(), "stop".into(), ctid.clone()],
+        // lxc-stop waits that long for a clean shutdown, then kills.
+        ContainerKind::Lxc(name) => vec![
+            commands.lxc_stop.clone(),
+            "-n".into(),
+            name.clone(),
+            "-t".into(),
+            timeout.as_secs().to_string(),
+        ],
+    }
+}
+
+/// A command that succeeds once the container can run programs.
+fn operational_argv(commands: &Commands, container: &ContainerKind) -> Vec<String> {
+    commands.in_container(Some(container), vec!["/bin/true".into()])
+}
+
+impl Program {
+    /// One line per program (or internal operation), for `converge plan`.
+    pub fn lines(&self) -> Vec<String> {
+        let within = |t: &Duration| format!(" (within {})", humantime::format_duration(*t));
+        match self {
+            Program::Drbdadm { argv, .. } => vec![shell_line(argv)],
+            Program::Mkdir { path } => {
+                vec![format!(
+                    "mkdir -m 0755 {}",
+                    quote(&path.display().to_string())
+                )]
+            }
+            Program::Mount { fsck, mount } => fsck
+                .iter()
+                .chain([mount])
+                .map(|argv| shell_line(argv))
+                .collect(),
+            Program::Umount { umount, kill } => {
+                let mut line = shell_line(umount);
+                if let Some(kill) = kill {
+                    line.push_str(&format!(" (when busy: {})", shell_line(kill)));
+                }
+                vec![line]
+            }
+            Program::ContainerStart {
+                start,
+                operational,
+                timeout,
+                ..
+            } => vec![
+                shell_line(start),
+                "wait for container up status".into(),
+                format!(
+                    "wait for container operational: {}{}",
+                    shell_line(operational),
+                    within(timeout)
+                ),
+            ],
+            Program::ContainerWaitUp {
+                operational,
+                timeout,
+                ..
+            } => vec![
+                "wait for container up status".into(),
+                format!(
+                    "wait for container operational: {}{}",
+                    shell_line(operational),
+                    within(timeout)
+                ),
+            ],
+            Program::ContainerWaitDown { timeout, .. } => {
+                vec![format!("wait for container down status{}", within(timeout))]
+            }
+            Program::ContainerStop { stop, timeout, .. } => vec![
+                shell_line(stop),
+                format!("wait for container down status{}", within(timeout)),
+            ],
+            Program::App { verb, runs } => match runs {
+                AppRuns::Listed(runs) if runs.is_empty() => {
+                    vec![format!(
+                        "no {} command or script: nothing to run",
+                        verb.as_str()
+                    )]
+                }
+                AppRuns::Listed(runs) => runs.iter().map(|run| shell_line(&run.argv)).collect(),
+                AppRuns::Unlisted { dir, wrapper } => vec![format!(
+                    "{}{}/{}* {} (each script in name order; {} is listed once the container runs)",
+                    wrapper.iter().map(|w| quote(w) + " ").collect::<String>(),
+                    dir.display(),
+                    verb.prefix(),
+                    verb.as_str(),
+                    dir.display()
+                )],
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Kind, parse_manifest};
+
+    fn seed() -> Service {
+        parse_manifest(
+            Path::new("/m/drbdsvc.yaml"),
+            include_str!("../../../manifests/drbdsvc.yaml"),
+        )
+        .expect("the shipped manifest parses")
+    }
+
+    fn step(rid: ResourceId, action: Action) -> Step {
+        Step {
+            rid,
+            action,
+            reason: String::new(),
+        }
+    }
+
+    #[test]
+    fn argv_per_action() {
+        let c = Commands::default();
+        let svc = seed();
+        let container = ResourceId::new(Kind::Container, 0);
+        let start = for_step(
+            &step(
+                container,
+                Action::ContainerStart {
+                    container: ContainerKind::Lxc("web".into()),
+                },
+            ),
+            &svc,
+            &c,
+            None,
+        );
+        let Program::ContainerStart {
+            start, operational, ..
+        } = start
+        else {
+            panic!("{start:?}")
+        };
+        assert_eq!(start, ["lxc-start", "-n", "web", "-d"]);
+        assert_eq!(operational, ["lxc-attach", "-n", "web", "--", "/bin/true"]);
+        let stop = for_step(
+            &step(
+                container,
+                Action::ContainerStop {
+                    container: ContainerKind::Lxc("web".into()),
+                },
+            ),
+            &svc,
+            &c,
+            None,
+        );
+        assert_eq!(
+            stop,
+            Program::ContainerStop {
+                container: ContainerKind::Lxc("web".into()),
+                stop: vec![
+                    "lxc-stop".into(),
+                    "-n".into(),
+                    "web".into(),
+                    "-t".into(),
+                    "120".into()
+                ],
+                timeout: ContainerSpec::DEFAULT_STOP_TIMEOUT,
+            }
+        );
+        let mount = for_step(
+            &step(
+                ResourceId::new(Kind::Fs, 1),
+                Action::Mount {
+                    dev: "/dev/drbd0".into(),
+                    mnt: "/drbdsvc".into(),
+                    fstype: "ext3".into(),
+                    options: "defaults".into(),
+                    fsck: true,
+                },
+            ),
+            &svc,
+            &c,
+            None,
+        );
+        assert_eq!(
+            mount.lines(),
+            [
+                "e2fsck -p /dev/drbd0",
+                "mount -t ext3 -o defaults /dev/drbd0 /drbdsvc"
+            ]
+        );
+    }
+
+    #[test]
+    fn regression_plan_shows_the_scripts_the_executor_runs() {
+        // The plan showed a glob `S*` while the executor ran the scripts it listed: the two
+        // interpreted the action separately and drifted.
+        let svc = seed();
+        let app = step(ResourceId::new(Kind::App, 0), Action::AppStart);
+        let names: Vec<String> = ["K10foo", "S20bar", "S10foo", "C10foo", "S30x~", ".S40y"]
+            .map(String::from)
+            .to_vec();
+        let program = for_step(&app, &svc, &Commands::default(), Some(&names));
+        let Program::App {
+            runs: AppRuns::Listed(runs),
+            ..
+        } = &program
+        else {
+            panic!("{program:?}")
+        };
+        let labels: Vec<&str> = runs.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["S10foo", "S20bar"]);
+        assert_eq!(
+            program.lines(),
+            [
+                "vzctl exec2 101 /svc/etc/init.d/S10foo start",
+                "vzctl exec2 101 /svc/etc/init.d/S20bar start"
+            ]
+        );
+        // Inside a container that is not running, nothing can be listed yet, and it says so.
+        let unlisted = for_step(&app, &svc, &Commands::default(), None);
+        assert_eq!(
+            unlisted.lines(),
+            [
+                "vzctl exec2 101 /svc/etc/init.d/S* start (each script in name order; /svc/etc/init.d is listed once the container runs)"
+            ]
+        );
+    }
+
+    #[test]
+    fn no_action_ever_renders_force() {
+        let vz = ContainerKind::Vz("101".into());
+        let actions = [
+            Action::DrbdUp { res: "data".into() },
+            Action::DrbdConnect { res: "data".into() },
+            Action::DrbdPrimary { res: "data".into() },
+            Action::DrbdSecondary { res: "data".into() },
+            Action::DrbdDown { res: "data".into() },
+            Action::Mkdir {
+                path: "/drbdsvc".into(),
+            },
+            Action::Mount {
+                dev: "/dev/drbd0".into(),
+                mnt: "/drbdsvc".into(),
+                fstype: "ext3".into(),
+                options: "defaults".into(),
+                fsck: true,
+            },
+            Action::Umount {
+                mnt: "/drbdsvc".into(),
+                kill: true,
+            },
+            Action::ContainerStart {
+                container: vz.clone(),
+            },
+            Action::ContainerWaitUp {
+                container: vz.clone(),
+            },
+            Action::ContainerWaitDown {
+                container: vz.clone(),
+            },
+            Action::ContainerStop { container: vz },
+            Action::AppStart,
+            Action::AppStop,
+        ];
+        let service = seed();
+        let commands = Commands {
+            drbdsetup: "/usr/lib/converge/drbdsetup".into(),
+            ..Commands::default()
+        };
+        let names = vec!["S10foo".to_string(), "K10foo".to_string()];
+        for action in actions {
+            let rid = match &action {
+                Action::AppStart | Action::AppStop => ResourceId::new(Kind::App, 0),
+                _ => ResourceId::new(Kind::Drbd, 0),
+            };
+            let step = step(rid, action);
+            for scripts in [None, Some(names.as_slice())] {
+                let lines = for_step(&step, &service, &commands, scripts).lines();
+                assert!(!lines.is_empty(), "{step:?}");
+                for line in lines {
+                    assert!(!line.contains("--force"), "{line}");
+                    assert!(!line.is_empty());
+                }
+            }
+        }
+    }
+}

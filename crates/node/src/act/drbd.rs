@@ -1,0 +1,279 @@
+//! DRBD: `drbdadm up|connect|primary|secondary|down RES`.
+//!
+//! Right before promoting, the peers' roles are read again (`drbdadm role`, and on DRBD 9
+//! `drbdsetup status --json`, where `role` shows only the local one): the plan was made from an
+//! observation that may be seconds old, and two Primaries is the failure operators fear most.
+//! DRBD's own refusals are honoured, never forced: exit 11 (a cluster-wide state change is in
+//! progress, or the device is held open) is retried every second up to 10 times; exit 17 (no
+//! access to UpToDate data) blocks.
+
+use std::time::Duration;
+
+use super::ctx::{ActError, Ctx};
+use crate::observer::probe::DrbdRoles;
+use converge_core::command::DrbdVerb;
+use converge_core::manifest::{DrbdSpec, Spec};
+use converge_core::observe::drbd::Role;
+
+/// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
+pub const DRBDADM_TIMEOUT: Duration = Duration::from_secs(120);
+/// DRBD's "cluster-wide state change in progress" / "device held open".
+pub const EXIT_STATE_CHANGE: i32 = 11;
+/// DRBD's "no access to UpToDate data".
+pub const EXIT_NO_UP_TO_DATE_DATA: i32 = 17;
+const RETRIES: u32 = 10;
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+fn allow_two_primaries(ctx: &Ctx<'_>) -> bool {
+    ctx.spec()
+        .and_then(Spec::as_drbd)
+        .is_some_and(|s: &DrbdSpec| s.allow_two_primaries)
+}
+
+/// Runs a state change, retrying DRBD's exit 11 (another state change in progress).
+pub async fn state_change(
+    ctx: &Ctx<'_>,
+    verb: DrbdVerb,
+    res: &str,
+    argv: &[String],
+) -> Result<(), ActError> {
+    let verb = verb.as_str();
+    for attempt in 1..=RETRIES {
+        let out = ctx.run(argv, DRBDADM_TIMEOUT).await?;
+        match out.code {
+            Some(0) => return Ok(()),
+            Some(EXIT_STATE_CHANGE) if attempt < RETRIES => {
+                // A peer that became Primary meanwhile is a refusal to respect, not a
+                // transient state change to wait out.
+                if verb == "primary"
+                    && let Some(peer) = primary_peer(ctx, res).await?
+                    && !allow_two_primaries(ctx)
+                {
+                    return Err(ctx.blocked(format!(
+                        "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
+                    )));
+                }
+                ctx.log.info(format_args!(
+                    "{}; retry {attempt}/{} in 1s",
+                    nonempty(&out.last_line(), "state change refused (exit 11)"),
+                    RETRIES - 1
+                ));
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            Some(EXIT_NO_UP_TO_DATE_DATA) => {
+                ctx.log.output(&out.stderr);
+                return Err(ctx.blocked(format!(
+                    "drbdadm {verb} {res}: no access to UpToDate data (exit 17); converge never forces it"
+                )));
+            }
+            _ => {
+                ctx.log.output(&out.stderr);
+                return Err(ctx.ended_badly(argv, &out));
+            }
+        }
+    }
+    Err(ctx.failed(format!(
+        "drbdadm {verb} {res}: still refused after {RETRIES} tries"
+    )))
+}
+
+fn nonempty<'s>(text: &'s str, fallback: &'s str) -> &'s str {
+    if text.is_empty() { fallback } else { text }
+}
+
+/// `drbdadm up` or `connect`: one try, judged by its exit code.
+pub async fn run_once(ctx: &Ctx<'_>, argv: &[String]) -> Result<(), ActError> {
+    let out = ctx.run(argv, DRBDADM_TIMEOUT).await?;
+    if out.success() {
+        return Ok(());
+    }
+    ctx.log.output(&out.stderr);
+    Err(ctx.ended_badly(argv, &out))
+}
+
+pub async fn primary(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
+    let (local, peer) = roles(ctx, res).await?;
+    if local == Role::Primary {
+        ctx.log
+            .info(format_args!("drbd resource {res} is already Primary"));
+        return Ok(());
+    }
+    if let Some(peer) = peer
+        && !allow_two_primaries(ctx)
+    {
+        return Err(ctx.blocked(format!(
+            "peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
+        )));
+    }
+    state_change(ctx, DrbdVerb::Primary, res, argv).await
+}
+
+/// The name of a peer that is Primary now, if one is.
+async fn primary_peer(ctx: &Ctx<'_>, res: &str) -> Result<Option<String>, ActError> {
+    roles(ctx, res).await.map(|(_, peer)| peer)
+}
+
+/// The local role and, when a peer is Primary, that peer's name — read fresh.
+async fn roles(ctx: &Ctx<'_>, res: &str) -> Result<(Role, Option<String>), ActError> {
+    let roles = ctx.observer.drbd_roles(res).await.map_err(|e| {
+        ctx.failed(format!(
+            "cannot read the roles of {res} before promoting: {e}"
+        ))
+    })?;
+    match roles {
+        DrbdRoles::Up {
+            local,
+            primary_peer,
+        } => Ok((local, primary_peer)),
+        DrbdRoles::NotUp => Err(ctx.failed(format!("resource {res} is not up; cannot promote it"))),
+        DrbdRoles::NotDefined => Err(ctx.failed(format!(
+            "resource {res} is not defined in the DRBD configuration of this host"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The driver against stub `drbdadm`/`drbdsetup` scripts: what it runs, and what it
+    //! refuses to run.
+
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::observer::Observer;
+    use converge_core::config::{Commands, Config};
+    use converge_core::manifest::{Kind, ResourceId, parse_manifest};
+    use converge_core::plan::{Action, Step};
+
+    struct Stubs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Stubs {
+        /// `drbdadm`: logs its arguments to `calls`, answers `role` with `role_out`, and
+        /// `primary` with the exit codes in `primary_codes` (one per call, the last repeating).
+        /// `drbdsetup status --json` prints `status_json`.
+        fn new(role_out: &str, primary_codes: &[i32], status_json: &str) -> Stubs {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let write = |name: &str, body: String| {
+                let path = dir.path().join(name);
+                std::fs::write(&path, body).expect("write stub");
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+                    .expect("chmod");
+            };
+            std::fs::write(dir.path().join("status.json"), status_json).expect("json");
+            let codes: Vec<String> = primary_codes.iter().map(ToString::to_string).collect();
+            write(
+                "drbdadm",
+                format!(
+                    "#!/bin/sh\nd={d}\ncase \"$1\" in --drbdsetup=*) shift;; esac\necho \"$*\" >> $d/calls\ncase \"$1\" in\n  role) echo {role_out}; exit 0;;\n  primary)\n    n=$(grep -c '^primary' $d/calls)\n    set -- {codes}\n    while [ $n -gt 1 ] && [ $# -gt 1 ]; do shift; n=$((n-1)); done\n    [ \"$1\" = 11 ] && echo 'data: State change failed: (-1) Multiple primaries not allowed by config' >&2\n    exit $1;;\n  *) exit 0;;\nesac\n",
+                    d = dir.path().display(),
+                    codes = codes.join(" ")
+                ),
+            );
+            write(
+                "drbdsetup",
+                format!("#!/bin/sh\ncat {}/status.json\n", dir.path().display()),
+            );
+            Stubs { dir }
+        }
+
+        fn config(&self) -> Config {
+            Config {
+                commands: Commands {
+                    drbdadm: self.path("drbdadm").display().to_string(),
+                    drbdsetup: self.path("drbdsetup").display().to_string(),
+                    ..Commands::default()
+                },
+                ..Config::default()
+            }
+        }
+
+        fn path(&self, name: &str) -> PathBuf {
+            self.dir.path().join(name)
+        }
+
+        fn primary_calls(&self) -> usize {
+            std::fs::read_to_string(self.path("calls"))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains("primary data"))
+                .count()
+        }
+    }
+
+    fn status_json(peer_role: &str) -> String {
+        format!(
+            r#"[{{"name":"data","node-id":0,"role":"Secondary","suspended":false,"devices":[{{"volume":0,"minor":0,"disk-state":"UpToDate","client":false,"open":false,"quorum":true}}],"connections":[{{"peer-node-id":1,"name":"deb2","connection-state":"Connected","peer-role":"{peer_role}","peer_devices":[{{"volume":0,"replication-state":"Established","peer-disk-state":"UpToDate","percent-in-sync":100.0}}]}}]}}]"#
+        )
+    }
+
+    /// Runs the planned step `primary data`, as the executor would.
+    async fn promote(stubs: &Stubs, allow_two: bool) -> Result<(), ActError> {
+        let observer = Observer::new(std::sync::Arc::new(stubs.config()));
+        let step = Step {
+            rid: ResourceId::new(Kind::Drbd, 0),
+            action: Action::DrbdPrimary { res: "data".into() },
+            reason: String::new(),
+        };
+        super::super::run_step(&observer, &service(allow_two), &step).await
+    }
+
+    fn service(allow_two: bool) -> converge_core::manifest::Service {
+        let text = format!(
+            "service: s\nstate: up\nresources:\n  drbd#0:\n    res: data\n    allow_two_primaries: {allow_two}\n"
+        );
+        parse_manifest(Path::new("/m/s.yaml"), &text).expect("valid")
+    }
+
+    #[tokio::test]
+    async fn peer_roles_are_read_again_right_before_promoting() {
+        // The plan was made when the peer was Secondary; now `status --json` says Primary.
+        let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
+        let err = promote(&stubs, false).await.expect_err("must refuse");
+        assert!(err.is_blocked(), "{err}");
+        assert!(err.to_string().contains("peer deb2 is Primary"), "{err}");
+        assert_eq!(stubs.primary_calls(), 0, "drbdadm primary was never run");
+    }
+
+    #[tokio::test]
+    async fn allow_two_primaries_promotes_beside_a_primary_peer() {
+        let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
+        promote(&stubs, true).await.expect("promoted");
+        assert_eq!(stubs.primary_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn exit_11_is_retried_then_succeeds() {
+        let stubs = Stubs::new("Secondary", &[11, 0], &status_json("Secondary"));
+        promote(&stubs, false)
+            .await
+            .expect("promoted on the second try");
+        assert_eq!(stubs.primary_calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn exit_17_blocks_and_is_not_retried() {
+        let stubs = Stubs::new("Secondary", &[17], &status_json("Secondary"));
+        let err = promote(&stubs, false).await.expect_err("blocked");
+        assert!(
+            err.is_blocked() && err.to_string().contains("UpToDate"),
+            "{err}"
+        );
+        assert_eq!(stubs.primary_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn status_without_the_resource_is_a_failure_not_a_promotion() {
+        let stubs = Stubs::new("Secondary", &[0], "[]");
+        let err = promote(&stubs, false)
+            .await
+            .expect_err("must not promote blind");
+        assert!(
+            !err.is_blocked() && err.to_string().contains("does not list resource data"),
+            "{err}"
+        );
+        assert_eq!(stubs.primary_calls(), 0);
+    }
+}

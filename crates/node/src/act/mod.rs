@@ -1,0 +1,80 @@
+//! Acting: carrying out planned [`Action`]s, one driver per resource kind.
+//!
+//! What an action runs comes from [`converge_core::command::for_step`] (shared with `converge plan`, so
+//! the plan shows exactly what runs); a driver adds only how to run it: timeouts, retries, what
+//! an exit code means. Every driver logs each program before running it (see [`log`]), runs it
+//! through [`crate::exec`], and reports a failure or a refusal as an [`ActError`] naming the
+//! resource. A driver that must look at the node again asks the [`Observer`]'s probes.
+
+pub mod app;
+pub mod container;
+pub mod ctx;
+pub mod drbd;
+pub mod fs;
+pub mod log;
+pub mod lxc;
+
+use crate::observer::Observer;
+use converge_core::command::{self, DrbdVerb, Program};
+use converge_core::manifest::Service;
+use converge_core::plan::{Action, Step};
+pub use ctx::{ActError, Ctx};
+
+/// Carries out one planned step.
+pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Result<(), ActError> {
+    let ctx = Ctx::new(observer, service, step.rid);
+    // A start or stop runs what the scripts directory holds now, not what it held when planned.
+    let scripts = match step.action {
+        Action::AppStart | Action::AppStop => observer.app_scripts(service, step.rid).await,
+        _ => None,
+    };
+    let program = command::for_step(step, service, &ctx.config.commands, scripts.as_deref());
+    match &program {
+        Program::Drbdadm {
+            verb: DrbdVerb::Primary,
+            res,
+            argv,
+        } => drbd::primary(&ctx, res, argv).await,
+        Program::Drbdadm {
+            verb: verb @ (DrbdVerb::Secondary | DrbdVerb::Down),
+            res,
+            argv,
+        } => drbd::state_change(&ctx, *verb, res, argv).await,
+        Program::Drbdadm {
+            verb: DrbdVerb::Up | DrbdVerb::Connect,
+            argv,
+            ..
+        } => drbd::run_once(&ctx, argv).await,
+        Program::Mkdir { path } => fs::mkdir(&ctx, path),
+        Program::Mount { fsck, mount } => fs::mount(&ctx, fsck.as_deref(), mount).await,
+        Program::Umount { umount, kill } => fs::umount(&ctx, umount, kill.as_deref()).await,
+        Program::ContainerStart {
+            container,
+            start,
+            operational,
+            abandon,
+            timeout,
+        } => {
+            let commands = container::StartCommands {
+                start,
+                operational,
+                abandon: abandon.as_deref(),
+            };
+            container::start(&ctx, container, commands, *timeout).await
+        }
+        Program::ContainerWaitUp {
+            container,
+            operational,
+            timeout,
+        } => container::wait_up(&ctx, container, operational, *timeout).await,
+        Program::ContainerWaitDown { container, timeout } => {
+            container::wait_down(&ctx, container, *timeout, None).await
+        }
+        Program::ContainerStop {
+            container,
+            stop,
+            timeout,
+        } => container::stop(&ctx, container, stop, *timeout).await,
+        Program::App { verb, runs } => app::run(&ctx, *verb, runs).await,
+    }
+}

@@ -1,0 +1,761 @@
+//! `converge run`: keeps the node converged as manifests and the node change.
+//!
+//! One task owns all the state. Event sources (the manifest watcher, DRBD events2, the mount
+//! table watch, the resync timer, SIGHUP) send [`Trigger`]s. The daemon maps each trigger to the
+//! services it concerns and asks the [`Scheduler`] which reconciles start; the scheduler's
+//! guarantees (one run per service at a time, requests merged, at most `concurrency` at once,
+//! backoff after failures) are its own, tested there. A blocked service waits for the next
+//! relevant event or resync.
+//!
+//! The trigger's reason is logged and never used by the reconcile, which observes what it
+//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
+//! change, for `converge status`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::desired::DesiredSet;
+use super::once::{Outcome, blocked_reason, reconcile_service};
+use super::scheduler::Scheduler;
+use super::trigger::{Trigger, TriggerSender};
+use crate::observer::Observer;
+use converge_core::config::Config;
+use converge_core::fsutil::write_atomic;
+use converge_core::manifest::{Service, Spec};
+use converge_core::plan::plan_service;
+use converge_core::status::service_status;
+
+pub const STATUS_FILE: &str = "daemon.json";
+
+/// The daemon's view, as written to `state_dir/daemon.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonView {
+    pub pid: u32,
+    pub node: String,
+    pub manifests: PathBuf,
+    /// The revision of the manifest directory in force.
+    pub revision: Option<String>,
+    /// Problems of the manifest directory, `file:line:column: field: message` each.
+    pub errors: Vec<String>,
+    /// Why deletions are being ignored, when they are.
+    pub notices: Vec<String>,
+    pub services: Vec<ServiceView>,
+    pub updated: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub service: String,
+    pub desired: String,
+    /// Aggregate status at the last observation (up, down, warn, n/a, stdby up).
+    pub status: Option<String>,
+    pub converged: Option<bool>,
+    pub result: ServiceResult,
+    pub last_reconcile: Option<String>,
+    pub next_retry: Option<String>,
+    pub source: PathBuf,
+}
+
+/// Where a service stands with the daemon. Serialized with a stable tag (`"kind"`), so that
+/// `converge status` (and any other reader of `daemon.json`) matches on the kind, never on text.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceResult {
+    /// In force, not looked at yet.
+    #[default]
+    Pending,
+    /// A reconcile is running.
+    Running,
+    Converged,
+    /// A safety rule refused, or something it depends on cannot be observed.
+    Blocked {
+        reason: String,
+    },
+    /// An action failed; retried after a backoff.
+    Failed {
+        error: String,
+        rolled_back: bool,
+    },
+    /// The daemon stopped between two steps.
+    Interrupted,
+    /// Its manifest was deleted and `prune` is off: left as it is, no longer reconciled.
+    Orphaned,
+}
+
+impl ServiceResult {
+    /// What a reconcile's outcome leaves the service as.
+    pub fn of(outcome: &Outcome) -> ServiceResult {
+        match outcome {
+            Outcome::Converged { .. } => ServiceResult::Converged,
+            Outcome::Blocked { reason, .. } => ServiceResult::Blocked {
+                reason: reason.clone(),
+            },
+            Outcome::Failed {
+                error, rolled_back, ..
+            } => ServiceResult::Failed {
+                error: error.clone(),
+                rolled_back: *rolled_back,
+            },
+            Outcome::Interrupted { .. } => ServiceResult::Interrupted,
+        }
+    }
+
+    /// Whether the service is where its manifest wants it, as far as the daemon knows; an
+    /// orphan is not: nothing keeps it anywhere.
+    pub fn is_settled(&self) -> bool {
+        !matches!(self, ServiceResult::Orphaned)
+    }
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServiceResult::Pending => f.write_str("pending"),
+            ServiceResult::Running => f.write_str("running"),
+            ServiceResult::Converged => f.write_str("converged"),
+            ServiceResult::Blocked { reason } => write!(f, "blocked: {reason}"),
+            ServiceResult::Failed { error, rolled_back } => write!(
+                f,
+                "failed: {error}{}",
+                if *rolled_back { " (rolled back)" } else { "" }
+            ),
+            ServiceResult::Interrupted => f.write_str("interrupted"),
+            ServiceResult::Orphaned => {
+                f.write_str("orphaned: manifest deleted, left as it is (prune: false)")
+            }
+        }
+    }
+}
+
+enum Message {
+    Trigger(Trigger),
+    Done {
+        service: String,
+        outcome: Outcome,
+        status: Option<(String, bool)>,
+    },
+    Retry {
+        service: String,
+    },
+    /// A batched look at many services: the converged ones need nothing more.
+    Batch {
+        why: String,
+        statuses: Vec<(String, &'static str, bool)>,
+        to_reconcile: Vec<String>,
+    },
+}
+
+pub struct Daemon {
+    config: Arc<Config>,
+    /// Shared by every reconcile: what it caches (script listings inside containers) is kept
+    /// for the daemon's life.
+    observer: Arc<Observer>,
+    dir: PathBuf,
+    desired: DesiredSet,
+    scheduler: Scheduler,
+    /// What each service looked like last, for `daemon.json`.
+    views: BTreeMap<String, ServiceView>,
+    /// Why each requested service will reconcile, logged when it starts.
+    reasons: BTreeMap<String, String>,
+    revision: Option<String>,
+    notices: Vec<String>,
+    mounts_seen: BTreeSet<PathBuf>,
+    /// Set at shutdown: a reconcile stops between two steps.
+    stopping: Arc<AtomicBool>,
+    tx: mpsc::UnboundedSender<Message>,
+    rx: mpsc::UnboundedReceiver<Message>,
+    tasks: JoinSet<()>,
+    /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
+    /// DRBD runs no such child at all.
+    drbd_events: Option<super::drbd_events::DrbdEvents>,
+    /// The view last written (without its time), to skip writes that change nothing.
+    last_view: Option<DaemonView>,
+}
+
+/// `Trigger`s sent here reach the scheduler.
+pub fn trigger_sender(daemon: &Daemon) -> TriggerSender {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
+    let inner = daemon.tx.clone();
+    tokio::spawn(async move {
+        while let Some(trigger) = rx.recv().await {
+            if inner.send(Message::Trigger(trigger)).is_err() {
+                break;
+            }
+        }
+    });
+    tx
+}
+
+impl Daemon {
+    pub fn new(config: Arc<Config>, dir: PathBuf) -> Daemon {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Daemon {
+            observer: Arc::new(Observer::new(Arc::clone(&config))),
+            scheduler: Scheduler::new(config.daemon.concurrency),
+            config,
+            dir,
+            desired: DesiredSet::default(),
+            views: BTreeMap::new(),
+            reasons: BTreeMap::new(),
+            revision: None,
+            notices: Vec::new(),
+            mounts_seen: BTreeSet::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
+            tx,
+            rx,
+            tasks: JoinSet::new(),
+            drbd_events: None,
+            last_view: None,
+        }
+    }
+
+    /// Runs until `shutdown` resolves, then lets running actions finish and returns.
+    pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        self.reload("start");
+        self.mounts_seen = self.read_mount_points();
+        self.look_at_all("start");
+        self.write_view();
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                Some(message) = self.rx.recv() => self.handle(message),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+        }
+        tracing::info!("shutting down: letting running actions finish; no service is stopped");
+        self.stopping.store(true, Ordering::SeqCst);
+        self.scheduler.stop();
+        while self.scheduler.any_running() {
+            match self.rx.recv().await {
+                Some(message @ Message::Done { .. }) => self.handle(message),
+                Some(_) => {}
+                None => break,
+            }
+        }
+        self.tasks.abort_all();
+        if let Some(events) = self.drbd_events.take() {
+            events.stop();
+        }
+        self.write_view();
+    }
+
+    fn handle(&mut self, message: Message) {
+        let changed = match message {
+            Message::Trigger(trigger) => self.on_trigger(trigger),
+            Message::Retry { service } => {
+                self.reasons
+                    .insert(service.clone(), "retry after failure".into());
+                let start = self
+                    .scheduler
+                    .retry_due(&service, tokio::time::Instant::now());
+                self.start_all(start);
+                true
+            }
+            Message::Done {
+                service,
+                outcome,
+                status,
+            } => {
+                self.on_done(service, outcome, status);
+                true
+            }
+            Message::Batch {
+                why,
+                statuses,
+                to_reconcile,
+            } => self.on_batch(&why, statuses, to_reconcile),
+        };
+        // The resync of a converged node changes nothing and writes nothing: building the view
+        // of every service only to find it unchanged was most of an idle daemon's work.
+        if changed {
+            self.write_view();
+        }
+    }
+
+    /// Takes in a batched look; says whether the view changed.
+    fn on_batch(
+        &mut self,
+        why: &str,
+        statuses: Vec<(String, &'static str, bool)>,
+        to_reconcile: Vec<String>,
+    ) -> bool {
+        let mut changed = !to_reconcile.is_empty();
+        for (name, status, converged) in statuses {
+            let running = self.scheduler.is_running(&name);
+            let view = self.views.entry(name).or_default();
+            if view.status.as_deref() != Some(status) {
+                view.status = Some(status.to_string());
+                changed = true;
+            }
+            if view.converged != Some(converged) {
+                view.converged = Some(converged);
+                changed = true;
+            }
+            if converged && !running && view.result != ServiceResult::Converged {
+                view.result = ServiceResult::Converged;
+                changed = true;
+            }
+        }
+        for name in to_reconcile {
+            self.queue(&name, why, false);
+        }
+        changed
+    }
+
+    /// Looks at every service in one batched observation (one mountinfo read, one
+    /// `drbdsetup status`, one `vzlist`… for all of them) and reconciles only those that need
+    /// it: a resync of a converged node costs one pass, not one per service.
+    fn look_at_all(&mut self, why: &str) {
+        let all = self.desired.reconciled();
+        // Those being reconciled are looked at when that ends.
+        let idle: Arc<[Service]> = if self.scheduler.any_running() {
+            all.iter()
+                .filter(|s| !self.scheduler.is_running(&s.name))
+                .cloned()
+                .collect()
+        } else {
+            all
+        };
+        if idle.is_empty() {
+            return;
+        }
+        tracing::debug!("{why}: looking at {} service(s)", idle.len());
+        let observer = Arc::clone(&self.observer);
+        let tx = self.tx.clone();
+        let why = why.to_string();
+        self.tasks.spawn(async move {
+            let node = observer.observe(&idle).await;
+            let mut statuses = Vec::new();
+            let mut to_reconcile = Vec::new();
+            for status in converge_core::status::statuses(&idle, &node) {
+                if !status.converged {
+                    to_reconcile.push(status.service.clone());
+                }
+                statuses.push((status.service, status.status.as_str(), status.converged));
+            }
+            let _ = tx.send(Message::Batch {
+                why,
+                statuses,
+                to_reconcile,
+            });
+        });
+    }
+
+    /// Says whether the view may have changed.
+    fn on_trigger(&mut self, trigger: Trigger) -> bool {
+        let reason = trigger.to_string();
+        let names: Vec<String> = match &trigger {
+            Trigger::Manifests { .. } => self.reload(&reason),
+            Trigger::Resync { .. } => {
+                // What it finds comes back as a batch.
+                self.look_at_all(&reason);
+                return false;
+            }
+            Trigger::Drbd { resource } => self
+                .desired
+                .reconciled()
+                .iter()
+                .filter(|s| {
+                    s.resources
+                        .iter()
+                        .any(|r| matches!(&r.spec, Spec::Drbd(d) if &d.res == resource))
+                })
+                .map(|s| s.name.clone())
+                .collect(),
+            Trigger::Mounts => {
+                let now = self.read_mount_points();
+                let changed: BTreeSet<PathBuf> = now
+                    .symmetric_difference(&self.mounts_seen)
+                    .cloned()
+                    .collect();
+                self.mounts_seen = now;
+                self.desired
+                    .reconciled()
+                    .iter()
+                    .filter(|s| {
+                        s.resources.iter().any(|r| match &r.spec {
+                            Spec::Fs(f) => changed.iter().any(|m| m.starts_with(&f.mnt)),
+                            _ => false,
+                        })
+                    })
+                    .map(|s| s.name.clone())
+                    .collect()
+            }
+        };
+        if !names.is_empty() {
+            tracing::debug!("{reason}: {} service(s) to look at", names.len());
+        }
+        // A reload may have changed errors, notices or the revision even with nothing to run.
+        let manifests = matches!(trigger, Trigger::Manifests { .. });
+        let changed = manifests || !names.is_empty();
+        for name in names {
+            // A manifest change is a new request: tried now, whatever the backoff said.
+            self.queue(&name, &reason, manifests);
+        }
+        changed
+    }
+
+    /// Re-reads the manifest directory; returns the services to reconcile because of it.
+    fn reload(&mut self, why: &str) -> Vec<String> {
+        let before_errors: Vec<String> = self
+            .desired
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Read once: the loader hashes what it reads, and files it parsed before with the same
+        // text are not parsed again, so a reload that finds nothing new costs the reads alone.
+        let reload = self.desired.reload(
+            &self.dir,
+            self.config.daemon.prune,
+            self.config.daemon.allow_empty,
+        );
+        let revision = super::watch::revision_with_content(&self.dir, reload.content)
+            .ok()
+            .map(|r| r.to_string());
+        if revision.is_some() && revision == self.revision && why != "start" {
+            // The same manifests give the same desired set: nothing changed, nothing to say.
+            tracing::debug!(
+                "manifests unchanged (revision {})",
+                revision.as_deref().unwrap_or("?")
+            );
+            return Vec::new();
+        }
+        let after_errors: Vec<String> = self
+            .desired
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // Logged once per change, not on every look.
+        if after_errors != before_errors {
+            for error in &after_errors {
+                tracing::error!("{error} (last good version kept in force)");
+            }
+        }
+        self.notices.clear();
+        if reload.emptiness_refused {
+            let notice = format!(
+                "{} holds no valid manifest: nothing is brought down (set allow_empty: true to allow it)",
+                self.dir.display()
+            );
+            tracing::warn!("{notice}");
+            self.notices.push(notice);
+        }
+        for name in &reload.removed {
+            let pruning = self.desired.orphan(name).is_some_and(|o| o.pruning);
+            if pruning {
+                tracing::warn!(service = %name, "manifest deleted: bringing the service down (prune: true)");
+            } else {
+                tracing::warn!(service = %name, "manifest deleted: service left as it is, orphaned (prune: false)");
+            }
+        }
+        if revision != self.revision {
+            tracing::info!(
+                "manifests: revision {} ({} service(s) in force, {} changed)",
+                revision.as_deref().unwrap_or("unknown"),
+                self.desired.reconciled().len(),
+                reload.changed.len()
+            );
+        }
+        self.revision = revision;
+        let uses_drbd = self
+            .desired
+            .reconciled()
+            .iter()
+            .any(|s| s.resources.iter().any(|r| r.spec.as_drbd().is_some()));
+        if uses_drbd && self.drbd_events.is_none() {
+            let tx = trigger_sender(self);
+            self.drbd_events = Some(super::drbd_events::DrbdEvents::start(
+                Arc::clone(&self.config),
+                tx,
+            ));
+        }
+        let mut names = reload.changed;
+        names.extend(
+            reload
+                .removed
+                .into_iter()
+                .filter(|n| self.desired.orphan(n).is_some_and(|o| o.pruning)),
+        );
+        names
+    }
+
+    fn read_mount_points(&self) -> BTreeSet<PathBuf> {
+        std::fs::read_to_string(&self.config.mountinfo)
+            .ok()
+            .and_then(|text| converge_core::observe::mountinfo::parse(&text).ok())
+            .map(|mounts| {
+                mounts
+                    .into_iter()
+                    .map(|m| m.mount_point().to_path_buf())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Asks for a reconcile of `name` (one in force), for `reason`; `afresh` for a new request
+    /// from the manifests, which cancels a backoff.
+    fn queue(&mut self, name: &str, reason: &str, afresh: bool) {
+        if self.desired.get(name).is_none() {
+            return;
+        }
+        self.reasons.insert(name.to_string(), reason.to_string());
+        let now = tokio::time::Instant::now();
+        let start = if afresh {
+            self.scheduler.request_afresh(name, now)
+        } else {
+            self.scheduler.request(name, now)
+        };
+        self.start_all(start);
+    }
+
+    fn start_all(&mut self, names: Vec<String>) {
+        for name in names {
+            self.start(&name);
+        }
+    }
+
+    /// Starts the reconcile the scheduler said to start.
+    fn start(&mut self, name: &str) {
+        let reason = self
+            .reasons
+            .remove(name)
+            .unwrap_or_else(|| "requested".to_string());
+        let Some(service) = self.desired.get(name) else {
+            // Gone from the manifests while it waited for a slot.
+            self.scheduler.forget(name);
+            return;
+        };
+        let view = self.views.entry(name.to_string()).or_default();
+        // A blocked service is looked at again on every event and resync, and stays blocked
+        // for as long as the cause lasts: said once, then quiet until something changes.
+        let still_blocked = match &view.result {
+            ServiceResult::Blocked { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        view.result = ServiceResult::Running;
+        // Why, for the operator; the reconcile itself never learns it.
+        if still_blocked.is_some() {
+            tracing::debug!(service = %name, "reconcile: {reason}");
+        } else {
+            tracing::info!(service = %name, "reconcile: {reason}");
+        }
+        let observer = Arc::clone(&self.observer);
+        let stopping = Arc::clone(&self.stopping);
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let (outcome, status) = run_one(&observer, &service, &stopping, still_blocked).await;
+            let _ = tx.send(Message::Done {
+                service: service.name.clone(),
+                outcome,
+                status,
+            });
+        });
+    }
+
+    fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(String, bool)>) {
+        let pruned_down = self.desired.orphan(&name).is_some_and(|o| o.pruning)
+            && matches!(outcome, Outcome::Converged { .. });
+        let now = tokio::time::Instant::now();
+        let failures = self.scheduler.failures(&name);
+        let finished =
+            self.scheduler
+                .finished(&name, outcome.next(), now, jitter_seed(&name, failures + 1));
+        let view = self.views.entry(name.clone()).or_default();
+        view.last_reconcile = Some(now_text());
+        if let Some((status, converged)) = status {
+            view.status = Some(status);
+            view.converged = Some(converged);
+        }
+        view.result = ServiceResult::of(&outcome);
+        view.next_retry = finished
+            .retry_in
+            .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());
+        if let Some(delay) = finished.retry_in {
+            tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
+            let tx = self.tx.clone();
+            let service = name.clone();
+            self.tasks.spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = tx.send(Message::Retry { service });
+            });
+        }
+        if pruned_down {
+            tracing::info!(service = %name, "pruned service is down: forgotten");
+            self.desired.forget_orphan(&name);
+            self.views.remove(&name);
+            self.reasons.remove(&name);
+            self.scheduler.forget(&name);
+        }
+        self.start_all(finished.start);
+    }
+
+    fn write_view(&mut self) {
+        let mut services: Vec<ServiceView> = Vec::new();
+        for (service, pruning) in self.desired.in_force() {
+            let mut view = self.views.get(&service.name).cloned().unwrap_or_default();
+            view.service = service.name.clone();
+            view.desired = if pruning {
+                "down (pruned)".to_string()
+            } else {
+                service.desired_here(&self.config.node).to_string()
+            };
+            view.source = service.source.clone();
+            services.push(view);
+        }
+        for orphan in self.desired.orphans().filter(|o| !o.pruning) {
+            services.push(ServiceView {
+                service: orphan.service.name.clone(),
+                desired: "orphaned".into(),
+                result: ServiceResult::Orphaned,
+                source: orphan.service.source.clone(),
+                ..ServiceView::default()
+            });
+        }
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        let view = DaemonView {
+            pid: std::process::id(),
+            node: self.config.node.clone(),
+            manifests: self.dir.clone(),
+            revision: self.revision.clone(),
+            errors: self
+                .desired
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            notices: self.notices.clone(),
+            services,
+            updated: String::new(),
+        };
+        // A resync that changed nothing rewrites nothing.
+        if self.last_view.as_ref() == Some(&view) {
+            return;
+        }
+        self.last_view = Some(view.clone());
+        let view = DaemonView {
+            updated: now_text(),
+            ..view
+        };
+        let path = self.config.state_dir.join(STATUS_FILE);
+        match serde_json::to_vec_pretty(&view) {
+            Ok(json) => {
+                if let Err(e) = write_atomic(&path, &json) {
+                    tracing::warn!("cannot write {}: {e}", path.display());
+                }
+            }
+            Err(e) => tracing::warn!("cannot encode the daemon's view: {e}"),
+        }
+    }
+}
+
+/// Observes and reconciles one service; returns the outcome and the status after it.
+/// `still_blocked`: the reason it was blocked for last time, if it was; blocked again for that
+/// same reason with nothing it could do first, it is not logged again.
+async fn run_one(
+    observer: &Observer,
+    service: &Service,
+    stopping: &AtomicBool,
+    still_blocked: Option<String>,
+) -> (Outcome, Option<(String, bool)>) {
+    let node = observer.observe(std::slice::from_ref(service)).await;
+    let plan = plan_service(service, &node);
+    let blocked_as_before = plan.steps.is_empty()
+        && plan
+            .blocked
+            .as_ref()
+            .is_some_and(|b| still_blocked.as_deref() == Some(blocked_reason(b).as_str()));
+    let outcome = if plan.is_converged() {
+        Outcome::Converged { steps: 0 }
+    } else if blocked_as_before {
+        let reason = still_blocked.unwrap_or_default();
+        tracing::debug!(service = %service.name, "still blocked: {reason}");
+        Outcome::Blocked { steps: 0, reason }
+    } else {
+        reconcile_service(observer, service, plan, stopping).await
+    };
+    // Nothing was run: what was observed is still the state.
+    let after = if matches!(outcome, Outcome::Converged { steps: 0 }) || blocked_as_before {
+        node
+    } else {
+        observer.observe(std::slice::from_ref(service)).await
+    };
+    let status = service_status(service, &after);
+    (outcome, Some((status.status.to_string(), status.converged)))
+}
+
+fn jitter_seed(name: &str, failures: u32) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    failures.hash(&mut h);
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        .hash(&mut h);
+    h.finish()
+}
+
+fn round_secs(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs().max(1))
+}
+
+fn now_text() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+/// Reads the daemon's view, when a daemon has written one.
+pub fn read_view(state_dir: &Path) -> Option<DaemonView> {
+    let text = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
+    serde_json::from_slice(&text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_tagged_by_kind_and_round_trip() {
+        let results = [
+            (ServiceResult::Pending, r#"{"kind":"pending"}"#),
+            (ServiceResult::Orphaned, r#"{"kind":"orphaned"}"#),
+            (
+                ServiceResult::Blocked {
+                    reason: "drbd#0: peer deb2 is Primary".into(),
+                },
+                r#"{"kind":"blocked","reason":"drbd#0: peer deb2 is Primary"}"#,
+            ),
+            (
+                ServiceResult::Failed {
+                    error: "fs#1: mount exited 32".into(),
+                    rolled_back: true,
+                },
+                r#"{"kind":"failed","error":"fs#1: mount exited 32","rolled_back":true}"#,
+            ),
+        ];
+        for (result, json) in results {
+            assert_eq!(serde_json::to_string(&result).expect("encode"), json);
+            let back: ServiceResult = serde_json::from_str(json).expect("decode");
+            assert_eq!(back, result);
+        }
+        assert!(!ServiceResult::Orphaned.is_settled());
+        assert!(ServiceResult::Converged.is_settled());
+        assert_eq!(
+            ServiceResult::Failed {
+                error: "e".into(),
+                rolled_back: true
+            }
+            .to_string(),
+            "failed: e (rolled back)"
+        );
+    }
+}

@@ -1,0 +1,443 @@
+//! The services in force for the daemon, kept across reloads of the manifest directory.
+//!
+//! Bad input loses nothing:
+//! - a manifest that fails to parse or validate keeps its last good version in force, with its
+//!   errors reported;
+//! - a deleted manifest's service is left as it is and reported as orphaned, or with `prune`
+//!   brought down, then forgotten;
+//! - a directory that suddenly holds no valid manifest (emptied, unmounted, a bad sync) brings
+//!   nothing down unless `allow_empty`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
+use converge_core::manifest::{DesiredState, LoadError, Service};
+
+/// A service whose manifest is gone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Orphan {
+    pub service: Service,
+    /// Being brought down (`prune: true`); otherwise left as it is.
+    pub pruning: bool,
+}
+
+/// What a reload changed, for the scheduler and the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Services new or different from the version in force before.
+    pub changed: Vec<String>,
+    /// Services whose manifest disappeared (now orphans).
+    pub removed: Vec<String>,
+    /// The directory held no valid manifest and `allow_empty` is off: deletions were ignored.
+    pub emptiness_refused: bool,
+    /// The hash of the manifests read (see [`converge_core::manifest::load::ContentHash`]); 0 when
+    /// given rather than read.
+    pub content: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct DesiredSet {
+    /// Per manifest file, the version in force (the last good one).
+    by_file: BTreeMap<PathBuf, Service>,
+    orphans: BTreeMap<String, Orphan>,
+    /// The current problems of the directory, file:line:column each.
+    pub errors: Vec<LoadError>,
+    /// What [`DesiredSet::reconciled`] returns, rebuilt whenever the above change: a daemon's
+    /// resync hands it to the observation without copying every service each time.
+    reconciled: Arc<[Service]>,
+    /// Positions in `reconciled` by service name.
+    by_name: HashMap<String, usize>,
+    /// Every reload reads every file; this spares parsing the ones whose text is unchanged.
+    parsed: ParseCache,
+}
+
+impl DesiredSet {
+    /// Re-reads the whole directory.
+    pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
+        let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
+        let reload = self.apply(loaded.services, loaded.errors, prune, allow_empty);
+        Reload {
+            content: loaded.content,
+            ..reload
+        }
+    }
+
+    /// The reload's logic, apart from reading: `services` parsed fine, `errors` name the files
+    /// that did not.
+    pub fn apply(
+        &mut self,
+        services: Vec<Service>,
+        errors: Vec<LoadError>,
+        prune: bool,
+        allow_empty: bool,
+    ) -> Reload {
+        let mut reload = Reload::default();
+        let mut errors = errors;
+        let mut next: BTreeMap<PathBuf, Service> = services
+            .into_iter()
+            .map(|s| (s.source.clone(), s))
+            .collect();
+        // A broken file keeps its last good version.
+        let broken: BTreeSet<PathBuf> = errors.iter().map(|e| e.file.clone()).collect();
+        let mut kept: Vec<&Service> = Vec::new();
+        for path in &broken {
+            if let Some(old) = self.by_file.get(path)
+                && !next.contains_key(path)
+            {
+                next.insert(path.clone(), old.clone());
+                kept.push(old);
+            }
+        }
+        // The directory's own checks (one name, one DRBD resource, mount point or container per
+        // service) cannot see a broken file's kept version: a valid file claiming what it has
+        // is refused here, and keeps its own last good version if it had one.
+        for path in self.refused_next_to(&kept, &next, &mut errors) {
+            next.remove(&path);
+            if let Some(old) = self.by_file.get(&path) {
+                next.insert(path, old.clone());
+            }
+        }
+        let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
+        let valid_now = next.len();
+        let mut deleted: Vec<PathBuf> = self
+            .by_file
+            .keys()
+            .filter(|p| !next.contains_key(*p) && !failing.contains(p))
+            .cloned()
+            .collect();
+        if valid_now == 0 && !self.by_file.is_empty() && !allow_empty {
+            // Nothing valid at all looks like a mistake (an emptied or unmounted directory, a
+            // broken sync), not a decision to stop everything: keep what was in force.
+            reload.emptiness_refused = true;
+            for path in deleted.drain(..) {
+                if let Some(old) = self.by_file.get(&path) {
+                    next.insert(path, old.clone());
+                }
+            }
+        }
+        for path in &deleted {
+            if let Some(old) = self.by_file.get(path) {
+                reload.removed.push(old.name.clone());
+                self.orphans.insert(
+                    old.name.clone(),
+                    Orphan {
+                        service: old.clone(),
+                        pruning: prune,
+                    },
+                );
+            }
+        }
+        let before: HashMap<&str, &Service> = self
+            .by_file
+            .values()
+            .map(|s| (s.name.as_str(), s))
+            .collect();
+        for service in next.values() {
+            // A service that comes back is no orphan.
+            self.orphans.remove(&service.name);
+            if before.get(service.name.as_str()) != Some(&service) {
+                reload.changed.push(service.name.clone());
+            }
+        }
+        self.by_file = next;
+        self.errors = errors;
+        self.rebuild();
+        reload
+    }
+
+    /// The files of `next` (other than the `kept` versions) that claim a name or a thing a kept
+    /// version has, each with an error added to `errors`.
+    fn refused_next_to(
+        &self,
+        kept: &[&Service],
+        next: &BTreeMap<PathBuf, Service>,
+        errors: &mut Vec<LoadError>,
+    ) -> Vec<PathBuf> {
+        let mut refused = Vec::new();
+        for (path, fresh) in next {
+            if kept.iter().any(|k| &k.source == path) {
+                continue;
+            }
+            let fresh_claims = claims_of(fresh);
+            for old in kept {
+                let why = if old.name == fresh.name {
+                    Some((None, format!("duplicate service {:?}", fresh.name)))
+                } else {
+                    claims_of(old).into_iter().find_map(|claim| {
+                        let mine = fresh_claims
+                            .iter()
+                            .find(|c| c.what == claim.what && c.value == claim.value)?;
+                        Some((
+                            Some(format!("resources.{}.{}", mine.rid, mine.field)),
+                            format!(
+                                "{} {:?} is also managed by service {}",
+                                claim.what, claim.value, old.name
+                            ),
+                        ))
+                    })
+                };
+                if let Some((field, what)) = why {
+                    errors.push(LoadError {
+                        file: path.clone(),
+                        location: None,
+                        field,
+                        message: format!(
+                            "{what}, from {}: its last good version stays in force while that \
+                             file has errors; one thing, one service",
+                            old.source.display()
+                        ),
+                    });
+                    refused.push(path.clone());
+                    break;
+                }
+            }
+        }
+        refused
+    }
+
+    fn rebuild(&mut self) {
+        let mut services: Vec<Service> = self.by_file.values().cloned().collect();
+        for orphan in self.orphans.values().filter(|o| o.pruning) {
+            let mut down = orphan.service.clone();
+            down.state = DesiredState::Down;
+            services.push(down);
+        }
+        services.sort_by(|a, b| a.name.cmp(&b.name));
+        self.by_name = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        self.reconciled = services.into();
+    }
+
+    /// The services to reconcile: those in force, and orphans being pruned (as `down`).
+    /// Orphans left as they are get no reconcile.
+    /// Shared, not copied: sorted by name.
+    pub fn reconciled(&self) -> Arc<[Service]> {
+        Arc::clone(&self.reconciled)
+    }
+
+    /// The services reconciled, borrowed: each with whether it is a pruned orphan (reconciled
+    /// as `down`). For the status view, which must not copy every service on every write.
+    pub fn in_force(&self) -> impl Iterator<Item = (&Service, bool)> {
+        self.by_file.values().map(|s| (s, false)).chain(
+            self.orphans
+                .values()
+                .filter(|o| o.pruning)
+                .map(|o| (&o.service, true)),
+        )
+    }
+
+    /// The service `name` as it is reconciled (a pruned orphan as `down`), without copying the
+    /// others.
+    pub fn get(&self, name: &str) -> Option<Service> {
+        let &at = self.by_name.get(name)?;
+        self.reconciled.get(at).cloned()
+    }
+
+    /// The service `name` left behind by its deleted manifest, if it is an orphan.
+    pub fn orphan(&self, name: &str) -> Option<&Orphan> {
+        self.orphans.get(name)
+    }
+
+    /// Every orphan, by name.
+    pub fn orphans(&self) -> impl Iterator<Item = &Orphan> {
+        self.orphans.values()
+    }
+
+    /// A pruned orphan that is down now is forgotten.
+    pub fn forget_orphan(&mut self, name: &str) {
+        if self.orphans.remove(name).is_some() {
+            self.rebuild();
+        }
+    }
+
+    /// The files whose last good version is in force despite errors.
+    pub fn stale_files(&self) -> Vec<&Path> {
+        let failing: BTreeSet<&PathBuf> = self.errors.iter().map(|e| &e.file).collect();
+        self.by_file
+            .keys()
+            .filter(|p| failing.contains(p))
+            .map(PathBuf::as_path)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use converge_core::manifest::parse_manifest;
+
+    fn svc(file: &str, name: &str, state: &str) -> Service {
+        let text = format!(
+            "service: {name}\nstate: {state}\nresources:\n  app#0:\n    start: [/bin/true]\n"
+        );
+        parse_manifest(Path::new(file), &text).expect("valid")
+    }
+
+    fn error(file: &str) -> LoadError {
+        LoadError {
+            file: file.into(),
+            location: None,
+            field: None,
+            message: "broken".into(),
+        }
+    }
+
+    fn drbd_svc(file: &str, name: &str, res: &str) -> Service {
+        let text = format!("service: {name}\nstate: up\nresources:\n  drbd#0:\n    res: {res}\n");
+        parse_manifest(Path::new(file), &text).expect("valid")
+    }
+
+    #[test]
+    fn regression_a_broken_files_kept_version_is_not_doubled_by_a_new_file() {
+        // a.yaml breaks and its last good `web` stays in force; b.yaml then defines `web` too,
+        // or manages a's DRBD resource. The directory's checks cannot see a's kept version:
+        // both were once in force at the same time.
+        let mut set = DesiredSet::default();
+        set.apply(
+            vec![
+                svc("/m/a.yaml", "web", "up"),
+                drbd_svc("/m/d.yaml", "db", "r0"),
+            ],
+            vec![],
+            false,
+            false,
+        );
+        let r = set.apply(
+            vec![
+                svc("/m/b.yaml", "web", "down"),
+                drbd_svc("/m/e.yaml", "db2", "r0"),
+                svc("/m/c.yaml", "other", "up"),
+            ],
+            vec![error("/m/a.yaml"), error("/m/d.yaml")],
+            false,
+            false,
+        );
+        let names: Vec<(String, PathBuf)> = set
+            .reconciled()
+            .iter()
+            .map(|s| (s.name.clone(), s.source.clone()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("db".to_string(), PathBuf::from("/m/d.yaml")),
+                ("other".to_string(), PathBuf::from("/m/c.yaml")),
+                ("web".to_string(), PathBuf::from("/m/a.yaml")),
+            ]
+        );
+        assert_eq!(r.changed, ["other"]);
+        let messages: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "/m/b.yaml: duplicate service \"web\", from /m/a.yaml: its last good version"
+            )),
+            "{messages:#?}"
+        );
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "/m/e.yaml: resources.drbd#0.res: DRBD resource \"r0\" is also managed by service db"
+            )),
+            "{messages:#?}"
+        );
+        // a.yaml fixed (and renamed its service): b.yaml's `web` now goes in.
+        set.apply(
+            vec![
+                svc("/m/a.yaml", "web-old", "up"),
+                svc("/m/b.yaml", "web", "down"),
+            ],
+            vec![],
+            false,
+            false,
+        );
+        assert!(
+            set.get("web")
+                .is_some_and(|s| s.source == Path::new("/m/b.yaml"))
+        );
+        assert!(set.errors.is_empty());
+    }
+
+    #[test]
+    fn a_broken_manifest_keeps_its_last_good_version() {
+        let mut set = DesiredSet::default();
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        assert_eq!(r.changed, ["a"]);
+        let r = set.apply(vec![], vec![error("/m/a.yaml")], false, false);
+        assert!(r.changed.is_empty() && r.removed.is_empty(), "{r:?}");
+        assert_eq!(set.reconciled().len(), 1);
+        assert_eq!(set.errors.len(), 1);
+        assert_eq!(set.stale_files(), [Path::new("/m/a.yaml")]);
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "down")], vec![], false, false);
+        assert_eq!(r.changed, ["a"]);
+        assert!(set.errors.is_empty());
+    }
+
+    #[test]
+    fn a_deleted_manifest_orphans_its_service_and_prune_brings_it_down() {
+        let both = || vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")];
+        let mut set = DesiredSet::default();
+        set.apply(both(), vec![], false, false);
+        let r = set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        assert_eq!(r.removed, ["b"]);
+        assert!(!set.orphans["b"].pruning);
+        assert_eq!(
+            set.reconciled().len(),
+            1,
+            "an orphan left alone is not reconciled"
+        );
+
+        let mut set = DesiredSet::default();
+        set.apply(both(), vec![], true, false);
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], true, false);
+        let reconciled = set.reconciled();
+        assert_eq!(reconciled.len(), 2);
+        assert_eq!(
+            reconciled[1].state,
+            DesiredState::Down,
+            "pruned orphan goes down"
+        );
+        set.forget_orphan("b");
+        assert_eq!(set.reconciled().len(), 1);
+    }
+
+    #[test]
+    fn an_empty_directory_prunes_nothing_unless_allowed() {
+        let mut set = DesiredSet::default();
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], true, false);
+        let r = set.apply(vec![], vec![], true, false);
+        assert!(r.emptiness_refused && r.removed.is_empty());
+        assert_eq!(set.reconciled()[0].state, DesiredState::Up);
+
+        let r = set.apply(vec![], vec![], true, true);
+        assert_eq!(r.removed, ["a"]);
+        assert_eq!(set.reconciled()[0].state, DesiredState::Down);
+    }
+
+    #[test]
+    fn a_service_that_comes_back_is_no_orphan() {
+        let mut set = DesiredSet::default();
+        set.apply(
+            vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")],
+            vec![],
+            false,
+            false,
+        );
+        set.apply(vec![svc("/m/a.yaml", "a", "up")], vec![], false, false);
+        let r = set.apply(
+            vec![svc("/m/a.yaml", "a", "up"), svc("/m/c.yaml", "b", "up")],
+            vec![],
+            false,
+            false,
+        );
+        assert!(set.orphans.is_empty());
+        assert_eq!(
+            r.changed,
+            ["b"],
+            "moved to another file with the same content is still a change of source"
+        );
+    }
+}

@@ -1,0 +1,358 @@
+//! DRBD's own change notifications: a long-running `drbdsetup events2 all` child whose lines
+//! become [`Trigger::Drbd`] for the resource they change.
+//!
+//! The initial dump (everything up to `exists -`) describes what already exists, not changes:
+//! it becomes one [`Trigger::Resync`] rather than one trigger per resource. Whenever the stream
+//! cannot be trusted — the child died, could not start, or DRBD dropped events (`- skipped`) —
+//! a new child is started after a backoff, and the Resync of its dump re-observes everything
+//! that may have been missed in between. Nothing here decides anything: the reconcile that
+//! follows a trigger observes for itself.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+
+use super::trigger::{Trigger, TriggerSender};
+use converge_core::config::Config;
+use converge_core::observe::events2::{Events2State, parse_line};
+
+/// The first restart delay; it doubles on each failure in a row, up to [`MAX_BACKOFF`].
+pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A child that completed its dump and ran this long counts as healthy: the next failure starts
+/// again from [`INITIAL_BACKOFF`].
+pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
+/// The reason of the Resync sent when a dump completes.
+pub const RESYNC_REASON: &str = "events2 (re)started";
+/// How many of the child's last stderr lines an exit report quotes.
+const STDERR_TAIL: usize = 3;
+
+/// Why one `events2` child ended.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("{program} not found (not installed, or not in PATH)")]
+    NotFound { program: String },
+    #[error("cannot run {program} events2: {source}")]
+    Spawn { program: String, source: io::Error },
+    #[error("reading the output of {program} events2: {source}")]
+    Read { program: String, source: io::Error },
+    #[error("{program} events2 {how}{stderr}")]
+    Ended {
+        program: String,
+        how: String,
+        /// `": last stderr lines"`, or empty.
+        stderr: String,
+    },
+    #[error("{program} events2 reported lost events (\"- skipped\"): restarting it")]
+    EventsLost { program: String },
+}
+
+/// The running event source. Dropping it (or [`DrbdEvents::stop`]) kills the child.
+pub struct DrbdEvents {
+    task: JoinHandle<()>,
+    child: Arc<Mutex<ChildSlot>>,
+}
+
+impl DrbdEvents {
+    /// Starts supervising `<commands.drbdsetup> events2 all`. Must be called within a tokio
+    /// runtime. Runs until stopped, or until nobody listens on `tx` any more.
+    pub fn start(config: Arc<Config>, tx: TriggerSender) -> DrbdEvents {
+        let child = Arc::new(Mutex::new(ChildSlot::default()));
+        let task = tokio::spawn(supervise(
+            config.commands.drbdsetup.clone(),
+            tx,
+            Arc::clone(&child),
+        ));
+        DrbdEvents { task, child }
+    }
+
+    /// Kills the child (its whole process group) and ends the supervision.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for DrbdEvents {
+    fn drop(&mut self) {
+        // Killed here rather than left to the task's cancellation: that runs whenever the
+        // runtime gets to it (or never, if it is shutting down), and the child must not outlive
+        // the daemon's intent.
+        let mut slot = lock(&self.child);
+        slot.stopped = true;
+        slot.kill();
+        drop(slot);
+        self.task.abort();
+    }
+}
+
+/// The process group of the child currently running, shared between the task and `stop`.
+///
+/// The group is only signalled while its leader is not yet reaped (the task takes the group out
+/// of the slot before it waits), so its id cannot have been reused by an unrelated process.
+#[derive(Debug, Default)]
+struct ChildSlot {
+    pgid: Option<i32>,
+    stopped: bool,
+}
+
+impl ChildSlot {
+    fn kill(&mut self) {
+        // The group exists as long as its unreaped leader does; ESRCH needs no handling.
+        if let Some(pgid) = self.pgid.take().and_then(rustix::process::Pid::from_raw) {
+            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn lock(slot: &Mutex<ChildSlot>) -> MutexGuard<'_, ChildSlot> {
+    // The slot holds plain data that no panic can leave half-written.
+    slot.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How one child's run ended.
+enum RunEnd {
+    /// Stopped, or the receiver is gone: no restart.
+    Stop,
+    Restart {
+        error: StreamError,
+        /// The dump completed: the stream worked for a while.
+        dump_done: bool,
+    },
+}
+
+async fn supervise(program: String, tx: TriggerSender, child: Arc<Mutex<ChildSlot>>) {
+    let mut backoff = INITIAL_BACKOFF;
+    // The same failure over and over (drbdsetup not installed, no DRBD module) is reported once,
+    // not once a minute for the life of the daemon.
+    let mut last_problem: Option<String> = None;
+    loop {
+        let started = Instant::now();
+        let (error, dump_done) = match run_once(&program, &tx, &child).await {
+            RunEnd::Stop => return,
+            RunEnd::Restart { error, dump_done } => (error, dump_done),
+        };
+        if dump_done && started.elapsed() >= HEALTHY_RUN {
+            backoff = INITIAL_BACKOFF;
+        }
+        if dump_done {
+            last_problem = None;
+        }
+        let problem = error.to_string();
+        let delay = humantime::format_duration(backoff);
+        if last_problem.as_deref() == Some(problem.as_str()) {
+            tracing::debug!("{problem} (again); retrying in {delay}");
+        } else {
+            tracing::warn!("{problem}; retrying in {delay}");
+            last_problem = Some(problem);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = tx.closed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) -> RunEnd {
+    let mut child = match spawn(program) {
+        Ok(child) => child,
+        Err(error) => {
+            return RunEnd::Restart {
+                error,
+                dump_done: false,
+            };
+        }
+    };
+    {
+        let mut slot = lock(slot);
+        // `id()` is only `None` once the child is reaped, which nothing has done yet.
+        slot.pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        if slot.stopped {
+            slot.kill();
+            return RunEnd::Stop;
+        }
+    }
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let events = async {
+        let end = match stdout {
+            // A quiet stream would otherwise keep the child alive long after the daemon stopped
+            // listening.
+            Some(stdout) => tokio::select! {
+                end = read_events(program, stdout, tx) => end,
+                () = tx.closed() => Ended::Stop,
+            },
+            None => Ended::Eof { dump_done: false },
+        };
+        // Whatever ended the stream, the rest of the group goes too: a child that printed
+        // `- skipped` is still running, and a dead one may have left helpers holding stderr.
+        lock(slot).kill();
+        end
+    };
+    let (end, stderr_tail) = tokio::join!(events, stderr_tail(program, stderr));
+    let status = child.wait().await;
+    if lock(slot).stopped {
+        return RunEnd::Stop;
+    }
+    match end {
+        Ended::Stop => RunEnd::Stop,
+        Ended::Lost { dump_done } => RunEnd::Restart {
+            error: StreamError::EventsLost {
+                program: program.to_string(),
+            },
+            dump_done,
+        },
+        Ended::ReadFailed { source, dump_done } => RunEnd::Restart {
+            error: StreamError::Read {
+                program: program.to_string(),
+                source,
+            },
+            dump_done,
+        },
+        Ended::Eof { dump_done } => RunEnd::Restart {
+            error: StreamError::Ended {
+                program: program.to_string(),
+                how: describe(status),
+                stderr: if stderr_tail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {stderr_tail}")
+                },
+            },
+            dump_done,
+        },
+    }
+}
+
+fn spawn(program: &str) -> Result<Child, StreamError> {
+    Command::new(program)
+        .args(["events2", "all"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so that killing it takes anything it started along.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound => StreamError::NotFound {
+                program: program.to_string(),
+            },
+            _ => StreamError::Spawn {
+                program: program.to_string(),
+                source,
+            },
+        })
+}
+
+fn describe(status: io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, None) => "ended".to_string(),
+        },
+        Err(e) => format!("ended (waiting for it failed: {e})"),
+    }
+}
+
+enum Ended {
+    Eof { dump_done: bool },
+    ReadFailed { source: io::Error, dump_done: bool },
+    Lost { dump_done: bool },
+    Stop,
+}
+
+/// Feeds the child's lines to a fresh [`Events2State`] and sends the triggers they call for.
+async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &TriggerSender) -> Ended {
+    let mut reader = BufReader::new(stdout);
+    let mut state = Events2State::new();
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) => {
+                return Ended::Eof {
+                    dump_done: state.initial_dump_done(),
+                };
+            }
+            Ok(_) => {}
+            Err(source) => {
+                return Ended::ReadFailed {
+                    source,
+                    dump_done: state.initial_dump_done(),
+                };
+            }
+        }
+        // A stray byte must not end the stream: it costs at most that one line.
+        let line = String::from_utf8_lossy(&buf);
+        let event = match parse_line(&line) {
+            Ok(Some(event)) => event,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(
+                    "{program} events2: skipping a line ({e}): {:?}",
+                    line.trim_end()
+                );
+                continue;
+            }
+        };
+        let dump_was_done = state.initial_dump_done();
+        let changed = state.apply(&event);
+        if state.events_lost() {
+            return Ended::Lost {
+                dump_done: state.initial_dump_done(),
+            };
+        }
+        let trigger = if !dump_was_done {
+            // During the dump every resource "changes"; its end stands for all of them.
+            state.initial_dump_done().then(|| Trigger::Resync {
+                reason: RESYNC_REASON.to_string(),
+            })
+        } else {
+            changed.map(|resource| Trigger::Drbd {
+                resource: resource.to_string(),
+            })
+        };
+        if let Some(trigger) = trigger
+            && tx.send(trigger).is_err()
+        {
+            return Ended::Stop;
+        }
+    }
+}
+
+/// The child's last stderr lines, joined for an error message; each is logged at debug.
+async fn stderr_tail(program: &str, stderr: Option<impl AsyncRead + Unpin>) -> String {
+    let Some(stderr) = stderr else {
+        return String::new();
+    };
+    let mut reader = BufReader::new(stderr);
+    let mut tail = VecDeque::with_capacity(STDERR_TAIL);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let line = String::from_utf8_lossy(&buf).trim().to_string();
+        // drbd-utils' noise on machines without the module.
+        if line.is_empty() || line.contains("modinfo") {
+            continue;
+        }
+        tracing::debug!("{program} events2: {line}");
+        if tail.len() == STDERR_TAIL {
+            tail.pop_front();
+        }
+        tail.push_back(line);
+    }
+    Vec::from(tail).join(" / ")
+}

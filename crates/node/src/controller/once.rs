@@ -1,0 +1,348 @@
+//! `converge reconcile --once`: observe all services in one batched pass, then reconcile each
+//! service that is not converged, in parallel: run its next step, observe it again, plan again,
+//! until it is converged, blocked or failed.
+//!
+//! A start that fails midway is rolled back — what this run did for that service is undone in
+//! reverse — unless the service sets `rollback: false`. A refusal by a safety rule is not rolled
+//! back: nothing failed, and what was done is safe to keep.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use tokio::task::JoinSet;
+
+use super::scheduler::Next;
+use crate::act::{self, ActError, log::ResourceLog};
+use crate::observer::Observer;
+use converge_core::command;
+use converge_core::manifest::{DesiredState, ResourceId, Service};
+use converge_core::plan::{self, Action, ServicePlan, Step};
+
+/// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
+pub fn blocked_reason(blocked: &plan::Blocked) -> String {
+    format!("{}: {}", blocked.rid, blocked.reason)
+}
+
+/// A service that needs more steps than this in one run is not converging (each step changes
+/// one resource; the deepest stack has a few dozen).
+pub const MAX_STEPS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Outcome {
+    /// Matches its manifest; `steps` is how many actions this run took.
+    Converged { steps: usize },
+    /// A safety rule refused; nothing unsafe was run.
+    Blocked { steps: usize, reason: String },
+    /// An action failed (after a rollback when `rolled_back`).
+    Failed {
+        steps: usize,
+        error: String,
+        rolled_back: bool,
+    },
+    /// Converge is shutting down: stopped between two steps, with nothing half done.
+    Interrupted { steps: usize },
+}
+
+impl Outcome {
+    /// What the scheduler does next, as this outcome says: a converged or blocked service waits
+    /// for a change, a failed one is retried after a backoff.
+    pub fn next(&self) -> Next {
+        match self {
+            Outcome::Converged { .. } | Outcome::Blocked { .. } => Next::AwaitChange,
+            Outcome::Failed { .. } => Next::Retry,
+            Outcome::Interrupted { .. } => Next::Stop,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceReport {
+    pub service: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    pub services: Vec<ServiceReport>,
+}
+
+impl Report {
+    /// 0 converged, 1 failed (any), 3 blocked (any, none failed).
+    pub fn exit_code(&self) -> u8 {
+        let outcomes = || self.services.iter().map(|s| &s.outcome);
+        if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
+            1
+        } else if outcomes().any(|o| matches!(o, Outcome::Blocked { .. })) {
+            3
+        } else {
+            0
+        }
+    }
+}
+
+/// Reconciles every service once. Services already converged cost nothing past the first,
+/// batched observation.
+pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
+    let node = observer.observe(&services).await;
+    let first = plan::plan(&services, &node);
+    let mut tasks = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
+    let mut reports = Vec::new();
+    for (service, service_plan) in services.into_iter().zip(first.services) {
+        if service_plan.is_converged() {
+            reports.push(ServiceReport {
+                service: service.name,
+                outcome: Outcome::Converged { steps: 0 },
+            });
+            continue;
+        }
+        let observer = Arc::clone(&observer);
+        let name = service.name.clone();
+        let handle = tasks.spawn(async move {
+            let outcome =
+                reconcile_service(&observer, &service, service_plan, &AtomicBool::new(false)).await;
+            ServiceReport {
+                service: service.name,
+                outcome,
+            }
+        });
+        names.insert(handle.id(), name);
+    }
+    while let Some(joined) = tasks.join_next_with_id().await {
+        match joined {
+            Ok((_, report)) => reports.push(report),
+            // A panic in a service task is a bug in converge; it must not take the others
+            // down, nor vanish from the report (and the exit code).
+            Err(e) => {
+                let service = names
+                    .get(&e.id())
+                    .cloned()
+                    .unwrap_or_else(|| "(unknown service)".into());
+                tracing::error!(service = %service, "the reconcile ended abnormally: {e}");
+                reports.push(ServiceReport {
+                    service,
+                    outcome: Outcome::Failed {
+                        steps: 0,
+                        error: format!("internal error: {e}"),
+                        rolled_back: false,
+                    },
+                });
+            }
+        }
+    }
+    reports.sort_by(|a, b| a.service.cmp(&b.service));
+    Report { services: reports }
+}
+
+/// Reconciles one service from `plan` (made from a fresh observation) until it is converged,
+/// blocked or failed.
+///
+/// `stopping` is checked between steps: once set, the service stops after the step in progress
+/// (which runs to its end or its timeout), so a shutdown never leaves an action half done.
+pub async fn reconcile_service(
+    observer: &Observer,
+    service: &Service,
+    mut plan: ServicePlan,
+    stopping: &AtomicBool,
+) -> Outcome {
+    let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
+    service_log(format!(
+        "reconcile: desired {}, {} step(s) planned",
+        plan.desired,
+        plan.steps.len()
+    ));
+    for (rid, note) in &plan.satisfied {
+        ResourceLog::new(service, *rid).info(note);
+    }
+    for warning in &plan.warnings {
+        tracing::warn!(service = %service.name, "{warning}");
+    }
+    let mut done: Vec<Step> = Vec::new();
+    // Optional resources whose action failed this run: warned about, then left out.
+    let mut skipped: BTreeSet<ResourceId> = BTreeSet::new();
+    while done.len() < MAX_STEPS {
+        if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
+            tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
+            return Outcome::Interrupted { steps: done.len() };
+        }
+        let Some(step) = plan.steps.first().cloned() else {
+            return match plan.blocked {
+                Some(blocked) => {
+                    let reason = blocked_reason(&blocked);
+                    ResourceLog::new(service, blocked.rid)
+                        .warn(format_args!("blocked: {}", blocked.reason));
+                    Outcome::Blocked {
+                        steps: done.len(),
+                        reason,
+                    }
+                }
+                None => Outcome::Converged { steps: done.len() },
+            };
+        };
+        if let Err(error) = act::run_step(observer, service, &step).await {
+            let optional = service.resource(step.rid).is_some_and(|r| r.optional);
+            if optional && !error.is_blocked() {
+                ResourceLog::new(service, step.rid).warn(format_args!(
+                    "{error} (optional: the rest of the service goes on)"
+                ));
+                skipped.insert(step.rid);
+                plan.steps.retain(|s| !skipped.contains(&s.rid));
+                continue;
+            }
+            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
+        }
+        done.push(step.clone());
+        let node = observer.observe(std::slice::from_ref(service)).await;
+        plan = plan::plan_service(service, &node);
+        plan.steps.retain(|s| !skipped.contains(&s.rid));
+        // A step that succeeded but left the node as it was would be planned forever.
+        if plan.steps.first() == Some(&step) {
+            let scripts = node.scripts_of(&service.name, step.rid);
+            let program = command::for_step(&step, service, &observer.config().commands, scripts);
+            let error = ActError::Failed {
+                rid: step.rid,
+                message: format!(
+                    "`{}` succeeded but changed nothing observable ({})",
+                    program.lines().join("; "),
+                    step.reason
+                ),
+            };
+            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
+        }
+    }
+    Outcome::Failed {
+        steps: done.len(),
+        error: format!("not converged after {MAX_STEPS} steps"),
+        rolled_back: false,
+    }
+}
+
+async fn handle_error(
+    observer: &Observer,
+    service: &Service,
+    desired: DesiredState,
+    done: &[Step],
+    failed: Option<&Step>,
+    error: ActError,
+) -> Outcome {
+    let (rid, text) = match &error {
+        ActError::Failed { rid, message } => (*rid, message.clone()),
+        ActError::Blocked { rid, reason } => (*rid, reason.clone()),
+    };
+    let log = ResourceLog::new(service, rid);
+    if error.is_blocked() {
+        log.warn(format_args!("blocked: {text}"));
+        return Outcome::Blocked {
+            steps: done.len(),
+            reason: error.to_string(),
+        };
+    }
+    log.error(&text);
+    // What this run touched: the resources of its done steps and the one that failed (which
+    // may have done part of its work, e.g. a container started but never operational).
+    let touched: BTreeSet<ResourceId> = done.iter().map(|s| s.rid).chain([rid]).collect();
+    let rolled_back = if desired == DesiredState::Up && service.rollback {
+        // An app whose start failed midway may have started some of its scripts: its stop
+        // scripts run whatever a check says (they are meant to be safe to run twice).
+        if let Some(
+            step @ Step {
+                action: Action::AppStart,
+                ..
+            },
+        ) = failed
+        {
+            tracing::warn!(service = %service.name, "rollback: stopping {} after its failed start", step.rid);
+            let stop = Step {
+                rid: step.rid,
+                action: Action::AppStop,
+                reason: "rollback".into(),
+            };
+            if let Err(e) = act::run_step(observer, service, &stop).await {
+                ResourceLog::new(service, step.rid).error(format_args!("rollback: {e}"));
+            }
+        }
+        roll_back(observer, service, &touched).await
+    } else {
+        false
+    };
+    Outcome::Failed {
+        steps: done.len(),
+        error: error.to_string(),
+        rolled_back,
+    }
+}
+
+/// Undoes a failed start: plans the service down from fresh observations, as any stop is
+/// planned (so every safety rule holds: never demote under a mount), and runs the steps that
+/// concern `touched` resources, in order. Stops at the first step that is not this run's to
+/// undo, or that fails. True when nothing of `touched` is left up.
+async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<ResourceId>) -> bool {
+    let mut down = service.clone();
+    down.state = DesiredState::Down;
+    down.node = None;
+    tracing::warn!(service = %service.name, "rollback: undoing what this run started");
+    for _ in 0..MAX_STEPS {
+        let node = observer.observe(std::slice::from_ref(service)).await;
+        let plan = plan::plan_service(&down, &node);
+        let Some(step) = plan.steps.first() else {
+            if let Some(blocked) = plan.blocked.filter(|b| touched.contains(&b.rid)) {
+                ResourceLog::new(service, blocked.rid)
+                    .error(format_args!("rollback stopped: {}", blocked.reason));
+                return false;
+            }
+            return true;
+        };
+        if !touched.contains(&step.rid) {
+            // Stopping something this run did not start would go beyond undoing the run.
+            return !plan.steps.iter().any(|s| touched.contains(&s.rid));
+        }
+        if let Err(e) = act::run_step(observer, service, step).await {
+            ResourceLog::new(service, step.rid).error(format_args!("rollback stopped: {e}"));
+            return false;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(outcomes: Vec<Outcome>) -> Report {
+        Report {
+            services: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(i, outcome)| ServiceReport {
+                    service: format!("s{i}"),
+                    outcome,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn exit_code_failed_beats_blocked_beats_converged() {
+        let converged = Outcome::Converged { steps: 1 };
+        let blocked = Outcome::Blocked {
+            steps: 0,
+            reason: "r".into(),
+        };
+        let failed = Outcome::Failed {
+            steps: 0,
+            error: "e".into(),
+            rolled_back: false,
+        };
+        assert_eq!(report(vec![converged.clone()]).exit_code(), 0);
+        assert_eq!(
+            report(vec![converged.clone(), blocked.clone()]).exit_code(),
+            3
+        );
+        assert_eq!(report(vec![blocked, failed, converged]).exit_code(), 1);
+        assert_eq!(report(vec![]).exit_code(), 0);
+    }
+}

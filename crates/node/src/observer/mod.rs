@@ -1,0 +1,582 @@
+//! The I/O half of observation: reads the /proc files and runs the listing programs, in
+//! batches, then hands the text to the pure parsers.
+//!
+//! Observation writes nothing: what it caches (DRBD 8.x minors, script listings inside
+//! containers) lives in the [`Observer`], in memory, for as long as its owner (the daemon, or
+//! one command) runs. The act layer looks at the node only through the [`Observer`]'s probes
+//! ([`probe`]).
+//!
+//! Cost of one pass over N services: one read of /proc/drbd and of mountinfo, one
+//! `drbdsetup status --json` (DRBD 9), one `vzlist` and one `lxc-ls` — each only when some
+//! service needs it — a `stat` per device, plus the users' own app checks (run in parallel, each
+//! with its timeout). DRBD 8.4 has no name in /proc/drbd, so there `drbdadm sh-minor` runs once
+//! per DRBD resource.
+
+pub mod probe;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::exec::{self, ExecError, Output};
+use crate::state;
+use converge_core::command::{program_name, scripts_for};
+use converge_core::config::Config;
+use converge_core::manifest::{
+    AppCommands, AppSpec, AppStatus, ContainerKind, ResourceId, Service, Spec,
+};
+use converge_core::observe::{
+    AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
+    aggregate_apps, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
+};
+
+/// Listing programs answer in well under a second; this only bounds a hung one.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Looks at the node: one batched pass for the planner ([`Observer::observe`]), and the
+/// probes the drivers use right before acting. Holds what it learnt that is dear to learn
+/// again, in memory only.
+pub struct Observer {
+    config: Arc<Config>,
+    cache: Mutex<Cache>,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    /// DRBD 8.x: resource names → minors, for one DRBD configuration.
+    minors: Option<MinorMap>,
+    /// Names in the scripts directory of an app inside a container, by (service, app): listing
+    /// it costs a spawn through the container tool. Dropped whenever converge starts or stops
+    /// that container.
+    scripts: HashMap<(String, ResourceId), Vec<String>>,
+}
+
+/// DRBD 8.x resource names → minors (per volume), and the configuration they were read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MinorMap {
+    stamp: String,
+    minors: BTreeMap<String, Vec<u32>>,
+}
+
+impl Observer {
+    pub fn new(config: Arc<Config>) -> Observer {
+        Observer {
+            config,
+            cache: Mutex::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        // The cache holds plain data that no panic can leave half-written.
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Observes everything `services` depend on, in one pass.
+    pub async fn observe(&self, services: &[Service]) -> NodeState {
+        observe(self, services).await
+    }
+}
+
+async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
+    let config = observer.config();
+    let enabled = || {
+        services
+            .iter()
+            .flat_map(|s| s.resources.iter().filter(|r| !r.disabled))
+    };
+    let drbd_names: BTreeSet<&str> = enabled()
+        .filter_map(|r| match &r.spec {
+            Spec::Drbd(d) => Some(d.res.as_str()),
+            _ => None,
+        })
+        .collect();
+    // Containers are observed even when disabled: their apps run inside them.
+    let wants = |vz_kind: bool| {
+        services.iter().flat_map(|s| &s.resources).any(|r| {
+            matches!(&r.spec, Spec::Container(c) if matches!(c.kind, ContainerKind::Vz(_)) == vz_kind)
+        })
+    };
+
+    let drbd = if drbd_names.is_empty() {
+        Observed::Ok(BTreeMap::new())
+    } else {
+        observe_drbd(observer, &drbd_names).await
+    };
+    let mounts = read_mounts(&config.mountinfo);
+    let vz = if wants(true) {
+        observe_vz(config).await
+    } else {
+        Observed::Ok(BTreeMap::new())
+    };
+    let lxc = if wants(false) {
+        observe_lxc(config).await
+    } else {
+        Observed::Ok(BTreeMap::new())
+    };
+
+    let mut device_paths: BTreeSet<PathBuf> = BTreeSet::new();
+    let mut dirs = BTreeSet::new();
+    for resource in enabled() {
+        if let Spec::Fs(fs) = &resource.spec {
+            device_paths.insert(fs.dev.clone());
+            if fs.mnt.is_dir() {
+                dirs.insert(fs.mnt.clone());
+            }
+        }
+    }
+    if let Observed::Ok(resources) = &drbd {
+        for device in resources.values().flat_map(|r| &r.devices) {
+            device_paths.insert(converge_core::observe::drbd::device_path(device.minor));
+        }
+    }
+    let devices = device_paths
+        .into_iter()
+        .filter_map(|path| block_device_number(&path).map(|n| (path, n)))
+        .collect();
+
+    let mut node = NodeState {
+        node: config.node.clone(),
+        drbd,
+        mounts,
+        devices,
+        dirs,
+        vz,
+        lxc,
+        apps: BTreeMap::new(),
+        scripts: BTreeMap::new(),
+    };
+    let (apps, scripts) = observe_apps(observer, services, &node).await;
+    node.apps = apps;
+    node.scripts = scripts;
+    node
+}
+
+/// The device number of a block device; `None` when the path is missing or not a block device
+/// (a DRBD device that is not up yet, for instance).
+pub fn block_device_number(path: &Path) -> Option<DevNum> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.file_type().is_block_device() {
+        return None;
+    }
+    let rdev = meta.rdev();
+    Some(DevNum {
+        major: rustix::fs::major(rdev),
+        minor: rustix::fs::minor(rdev),
+    })
+}
+
+fn read_mounts(path: &Path) -> Observed<Vec<Mount>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match mountinfo::parse(&text) {
+            Ok(mounts) => Observed::Ok(mounts),
+            Err(e) => Observed::Unavailable(format!("{}: {e}", path.display())),
+        },
+        Err(e) => Observed::Unavailable(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Runs a listing program; a missing program or a failure becomes the one-line reason.
+async fn list(argv: Vec<String>, install_hint: &str) -> Result<Output, String> {
+    match exec::run(&argv, LIST_TIMEOUT).await {
+        Ok(out) if out.success() => Ok(out),
+        Ok(out) => Err(format!(
+            "{} {}: {}",
+            argv.join(" "),
+            out.describe_end(),
+            out.last_line()
+        )),
+        Err(ExecError::NotFound { program }) => {
+            Err(format!("{program} not found ({install_hint})"))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<DrbdResources> {
+    let config = observer.config();
+    let path = &config.proc_drbd;
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Observed::Unavailable(format!(
+                "{} does not exist: DRBD is not loaded on this node (no drbd kernel module)",
+                path.display()
+            ));
+        }
+        Err(e) => return Observed::Unavailable(format!("cannot read {}: {e}", path.display())),
+    };
+    let proc = match proc_drbd::parse(&text) {
+        Ok(proc) => proc,
+        Err(e) => return Observed::Unavailable(e.to_string()),
+    };
+    let hint = "install drbd-utils or set commands.drbdsetup";
+    if proc.is_drbd9() {
+        let argv = vec![
+            config.commands.drbdsetup.clone(),
+            "status".into(),
+            "--json".into(),
+        ];
+        return match list(argv, hint).await {
+            Ok(out) => match drbdsetup_status::parse_json(&out.stdout) {
+                Ok(resources) => Observed::Ok(resources),
+                Err(e) => Observed::Unavailable(format!("drbdsetup status --json: {e}")),
+            },
+            Err(why) => Observed::Unavailable(why),
+        };
+    }
+    // DRBD 8.x: /proc/drbd is keyed by minor; drbdadm says which minors each resource uses.
+    // That only changes with the DRBD configuration, so it is asked once per configuration.
+    let stamp = drbd_config_stamp();
+    let known = observer.cache().minors.take();
+    let mut cache = known
+        .filter(|c| c.stamp == stamp)
+        .unwrap_or_else(|| MinorMap {
+            stamp: stamp.clone(),
+            minors: BTreeMap::new(),
+        });
+    for name in names {
+        if cache.minors.contains_key(*name) {
+            continue;
+        }
+        let argv = config.commands.drbdadm_argv(&["sh-minor", name]);
+        let out = match exec::run(&argv, LIST_TIMEOUT).await {
+            Ok(out) => out,
+            Err(ExecError::NotFound { program }) => {
+                return Observed::Unavailable(format!(
+                    "{program} not found (install drbd-utils or set commands.drbdadm)"
+                ));
+            }
+            Err(e) => return Observed::Unavailable(e.to_string()),
+        };
+        // Not defined in the DRBD configuration: no minors; `drbdadm up` will say why.
+        let minors = if out.success() {
+            out.stdout
+                .split_whitespace()
+                .filter_map(|m| m.parse().ok())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        cache.minors.insert((*name).to_string(), minors);
+    }
+    let mut resources = BTreeMap::new();
+    for name in names {
+        let minors = cache
+            .minors
+            .get(*name)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some(resource) = proc.resource(name, minors) {
+            resources.insert((*name).to_string(), resource);
+        }
+    }
+    observer.cache().minors = Some(cache);
+    Observed::Ok(resources)
+}
+
+/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
+const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
+
+/// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
+/// every file in /etc/drbd.d. Any edit changes it.
+fn drbd_config_stamp() -> String {
+    let mut parts = Vec::new();
+    let mut add = |path: &Path| {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            parts.push(format!(
+                "{}:{}:{}",
+                path.display(),
+                meta.len(),
+                mtime.map_or(0, |d| d.as_nanos())
+            ));
+        }
+    };
+    for root in DRBD_CONFIG_FILES {
+        let root = Path::new(root);
+        add(root);
+        if let Ok(entries) = std::fs::read_dir(root) {
+            let mut files: Vec<PathBuf> =
+                entries.filter_map(Result::ok).map(|e| e.path()).collect();
+            files.sort();
+            files.iter().for_each(|f| add(f));
+        }
+    }
+    parts.join("|")
+}
+
+async fn observe_vz(config: &Config) -> Observed<BTreeMap<String, ContainerState>> {
+    let argv = vec![
+        config.commands.vzlist.clone(),
+        "-a".into(),
+        "-H".into(),
+        "-o".into(),
+        "ctid,status".into(),
+    ];
+    match list(argv, "OpenVZ is not installed; or set commands.vzlist").await {
+        Ok(out) => match vz::parse_vzlist(&out.stdout) {
+            Ok(map) => Observed::Ok(map),
+            Err(e) => Observed::Unavailable(format!("vzlist: {e}")),
+        },
+        Err(why) => Observed::Unavailable(why),
+    }
+}
+
+async fn observe_lxc(config: &Config) -> Observed<BTreeMap<String, ContainerState>> {
+    let argv = vec![
+        config.commands.lxc_ls.clone(),
+        "--fancy".into(),
+        "--fancy-format".into(),
+        "name,state".into(),
+    ];
+    match list(argv, "install lxc, or set commands.lxc-ls").await {
+        Ok(out) => match lxc::parse_ls_fancy(&out.stdout) {
+            Ok(map) => Observed::Ok(map),
+            Err(e) => Observed::Unavailable(e.to_string()),
+        },
+        Err(why) => Observed::Unavailable(why),
+    }
+}
+
+/// One app resource's checks, ready to run without borrowing the services.
+struct CheckJob {
+    service: String,
+    rid: ResourceId,
+    spec: AppSpec,
+    /// (label for the detail line, argv)
+    checks: Vec<(String, Vec<String>)>,
+}
+
+/// Per service, per app: what its checks said, and the names in its scripts directory.
+type AppsSeen = (
+    BTreeMap<String, BTreeMap<ResourceId, AppObservation>>,
+    BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
+);
+
+/// Lists the scripts directories and runs the checks of every app whose host (node or
+/// container) is running.
+async fn observe_apps(observer: &Observer, services: &[Service], node: &NodeState) -> AppsSeen {
+    let config = observer.config();
+    let mut jobs = JoinSet::new();
+    let mut apps: BTreeMap<String, BTreeMap<ResourceId, AppObservation>> = BTreeMap::new();
+    let mut listed: BTreeMap<String, BTreeMap<ResourceId, Vec<String>>> = BTreeMap::new();
+    let mut unchecked: Vec<(&str, ResourceId)> = Vec::new();
+    for service in services {
+        let container = service.container().map(|c| &c.kind);
+        if let Some(kind) = container {
+            let observed = match kind {
+                ContainerKind::Vz(_) => &node.vz,
+                ContainerKind::Lxc(_) => &node.lxc,
+            };
+            if observed.ok().and_then(|m| m.get(kind.id())) != Some(&ContainerState::Running) {
+                continue;
+            }
+        }
+        for resource in service.resources.iter().filter(|r| !r.disabled) {
+            let Spec::App(spec) = &resource.spec else {
+                continue;
+            };
+            let checks = match &spec.commands {
+                AppCommands::Argv {
+                    check: Some(argv), ..
+                } => vec![(
+                    program_name(argv),
+                    config.commands.in_container(container, argv.clone()),
+                )],
+                AppCommands::Argv { check: None, .. } => Vec::new(),
+                AppCommands::Scripts(dir) => {
+                    let names = observer
+                        .script_names(&service.name, resource.id, dir, container, Listing::Cached)
+                        .await;
+                    let checks = scripts_for(&names, 'C')
+                        .into_iter()
+                        .map(|name| {
+                            let argv = vec![dir.join(name).display().to_string(), "status".into()];
+                            (
+                                name.to_string(),
+                                config.commands.in_container(container, argv),
+                            )
+                        })
+                        .collect();
+                    listed
+                        .entry(service.name.clone())
+                        .or_default()
+                        .insert(resource.id, names);
+                    checks
+                }
+            };
+            if checks.is_empty() {
+                // Nothing to ask: a start converge recorded (this boot, container not
+                // restarted since) is the only knowledge there is.
+                unchecked.push((service.name.as_str(), resource.id));
+                continue;
+            }
+            let job = CheckJob {
+                service: service.name.clone(),
+                rid: resource.id,
+                spec: spec.clone(),
+                checks,
+            };
+            jobs.spawn(run_checks(job));
+        }
+    }
+    let starts = state::AppStarts::read(&config.state_dir, &unchecked);
+    for (service, rid) in unchecked {
+        if let Some(record) = starts.get(service, rid) {
+            let started = std::time::UNIX_EPOCH + Duration::from_secs(record.started_at);
+            let detail = format!(
+                "started {} (no check; recorded by converge)",
+                humantime::format_rfc3339_seconds(started)
+            );
+            let observation = AppObservation {
+                status: AppStatus::Up,
+                detail,
+            };
+            apps.entry(service.to_string())
+                .or_default()
+                .insert(rid, observation);
+        }
+    }
+    while let Some(done) = jobs.join_next().await {
+        // A check task cannot panic short of a bug in converge; then the app stays unobserved.
+        if let Ok((service, rid, observation)) = done {
+            apps.entry(service).or_default().insert(rid, observation);
+        }
+    }
+    (apps, listed)
+}
+
+/// Which script listing a caller wants: a cached one is fine for observing, not for acting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// The cached listing of a container's scripts directory, when there is one.
+    Cached,
+    /// Read the directory now (and refresh the cache).
+    Fresh,
+}
+
+impl Observer {
+    /// The names in an app's scripts directory `dir`, read on the host, or inside the
+    /// container (where it lives) when the service has one. Reading inside a container costs a
+    /// spawn (`ls` through `vzctl exec2` or `lxc-attach`), so that listing is kept in memory:
+    /// observation uses it; starting and stopping apps read afresh. An unreadable directory
+    /// lists nothing (and so runs nothing).
+    pub(super) async fn script_names(
+        &self,
+        service: &str,
+        rid: ResourceId,
+        dir: &Path,
+        container: Option<&ContainerKind>,
+        listing: Listing,
+    ) -> Vec<String> {
+        if container.is_none() {
+            return match std::fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+        }
+        let key = (service.to_string(), rid);
+        if listing == Listing::Cached
+            && let Some(names) = self.cache().scripts.get(&key)
+        {
+            return names.clone();
+        }
+        let argv = self.config.commands.in_container(
+            container,
+            vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
+        );
+        match exec::run(&argv, LIST_TIMEOUT).await {
+            Ok(out) if out.success() => {
+                let names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
+                self.cache().scripts.insert(key, names.clone());
+                names
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Forgets the script listings of a service's apps: its container started or stopped,
+    /// and what is inside may have changed.
+    pub fn forget_scripts(&self, service: &str) {
+        self.cache()
+            .scripts
+            .retain(|(owner, _), _| owner != service);
+    }
+}
+
+async fn run_checks(job: CheckJob) -> (String, ResourceId, AppObservation) {
+    let mut statuses = Vec::new();
+    let mut details = Vec::new();
+    for (label, argv) in &job.checks {
+        let status = match exec::run(argv, job.spec.timeout).await {
+            Ok(out) if out.timed_out => {
+                details.push(format!("{label} timed out"));
+                AppStatus::Warn
+            }
+            Ok(out) => match out.code {
+                Some(code) => {
+                    let status = job.spec.status_of(code);
+                    details.push(format!("{label} {}", status_word(status, code)));
+                    status
+                }
+                None => {
+                    details.push(format!("{label} {}", out.describe_end()));
+                    AppStatus::Warn
+                }
+            },
+            Err(e) => {
+                details.push(format!("{label}: {e}"));
+                AppStatus::Warn
+            }
+        };
+        statuses.push(status);
+    }
+    let observation = AppObservation {
+        status: aggregate_apps(&statuses),
+        detail: details.join(", "),
+    };
+    (job.service, job.rid, observation)
+}
+
+fn status_word(status: AppStatus, code: i32) -> String {
+    match status {
+        AppStatus::Up => "up".into(),
+        AppStatus::Down => "down".into(),
+        AppStatus::NotApplicable => "n/a".into(),
+        AppStatus::Warn => format!("warn (exit {code})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_device_number_reads_rdev_and_ignores_other_files() {
+        assert_eq!(
+            block_device_number(Path::new("/dev/null")),
+            None,
+            "a char device"
+        );
+        assert_eq!(block_device_number(Path::new("/nonexistent/drbd0")), None);
+        if let Some(n) = block_device_number(Path::new("/dev/loop0")) {
+            assert_eq!(n.major, 7);
+        }
+    }
+}

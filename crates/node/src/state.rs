@@ -1,0 +1,634 @@
+//! converge's own state on disk, under `state_dir`: what it cannot observe on the node.
+//!
+//! Today that is the start of apps that have no check: an app with no way to ask "are you
+//! running?" is taken as up from a successful start until it is stopped, its container starts
+//! or stops, or the node reboots (the record names the boot it belongs to).
+//!
+//! Records are written atomically and durably ([`write_atomic`]), so a crash or a power cut
+//! leaves the old record or the new one, never half of one. App records live in
+//! `state_dir/app-records`, one file each, named after the service and the resource:
+//! `web@app-0.start.json` is the start of `app#0` of `web`.
+//!
+//! Only the holder of the instance lock writes here; observation only reads.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirEntryExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use serde::{Deserialize, Serialize};
+
+use converge_core::manifest::ResourceId;
+
+/// Where the kernel publishes the current boot's id.
+pub const BOOT_ID_PATH: &str = "/proc/sys/kernel/random/boot_id";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppStartRecord {
+    /// The node's boot id when the app started.
+    pub boot_id: String,
+    /// When, in seconds since the epoch.
+    pub started_at: u64,
+}
+
+/// This boot's id. Read once per process: it cannot change while the process runs, and the
+/// daemon asks for it for every app on every resync.
+pub fn boot_id() -> &'static str {
+    static BOOT_ID: OnceLock<String> = OnceLock::new();
+    BOOT_ID.get_or_init(|| {
+        std::fs::read_to_string(BOOT_ID_PATH)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Where app records live: flat in one directory, so that one listing tells which exist.
+const RECORDS_DIR: &str = "app-records";
+
+/// What a record holds, as the last part of its file name.
+const START_SUFFIX: &str = ".start.json";
+/// Script listings that earlier versions cached on disk (now kept in memory).
+const OBSOLETE_SCRIPTS_SUFFIX: &str = ".scripts.json";
+
+/// Above this many records wanted at once, one listing of the records directory is cheaper than
+/// reading each file (a read is an open, a stat, two reads and a close).
+const LIST_ABOVE: usize = 16;
+
+fn records_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join(RECORDS_DIR)
+}
+
+/// The first part of the file names of a service's records: `web@`. Manifests refuse names
+/// starting with `.` and allow no `/` or `@`; this also refuses them, so that no name can ever
+/// make a record path point outside the records directory, be taken for a temporary file, or
+/// make one service's records look like another's (a `..` once meant `forget_service_apps`
+/// removing the whole state directory).
+fn service_prefix(service: &str) -> String {
+    let safe =
+        !service.is_empty() && !service.starts_with('.') && !service.contains(['/', '@', '\0']);
+    if safe {
+        format!("{service}@")
+    } else {
+        format!("_invalid_{}@", service.replace(['/', '.', '@', '\0'], "_"))
+    }
+}
+
+/// `web@app-0.start.json`: the app's service, its resource id (`#` is awkward in file names),
+/// and what the record is.
+fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
+    format!(
+        "{}{}{suffix}",
+        service_prefix(service),
+        rid.to_string().replace('#', "-")
+    )
+}
+
+use converge_core::fsutil::write_atomic;
+
+pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
+    let record = AppStartRecord {
+        boot_id: boot_id().to_string(),
+        started_at: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    };
+    let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    let dir = records_dir(state_dir);
+    let name = record_name(service, rid, START_SUFFIX);
+    let path = dir.join(&name);
+    write_atomic(&path, &json)?;
+    // The new file may have the inode number of one just deleted (ext4 reuses them at once),
+    // which the cache may still hold: what is cached for this name must be this record.
+    match std::fs::symlink_metadata(&path) {
+        Ok(meta) => remember(&dir, name, meta.ino(), record),
+        Err(_) => forget_cached(&dir, |n| n == name),
+    }
+    Ok(())
+}
+
+/// A start record's content, when it is one of this boot.
+fn parse_start(text: &[u8]) -> Option<AppStartRecord> {
+    let record: AppStartRecord = serde_json::from_slice(text).ok()?;
+    (record.boot_id == boot_id()).then_some(record)
+}
+
+/// The start records in `dir`: (file name, inode) each. Any error, even on one entry, is
+/// returned.
+fn list_start_records(dir: &Path) -> io::Result<Vec<(String, u64)>> {
+    let mut listing = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        // Temporary files of write_atomic start with a dot.
+        if name.starts_with('.') || !name.ends_with(START_SUFFIX) {
+            continue;
+        }
+        listing.push((name, entry.ino()));
+    }
+    Ok(listing)
+}
+
+/// The app starts recorded for one observation.
+#[derive(Debug, Default)]
+pub struct AppStarts {
+    /// By file name; only records of this boot.
+    records: HashMap<String, AppStartRecord>,
+}
+
+/// Start records already read, by records directory and file name: (inode, content). Records
+/// are only ever replaced by rename, so a file with the inode seen last time holds what it held
+/// then; converge's own writes and deletions update this at once, since a deleted record's
+/// inode number is soon reused. Only valid records of this boot are kept: a file that could not
+/// be read or parsed, or is of another boot, is read again each time (they are rare).
+type KnownStarts = HashMap<PathBuf, HashMap<String, (u64, AppStartRecord)>>;
+
+fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
+    static KNOWN: OnceLock<Mutex<KnownStarts>> = OnceLock::new();
+    KNOWN
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+fn remember(dir: &Path, name: String, ino: u64, record: AppStartRecord) {
+    known_starts()
+        .entry(dir.to_path_buf())
+        .or_default()
+        .insert(name, (ino, record));
+}
+
+fn forget_cached(dir: &Path, matches: impl Fn(&str) -> bool) {
+    if let Some(known) = known_starts().get_mut(dir) {
+        known.retain(|name, _| !matches(name));
+    }
+}
+
+impl AppStarts {
+    /// The start records of the apps `owners` (service, resource).
+    ///
+    /// A few are read file by file. Many (a daemon's resync looks at every service) take one
+    /// listing of the records directory instead, and only the files not seen before, or
+    /// replaced since, are read: a resync of 1,000 converged apps costs one directory read, not
+    /// 1,000 file reads. The listing still sees every record created, replaced or deleted by
+    /// hand. A listing that fails falls back to reading each file.
+    pub fn read(state_dir: &Path, owners: &[(&str, ResourceId)]) -> AppStarts {
+        Self::read_with(state_dir, owners, list_start_records)
+    }
+
+    fn read_with(
+        state_dir: &Path,
+        owners: &[(&str, ResourceId)],
+        list: impl FnOnce(&Path) -> io::Result<Vec<(String, u64)>>,
+    ) -> AppStarts {
+        let dir = records_dir(state_dir);
+        let each = || {
+            owners
+                .iter()
+                .filter_map(|&(service, rid)| {
+                    let name = record_name(service, rid, START_SUFFIX);
+                    let record = Self::read_one(&dir, &name)?;
+                    Some((name, record))
+                })
+                .collect()
+        };
+        let records = if owners.len() <= LIST_ABOVE {
+            each()
+        } else {
+            match list(&dir) {
+                Ok(listing) => Self::read_listed(&dir, listing),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+                // Says nothing about the records, and must not be taken for "none".
+                Err(_) => each(),
+            }
+        };
+        AppStarts { records }
+    }
+
+    /// Reads one record, and remembers it for the next listing (as the listing would: by
+    /// inode), so that the first resync after many single reconciles reads no file again.
+    fn read_one(dir: &Path, name: &str) -> Option<AppStartRecord> {
+        let read = || -> io::Result<(u64, Vec<u8>)> {
+            let mut file = std::fs::File::open(dir.join(name))?;
+            // What std::fs::read asks anyway, to size its buffer.
+            let meta = file.metadata()?;
+            let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            file.read_to_end(&mut text)?;
+            Ok((meta.ino(), text))
+        };
+        let Some((ino, record)) = read()
+            .ok()
+            .and_then(|(ino, text)| Some((ino, parse_start(&text)?)))
+        else {
+            forget_cached(dir, |n| n == name);
+            return None;
+        };
+        remember(dir, name.to_string(), ino, record.clone());
+        Some(record)
+    }
+
+    /// Every valid start record of this boot among `listing` (file name, inode) of `dir`, by
+    /// file name.
+    fn read_listed(dir: &Path, listing: Vec<(String, u64)>) -> HashMap<String, AppStartRecord> {
+        // Held while reading: two resyncs at once then share the work instead of repeating it.
+        let mut known_dirs = known_starts();
+        let known = known_dirs.remove(dir).unwrap_or_default();
+        let mut now: HashMap<String, (u64, AppStartRecord)> = HashMap::new();
+        for (name, ino) in listing {
+            let record = match known.get(&name) {
+                Some((seen, record)) if *seen == ino => Some(record.clone()),
+                _ => std::fs::read(dir.join(&name))
+                    .ok()
+                    .and_then(|text| parse_start(&text)),
+            };
+            if let Some(record) = record {
+                now.insert(name, (ino, record));
+            }
+        }
+        let records = now
+            .iter()
+            .map(|(name, (_, record))| (name.clone(), record.clone()))
+            .collect();
+        known_dirs.insert(dir.to_path_buf(), now);
+        records
+    }
+
+    /// The start of an app in this boot, when recorded.
+    pub fn get(&self, service: &str, rid: ResourceId) -> Option<&AppStartRecord> {
+        self.records.get(&record_name(service, rid, START_SUFFIX))
+    }
+}
+
+pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
+    let name = record_name(service, rid, START_SUFFIX);
+    let dir = records_dir(state_dir);
+    let removed = std::fs::remove_file(dir.join(&name));
+    // Forgotten from the cache whatever happened: the next read looks at the file.
+    forget_cached(&dir, |n| n == name);
+    match removed {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Forgets every app start of a service: its container started or stopped, so whatever ran
+/// inside is gone.
+pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
+    let dir = records_dir(state_dir);
+    let prefix = service_prefix(service);
+    let removed = remove_prefixed(&dir, &prefix);
+    // After the removals, and whatever happened: the next read looks at the files.
+    forget_cached(&dir, |name| name.starts_with(&prefix));
+    removed
+}
+
+fn remove_prefixed(dir: &Path, prefix: &str) -> io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_name().as_bytes().starts_with(prefix.as_bytes()) {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Where app records lived before they moved to one flat directory: `apps/SERVICE/app-N.json`
+/// and `apps/SERVICE/app-N.scripts.json`.
+const LEGACY_APPS_DIR: &str = "apps";
+
+/// Moves app records of the former layout (`state_dir/apps/SERVICE/…`) into the records
+/// directory, so that an upgrade does not take every started app for stopped (and start it
+/// again), and removes the caches earlier versions kept on disk (script listings, the DRBD
+/// 8.x minor map), which are now kept in memory. Only the holder of the lock may call this: a
+/// converge of a former version still running would lose its records. Returns how many records
+/// moved.
+pub fn migrate_legacy_records(state_dir: &Path) -> io::Result<usize> {
+    remove_obsolete_caches(state_dir)?;
+    let legacy = state_dir.join(LEGACY_APPS_DIR);
+    let services = match std::fs::read_dir(&legacy) {
+        Ok(services) => services,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let dir = records_dir(state_dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut moved = 0;
+    for service in services {
+        let service = service?;
+        if !service.file_type()?.is_dir() {
+            continue;
+        }
+        let name = service.file_name().to_string_lossy().into_owned();
+        for record in std::fs::read_dir(service.path())? {
+            let record = record?;
+            let file = record.file_name().to_string_lossy().into_owned();
+            if file.starts_with('.') {
+                // A temporary file of an interrupted write: nothing to keep.
+                std::fs::remove_file(record.path())?;
+                continue;
+            }
+            if file.ends_with(OBSOLETE_SCRIPTS_SUFFIX) {
+                // A cache, not a record: listed again when needed.
+                std::fs::remove_file(record.path())?;
+                continue;
+            }
+            let Some(rid) = file.strip_suffix(".json") else {
+                // Not converge's: left where it is.
+                continue;
+            };
+            let new_name = format!("{}{rid}{START_SUFFIX}", service_prefix(&name));
+            std::fs::rename(record.path(), dir.join(new_name))?;
+            moved += 1;
+        }
+        // Fails when something unexpected is left: then the directory stays, harmless.
+        let _ = std::fs::remove_dir(service.path());
+    }
+    let _ = std::fs::remove_dir(&legacy);
+    Ok(moved)
+}
+
+/// Removes what earlier versions cached in `state_dir` and no longer read.
+fn remove_obsolete_caches(state_dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(state_dir.join("drbd-minors.json")) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let entries = match std::fs::read_dir(records_dir(state_dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .as_bytes()
+            .ends_with(OBSOLETE_SCRIPTS_SUFFIX.as_bytes())
+        {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use converge_core::manifest::Kind;
+
+    fn app_record_path(state_dir: &Path, service: &str, rid: ResourceId) -> PathBuf {
+        records_dir(state_dir).join(record_name(service, rid, START_SUFFIX))
+    }
+
+    fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
+        AppStarts::read(state_dir, &[(service, rid)])
+            .get(service, rid)
+            .cloned()
+    }
+
+    #[test]
+    fn records_round_trip_and_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 1);
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        let record = start_of(dir.path(), "svc", rid).expect("recorded");
+        assert_eq!(record.boot_id, boot_id());
+        // Another service's records are not touched by forgetting this one's.
+        record_app_start(dir.path(), "svc2", rid).expect("write");
+        forget_service_apps(dir.path(), "svc").expect("forget");
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
+        assert!(start_of(dir.path(), "svc2", rid).is_some());
+        forget_app_start(dir.path(), "svc", rid).expect("forgetting twice is fine");
+        forget_app_start(dir.path(), "svc2", rid).expect("forget");
+        assert_eq!(start_of(dir.path(), "svc2", rid), None);
+    }
+
+    /// Enough services that `AppStarts::read` lists the directory instead of reading each file.
+    fn many(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("svc{i}")).collect()
+    }
+
+    fn read_all(state_dir: &Path, names: &[String], rid: ResourceId) -> AppStarts {
+        let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
+        AppStarts::read(state_dir, &owners)
+    }
+
+    #[test]
+    fn a_listing_sees_the_same_records_as_reading_each_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in names.iter().step_by(2) {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let listed = read_all(dir.path(), &names, rid);
+        for (i, name) in names.iter().enumerate() {
+            assert_eq!(
+                listed.get(name, rid).cloned(),
+                start_of(dir.path(), name, rid),
+                "{name}"
+            );
+            assert_eq!(listed.get(name, rid).is_some(), i % 2 == 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn regression_records_changed_by_hand_are_seen_by_the_next_listing() {
+        // The listing reuses what it read before; it must still see every change since.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+        // Deleted, replaced by one of another boot, created.
+        std::fs::remove_file(app_record_path(dir.path(), "svc0", rid)).expect("rm");
+        let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+        write_atomic(&app_record_path(dir.path(), "svc1", rid), other_boot).expect("write");
+        let extra = ResourceId::new(Kind::App, 7);
+        record_app_start(dir.path(), "svc2", extra).expect("write");
+        let listed = read_all(dir.path(), &names, rid);
+        assert!(listed.get("svc0", rid).is_none(), "deleted");
+        assert!(listed.get("svc1", rid).is_none(), "another boot");
+        assert!(listed.get("svc2", extra).is_some(), "created");
+        assert!(listed.get("svc3", rid).is_some(), "unchanged");
+    }
+
+    #[test]
+    fn what_was_read_is_not_read_again_while_the_file_is_the_same() {
+        // Reused by inode: a record rewritten in place (never done by converge, which replaces
+        // records by rename) keeps its old content for the listing. This is what makes a
+        // resync cheap, whether the record was read by a listing or on its own.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        assert!(
+            start_of(dir.path(), "svc0", rid).is_some(),
+            "read on its own"
+        );
+        assert!(
+            read_all(dir.path(), &names, rid).get("svc1", rid).is_some(),
+            "listed"
+        );
+        for name in ["svc0", "svc1"] {
+            let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+            std::fs::write(app_record_path(dir.path(), name, rid), other_boot).expect("write");
+        }
+        let listed = read_all(dir.path(), &names, rid);
+        assert!(listed.get("svc0", rid).is_some() && listed.get("svc1", rid).is_some());
+        // Read on its own, a record is always read afresh.
+        assert_eq!(start_of(dir.path(), "svc0", rid), None);
+    }
+
+    #[test]
+    fn regression_a_new_record_on_a_reused_inode_is_not_hidden_by_the_cache() {
+        // ext4 gives a deleted file's inode number to the next new file. A record of another
+        // boot, listed, then forgotten and written anew (a container start after a reboot)
+        // once came back as "no record" from the next listing, and the app was started again.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
+        write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
+        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+        for _ in 0..3 {
+            forget_service_apps(dir.path(), "svc0").expect("forget");
+            record_app_start(dir.path(), "svc0", rid).expect("write");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+            forget_app_start(dir.path(), "svc0", rid).expect("forget");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+            record_app_start(dir.path(), "svc0", rid).expect("write");
+            assert!(start_of(dir.path(), "svc0", rid).is_some());
+            write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
+            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+        }
+    }
+
+    #[test]
+    fn a_listing_that_fails_is_not_taken_for_no_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
+        // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
+        let failing = |_: &Path| Err(io::Error::from(rustix::io::Errno::IO));
+        let starts = AppStarts::read_with(dir.path(), &owners, failing);
+        assert!(names.iter().all(|n| starts.get(n, rid).is_some()));
+        // No directory at all: no record.
+        let missing = |_: &Path| Err(io::Error::from(io::ErrorKind::NotFound));
+        let starts = AppStarts::read_with(dir.path(), &owners, missing);
+        assert!(names.iter().all(|n| starts.get(n, rid).is_none()));
+    }
+
+    #[test]
+    fn records_of_the_former_layout_are_moved_not_lost() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let legacy = dir.path().join("apps/web");
+        std::fs::create_dir_all(&legacy).expect("mkdir");
+        let record = format!(r#"{{"boot_id":"{}","started_at":7}}"#, boot_id());
+        std::fs::write(legacy.join("app-0.json"), &record).expect("write");
+        std::fs::write(legacy.join("app-0.scripts.json"), r#"["C10x"]"#).expect("write");
+        std::fs::write(legacy.join(".app-1.json.tmp.42"), "half").expect("write");
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 1);
+        assert!(
+            !legacy.join(".app-1.json.tmp.42").exists(),
+            "half a write is dropped"
+        );
+        let rid = ResourceId::new(Kind::App, 0);
+        assert_eq!(
+            start_of(dir.path(), "web", rid).map(|r| r.started_at),
+            Some(7)
+        );
+        assert!(
+            !records_dir(dir.path())
+                .join("web@app-0.scripts.json")
+                .exists(),
+            "a cached listing is not a record: dropped"
+        );
+        assert!(
+            !dir.path().join("apps").exists(),
+            "the former directory is gone"
+        );
+        // Nothing left to do the next time.
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 0);
+        // A file that is not converge's is left where it is, with its directory.
+        std::fs::create_dir_all(&legacy).expect("mkdir");
+        std::fs::write(legacy.join("notes.txt"), "mine").expect("write");
+        assert_eq!(migrate_legacy_records(dir.path()).expect("migrate"), 0);
+        assert!(legacy.join("notes.txt").exists());
+    }
+
+    #[test]
+    fn caches_of_earlier_versions_are_removed_and_records_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        let listing = records_dir(dir.path()).join("svc@app-0.scripts.json");
+        std::fs::write(&listing, r#"["C10foo"]"#).expect("write");
+        let minors = dir.path().join("drbd-minors.json");
+        std::fs::write(&minors, "{}").expect("write");
+        migrate_legacy_records(dir.path()).expect("migrate");
+        assert!(!listing.exists() && !minors.exists());
+        assert!(start_of(dir.path(), "svc", rid).is_some());
+    }
+
+    #[test]
+    fn regression_a_service_named_dot_dot_cannot_reach_outside_the_records_directory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let precious = dir.path().join("converge.lock");
+        std::fs::write(&precious, "pid 1").expect("write");
+        let rid = ResourceId::new(Kind::App, 0);
+        record_app_start(dir.path(), "svc", rid).expect("write");
+        for name in ["..", ".", "../x", "", "svc@app-0", "a/b"] {
+            let path = app_record_path(dir.path(), name, rid);
+            assert_eq!(
+                path.parent(),
+                Some(records_dir(dir.path()).as_path()),
+                "{name:?}"
+            );
+            let file = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            assert!(
+                !file.unwrap_or_default().starts_with('.'),
+                "{name:?} → {path:?}"
+            );
+            forget_service_apps(dir.path(), name).expect("forget");
+        }
+        assert!(precious.exists(), "state_dir survived");
+        assert!(
+            start_of(dir.path(), "svc", rid).is_some(),
+            "svc's record survived"
+        );
+    }
+
+    #[test]
+    fn a_record_from_another_boot_is_ignored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let path = app_record_path(dir.path(), "svc", rid);
+        write_atomic(&path, br#"{"boot_id":"not-this-boot","started_at":1}"#).expect("write");
+        assert_eq!(start_of(dir.path(), "svc", rid), None);
+    }
+}

@@ -1,0 +1,731 @@
+//! What the simulated kernel reports: the state as DRBD's objects (resource, connection, device,
+//! peer device, path), the rules DRBD applies to them, and the events2 records that a change
+//! between two snapshots produces.
+
+use serde::{Deserialize, Serialize};
+
+use super::drbd_state::{Backing, Connection, PeerSim, Resource, Role, State};
+
+/// How one connection looks from this node, given what the simulated peer does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnView {
+    pub cstate: String,
+    pub connected: bool,
+    pub peer_role: Role,
+    pub peer_disk: String,
+}
+
+pub fn conn_view(conn: &Connection, peer: &PeerSim) -> ConnView {
+    let cstate = if !conn.connect {
+        "StandAlone".to_string()
+    } else {
+        peer.connection.clone()
+    };
+    let connected = cstate == "Connected";
+    ConnView {
+        connected,
+        peer_role: if connected { peer.role } else { Role::Unknown },
+        peer_disk: if connected {
+            peer.disk.clone()
+        } else {
+            "DUnknown".to_string()
+        },
+        cstate,
+    }
+}
+
+pub fn peer_of(state: &State, name: &str) -> PeerSim {
+    state.peers.get(name).cloned().unwrap_or_default()
+}
+
+/// A connected peer is Primary on a connection that does not allow two primaries.
+pub fn conflicting_primary(res: &Resource, peer: &PeerSim) -> bool {
+    res.connections.values().any(|c| {
+        let v = conn_view(c, peer);
+        v.peer_role == Role::Primary && !c.allows_two_primaries()
+    })
+}
+
+/// Every volume can read UpToDate data: its own disk, or a connected peer's.
+pub fn has_up_to_date_access(res: &Resource, peer: &PeerSim) -> bool {
+    res.devices.values().all(|d| {
+        d.disk == "UpToDate"
+            || res
+                .connections
+                .values()
+                .any(|c| conn_view(c, peer).peer_disk == "UpToDate")
+    })
+}
+
+/// `may_promote` and `promotion_score` as drbdsetup computes them for events2.
+pub fn promotion(res: &Resource, peer: &PeerSim) -> (bool, u32) {
+    if res.devices.is_empty() {
+        return (false, 0);
+    }
+    let views: Vec<ConnView> = res
+        .connections
+        .values()
+        .map(|c| conn_view(c, peer))
+        .collect();
+    let peers_up_to_date = views.iter().filter(|v| v.peer_disk == "UpToDate").count();
+    let mut up_to_date_devices = 0u32;
+    let mut all_have_disk = true;
+    let mut min_replicas: Option<usize> = None;
+    for device in res.devices.values() {
+        let local = device.disk == "UpToDate";
+        if local {
+            up_to_date_devices += 1;
+        } else if device.disk != "Consistent" && device.disk != "Inconsistent" {
+            all_have_disk = false;
+        }
+        let replicas = usize::from(local) + peers_up_to_date;
+        min_replicas = Some(min_replicas.map_or(replicas, |m| m.min(replicas)));
+    }
+    let min_replicas = min_replicas.unwrap_or(0);
+    if min_replicas == 0 {
+        return (false, 0);
+    }
+    let have_primary =
+        res.role == Role::Primary || views.iter().any(|v| v.peer_role == Role::Primary);
+    let replicas = u32::try_from(min_replicas.min(99)).unwrap_or(99);
+    let score = u32::from(all_have_disk) * 10000 + up_to_date_devices.min(99) * 100 + replicas;
+    (!have_primary, score)
+}
+
+/// One DRBD object as events2 reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "object", rename_all = "kebab-case")]
+pub enum Obj {
+    Resource {
+        name: String,
+        role: Role,
+        may_promote: bool,
+        promotion_score: u32,
+    },
+    Connection {
+        name: String,
+        peer_node_id: u32,
+        conn_name: String,
+        connection: String,
+        role: Role,
+    },
+    Device {
+        name: String,
+        volume: u32,
+        minor: u32,
+        backing_dev: Option<String>,
+        disk: String,
+        open: bool,
+        size_kib: u64,
+    },
+    PeerDevice {
+        name: String,
+        peer_node_id: u32,
+        conn_name: String,
+        volume: u32,
+        replication: String,
+        peer_disk: String,
+    },
+    Path {
+        name: String,
+        peer_node_id: u32,
+        conn_name: String,
+        local: String,
+        peer: String,
+        established: bool,
+    },
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+impl Obj {
+    pub fn resource_name(&self) -> &str {
+        match self {
+            Obj::Resource { name, .. }
+            | Obj::Connection { name, .. }
+            | Obj::Device { name, .. }
+            | Obj::PeerDevice { name, .. }
+            | Obj::Path { name, .. } => name,
+        }
+    }
+
+    /// The object's identifying fields, as events2 prints them after the action.
+    pub fn ident(&self, destroy: bool) -> String {
+        match self {
+            Obj::Resource { name, .. } => format!("resource name:{name}"),
+            Obj::Connection {
+                name,
+                peer_node_id,
+                conn_name,
+                ..
+            } => {
+                format!("connection name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name}")
+            }
+            // drbdsetup leaves the minor out of `destroy device`.
+            Obj::Device { name, volume, .. } if destroy => {
+                format!("device name:{name} volume:{volume}")
+            }
+            Obj::Device {
+                name,
+                volume,
+                minor,
+                ..
+            } => format!("device name:{name} volume:{volume} minor:{minor}"),
+            Obj::PeerDevice {
+                name,
+                peer_node_id,
+                conn_name,
+                volume,
+                ..
+            } => format!(
+                "peer-device name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} volume:{volume}"
+            ),
+            Obj::Path {
+                name,
+                peer_node_id,
+                conn_name,
+                local,
+                peer,
+                ..
+            } => format!(
+                "path name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} local:{local} peer:{peer}"
+            ),
+        }
+    }
+
+    fn key(&self) -> String {
+        self.ident(true)
+    }
+
+    /// The state fields in drbdsetup's groups: a `change` line prints the groups that changed.
+    fn groups(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Obj::Resource {
+                role,
+                may_promote,
+                promotion_score,
+                ..
+            } => vec![
+                ("role", format!(" role:{}", role.as_str())),
+                ("suspended", " suspended:no".to_string()),
+                ("force-io-failures", " force-io-failures:no".to_string()),
+                (
+                    "promotion",
+                    format!(
+                        " may_promote:{} promotion_score:{promotion_score}",
+                        yes_no(*may_promote)
+                    ),
+                ),
+            ],
+            Obj::Connection {
+                connection, role, ..
+            } => vec![
+                ("connection", format!(" connection:{connection}")),
+                ("role", format!(" role:{}", role.as_str())),
+            ],
+            Obj::Device {
+                backing_dev,
+                disk,
+                open,
+                ..
+            } => vec![(
+                "info",
+                format!(
+                    " backing_dev:{} disk:{disk} client:no open:{} quorum:yes",
+                    backing_dev.as_deref().unwrap_or("none"),
+                    yes_no(*open)
+                ),
+            )],
+            Obj::PeerDevice {
+                replication,
+                peer_disk,
+                ..
+            } => vec![
+                ("replication", format!(" replication:{replication}")),
+                (
+                    "peer-disk",
+                    format!(" peer-disk:{peer_disk} peer-client:no"),
+                ),
+                ("resync-suspended", " resync-suspended:no".to_string()),
+            ],
+            Obj::Path { established, .. } => {
+                vec![(
+                    "established",
+                    format!(" established:{}", yes_no(*established)),
+                )]
+            }
+        }
+    }
+
+    /// `--statistics` fields (all zero: the simulator moves no data it could count).
+    fn statistics(&self) -> String {
+        match self {
+            Obj::Resource { .. } => " write-ordering:flush".to_string(),
+            Obj::Connection { .. } => " congested:no ap-in-flight:0 rs-in-flight:0".to_string(),
+            Obj::Device { size_kib, .. } => format!(
+                " size:{size_kib} read:0 written:0 al-writes:0 bm-writes:0 upper-pending:0 lower-pending:0 al-suspended:no blocked:no"
+            ),
+            Obj::PeerDevice { .. } => {
+                " received:0 sent:0 out-of-sync:0 pending:0 unacked:0".to_string()
+            }
+            Obj::Path { .. } => String::new(),
+        }
+    }
+
+    /// Destroy order: the parts before what holds them.
+    fn destroy_rank(&self) -> u8 {
+        match self {
+            Obj::Path { .. } => 0,
+            Obj::PeerDevice { .. } => 1,
+            Obj::Connection { .. } => 2,
+            Obj::Device { .. } => 3,
+            Obj::Resource { .. } => 4,
+        }
+    }
+}
+
+/// The objects of resource `name`, in the order drbdsetup prints them: resource, connections,
+/// devices, then per connection its peer devices and paths. Empty when the resource is down.
+/// `open` tells whether an attached device is held open right now.
+pub fn snapshot(state: &State, name: &str, open: &mut dyn FnMut(&Backing) -> bool) -> Vec<Obj> {
+    let Some(res) = state.resources.get(name) else {
+        return Vec::new();
+    };
+    let peer = peer_of(state, name);
+    let (may_promote, promotion_score) = promotion(res, &peer);
+    let mut objs = vec![Obj::Resource {
+        name: res.name.clone(),
+        role: res.role,
+        may_promote,
+        promotion_score,
+    }];
+    for conn in res.connections.values() {
+        let v = conn_view(conn, &peer);
+        objs.push(Obj::Connection {
+            name: res.name.clone(),
+            peer_node_id: conn.peer_node_id,
+            conn_name: conn.name.clone(),
+            connection: v.cstate,
+            role: v.peer_role,
+        });
+    }
+    for dev in res.devices.values() {
+        objs.push(Obj::Device {
+            name: res.name.clone(),
+            volume: dev.volume,
+            minor: dev.minor,
+            backing_dev: dev.backing.as_ref().map(|b| b.lower.clone()),
+            disk: dev.disk.clone(),
+            open: dev.backing.as_ref().is_some_and(&mut *open),
+            size_kib: dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024),
+        });
+    }
+    for conn in res.connections.values() {
+        let v = conn_view(conn, &peer);
+        for dev in res.devices.values() {
+            objs.push(Obj::PeerDevice {
+                name: res.name.clone(),
+                peer_node_id: conn.peer_node_id,
+                conn_name: conn.name.clone(),
+                volume: dev.volume,
+                replication: if v.connected { "Established" } else { "Off" }.to_string(),
+                peer_disk: v.peer_disk.clone(),
+            });
+        }
+        for path in &conn.paths {
+            objs.push(Obj::Path {
+                name: res.name.clone(),
+                peer_node_id: conn.peer_node_id,
+                conn_name: conn.name.clone(),
+                local: path.local.clone(),
+                peer: path.remote.clone(),
+                established: v.connected,
+            });
+        }
+    }
+    objs
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Exists,
+    Create,
+    Change,
+    Destroy,
+}
+
+impl Action {
+    fn as_str(self) -> &'static str {
+        match self {
+            Action::Exists => "exists",
+            Action::Create => "create",
+            Action::Change => "change",
+            Action::Destroy => "destroy",
+        }
+    }
+}
+
+/// One event as the log keeps it: formatted only when printed, because `--statistics`,
+/// `--full` and `--timestamps` change how it reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Microseconds since the epoch.
+    pub t: i64,
+    pub action: Action,
+    pub obj: Obj,
+    /// For `change`: the groups that changed.
+    #[serde(default)]
+    pub changed: Vec<String>,
+}
+
+/// The events that turn snapshot `old` into snapshot `new`.
+pub fn diff(old: &[Obj], new: &[Obj], t: i64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for obj in new {
+        let key = obj.key();
+        match old.iter().find(|o| o.key() == key) {
+            None => events.push(Event {
+                t,
+                action: Action::Create,
+                obj: obj.clone(),
+                changed: Vec::new(),
+            }),
+            Some(before) => {
+                let was = before.groups();
+                let changed: Vec<String> = obj
+                    .groups()
+                    .into_iter()
+                    .filter(|(group, text)| !was.iter().any(|(g, t)| g == group && t == text))
+                    .map(|(group, _)| group.to_string())
+                    .collect();
+                if !changed.is_empty() {
+                    events.push(Event {
+                        t,
+                        action: Action::Change,
+                        obj: obj.clone(),
+                        changed,
+                    });
+                }
+            }
+        }
+    }
+    let mut gone: Vec<&Obj> = old
+        .iter()
+        .filter(|o| {
+            let key = o.key();
+            !new.iter().any(|n| n.key() == key)
+        })
+        .collect();
+    gone.sort_by_key(|o| o.destroy_rank());
+    events.extend(gone.into_iter().map(|obj| Event {
+        t,
+        action: Action::Destroy,
+        obj: obj.clone(),
+        changed: Vec::new(),
+    }));
+    events
+}
+
+/// events2 output options.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventOpts {
+    pub timestamps: bool,
+    pub statistics: bool,
+    pub full: bool,
+}
+
+/// One events2 line, without the newline.
+pub fn format_event(event: &Event, opts: EventOpts) -> String {
+    let mut line = String::new();
+    if opts.timestamps {
+        line.push_str(&format_timestamp(event.t));
+        line.push(' ');
+    }
+    line.push_str(event.action.as_str());
+    line.push(' ');
+    line.push_str(&event.obj.ident(event.action == Action::Destroy));
+    if event.action == Action::Destroy {
+        return line;
+    }
+    let all = event.action != Action::Change || opts.full;
+    for (group, text) in event.obj.groups() {
+        if all || event.changed.iter().any(|c| c == group) {
+            line.push_str(&text);
+        }
+    }
+    // drbdsetup prints statistics on first sight of an object, and on every line with --full.
+    if (opts.statistics || opts.full) && all {
+        line.push_str(&event.obj.statistics());
+    }
+    line
+}
+
+/// drbdsetup's `--timestamps` prefix: local time, microseconds, UTC offset.
+pub fn format_timestamp(micros: i64) -> String {
+    let secs = micros.div_euclid(1_000_000);
+    let usec = micros.rem_euclid(1_000_000);
+    let time: libc::time_t = secs as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which lives on this stack frame.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&time, &mut tm).is_null() };
+    if !ok {
+        return format!("@{secs}.{usec:06}");
+    }
+    let offset = tm.tm_gmtoff;
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{usec:06}{:+03}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min,
+        tm.tm_sec,
+        offset / 3600,
+        (offset.abs() / 60) % 60
+    )
+}
+
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A fixture shared by the simulator's unit tests: resource `data`, minor 7, attached,
+/// connected to a Secondary UpToDate peer.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::super::drbd_state::{Backing, Connection, Device, NetPath, Resource, Role, State};
+    use std::collections::BTreeMap;
+
+    pub(crate) fn two_node_state() -> State {
+        let mut devices = BTreeMap::new();
+        devices.insert(
+            0,
+            Device {
+                volume: 0,
+                minor: 7,
+                disk: "UpToDate".into(),
+                backing: Some(Backing {
+                    lower: "/dev/loop0".into(),
+                    meta: "/dev/loop0".into(),
+                    meta_index: "internal".into(),
+                    loop_dev: "/dev/loop9".into(),
+                    node: "/dev/drbd7".into(),
+                    major: 7,
+                    minor: 9,
+                    size_bytes: 65_536 * 1024,
+                    options: Vec::new(),
+                }),
+            },
+        );
+        let mut connections = BTreeMap::new();
+        connections.insert(
+            1,
+            Connection {
+                peer_node_id: 1,
+                name: "peer1".into(),
+                net: Vec::new(),
+                paths: vec![NetPath {
+                    local: "ipv4:127.0.0.1:7789".into(),
+                    remote: "ipv4:127.0.0.2:7789".into(),
+                }],
+                connect: true,
+            },
+        );
+        let mut state = State::default();
+        state.resources.insert(
+            "data".into(),
+            Resource {
+                name: "data".into(),
+                node_id: 0,
+                role: Role::Secondary,
+                options: Vec::new(),
+                devices,
+                connections,
+            },
+        );
+        state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::two_node_state;
+    use super::*;
+    use converge_core::observe::drbd::{
+        ConnectionState, DiskState, ReplicationState, Role as ModelRole,
+    };
+    use converge_core::observe::events2::{Events2State, parse_line};
+
+    fn snap(state: &State) -> Vec<Obj> {
+        snapshot(state, "data", &mut |_| false)
+    }
+
+    fn lines(events: &[Event], opts: EventOpts) -> Vec<String> {
+        events.iter().map(|e| format_event(e, opts)).collect()
+    }
+
+    #[test]
+    fn exists_dump_reads_back_through_converge_parser() {
+        let state = two_node_state();
+        let dump: Vec<Event> = snap(&state)
+            .into_iter()
+            .map(|obj| Event {
+                t: 0,
+                action: Action::Exists,
+                obj,
+                changed: Vec::new(),
+            })
+            .collect();
+        let text = lines(&dump, EventOpts::default());
+        assert_eq!(
+            text,
+            [
+                "exists resource name:data role:Secondary suspended:no force-io-failures:no may_promote:yes promotion_score:10102",
+                "exists connection name:data peer-node-id:1 conn-name:peer1 connection:Connected role:Secondary",
+                "exists device name:data volume:0 minor:7 backing_dev:/dev/loop0 disk:UpToDate client:no open:no quorum:yes",
+                "exists peer-device name:data peer-node-id:1 conn-name:peer1 volume:0 replication:Established peer-disk:UpToDate peer-client:no resync-suspended:no",
+                "exists path name:data peer-node-id:1 conn-name:peer1 local:ipv4:127.0.0.1:7789 peer:ipv4:127.0.0.2:7789 established:yes",
+            ]
+        );
+        let mut model = Events2State::new();
+        for line in text.iter().map(String::as_str).chain(["exists -"]) {
+            let event = parse_line(line).expect("parses").expect("not blank");
+            model.apply(&event);
+        }
+        assert!(model.initial_dump_done());
+        let r = &model.resources()["data"];
+        assert_eq!(r.role, ModelRole::Secondary);
+        assert_eq!(r.devices[0].minor, 7);
+        assert_eq!(r.devices[0].disk, DiskState::UpToDate);
+        assert_eq!(r.connections[0].state, ConnectionState::Connected);
+        assert_eq!(
+            r.connections[0].peer_devices[0].replication,
+            ReplicationState::Established
+        );
+    }
+
+    #[test]
+    fn statistics_and_timestamps_still_parse() {
+        let state = two_node_state();
+        let opts = EventOpts {
+            timestamps: true,
+            statistics: true,
+            full: true,
+        };
+        for obj in snap(&state) {
+            for action in [Action::Exists, Action::Change, Action::Destroy] {
+                let line = format_event(
+                    &Event {
+                        t: 1_700_000_000_123_456,
+                        action,
+                        obj: obj.clone(),
+                        changed: Vec::new(),
+                    },
+                    opts,
+                );
+                let event = parse_line(&line).expect("parses").expect("not blank");
+                assert!(
+                    event.timestamp.is_some_and(|t| t.contains(".123456")),
+                    "{line}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn promotion_and_peer_changes_produce_change_lines() {
+        let before = two_node_state();
+        let mut after = before.clone();
+        if let Some(r) = after.resources.get_mut("data") {
+            r.role = Role::Primary;
+        }
+        let events = diff(&snap(&before), &snap(&after), 0);
+        assert_eq!(
+            lines(&events, EventOpts::default()),
+            ["change resource name:data role:Primary may_promote:no promotion_score:10102"]
+        );
+
+        let mut gone = after.clone();
+        gone.peers.insert(
+            "data".into(),
+            PeerSim {
+                connection: "Connecting".into(),
+                ..PeerSim::default()
+            },
+        );
+        let events = diff(&snap(&after), &snap(&gone), 0);
+        assert_eq!(
+            lines(&events, EventOpts::default()),
+            [
+                "change resource name:data may_promote:no promotion_score:10101",
+                "change connection name:data peer-node-id:1 conn-name:peer1 connection:Connecting role:Unknown",
+                "change peer-device name:data peer-node-id:1 conn-name:peer1 volume:0 replication:Off peer-disk:DUnknown peer-client:no",
+                "change path name:data peer-node-id:1 conn-name:peer1 local:ipv4:127.0.0.1:7789 peer:ipv4:127.0.0.2:7789 established:no",
+            ]
+        );
+    }
+
+    #[test]
+    fn down_destroys_parts_before_the_resource() {
+        let before = two_node_state();
+        let events = diff(&snap(&before), &[], 0);
+        let text = lines(&events, EventOpts::default());
+        assert_eq!(
+            text,
+            [
+                "destroy path name:data peer-node-id:1 conn-name:peer1 local:ipv4:127.0.0.1:7789 peer:ipv4:127.0.0.2:7789",
+                "destroy peer-device name:data peer-node-id:1 conn-name:peer1 volume:0",
+                "destroy connection name:data peer-node-id:1 conn-name:peer1",
+                "destroy device name:data volume:0",
+                "destroy resource name:data",
+            ]
+        );
+        let mut model = Events2State::new();
+        for line in lines(&diff(&[], &snap(&before), 0), EventOpts::default())
+            .iter()
+            .chain(text.iter())
+        {
+            let event = parse_line(line).expect("parses").expect("not blank");
+            model.apply(&event);
+        }
+        assert!(model.resources().is_empty());
+    }
+
+    #[test]
+    fn rules_two_primaries_and_up_to_date_access() {
+        let mut state = two_node_state();
+        let peer = PeerSim {
+            role: Role::Primary,
+            ..PeerSim::default()
+        };
+        let res = state.resources.get_mut("data").expect("data");
+        assert!(conflicting_primary(res, &peer));
+        if let Some(c) = res.connections.get_mut(&1) {
+            c.net.push(("allow-two-primaries".into(), "yes".into()));
+        }
+        assert!(!conflicting_primary(res, &peer));
+        if let Some(d) = res.devices.get_mut(&0) {
+            d.disk = "Outdated".into();
+        }
+        assert!(has_up_to_date_access(res, &PeerSim::default()));
+        let alone = PeerSim {
+            connection: "Connecting".into(),
+            ..PeerSim::default()
+        };
+        assert!(!has_up_to_date_access(res, &alone));
+        assert_eq!(promotion(res, &alone), (false, 0));
+    }
+
+    #[test]
+    fn timestamp_shape() {
+        let t = format_timestamp(1_700_000_000_000_042);
+        // 2023-11-14T..:..:..000042+hh:mm
+        assert_eq!(t.len(), "2023-11-14T22:13:20.000042+00:00".len(), "{t}");
+        assert!(t.contains(".000042"), "{t}");
+    }
+}
