@@ -24,9 +24,6 @@ pub const REFERENCE: &str = "docs/manifest.md";
 /// The command that regenerates every generated file, run from the repository.
 pub const REGENERATE: &str = "CONVERGE_REGENERATE=1 cargo test -p converge-core --lib schema_files";
 
-/// The repository, which holds docs/ (this crate is crates/core in it).
-const REPOSITORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
 /// The JSON Schema of a manifest file.
 pub fn manifest_schema() -> Schema {
     generator().into_root_schema_for::<ManifestDoc>()
@@ -231,6 +228,9 @@ fn one_of(words: impl Iterator<Item = String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The repository, which holds docs/ (this crate is crates/core in it).
+    const REPOSITORY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 
     #[test]
     fn committed_files_are_what_the_model_generates() {
