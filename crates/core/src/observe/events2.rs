@@ -1219,8 +1219,8 @@ mod tests {
             std::io::stderr()
                 .write_all(
                     format!(
-                        "skipped: {UPSTREAM_FIXTURES} not found (optional conformance check \
-                         against drbd-utils' own test outputs)\n"
+                        "skipped: ../shared/fixtures/drbd-utils/events2 beside the checkout not \
+                         found (optional conformance check against drbd-utils' own test outputs)\n"
                     )
                     .as_bytes(),
                 )
