@@ -1218,11 +1218,8 @@ mod tests {
             // which would make the skip invisible.
             std::io::stderr()
                 .write_all(
-                    format!(
-                        "skipped: ../shared/fixtures/drbd-utils/events2 beside the checkout not \
-                         found (optional conformance check against drbd-utils' own test outputs)\n"
-                    )
-                    .as_bytes(),
+                    b"skipped: ../shared/fixtures/drbd-utils/events2 beside the checkout not \
+                      found (optional conformance check against drbd-utils' own test outputs)\n",
                 )
                 .expect("writing to stderr");
             return;
