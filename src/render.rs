@@ -60,7 +60,7 @@ pub fn write_daemon_view(
             out,
             "{:<32} {:<9} converged: {:<3} (desired {}) {}",
             s.service,
-            s.status.as_deref().unwrap_or("-"),
+            s.status.map_or("-", |status| status.as_str()),
             match s.converged {
                 Some(true) => "yes",
                 Some(false) => "no",

@@ -7,14 +7,14 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
 use crate::observe::drbd::{ConnectionState, DrbdResource, Role};
 use crate::observe::{ContainerState, NodeState, Observed};
 use crate::plan::plan_service;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
     #[serde(rename = "up")]
     Up,

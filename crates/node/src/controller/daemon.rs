@@ -30,7 +30,7 @@ use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
 use converge_core::manifest::{Service, Spec};
 use converge_core::plan::plan_service;
-use converge_core::status::service_status;
+use converge_core::status::{Status, service_status};
 
 pub const STATUS_FILE: &str = "daemon.json";
 
@@ -54,8 +54,8 @@ pub struct DaemonView {
 pub struct ServiceView {
     pub service: String,
     pub desired: String,
-    /// Aggregate status at the last observation (up, down, warn, n/a, stdby up).
-    pub status: Option<String>,
+    /// Aggregate status at the last observation.
+    pub status: Option<Status>,
     pub converged: Option<bool>,
     pub result: ServiceResult,
     pub last_reconcile: Option<String>,
@@ -139,7 +139,7 @@ enum Message {
     Done {
         service: String,
         outcome: Outcome,
-        status: Option<(String, bool)>,
+        status: Option<(Status, bool)>,
     },
     Retry {
         service: String,
@@ -147,7 +147,7 @@ enum Message {
     /// A batched look at many services: the converged ones need nothing more.
     Batch {
         why: String,
-        statuses: Vec<(String, &'static str, bool)>,
+        statuses: Vec<(String, Status, bool)>,
         to_reconcile: Vec<String>,
     },
 }
@@ -284,15 +284,15 @@ impl Daemon {
     fn on_batch(
         &mut self,
         why: &str,
-        statuses: Vec<(String, &'static str, bool)>,
+        statuses: Vec<(String, Status, bool)>,
         to_reconcile: Vec<String>,
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
         for (name, status, converged) in statuses {
             let running = self.scheduler.is_running(&name);
             let view = self.views.entry(name).or_default();
-            if view.status.as_deref() != Some(status) {
-                view.status = Some(status.to_string());
+            if view.status != Some(status) {
+                view.status = Some(status);
                 changed = true;
             }
             if view.converged != Some(converged) {
@@ -339,7 +339,7 @@ impl Daemon {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                statuses.push((status.service, status.status.as_str(), status.converged));
+                statuses.push((status.service, status.status, status.converged));
             }
             let _ = tx.send(Message::Batch {
                 why,
@@ -562,7 +562,7 @@ impl Daemon {
         });
     }
 
-    fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(String, bool)>) {
+    fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(Status, bool)>) {
         let pruned_down = self.desired.orphan(&name).is_some_and(|o| o.pruning)
             && matches!(outcome, Outcome::Converged { .. });
         let now = tokio::time::Instant::now();
@@ -666,7 +666,7 @@ async fn run_one(
     service: &Service,
     stopping: &AtomicBool,
     still_blocked: Option<String>,
-) -> (Outcome, Option<(String, bool)>) {
+) -> (Outcome, Option<(Status, bool)>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
     let blocked_as_before = plan.steps.is_empty()
@@ -690,7 +690,7 @@ async fn run_one(
         observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
-    (outcome, Some((status.status.to_string(), status.converged)))
+    (outcome, Some((status.status, status.converged)))
 }
 
 fn jitter_seed(name: &str, failures: u32) -> u64 {
