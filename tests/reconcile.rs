@@ -356,3 +356,35 @@ fn a_failing_optional_app_warns_and_the_rest_of_the_service_goes_on() {
     );
     assert!(!out.contains("rollback"), "{out}");
 }
+
+#[test]
+fn regression_a_block_that_passes_right_after_a_step_is_waited_out() {
+    // After an unmount, an exiting container's processes may hold the DRBD device for a moment,
+    // and the rollback stopped at once on "held open". A block seen right after a step is now
+    // looked at again for a few seconds. Here the app's check says "warn" (a block: converge does
+    // not start an app in an unknown state) for half a second after its start, then "up".
+    let sb = Sandbox::new();
+    sb.config("");
+    let marker = sb.path("started");
+    let m = marker.display();
+    sb.script("init.d/S10slow", &format!("date +%s%N > {m}"));
+    sb.script(
+        "init.d/C10slow",
+        &format!(
+            "test -e {m} || exit 1\n\
+             age=$(( $(date +%s%N) - $(cat {m}) ))\n\
+             [ $age -ge 500000000 ] || exit 3"
+        ),
+    );
+    sb.write(
+        "manifests/slow.yaml",
+        &format!(
+            "service: slow\nstate: up\nresources:\n  app#0:\n    scripts: {}\n    retcodes: \"0:up 1:down 3:warn\"\n",
+            sb.path("init.d").display()
+        ),
+    );
+    let (code, out, err) = run(&sb, &sb.path("manifests"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("slow: converged (1 action(s))"), "{out}");
+    assert!(!out.contains("blocked"), "{out}");
+}

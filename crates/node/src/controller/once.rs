@@ -9,15 +9,18 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::scheduler::Next;
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::observer::Observer;
 use converge_core::command;
 use converge_core::manifest::{DesiredState, ResourceId, Service};
+use converge_core::observe::NodeState;
 use converge_core::plan::{self, Action, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
@@ -196,8 +199,8 @@ pub async fn reconcile_service(
             return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
         }
         done.push(step.clone());
-        let node = observer.observe(std::slice::from_ref(service)).await;
-        plan = plan::plan_service(service, &node);
+        let (node, next) = observe_and_plan(observer, service, service).await;
+        plan = next;
         plan.steps.retain(|s| !skipped.contains(&s.rid));
         // A step that succeeded but left the node as it was would be planned forever.
         if plan.steps.first() == Some(&step) {
@@ -218,6 +221,35 @@ pub async fn reconcile_service(
         steps: done.len(),
         error: format!("not converged after {MAX_STEPS} steps"),
         rolled_back: false,
+    }
+}
+
+/// How long a block found right after a step is looked at again before it stands: a step's
+/// effect can take a moment to show everywhere. After an unmount, the processes of a container
+/// that is exiting may hold the filesystem, and so the DRBD device, for a moment; DRBD would
+/// refuse the demotion (exit 11) until they are gone, and so does the planner.
+pub const SETTLE: Duration = Duration::from_secs(3);
+
+/// Observes `service` and plans `target` (the service itself, or its stop for a rollback), right
+/// after a step. A plan with nothing to do but a block is made again from fresh observations,
+/// with short pauses, for up to [`SETTLE`]: a lasting block is reported that much later, a
+/// passing one is not reported at all.
+async fn observe_and_plan(
+    observer: &Observer,
+    service: &Service,
+    target: &Service,
+) -> (NodeState, ServicePlan) {
+    let deadline = Instant::now() + SETTLE;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let node = observer.observe(std::slice::from_ref(service)).await;
+        let plan = plan::plan_service(target, &node);
+        let now = Instant::now();
+        if !plan.steps.is_empty() || plan.blocked.is_none() || now >= deadline {
+            return (node, plan);
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
@@ -286,8 +318,7 @@ async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<Re
     down.node = None;
     tracing::warn!(service = %service.name, "rollback: undoing what this run started");
     for _ in 0..MAX_STEPS {
-        let node = observer.observe(std::slice::from_ref(service)).await;
-        let plan = plan::plan_service(&down, &node);
+        let (_, plan) = observe_and_plan(observer, service, &down).await;
         let Some(step) = plan.steps.first() else {
             if let Some(blocked) = plan.blocked.filter(|b| touched.contains(&b.rid)) {
                 ResourceLog::new(service, blocked.rid)
