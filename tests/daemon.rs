@@ -284,6 +284,44 @@ fn deleted_manifest_with_prune_is_brought_down_but_an_emptied_directory_is_not()
 }
 
 #[test]
+fn regression_a_manifest_deleted_during_its_start_is_still_pruned() {
+    // A run that started before the manifest was deleted, and brought the service up, was taken
+    // for the pruning run: the orphan was forgotten and left up.
+    let sb = Sandbox::new();
+    daemon_config(&sb, "prune: true\n");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "a", "up");
+    let marker = sb.path("slow.up");
+    let starting = sb.path("slow.starting");
+    sb.script(
+        "slow.d/S10app",
+        &format!(
+            "touch {}; sleep 2; touch {}",
+            starting.display(),
+            marker.display()
+        ),
+    );
+    sb.script("slow.d/K10app", &format!("rm -f {}", marker.display()));
+    sb.script("slow.d/C10app", &format!("test -e {}", marker.display()));
+    fs::write(
+        dir.join("slow.yaml"),
+        format!(
+            "service: slow\nstate: up\nresources:\n  app#0:\n    scripts: {}\n",
+            sb.path("slow.d").display()
+        ),
+    )
+    .expect("write");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("slow's start under way", || starting.exists());
+    fs::remove_file(dir.join("slow.yaml")).expect("delete");
+    eventually("slow started, then pruned: brought down", || {
+        !marker.exists() && daemon.log().contains("pruned service is down")
+    });
+    assert!(is_up(&sb, "a"));
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
 fn sighup_resyncs_and_drift_is_corrected() {
     let sb = Sandbox::new();
     daemon_config(&sb, "");

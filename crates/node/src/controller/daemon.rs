@@ -28,7 +28,7 @@ use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
 use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
-use converge_core::manifest::{Service, Spec};
+use converge_core::manifest::{DesiredState, Service, Spec};
 use converge_core::plan::plan_service;
 use converge_core::status::{Status, service_status};
 
@@ -138,6 +138,8 @@ enum Message {
     Trigger(Trigger),
     Done {
         service: String,
+        /// What the run reconciled the service to on this node.
+        desired: DesiredState,
         outcome: Outcome,
         status: Option<(Status, bool)>,
     },
@@ -261,10 +263,11 @@ impl Daemon {
             }
             Message::Done {
                 service,
+                desired,
                 outcome,
                 status,
             } => {
-                self.on_done(service, outcome, status);
+                self.on_done(service, desired, outcome, status);
                 true
             }
             Message::Batch {
@@ -552,18 +555,29 @@ impl Daemon {
         let observer = Arc::clone(&self.observer);
         let stopping = Arc::clone(&self.stopping);
         let tx = self.tx.clone();
+        let desired = service.desired_here(&self.config.node);
         self.tasks.spawn(async move {
             let (outcome, status) = run_one(&observer, &service, &stopping, still_blocked).await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
+                desired,
                 outcome,
                 status,
             });
         });
     }
 
-    fn on_done(&mut self, name: String, outcome: Outcome, status: Option<(Status, bool)>) {
+    fn on_done(
+        &mut self,
+        name: String,
+        desired: DesiredState,
+        outcome: Outcome,
+        status: Option<(Status, bool)>,
+    ) {
+        // Only a run that brought it down: one that started before the manifest was deleted
+        // (and converged it up) leaves the pruning to the run that follows.
         let pruned_down = self.desired.orphan(&name).is_some_and(|o| o.pruning)
+            && desired == DesiredState::Down
             && matches!(outcome, Outcome::Converged { .. });
         let now = tokio::time::Instant::now();
         let failures = self.scheduler.failures(&name);
