@@ -25,6 +25,7 @@ use super::drbd_view::{
     self as view, Action, Event, EventOpts, conflicting_primary, conn_view, has_up_to_date_access,
     peer_of,
 };
+use converge_core::fsutil::LockMode;
 use converge_core::observe::mountinfo::DevNum;
 
 /// Where the simulator keeps things; from the environment unless a test says otherwise.
@@ -463,7 +464,7 @@ fn dispatch(env: &Env, args: &[String], out: &mut dyn Write) -> Result<u8, Fail>
             )))
         }
         command if COMMANDS.contains(&command) => {
-            let lock = store.lock(true)?;
+            let lock = store.lock(LockMode::Exclusive)?;
             let mut tx = Tx {
                 state: store.load()?,
                 events: Vec::new(),
@@ -1238,7 +1239,7 @@ fn events2(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> 
         .filter(|n| *n != "all");
     store.touch_events()?;
     let (state, offset) = {
-        let _lock = store.lock(false)?;
+        let _lock = store.lock(LockMode::Shared)?;
         (store.load()?, store.events_len()?)
     };
     let now = view::now_micros();

@@ -208,11 +208,6 @@ pub struct Store {
     dir: PathBuf,
 }
 
-/// Held while the state is being read or changed; dropping it releases the flock.
-pub struct Lock {
-    _file: FileLock,
-}
-
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, SimError> {
         fs::create_dir_all(dir).map_err(|source| SimError::Dir {
@@ -243,24 +238,17 @@ impl Store {
         }
     }
 
-    pub fn lock(&self, exclusive: bool) -> Result<Lock, SimError> {
+    /// Held while the state is being read (shared) or changed (exclusive); dropping it
+    /// releases the flock.
+    pub fn lock(&self, mode: LockMode) -> Result<FileLock, SimError> {
         let path = self.dir.join("lock");
-        let mode = if exclusive {
-            LockMode::Exclusive
-        } else {
-            LockMode::Shared
-        };
-        FileLock::acquire(&path, mode)
-            .map(|file| Lock { _file: file })
-            .map_err(Self::file_error(&path))
+        FileLock::acquire(&path, mode).map_err(Self::file_error(&path))
     }
 
     /// The exclusive lock if nobody holds it now, else `None`.
-    pub fn try_lock(&self) -> Result<Option<Lock>, SimError> {
+    pub fn try_lock(&self) -> Result<Option<FileLock>, SimError> {
         let path = self.dir.join("lock");
-        FileLock::try_acquire(&path, LockMode::Exclusive)
-            .map(|file| file.map(|file| Lock { _file: file }))
-            .map_err(Self::file_error(&path))
+        FileLock::try_acquire(&path, LockMode::Exclusive).map_err(Self::file_error(&path))
     }
 
     /// The current state; an empty one before the first change.
@@ -353,7 +341,7 @@ mod tests {
                 connections: BTreeMap::new(),
             },
         );
-        let _lock = store.lock(true).expect("lock");
+        let _lock = store.lock(LockMode::Exclusive).expect("lock");
         store.save(&state).expect("save");
         assert_eq!(store.load().expect("load"), state);
         // No temp file is left behind.
@@ -368,7 +356,7 @@ mod tests {
     fn try_lock_does_not_wait_for_a_holder() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let held = store.lock(false).expect("shared lock");
+        let held = store.lock(LockMode::Shared).expect("shared lock");
         assert!(store.try_lock().expect("try").is_none());
         drop(held);
         assert!(store.try_lock().expect("try").is_some());

@@ -428,11 +428,6 @@ struct Store {
     dir: PathBuf,
 }
 
-/// Held while the store is read or changed; dropping it releases the flock.
-struct Lock {
-    _file: FileLock,
-}
-
 impl Store {
     fn open() -> Result<Store, SimVzError> {
         let base = std::env::var_os(SIM_DIR_ENV)
@@ -446,16 +441,11 @@ impl Store {
         Ok(Store { dir })
     }
 
-    fn lock(&self, exclusive: bool) -> Result<Lock, SimVzError> {
+    /// Held while the store is read (shared) or changed (exclusive); dropping it releases the
+    /// flock.
+    fn lock(&self, mode: LockMode) -> Result<FileLock, SimVzError> {
         let path = self.dir.join(".lock");
-        let mode = if exclusive {
-            LockMode::Exclusive
-        } else {
-            LockMode::Shared
-        };
-        FileLock::acquire(&path, mode)
-            .map(|file| Lock { _file: file })
-            .map_err(|source| SimVzError::Io { path, source })
+        FileLock::acquire(&path, mode).map_err(|source| SimVzError::Io { path, source })
     }
 
     fn path(&self, ctid: u32) -> PathBuf {
@@ -896,7 +886,11 @@ fn run_action(
 ) -> Result<u8, SimVzError> {
     let now = now_ms();
     let (code, after) = {
-        let _lock = store.lock(action != Action::Status)?;
+        let _lock = store.lock(if action == Action::Status {
+            LockMode::Shared
+        } else {
+            LockMode::Exclusive
+        })?;
         let mut record = store.load(ctid)?;
         if let Some(ct) = record.as_mut() {
             ct.settle(now);
@@ -1052,7 +1046,7 @@ fn wait_for_init(store: &Store, ctid: u32, until: u64, quiet: bool) -> Result<u8
         std::thread::sleep(Duration::from_millis(until - now));
     }
     let up = {
-        let _lock = store.lock(false)?;
+        let _lock = store.lock(LockMode::Shared)?;
         store.load(ctid)?.is_some_and(|mut ct| {
             ct.settle(now_ms());
             ct.run == Run::Running
@@ -1527,7 +1521,7 @@ pub fn vzlist(args: &[String]) -> u8 {
         }
     };
     let all = {
-        let lock = store.lock(false);
+        let lock = store.lock(LockMode::Shared);
         match lock.and_then(|_lock| store.load_all()) {
             Ok(a) => a,
             Err(e) => {
