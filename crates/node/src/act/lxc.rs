@@ -5,21 +5,19 @@
 
 use super::ctx::Ctx;
 use crate::observer::probe::LogMark;
-use converge_core::observe::lxc::summarize;
 
 /// Logs what the container's LXC log gained since `mark`, and returns a short explanation for
 /// the error message: the first error and where the log is, or how to get one.
 pub fn log_tail(ctx: &Ctx<'_>, name: &str, mark: &LogMark) -> String {
-    let (Some(path), Some(read)) = (&mark.path, mark.read_since()) else {
+    let (Some(path), Some(read)) = (&mark.path, mark.tail()) else {
         return format!(
             "container {name} keeps no LXC log; set lxc.log.file in its configuration to see why"
         );
     };
-    let text = match read {
-        Ok(text) => text,
+    let (tail, cause) = match read {
+        Ok(tail) => (tail.lines, tail.cause),
         Err(e) => return format!("cannot read the LXC log {}: {e}", path.display()),
     };
-    let (tail, cause) = summarize(&text);
     if tail.is_empty() {
         return format!("the LXC log {} says nothing about it", path.display());
     }

@@ -82,13 +82,24 @@ pub struct LogMark {
 /// A log can be huge after months of DEBUG: only its end is read.
 const TAIL_BYTES: u64 = 64 * 1024;
 
+/// What an LXC log gained since a mark: its ERROR lines (else its last lines), and the first
+/// error's message, usually the cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogTail {
+    pub lines: Vec<String>,
+    pub cause: Option<String>,
+}
+
 impl LogMark {
-    /// What the log gained since the mark (its last [`TAIL_BYTES`] at most); from the start when
-    /// the log shrank (rotated). `None` when there is no log.
-    pub fn read_since(&self) -> Option<std::io::Result<String>> {
-        self.path
-            .as_deref()
-            .map(|path| read_since(path, self.offset))
+    /// What the log gained since the mark (its last [`TAIL_BYTES`] at most; from the start
+    /// when the log shrank, rotated). `None` when there is no log.
+    pub fn tail(&self) -> Option<std::io::Result<LogTail>> {
+        self.path.as_deref().map(|path| {
+            read_since(path, self.offset).map(|text| {
+                let (lines, cause) = lxc::summarize(&text);
+                LogTail { lines, cause }
+            })
+        })
     }
 }
 
@@ -252,6 +263,18 @@ mod tests {
             path: None,
             offset: 0,
         };
-        assert!(none.read_since().is_none());
+        assert!(none.tail().is_none());
+        std::fs::write(
+            &path,
+            "x\nlxc-start web 20261125225843.313 ERROR    start - a.c:f:1 - boom\n",
+        )
+        .expect("write");
+        let mark = LogMark {
+            path: Some(path),
+            offset: 2,
+        };
+        let tail = mark.tail().expect("a log").expect("readable");
+        assert_eq!(tail.cause.as_deref(), Some("boom"));
+        assert_eq!(tail.lines.len(), 1);
     }
 }
