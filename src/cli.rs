@@ -14,6 +14,7 @@ use converge_core::status::ServiceStatus;
 use converge_node::controller::lock;
 use converge_node::controller::once::{self};
 use converge_node::observer::Observer;
+use converge_node::trust::{self, Untrusted};
 
 /// Exit codes, shared by every command that plans.
 pub mod exit {
@@ -120,11 +121,20 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8, String> {
     let config_path = cli.config;
-    let load = || Config::load(config_path.as_deref()).map_err(|e| e.to_string());
+    // What decides what root runs is checked by every command: refused by those that act,
+    // reported as warnings by those that only look.
+    let load = |trust: Trust| {
+        let config = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
+        check_config(config_path.as_deref(), &config, trust)?;
+        Ok::<Config, String>(config)
+    };
     match cli.command {
-        Command::Validate { dir } => Ok(validate(&manifest_dir(&load()?, dir))),
+        Command::Validate { dir } => {
+            let config = load(Trust::Warn)?;
+            Ok(validate(&manifest_dir(&config, dir)))
+        }
         Command::Plan { dir, json } => {
-            let config = load()?;
+            let config = load(Trust::Warn)?;
             plan_command(&config, &manifest_dir(&config, dir), json)
         }
         Command::Reconcile {
@@ -133,25 +143,102 @@ fn run(cli: Cli) -> Result<u8, String> {
             dry_run,
             json,
         } => {
-            let config = load()?;
-            let dir = manifest_dir(&config, dir);
             if dry_run {
-                return plan_command(&config, &dir, json);
+                let config = load(Trust::Warn)?;
+                return plan_command(&config, &manifest_dir(&config, dir), json);
             }
+            let config = load(Trust::Refuse)?;
+            let dir = manifest_dir(&config, dir);
             reconcile_command(config, &dir, json)
         }
         Command::Run { dir, json, verbose } => {
-            let config = load()?;
+            let config = load(Trust::Refuse)?;
             let dir = manifest_dir(&config, dir);
             run_daemon(config, dir, json, verbose)
         }
         Command::Status { dir, json } => {
-            let config = load()?;
+            let config = load(Trust::Warn)?;
             status_command(&config, &manifest_dir(&config, dir), json)
         }
         #[cfg(feature = "sim")]
         Command::Demo => crate::demo::run(),
     }
+}
+
+/// What a command does with a path root may not trust (see [`trust`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// It acts: refuse.
+    Refuse,
+    /// It only looks: say so.
+    Warn,
+}
+
+fn warn_untrusted(problems: &[Untrusted]) {
+    for problem in problems {
+        eprintln!("warning: {problem}");
+    }
+}
+
+/// The node configuration names every program converge runs: its file (the one named, or the
+/// default when it exists) and each program it names by path must be root's alone.
+fn check_config(path: Option<&Path>, config: &Config, trust: Trust) -> Result<(), String> {
+    let file = path.unwrap_or(Path::new(converge_core::config::DEFAULT_CONFIG_PATH));
+    let mut problems = Vec::new();
+    if path.is_some() || file.exists() {
+        problems.extend(trust::check(file, "config file").err());
+    }
+    for program in config.commands.programs() {
+        let program = Path::new(&program);
+        if program.is_absolute() && program.exists() {
+            problems.extend(trust::check(program, "program named by the config").err());
+        }
+    }
+    match trust {
+        _ if problems.is_empty() => Ok(()),
+        Trust::Warn => {
+            warn_untrusted(&problems);
+            Ok(())
+        }
+        Trust::Refuse => Err(problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\nconverge: ")),
+    }
+}
+
+/// A service refused, with what root may not trust in it.
+type Refused = (String, Vec<Untrusted>);
+
+/// The manifest directory and what each service makes root run. A directory root may not
+/// trust refuses everything (`Err`); a service that is refused is left out and returned with
+/// its problems, for the report.
+fn check_manifests(
+    dir: &Path,
+    services: Vec<Service>,
+    trust: Trust,
+) -> Result<(Vec<Service>, Vec<Refused>), String> {
+    if let Err(problem) = trust::check(dir, "manifest directory") {
+        match trust {
+            Trust::Refuse => return Err(problem.to_string()),
+            Trust::Warn => warn_untrusted(&[problem]),
+        }
+    }
+    let mut kept = Vec::with_capacity(services.len());
+    let mut refused = Vec::new();
+    for service in services {
+        let problems = trust::check_manifest(&service);
+        match trust {
+            _ if problems.is_empty() => kept.push(service),
+            Trust::Warn => {
+                warn_untrusted(&problems);
+                kept.push(service);
+            }
+            Trust::Refuse => refused.push((service.name, problems)),
+        }
+    }
+    Ok((kept, refused))
 }
 
 fn manifest_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
@@ -161,6 +248,9 @@ fn manifest_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
 fn validate(dir: &Path) -> u8 {
     match manifest::load_dir(dir) {
         Ok(set) => {
+            if let Err(e) = check_manifests(dir, set.services.clone(), Trust::Warn) {
+                eprintln!("warning: {e}");
+            }
             let n = set.services.len();
             println!(
                 "{}: {n} service{} valid",
@@ -191,6 +281,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
             return Ok(exit::ERROR);
         }
     };
+    let (services, _) = check_manifests(dir, services, Trust::Warn)?;
     let observer = Observer::new(std::sync::Arc::new(config.clone()));
     let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
@@ -230,11 +321,29 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
+    let (services, refused) = check_manifests(dir, services, Trust::Refuse)?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, false);
     migrate_state(&config);
     let observer = std::sync::Arc::new(Observer::new(std::sync::Arc::new(config)));
-    let report = runtime()?.block_on(once::reconcile_once(observer, services));
+    let mut report = runtime()?.block_on(once::reconcile_once(observer, services));
+    for (service, problems) in refused {
+        let error = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::error!(service = %service, "{error}");
+        report.services.push(once::ServiceReport {
+            service,
+            outcome: once::Outcome::Failed {
+                steps: 0,
+                error,
+                rolled_back: false,
+            },
+        });
+    }
+    report.services.sort_by(|a, b| a.service.cmp(&b.service));
     let mut out = std::io::stdout().lock();
     let written = if json {
         serde_json::to_writer(&mut out, &report)
@@ -270,8 +379,9 @@ fn migrate_state(config: &Config) {
 }
 
 fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
-    // Manifests make converge run scripts as root: refuse ones others can write.
-    converge_node::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
+    // Manifests make converge run scripts as root: a directory others can change is refused
+    // (each manifest and what it runs is checked at every reload, and refused alone).
+    trust::check(&dir, "manifest directory").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, verbose);
     migrate_state(&config);

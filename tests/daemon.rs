@@ -495,3 +495,98 @@ fn sigterm_during_an_action_lets_it_finish_then_exits_0_and_releases_the_lock() 
         "lock released"
     );
 }
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// Gives `path` to nobody when running as root (the attacker's files); as anyone else the
+/// world-writable mode alone makes the case.
+fn give_to_nobody(path: &Path) {
+    if converge_sim::testing::is_root() {
+        std::os::unix::fs::lchown(path, Some(65534), Some(65534)).expect("chown");
+    }
+}
+
+#[test]
+fn regression_a_manifest_directory_made_world_writable_after_start_is_refused() {
+    // `chmod 777` on the daemon's manifest directory, then a manifest written by someone else:
+    // its start script ran as root. Every reload checks the directory now.
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("web up", || is_up(&sb, "web"));
+    chmod(&dir, 0o777);
+    app_manifest(&sb, &sb.path("drop"), "evil", "up");
+    let evil = dir.join("evil.yaml");
+    fs::rename(sb.path("drop/evil.yaml"), &evil).expect("plant");
+    give_to_nobody(&evil);
+    eventually("the directory refused in the daemon's view", || {
+        view(&sb).contains("refusing manifest directory")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!is_up(&sb, "evil"), "root ran it: {}", daemon.log());
+    assert!(is_up(&sb, "web"), "nothing torn down");
+    // Fixed: the next reload takes the directory in again.
+    chmod(&dir, 0o755);
+    fs::remove_file(&evil).expect("remove");
+    app_manifest(&sb, &dir, "web", "up");
+    eventually("the refusal cleared", || {
+        !view(&sb).contains("refusing manifest directory")
+    });
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn regression_a_symlink_swap_to_a_directory_others_can_write_is_refused() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let rev1 = sb.path("repo/rev-1");
+    app_manifest(&sb, &rev1, "web", "up");
+    let link = sb.path("repo/current");
+    symlink(&rev1, &link).expect("link");
+    let daemon = Daemon::start(&sb, &link);
+    eventually("web up", || is_up(&sb, "web"));
+    let rev2 = sb.path("repo/rev-2");
+    app_manifest(&sb, &rev2, "evil", "up");
+    chmod(&rev2, 0o777);
+    give_to_nobody(&rev2);
+    symlink(&rev2, sb.path("repo/next")).expect("link");
+    fs::rename(sb.path("repo/next"), &link).expect("swap");
+    let start = Instant::now();
+    while !view(&sb).contains("refusing manifest directory") && start.elapsed() < WAIT {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        view(&sb).contains("refusing manifest directory"),
+        "{}\n{}",
+        daemon.log(),
+        view(&sb)
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!is_up(&sb, "evil"), "root ran it: {}", daemon.log());
+    assert!(is_up(&sb, "web"), "the last good version stays in force");
+    assert_eq!(daemon.stop(), 0);
+}
+
+#[test]
+fn regression_a_script_changed_after_loading_is_checked_right_before_it_runs() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("web up", || is_up(&sb, "web"));
+    // No manifest changes, so no reload: the spawn itself must check.
+    chmod(&sb.path("web.d/S10app"), 0o777);
+    fs::remove_file(sb.path("web.up")).expect("drift");
+    daemon.signal(libc::SIGHUP);
+    eventually("the start refused in the daemon's view", || {
+        view(&sb).contains("refusing app program")
+    });
+    assert!(!is_up(&sb, "web"), "root ran it: {}", daemon.log());
+    assert_eq!(daemon.stop(), 0);
+}

@@ -116,6 +116,15 @@ impl Default for Commands {
 }
 
 impl Commands {
+    /// Every program converge runs, as configured (the same list the reader fills).
+    pub fn programs(&self) -> Vec<String> {
+        self.clone()
+            .slots()
+            .into_iter()
+            .map(|(_, program)| program.clone())
+            .collect()
+    }
+
     /// The argv of a drbdadm call. drbdadm runs drbdsetup itself, so a replacement drbdsetup is
     /// passed as a global option, which drbdadm only accepts before the subcommand.
     pub fn drbdadm_argv(&self, args: &[&str]) -> Vec<String> {

@@ -11,3 +11,4 @@ pub mod controller;
 pub mod exec;
 pub mod observer;
 pub mod state;
+pub mod trust;

@@ -5,12 +5,12 @@
 //! quiet no trigger may follow. Nothing here measures time.
 
 use std::fs;
-use std::os::unix::fs::{PermissionsExt, symlink};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use converge_node::controller::trigger::Trigger;
-use converge_node::controller::watch::{ManifestWatcher, WatchError, check_permissions, revision};
+use converge_node::controller::watch::{ManifestWatcher, WatchError, revision};
 use tokio::sync::mpsc::{UnboundedReceiver, error::TryRecvError, unbounded_channel};
 
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -133,7 +133,7 @@ fn reading_the_directory_does_not_trigger() {
     for _ in 0..5 {
         let _ = converge_core::manifest::load_dir_lenient(&dir);
         revision(&dir).expect("revision");
-        check_permissions(&dir).expect("permissions");
+        converge_node::trust::check(&dir, "manifest directory").expect("trusted");
         for entry in fs::read_dir(&dir).expect("read_dir") {
             let _ = fs::read(entry.expect("entry").path());
         }
@@ -386,64 +386,4 @@ fn revision_follows_content() {
 
     fs::rename(dir.join("web.yaml"), dir.join("web2.yaml")).expect("rename");
     assert_ne!(revision(&dir).expect("revision"), r1, "renamed");
-}
-
-fn chmod(path: &Path, mode: u32) {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
-}
-
-#[test]
-fn permissions_refuse_what_others_can_write() {
-    let (_tmp, root) = tempdir();
-    let dir = manifests(&root, "m");
-    chmod(&dir, 0o755);
-    chmod(&dir.join("web.yaml"), 0o644);
-    chmod(&dir.join("db.yaml"), 0o600);
-    write(&dir.join("notes.txt"), "not a manifest");
-    chmod(&dir.join("notes.txt"), 0o666);
-    check_permissions(&dir).expect("0755 directory with 0644 manifests");
-
-    chmod(&dir.join("web.yaml"), 0o666);
-    let err = check_permissions(&dir).expect_err("a 0666 manifest");
-    let text = err.to_string();
-    assert!(text.contains("web.yaml") && text.contains("0666"), "{text}");
-
-    chmod(&dir.join("web.yaml"), 0o664);
-    let err = check_permissions(&dir).expect_err("a group-writable manifest");
-    assert!(err.to_string().contains("0664"), "{err}");
-    chmod(&dir.join("web.yaml"), 0o644);
-
-    chmod(&dir, 0o777);
-    let err = check_permissions(&dir).expect_err("a 0777 directory");
-    let text = err.to_string();
-    assert!(
-        text.contains(&dir.display().to_string()) && text.contains("0777"),
-        "{text}"
-    );
-
-    // Through a symlink, the directory it leads to is what counts.
-    let link = root.join("link");
-    symlink("m", &link).expect("symlink");
-    assert!(check_permissions(&link).is_err());
-    chmod(&dir, 0o755);
-    check_permissions(&link).expect("link to a 0755 directory");
-
-    // A manifest that is a symlink: its target file counts.
-    let elsewhere = root.join("elsewhere");
-    fs::create_dir(&elsewhere).expect("mkdir");
-    chmod(&elsewhere, 0o755);
-    write(&elsewhere.join("x.yaml"), "service: x\n");
-    chmod(&elsewhere.join("x.yaml"), 0o666);
-    symlink(elsewhere.join("x.yaml"), dir.join("x.yaml")).expect("symlink");
-    let err = check_permissions(&dir).expect_err("a linked 0666 manifest");
-    assert!(err.to_string().contains("elsewhere/x.yaml"), "{err}");
-    chmod(&elsewhere.join("x.yaml"), 0o644);
-    check_permissions(&dir).expect("a linked 0644 manifest");
-
-    // Only root can give a file away; as anyone else there is nothing to try.
-    if std::os::unix::fs::chown(dir.join("db.yaml"), Some(4242), None).is_ok() {
-        let err = check_permissions(&dir).expect_err("a manifest owned by someone else");
-        let text = err.to_string();
-        assert!(text.contains("db.yaml") && text.contains("4242"), "{text}");
-    }
 }

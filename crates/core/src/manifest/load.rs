@@ -43,7 +43,7 @@ pub struct LoadError {
 }
 
 impl LoadError {
-    pub(crate) fn new(file: &Path, message: impl Into<String>) -> Self {
+    pub fn new(file: &Path, message: impl Into<String>) -> Self {
         LoadError {
             file: file.to_path_buf(),
             location: None,

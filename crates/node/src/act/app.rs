@@ -2,11 +2,12 @@
 //! `stop` argv) — inside the service's container when it has one. Each run's output goes to its
 //! own log file, `<log_dir>/svc_<service>_<script>.log`, overwritten per run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
 use crate::state;
+use crate::trust;
 use converge_core::command::{AppRuns, AppVerb};
 use converge_core::manifest::{AppCommands, AppSpec, Spec};
 use converge_core::shell::shell_line;
@@ -78,6 +79,14 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
     }
     for run in runs {
         let argv = &run.argv;
+        // Checked again right before it runs, as root: it may have changed since the manifest
+        // was loaded. (Inside a container, the program is the container's business.)
+        if ctx.service.container().is_none()
+            && let Some(program) = argv.first()
+            && let Err(untrusted) = trust::check(Path::new(program), "app program")
+        {
+            return Err(ctx.failed(untrusted.to_string()));
+        }
         ctx.log.info(format_args!("spawn: {}", shell_line(argv)));
         let out = ctx.run_quiet(argv, app.timeout).await?;
         let path = log_path(ctx, &run.label);

@@ -15,6 +15,8 @@ use std::sync::Arc;
 use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
 use converge_core::manifest::{DesiredState, LoadError, Service};
 
+use crate::trust;
+
 /// A service whose manifest is gone.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Orphan {
@@ -54,10 +56,31 @@ pub struct DesiredSet {
 }
 
 impl DesiredSet {
-    /// Re-reads the whole directory.
+    /// Re-reads the whole directory. A directory root may not trust (see [`trust`]) changes
+    /// nothing: what is in force stays, with the reason as the directory's error. A manifest
+    /// root may not trust, or that makes root run a script or program it may not trust, is
+    /// refused as a broken file is: its last good version stays in force.
     pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
+        if let Err(untrusted) = trust::check(dir, "manifest directory") {
+            self.errors = vec![LoadError::new(dir, untrusted.to_string())];
+            return Reload::default();
+        }
         let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
-        let reload = self.apply(loaded.services, loaded.errors, prune, allow_empty);
+        let mut errors = loaded.errors;
+        let mut trusted = Vec::with_capacity(loaded.services.len());
+        for service in loaded.services {
+            let problems = trust::check_manifest(&service);
+            if problems.is_empty() {
+                trusted.push(service);
+            } else {
+                errors.extend(
+                    problems
+                        .iter()
+                        .map(|p| LoadError::new(&service.source, p.to_string())),
+                );
+            }
+        }
+        let reload = self.apply(trusted, errors, prune, allow_empty);
         Reload {
             content: loaded.content,
             ..reload

@@ -11,7 +11,7 @@
 //! trigger causes cannot miss an edit made in the new directory.
 //!
 //! [`revision`] names the manifests in force so that a re-read of unchanged manifests can be
-//! skipped, and [`check_permissions`] refuses manifests that others than root and their owner
+//! skipped; the daemon's reload refuses manifests others than root and their owner
 //! can write (manifests make converge run commands as root).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -31,7 +31,7 @@ use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, ne
 use thiserror::Error;
 
 use super::trigger::{Trigger, TriggerSender};
-use converge_core::manifest::load::{ParseCache, is_manifest_name, load_dir_lenient_cached};
+use converge_core::manifest::load::{ParseCache, load_dir_lenient_cached};
 
 #[derive(Debug, Error)]
 pub enum WatchError {
@@ -44,19 +44,6 @@ pub enum WatchError {
     },
     #[error("cannot start the watcher of {path}: {source}")]
     Start { path: PathBuf, source: io::Error },
-    #[error("cannot check the permissions of {path}: {source}")]
-    Stat { path: PathBuf, source: io::Error },
-    #[error(
-        "refusing {what} {path} (mode {mode:04o}, owner uid {uid}): {why}; manifests make converge \
-         run commands as root, so only root and their owner may be able to change them"
-    )]
-    Insecure {
-        what: &'static str,
-        path: PathBuf,
-        mode: u32,
-        uid: u32,
-        why: String,
-    },
 }
 
 /// Watches a manifest path until stopped or dropped; sends into the daemon's trigger channel.
@@ -732,94 +719,6 @@ fn resolve_manifests(path: &Path) -> io::Result<(PathBuf, Option<String>)> {
             .and_then(|t| t.file_name().map(OsStr::to_owned)),
     };
     Ok((dir, link.map(|l| l.to_string_lossy().into_owned())))
-}
-
-/// Refuses a manifest directory (followed through symlinks), a manifest in it, or a directory a
-/// linked manifest lives in, when someone other than root and its owner can write it, or when it
-/// belongs to someone other than root and the user converge runs as. Read-only file systems
-/// pass: their mode bits grant nothing.
-pub fn check_permissions(dir: &Path) -> Result<(), WatchError> {
-    let euid = current_euid();
-    let resolved = fs::canonicalize(dir).map_err(stat(dir))?;
-    let meta = fs::metadata(&resolved).map_err(stat(&resolved))?;
-    check_one("manifest directory", &resolved, &meta, euid)?;
-
-    let mut names = Vec::new();
-    for entry in fs::read_dir(&resolved).map_err(stat(&resolved))? {
-        let name = entry.map_err(stat(&resolved))?.file_name();
-        if is_manifest_name(&name) {
-            names.push(name);
-        }
-    }
-    names.sort();
-    let mut dirs_checked = BTreeSet::from([resolved.clone()]);
-    for name in names {
-        let path = resolved.join(&name);
-        let real = match fs::canonicalize(&path) {
-            Ok(real) => real,
-            // A dangling link is the loader's to report; it runs nothing.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(stat(&path)(e)),
-        };
-        let meta = fs::metadata(&real).map_err(stat(&real))?;
-        if !meta.is_file() {
-            continue;
-        }
-        check_one("manifest", &real, &meta, euid)?;
-        if let Some(parent) = real.parent()
-            && dirs_checked.insert(parent.to_path_buf())
-        {
-            let meta = fs::metadata(parent).map_err(stat(parent))?;
-            check_one("directory holding manifest", parent, &meta, euid)?;
-        }
-    }
-    Ok(())
-}
-
-fn stat(path: &Path) -> impl FnOnce(io::Error) -> WatchError + use<> {
-    let path = path.to_path_buf();
-    move |source| WatchError::Stat { path, source }
-}
-
-fn check_one(
-    what: &'static str,
-    path: &Path,
-    meta: &fs::Metadata,
-    euid: u32,
-) -> Result<(), WatchError> {
-    let mode = meta.mode() & 0o7777;
-    let uid = meta.uid();
-    let why = if mode & 0o022 != 0 {
-        let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-            (true, true) => "its group and everyone",
-            (true, false) => "its group",
-            _ => "everyone",
-        };
-        format!("{who} can write it (chmod go-w)")
-    } else if uid != 0 && uid != euid {
-        format!("owned by uid {uid}, neither root nor the user converge runs as (uid {euid})")
-    } else {
-        return Ok(());
-    };
-    if read_only_fs(path) {
-        return Ok(());
-    }
-    Err(WatchError::Insecure {
-        what,
-        path: path.to_path_buf(),
-        mode,
-        uid,
-        why,
-    })
-}
-
-fn current_euid() -> u32 {
-    rustix::process::geteuid().as_raw()
-}
-
-fn read_only_fs(path: &Path) -> bool {
-    rustix::fs::statvfs(path)
-        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY))
 }
 
 #[cfg(test)]
