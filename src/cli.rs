@@ -14,6 +14,7 @@ use converge_core::status::ServiceStatus;
 use converge_node::controller::lock;
 use converge_node::controller::once::{self};
 use converge_node::observer::Observer;
+use converge_node::secure;
 
 /// Exit codes, shared by every command that plans.
 pub mod exit {
@@ -191,6 +192,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
             return Ok(exit::ERROR);
         }
     };
+    trusted_state_dir(config)?;
     let observer = Observer::new(std::sync::Arc::new(config.clone()));
     let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
@@ -230,6 +232,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
+    secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, false);
     migrate_state(&config);
@@ -272,6 +275,7 @@ fn migrate_state(config: &Config) {
 fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
     // Manifests make converge run scripts as root: refuse ones others can write.
     converge_node::controller::watch::check_permissions(&dir).map_err(|e| e.to_string())?;
+    secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, verbose);
     migrate_state(&config);
@@ -282,7 +286,16 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
     Ok(exit::OK)
 }
 
+/// `plan` and `status` read converge's records (and the daemon's view) in `state_dir`: not from
+/// a directory others could have written them to. They create nothing: a missing one is fine.
+fn trusted_state_dir(config: &Config) -> Result<(), String> {
+    secure::check_path(&config.state_dir, "state_dir")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+    trusted_state_dir(config)?;
     // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
     if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, "))
         && let Some(view) = converge_node::controller::daemon::read_view(&config.state_dir)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
-use crate::state;
+use crate::{secure, state};
 use converge_core::command::{AppRuns, AppVerb};
 use converge_core::manifest::{AppCommands, AppSpec, Spec};
 use converge_core::shell::shell_line;
@@ -70,11 +70,10 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
         ctx.log
             .info(format_args!("no {verb} command or script: nothing to run"));
     }
-    if let Err(e) = std::fs::create_dir_all(&ctx.config.log_dir) {
-        return Err(ctx.failed(format!(
-            "cannot create log directory {}: {e}",
-            ctx.config.log_dir.display()
-        )));
+    // Checked before every run, not only when converge starts: the directory may have been
+    // removed, or replaced, since.
+    if let Err(e) = secure::ensure_private_dir(&ctx.config.log_dir, "log_dir") {
+        return Err(ctx.failed(e.to_string()));
     }
     for run in runs {
         let argv = &run.argv;
@@ -82,17 +81,25 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
         let out = ctx.run_quiet(argv, app.timeout).await?;
         let path = log_path(ctx, &run.label);
         let text = format!("$ {}\n{}{}", shell_line(argv), out.stdout, out.stderr);
-        if let Err(e) = std::fs::write(&path, text) {
+        let logged = secure::open_for_writing(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|file| write_log(file, text.as_bytes()).map_err(|e| e.to_string()));
+        if let Err(e) = &logged {
+            // The script ran: a log converge cannot write is no reason to fail it.
             ctx.log
-                .warn(format_args!("cannot write {}: {e}", path.display()));
+                .warn(format_args!("cannot log to {}: {e}", path.display()));
         }
         let ret = out
             .code
             .map_or_else(|| out.describe_end(), |c| c.to_string());
+        let logs = if logged.is_ok() {
+            format!("logs in {}", path.display())
+        } else {
+            "not logged".to_string()
+        };
         ctx.log.info(format_args!(
-            "{verb} done in {} - ret {ret} - logs in {}",
-            clock(out.elapsed),
-            path.display()
+            "{verb} done in {} - ret {ret} - {logs}",
+            clock(out.elapsed)
         ));
         if !out.success() {
             let how = if out.timed_out {
@@ -103,14 +110,18 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
             } else {
                 out.describe_end()
             };
-            return Err(ctx.failed(format!(
-                "{} {verb} {how} (logs in {})",
-                run.label,
-                path.display()
-            )));
+            return Err(ctx.failed(format!("{} {verb} {how} ({logs})", run.label)));
         }
     }
     Ok(())
+}
+
+/// Replaces a log's content: the file was opened without truncation (see
+/// [`secure::open_for_writing`]), so it is emptied here, once it is known to be converge's.
+fn write_log(mut file: std::fs::File, text: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    file.set_len(0)?;
+    file.write_all(text)
 }
 
 fn has_check(ctx: &Ctx<'_>) -> bool {
