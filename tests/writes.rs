@@ -204,3 +204,57 @@ fn missing_log_and_state_dirs_are_created_private() {
     let log = fs::read_to_string(sb.path("log/svc_web_S10foo.log")).expect("log");
     assert!(log.ends_with("started\n"), "{log}");
 }
+
+/// Runs `reconcile --once` and returns (exit code, peak resident memory of converge in KiB),
+/// from wait4(2): the kernel's own count, not a sample.
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also gives its resource usage"
+)]
+fn reconcile_measured(sb: &Sandbox, dir: &Path) -> (i32, u64) {
+    let out = fs::File::create(sb.path("converge.out")).expect("create");
+    let child = sb
+        .converge_cmd(&["reconcile", "--once", dir.to_str().expect("utf-8")])
+        .stdout(out.try_clone().expect("dup"))
+        .stderr(out)
+        .spawn()
+        .expect("run converge");
+    let pid = libc::pid_t::try_from(child.id()).expect("pid");
+    let mut status = 0;
+    // SAFETY: rusage is plain data, for which all zeroes is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our unreaped child (std never waits for it: `child` is not waited for);
+    // the pointers are valid for the call.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, pid, "wait4");
+    assert!(libc::WIFEXITED(status), "converge died: {status}");
+    let peak = u64::try_from(usage.ru_maxrss).expect("KiB");
+    (libc::WEXITSTATUS(status), peak)
+}
+
+#[test]
+fn regression_a_start_script_printing_400_mb_does_not_grow_converge() {
+    // Once, all of it was kept in memory, twice: 789 MB of RSS.
+    let sb = Sandbox::new();
+    sb.config("");
+    let dir = web_service(
+        &sb,
+        "yes 'a line of a start script that has a lot to say' | head -c 400000000",
+    );
+    let (code, peak_kib) = reconcile_measured(&sb, &dir);
+    let shown = fs::read_to_string(sb.path("converge.out")).expect("output");
+    assert_eq!(code, 0, "{shown}");
+    eprintln!("converge's peak RSS with a 400 MB start script: {peak_kib} KiB");
+    assert!(
+        peak_kib < 64 * 1024,
+        "converge's peak RSS was {peak_kib} KiB"
+    );
+    // The log holds the beginning, up to its cap, and says what it left out.
+    let log = fs::read(sb.path("log/svc_web_S10foo.log")).expect("log");
+    assert!(log.len() < 8 * 1024 * 1024 + 4096, "{} bytes", log.len());
+    let end = String::from_utf8_lossy(&log[log.len() - 200..]).into_owned();
+    assert!(
+        end.contains("[converge: the log stops at 8388608 bytes of output;"),
+        "{end}"
+    );
+}
