@@ -258,3 +258,33 @@ fn regression_a_start_script_printing_400_mb_does_not_grow_converge() {
         "{end}"
     );
 }
+
+#[test]
+fn regression_input_files_that_never_end_are_refused_not_read() {
+    // `proc_drbd: /dev/zero` or `mountinfo: /dev/zero` once grew converge by a gigabyte a
+    // second. Run under a 2 GB address-space limit, so that a regression fails (the allocation
+    // aborts) rather than take the machine's memory.
+    let sb = Sandbox::new();
+    let config = sb.config("proc_drbd: /dev/zero\nmountinfo: /dev/zero\n");
+    sb.write(
+        "manifests/data.yaml",
+        "service: data\nstate: up\nresources:\n  drbd#0: { res: data }\n  \
+         fs#1: { dev: /dev/drbd0, mnt: /srv/data, type: ext4 }\n",
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2000000; exec \"$0\" --config \"$1\" plan \"$2\"")
+        .arg(support::CONVERGE)
+        .arg(&config)
+        .arg(sb.path("manifests"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run converge");
+    assert_no_panic(&out);
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "{shown}");
+    assert!(
+        shown.contains("/dev/zero is not a regular file (it is a character device)"),
+        "{shown}"
+    );
+}

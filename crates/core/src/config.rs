@@ -518,10 +518,13 @@ fn read_program(r: &mut Reader, node: &Node) -> Option<String> {
 /// Where the kernel publishes this node's name (what `hostname` prints).
 const HOSTNAME_PATH: &str = "/proc/sys/kernel/hostname";
 
+/// A hostname is at most 64 bytes (HOST_NAME_MAX); the cap only bounds a read gone wrong.
+const HOSTNAME_MAX: u64 = 4096;
+
 /// This node's name, or empty when the kernel's cannot be read: [`Config::load`] then refuses to
 /// go on rather than guess.
 fn hostname() -> String {
-    fs::read_to_string(HOSTNAME_PATH)
+    crate::fsutil::read_capped_text(Path::new(HOSTNAME_PATH), HOSTNAME_MAX)
         .map(|name| name.trim().to_owned())
         .unwrap_or_default()
 }
