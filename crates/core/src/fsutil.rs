@@ -63,7 +63,10 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Waits for the lock on `path`, creating the file if needed.
+    /// Waits for the lock on `path`, creating the file if needed. The path is followed as it
+    /// is (std cannot say `O_NOFOLLOW`): a lock file in a directory others could write to is
+    /// opened by the node crate (`converge_node::secure::open_for_writing`) and locked with
+    /// [`FileLock::try_lock_file`].
     pub fn acquire(path: &Path, mode: LockMode) -> io::Result<FileLock> {
         let file = open_lock_file(path)?;
         loop {
