@@ -231,7 +231,7 @@ impl Captured {
             }
             Keep::Whole(max) => {
                 // One byte over the cap is enough to know it was exceeded.
-                let room = (max + 1).saturating_sub(self.bytes.len());
+                let room = max.saturating_add(1).saturating_sub(self.bytes.len());
                 self.bytes
                     .extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
