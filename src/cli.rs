@@ -14,6 +14,7 @@ use converge_core::status::ServiceStatus;
 use converge_node::controller::lock;
 use converge_node::controller::once::{self};
 use converge_node::observer::Observer;
+use converge_node::secure;
 use converge_node::trust::{self, Untrusted};
 
 /// Exit codes, shared by every command that plans.
@@ -282,6 +283,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
         }
     };
     let (services, _) = check_manifests(dir, services, Trust::Warn)?;
+    trusted_state_dir(config)?;
     let observer = Observer::new(std::sync::Arc::new(config.clone()));
     let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
@@ -322,6 +324,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
         return Ok(exit::ERROR);
     };
     let (services, refused) = check_manifests(dir, services, Trust::Refuse)?;
+    secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, false);
     migrate_state(&config);
@@ -382,6 +385,7 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
     // Manifests make converge run scripts as root: a directory others can change is refused
     // (each manifest and what it runs is checked at every reload, and refused alone).
     trust::check(&dir, "manifest directory").map_err(|e| e.to_string())?;
+    secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, verbose);
     migrate_state(&config);
@@ -392,7 +396,16 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
     Ok(exit::OK)
 }
 
+/// `plan` and `status` read converge's records (and the daemon's view) in `state_dir`: not from
+/// a directory others could have written them to. They create nothing: a missing one is fine.
+fn trusted_state_dir(config: &Config) -> Result<(), String> {
+    secure::check_path(&config.state_dir, "state_dir")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+    trusted_state_dir(config)?;
     // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
     if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, "))
         && let Some(view) = converge_node::controller::daemon::read_view(&config.state_dir)

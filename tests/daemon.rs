@@ -447,20 +447,22 @@ fn a_second_daemon_is_refused_while_the_first_runs() {
 
 #[test]
 fn world_writable_manifests_are_refused() {
-    use std::os::unix::fs::PermissionsExt;
+    // Refused alone: the daemon runs, says why in its view, and never starts it.
     let sb = Sandbox::new();
     daemon_config(&sb, "");
     let dir = sb.path("manifests");
     app_manifest(&sb, &dir, "p", "up");
-    fs::set_permissions(dir.join("p.yaml"), fs::Permissions::from_mode(0o666)).expect("chmod");
-    let out = sb.converge(&["run", dir.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(1));
-    let err = text(&out.stderr);
+    app_manifest(&sb, &dir, "q", "up");
+    chmod(&dir.join("p.yaml"), 0o666);
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("q up", || is_up(&sb, "q"));
+    let view = view(&sb);
     assert!(
-        err.contains("p.yaml") && err.contains("can write it"),
-        "{err}"
+        view.contains("refusing manifest") && view.contains("p.yaml is writable by"),
+        "{view}"
     );
     assert!(!is_up(&sb, "p"));
+    assert_eq!(daemon.stop(), 0);
 }
 
 #[test]

@@ -100,7 +100,10 @@ fn regression_a_world_writable_script_is_not_run() {
     let app = App::new();
     let script = app.scripts.join("S10foo");
     chmod(&script, 0o777);
-    app.assert_refused(&script, "mode 0777): its group and everyone can write it");
+    app.assert_refused(
+        &script,
+        "is writable by its group and everyone (owner uid 0, mode 0777)",
+    );
     app.assert_refused(&script, &format!("chmod go-w {}", script.display()));
 }
 
@@ -159,16 +162,17 @@ fn regression_a_world_writable_directory_above_the_manifests_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
         shown.contains(&format!(
-            "refusing a directory above manifest directory {}",
-            dir.display()
-        )) && shown.contains(&format!("{} (owner uid", above.display())),
+            "refusing manifest directory {}: the directory {} on its path is writable",
+            dir.display(),
+            above.display()
+        )),
         "{shown}"
     );
     assert!(!app.marker.exists());
     // The daemon does not start on it either.
     let out = app.sb.converge(&["run", dir_arg]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("refusing a directory above manifest directory"));
+    assert!(text(&out.stderr).contains("on its path is writable"));
 }
 
 #[test]
@@ -181,7 +185,7 @@ fn regression_a_world_writable_config_file_is_refused() {
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains(&format!(
-            "refusing config file {} (owner uid",
+            "refusing config file {} is writable by its group and everyone",
             config.display()
         )),
         "{out}"

@@ -24,7 +24,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/converge/config.yaml";
 
 const DEFAULT_MANIFESTS: &str = "/etc/converge/manifests";
 const DEFAULT_STATE_DIR: &str = "/var/lib/converge";
-const DEFAULT_LOG_DIR: &str = "/var/tmp/converge";
+// Not under /var/tmp: in a world-writable directory, any local user can create it first and own
+// it (converge then refuses it, see converge_node::secure).
+const DEFAULT_LOG_DIR: &str = "/var/log/converge";
 const DEFAULT_PROC_DRBD: &str = "/proc/drbd";
 const DEFAULT_MOUNTINFO: &str = "/proc/self/mountinfo";
 
@@ -239,10 +241,13 @@ pub struct ConfigDoc {
     /// The manifest directory: one service per `*.yaml` or `*.yml` file directly in it.
     #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
     pub manifests: String,
-    /// Where converge keeps its records (which apps it started, the daemon's view).
+    /// Where converge keeps its records (which apps it started, the daemon's view). Created
+    /// mode 0700; refused when owned by another user than root (or the user converge runs as)
+    /// or writable by group or others, or when a directory on its path is.
     #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
     pub state_dir: String,
     /// Where app scripts log, one file per service and script: `svc_<service>_<script>.log`.
+    /// Created mode 0700, and refused as `state_dir` is.
     #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
     pub log_dir: String,
     /// DRBD's /proc file: tells whether DRBD is loaded.
@@ -522,10 +527,13 @@ fn read_program(r: &mut Reader, node: &Node) -> Option<String> {
 /// Where the kernel publishes this node's name (what `hostname` prints).
 const HOSTNAME_PATH: &str = "/proc/sys/kernel/hostname";
 
+/// A hostname is at most 64 bytes (HOST_NAME_MAX); the cap only bounds a read gone wrong.
+const HOSTNAME_MAX: u64 = 4096;
+
 /// This node's name, or empty when the kernel's cannot be read: [`Config::load`] then refuses to
 /// go on rather than guess.
 fn hostname() -> String {
-    fs::read_to_string(HOSTNAME_PATH)
+    crate::fsutil::read_capped_text(Path::new(HOSTNAME_PATH), HOSTNAME_MAX)
         .map(|name| name.trim().to_owned())
         .unwrap_or_default()
 }

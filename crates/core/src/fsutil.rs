@@ -1,13 +1,17 @@
-//! The two file operations every part of converge that keeps state needs, written once: replace
-//! a file atomically and durably, and hold an advisory lock on a file.
+//! The file operations every part of converge that keeps state or reads the node needs, written
+//! once: replace a file atomically and durably, hold an advisory lock on a file, and read an
+//! input file with a cap on its size.
 //!
-//! Both use the standard library only (`File::lock` is flock(2) on Linux), so the simulators and
-//! the node share them without pulling in anything else.
+//! All use the standard library only (`File::lock` is flock(2) on Linux), so the simulators and
+//! the node share them without pulling in anything else. Opening with flags std does not name
+//! (`O_NOFOLLOW`, `O_NONBLOCK`) is the node crate's (`converge_node::secure`), which hands the
+//! open file to [`FileLock::try_lock_file`] or [`read_capped_open`].
 
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::hash::{BuildHasher, Hasher, RandomState};
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `contents`, atomically and durably: a reader sees the old file or the new
 /// one, never a mix, and once this returns the new content survives a power cut.
@@ -59,7 +63,10 @@ pub struct FileLock {
 }
 
 impl FileLock {
-    /// Waits for the lock on `path`, creating the file if needed.
+    /// Waits for the lock on `path`, creating the file if needed. The path is followed as it
+    /// is (std cannot say `O_NOFOLLOW`): a lock file in a directory others could write to is
+    /// opened by the node crate (`converge_node::secure::open_for_writing`) and locked with
+    /// [`FileLock::try_lock_file`].
     pub fn acquire(path: &Path, mode: LockMode) -> io::Result<FileLock> {
         let file = open_lock_file(path)?;
         loop {
@@ -78,7 +85,12 @@ impl FileLock {
 
     /// The lock on `path` if nobody holds a conflicting one now, else `None`.
     pub fn try_acquire(path: &Path, mode: LockMode) -> io::Result<Option<FileLock>> {
-        let file = open_lock_file(path)?;
+        Self::try_lock_file(open_lock_file(path)?, mode)
+    }
+
+    /// The lock on a file the caller opened (e.g. without following a symlink), if nobody
+    /// holds a conflicting one now, else `None`.
+    pub fn try_lock_file(file: File, mode: LockMode) -> io::Result<Option<FileLock>> {
         let taken = match mode {
             LockMode::Shared => file.try_lock_shared(),
             LockMode::Exclusive => file.try_lock(),
@@ -103,6 +115,114 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
         .create(true)
         .truncate(false)
         .open(path)
+}
+
+/// Why an input file could not be read whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// A device or a FIFO where a file is expected: reading `/dev/zero` never ends, opening a
+    /// FIFO waits for a writer.
+    #[error("{} is not a regular file (it is {kind})", path.display())]
+    NotRegular { path: PathBuf, kind: &'static str },
+    /// More than the caller's cap: what is read is never allowed to grow without bound.
+    #[error("{} is larger than {max} bytes: not read", path.display())]
+    TooLarge { path: PathBuf, max: u64 },
+    #[error("{} is not valid UTF-8 text", path.display())]
+    NotText { path: PathBuf },
+}
+
+impl ReadError {
+    /// The file (or a directory on its path) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
+
+    fn io(path: &Path) -> impl FnOnce(io::Error) -> ReadError + use<> {
+        let path = path.to_path_buf();
+        move |source| ReadError::Io { path, source }
+    }
+}
+
+/// What a file that is not a regular one is, for an error message; `None` for a regular file.
+///
+/// Files under /proc and /sys are regular files of size 0 whose content is made when read:
+/// they pass, and only the cap bounds them.
+pub fn not_regular(file_type: fs::FileType) -> Option<&'static str> {
+    if file_type.is_file() {
+        None
+    } else if file_type.is_dir() {
+        Some("a directory")
+    } else if file_type.is_char_device() {
+        Some("a character device")
+    } else if file_type.is_block_device() {
+        Some("a block device")
+    } else if file_type.is_fifo() {
+        Some("a FIFO")
+    } else if file_type.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a file")
+    }
+}
+
+/// Reads at most `max` bytes of the regular file `path` (following symlinks), or fails: a
+/// device, a FIFO or a directory is refused before it is opened, and a file longer than `max`
+/// is an error rather than a truncated read (a cut table would be taken for the whole one).
+pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReadError> {
+    // Checked before opening: opening a FIFO blocks until someone writes to it. (A FIFO
+    // swapped in between would still block the open; the node crate opens with O_NONBLOCK.)
+    let meta = fs::metadata(path).map_err(ReadError::io(path))?;
+    if let Some(kind) = not_regular(meta.file_type()) {
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    let file = File::open(path).map_err(ReadError::io(path))?;
+    read_capped_open(path, file, max)
+}
+
+/// [`read_capped`] of a file already open (`path` names it in errors). What was opened is
+/// checked again: the path may have been replaced since it was looked at.
+pub fn read_capped_open(path: &Path, file: File, max: u64) -> Result<Vec<u8>, ReadError> {
+    let meta = file.metadata().map_err(ReadError::io(path))?;
+    if let Some(kind) = not_regular(meta.file_type()) {
+        return Err(ReadError::NotRegular {
+            path: path.to_path_buf(),
+            kind,
+        });
+    }
+    // The size is a hint only (0 for /proc files), never trusted beyond the cap.
+    let hint = usize::try_from(meta.len().min(max)).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(hint);
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::io(path))?;
+    if bytes.len() as u64 > max {
+        return Err(ReadError::TooLarge {
+            path: path.to_path_buf(),
+            max,
+        });
+    }
+    Ok(bytes)
+}
+
+/// [`read_capped`] as UTF-8 text.
+pub fn read_capped_text(path: &Path, max: u64) -> Result<String, ReadError> {
+    text(path, read_capped(path, max)?)
+}
+
+/// UTF-8 text from what [`read_capped_open`] read.
+pub fn text(path: &Path, bytes: Vec<u8>) -> Result<String, ReadError> {
+    String::from_utf8(bytes).map_err(|_| ReadError::NotText {
+        path: path.to_path_buf(),
+    })
 }
 
 #[cfg(test)]
@@ -170,5 +290,58 @@ mod tests {
         );
         drop((a, b));
         FileLock::acquire(&path, LockMode::Exclusive).expect("free again");
+    }
+
+    #[test]
+    fn read_capped_reads_up_to_the_cap_and_refuses_more() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("table");
+        fs::write(&path, "12345").expect("write");
+        assert_eq!(read_capped(&path, 5).expect("at the cap"), b"12345");
+        let err = read_capped(&path, 4).expect_err("over the cap");
+        assert!(matches!(err, ReadError::TooLarge { max: 4, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{} is larger than 4 bytes: not read", path.display())
+        );
+        let missing = read_capped(&dir.path().join("missing"), 5).expect_err("missing");
+        assert!(missing.is_not_found(), "{missing}");
+        fs::write(&path, b"\xff\xfe").expect("write");
+        assert!(matches!(
+            read_capped_text(&path, 5),
+            Err(ReadError::NotText { .. })
+        ));
+    }
+
+    #[test]
+    fn regression_read_capped_refuses_devices_and_directories() {
+        // `proc_drbd: /dev/zero` once grew converge by a gigabyte a second.
+        for (path, kind) in [
+            ("/dev/zero", "a character device"),
+            ("/dev/null", "a character device"),
+            ("/", "a directory"),
+        ] {
+            let err = read_capped(Path::new(path), 1 << 20).expect_err(path);
+            assert!(
+                matches!(&err, ReadError::NotRegular { kind: k, .. } if *k == kind),
+                "{path}: {err}"
+            );
+        }
+        let err = read_capped_open(
+            Path::new("/dev/zero"),
+            File::open("/dev/zero").expect("open"),
+            1 << 20,
+        )
+        .expect_err("already open");
+        assert!(matches!(err, ReadError::NotRegular { .. }), "{err}");
+    }
+
+    #[test]
+    fn proc_files_are_regular_files_of_size_zero_and_read_whole() {
+        let path = Path::new("/proc/self/mountinfo");
+        let meta = fs::metadata(path).expect("stat");
+        assert_eq!((meta.is_file(), meta.len()), (true, 0));
+        let text = read_capped_text(path, 16 << 20).expect("read");
+        assert!(text.lines().count() > 0, "{text}");
     }
 }

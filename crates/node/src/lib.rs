@@ -3,12 +3,14 @@
 //! [`observer`] looks at the node (one batched pass for the planner, and the probes drivers use
 //! right before acting) and hands what programs print to the core's parsers; [`act`] carries
 //! out planned actions, one driver per resource kind; [`exec`] runs every external program;
-//! [`state`] keeps converge's own records; [`controller`] drives observe → plan → act, once
-//! (`reconcile --once`) or as the daemon.
+//! [`state`] keeps converge's own records; [`secure`] refuses places other users could aim
+//! converge's writes at, and opens what converge writes and reads without following or blocking;
+//! [`controller`] drives observe → plan → act, once (`reconcile --once`) or as the daemon.
 
 pub mod act;
 pub mod controller;
 pub mod exec;
 pub mod observer;
+pub mod secure;
 pub mod state;
 pub mod trust;

@@ -12,7 +12,7 @@
 //! Only the holder of the instance lock writes here; observation only reads.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -33,12 +33,18 @@ pub struct AppStartRecord {
     pub started_at: u64,
 }
 
+/// A boot id is a UUID (37 bytes with its newline).
+const BOOT_ID_MAX: u64 = 4096;
+
+/// A start record is some 80 bytes of JSON; a larger file in the records directory is not one.
+const RECORD_MAX: u64 = 64 * 1024;
+
 /// This boot's id. Read once per process: it cannot change while the process runs, and the
 /// daemon asks for it for every app on every resync.
 pub fn boot_id() -> &'static str {
     static BOOT_ID: OnceLock<String> = OnceLock::new();
     BOOT_ID.get_or_init(|| {
-        std::fs::read_to_string(BOOT_ID_PATH)
+        crate::secure::read_input_text(Path::new(BOOT_ID_PATH), BOOT_ID_MAX)
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     })
@@ -85,7 +91,7 @@ fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
     )
 }
 
-use converge_core::fsutil::write_atomic;
+use converge_core::fsutil::{read_capped_open, write_atomic};
 
 pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
     let record = AppStartRecord {
@@ -211,17 +217,14 @@ impl AppStarts {
     /// Reads one record, and remembers it for the next listing (as the listing would: by
     /// inode), so that the first resync after many single reconciles reads no file again.
     fn read_one(dir: &Path, name: &str) -> Option<AppStartRecord> {
-        let read = || -> io::Result<(u64, Vec<u8>)> {
-            let mut file = std::fs::File::open(dir.join(name))?;
-            // What std::fs::read asks anyway, to size its buffer.
-            let meta = file.metadata()?;
-            let mut text = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-            file.read_to_end(&mut text)?;
-            Ok((meta.ino(), text))
+        let read = || -> Option<(u64, Vec<u8>)> {
+            let path = dir.join(name);
+            let file = crate::secure::open_input(&path).ok()?;
+            let ino = file.metadata().ok()?.ino();
+            let text = read_capped_open(&path, file, RECORD_MAX).ok()?;
+            Some((ino, text))
         };
-        let Some((ino, record)) = read()
-            .ok()
-            .and_then(|(ino, text)| Some((ino, parse_start(&text)?)))
+        let Some((ino, record)) = read().and_then(|(ino, text)| Some((ino, parse_start(&text)?)))
         else {
             forget_cached(dir, |n| n == name);
             return None;
@@ -240,7 +243,7 @@ impl AppStarts {
         for (name, ino) in listing {
             let record = match known.get(&name) {
                 Some((seen, record)) if *seen == ino => Some(record.clone()),
-                _ => std::fs::read(dir.join(&name))
+                _ => crate::secure::read_input(&dir.join(&name), RECORD_MAX)
                     .ok()
                     .and_then(|text| parse_start(&text)),
             };

@@ -1,13 +1,15 @@
 //! Apps: S* scripts run with `start` in name order, K* with `stop` (or the explicit `start` /
 //! `stop` argv) — inside the service's container when it has one. Each run's output goes to its
-//! own log file, `<log_dir>/svc_<service>_<script>.log`, overwritten per run.
+//! own log file, `<log_dir>/svc_<service>_<script>.log`, overwritten per run, as it comes and up
+//! to [`SCRIPT_LOG_MAX`].
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
-use crate::state;
-use crate::trust;
+use crate::exec::{self, LogFile};
+use crate::{secure, state, trust};
 use converge_core::command::{AppRuns, AppVerb};
 use converge_core::manifest::{AppCommands, AppSpec, Spec};
 use converge_core::shell::shell_line;
@@ -71,11 +73,10 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
         ctx.log
             .info(format_args!("no {verb} command or script: nothing to run"));
     }
-    if let Err(e) = std::fs::create_dir_all(&ctx.config.log_dir) {
-        return Err(ctx.failed(format!(
-            "cannot create log directory {}: {e}",
-            ctx.config.log_dir.display()
-        )));
+    // Checked before every run, not only when converge starts: the directory may have been
+    // removed, or replaced, since.
+    if let Err(e) = secure::ensure_private_dir(&ctx.config.log_dir, "log_dir") {
+        return Err(ctx.failed(e.to_string()));
     }
     for run in runs {
         let argv = &run.argv;
@@ -88,20 +89,34 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
             return Err(ctx.failed(untrusted.to_string()));
         }
         ctx.log.info(format_args!("spawn: {}", shell_line(argv)));
-        let out = ctx.run_quiet(argv, app.timeout).await?;
         let path = log_path(ctx, &run.label);
-        let text = format!("$ {}\n{}{}", shell_line(argv), out.stdout, out.stderr);
-        if let Err(e) = std::fs::write(&path, text) {
-            ctx.log
-                .warn(format_args!("cannot write {}: {e}", path.display()));
-        }
+        let (out, logs) = match open_log(&path, argv) {
+            Ok(log) => {
+                let logged = exec::run_logged(argv, app.timeout, log)
+                    .await
+                    .map_err(|e| ctx.failed(e.to_string()))?;
+                if let Err(e) = logged.log {
+                    ctx.log
+                        .warn(format_args!("cannot write all of {}: {e}", path.display()));
+                }
+                (logged.output, format!("logs in {}", path.display()))
+            }
+            Err(e) => {
+                // A log converge cannot write is no reason not to run the script.
+                ctx.log
+                    .warn(format_args!("cannot log to {}: {e}", path.display()));
+                (
+                    ctx.run_quiet(argv, app.timeout).await?,
+                    "not logged".to_string(),
+                )
+            }
+        };
         let ret = out
             .code
             .map_or_else(|| out.describe_end(), |c| c.to_string());
         ctx.log.info(format_args!(
-            "{verb} done in {} - ret {ret} - logs in {}",
-            clock(out.elapsed),
-            path.display()
+            "{verb} done in {} - ret {ret} - {logs}",
+            clock(out.elapsed)
         ));
         if !out.success() {
             let how = if out.timed_out {
@@ -112,14 +127,27 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
             } else {
                 out.describe_end()
             };
-            return Err(ctx.failed(format!(
-                "{} {verb} {how} (logs in {})",
-                run.label,
-                path.display()
-            )));
+            return Err(ctx.failed(format!("{} {verb} {how} ({logs})", run.label)));
         }
     }
     Ok(())
+}
+
+/// A script's log keeps at most this much of its output (the end of it is in memory, for the
+/// action log and the error message, see [`exec::TAIL_BYTES`]): far more than any start or stop
+/// prints when things go right, and a runaway script cannot fill the log's filesystem.
+pub const SCRIPT_LOG_MAX: u64 = 8 * 1024 * 1024;
+
+/// Opens a script's log for this run: emptied (it was opened without truncation, see
+/// [`secure::open_for_writing`], so it is emptied once known to be converge's), then the command
+/// line, then the output as it comes.
+fn open_log(path: &Path, argv: &[String]) -> Result<LogFile, String> {
+    let mut file = secure::open_for_writing(path).map_err(|e| e.to_string())?;
+    let header = format!("$ {}\n", shell_line(argv));
+    file.set_len(0)
+        .and_then(|()| file.write_all(header.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(LogFile::new(file, SCRIPT_LOG_MAX))
 }
 
 fn has_check(ctx: &Ctx<'_>) -> bool {

@@ -493,7 +493,7 @@ impl Daemon {
     }
 
     fn read_mount_points(&self) -> BTreeSet<PathBuf> {
-        std::fs::read_to_string(&self.config.mountinfo)
+        crate::secure::read_input_text(&self.config.mountinfo, crate::observer::MOUNTINFO_MAX)
             .ok()
             .and_then(|text| converge_core::observe::mountinfo::parse(&text).ok())
             .map(|mounts| {
@@ -727,9 +727,13 @@ fn now_text() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The daemon's view is some 300 bytes per service and per manifest error: 64 MiB is 200,000
+/// of them. A larger file is not the daemon's, and `status` observes the node instead.
+const VIEW_MAX: u64 = 64 * 1024 * 1024;
+
 /// Reads the daemon's view, when a daemon has written one.
 pub fn read_view(state_dir: &Path) -> Option<DaemonView> {
-    let text = std::fs::read(state_dir.join(STATUS_FILE)).ok()?;
+    let text = crate::secure::read_input(&state_dir.join(STATUS_FILE), VIEW_MAX).ok()?;
     serde_json::from_slice(&text).ok()
 }
 

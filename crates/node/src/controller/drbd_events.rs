@@ -15,7 +15,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -33,6 +33,10 @@ pub const HEALTHY_RUN: Duration = Duration::from_secs(30);
 pub const RESYNC_REASON: &str = "events2 (re)started";
 /// How many of the child's last stderr lines an exit report quotes.
 const STDERR_TAIL: usize = 3;
+/// The longest line of the child's output that is read whole: events2 lines are well under
+/// 1 KB. A longer one is skipped, read in pieces of this size, so that a line without end
+/// cannot grow the daemon.
+const MAX_LINE: usize = 64 * 1024;
 
 /// Why one `events2` child ended.
 #[derive(Debug, thiserror::Error)]
@@ -271,19 +275,80 @@ enum Ended {
 }
 
 /// Feeds the child's lines to a fresh [`Events2State`] and sends the triggers they call for.
+/// What [`next_line`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// A line (its newline included, unless the stream ended without one), or the end of one
+    /// that was [`Line::Long`].
+    Whole,
+    /// [`MAX_LINE`] bytes of a line that goes on.
+    Long,
+    Eof,
+}
+
+/// Reads the next line into `buf` (emptied first), never more than [`MAX_LINE`] bytes of it.
+async fn next_line(
+    reader: &mut (impl AsyncBufRead + Unpin),
+    buf: &mut Vec<u8>,
+) -> io::Result<Line> {
+    buf.clear();
+    let read = reader.take(MAX_LINE as u64).read_until(b'\n', buf).await?;
+    Ok(if read == 0 {
+        Line::Eof
+    } else if read == MAX_LINE && buf.last() != Some(&b'\n') {
+        Line::Long
+    } else {
+        Line::Whole
+    })
+}
+
+/// Lines as [`next_line`] reads them, with the pieces of a line longer than [`MAX_LINE`] left
+/// out: `Ok(true)` when `buf` holds a line, `Ok(false)` at the end of the stream.
+struct Lines<R> {
+    reader: BufReader<R>,
+    /// In the middle of a long line: what comes up to its newline is skipped.
+    skipping: bool,
+}
+
+impl<R: AsyncRead + Unpin> Lines<R> {
+    fn new(reader: R) -> Self {
+        Lines {
+            reader: BufReader::new(reader),
+            skipping: false,
+        }
+    }
+
+    async fn next(&mut self, program: &str, buf: &mut Vec<u8>) -> io::Result<bool> {
+        loop {
+            match next_line(&mut self.reader, buf).await? {
+                Line::Eof => return Ok(false),
+                Line::Long => {
+                    if !self.skipping {
+                        tracing::debug!(
+                            "{program} events2: skipping a line longer than {MAX_LINE} bytes"
+                        );
+                    }
+                    self.skipping = true;
+                }
+                Line::Whole if self.skipping => self.skipping = false,
+                Line::Whole => return Ok(true),
+            }
+        }
+    }
+}
+
 async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &TriggerSender) -> Ended {
-    let mut reader = BufReader::new(stdout);
+    let mut lines = Lines::new(stdout);
     let mut state = Events2State::new();
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) => {
+        match lines.next(program, &mut buf).await {
+            Ok(false) => {
                 return Ended::Eof {
                     dump_done: state.initial_dump_done(),
                 };
             }
-            Ok(_) => {}
+            Ok(true) => {}
             Err(source) => {
                 return Ended::ReadFailed {
                     source,
@@ -334,14 +399,13 @@ async fn stderr_tail(program: &str, stderr: Option<impl AsyncRead + Unpin>) -> S
     let Some(stderr) = stderr else {
         return String::new();
     };
-    let mut reader = BufReader::new(stderr);
+    let mut lines = Lines::new(stderr);
     let mut tail = VecDeque::with_capacity(STDERR_TAIL);
     let mut buf = Vec::new();
     loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+        match lines.next(program, &mut buf).await {
+            Ok(false) | Err(_) => break,
+            Ok(true) => {}
         }
         let line = String::from_utf8_lossy(&buf).trim().to_string();
         // drbd-utils' noise on machines without the module.
@@ -355,4 +419,53 @@ async fn stderr_tail(program: &str, stderr: Option<impl AsyncRead + Unpin>) -> S
         tail.push_back(line);
     }
     Vec::from(tail).join(" / ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn regression_a_line_without_end_is_read_in_bounded_pieces() {
+        // A child printing without a newline once grew the daemon for as long as it printed.
+        let endless = tokio::io::repeat(b'x').take(64 * 1024 * 1024);
+        let mut reader = BufReader::new(endless.chain(&b"\nexists -\n"[..]));
+        let mut buf = Vec::new();
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.expect("read"),
+            Line::Long
+        );
+        assert_eq!(buf.len(), MAX_LINE);
+        let mut pieces = 1;
+        while next_line(&mut reader, &mut buf).await.expect("read") == Line::Long {
+            assert!(buf.len() <= MAX_LINE);
+            pieces += 1;
+        }
+        assert_eq!(pieces, 64 * 1024 * 1024 / MAX_LINE);
+        assert_eq!(buf, b"\n", "the end of the long line");
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.expect("read"),
+            Line::Whole
+        );
+        assert_eq!(buf, b"exists -\n");
+        assert_eq!(
+            next_line(&mut reader, &mut buf).await.expect("read"),
+            Line::Eof
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_skipped_and_the_stream_goes_on() {
+        let long = vec![b'x'; 3 * MAX_LINE + 7];
+        let stream = [&long[..], b"\nexists -\n"].concat();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let end = read_events("drbdsetup", &stream[..], &tx).await;
+        assert!(matches!(end, Ended::Eof { dump_done: true }));
+        assert!(matches!(
+            rx.try_recv(),
+            Ok(Trigger::Resync { reason }) if reason == RESYNC_REASON
+        ));
+        let tail = stderr_tail("drbdsetup", Some(&stream[..])).await;
+        assert_eq!(tail, "exists -");
+    }
 }

@@ -1,20 +1,29 @@
 //! The single-instance lock: one converge process acts on a node at a time (`reconcile --once`
 //! and the daemon alike). An flock on `state_dir/converge.lock`, released by the kernel when the
 //! process ends however it ends; the file says who holds it, for the one that is refused.
+//!
+//! Taking the lock is the first thing an acting converge does in `state_dir`, so it is also
+//! where `state_dir` is checked (and created, mode 0700): see [`crate::secure`]. The lock file is
+//! rewritten in place by its holder, so it is opened without following a symlink.
 
-use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::secure::{self, OpenError, SecureError};
 use converge_core::fsutil::{FileLock, LockMode};
 
 #[derive(Debug, Error)]
 pub enum LockError {
     #[error("another converge is acting on this node ({holder}); lock file {path}")]
     Held { path: PathBuf, holder: String },
-    #[error("cannot open lock file {path}: {source}")]
+    /// `state_dir` is not converge's alone.
+    #[error(transparent)]
+    StateDir(#[from] SecureError),
+    #[error("lock file: {0}")]
+    Open(#[from] OpenError),
+    #[error("cannot use lock file {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
@@ -30,16 +39,20 @@ pub struct InstanceLock {
 
 pub const LOCK_FILE: &str = "converge.lock";
 
+/// The lock file holds one line (`pid 1234, run, since …`); more is not converge's.
+const HOLDER_MAX: u64 = 4096;
+
 /// Takes the lock without waiting; `what` ("reconcile --once", "run") is written for others to
-/// read.
+/// read. Refuses a `state_dir` others could write to (see [`secure::ensure_private_dir`]).
 pub fn acquire(state_dir: &Path, what: &str) -> Result<InstanceLock, LockError> {
+    secure::ensure_private_dir(state_dir, "state_dir")?;
     let path = state_dir.join(LOCK_FILE);
     let io = |source| LockError::Io {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
-    let Some(mut lock) = FileLock::try_acquire(&path, LockMode::Exclusive).map_err(io)? else {
+    let file = secure::open_for_writing(&path)?;
+    let Some(mut lock) = FileLock::try_lock_file(file, LockMode::Exclusive).map_err(io)? else {
         let holder = read_holder(&path);
         return Err(LockError::Held { path, holder });
     };
@@ -53,8 +66,7 @@ pub fn acquire(state_dir: &Path, what: &str) -> Result<InstanceLock, LockError> 
 }
 
 fn read_holder(path: &Path) -> String {
-    let mut holder = String::new();
-    let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut holder));
+    let holder = secure::read_input_text(path, HOLDER_MAX).unwrap_or_default();
     let holder = holder.trim();
     if holder.is_empty() {
         "holder unknown".to_string()
@@ -67,7 +79,7 @@ fn read_holder(path: &Path) -> String {
 pub fn holder(state_dir: &Path) -> Option<String> {
     let path = state_dir.join(LOCK_FILE);
     // Opened read-only, without creating it: asking must not change the state directory.
-    let file = File::open(&path).ok()?;
+    let file = secure::open_input(&path).ok()?;
     match file.try_lock_shared() {
         // Nobody holds it (the shared lock is released when `file` closes).
         Ok(()) => None,

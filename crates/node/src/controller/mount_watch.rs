@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::trigger::{Trigger, TriggerSender};
+use crate::observer::MOUNTINFO_MAX;
 
 /// At most one trigger per window.
 pub const WINDOW: Duration = Duration::from_millis(50);
@@ -50,7 +51,19 @@ impl MountWatch {
     /// Opens `path` (normally `/proc/self/mountinfo`) and starts watching it. Fails only when
     /// the file cannot be opened or read, or the thread cannot start.
     pub fn start(path: PathBuf, tx: TriggerSender) -> Result<MountWatch, MountWatchError> {
-        let mut file = File::open(&path).map_err(|source| MountWatchError::Open {
+        // Without blocking on a FIFO, and only a regular file (a /proc file is one): reading
+        // `/dev/zero` to its end would never end.
+        let open = || -> io::Result<File> {
+            let file = crate::secure::open_input(&path).map_err(io::Error::other)?;
+            let kind = converge_core::fsutil::not_regular(file.metadata()?.file_type());
+            match kind {
+                None => Ok(file),
+                Some(kind) => Err(io::Error::other(format!(
+                    "not a regular file (it is {kind})"
+                ))),
+            }
+        };
+        let mut file = open().map_err(|source| MountWatchError::Open {
             path: path.clone(),
             source,
         })?;
@@ -97,10 +110,17 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Reads the whole table: a seek to the start and a read to the end is what re-arms POLLPRI.
+/// At most [`MOUNTINFO_MAX`], as the observer reads it; a larger table is an error.
 fn reread(file: &mut File, buf: &mut Vec<u8>) -> io::Result<()> {
     file.seek(SeekFrom::Start(0))?;
     buf.clear();
-    file.read_to_end(buf)?;
+    file.take(MOUNTINFO_MAX + 1).read_to_end(buf)?;
+    if buf.len() as u64 > MOUNTINFO_MAX {
+        buf.clear();
+        return Err(io::Error::other(format!(
+            "larger than {MOUNTINFO_MAX} bytes"
+        )));
+    }
     Ok(())
 }
 
@@ -232,6 +252,37 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         watch.stop();
         assert_eq!(rx.try_recv().ok(), None);
+    }
+
+    #[test]
+    fn regression_a_device_or_a_fifo_as_the_mount_table_is_refused_at_once() {
+        // `mountinfo: /dev/zero` once grew the daemon by a gigabyte a second; a FIFO hung it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("mountinfo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("mkfifo");
+        // The FIFO first: without the fix it hangs (and fails at the deadline) rather than eat
+        // memory for 10 s.
+        for path in [fifo, PathBuf::from("/dev/zero")] {
+            let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+            let (done, ended) = std::sync::mpsc::channel();
+            let shown = path.display().to_string();
+            std::thread::spawn(move || {
+                let started = MountWatch::start(path, tx).map(MountWatch::stop);
+                let _ = done.send(started.map_err(|e| e.to_string()));
+            });
+            let err = ended
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{shown}: still reading after 10 s"))
+                .expect_err(&shown);
+            assert!(err.contains("not a regular file"), "{err}");
+        }
     }
 
     #[test]

@@ -15,7 +15,6 @@
 pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -24,7 +23,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 
 use crate::exec::{self, ExecError, Output};
-use crate::state;
+use crate::{secure, state};
 use converge_core::command::{program_name, scripts_for};
 use converge_core::config::Config;
 use converge_core::manifest::{
@@ -37,6 +36,24 @@ use converge_core::observe::{
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
 const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a listing program may print, all of which is parsed: `drbdsetup status --json` prints
+/// about 2.5 KB per resource with two volumes and two peers (3 MB for 1,000 resources);
+/// `vzlist`, `lxc-ls` and a scripts directory's `ls` some 40 bytes a line. More is refused
+/// (the source is unavailable), never cut.
+pub(crate) const LISTING_MAX: usize = 16 * 1024 * 1024;
+
+/// The mount table: a line is 100 to 200 bytes, up to a few KB for an overlay with many
+/// layers; 16 MiB holds 10,000 mounts of 1.6 KB each.
+pub const MOUNTINFO_MAX: u64 = 16 * 1024 * 1024;
+
+/// /proc/drbd: DRBD 8.4 writes about 350 bytes per minor (0.35 MB for 1,000 minors), DRBD 9
+/// only its version lines.
+pub const PROC_DRBD_MAX: u64 = 4 * 1024 * 1024;
+
+/// Names in a scripts directory read on the host: a directory holding more is not an app's
+/// scripts directory, and is not listed (nothing is run from it, as from an unreadable one).
+const MAX_SCRIPT_ENTRIES: usize = 10_000;
 
 /// Looks at the node: one batched pass for the planner ([`Observer::observe`]), and the
 /// probes the drivers use right before acting. Holds what it learnt that is dear to learn
@@ -175,18 +192,18 @@ pub fn block_device_number(path: &Path) -> Option<DevNum> {
 }
 
 fn read_mounts(path: &Path) -> Observed<Vec<Mount>> {
-    match std::fs::read_to_string(path) {
+    match secure::read_input_text(path, MOUNTINFO_MAX) {
         Ok(text) => match mountinfo::parse(&text) {
             Ok(mounts) => Observed::Ok(mounts),
             Err(e) => Observed::Unavailable(format!("{}: {e}", path.display())),
         },
-        Err(e) => Observed::Unavailable(format!("cannot read {}: {e}", path.display())),
+        Err(e) => Observed::Unavailable(e.to_string()),
     }
 }
 
 /// Runs a listing program; a missing program or a failure becomes the one-line reason.
 async fn list(argv: Vec<String>, install_hint: &str) -> Result<Output, String> {
-    match exec::run(&argv, LIST_TIMEOUT).await {
+    match exec::run_parsed(&argv, LIST_TIMEOUT, LISTING_MAX).await {
         Ok(out) if out.success() => Ok(out),
         Ok(out) => Err(format!(
             "{} {}: {}",
@@ -204,15 +221,15 @@ async fn list(argv: Vec<String>, install_hint: &str) -> Result<Output, String> {
 async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<DrbdResources> {
     let config = observer.config();
     let path = &config.proc_drbd;
-    let text = match std::fs::read_to_string(path) {
+    let text = match secure::read_input_text(path, PROC_DRBD_MAX) {
         Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Observed::Unavailable(format!(
                 "{} does not exist: DRBD is not loaded on this node (no drbd kernel module)",
                 path.display()
             ));
         }
-        Err(e) => return Observed::Unavailable(format!("cannot read {}: {e}", path.display())),
+        Err(e) => return Observed::Unavailable(e.to_string()),
     };
     let proc = match proc_drbd::parse(&text) {
         Ok(proc) => proc,
@@ -248,7 +265,7 @@ async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<D
             continue;
         }
         let argv = config.commands.drbdadm_argv(&["sh-minor", name]);
-        let out = match exec::run(&argv, LIST_TIMEOUT).await {
+        let out = match exec::run_parsed(&argv, LIST_TIMEOUT, LISTING_MAX).await {
             Ok(out) => out,
             Err(ExecError::NotFound { program }) => {
                 return Observed::Unavailable(format!(
@@ -482,14 +499,7 @@ impl Observer {
         listing: Listing,
     ) -> Vec<String> {
         if container.is_none() {
-            return match std::fs::read_dir(dir) {
-                Ok(entries) => entries
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .collect(),
-                Err(_) => Vec::new(),
-            };
+            return list_host_scripts(dir);
         }
         let key = (service.to_string(), rid);
         if listing == Listing::Cached
@@ -501,7 +511,7 @@ impl Observer {
             container,
             vec!["/bin/ls".into(), "-1".into(), dir.display().to_string()],
         );
-        match exec::run(&argv, LIST_TIMEOUT).await {
+        match exec::run_parsed(&argv, LIST_TIMEOUT, LISTING_MAX).await {
             Ok(out) if out.success() => {
                 let names: Vec<String> = out.stdout.lines().map(str::to_string).collect();
                 self.cache().scripts.insert(key, names.clone());
@@ -518,6 +528,32 @@ impl Observer {
             .scripts
             .retain(|(owner, _), _| owner != service);
     }
+}
+
+/// The names of the files (and symlinks) in a scripts directory on the host; nothing when it
+/// cannot be read, or holds more than [`MAX_SCRIPT_ENTRIES`] entries (a listing cut short would
+/// run some scripts and not others).
+fn list_host_scripts(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for (seen, entry) in entries.filter_map(Result::ok).enumerate() {
+        if seen == MAX_SCRIPT_ENTRIES {
+            tracing::warn!(
+                "{} holds more than {MAX_SCRIPT_ENTRIES} entries: not read as a scripts directory",
+                dir.display()
+            );
+            return Vec::new();
+        }
+        if entry
+            .file_type()
+            .is_ok_and(|t| t.is_file() || t.is_symlink())
+        {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names
 }
 
 async fn run_checks(job: CheckJob) -> (String, ResourceId, AppObservation) {

@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use super::{Listing, Observer};
 use crate::exec::{self, ExecError, Output};
+use crate::secure;
 use converge_core::manifest::{AppCommands, ContainerKind, ResourceId, Service, Spec};
 use converge_core::observe::drbd::Role;
 use converge_core::observe::drbdadm_role::{self, RoleReport};
@@ -22,6 +23,10 @@ pub const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `drbdadm role` may wait for a state change in progress; bound it.
 const DRBD_PROBE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a probe may print, all of which is parsed: it asks about one resource or container
+/// (a few KB at most).
+const PROBE_OUTPUT_MAX: usize = 1024 * 1024;
 
 /// A probe that could not tell.
 #[derive(Debug, Error)]
@@ -104,13 +109,24 @@ impl LogMark {
 }
 
 fn read_since(path: &Path, mark: u64) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    // Opened without blocking, and only a regular file is read: a FIFO or a device named as
+    // the log (`lxc.log.file`) would never end.
+    let mut file = secure::open_input(path).map_err(std::io::Error::other)?;
+    let meta = file.metadata()?;
+    if let Some(kind) = converge_core::fsutil::not_regular(meta.file_type()) {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file (it is {kind})",
+            path.display()
+        )));
+    }
+    let len = meta.len();
     let from = if len < mark { 0 } else { mark };
     let from = from.max(len.saturating_sub(TAIL_BYTES));
     file.seek(SeekFrom::Start(from))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    // The log may grow while it is read (the container's monitor still writes): only the
+    // tail that was there is read.
+    file.take(TAIL_BYTES).read_to_end(&mut bytes)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -120,7 +136,7 @@ impl Observer {
     pub async fn drbd_roles(&self, res: &str) -> Result<DrbdRoles, ProbeError> {
         let commands = &self.config().commands;
         let argv = commands.drbdadm_argv(&["role", res]);
-        let out = exec::run(&argv, DRBD_PROBE_TIMEOUT).await?;
+        let out = exec::run_parsed(&argv, DRBD_PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await?;
         let report = drbdadm_role::parse(res, &out.stdout, &out.stderr, out.code.unwrap_or(-1))
             .map_err(|e| ProbeError::unreadable(&argv, e.to_string()))?;
         let (local, peers) = match report {
@@ -147,7 +163,7 @@ impl Observer {
             res.to_string(),
             "--json".into(),
         ];
-        let out = exec::run(&argv, DRBD_PROBE_TIMEOUT).await?;
+        let out = exec::run_parsed(&argv, DRBD_PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await?;
         if !out.success() {
             return Err(ProbeError::failed(&argv, &out));
         }
@@ -172,7 +188,7 @@ impl Observer {
         match container {
             ContainerKind::Vz(ctid) => {
                 let argv = vec![commands.vzctl.clone(), "status".into(), ctid.clone()];
-                let out = exec::run(&argv, PROBE_TIMEOUT).await?;
+                let out = exec::run_parsed(&argv, PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await?;
                 // vzctl status exits 0 for existing and deleted containers alike; the text
                 // says which.
                 vz::parse_status(&out.stdout)
@@ -186,7 +202,7 @@ impl Observer {
                     name.clone(),
                     "-s".into(),
                 ];
-                let out = exec::run(&argv, PROBE_TIMEOUT).await?;
+                let out = exec::run_parsed(&argv, PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await?;
                 if !out.success() {
                     // A container LXC does not know is absent.
                     if out.stderr.contains("doesn't exist") || out.stderr.contains("does not exist")
@@ -228,7 +244,7 @@ impl Observer {
             "-c".into(),
             "lxc.log.file".into(),
         ];
-        let configured = match exec::run(&argv, PROBE_TIMEOUT).await {
+        let configured = match exec::run_parsed(&argv, PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await {
             Ok(out) if out.success() => lxc::parse_config_value(&out.stdout, "lxc.log.file"),
             _ => None,
         };
