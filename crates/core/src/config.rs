@@ -403,15 +403,15 @@ impl Config {
     /// Parses config text; `path` names the file in errors. Empty text means all defaults.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let invalid = |errors: Vec<LoadError>| ConfigError::Invalid(LoadErrors::new(errors));
-        let value = parse_yaml(path, text).map_err(|e| invalid(vec![e]))?;
+        let parsed = parse_yaml(path, text).map_err(invalid)?;
         let mut reader = Reader::default();
-        let config = read_config(&mut reader, &value);
+        let config = read_config(&mut reader, &parsed.value);
         if reader.is_clean() {
             Ok(config)
         } else {
             Err(invalid(problems_to_errors(
                 path,
-                text,
+                &parsed.positions,
                 reader.into_problems(),
             )))
         }

@@ -5,6 +5,7 @@
 //! nothing downstream ever sees YAML.
 
 pub mod doc;
+mod events;
 pub mod load;
 mod locate;
 pub(crate) mod schema;
