@@ -177,12 +177,33 @@ pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     }
 }
 
-/// Manifests parsed before, by path, with the exact text they were parsed from: parsing is a
-/// function of the two, so an equal text gives the same service. Only files that parsed are
-/// kept, and only those found by the last load.
+/// What parsing each file gave last time, by path and by the fingerprint of the text it was
+/// parsed from: parsing is a function of the two, so an equal text gives the same service, or
+/// the same errors. Failures are kept too: a broken file is not parsed again on every reload
+/// until it changes (a big broken file once cost seconds per reload). Only the files found by
+/// the last load are kept.
 #[derive(Debug, Default)]
 pub struct ParseCache {
-    parsed: HashMap<PathBuf, (String, Service)>,
+    parsed: HashMap<PathBuf, (Fingerprint, Result<Service, Vec<LoadError>>)>,
+    /// Random keys, per cache: no one can write a text that collides with another on purpose.
+    keys: std::hash::RandomState,
+    parses: u64,
+}
+
+/// A text's length and keyed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(usize, u64);
+
+impl ParseCache {
+    fn fingerprint(&self, text: &str) -> Fingerprint {
+        use std::hash::BuildHasher;
+        Fingerprint(text.len(), self.keys.hash_one(text))
+    }
+
+    /// How many files this cache saw parsed (files served from it are not counted).
+    pub fn parses(&self) -> u64 {
+        self.parses
+    }
 }
 
 /// Whether a directory entry name is a manifest: `*.yaml` / `*.yml`, not hidden. Editor files
@@ -278,6 +299,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     // (service, text): the text is kept to locate `service` if the name turns out duplicated.
     let mut loaded: Vec<(Service, String)> = Vec::new();
     let mut known = std::mem::take(&mut cache.parsed);
+    let mut seen = HashMap::new();
     for path in paths {
         let is_manifest = path.file_name().is_some_and(is_manifest_name);
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
@@ -296,10 +318,15 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
                 }
                 Ok(text) => {
                     scan.content.add(&path, Ok(&text));
+                    let fingerprint = cache.fingerprint(&text);
                     let parsed = match known.remove(&path) {
-                        Some((seen, service)) if seen == text => Ok(service),
-                        _ => parse_manifest(&path, &text),
+                        Some((before, parsed)) if before == fingerprint => parsed,
+                        _ => {
+                            cache.parses += 1;
+                            parse_manifest(&path, &text)
+                        }
                     };
+                    seen.insert(path.clone(), (fingerprint, parsed.clone()));
                     match parsed {
                         Ok(service) => loaded.push((service, text)),
                         Err(errors) => scan.errors.extend(errors),
@@ -388,10 +415,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     }
     // Files that parsed are cached even when refused for a conflict: the conflict is checked
     // on every load, the parse is what is saved.
-    cache.parsed = loaded
-        .iter()
-        .map(|(service, text)| (service.source.clone(), (text.clone(), service.clone())))
-        .collect();
+    cache.parsed = seen;
     scan.services = loaded
         .into_iter()
         .zip(keep)
@@ -484,6 +508,19 @@ pub(crate) fn without_bom(text: &str) -> &str {
 pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadError>> {
     let text = without_bom(text);
     let positions = locate::scan(text);
+    if let Some(location) = positions.too_deep {
+        // serde_yaml is never handed such a text: its parser's work grows with the square of
+        // the depth.
+        return Err(vec![LoadError {
+            location: Some(location),
+            ..LoadError::new(
+                path,
+                format!(
+                    "sequences and mappings nested more than {MAX_DEPTH} levels deep; a manifest needs 4 (the top mapping, `resources`, a resource, a command's list): the file is not read further"
+                ),
+            )
+        }]);
+    }
     let err = match serde_yaml::from_str::<Value>(text) {
         Ok(value) => return Ok(Parsed { value, positions }),
         Err(err) => err,
@@ -1513,6 +1550,62 @@ resources:
             reported < one_parse * 10,
             "{reported:?} to report the problems, one parse takes {one_parse:?}"
         );
+    }
+
+    /// A regression: `x: [[[[…` took 0.77 s at 25 000 levels and 50 s at 200 000, as the YAML
+    /// scanner's work grows with the square of the depth; a 150 KB file stalled the daemon for
+    /// 25 s. Nesting past [`MAX_DEPTH`] is refused as soon as the first pass sees it, before
+    /// serde_yaml parses anything, and located.
+    #[test]
+    fn regression_deep_nesting_is_refused_before_it_is_parsed() {
+        let levels = 25_000;
+        for (opening, column) in [("[", 4), ("{a: ", 4), ("- ", 1)] {
+            let deep = format!(
+                "service: s\nstate: up\nx:\n{}{}\n",
+                if opening == "- " { "" } else { "   " },
+                opening.repeat(levels)
+            );
+            let start = std::time::Instant::now();
+            let err = error(&deep);
+            let took = start.elapsed();
+            // The top mapping and `x`'s value are levels 1 and 2: the 32nd opening is the 33rd.
+            let width = opening.len();
+            let expected = format!(
+                "4:{}: sequences and mappings nested more than 32 levels deep",
+                column + width * (MAX_DEPTH - 1)
+            );
+            assert!(err.starts_with(&expected), "{opening:?}: {err}");
+            assert!(took.as_secs() < 2, "{opening:?}: {took:?}");
+        }
+        // The limit is not in the way of anything a hand-written file does.
+        let fits = format!(
+            "service: s\nstate: up\nx: {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(error(&fits).contains("unknown key `x`"), "{}", error(&fits));
+    }
+
+    /// A regression: the daemon's cache kept only the files that parsed, so a broken file was
+    /// parsed again on every reload, unchanged (a large broken file cost seconds each time).
+    #[test]
+    fn regression_a_file_that_failed_to_parse_is_not_parsed_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        fs::write(dir.join("bad.yaml"), many_problems(64 * 1024)).expect("write");
+        fs::write(dir.join("good.yaml"), "service: g\nstate: down\n").expect("write");
+        let mut cache = ParseCache::default();
+        let first = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 2);
+        let again = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 2, "nothing changed, nothing is parsed");
+        assert_eq!(again, first);
+        assert_eq!(again.errors.len(), MAX_PROBLEMS_PER_FILE + 1);
+        // An edit is parsed, of course, and so is a new file.
+        fs::write(dir.join("bad.yaml"), "service: b\nstate: sideways\n").expect("write");
+        let edited = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 3);
+        assert_eq!(edited.errors.len(), 1);
     }
 
     #[test]
