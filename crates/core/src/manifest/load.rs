@@ -790,14 +790,15 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
 }
 
 fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> Option<FsSpec> {
-    let dev = r.required(f, "dev").and_then(|n| r.absolute_path(&n));
+    let dev = r.required(f, "dev").and_then(|n| r.normal_path(&n));
     let mnt = r.required(f, "mnt").and_then(|n| {
-        let mnt = r.absolute_path(&n)?;
+        // Normalised, so "//" and "/./" are the root here, and "/a/" and "/a" one mount point
+        // here and across services.
+        let mnt = r.normal_path(&n)?;
         if mnt == Path::new("/") {
             r.error(&n, "the root directory cannot be a service mount point");
             return None;
         }
-        // Path equality is by component: "/a/" and "/a" are the same mount point.
         if let Some((_, other)) = claims.mounts.iter().find(|(m, _)| *m == mnt) {
             r.error(
                 &n,
@@ -890,12 +891,23 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
         if !r.check_name(&n, "container id", &text) {
             return None;
         }
+        // OpenVZ reads a numeric ctid as a number: `0101` is container 101, so it is held and
+        // compared as `101`.
+        let ctid = normal_ctid(&text);
         // OpenVZ reserves CT 0 for the host itself: starting or stopping it is never meant.
-        if text == "0" {
-            r.error(&n, "ctid 0 is the host itself, not a container");
+        if ctid == "0" {
+            let written = if text == "0" {
+                String::new()
+            } else {
+                format!(" (written {text:?})")
+            };
+            r.error(
+                &n,
+                format!("ctid 0{written} is the host itself, not a container"),
+            );
             return None;
         }
-        Some(text)
+        Some(ctid)
     });
     let name = f.get("name").and_then(|n| r.name(&n, "container name"));
     let kind = match ctype {
@@ -952,6 +964,17 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
     })
 }
 
+/// An OpenVZ ctid as OpenVZ reads it: a number without its leading zeros (`007` is `7`, `00` is
+/// `0`); any other text as it is.
+fn normal_ctid(text: &str) -> String {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = text.trim_start_matches('0');
+        if digits.is_empty() { "0" } else { digits }.to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
     let argv_given: Vec<&str> = ["start", "stop", "check"]
         .into_iter()
@@ -967,7 +990,7 @@ fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
                     );
                 }
             }
-            let dir = r.absolute_path(&scripts);
+            let dir = r.normal_path(&scripts);
             if argv_given.is_empty() {
                 dir.map(AppCommands::Scripts)
             } else {
@@ -1003,7 +1026,7 @@ fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
 
 /// A command line; the program must be an absolute path, as there is no PATH to trust.
 fn read_argv(r: &mut Reader, node: &Node) -> Option<Option<Vec<String>>> {
-    let argv = r.string_list(node)?;
+    let mut argv = r.string_list(node)?;
     let first = Reader::element(node, 0)?;
     if !argv[0].starts_with('/') {
         r.error(
@@ -1012,6 +1035,7 @@ fn read_argv(r: &mut Reader, node: &Node) -> Option<Option<Vec<String>>> {
         );
         return None;
     }
+    argv[0] = r.normal_path(&first)?.display().to_string();
     Some(Some(argv))
 }
 
@@ -1390,9 +1414,147 @@ resources:
             errs,
             [
                 "/m/t.yaml:5:17: resources.drbd#1.res: DRBD resource \"data\" is already used by drbd#0",
-                "/m/t.yaml:7:28: resources.fs#1.mnt: mount point /srv/ is already used by fs#0",
+                "/m/t.yaml:7:28: resources.fs#1.mnt: mount point /srv is already used by fs#0",
                 "/m/t.yaml:9:3: resources.container#1: a service has at most one container, and container#0 is already one",
             ]
+        );
+    }
+
+    /// A regression: `/srv/x` and `/srv/x/`, `/srv//x`, `/srv/./x` or `/srv/y/../x` in two
+    /// services were two mount points, as claims were compared as text, so both services were
+    /// accepted and would unmount each other's filesystem. Paths are now held in one spelling,
+    /// and `..` is refused.
+    #[test]
+    fn regression_one_mount_point_in_two_spellings_is_one_claim() {
+        let manifest = |name: &str, mnt: &str| {
+            format!(
+                "service: {name}\nstate: up\nresources:\n  fs#0: {{dev: /dev/{name}, mnt: '{mnt}', type: ext4}}\n"
+            )
+        };
+        for spelling in [
+            "/srv/x/",
+            "/srv//x",
+            "/srv/./x",
+            "//srv/x",
+            "/srv/x//",
+            "/./srv/x/.",
+        ] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            fs::write(tmp.path().join("a.yaml"), manifest("a", "/srv/x")).expect("write");
+            fs::write(tmp.path().join("b.yaml"), manifest("b", spelling)).expect("write");
+            let (services, errors) = load_dir_lenient(tmp.path());
+            assert!(services.is_empty(), "{spelling}: {services:?}");
+            let shown = LoadErrors(errors).to_string();
+            assert!(
+                shown.contains("mount point \"/srv/x\" is also managed by service b"),
+                "{spelling}: {shown}"
+            );
+            let alone = parse(&manifest("b", spelling)).expect(spelling);
+            assert_eq!(
+                alone.resources[0].spec.as_fs().map(|f| f.mnt.clone()),
+                Some("/srv/x".into())
+            );
+        }
+    }
+
+    /// A regression: a `..` in a path was taken as written (`mnt: /srv/..` is the root, which
+    /// the root check did not see). It is refused in every path a manifest names.
+    #[test]
+    fn regression_dot_dot_is_refused_in_every_path() {
+        let base = "service: s\nstate: up\nresources:\n";
+        for (resource, field) in [
+            (
+                "fs#0: {dev: /dev/a, mnt: /srv/.., type: ext4}",
+                "resources.fs#0.mnt",
+            ),
+            (
+                "fs#0: {dev: /dev/a, mnt: /srv/y/../x, type: ext4}",
+                "resources.fs#0.mnt",
+            ),
+            (
+                "fs#0: {dev: /dev/../dev/sda, mnt: /x, type: ext4}",
+                "resources.fs#0.dev",
+            ),
+            (
+                "app#0: {scripts: /svc/../etc/init.d}",
+                "resources.app#0.scripts",
+            ),
+            (
+                "app#0: {start: [/usr/../bin/sh, -c, x]}",
+                "resources.app#0.start[0]",
+            ),
+            ("app#0: {check: [/bin/.., x]}", "resources.app#0.check[0]"),
+        ] {
+            let err = error(&format!("{base}  {resource}\n"));
+            assert!(
+                err.contains(&format!("{field}: must not contain a `..` component")),
+                "{resource}: {err}"
+            );
+        }
+        // An argument is not a path converge resolves: `..` is the program's business there.
+        let svc = parse(&format!(
+            "{base}  app#0: {{start: [/bin//sh, -c, cd ..]}}\n"
+        ))
+        .expect("argv");
+        let Some(AppCommands::Argv { start, .. }) =
+            svc.resources[0].spec.as_app().map(|a| &a.commands)
+        else {
+            panic!("argv app")
+        };
+        assert_eq!(
+            start.as_deref(),
+            Some(&["/bin/sh".to_owned(), "-c".into(), "cd ..".into()][..])
+        );
+        for root in ["//", "/./", "/.", "///"] {
+            let err = error(&format!(
+                "{base}  fs#0: {{dev: /dev/a, mnt: '{root}', type: ext4}}\n"
+            ));
+            assert!(
+                err.contains("the root directory cannot be a service mount point"),
+                "{root}: {err}"
+            );
+        }
+    }
+
+    /// A regression: `ctid: 101` and `ctid: '0101'` in two services were two containers, and
+    /// `ctid: '00'` passed the "0 is the host" check. OpenVZ reads a ctid as a number, and so
+    /// does converge now.
+    #[test]
+    fn regression_ctids_are_read_as_openvz_reads_them() {
+        let manifest = |name: &str, ctid: &str| {
+            format!(
+                "service: {name}\nstate: up\nresources:\n  container#0: {{type: vz, ctid: {ctid}}}\n"
+            )
+        };
+        for (written, held) in [
+            ("101", "101"),
+            ("'0101'", "101"),
+            ("'000101'", "101"),
+            ("web-1", "web-1"),
+        ] {
+            let svc = parse(&manifest("s", written)).expect(written);
+            assert_eq!(
+                svc.container().map(|c| c.kind.clone()),
+                Some(ContainerKind::Vz(held.into())),
+                "{written}"
+            );
+        }
+        for host in ["'00'", "'000'", "00", "0"] {
+            let err = error(&manifest("s", host));
+            assert!(
+                err.contains("is the host itself, not a container"),
+                "{host}: {err}"
+            );
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("a.yaml"), manifest("a", "101")).expect("write");
+        fs::write(tmp.path().join("b.yaml"), manifest("b", "'0101'")).expect("write");
+        let (services, errors) = load_dir_lenient(tmp.path());
+        assert!(services.is_empty(), "{services:?}");
+        assert!(
+            LoadErrors(errors)
+                .to_string()
+                .contains("OpenVZ container \"101\" is also managed by service"),
         );
     }
 

@@ -330,6 +330,20 @@ impl Reader {
         Some(PathBuf::from(s))
     }
 
+    /// An absolute path naming a thing on the node, in its one spelling (see
+    /// [`normal_path`]): a service holds the normalised path, and two services are compared by
+    /// it.
+    pub(crate) fn normal_path(&mut self, node: &Node) -> Option<PathBuf> {
+        let s: String = self.leaf(node)?;
+        match normal_path(&s) {
+            Ok(path) => Some(path),
+            Err(problem) => {
+                self.error(node, format!("{problem}, got {s:?}"));
+                None
+            }
+        }
+    }
+
     /// A humantime duration such as "30s", "2m" or "1h 5m". Zero is refused (a zero timeout
     /// would fail every action, a zero period would spin), and so is anything over
     /// [`MAX_DURATION`]: deadlines are computed as now plus the duration, which must not
@@ -415,6 +429,30 @@ impl Reader {
 /// The longest duration any key takes: longer than any sane timeout or period, and far from
 /// what would overflow a deadline.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `s` as one spelling of its path: absolute, with `//` and `/./` collapsed and no trailing
+/// `/`, so that `/srv/x/`, `/srv//x` and `/srv/./x` are all `/srv/x`. A `..` component is
+/// refused rather than resolved: lexically `/srv/y/../x` is `/srv/x`, but the kernel resolves
+/// `..` after symlinks, so the two can name different directories; and `/srv/..` is `/`.
+pub(crate) fn normal_path(s: &str) -> Result<PathBuf, &'static str> {
+    if !s.starts_with('/') {
+        return Err("must be an absolute path");
+    }
+    let mut normal = String::with_capacity(s.len());
+    for part in s.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(
+                "must not contain a `..` component (converge cannot tell which directory it names once symlinks are involved): write the path without it",
+            );
+        }
+        normal.push('/');
+        normal.push_str(part);
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    Ok(PathBuf::from(normal))
+}
 
 /// Why `s` is not a safe name, if it is not.
 pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
