@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
-    ResourceId, Service,
+    MAX_DRBD_RESOURCE_NAME, ResourceId, Service,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -179,8 +179,14 @@ impl<'de> Deserialize<'de> for ResourcesDoc {
 #[serde(deny_unknown_fields)]
 pub struct DrbdDoc {
     /// The DRBD resource name, as in /etc/drbd.d/RES.res. Letters, digits, `_`, `.` and `-`, not
-    /// starting with `-` or `.`. A service names a resource once, and no two services share one.
-    #[schemars(pattern(NAME_PATTERN))]
+    /// starting with `-` or `.`, at most 128 characters; not `all` nor `minor-N`, which drbdadm
+    /// reads as every resource and as a device minor. A service names a resource once, and no
+    /// two services share one.
+    #[schemars(
+        pattern(NAME_PATTERN),
+        length(max = MAX_DRBD_RESOURCE_NAME),
+        extend("not" = { "anyOf": [{ "const": "all" }, { "pattern": "^minor-" }] })
+    )]
     pub res: String,
     /// How the service stops it: `secondary` (`drbdadm secondary`: stays connected and
     /// replicating) or `down` (`drbdadm down`: detached and disconnected). Never while a

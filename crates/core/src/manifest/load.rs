@@ -24,7 +24,8 @@ pub use super::locate::{Location, MAX_DEPTH};
 use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, is_ext,
+    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, Resource, ResourceId, Service,
+    Spec, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -765,6 +766,10 @@ fn read_resource(
 fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> Option<DrbdSpec> {
     let res = r.required(f, "res").and_then(|n| {
         let res = r.name(&n, "DRBD resource name")?;
+        if let Some(problem) = drbd_resource_problem(&res) {
+            r.error(&n, format!("invalid DRBD resource name {res:?}: {problem}"));
+            return None;
+        }
         if let Some((_, other)) = claims.drbd.iter().find(|(name, _)| *name == res) {
             r.error(
                 &n,
@@ -787,6 +792,29 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         stop: stop?,
         allow_two_primaries: allow_two_primaries?,
     })
+}
+
+/// Why drbdadm would not take `res` (already a safe name) for that one resource, if it would not.
+/// converge runs `drbdadm VERB RES`, and drbd-utils' user/v9/drbdadm_main.c reads that argument
+/// so: `all` is every resource (`!strcmp(resource_names[0], "all")` in `main`); `RES/VOL` and
+/// `RES:PEER` name a volume and a connection (`ctx_by_name`: refused already, as `/` and `:` are
+/// not name characters); and a name no resource has is tried as a device minor, `minor-N`
+/// (`ctx_by_minor`, through `minor_by_id` in user/shared/shared_main.c). Its own check,
+/// `ensure_sanity_of_res_name` in drbdtool_common.c, refuses only empty names and control
+/// characters. A name of digits is not special to drbdadm and stays allowed.
+fn drbd_resource_problem(res: &str) -> Option<String> {
+    if res == "all" {
+        Some("drbdadm takes `all` for every resource: `drbdadm up all` would start them all".into())
+    } else if res.starts_with("minor-") {
+        Some("drbdadm takes `minor-N` for the resource whose device has minor N, when no resource is named so".into())
+    } else if res.len() > MAX_DRBD_RESOURCE_NAME {
+        Some(format!(
+            "longer than {MAX_DRBD_RESOURCE_NAME} characters, the longest name drbd.conf accepts ({} here)",
+            res.len()
+        ))
+    } else {
+        None
+    }
 }
 
 fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> Option<FsSpec> {
@@ -1556,6 +1584,34 @@ resources:
                 .to_string()
                 .contains("OpenVZ container \"101\" is also managed by service"),
         );
+    }
+
+    /// A regression: `drbd#0: {res: all}` was accepted, and `reconcile` ran `drbdadm up all`,
+    /// starting every DRBD resource of the node. Names drbdadm reads as something other than
+    /// one resource are refused.
+    #[test]
+    fn regression_drbd_resource_names_drbdadm_reads_specially_are_refused() {
+        let base = "service: s\nstate: up\nresources:\n  drbd#0: {res: ";
+        let long = "r".repeat(MAX_DRBD_RESOURCE_NAME + 1);
+        for (res, why) in [
+            ("all", "drbdadm takes `all` for every resource"),
+            ("minor-0", "drbdadm takes `minor-N`"),
+            ("minor-12", "drbdadm takes `minor-N`"),
+            (long.as_str(), "longer than 128 characters"),
+            ("r0/1", "only letters, digits"),
+            ("r0:peer", "only letters, digits"),
+        ] {
+            let err = error(&format!("{base}'{res}'}}\n"));
+            assert!(
+                err.starts_with("4:17: resources.drbd#0.res: invalid DRBD resource name")
+                    && err.contains(why),
+                "{res}: {err}"
+            );
+        }
+        for res in ["all0", "ALL", "minor", "r0", "0", "123", "my.minor-1"] {
+            parse(&format!("{base}'{res}'}}\n")).expect(res);
+        }
+        parse(&format!("{base}{}}}\n", "r".repeat(MAX_DRBD_RESOURCE_NAME))).expect("128");
     }
 
     #[test]

@@ -217,6 +217,11 @@ pub enum DrbdStop {
     Down,
 }
 
+/// The longest DRBD resource name: drbd.conf's scanner reads an unquoted name as at most 128
+/// characters (`STRING [a-zA-Z0-9/._-]{1,128}` in drbd-utils' user/v9/drbdadm_scanner.fl), and
+/// the kernel's netlink context holds a resource name of 128 bytes.
+pub const MAX_DRBD_RESOURCE_NAME: usize = 128;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrbdSpec {
     pub res: String,
