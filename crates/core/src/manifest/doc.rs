@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, ResourceId, Service,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -64,8 +64,9 @@ fn unwrap_description(schema: &mut Schema) {
 #[schemars(title = "converge manifest")]
 pub struct ManifestDoc {
     /// The service's name, unique across the manifest directory; converge keeps the service's
-    /// records under it. Letters, digits, `_`, `.` and `-`, not starting with `-` or `.`.
-    #[schemars(pattern(NAME_PATTERN))]
+    /// records under it. Letters, digits, `_`, `.` and `-`, not starting with `-` or `.`, at
+    /// most 128 characters (converge names files after it).
+    #[schemars(pattern(NAME_PATTERN), length(max = MAX_SERVICE_NAME))]
     pub service: String,
     /// What this node should hold: `up`, `down`, or `frozen` (observe and report, never act).
     pub state: DesiredState,

@@ -24,8 +24,8 @@ pub use super::locate::{Location, MAX_DEPTH};
 use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, Resource, ResourceId, Service,
-    Spec, is_ext,
+    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Resource,
+    ResourceId, Service, Spec, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -659,9 +659,20 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         }
     }
     let f = r.fields(&root, Some(&TOP_KEYS), false)?;
-    let name = r
-        .required(&f, "service")
-        .and_then(|n| r.name(&n, "service name"));
+    let name = r.required(&f, "service").and_then(|n| {
+        let name = r.name(&n, "service name")?;
+        if name.len() > MAX_SERVICE_NAME {
+            r.error(
+                &n,
+                format!(
+                    "invalid service name: {} bytes long, longer than {MAX_SERVICE_NAME}: converge names files after the service (`svc_<service>_<script>.log`, `<service>@app-N.start.json`), and a file name holds at most 255 bytes",
+                    name.len()
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    });
     let state = r.required(&f, "state").and_then(|n| {
         r.choice(
             &n,
@@ -1612,6 +1623,84 @@ resources:
             parse(&format!("{base}'{res}'}}\n")).expect(res);
         }
         parse(&format!("{base}{}}}\n", "r".repeat(MAX_DRBD_RESOURCE_NAME))).expect("128");
+    }
+
+    /// A regression: a NUL inside a command's argument was accepted, and the start failed when
+    /// the program was spawned ("nul byte found in provided data"). No string may hold one.
+    #[test]
+    fn regression_a_nul_in_any_string_is_refused() {
+        let base = "service: s\nstate: up\nresources:\n  ";
+        for (resource, field) in [
+            (
+                r#"app#0: {start: [/bin/echo, "a\0b"]}"#,
+                "resources.app#0.start[1]",
+            ),
+            (
+                r#"app#0: {start: ["/bin/echo\0x"]}"#,
+                "resources.app#0.start[0]",
+            ),
+            (
+                r#"app#0: {scripts: "/etc/init.d\0"}"#,
+                "resources.app#0.scripts",
+            ),
+            (
+                r#"fs#0: {dev: /dev/a, mnt: "/srv\0/x", type: ext4}"#,
+                "resources.fs#0.mnt",
+            ),
+            (
+                r#"fs#0: {dev: /dev/a, mnt: /x, type: ext4, options: "rw\0"}"#,
+                "resources.fs#0.options",
+            ),
+            (
+                r#"app#0: {stop: [/bin/x], retcodes: "0:up\0"}"#,
+                "resources.app#0.retcodes",
+            ),
+        ] {
+            let err = error(&format!("{base}{resource}\n"));
+            assert!(
+                err.contains(&format!("{field}: must not contain a NUL character")),
+                "{resource}: {err}"
+            );
+            assert!(!err.contains('\0'), "{err:?}");
+        }
+    }
+
+    /// A regression: a 300-character service name was accepted; its start then ran, and
+    /// recording it failed with "File name too long", every time. Names are capped so that
+    /// every file name converge derives from them fits.
+    #[test]
+    fn regression_a_service_name_too_long_for_its_file_names_is_refused() {
+        // The derived names of the longest name fit in 255 bytes (see MAX_SERVICE_NAME).
+        let longest = "s".repeat(MAX_SERVICE_NAME);
+        let temporary = format!(".{longest}@app-4294967295.start.json.tmp.{:016x}", u64::MAX);
+        assert!(temporary.len() <= 255, "{}", temporary.len());
+        assert!(format!("svc_{longest}_.log").len() + 118 <= 255);
+        let manifest = |name: &str| format!("service: {name}\nstate: up\n");
+        assert_eq!(parse(&manifest(&longest)).expect("longest").name, longest);
+        for length in [MAX_SERVICE_NAME + 1, 300, 100_000] {
+            let err = error(&manifest(&"s".repeat(length)));
+            assert!(
+                err.starts_with(&format!(
+                    "1:10: service: invalid service name: {length} bytes long, longer than 128"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    /// A regression: a leading UTF-8 byte order mark, which YAML allows and some editors write,
+    /// was refused with a message about `---`. It is skipped, and the rest read as usual, with
+    /// columns counted after it.
+    #[test]
+    fn regression_a_leading_byte_order_mark_is_read_past() {
+        let svc = parse("\u{feff}service: s\nstate: up\n").expect("BOM");
+        assert_eq!(svc.name, "s");
+        assert_eq!(
+            error("\u{feff}service: -s\nstate: up\n"),
+            "1:10: service: invalid service name \"-s\": must not start with `-` (it would be taken for an option)"
+        );
+        let config = crate::config::Config::from_yaml(Path::new("/c.yaml"), "\u{feff}node: n1\n");
+        assert_eq!(config.expect("config with a BOM").node, "n1");
     }
 
     #[test]

@@ -115,6 +115,14 @@ impl Serialize for ResourceId {
     }
 }
 
+/// The longest service name, in bytes. converge names files after a service, and a file name
+/// holds at most 255 bytes: its app records are `<service>@app-<N>.start.json`, written through
+/// a temporary `.<service>@app-<N>.start.json.tmp.<16 hex digits>` (the name and 48 bytes at
+/// most, N having at most 10 digits), and its scripts log to `svc_<service>_<script>.log` (the
+/// name, 9 bytes, and the script's own name). 128 leaves 118 bytes for a script's name. A longer
+/// name would let a start run and then fail to record it ("File name too long").
+pub const MAX_SERVICE_NAME: usize = 128;
+
 /// One service: an ordered stack of resources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {

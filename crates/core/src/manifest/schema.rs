@@ -291,12 +291,23 @@ impl Reader {
         self.leaf(node)
     }
 
+    /// Any string the loader reads. A NUL is refused in every one: no argument, path or name
+    /// can hold it (the kernel ends a C string there), so a program would be handed something
+    /// other than what the manifest says, or could not be started at all.
     pub(crate) fn string(&mut self, node: &Node) -> Option<String> {
-        self.leaf(node)
+        let s: String = self.leaf(node)?;
+        if s.contains('\0') {
+            self.error(
+                node,
+                format!("must not contain a NUL character (no argument, path or name can hold one), got {s:?}"),
+            );
+            return None;
+        }
+        Some(s)
     }
 
     pub(crate) fn nonempty_string(&mut self, node: &Node) -> Option<String> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         if s.trim().is_empty() {
             self.error(node, "must not be empty");
             return None;
@@ -307,7 +318,7 @@ impl Reader {
     /// A name handed to a program as one argument: `[A-Za-z0-9_.-]+`, and no leading `-` so it
     /// cannot be taken for an option.
     pub(crate) fn name(&mut self, node: &Node, what: &str) -> Option<String> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         self.check_name(node, what, &s).then_some(s)
     }
 
@@ -322,7 +333,7 @@ impl Reader {
     }
 
     pub(crate) fn absolute_path(&mut self, node: &Node) -> Option<PathBuf> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         if !s.starts_with('/') {
             self.error(node, format!("must be an absolute path, got {s:?}"));
             return None;
@@ -334,7 +345,7 @@ impl Reader {
     /// [`normal_path`]): a service holds the normalised path, and two services are compared by
     /// it.
     pub(crate) fn normal_path(&mut self, node: &Node) -> Option<PathBuf> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         match normal_path(&s) {
             Ok(path) => Some(path),
             Err(problem) => {
@@ -379,7 +390,7 @@ impl Reader {
 
     /// One of a fixed set of words.
     pub(crate) fn choice<T: Copy>(&mut self, node: &Node, choices: &[(&str, T)]) -> Option<T> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         match choices.iter().find(|(word, _)| *word == s) {
             Some((_, v)) => Some(*v),
             None => {
