@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::render;
 use converge_core::config::Config;
+use converge_core::escape::Escaped;
 use converge_core::manifest::{self, Service};
 use converge_core::plan::{self};
 use converge_core::status::ServiceStatus;
@@ -164,7 +165,7 @@ fn validate(dir: &Path) -> u8 {
             let n = set.services.len();
             println!(
                 "{}: {n} service{} valid",
-                dir.display(),
+                Escaped(&dir.to_string_lossy()),
                 if n == 1 { "" } else { "s" }
             );
             exit::OK

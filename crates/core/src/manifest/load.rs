@@ -18,10 +18,14 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_yaml::Value;
 
+use crate::escape::{Escaped, excerpt};
+
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
 use super::locate::{self, Positions};
 pub use super::locate::{Location, MAX_DEPTH};
-use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
+use super::schema::{
+    At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe, describe_shape,
+};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
     DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Resource,
@@ -74,16 +78,19 @@ impl LoadError {
     }
 }
 
+/// One line whatever the file holds: the file name, the field and the message are escaped (a
+/// `\n` in a key or a file name would otherwise print a forged `FILE:LINE:COL:` line, an ESC
+/// would drive the terminal), and what the message quotes from the file is already cut short.
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.file.display())?;
+        write!(f, "{}:", Escaped(&self.file.to_string_lossy()))?;
         if let Some(loc) = self.location {
             write!(f, "{loc}:")?;
         }
         if let Some(field) = &self.field {
-            write!(f, " {field}:")?;
+            write!(f, " {}:", Escaped(field))?;
         }
-        write!(f, " {}", self.message)
+        write!(f, " {}", Escaped(&self.message))
     }
 }
 
@@ -368,7 +375,8 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
                 location: position_of(i, &path),
                 field: Some("service".into()),
                 message: format!(
-                    "duplicate service {name:?}: also defined in {}",
+                    "duplicate service {}: also defined in {}",
+                    excerpt(name),
                     others.join(", ")
                 ),
             });
@@ -408,7 +416,8 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
                 location: position_of(*i, &path),
                 field: Some(format!("resources.{rid}.{field}")),
                 message: format!(
-                    "{what} {value:?} is also managed by service {}: one thing, one service",
+                    "{what} {} is also managed by service {}: one thing, one service",
+                    excerpt(value),
                     others.join(", ")
                 ),
             });
@@ -648,15 +657,20 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
     match value {
         Value::Mapping(_) => {}
         other => {
+            // Not quoted: a file that is not a manifest at all (a symlink to /etc/shadow, say)
+            // reads as one long string, which must not be copied into the logs.
             r.error(
                 &root,
                 format!(
                     "the top level must be a mapping with keys `service`, `state` and `resources`, found {}",
-                    describe(other)
+                    describe_shape(other)
                 ),
             );
             return None;
         }
+    }
+    if r.foreign(&root, &TOP_KEYS, "manifest") {
+        return None;
     }
     let f = r.fields(&root, Some(&TOP_KEYS), false)?;
     let name = r.required(&f, "service").and_then(|n| {
@@ -778,13 +792,16 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
     let res = r.required(f, "res").and_then(|n| {
         let res = r.name(&n, "DRBD resource name")?;
         if let Some(problem) = drbd_resource_problem(&res) {
-            r.error(&n, format!("invalid DRBD resource name {res:?}: {problem}"));
+            r.error(
+                &n,
+                format!("invalid DRBD resource name {}: {problem}", excerpt(&res)),
+            );
             return None;
         }
         if let Some((_, other)) = claims.drbd.iter().find(|(name, _)| *name == res) {
             r.error(
                 &n,
-                format!("DRBD resource {res:?} is already used by {other}"),
+                format!("DRBD resource {} is already used by {other}", excerpt(&res)),
             );
             return None;
         }
@@ -857,7 +874,10 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
         if options.chars().any(char::is_whitespace) {
             r.error(
                 n,
-                format!("mount options must not contain whitespace (separate them with commas), got {options:?}"),
+                format!(
+                    "mount options must not contain whitespace (separate them with commas), got {}",
+                    excerpt(&options)
+                ),
             );
             return None;
         }
@@ -938,7 +958,7 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
             let written = if text == "0" {
                 String::new()
             } else {
-                format!(" (written {text:?})")
+                format!(" (written {})", excerpt(&text))
             };
             r.error(
                 &n,
@@ -1070,7 +1090,10 @@ fn read_argv(r: &mut Reader, node: &Node) -> Option<Option<Vec<String>>> {
     if !argv[0].starts_with('/') {
         r.error(
             &first,
-            format!("the program must be an absolute path, got {:?}", argv[0]),
+            format!(
+                "the program must be an absolute path, got {}",
+                excerpt(&argv[0])
+            ),
         );
         return None;
     }
@@ -1100,7 +1123,8 @@ fn read_retcodes(r: &mut Reader, node: &Node) -> Option<Vec<(i32, AppStatus)>> {
                 r.error(
                     node,
                     format!(
-                        "invalid entry {pair:?}: expected CODE:STATUS, STATUS one of {} (e.g. \"0:up 1:down 3:warn\")",
+                        "invalid entry {}: expected CODE:STATUS, STATUS one of {} (e.g. \"0:up 1:down 3:warn\")",
+                        excerpt(pair),
                         status_words.join(", ")
                     ),
                 );
@@ -1701,6 +1725,100 @@ resources:
         );
         let config = crate::config::Config::from_yaml(Path::new("/c.yaml"), "\u{feff}node: n1\n");
         assert_eq!(config.expect("config with a BOM").node, "n1");
+    }
+
+    /// Every line of `errors`, checked to be one printable line each.
+    fn printable(errors: &[LoadError]) -> Vec<String> {
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for line in &shown {
+            assert!(
+                !line.chars().any(crate::escape::needs_escape),
+                "a control character is printed: {line:?}"
+            );
+        }
+        shown
+    }
+
+    /// A regression: a key holding `\n` printed a second, forged `FILE:LINE:COL:` line, and an
+    /// ANSI escape in a key reached the terminal raw. Everything quoted back is escaped.
+    #[test]
+    fn regression_a_key_cannot_forge_an_error_line_or_drive_the_terminal() {
+        let text = "service: s\nstate: up\n\"x\\n/etc/converge/manifests/web.yaml:1:1: service: all good\": 1\n\"\\e[2J\\e[31mred\": 2\n";
+        let Err(found) = parse(text) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found);
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("/m/t.yaml:3:1: x\\n/etc/converge/manifests/web.yaml:1:1: service: all good: unknown key `x\\n/etc/"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1]
+                .starts_with("/m/t.yaml:4:1: \\u{1b}[2J\\u{1b}[31mred: unknown key `\\u{1b}[2J"),
+            "{shown:#?}"
+        );
+    }
+
+    /// A regression: a manifest named with a `\n` printed its errors on forged lines.
+    #[test]
+    fn regression_a_file_name_cannot_forge_an_error_line() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let name = "web.yaml:1:1: all good\n\u{1b}[31mx.yaml";
+        fs::write(tmp.path().join(name), "service: s\nstate: sideways\n").expect("write");
+        let (_, errors) = load_dir_lenient(tmp.path());
+        let shown = printable(&errors);
+        assert_eq!(shown.len(), 1);
+        assert!(
+            shown[0].contains(
+                "/web.yaml:1:1: all good\\n\\u{1b}[31mx.yaml:2:8: state: expected one of"
+            ),
+            "{shown:?}"
+        );
+    }
+
+    /// A regression: a file that is not YAML at all (a manifest symlinked to /etc/shadow) read
+    /// as one long string, quoted whole in the error, hence in the journal and daemon.json. No
+    /// more than a short excerpt of a file is ever quoted, and the top level's not at all.
+    #[test]
+    fn regression_a_file_that_is_not_yaml_is_never_echoed() {
+        let shadow: String = (0..40)
+            .map(|i| format!("user{i}:$6$salt{i}$KlX0sQ3lQ8fbe7M6e2ChsE3pPqUu5x0o8TLs1rG9R6m:19000:0:99999:7:::\n"))
+            .collect();
+        let Err(found) = parse(&shadow) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found).join("\n");
+        assert_eq!(
+            shown,
+            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, resources, rollback (they are not quoted back, as this may be any file)"
+        );
+        let Err(found) = parse(&shadow.replace(":::\n", ":::x\n")) else {
+            panic!("expected errors")
+        };
+        assert_eq!(
+            printable(&found).join("\n"),
+            "/m/t.yaml:1:1: the top level must be a mapping with keys `service`, `state` and `resources`, found a string"
+        );
+        // A long value is quoted as an excerpt, with its length.
+        let long = "x".repeat(1 << 20);
+        let Err(found) = parse(&format!("service: s\nstate: up\nnode: '{long}:'\n")) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found);
+        assert!(shown[0].len() < 300, "{} bytes", shown[0].len());
+        assert!(shown[0].contains("\"… (1048577 bytes)"), "{}", shown[0]);
+        let Err(found) = parse(&format!("service: s\nstate: up\n{long}: 1\n")) else {
+            panic!("expected errors")
+        };
+        assert!(
+            printable(&found)[0].len() < 400,
+            "an unknown key is shortened too"
+        );
+        let Err(found) = parse(&format!("service: s\nstate: up\nrollback: '{long}'\n")) else {
+            panic!("expected errors")
+        };
+        assert!(printable(&found)[0].len() < 300, "serde's messages too");
     }
 
     #[test]

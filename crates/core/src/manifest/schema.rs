@@ -16,6 +16,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
+use crate::escape::{EXCERPT_CHARS, excerpt, shortened};
+
 /// One step down the tree: a mapping key (as written, any scalar) or a sequence index.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Seg {
@@ -69,7 +71,7 @@ pub(crate) struct KeyText<'a>(pub &'a Value);
 impl fmt::Display for KeyText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Value::String(s) => f.write_str(s),
+            Value::String(s) => f.write_str(&shortened(s)),
             Value::Number(n) => write!(f, "{n}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Null => f.write_str("~"),
@@ -265,6 +267,41 @@ impl Reader {
         Some(fields)
     }
 
+    /// Whether `node` is a mapping that is some other file than a `what`: none of its keys is
+    /// one `allowed`, and they are not a few misspelt keys either (more than
+    /// [`FOREIGN_KEYS`], or one that is no key name, such as a line of /etc/shadow,
+    /// `root:$6$…:19000:0:99999:7::`, which YAML reads as a key). One error then says so
+    /// without quoting any key, so that a file symlinked in by mistake is not copied into the
+    /// logs line by line.
+    pub(crate) fn foreign(&mut self, node: &Node, allowed: &Keys, what: &str) -> bool {
+        let Value::Mapping(map) = node.value else {
+            return false;
+        };
+        let known = map
+            .keys()
+            .any(|k| k.as_str().is_some_and(|k| allowed.contains(k)));
+        let misspelt = map.len() <= FOREIGN_KEYS
+            && map.keys().all(|k| {
+                k.as_str().is_some_and(|k| {
+                    (1..=64).contains(&k.len())
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_-.#".contains(&b))
+                })
+            });
+        if known || misspelt || map.is_empty() {
+            return false;
+        }
+        self.error(
+            node,
+            format!(
+                "not a {what}: none of its {} top-level keys is one of {} (they are not quoted back, as this may be any file)",
+                map.len(),
+                allowed.names().collect::<Vec<_>>().join(", ")
+            ),
+        );
+        true
+    }
+
     /// The node of a key that must be present; reports it missing otherwise.
     pub(crate) fn required<'a>(&mut self, fields: &Fields<'a>, key: &str) -> Option<Node<'a>> {
         let found = fields.get(key);
@@ -279,8 +316,7 @@ impl Reader {
         match serde_yaml::from_value::<T>(node.value.clone()) {
             Ok(v) => Some(v),
             Err(e) => {
-                // serde calls YAML's null "unit value", which means nothing to an operator.
-                let message = e.to_string().replace("unit value", "null");
+                let message = serde_message(&e, node.value);
                 self.error(node, message);
                 None
             }
@@ -326,7 +362,7 @@ impl Reader {
         match name_problem(s) {
             None => true,
             Some(problem) => {
-                self.error(node, format!("invalid {what} {s:?}: {problem}"));
+                self.error(node, format!("invalid {what} {}: {problem}", excerpt(s)));
                 false
             }
         }
@@ -335,7 +371,10 @@ impl Reader {
     pub(crate) fn absolute_path(&mut self, node: &Node) -> Option<PathBuf> {
         let s = self.string(node)?;
         if !s.starts_with('/') {
-            self.error(node, format!("must be an absolute path, got {s:?}"));
+            self.error(
+                node,
+                format!("must be an absolute path, got {}", excerpt(&s)),
+            );
             return None;
         }
         Some(PathBuf::from(s))
@@ -349,7 +388,7 @@ impl Reader {
         match normal_path(&s) {
             Ok(path) => Some(path),
             Err(problem) => {
-                self.error(node, format!("{problem}, got {s:?}"));
+                self.error(node, format!("{problem}, got {}", excerpt(&s)));
                 None
             }
         }
@@ -363,7 +402,7 @@ impl Reader {
         let s: String = match serde_yaml::from_value(node.value.clone()) {
             Ok(s) => s,
             Err(e) => {
-                let message = e.to_string().replace("unit value", "null");
+                let message = serde_message(&e, node.value);
                 self.error(
                     node,
                     format!("{message}; a duration is written with a unit, e.g. \"30s\", \"2m\", \"1h 5m\""),
@@ -373,16 +412,22 @@ impl Reader {
         };
         match humantime::parse_duration(s.trim()) {
             Ok(d) if d.is_zero() => {
-                self.error(node, format!("duration must not be zero, got {s:?}"));
+                self.error(
+                    node,
+                    format!("duration must not be zero, got {}", excerpt(&s)),
+                );
                 None
             }
             Ok(d) if d > MAX_DURATION => {
-                self.error(node, format!("duration must be at most 30 days, got {s:?}"));
+                self.error(
+                    node,
+                    format!("duration must be at most 30 days, got {}", excerpt(&s)),
+                );
                 None
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.error(node, format!("invalid duration {s:?}: {e}"));
+                self.error(node, format!("invalid duration {}: {e}", excerpt(&s)));
                 None
             }
         }
@@ -397,7 +442,7 @@ impl Reader {
                 let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
                 self.error(
                     node,
-                    format!("expected one of {}, got {s:?}", words.join(", ")),
+                    format!("expected one of {}, got {}", words.join(", "), excerpt(&s)),
                 );
                 None
             }
@@ -434,6 +479,21 @@ impl Reader {
             Value::Sequence(items) => items.get(index).map(|v| node.child(Seg::Index(index), v)),
             _ => None,
         }
+    }
+}
+
+/// More unknown keys than this, and none known, is not a file with typos but another file.
+pub(crate) const FOREIGN_KEYS: usize = 5;
+
+/// serde's message about `value`, as an operator reads it: serde calls YAML's null "unit
+/// value", and quotes a string whole, which for a long one is cut to an excerpt.
+fn serde_message(e: &serde_yaml::Error, value: &Value) -> String {
+    let message = e.to_string().replace("unit value", "null");
+    match value {
+        Value::String(s) if s.chars().nth(EXCERPT_CHARS).is_some() => {
+            message.replace(&format!("{s:?}"), &excerpt(s))
+        }
+        _ => message,
     }
 }
 
@@ -514,13 +574,26 @@ fn describe_kind(v: &Value) -> &'static str {
     }
 }
 
+/// "a string", "a sequence", "null": what kind of node was found, without quoting it.
+pub(crate) fn describe_shape(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
 /// "integer `3`", "a sequence", "null": what was found, for type errors not produced by serde.
 pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean `{b}`"),
         Value::Number(n) => format!("{} `{n}`", describe_kind(v)),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string {}", excerpt(s)),
         Value::Sequence(_) => "a sequence".into(),
         Value::Mapping(_) => "a mapping".into(),
         Value::Tagged(t) => format!("a value tagged {}", t.tag),
