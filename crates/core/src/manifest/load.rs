@@ -140,6 +140,9 @@ pub struct ManifestSet {
     /// Directory entries that are not manifests (hidden, editor files, other extensions,
     /// subdirectories), for debug logs.
     pub skipped: Vec<PathBuf>,
+    /// What was skipped that an operator should hear about: entries named like manifests that
+    /// are not files (see [`Loaded::warnings`]).
+    pub warnings: Vec<LoadError>,
 }
 
 /// Loads every manifest of `dir`; any problem in any file fails the whole load, listing all.
@@ -149,6 +152,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
         Ok(ManifestSet {
             services: scan.services,
             skipped: scan.skipped,
+            warnings: scan.warnings,
         })
     } else {
         Err(LoadErrors::new(scan.errors))
@@ -168,6 +172,11 @@ pub fn load_dir_lenient(dir: &Path) -> (Vec<Service>, Vec<LoadError>) {
 pub struct Loaded {
     pub services: Vec<Service>,
     pub errors: Vec<LoadError>,
+    /// Entries named like manifests (`*.yaml`, `*.yml`) that are not files, so not read: a
+    /// directory, a FIFO, a socket, a device, or a symlink to one. Skipped, but said, as their
+    /// name says someone meant them as manifests. Not errors: the rest of the directory is in
+    /// force, and `validate` exits 0.
+    pub warnings: Vec<LoadError>,
     /// The [`ContentHash`] of what was read.
     pub content: u64,
 }
@@ -181,6 +190,7 @@ pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     Loaded {
         services: scan.services,
         errors: scan.errors,
+        warnings: scan.warnings,
         content: scan.content.value(),
     }
 }
@@ -234,6 +244,7 @@ struct Scan {
     services: Vec<Service>,
     skipped: Vec<PathBuf>,
     errors: Vec<LoadError>,
+    warnings: Vec<LoadError>,
     content: ContentHash,
 }
 
@@ -283,6 +294,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         services: Vec::new(),
         skipped: Vec::new(),
         errors: Vec::new(),
+        warnings: Vec::new(),
         content: ContentHash::default(),
     };
     let entries = match fs::read_dir(dir) {
@@ -313,7 +325,14 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
         let regular = fs::metadata(&path).map(|m| m.is_file());
         match (is_manifest, regular) {
-            (false, _) | (true, Ok(false)) => scan.skipped.push(path),
+            (false, _) => scan.skipped.push(path),
+            (true, Ok(false)) => {
+                let warning = not_a_file(&path);
+                // In the hash too, so that the daemon notices one appearing, and says so.
+                scan.content.add(&path, Err(&warning));
+                scan.warnings.push(warning);
+                scan.skipped.push(path);
+            }
             (true, Err(e)) => {
                 let error = LoadError::io(&path, "manifest", &e);
                 scan.content.add(&path, Err(&error));
@@ -435,6 +454,28 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     scan
 }
 
+/// The warning for an entry named like a manifest that is not a file.
+fn not_a_file(path: &Path) -> LoadError {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match fs::metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_dir() => "a directory",
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        _ => "not a regular file",
+    };
+    let through = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => " (through a symlink)",
+        _ => "",
+    };
+    LoadError::new(
+        path,
+        format!(
+            "warning: skipped, not read as a manifest: it is {what}{through}; a manifest is a regular file, or a symlink to one"
+        ),
+    )
+}
+
 /// One thing on the node a service manages, which no other service may manage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
@@ -531,6 +572,9 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadErro
             )
         }]);
     }
+    if !positions.tags.is_empty() {
+        return Err(tag_errors(path, &positions.tags));
+    }
     let err = match serde_yaml::from_str::<Value>(text) {
         Ok(value) => return Ok(Parsed { value, positions }),
         Err(err) => err,
@@ -583,6 +627,36 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadErro
         location,
         ..LoadError::new(path, format!("invalid YAML: {message}"))
     }])
+}
+
+/// One error per tagged node. A tag changes how YAML reads a value (`!!str 1` is a string,
+/// `!!binary` decodes base64) and serde_yaml passes some through and drops others, so a tagged
+/// manifest could mean something other than it reads: tags are refused, all of them.
+fn tag_errors(path: &Path, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadError> {
+    let mut errors: Vec<LoadError> = tags
+        .iter()
+        .take(MAX_PROBLEMS_PER_FILE)
+        .map(|(field, location, tag)| {
+            // As written: libyaml expands the `!!` shorthand.
+            let written = match tag.strip_prefix("tag:yaml.org,2002:") {
+                Some(name) => format!("!!{name}"),
+                None => tag.clone(),
+            };
+            LoadError {
+                file: path.to_path_buf(),
+                location: Some(*location),
+                field: (!field.is_empty()).then(|| FieldPath(field).to_string()),
+                message: format!(
+                    "YAML tags are not supported, found {}: remove it, each key is read as the type it takes",
+                    excerpt(&written)
+                ),
+            }
+        })
+        .collect();
+    if tags.len() > MAX_PROBLEMS_PER_FILE {
+        errors.push(LoadError::more(path, tags.len() - MAX_PROBLEMS_PER_FILE));
+    }
+    errors
 }
 
 /// Locates the schema reader's problems, the first [`MAX_PROBLEMS_PER_FILE`] of them.
@@ -1819,6 +1893,58 @@ resources:
             panic!("expected errors")
         };
         assert!(printable(&found)[0].len() < 300, "serde's messages too");
+    }
+
+    /// A regression: YAML tags were ignored or passed through, and changed what a manifest
+    /// means without showing it (`state: !custom up` was `up`, `!!binary` decodes base64).
+    /// Every tag is refused, located, with its field.
+    #[test]
+    fn regression_yaml_tags_are_refused() {
+        let text = "service: !!str s\nstate: !custom up\nrollback: !!bool \"true\"\nresources: !!map\n  app#0: {start: [/bin/x, !!binary aGVsbG8=]}\n";
+        let Err(found) = parse(text) else {
+            panic!("expected errors")
+        };
+        let shown: Vec<String> = LoadErrors::new(found)
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let tail = ": remove it, each key is read as the type it takes";
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "/m/t.yaml:1:10: service: YAML tags are not supported, found \"!!str\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:2:8: state: YAML tags are not supported, found \"!custom\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:3:11: rollback: YAML tags are not supported, found \"!!bool\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:4:12: resources: YAML tags are not supported, found \"!!map\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:5:27: resources.app#0.start[1]: YAML tags are not supported, found \"!!binary\"{tail}"
+                ),
+            ]
+        );
+        // On a key, and in the node configuration, too.
+        assert!(
+            error("!!str service: s\nstate: up\n")
+                .starts_with("1:1: service: YAML tags are not supported")
+        );
+        let config = crate::config::Config::from_yaml(Path::new("/c.yaml"), "node: ! n1\n");
+        let Err(crate::config::ConfigError::Invalid(errors)) = config else {
+            panic!("{config:?}")
+        };
+        assert!(
+            errors
+                .to_string()
+                .starts_with("/c.yaml:1:7: node: YAML tags are not supported, found \"!\""),
+            "{errors}"
+        );
     }
 
     #[test]

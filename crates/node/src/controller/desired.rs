@@ -44,6 +44,9 @@ pub struct DesiredSet {
     orphans: BTreeMap<String, Orphan>,
     /// The current problems of the directory, file:line:column each.
     pub errors: Vec<LoadError>,
+    /// What the last reload skipped and should say (entries named like manifests that are not
+    /// files).
+    pub warnings: Vec<LoadError>,
     /// What [`DesiredSet::reconciled`] returns, rebuilt whenever the above change: a daemon's
     /// resync hands it to the observation without copying every service each time.
     reconciled: Arc<[Service]>,
@@ -57,6 +60,7 @@ impl DesiredSet {
     /// Re-reads the whole directory.
     pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
         let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
+        self.warnings = loaded.warnings;
         let reload = self.apply(loaded.services, loaded.errors, prune, allow_empty);
         Reload {
             content: loaded.content,
@@ -359,6 +363,25 @@ mod tests {
                 .is_some_and(|s| s.source == Path::new("/m/b.yaml"))
         );
         assert!(set.errors.is_empty());
+    }
+
+    /// A directory named like a manifest is said on every reload that finds it (the daemon
+    /// logs it when that changes), and the rest of the directory is in force.
+    #[test]
+    fn entries_named_like_manifests_that_are_not_files_are_warnings() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("a.yaml"), "service: a\nstate: down\n").expect("write");
+        std::fs::create_dir(tmp.path().join("b.yaml")).expect("mkdir");
+        let mut set = DesiredSet::default();
+        let r = set.reload(tmp.path(), false, false);
+        assert_eq!(r.changed, ["a"]);
+        assert!(set.errors.is_empty(), "{:?}", set.errors);
+        let shown: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].ends_with("/b.yaml: warning: skipped, not read as a manifest: it is a directory; a manifest is a regular file, or a symlink to one"), "{shown:?}");
+        std::fs::remove_dir(tmp.path().join("b.yaml")).expect("rmdir");
+        set.reload(tmp.path(), false, false);
+        assert!(set.warnings.is_empty());
     }
 
     #[test]
