@@ -410,10 +410,12 @@ impl Config {
         if reader.is_clean() {
             Ok(config)
         } else {
+            let more = reader.more();
             Err(invalid(problems_to_errors(
                 path,
-                &parsed.positions,
+                parsed.text,
                 reader.into_problems(),
+                more,
             )))
         }
     }

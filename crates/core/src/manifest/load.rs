@@ -21,7 +21,7 @@ use serde_yaml::Value;
 use crate::escape::{Escaped, excerpt};
 
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
-use super::locate::{self, Positions};
+use super::locate::{self, Positions, Record};
 pub use super::locate::{Location, MAX_DEPTH};
 use super::schema::{
     At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe, describe_shape,
@@ -36,9 +36,7 @@ use super::{
 /// bounds what a file costs to read and parse.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Problems reported per file; past this the file is garbage, and one more line says how many
-/// more there are. Enough to fix a file in one round; few enough to read.
-pub const MAX_PROBLEMS_PER_FILE: usize = 50;
+pub use super::schema::MAX_PROBLEMS_PER_FILE;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,7 +371,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     let mut position_of = |i: usize, path: &[Seg]| {
         positions
             .entry(i)
-            .or_insert_with(|| locate::scan(without_bom(&loaded[i].1)))
+            .or_insert_with(|| locate::scan(without_bom(&loaded[i].1), Record::Tree))
             .locate_nearest(path, At::Value)
     };
     for (name, indexes) in &by_name {
@@ -543,10 +541,11 @@ pub(crate) fn read_opened(path: &Path, file: fs::File) -> Result<String, LoadErr
     })
 }
 
-/// YAML text read: its value, and where each of its nodes is.
-pub(crate) struct Parsed {
+/// YAML text read: its value, and the text (without a byte order mark) that its problems are
+/// located in.
+pub(crate) struct Parsed<'t> {
     pub value: Value,
-    pub positions: Positions,
+    pub text: &'t str,
 }
 
 /// The text without a leading byte order mark: YAML allows one, and some editors write it.
@@ -556,9 +555,11 @@ pub(crate) fn without_bom(text: &str) -> &str {
 
 /// Parses YAML text into one `Value`, turning syntax errors, duplicate keys and multiple
 /// documents into located errors. An empty document is `Value::Null`.
-pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadError>> {
+pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, Vec<LoadError>> {
     let text = without_bom(text);
-    let positions = locate::scan(text);
+    // Where nodes are is recorded only when a problem is to be located: a tree of a big file
+    // costs as much memory as its value.
+    let positions = locate::scan(text, Record::Refusals);
     if let Some(location) = positions.too_deep {
         // serde_yaml is never handed such a text: its parser's work grows with the square of
         // the depth.
@@ -576,7 +577,7 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadErro
         return Err(tag_errors(path, &positions.tags));
     }
     let err = match serde_yaml::from_str::<Value>(text) {
-        Ok(value) => return Ok(Parsed { value, positions }),
+        Ok(value) => return Ok(Parsed { value, text }),
         Err(err) => err,
     };
     let message = err.to_string();
@@ -590,7 +591,7 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadErro
         }]);
     }
     let duplicate = if message.contains("duplicate entry") {
-        positions.duplicate.clone()
+        locate::scan(text, Record::Tree).duplicate
     } else {
         None
     };
@@ -609,7 +610,7 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Parsed, Vec<LoadErro
     if message.contains("EOF while parsing") {
         return Ok(Parsed {
             value: Value::Null,
-            positions,
+            text,
         });
     }
     static AT_MARK: LazyLock<Option<Regex>> =
@@ -659,16 +660,17 @@ fn tag_errors(path: &Path, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadErr
     errors
 }
 
-/// Locates the schema reader's problems, the first [`MAX_PROBLEMS_PER_FILE`] of them.
+/// Locates the schema reader's problems (the first [`MAX_PROBLEMS_PER_FILE`]) in `text`, in one
+/// pass over it, and says how many `more` there are.
 pub(crate) fn problems_to_errors(
     path: &Path,
-    positions: &Positions,
+    text: &str,
     problems: Vec<Problem>,
+    more: usize,
 ) -> Vec<LoadError> {
-    let total = problems.len();
+    let positions = locate::scan(text, Record::Tree);
     let mut errors: Vec<LoadError> = problems
         .into_iter()
-        .take(MAX_PROBLEMS_PER_FILE)
         .map(|p| LoadError {
             file: path.to_path_buf(),
             location: positions.locate_nearest(&p.path, p.at),
@@ -676,15 +678,15 @@ pub(crate) fn problems_to_errors(
             message: p.message,
         })
         .collect();
-    if total > MAX_PROBLEMS_PER_FILE {
-        errors.push(LoadError::more(path, total - MAX_PROBLEMS_PER_FILE));
+    if more > 0 {
+        errors.push(LoadError::more(path, more));
     }
     errors
 }
 
 /// Parses one manifest; `path` is recorded as the service's source and names the file in errors.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>> {
-    let Parsed { value, positions } = parse_yaml(path, text)?;
+    let Parsed { value, text } = parse_yaml(path, text)?;
     if value.is_null() {
         // No location: "line 1" of a file holding only comments would point at nothing.
         return Err(vec![LoadError::new(
@@ -694,6 +696,9 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>
     }
     let mut reader = Reader::default();
     let service = read_service(&mut reader, &value, path);
+    // The value is not needed to locate problems: freed before a tree of the text is made.
+    drop(value);
+    let more = reader.more();
     let problems = reader.into_problems();
     match service {
         Some(service) if problems.is_empty() => Ok(service),
@@ -701,7 +706,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>
             path,
             "internal error: manifest rejected without a reason",
         )]),
-        _ => Err(problems_to_errors(path, &positions, problems)),
+        _ => Err(problems_to_errors(path, text, problems, more)),
     }
 }
 

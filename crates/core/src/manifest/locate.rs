@@ -84,10 +84,12 @@ struct Map {
 enum Frame {
     Seq {
         node: usize,
+        mark: Location,
         items: Vec<usize>,
     },
     Map {
         node: usize,
+        mark: Location,
         map: Map,
         /// The key just read, waiting for its value: its value (`None` for a complex key) and
         /// where it is.
@@ -95,9 +97,20 @@ enum Frame {
     },
 }
 
+/// What [`scan`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// What must be refused before serde_yaml parses the text (nesting, tags), and where the
+    /// second document starts: no tree, so little memory.
+    Refusals,
+    /// Also where every node and key is, and the first duplicate key: to locate problems.
+    Tree,
+}
+
 /// Reads the events of `text` once. Stops early at a syntax error (serde_yaml reports it) or
 /// at nesting deeper than [`MAX_DEPTH`] (see [`Positions::too_deep`]).
-pub(crate) fn scan(text: &str) -> Positions {
+pub(crate) fn scan(text: &str, record: Record) -> Positions {
+    let tree = record == Record::Tree;
     let mut out = Positions::default();
     let mut frames: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<Vec<u8>, usize> = HashMap::new();
@@ -150,41 +163,49 @@ pub(crate) fn scan(text: &str) -> Positions {
                     Some(Frame::Map { key: None, .. }) => Some(key_value(&value, plain)),
                     _ => None,
                 };
-                out.nodes.push(Node {
-                    mark,
-                    kind: Kind::Scalar,
-                });
-                if let Some(anchor) = anchor {
-                    anchors.insert(anchor, node);
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Scalar,
+                    });
+                    if let Some(anchor) = anchor {
+                        anchors.insert(anchor, node);
+                    }
                 }
-                attach(&mut out, &mut frames, node, key, mark);
+                attach(&mut out, &mut frames, node, key, mark, tree);
             }
             EventKind::Alias(name) => {
-                out.nodes.push(Node {
-                    mark,
-                    kind: Kind::Alias(anchors.get(&name).copied()),
-                });
-                attach(&mut out, &mut frames, node, None, mark);
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Alias(anchors.get(&name).copied()),
+                    });
+                }
+                attach(&mut out, &mut frames, node, None, mark, tree);
             }
             EventKind::SequenceStart { .. } | EventKind::MappingStart { .. } => {
                 if frames.len() >= MAX_DEPTH {
                     out.too_deep = Some(mark);
                     return out;
                 }
-                out.nodes.push(Node {
-                    mark,
-                    kind: Kind::Scalar,
-                });
-                if let Some(anchor) = anchor {
-                    anchors.insert(anchor, node);
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Scalar,
+                    });
+                    if let Some(anchor) = anchor {
+                        anchors.insert(anchor, node);
+                    }
                 }
                 frames.push(match event.kind {
                     EventKind::SequenceStart { .. } => Frame::Seq {
                         node,
+                        mark,
                         items: Vec::new(),
                     },
                     _ => Frame::Map {
                         node,
+                        mark,
                         map: Map::default(),
                         key: None,
                     },
@@ -194,14 +215,17 @@ pub(crate) fn scan(text: &str) -> Positions {
                 let Some(frame) = frames.pop() else {
                     continue;
                 };
-                let (done, kind) = match frame {
-                    Frame::Seq { node, items } => (node, Kind::Seq(items)),
-                    Frame::Map { node, map, .. } => (node, Kind::Map(map)),
+                let (done, mark, kind) = match frame {
+                    Frame::Seq { node, mark, items } => (node, mark, Kind::Seq(items)),
+                    Frame::Map {
+                        node, mark, map, ..
+                    } => (node, mark, Kind::Map(map)),
                 };
-                let mark = out.nodes[done].mark;
-                out.nodes[done].kind = kind;
+                if let Some(node) = out.nodes.get_mut(done).filter(|_| tree) {
+                    node.kind = kind;
+                }
                 // A collection used as a key never matches a path segment.
-                attach(&mut out, &mut frames, done, None, mark);
+                attach(&mut out, &mut frames, done, None, mark, tree);
             }
         }
     }
@@ -216,6 +240,7 @@ fn attach(
     node: usize,
     key: Option<Value>,
     mark: Location,
+    tree: bool,
 ) {
     let Some((parent, outer)) = frames.split_last_mut() else {
         if out.root.is_none() {
@@ -235,6 +260,9 @@ fn attach(
             let Some((key, key_mark)) = pending.take() else {
                 return;
             };
+            if !tree {
+                return;
+            }
             let entry = map.entries.len();
             map.entries.push((key_mark, node));
             match key.map(|key| map.index.entry(key)) {
@@ -363,7 +391,7 @@ mod tests {
     }
 
     fn at(text: &str, segs: &[&str], at: At) -> Option<(usize, usize)> {
-        scan(text)
+        scan(text, Record::Tree)
             .locate(&path(segs), at)
             .map(|l| (l.line, l.column))
     }
@@ -450,16 +478,17 @@ resources:
     #[test]
     fn missing_paths_fall_back_to_the_nearest_parent() {
         assert_eq!(at(NESTED, &["resources", "fs#1", "type"], At::Value), None);
-        let near = scan(NESTED).locate_nearest(&path(&["resources", "fs#1", "type"]), At::Value);
+        let near = scan(NESTED, Record::Tree)
+            .locate_nearest(&path(&["resources", "fs#1", "type"]), At::Value);
         assert_eq!(near, Some(Location { line: 4, column: 5 }));
-        let root = scan("a: 1\n").locate_nearest(&path(&["x", "y"]), At::Key);
+        let root = scan("a: 1\n", Record::Tree).locate_nearest(&path(&["x", "y"]), At::Key);
         assert_eq!(root, Some(Location { line: 1, column: 1 }));
     }
 
     #[test]
     fn non_string_keys_are_typed_as_serde_yaml_types_them() {
         let text = "1: one\ntrue: yes\n~: nothing\n'2': two\n0x10: hex\n";
-        let positions = scan(text);
+        let positions = scan(text, Record::Tree);
         let key = |v: Value| {
             positions
                 .locate(&[Seg::Key(v)], At::Key)
@@ -481,26 +510,30 @@ resources:
     #[test]
     fn second_document_is_located() {
         assert_eq!(
-            scan("a: 1\n---\nb: 2\n").second_document,
+            scan("a: 1\n---\nb: 2\n", Record::Refusals).second_document,
             Some(Location { line: 3, column: 1 })
         );
-        assert!(scan("a: 1\n---\n").second_document.is_some());
-        assert_eq!(scan("a: 1\n").second_document, None);
+        assert!(
+            scan("a: 1\n---\n", Record::Refusals)
+                .second_document
+                .is_some()
+        );
+        assert_eq!(scan("a: 1\n", Record::Refusals).second_document, None);
     }
 
     #[test]
     fn duplicate_keys_are_located_at_the_repeat() {
-        let (path, loc) = scan("a: 1\nr:\n  x: 1\n  y: 2\n  x: 3\n")
+        let (path, loc) = scan("a: 1\nr:\n  x: 1\n  y: 2\n  x: 3\n", Record::Tree)
             .duplicate
             .expect("duplicate");
         assert_eq!(path, vec![Seg::key("r"), Seg::key("x")]);
         assert_eq!(loc, Location { line: 5, column: 3 });
-        assert_eq!(scan("a: 1\nb: 2\n").duplicate, None);
+        assert_eq!(scan("a: 1\nb: 2\n", Record::Tree).duplicate, None);
     }
 
     #[test]
     fn tags_are_found_with_their_field() {
-        let tags = scan("a: !!str 1\nb: [x, !custom y]\n!k c: 1\n").tags;
+        let tags = scan("a: !!str 1\nb: [x, !custom y]\n!k c: 1\n", Record::Refusals).tags;
         let found: Vec<(String, (usize, usize), String)> = tags
             .into_iter()
             .map(|(path, loc, tag)| {
@@ -526,14 +559,14 @@ resources:
             line: 1,
             column: 4 + MAX_DEPTH - 1,
         };
-        assert_eq!(scan(&deep).too_deep, Some(expected));
+        assert_eq!(scan(&deep, Record::Refusals).too_deep, Some(expected));
         let fits = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
-        assert_eq!(scan(&fits).too_deep, None);
+        assert_eq!(scan(&fits, Record::Refusals).too_deep, None);
         let block: String = (0..MAX_DEPTH + 1)
             .map(|i| format!("{}k:\n", " ".repeat(i)))
             .collect();
         assert_eq!(
-            scan(&block).too_deep,
+            scan(&block, Record::Refusals).too_deep,
             Some(Location {
                 line: MAX_DEPTH + 1,
                 column: MAX_DEPTH + 1
@@ -546,7 +579,7 @@ resources:
         for text in [
             "", ":", "a: [", "- - -", "{a: 1", "a: *nope", "\t", "&a [*a]",
         ] {
-            let positions = scan(text);
+            let positions = scan(text, Record::Tree);
             let _ = positions.locate_nearest(&path(&["a", "b"]), At::Key);
         }
     }

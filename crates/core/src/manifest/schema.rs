@@ -197,37 +197,54 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Collects problems while converting a `Value` tree into typed values.
+/// Problems reported per file; past this the file is garbage, and one more line says how many
+/// more there are. Enough to fix a file in one round; few enough to read.
+pub const MAX_PROBLEMS_PER_FILE: usize = 50;
+
+/// Collects problems while converting a `Value` tree into typed values: the first
+/// [`MAX_PROBLEMS_PER_FILE`], and how many more (a file with a problem on every line keeps no
+/// more than that in memory).
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
     problems: Vec<Problem>,
+    more: usize,
 }
 
 impl Reader {
+    /// The problems kept: the first [`MAX_PROBLEMS_PER_FILE`] found.
     pub(crate) fn into_problems(self) -> Vec<Problem> {
         self.problems
+    }
+
+    /// How many problems were found past the ones kept.
+    pub(crate) fn more(&self) -> usize {
+        self.more
     }
 
     pub(crate) fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
 
+    fn push(&mut self, node: &Node, at: At, message: impl Into<String>) {
+        if self.problems.len() < MAX_PROBLEMS_PER_FILE {
+            self.problems.push(Problem {
+                path: node.path.clone(),
+                at,
+                message: message.into(),
+            });
+        } else {
+            self.more += 1;
+        }
+    }
+
     /// A problem with the value at `node`.
     pub(crate) fn error(&mut self, node: &Node, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: node.path.clone(),
-            at: At::Value,
-            message: message.into(),
-        });
+        self.push(node, At::Value, message);
     }
 
     /// A problem with the key that leads to `node`.
     pub(crate) fn key_error(&mut self, node: &Node, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: node.path.clone(),
-            at: At::Key,
-            message: message.into(),
-        });
+        self.push(node, At::Key, message);
     }
 
     /// Opens a mapping, reporting every key not in `allowed` (`None`: any key is). `null` reads
