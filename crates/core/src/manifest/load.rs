@@ -2387,6 +2387,91 @@ resources:
         }
     }
 
+    /// The mutated texts of [`mutated_manifests_never_panic`].
+    fn mutated(seed: u64, count: usize) -> Vec<Vec<u8>> {
+        let bytes = EXAMPLE.as_bytes();
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        let mut rng = XorShift(seed);
+        let specials = b":-[]{}#&*!|>'\"%@`,? \n\t0~";
+        for _ in 0..count {
+            let mut b = bytes.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(b.len());
+                match rng.below(4) {
+                    0 => b[i] = rng.next() as u8,
+                    1 => b[i] = specials[rng.below(specials.len())],
+                    2 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, specials[rng.below(specials.len())]),
+                }
+            }
+            inputs.push(b);
+        }
+        inputs
+    }
+
+    /// Every path to a node of the value serde_yaml reads (scalar keys only).
+    fn paths_of(value: &Value, path: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+        out.push(path.clone());
+        match value {
+            Value::Mapping(map) => {
+                for (k, v) in map {
+                    if matches!(k, Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_)) {
+                        continue;
+                    }
+                    path.push(Seg::Key(k.clone()));
+                    paths_of(v, path, out);
+                    path.pop();
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    paths_of(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The tree one pass over the events records has every node serde_yaml's value has, keys
+    /// typed the same way: a problem anywhere in a value is located exactly, never by falling
+    /// back to a parent.
+    #[test]
+    fn every_node_of_the_value_is_located() {
+        let mut texts: Vec<String> = EVERY_KEY.iter().map(|t| t.to_string()).collect();
+        texts.push(EXAMPLE.to_owned());
+        texts.push(
+            "a: &x {b: [1, {c: d}]}\ne: *x\n1: one\n0x1f: hex\n'2': quoted\n~: null\ntrue: t\n.5: f\n? [complex]\n: v\nf: |\n  text\ng: [a, b: c, {d: e}]\n"
+                .to_owned(),
+        );
+        texts.extend(
+            mutated(0x2545_f491_4f6c_dd1d, 300)
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        );
+        let mut checked = 0;
+        for text in &texts {
+            let Ok(value) = serde_yaml::from_str::<Value>(text) else {
+                continue;
+            };
+            let positions = locate::scan(text, Record::Tree);
+            let mut paths = Vec::new();
+            paths_of(&value, &mut Vec::new(), &mut paths);
+            for path in &paths {
+                assert!(
+                    positions.locate(path, At::Value).is_some(),
+                    "{} not located in {text:?}",
+                    FieldPath(path)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
     #[test]
     fn mutated_manifests_never_panic() {
         let bytes = EXAMPLE.as_bytes();
