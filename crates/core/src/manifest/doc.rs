@@ -182,7 +182,7 @@ impl<'de> Deserialize<'de> for ResourcesDoc {
 #[serde(deny_unknown_fields)]
 pub struct DrbdDoc {
     /// The DRBD resource name, as in /etc/drbd.d/RES.res. Letters, digits, `_`, `.` and `-`, not
-    /// starting with `-` or `.`, at most 128 characters; not `all` nor `minor-N`, which drbdadm
+    /// starting with `-` or `.`, at most 127 characters; not `all` nor `minor-N`, which drbdadm
     /// reads as every resource and as a device minor. A service names a resource once, and no
     /// two services share one.
     #[schemars(

@@ -907,7 +907,7 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
 /// `RES:PEER` name a volume and a connection (`ctx_by_name`: refused already, as `/` and `:` are
 /// not name characters); and a name no resource has is tried as a device minor, `minor-N`
 /// (`ctx_by_minor`, through `minor_by_id` in user/shared/shared_main.c). Its own check,
-/// `ensure_sanity_of_res_name` in drbdtool_common.c, refuses only empty names and control
+/// `ensure_sanity_of_res_name` in user/shared/shared_tool.c, refuses only empty names and control
 /// characters. A name of digits is not special to drbdadm and stays allowed.
 fn drbd_resource_problem(res: &str) -> Option<String> {
     if res == "all" {
@@ -916,7 +916,7 @@ fn drbd_resource_problem(res: &str) -> Option<String> {
         Some("drbdadm takes `minor-N` for the resource whose device has minor N, when no resource is named so".into())
     } else if res.len() > MAX_DRBD_RESOURCE_NAME {
         Some(format!(
-            "longer than {MAX_DRBD_RESOURCE_NAME} characters, the longest name drbd.conf accepts ({} here)",
+            "longer than {MAX_DRBD_RESOURCE_NAME} characters, the longest name DRBD takes ({} here)",
             res.len()
         ))
     } else {
@@ -1711,7 +1711,7 @@ resources:
             ("all", "drbdadm takes `all` for every resource"),
             ("minor-0", "drbdadm takes `minor-N`"),
             ("minor-12", "drbdadm takes `minor-N`"),
-            (long.as_str(), "longer than 128 characters"),
+            (long.as_str(), "longer than 127 characters"),
             ("r0/1", "only letters, digits"),
             ("r0:peer", "only letters, digits"),
         ] {
@@ -1725,7 +1725,7 @@ resources:
         for res in ["all0", "ALL", "minor", "r0", "0", "123", "my.minor-1"] {
             parse(&format!("{base}'{res}'}}\n")).expect(res);
         }
-        parse(&format!("{base}{}}}\n", "r".repeat(MAX_DRBD_RESOURCE_NAME))).expect("128");
+        parse(&format!("{base}{}}}\n", "r".repeat(MAX_DRBD_RESOURCE_NAME))).expect("127");
     }
 
     /// A regression: a NUL inside a command's argument was accepted, and the start failed when

@@ -225,10 +225,13 @@ pub enum DrbdStop {
     Down,
 }
 
-/// The longest DRBD resource name: drbd.conf's scanner reads an unquoted name as at most 128
-/// characters (`STRING [a-zA-Z0-9/._-]{1,128}` in drbd-utils' user/v9/drbdadm_scanner.fl), and
-/// the kernel's netlink context holds a resource name of 128 bytes.
-pub const MAX_DRBD_RESOURCE_NAME: usize = 128;
+/// The longest DRBD resource name, in characters: what both drbd.conf and the kernel take.
+/// drbd.conf's scanner reads an unquoted name of at most 128 characters (`STRING
+/// [a-zA-Z0-9/._-]{1,128}` in drbd-utils' user/v9/drbdadm_scanner.fl), and the kernel's netlink
+/// context holds it in 128 bytes with its terminating NUL (`__str_field(2, ...,
+/// ctx_resource_name, 128)` in drbd_genl.h, whose policy length is `maxlen - 1` for a
+/// NUL-terminated string, in genl_magic_func.h).
+pub const MAX_DRBD_RESOURCE_NAME: usize = 127;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrbdSpec {
