@@ -1,12 +1,12 @@
 //! Manifest files → [`Service`] values, with every problem reported as
 //! `FILE:LINE:COL: FIELD: MESSAGE`.
 //!
-//! Two parses per file, whatever it holds: one pass over the YAML events records where every
-//! node is and refuses what serde_yaml must not be handed (see [`super::locate`]); then the text
-//! is parsed into a `serde_yaml::Value` and read by the schema reader, which collects all
-//! problems by field path, located afterwards in the recorded tree. A directory is loaded
-//! completely before anything is reported, so an operator sees every mistake of every file at
-//! once.
+//! A file is parsed a fixed number of times, whatever it holds: one pass over its YAML events
+//! refuses what serde_yaml must not be handed (nesting deeper than [`MAX_DEPTH`], tags); then
+//! serde_yaml parses it into a `Value`, which the schema reader reads, collecting problems by
+//! field path; and a file with problems gets one more pass over its events, which records where
+//! every node is and locates them all (see [`super::locate`]). A directory is loaded completely
+//! before anything is reported, so an operator sees every mistake of every file at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

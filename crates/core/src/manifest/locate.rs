@@ -1,8 +1,8 @@
-//! Where things are in a YAML text: one pass over its events (see [`super::events`]) records
-//! where every node starts, every mapping key with it, and what the loader must refuse before
-//! serde_yaml parses the text (nesting too deep, YAML tags). Problems found later by field path
-//! are then located by walking the recorded tree: no problem costs another parse, so a file with
-//! many problems costs what a file with one does.
+//! Where things are in a YAML text, from one pass over its events (see [`super::events`]):
+//! what the loader must refuse before serde_yaml parses the text (nesting too deep, YAML tags),
+//! and, when asked, where every node starts, with every mapping key. Problems found later by
+//! field path are then located by walking that tree: no problem costs another parse, so a file
+//! with many problems costs what a file with one does.
 
 use std::collections::{HashMap, hash_map};
 use std::fmt;
