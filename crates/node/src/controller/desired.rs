@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use converge_core::escape::excerpt;
 use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
 use converge_core::manifest::{DesiredState, LoadError, Service};
 
@@ -167,7 +168,7 @@ impl DesiredSet {
             let fresh_claims = claims_of(fresh);
             for old in kept {
                 let why = if old.name == fresh.name {
-                    Some((None, format!("duplicate service {:?}", fresh.name)))
+                    Some((None, format!("duplicate service {}", excerpt(&fresh.name))))
                 } else {
                     claims_of(old).into_iter().find_map(|claim| {
                         let mine = fresh_claims
@@ -176,8 +177,10 @@ impl DesiredSet {
                         Some((
                             Some(format!("resources.{}.{}", mine.rid, mine.field)),
                             format!(
-                                "{} {:?} is also managed by service {}",
-                                claim.what, claim.value, old.name
+                                "{} {} is also managed by service {}",
+                                claim.what,
+                                excerpt(&claim.value),
+                                old.name
                             ),
                         ))
                     })
