@@ -387,6 +387,37 @@ mod tests {
         assert!(set.warnings.is_empty());
     }
 
+    /// A regression: a 150 KB manifest of nested `[` stalled the daemon for 25 s on every
+    /// reload, while the YAML parser worked through it. It is refused at once, and not read
+    /// again while it is unchanged.
+    #[test]
+    fn regression_a_deeply_nested_manifest_does_not_stall_a_reload() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("a.yaml"), "service: a\nstate: down\n").expect("write");
+        let deep = format!("service: b\nstate: up\nx: {}\n", "[".repeat(150_000));
+        std::fs::write(tmp.path().join("b.yaml"), deep).expect("write");
+        let mut set = DesiredSet::default();
+        let start = std::time::Instant::now();
+        let r = set.reload(tmp.path(), false, false);
+        assert!(start.elapsed().as_secs() < 2, "{:?}", start.elapsed());
+        assert_eq!(r.changed, ["a"]);
+        let shown: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0]
+                .contains("/b.yaml:3:35: sequences and mappings nested more than 32 levels deep"),
+            "{shown:?}"
+        );
+        let start = std::time::Instant::now();
+        set.reload(tmp.path(), false, false);
+        assert!(start.elapsed().as_millis() < 500, "{:?}", start.elapsed());
+        assert_eq!(
+            set.parsed.parses(),
+            2,
+            "the unchanged broken file is not parsed again"
+        );
+    }
+
     #[test]
     fn a_broken_manifest_keeps_its_last_good_version() {
         let mut set = DesiredSet::default();
