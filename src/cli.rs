@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::render;
 use converge_core::config::Config;
+use converge_core::escape::Escaped;
+use converge_core::manifest::load::ParseCache;
 use converge_core::manifest::{self, Service};
 use converge_core::plan::{self};
 use converge_core::status::ServiceStatus;
@@ -247,24 +249,26 @@ fn manifest_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
 }
 
 fn validate(dir: &Path) -> u8 {
-    match manifest::load_dir(dir) {
-        Ok(set) => {
-            if let Err(e) = check_manifests(dir, set.services.clone(), Trust::Warn) {
-                eprintln!("warning: {e}");
-            }
-            let n = set.services.len();
-            println!(
-                "{}: {n} service{} valid",
-                dir.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            exit::OK
-        }
-        Err(errors) => {
-            eprintln!("{errors}");
-            exit::ERROR
-        }
+    // Lenient loading finds the same errors as a strict one, and keeps the warnings, which are
+    // said whether or not there are errors.
+    let loaded = manifest::load::load_dir_lenient_cached(dir, &mut ParseCache::default());
+    for warning in &loaded.warnings {
+        eprintln!("{warning}");
     }
+    if !loaded.errors.is_empty() {
+        eprintln!("{}", manifest::LoadErrors(loaded.errors));
+        return exit::ERROR;
+    }
+    if let Err(e) = check_manifests(dir, loaded.services.clone(), Trust::Warn) {
+        eprintln!("warning: {e}");
+    }
+    let n = loaded.services.len();
+    println!(
+        "{}: {n} service{} valid",
+        Escaped(&dir.to_string_lossy()),
+        if n == 1 { "" } else { "s" }
+    );
+    exit::OK
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

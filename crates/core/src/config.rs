@@ -15,10 +15,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use crate::escape::{Escaped, excerpt};
 use crate::manifest::ContainerKind;
 use crate::manifest::doc::{ABSOLUTE_PATH_PATTERN, DURATION_PATTERN, NAME_PATTERN, duration_text};
 use crate::manifest::load::{LoadError, LoadErrors, parse_yaml, problems_to_errors, read_opened};
-use crate::manifest::schema::{Keys, Node, Reader, describe};
+use crate::manifest::schema::{Keys, Node, Reader, describe_shape};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/converge/config.yaml";
 
@@ -209,7 +210,7 @@ impl Default for Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {source}", Escaped(&path.to_string_lossy()))]
     Io {
         path: PathBuf,
         #[source]
@@ -221,7 +222,7 @@ pub enum ConfigError {
     /// to this node.
     #[error(
         "cannot tell this node's name ({HOSTNAME_PATH} is unreadable or empty); set `node:` in {}",
-        path.display()
+        Escaped(&path.to_string_lossy())
     )]
     NoNodeName { path: PathBuf },
 }
@@ -417,16 +418,18 @@ impl Config {
     /// Parses config text; `path` names the file in errors. Empty text means all defaults.
     pub fn from_yaml(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let invalid = |errors: Vec<LoadError>| ConfigError::Invalid(LoadErrors::new(errors));
-        let value = parse_yaml(path, text).map_err(|e| invalid(vec![e]))?;
+        let parsed = parse_yaml(path, text).map_err(invalid)?;
         let mut reader = Reader::default();
-        let config = read_config(&mut reader, &value);
+        let config = read_config(&mut reader, &parsed.value);
         if reader.is_clean() {
             Ok(config)
         } else {
+            let more = reader.more();
             Err(invalid(problems_to_errors(
                 path,
-                text,
+                parsed.text,
                 reader.into_problems(),
+                more,
             )))
         }
     }
@@ -439,8 +442,15 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
     if !matches!(value, Value::Mapping(_) | Value::Null) {
         r.error(
             &root,
-            format!("the top level must be a mapping, found {}", describe(value)),
+            // Not quoted: a file that is not YAML at all reads as one long string.
+            format!(
+                "the top level must be a mapping, found {}",
+                describe_shape(value)
+            ),
         );
+        return config;
+    }
+    if r.foreign(&root, &TOP_KEYS, "configuration") {
         return config;
     }
     let Some(f) = r.fields(&root, Some(&TOP_KEYS), true) else {
@@ -517,7 +527,7 @@ fn read_program(r: &mut Reader, node: &Node) -> Option<String> {
     };
     match problem {
         Some(problem) => {
-            r.error(node, format!("{problem}, got {program:?}"));
+            r.error(node, format!("{problem}, got {}", excerpt(&program)));
             None
         }
         None => Some(program),

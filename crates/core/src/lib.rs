@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod config;
+pub mod escape;
 pub mod fsutil;
 pub mod manifest;
 pub mod observe;

@@ -113,6 +113,42 @@ fn editor_and_other_files_are_ignored() {
     expected.push("sub.yaml");
     expected.sort();
     assert_eq!(skipped, expected);
+    // Named like a manifest, it was surely meant as one: skipped, but said.
+    let warnings: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [format!(
+            "{}/sub.yaml: warning: skipped, not read as a manifest: it is a directory; a manifest is a regular file, or a symlink to one",
+            dir.display()
+        )]
+    );
+}
+
+/// A regression: a directory (or a FIFO, a device, a symlink to one) named `*.yaml` in the
+/// manifest directory was skipped without a word, so a manifest that was never read looked
+/// loaded. It is now a warning, which `validate` prints (exit 0) and the daemon logs; the rest
+/// of the directory loads as before.
+#[test]
+fn regression_an_entry_named_like_a_manifest_that_is_not_a_file_is_a_warning() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path();
+    write(dir, "web.yaml", &service("web"));
+    fs::create_dir(dir.join("db.yaml")).expect("mkdir");
+    fs::create_dir(dir.join("real")).expect("mkdir");
+    std::os::unix::fs::symlink(dir.join("real"), dir.join("linked.yml")).expect("symlink");
+    let set = load_dir(dir).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = set.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["web"]);
+    let warnings: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 2, "{warnings:#?}");
+    assert!(
+        warnings[0]
+            .contains("/db.yaml: warning: skipped, not read as a manifest: it is a directory;"),
+        "{warnings:#?}"
+    );
+    assert!(warnings[1].contains("/linked.yml: warning: skipped, not read as a manifest: it is a directory (through a symlink);"), "{warnings:#?}");
+    let (services, errors) = load_dir_lenient(dir);
+    assert_eq!((services.len(), errors.len()), (1, 0));
 }
 
 #[test]

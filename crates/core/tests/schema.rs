@@ -109,6 +109,10 @@ const VALID: &[&str] = &[
     "service: s\nstate: up\nresources:\n  container#0: {type: lxc, name: web-1}\n",
     "service: s\nstate: up\nresources:\n  app#0: {start: [/bin/svc, start], check: [/bin/svc, status], timeout: 5s, retcodes: '0:up 1:down 3:warn 4:n/a'}\n",
     "service: s\nstate: up\nresources:\n  app#0: {scripts: /etc/init.d}\n  app#1: {stop: [/bin/true]}\n",
+    "service: s\nstate: up\nresources:\n  container#0: {type: vz, ctid: '0101'}\n",
+    "service: s\nstate: up\nresources:\n  drbd#0: {res: '123'}\n  drbd#1: {res: all-data}\n",
+    "service: s\nstate: up\nresources:\n  app#0: {start: [/bin/sh, -c, cd .., ../x]}\n",
+    "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/a, mnt: /a/..b/c.., type: ext4}\n",
 ];
 
 /// Manifests both refuse: what JSON Schema can say, the schema says.
@@ -142,6 +146,13 @@ const INVALID: &[&str] = &[
     "service: s\nstate: up\nresources:\n  app#0: {check: /bin/x}\n",
     "service: s\nstate: up\nresources:\n  app#0: {check: [/bin/sleep, 10]}\n",
     "service: s\nstate: up\nresources:\n  app#0: {stop: [/x], retcodes: '0:up 1:sideways'}\n",
+    "service: s\nstate: up\nresources:\n  drbd#0: {res: all}\n",
+    "service: s\nstate: up\nresources:\n  drbd#0: {res: minor-3}\n",
+    "service: s\nstate: up\nresources:\n  container#0: {type: vz, ctid: '00'}\n",
+    "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/a, mnt: /srv/.., type: ext4}\n",
+    "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/../dev/a, mnt: /srv, type: ext4}\n",
+    "service: s\nstate: up\nresources:\n  app#0: {scripts: /svc/../etc}\n",
+    "service: s\nstate: up\nresources:\n  app#0: {start: [/usr/../bin/sh]}\n",
 ];
 
 /// Manifests only `converge validate` refuses: rules across resources or files, and limits a
@@ -153,6 +164,8 @@ const ONLY_VALIDATE_REFUSES: &[&str] = &[
     "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/a, mnt: /, type: ext4}\n",
     "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/a, mnt: /a, type: ext4, timeout: 0s}\n",
     "service: s\nstate: up\nresources:\n  app#0: {stop: [/x], retcodes: '0:up 0:down'}\n",
+    "service: s\nstate: up\nresources:\n  fs#0: {dev: /dev/a, mnt: //, type: ext4}\n",
+    "service: s\nstate: up\nresources:\n  app#0: {start: [/bin/echo, \"a\\0b\"]}\n",
 ];
 
 fn validate(text: &str) -> Result<(), Vec<String>> {
@@ -183,6 +196,27 @@ fn the_schema_refuses_what_it_can_express() {
             !schema.is_valid(&json(text)),
             "the schema accepts {text:?}, which validate refuses"
         );
+    }
+}
+
+/// The length limits, which the schema states as `maxLength`.
+#[test]
+fn the_schema_and_validate_agree_on_name_lengths() {
+    let schema = manifest_schema();
+    let service = |n: usize| format!("service: {}\nstate: up\n", "s".repeat(n));
+    let res = |n: usize| {
+        format!(
+            "service: s\nstate: up\nresources:\n  drbd#0: {{res: {}}}\n",
+            "r".repeat(n)
+        )
+    };
+    for text in [service(128), res(127)] {
+        validate(&text).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(schema_errors(&schema, &text).is_empty());
+    }
+    for text in [service(129), res(128)] {
+        assert!(validate(&text).is_err());
+        assert!(!schema.is_valid(&json(&text)));
     }
 }
 

@@ -419,6 +419,20 @@ mod tests {
         assert_eq!(start_of(dir.path(), "svc2", rid), None);
     }
 
+    /// The longest service name the manifest allows has its records, with the largest resource
+    /// number: the file names derived from it fit (a 300-byte name once failed with "File name
+    /// too long" after its start had run).
+    #[test]
+    fn the_longest_service_name_has_its_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let name = "s".repeat(converge_core::manifest::MAX_SERVICE_NAME);
+        let rid = ResourceId::new(Kind::App, u32::MAX);
+        record_app_start(dir.path(), &name, rid).expect("write");
+        assert!(start_of(dir.path(), &name, rid).is_some());
+        forget_app_start(dir.path(), &name, rid).expect("forget");
+        assert_eq!(start_of(dir.path(), &name, rid), None);
+    }
+
     /// Enough services that `AppStarts::read` lists the directory instead of reading each file.
     fn many(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("svc{i}")).collect()

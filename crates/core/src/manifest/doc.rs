@@ -25,13 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
-    ResourceId, Service,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
 /// would read as an option, nor `.`); the reader's `name_problem` is the same rule.
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 pub const ABSOLUTE_PATH_PATTERN: &str = "^/";
+/// A `..` component, which a manifest's paths must not have (the reader's `normal_path`).
+pub const DOT_DOT_PATTERN: &str = r"(^|/)\.\.(/|$)";
 /// A humantime duration: number-unit pairs such as `30s`, `2m`, `1h 5m`. The reader also refuses
 /// zero and more than 30 days, which a pattern cannot say.
 pub const DURATION_PATTERN: &str = r"^\s*([0-9]+\s*[A-Za-zµ]+\s*)+$";
@@ -64,8 +66,9 @@ fn unwrap_description(schema: &mut Schema) {
 #[schemars(title = "converge manifest")]
 pub struct ManifestDoc {
     /// The service's name, unique across the manifest directory; converge keeps the service's
-    /// records under it. Letters, digits, `_`, `.` and `-`, not starting with `-` or `.`.
-    #[schemars(pattern(NAME_PATTERN))]
+    /// records under it. Letters, digits, `_`, `.` and `-`, not starting with `-` or `.`, at
+    /// most 128 characters (converge names files after it).
+    #[schemars(pattern(NAME_PATTERN), length(max = MAX_SERVICE_NAME))]
     pub service: String,
     /// What this node should hold: `up`, `down`, or `frozen` (observe and report, never act).
     pub state: DesiredState,
@@ -179,8 +182,14 @@ impl<'de> Deserialize<'de> for ResourcesDoc {
 #[serde(deny_unknown_fields)]
 pub struct DrbdDoc {
     /// The DRBD resource name, as in /etc/drbd.d/RES.res. Letters, digits, `_`, `.` and `-`, not
-    /// starting with `-` or `.`. A service names a resource once, and no two services share one.
-    #[schemars(pattern(NAME_PATTERN))]
+    /// starting with `-` or `.`, at most 127 characters; not `all` nor `minor-N`, which drbdadm
+    /// reads as every resource and as a device minor. A service names a resource once, and no
+    /// two services share one.
+    #[schemars(
+        pattern(NAME_PATTERN),
+        length(max = MAX_DRBD_RESOURCE_NAME),
+        extend("not" = { "anyOf": [{ "const": "all" }, { "pattern": "^minor-" }] })
+    )]
     pub res: String,
     /// How the service stops it: `secondary` (`drbdadm secondary`: stays connected and
     /// replicating) or `down` (`drbdadm down`: detached and disconnected). Never while a
@@ -207,12 +216,19 @@ pub struct DrbdDoc {
     "then" = { "properties": { "type": { "enum": EXT_TYPES } } }
 ))]
 pub struct FsDoc {
-    /// The block device, an absolute path, e.g. /dev/drbd0.
-    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    /// The block device, an absolute path without `..`, e.g. /dev/drbd0.
+    #[schemars(
+        pattern(ABSOLUTE_PATH_PATTERN),
+        extend("not" = { "pattern": DOT_DOT_PATTERN })
+    )]
     pub dev: String,
-    /// The mount point: an absolute path other than /, created with mode 0755 when missing. A
-    /// service mounts a directory once, and no two services share one.
-    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    /// The mount point: an absolute path other than /, without `..`, created with mode 0755
+    /// when missing. A service mounts a directory once, and no two services share one; `/srv/x`,
+    /// `/srv/x/` and `/srv//x` are one directory.
+    #[schemars(
+        pattern(ABSOLUTE_PATH_PATTERN),
+        extend("not" = { "pattern": DOT_DOT_PATTERN })
+    )]
     pub mnt: String,
     /// Filesystem type passed to mount -t, e.g. ext3, ext4, xfs.
     #[serde(rename = "type")]
@@ -317,7 +333,8 @@ pub struct ContainerDoc {
     pub kind: ContainerType,
     /// The OpenVZ container id: required with `type: vz`, not allowed with `lxc`. An integer
     /// other than 0 (the host), or a string of letters, digits, `_`, `.` and `-`, not starting
-    /// with `-` or `.`.
+    /// with `-` or `.`. A number is read as OpenVZ reads it: `'0101'` is container 101, `'00'`
+    /// the host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "CtidDoc")]
     pub ctid: Option<CtidDoc>,
@@ -384,7 +401,7 @@ impl JsonSchema for CtidDoc {
         json_schema!({
             "anyOf": [
                 { "type": "integer", "minimum": 1 },
-                { "type": "string", "pattern": NAME_PATTERN, "not": { "const": "0" } }
+                { "type": "string", "pattern": NAME_PATTERN, "not": { "pattern": "^0+$" } }
             ]
         })
     }
@@ -400,11 +417,15 @@ impl JsonSchema for CtidDoc {
     { "anyOf": [{ "required": ["start"] }, { "required": ["stop"] }, { "required": ["check"] }] }
 ]))]
 pub struct AppDoc {
-    /// A directory of scripts, an absolute path: `S*` run with `start` in name order, `K*` with
+    /// A directory of scripts, an absolute path without `..`: `S*` run with `start` in name order, `K*` with
     /// `stop`, `C*` with `status` (its exit code read through `retcodes`). Not with `start`,
     /// `stop` or `check`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(with = "String", pattern(ABSOLUTE_PATH_PATTERN))]
+    #[schemars(
+        with = "String",
+        pattern(ABSOLUTE_PATH_PATTERN),
+        extend("not" = { "pattern": DOT_DOT_PATTERN })
+    )]
     pub scripts: Option<String>,
     /// The command that starts the app: the program, an absolute path, then its arguments. Not
     /// with `scripts`.
@@ -452,13 +473,18 @@ fn default_retcodes() -> String {
         .join(" ")
 }
 
-/// A command line: a non-empty list of strings whose first is an absolute path, as there is no
-/// PATH to trust. (`prefixItems` becomes draft 7's `items` array in the generated schema.)
+/// A command line: a non-empty list of strings whose first is an absolute path without `..`,
+/// as there is no PATH to trust. (`prefixItems` becomes draft 7's `items` array in the
+/// generated schema.)
 fn argv_schema(_: &mut SchemaGenerator) -> Schema {
     json_schema!({
         "type": "array",
         "minItems": 1,
-        "prefixItems": [{ "type": "string", "pattern": ABSOLUTE_PATH_PATTERN }],
+        "prefixItems": [{
+            "type": "string",
+            "pattern": ABSOLUTE_PATH_PATTERN,
+            "not": { "pattern": DOT_DOT_PATTERN }
+        }],
         "items": { "type": "string" }
     })
 }

@@ -1,10 +1,12 @@
 //! Manifest files → [`Service`] values, with every problem reported as
 //! `FILE:LINE:COL: FIELD: MESSAGE`.
 //!
-//! Two passes per file: the text is parsed into a `serde_yaml::Value` and read by the schema
-//! reader, which collects all problems by field path; only then are the problems located in the
-//! text (see [`super::locate`]). A directory is loaded completely before anything is reported,
-//! so an operator sees every mistake of every file at once.
+//! A file is parsed a fixed number of times, whatever it holds: one pass over its YAML events
+//! refuses what serde_yaml must not be handed (nesting deeper than [`MAX_DEPTH`], tags); then
+//! serde_yaml parses it into a `Value`, which the schema reader reads, collecting problems by
+//! field path; and a file with problems gets one more pass over its events, which records where
+//! every node is and locates them all (see [`super::locate`]). A directory is loaded completely
+//! before anything is reported, so an operator sees every mistake of every file at once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -16,21 +18,25 @@ use std::sync::LazyLock;
 use regex::Regex;
 use serde_yaml::Value;
 
+use crate::escape::{Escaped, excerpt};
+
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
-pub use super::locate::Location;
-use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document};
-use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
+use super::locate::{self, Positions, Record};
+pub use super::locate::{Location, MAX_DEPTH};
+use super::schema::{
+    At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe, describe_shape,
+};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, is_ext,
+    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Resource,
+    ResourceId, Service, Spec, is_ext,
 };
 
-/// Larger files are refused unread: locating a problem re-parses the file, and no hand-written
-/// manifest comes anywhere near this.
+/// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
+/// bounds what a file costs to read and parse.
 pub const MAX_FILE_BYTES: u64 = 1024 * 1024;
 
-/// Problems located per file; past this the file is garbage and one more line says so.
-const MAX_PROBLEMS_PER_FILE: usize = 200;
+pub use super::schema::MAX_PROBLEMS_PER_FILE;
 
 /// One problem in one file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,18 +61,34 @@ impl LoadError {
     pub(crate) fn io(file: &Path, what: &str, err: &io::Error) -> Self {
         LoadError::new(file, format!("cannot read {what}: {err}"))
     }
+
+    /// The last line of a file's errors, past [`MAX_PROBLEMS_PER_FILE`].
+    fn more(file: &Path, count: usize) -> Self {
+        LoadError::new(file, format!("and {count} more problems not shown"))
+    }
+
+    /// Whether this is the line [`LoadError::more`] makes: it sorts after its file's others.
+    fn is_more(&self) -> bool {
+        self.location.is_none()
+            && self.field.is_none()
+            && self.message.starts_with("and ")
+            && self.message.ends_with(" more problems not shown")
+    }
 }
 
+/// One line whatever the file holds: the file name, the field and the message are escaped (a
+/// `\n` in a key or a file name would otherwise print a forged `FILE:LINE:COL:` line, an ESC
+/// would drive the terminal), and what the message quotes from the file is already cut short.
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.file.display())?;
+        write!(f, "{}:", Escaped(&self.file.to_string_lossy()))?;
         if let Some(loc) = self.location {
             write!(f, "{loc}:")?;
         }
         if let Some(field) = &self.field {
-            write!(f, " {field}:")?;
+            write!(f, " {}:", Escaped(field))?;
         }
-        write!(f, " {}", self.message)
+        write!(f, " {}", Escaped(&self.message))
     }
 }
 
@@ -98,8 +120,14 @@ impl fmt::Display for LoadErrors {
 impl std::error::Error for LoadErrors {}
 
 fn sort_errors(errors: &mut [LoadError]) {
-    // Stable: problems at one position keep the order the schema reader found them in.
-    errors.sort_by(|a, b| a.file.cmp(&b.file).then(a.location.cmp(&b.location)));
+    // Stable: problems at one position keep the order the schema reader found them in. A file's
+    // "and N more" line comes last, after the problems it continues.
+    errors.sort_by(|a, b| {
+        a.file
+            .cmp(&b.file)
+            .then(a.is_more().cmp(&b.is_more()))
+            .then(a.location.cmp(&b.location))
+    });
 }
 
 /// The valid services of a manifest directory.
@@ -110,6 +138,9 @@ pub struct ManifestSet {
     /// Directory entries that are not manifests (hidden, editor files, other extensions,
     /// subdirectories), for debug logs.
     pub skipped: Vec<PathBuf>,
+    /// What was skipped that an operator should hear about: entries named like manifests that
+    /// are not files (see [`Loaded::warnings`]).
+    pub warnings: Vec<LoadError>,
 }
 
 /// Loads every manifest of `dir`; any problem in any file fails the whole load, listing all.
@@ -119,6 +150,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
         Ok(ManifestSet {
             services: scan.services,
             skipped: scan.skipped,
+            warnings: scan.warnings,
         })
     } else {
         Err(LoadErrors::new(scan.errors))
@@ -138,6 +170,11 @@ pub fn load_dir_lenient(dir: &Path) -> (Vec<Service>, Vec<LoadError>) {
 pub struct Loaded {
     pub services: Vec<Service>,
     pub errors: Vec<LoadError>,
+    /// Entries named like manifests (`*.yaml`, `*.yml`) that are not files, so not read: a
+    /// directory, a FIFO, a socket, a device, or a symlink to one. Skipped, but said, as their
+    /// name says someone meant them as manifests. Not errors: the rest of the directory is in
+    /// force, and `validate` exits 0.
+    pub warnings: Vec<LoadError>,
     /// The [`ContentHash`] of what was read.
     pub content: u64,
 }
@@ -151,16 +188,38 @@ pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     Loaded {
         services: scan.services,
         errors: scan.errors,
+        warnings: scan.warnings,
         content: scan.content.value(),
     }
 }
 
-/// Manifests parsed before, by path, with the exact text they were parsed from: parsing is a
-/// function of the two, so an equal text gives the same service. Only files that parsed are
-/// kept, and only those found by the last load.
+/// What parsing each file gave last time, by path and by the fingerprint of the text it was
+/// parsed from: parsing is a function of the two, so an equal text gives the same service, or
+/// the same errors. Failures are kept too: a broken file is not parsed again on every reload
+/// until it changes (a big broken file once cost seconds per reload). Only the files found by
+/// the last load are kept.
 #[derive(Debug, Default)]
 pub struct ParseCache {
-    parsed: HashMap<PathBuf, (String, Service)>,
+    parsed: HashMap<PathBuf, (Fingerprint, Result<Service, Vec<LoadError>>)>,
+    /// Random keys, per cache: no one can write a text that collides with another on purpose.
+    keys: std::hash::RandomState,
+    parses: u64,
+}
+
+/// A text's length and keyed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint(usize, u64);
+
+impl ParseCache {
+    fn fingerprint(&self, text: &str) -> Fingerprint {
+        use std::hash::BuildHasher;
+        Fingerprint(text.len(), self.keys.hash_one(text))
+    }
+
+    /// How many files this cache saw parsed (files served from it are not counted).
+    pub fn parses(&self) -> u64 {
+        self.parses
+    }
 }
 
 /// Whether a directory entry name is a manifest: `*.yaml` / `*.yml`, not hidden. Editor files
@@ -183,6 +242,7 @@ struct Scan {
     services: Vec<Service>,
     skipped: Vec<PathBuf>,
     errors: Vec<LoadError>,
+    warnings: Vec<LoadError>,
     content: ContentHash,
 }
 
@@ -232,6 +292,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         services: Vec::new(),
         skipped: Vec::new(),
         errors: Vec::new(),
+        warnings: Vec::new(),
         content: ContentHash::default(),
     };
     let entries = match fs::read_dir(dir) {
@@ -256,12 +317,20 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     // (service, text): the text is kept to locate `service` if the name turns out duplicated.
     let mut loaded: Vec<(Service, String)> = Vec::new();
     let mut known = std::mem::take(&mut cache.parsed);
+    let mut seen = HashMap::new();
     for path in paths {
         let is_manifest = path.file_name().is_some_and(is_manifest_name);
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
         let regular = fs::metadata(&path).map(|m| m.is_file());
         match (is_manifest, regular) {
-            (false, _) | (true, Ok(false)) => scan.skipped.push(path),
+            (false, _) => scan.skipped.push(path),
+            (true, Ok(false)) => {
+                let warning = not_a_file(&path);
+                // In the hash too, so that the daemon notices one appearing, and says so.
+                scan.content.add(&path, Err(&warning));
+                scan.warnings.push(warning);
+                scan.skipped.push(path);
+            }
             (true, Err(e)) => {
                 let error = LoadError::io(&path, "manifest", &e);
                 scan.content.add(&path, Err(&error));
@@ -274,10 +343,15 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
                 }
                 Ok(text) => {
                     scan.content.add(&path, Ok(&text));
+                    let fingerprint = cache.fingerprint(&text);
                     let parsed = match known.remove(&path) {
-                        Some((seen, service)) if seen == text => Ok(service),
-                        _ => parse_manifest(&path, &text),
+                        Some((before, parsed)) if before == fingerprint => parsed,
+                        _ => {
+                            cache.parses += 1;
+                            parse_manifest(&path, &text)
+                        }
                     };
+                    seen.insert(path.clone(), (fingerprint, parsed.clone()));
                     match parsed {
                         Ok(service) => loaded.push((service, text)),
                         Err(errors) => scan.errors.extend(errors),
@@ -292,13 +366,21 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         by_name.entry(service.name.clone()).or_default().push(i);
     }
     let mut keep = vec![true; loaded.len()];
+    // Located only when a cross-file rule refuses a file: one pass over its text, once.
+    let mut positions: HashMap<usize, Positions> = HashMap::new();
+    let mut position_of = |i: usize, path: &[Seg]| {
+        positions
+            .entry(i)
+            .or_insert_with(|| locate::scan(without_bom(&loaded[i].1), Record::Tree))
+            .locate_nearest(path, At::Value)
+    };
     for (name, indexes) in &by_name {
         if indexes.len() < 2 {
             continue;
         }
         for &i in indexes {
             keep[i] = false;
-            let (service, text) = &loaded[i];
+            let service = &loaded[i].0;
             let others: Vec<String> = indexes
                 .iter()
                 .filter(|&&j| j != i)
@@ -307,10 +389,11 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
             let path = [Seg::key("service")];
             scan.errors.push(LoadError {
                 file: service.source.clone(),
-                location: locate_nearest(text, &path, At::Value),
+                location: position_of(i, &path),
                 field: Some("service".into()),
                 message: format!(
-                    "duplicate service {name:?}: also defined in {}",
+                    "duplicate service {}: also defined in {}",
+                    excerpt(name),
                     others.join(", ")
                 ),
             });
@@ -338,7 +421,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         }
         for (i, rid, field) in claimants {
             keep[*i] = false;
-            let (service, text) = &loaded[*i];
+            let service = &loaded[*i].0;
             let others: Vec<String> = services
                 .iter()
                 .filter(|&&j| j != *i)
@@ -347,10 +430,11 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
             let path = [Seg::key("resources"), Seg::key(rid), Seg::key(field)];
             scan.errors.push(LoadError {
                 file: service.source.clone(),
-                location: locate_nearest(text, &path, At::Value),
+                location: position_of(*i, &path),
                 field: Some(format!("resources.{rid}.{field}")),
                 message: format!(
-                    "{what} {value:?} is also managed by service {}: one thing, one service",
+                    "{what} {} is also managed by service {}: one thing, one service",
+                    excerpt(value),
                     others.join(", ")
                 ),
             });
@@ -358,10 +442,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     }
     // Files that parsed are cached even when refused for a conflict: the conflict is checked
     // on every load, the parse is what is saved.
-    cache.parsed = loaded
-        .iter()
-        .map(|(service, text)| (service.source.clone(), (text.clone(), service.clone())))
-        .collect();
+    cache.parsed = seen;
     scan.services = loaded
         .into_iter()
         .zip(keep)
@@ -369,6 +450,28 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
         .collect();
     scan.services.sort_by(|a, b| a.name.cmp(&b.name));
     scan
+}
+
+/// The warning for an entry named like a manifest that is not a file.
+fn not_a_file(path: &Path) -> LoadError {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match fs::metadata(path).map(|m| m.file_type()) {
+        Ok(t) if t.is_dir() => "a directory",
+        Ok(t) if t.is_fifo() => "a FIFO",
+        Ok(t) if t.is_socket() => "a socket",
+        Ok(t) if t.is_char_device() || t.is_block_device() => "a device",
+        _ => "not a regular file",
+    };
+    let through = match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => " (through a symlink)",
+        _ => "",
+    };
+    LoadError::new(
+        path,
+        format!(
+            "warning: skipped, not read as a manifest: it is {what}{through}; a manifest is a regular file, or a symlink to one"
+        ),
+    )
 }
 
 /// One thing on the node a service manages, which no other service may manage.
@@ -438,25 +541,57 @@ pub(crate) fn read_opened(path: &Path, file: fs::File) -> Result<String, LoadErr
     })
 }
 
+/// YAML text read: its value, and the text (without a byte order mark) that its problems are
+/// located in.
+pub(crate) struct Parsed<'t> {
+    pub value: Value,
+    pub text: &'t str,
+}
+
+/// The text without a leading byte order mark: YAML allows one, and some editors write it.
+pub(crate) fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// Parses YAML text into one `Value`, turning syntax errors, duplicate keys and multiple
 /// documents into located errors. An empty document is `Value::Null`.
-pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
+pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, Vec<LoadError>> {
+    let text = without_bom(text);
+    // Where nodes are is recorded only when a problem is to be located: a tree of a big file
+    // costs as much memory as its value.
+    let positions = locate::scan(text, Record::Refusals);
+    if let Some(location) = positions.too_deep {
+        // serde_yaml is never handed such a text: its parser's work grows with the square of
+        // the depth.
+        return Err(vec![LoadError {
+            location: Some(location),
+            ..LoadError::new(
+                path,
+                format!(
+                    "sequences and mappings nested more than {MAX_DEPTH} levels deep; a manifest needs 4 (the top mapping, `resources`, a resource, a command's list): the file is not read further"
+                ),
+            )
+        }]);
+    }
+    if !positions.tags.is_empty() {
+        return Err(tag_errors(path, &positions.tags));
+    }
     let err = match serde_yaml::from_str::<Value>(text) {
-        Ok(value) => return Ok(value),
+        Ok(value) => return Ok(Parsed { value, text }),
         Err(err) => err,
     };
     let message = err.to_string();
     if message.contains("more than one document") {
-        return Err(LoadError {
-            location: locate_second_document(text),
+        return Err(vec![LoadError {
+            location: positions.second_document,
             ..LoadError::new(
                 path,
                 "more than one YAML document (`---`) in the file; a file holds exactly one",
             )
-        });
+        }]);
     }
     let duplicate = if message.contains("duplicate entry") {
-        locate_duplicate_key(text)
+        locate::scan(text, Record::Tree).duplicate
     } else {
         None
     };
@@ -465,15 +600,18 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
             Some(Seg::Key(k)) => KeyText(k).to_string(),
             _ => String::new(),
         };
-        return Err(LoadError {
+        return Err(vec![LoadError {
             file: path.to_path_buf(),
             location: Some(location),
             field: Some(FieldPath(&key_path).to_string()),
             message: format!("duplicate key `{key}`: each key may appear only once in a mapping"),
-        });
+        }]);
     }
     if message.contains("EOF while parsing") {
-        return Ok(Value::Null);
+        return Ok(Parsed {
+            value: Value::Null,
+            text,
+        });
     }
     static AT_MARK: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r" at (line \d+ column \d+|position \d+)").ok());
@@ -486,41 +624,69 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
         (Some(re), Some(_)) => re.replace(&message, "").into_owned(),
         _ => message,
     };
-    Err(LoadError {
+    Err(vec![LoadError {
         location,
         ..LoadError::new(path, format!("invalid YAML: {message}"))
-    })
+    }])
 }
 
-/// Locates the schema reader's problems in `text`.
+/// One error per tagged node. A tag changes how YAML reads a value (`!!str 1` is a string,
+/// `!!binary` decodes base64) and serde_yaml passes some through and drops others, so a tagged
+/// manifest could mean something other than it reads: tags are refused, all of them.
+fn tag_errors(path: &Path, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadError> {
+    let mut errors: Vec<LoadError> = tags
+        .iter()
+        .take(MAX_PROBLEMS_PER_FILE)
+        .map(|(field, location, tag)| {
+            // As written: libyaml expands the `!!` shorthand.
+            let written = match tag.strip_prefix("tag:yaml.org,2002:") {
+                Some(name) => format!("!!{name}"),
+                None => tag.clone(),
+            };
+            LoadError {
+                file: path.to_path_buf(),
+                location: Some(*location),
+                field: (!field.is_empty()).then(|| FieldPath(field).to_string()),
+                message: format!(
+                    "YAML tags are not supported, found {}: remove it, each key is read as the type it takes",
+                    excerpt(&written)
+                ),
+            }
+        })
+        .collect();
+    if tags.len() > MAX_PROBLEMS_PER_FILE {
+        errors.push(LoadError::more(path, tags.len() - MAX_PROBLEMS_PER_FILE));
+    }
+    errors
+}
+
+/// Locates the schema reader's problems (the first [`MAX_PROBLEMS_PER_FILE`]) in `text`, in one
+/// pass over it, and says how many `more` there are.
 pub(crate) fn problems_to_errors(
     path: &Path,
     text: &str,
     problems: Vec<Problem>,
+    more: usize,
 ) -> Vec<LoadError> {
-    let total = problems.len();
+    let positions = locate::scan(text, Record::Tree);
     let mut errors: Vec<LoadError> = problems
         .into_iter()
-        .take(MAX_PROBLEMS_PER_FILE)
         .map(|p| LoadError {
             file: path.to_path_buf(),
-            location: locate_nearest(text, &p.path, p.at),
+            location: positions.locate_nearest(&p.path, p.at),
             field: (!p.path.is_empty()).then(|| FieldPath(&p.path).to_string()),
             message: p.message,
         })
         .collect();
-    if total > MAX_PROBLEMS_PER_FILE {
-        errors.push(LoadError::new(
-            path,
-            format!("{} more problems not shown", total - MAX_PROBLEMS_PER_FILE),
-        ));
+    if more > 0 {
+        errors.push(LoadError::more(path, more));
     }
     errors
 }
 
 /// Parses one manifest; `path` is recorded as the service's source and names the file in errors.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>> {
-    let value = parse_yaml(path, text).map_err(|e| vec![e])?;
+    let Parsed { value, text } = parse_yaml(path, text)?;
     if value.is_null() {
         // No location: "line 1" of a file holding only comments would point at nothing.
         return Err(vec![LoadError::new(
@@ -530,6 +696,9 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>
     }
     let mut reader = Reader::default();
     let service = read_service(&mut reader, &value, path);
+    // The value is not needed to locate problems: freed before a tree of the text is made.
+    drop(value);
+    let more = reader.more();
     let problems = reader.into_problems();
     match service {
         Some(service) if problems.is_empty() => Ok(service),
@@ -537,7 +706,7 @@ pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>
             path,
             "internal error: manifest rejected without a reason",
         )]),
-        _ => Err(problems_to_errors(path, text, problems)),
+        _ => Err(problems_to_errors(path, text, problems, more)),
     }
 }
 
@@ -567,20 +736,36 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
     match value {
         Value::Mapping(_) => {}
         other => {
+            // Not quoted: a file that is not a manifest at all (a symlink to /etc/shadow, say)
+            // reads as one long string, which must not be copied into the logs.
             r.error(
                 &root,
                 format!(
                     "the top level must be a mapping with keys `service`, `state` and `resources`, found {}",
-                    describe(other)
+                    describe_shape(other)
                 ),
             );
             return None;
         }
     }
+    if r.foreign(&root, &TOP_KEYS, "manifest") {
+        return None;
+    }
     let f = r.fields(&root, Some(&TOP_KEYS), false)?;
-    let name = r
-        .required(&f, "service")
-        .and_then(|n| r.name(&n, "service name"));
+    let name = r.required(&f, "service").and_then(|n| {
+        let name = r.name(&n, "service name")?;
+        if name.len() > MAX_SERVICE_NAME {
+            r.error(
+                &n,
+                format!(
+                    "invalid service name: {} bytes long, longer than {MAX_SERVICE_NAME}: converge names files after the service (`svc_<service>_<script>.log`, `<service>@app-N.start.json`), and a file name holds at most 255 bytes",
+                    name.len()
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    });
     let state = r.required(&f, "state").and_then(|n| {
         r.choice(
             &n,
@@ -685,10 +870,17 @@ fn read_resource(
 fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> Option<DrbdSpec> {
     let res = r.required(f, "res").and_then(|n| {
         let res = r.name(&n, "DRBD resource name")?;
+        if let Some(problem) = drbd_resource_problem(&res) {
+            r.error(
+                &n,
+                format!("invalid DRBD resource name {}: {problem}", excerpt(&res)),
+            );
+            return None;
+        }
         if let Some((_, other)) = claims.drbd.iter().find(|(name, _)| *name == res) {
             r.error(
                 &n,
-                format!("DRBD resource {res:?} is already used by {other}"),
+                format!("DRBD resource {} is already used by {other}", excerpt(&res)),
             );
             return None;
         }
@@ -709,15 +901,39 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
     })
 }
 
+/// Why drbdadm would not take `res` (already a safe name) for that one resource, if it would not.
+/// converge runs `drbdadm VERB RES`, and drbd-utils' user/v9/drbdadm_main.c reads that argument
+/// so: `all` is every resource (`!strcmp(resource_names[0], "all")` in `main`); `RES/VOL` and
+/// `RES:PEER` name a volume and a connection (`ctx_by_name`: refused already, as `/` and `:` are
+/// not name characters); and a name no resource has is tried as a device minor, `minor-N`
+/// (`ctx_by_minor`, through `minor_by_id` in user/shared/shared_main.c). Its own check,
+/// `ensure_sanity_of_res_name` in user/shared/shared_tool.c, refuses only empty names and control
+/// characters. A name of digits is not special to drbdadm and stays allowed.
+fn drbd_resource_problem(res: &str) -> Option<String> {
+    if res == "all" {
+        Some("drbdadm takes `all` for every resource: `drbdadm up all` would start them all".into())
+    } else if res.starts_with("minor-") {
+        Some("drbdadm takes `minor-N` for the resource whose device has minor N, when no resource is named so".into())
+    } else if res.len() > MAX_DRBD_RESOURCE_NAME {
+        Some(format!(
+            "longer than {MAX_DRBD_RESOURCE_NAME} characters, the longest name DRBD takes ({} here)",
+            res.len()
+        ))
+    } else {
+        None
+    }
+}
+
 fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> Option<FsSpec> {
-    let dev = r.required(f, "dev").and_then(|n| r.absolute_path(&n));
+    let dev = r.required(f, "dev").and_then(|n| r.normal_path(&n));
     let mnt = r.required(f, "mnt").and_then(|n| {
-        let mnt = r.absolute_path(&n)?;
+        // Normalised, so "//" and "/./" are the root here, and "/a/" and "/a" one mount point
+        // here and across services.
+        let mnt = r.normal_path(&n)?;
         if mnt == Path::new("/") {
             r.error(&n, "the root directory cannot be a service mount point");
             return None;
         }
-        // Path equality is by component: "/a/" and "/a" are the same mount point.
         if let Some((_, other)) = claims.mounts.iter().find(|(m, _)| *m == mnt) {
             r.error(
                 &n,
@@ -737,7 +953,10 @@ fn read_fs(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) -> O
         if options.chars().any(char::is_whitespace) {
             r.error(
                 n,
-                format!("mount options must not contain whitespace (separate them with commas), got {options:?}"),
+                format!(
+                    "mount options must not contain whitespace (separate them with commas), got {}",
+                    excerpt(&options)
+                ),
             );
             return None;
         }
@@ -810,12 +1029,23 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
         if !r.check_name(&n, "container id", &text) {
             return None;
         }
+        // OpenVZ reads a numeric ctid as a number: `0101` is container 101, so it is held and
+        // compared as `101`.
+        let ctid = normal_ctid(&text);
         // OpenVZ reserves CT 0 for the host itself: starting or stopping it is never meant.
-        if text == "0" {
-            r.error(&n, "ctid 0 is the host itself, not a container");
+        if ctid == "0" {
+            let written = if text == "0" {
+                String::new()
+            } else {
+                format!(" (written {})", excerpt(&text))
+            };
+            r.error(
+                &n,
+                format!("ctid 0{written} is the host itself, not a container"),
+            );
             return None;
         }
-        Some(text)
+        Some(ctid)
     });
     let name = f.get("name").and_then(|n| r.name(&n, "container name"));
     let kind = match ctype {
@@ -872,6 +1102,17 @@ fn read_container(r: &mut Reader, f: &Fields) -> Option<ContainerSpec> {
     })
 }
 
+/// An OpenVZ ctid as OpenVZ reads it: a number without its leading zeros (`007` is `7`, `00` is
+/// `0`); any other text as it is.
+fn normal_ctid(text: &str) -> String {
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = text.trim_start_matches('0');
+        if digits.is_empty() { "0" } else { digits }.to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
     let argv_given: Vec<&str> = ["start", "stop", "check"]
         .into_iter()
@@ -887,7 +1128,7 @@ fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
                     );
                 }
             }
-            let dir = r.absolute_path(&scripts);
+            let dir = r.normal_path(&scripts);
             if argv_given.is_empty() {
                 dir.map(AppCommands::Scripts)
             } else {
@@ -923,15 +1164,19 @@ fn read_app(r: &mut Reader, f: &Fields) -> Option<AppSpec> {
 
 /// A command line; the program must be an absolute path, as there is no PATH to trust.
 fn read_argv(r: &mut Reader, node: &Node) -> Option<Option<Vec<String>>> {
-    let argv = r.string_list(node)?;
+    let mut argv = r.string_list(node)?;
     let first = Reader::element(node, 0)?;
     if !argv[0].starts_with('/') {
         r.error(
             &first,
-            format!("the program must be an absolute path, got {:?}", argv[0]),
+            format!(
+                "the program must be an absolute path, got {}",
+                excerpt(&argv[0])
+            ),
         );
         return None;
     }
+    argv[0] = r.normal_path(&first)?.display().to_string();
     Some(Some(argv))
 }
 
@@ -957,7 +1202,8 @@ fn read_retcodes(r: &mut Reader, node: &Node) -> Option<Vec<(i32, AppStatus)>> {
                 r.error(
                     node,
                     format!(
-                        "invalid entry {pair:?}: expected CODE:STATUS, STATUS one of {} (e.g. \"0:up 1:down 3:warn\")",
+                        "invalid entry {}: expected CODE:STATUS, STATUS one of {} (e.g. \"0:up 1:down 3:warn\")",
+                        excerpt(pair),
                         status_words.join(", ")
                     ),
                 );
@@ -1310,9 +1556,399 @@ resources:
             errs,
             [
                 "/m/t.yaml:5:17: resources.drbd#1.res: DRBD resource \"data\" is already used by drbd#0",
-                "/m/t.yaml:7:28: resources.fs#1.mnt: mount point /srv/ is already used by fs#0",
+                "/m/t.yaml:7:28: resources.fs#1.mnt: mount point /srv is already used by fs#0",
                 "/m/t.yaml:9:3: resources.container#1: a service has at most one container, and container#0 is already one",
             ]
+        );
+    }
+
+    /// A regression: `/srv/x` and `/srv/x/`, `/srv//x`, `/srv/./x` or `/srv/y/../x` in two
+    /// services were two mount points, as claims were compared as text, so both services were
+    /// accepted and would unmount each other's filesystem. Paths are now held in one spelling,
+    /// and `..` is refused.
+    #[test]
+    fn regression_one_mount_point_in_two_spellings_is_one_claim() {
+        let manifest = |name: &str, mnt: &str| {
+            format!(
+                "service: {name}\nstate: up\nresources:\n  fs#0: {{dev: /dev/{name}, mnt: '{mnt}', type: ext4}}\n"
+            )
+        };
+        for spelling in [
+            "/srv/x/",
+            "/srv//x",
+            "/srv/./x",
+            "//srv/x",
+            "/srv/x//",
+            "/./srv/x/.",
+        ] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            fs::write(tmp.path().join("a.yaml"), manifest("a", "/srv/x")).expect("write");
+            fs::write(tmp.path().join("b.yaml"), manifest("b", spelling)).expect("write");
+            let (services, errors) = load_dir_lenient(tmp.path());
+            assert!(services.is_empty(), "{spelling}: {services:?}");
+            let shown = LoadErrors(errors).to_string();
+            assert!(
+                shown.contains("mount point \"/srv/x\" is also managed by service b"),
+                "{spelling}: {shown}"
+            );
+            let alone = parse(&manifest("b", spelling)).expect(spelling);
+            assert_eq!(
+                alone.resources[0].spec.as_fs().map(|f| f.mnt.clone()),
+                Some("/srv/x".into())
+            );
+        }
+    }
+
+    /// A regression: a `..` in a path was taken as written (`mnt: /srv/..` is the root, which
+    /// the root check did not see). It is refused in every path a manifest names.
+    #[test]
+    fn regression_dot_dot_is_refused_in_every_path() {
+        let base = "service: s\nstate: up\nresources:\n";
+        for (resource, field) in [
+            (
+                "fs#0: {dev: /dev/a, mnt: /srv/.., type: ext4}",
+                "resources.fs#0.mnt",
+            ),
+            (
+                "fs#0: {dev: /dev/a, mnt: /srv/y/../x, type: ext4}",
+                "resources.fs#0.mnt",
+            ),
+            (
+                "fs#0: {dev: /dev/../dev/sda, mnt: /x, type: ext4}",
+                "resources.fs#0.dev",
+            ),
+            (
+                "app#0: {scripts: /svc/../etc/init.d}",
+                "resources.app#0.scripts",
+            ),
+            (
+                "app#0: {start: [/usr/../bin/sh, -c, x]}",
+                "resources.app#0.start[0]",
+            ),
+            ("app#0: {check: [/bin/.., x]}", "resources.app#0.check[0]"),
+        ] {
+            let err = error(&format!("{base}  {resource}\n"));
+            assert!(
+                err.contains(&format!("{field}: must not contain a `..` component")),
+                "{resource}: {err}"
+            );
+        }
+        // An argument is not a path converge resolves: `..` is the program's business there.
+        let svc = parse(&format!(
+            "{base}  app#0: {{start: [/bin//sh, -c, cd ..]}}\n"
+        ))
+        .expect("argv");
+        let Some(AppCommands::Argv { start, .. }) =
+            svc.resources[0].spec.as_app().map(|a| &a.commands)
+        else {
+            panic!("argv app")
+        };
+        assert_eq!(
+            start.as_deref(),
+            Some(&["/bin/sh".to_owned(), "-c".into(), "cd ..".into()][..])
+        );
+        for root in ["//", "/./", "/.", "///"] {
+            let err = error(&format!(
+                "{base}  fs#0: {{dev: /dev/a, mnt: '{root}', type: ext4}}\n"
+            ));
+            assert!(
+                err.contains("the root directory cannot be a service mount point"),
+                "{root}: {err}"
+            );
+        }
+    }
+
+    /// A regression: `ctid: 101` and `ctid: '0101'` in two services were two containers, and
+    /// `ctid: '00'` passed the "0 is the host" check. OpenVZ reads a ctid as a number, and so
+    /// does converge now.
+    #[test]
+    fn regression_ctids_are_read_as_openvz_reads_them() {
+        let manifest = |name: &str, ctid: &str| {
+            format!(
+                "service: {name}\nstate: up\nresources:\n  container#0: {{type: vz, ctid: {ctid}}}\n"
+            )
+        };
+        for (written, held) in [
+            ("101", "101"),
+            ("'0101'", "101"),
+            ("'000101'", "101"),
+            ("web-1", "web-1"),
+        ] {
+            let svc = parse(&manifest("s", written)).expect(written);
+            assert_eq!(
+                svc.container().map(|c| c.kind.clone()),
+                Some(ContainerKind::Vz(held.into())),
+                "{written}"
+            );
+        }
+        for host in ["'00'", "'000'", "00", "0"] {
+            let err = error(&manifest("s", host));
+            assert!(
+                err.contains("is the host itself, not a container"),
+                "{host}: {err}"
+            );
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("a.yaml"), manifest("a", "101")).expect("write");
+        fs::write(tmp.path().join("b.yaml"), manifest("b", "'0101'")).expect("write");
+        let (services, errors) = load_dir_lenient(tmp.path());
+        assert!(services.is_empty(), "{services:?}");
+        assert!(
+            LoadErrors(errors)
+                .to_string()
+                .contains("OpenVZ container \"101\" is also managed by service"),
+        );
+    }
+
+    /// A regression: `drbd#0: {res: all}` was accepted, and `reconcile` ran `drbdadm up all`,
+    /// starting every DRBD resource of the node. Names drbdadm reads as something other than
+    /// one resource are refused.
+    #[test]
+    fn regression_drbd_resource_names_drbdadm_reads_specially_are_refused() {
+        let base = "service: s\nstate: up\nresources:\n  drbd#0: {res: ";
+        let long = "r".repeat(MAX_DRBD_RESOURCE_NAME + 1);
+        for (res, why) in [
+            ("all", "drbdadm takes `all` for every resource"),
+            ("minor-0", "drbdadm takes `minor-N`"),
+            ("minor-12", "drbdadm takes `minor-N`"),
+            (long.as_str(), "longer than 127 characters"),
+            ("r0/1", "only letters, digits"),
+            ("r0:peer", "only letters, digits"),
+        ] {
+            let err = error(&format!("{base}'{res}'}}\n"));
+            assert!(
+                err.starts_with("4:17: resources.drbd#0.res: invalid DRBD resource name")
+                    && err.contains(why),
+                "{res}: {err}"
+            );
+        }
+        for res in ["all0", "ALL", "minor", "r0", "0", "123", "my.minor-1"] {
+            parse(&format!("{base}'{res}'}}\n")).expect(res);
+        }
+        parse(&format!("{base}{}}}\n", "r".repeat(MAX_DRBD_RESOURCE_NAME))).expect("127");
+    }
+
+    /// A regression: a NUL inside a command's argument was accepted, and the start failed when
+    /// the program was spawned ("nul byte found in provided data"). No string may hold one.
+    #[test]
+    fn regression_a_nul_in_any_string_is_refused() {
+        let base = "service: s\nstate: up\nresources:\n  ";
+        for (resource, field) in [
+            (
+                r#"app#0: {start: [/bin/echo, "a\0b"]}"#,
+                "resources.app#0.start[1]",
+            ),
+            (
+                r#"app#0: {start: ["/bin/echo\0x"]}"#,
+                "resources.app#0.start[0]",
+            ),
+            (
+                r#"app#0: {scripts: "/etc/init.d\0"}"#,
+                "resources.app#0.scripts",
+            ),
+            (
+                r#"fs#0: {dev: /dev/a, mnt: "/srv\0/x", type: ext4}"#,
+                "resources.fs#0.mnt",
+            ),
+            (
+                r#"fs#0: {dev: /dev/a, mnt: /x, type: ext4, options: "rw\0"}"#,
+                "resources.fs#0.options",
+            ),
+            (
+                r#"app#0: {stop: [/bin/x], retcodes: "0:up\0"}"#,
+                "resources.app#0.retcodes",
+            ),
+        ] {
+            let err = error(&format!("{base}{resource}\n"));
+            assert!(
+                err.contains(&format!("{field}: must not contain a NUL character")),
+                "{resource}: {err}"
+            );
+            assert!(!err.contains('\0'), "{err:?}");
+        }
+    }
+
+    /// A regression: a 300-character service name was accepted; its start then ran, and
+    /// recording it failed with "File name too long", every time. Names are capped so that
+    /// every file name converge derives from them fits.
+    #[test]
+    fn regression_a_service_name_too_long_for_its_file_names_is_refused() {
+        // The derived names of the longest name fit in 255 bytes (see MAX_SERVICE_NAME).
+        let longest = "s".repeat(MAX_SERVICE_NAME);
+        let temporary = format!(".{longest}@app-4294967295.start.json.tmp.{:016x}", u64::MAX);
+        assert!(temporary.len() <= 255, "{}", temporary.len());
+        assert!(format!("svc_{longest}_.log").len() + 118 <= 255);
+        let manifest = |name: &str| format!("service: {name}\nstate: up\n");
+        assert_eq!(parse(&manifest(&longest)).expect("longest").name, longest);
+        for length in [MAX_SERVICE_NAME + 1, 300, 100_000] {
+            let err = error(&manifest(&"s".repeat(length)));
+            assert!(
+                err.starts_with(&format!(
+                    "1:10: service: invalid service name: {length} bytes long, longer than 128"
+                )),
+                "{err}"
+            );
+        }
+    }
+
+    /// A regression: a leading UTF-8 byte order mark, which YAML allows and some editors write,
+    /// was refused with a message about `---`. It is skipped, and the rest read as usual, with
+    /// columns counted after it.
+    #[test]
+    fn regression_a_leading_byte_order_mark_is_read_past() {
+        let svc = parse("\u{feff}service: s\nstate: up\n").expect("BOM");
+        assert_eq!(svc.name, "s");
+        assert_eq!(
+            error("\u{feff}service: -s\nstate: up\n"),
+            "1:10: service: invalid service name \"-s\": must not start with `-` (it would be taken for an option)"
+        );
+        let config = crate::config::Config::from_yaml(Path::new("/c.yaml"), "\u{feff}node: n1\n");
+        assert_eq!(config.expect("config with a BOM").node, "n1");
+    }
+
+    /// Every line of `errors`, checked to be one printable line each.
+    fn printable(errors: &[LoadError]) -> Vec<String> {
+        let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        for line in &shown {
+            assert!(
+                !line.chars().any(crate::escape::needs_escape),
+                "a control character is printed: {line:?}"
+            );
+        }
+        shown
+    }
+
+    /// A regression: a key holding `\n` printed a second, forged `FILE:LINE:COL:` line, and an
+    /// ANSI escape in a key reached the terminal raw. Everything quoted back is escaped.
+    #[test]
+    fn regression_a_key_cannot_forge_an_error_line_or_drive_the_terminal() {
+        let text = "service: s\nstate: up\n\"x\\n/etc/converge/manifests/web.yaml:1:1: service: all good\": 1\n\"\\e[2J\\e[31mred\": 2\n";
+        let Err(found) = parse(text) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found);
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("/m/t.yaml:3:1: x\\n/etc/converge/manifests/web.yaml:1:1: service: all good: unknown key `x\\n/etc/"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1]
+                .starts_with("/m/t.yaml:4:1: \\u{1b}[2J\\u{1b}[31mred: unknown key `\\u{1b}[2J"),
+            "{shown:#?}"
+        );
+    }
+
+    /// A regression: a manifest named with a `\n` printed its errors on forged lines.
+    #[test]
+    fn regression_a_file_name_cannot_forge_an_error_line() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let name = "web.yaml:1:1: all good\n\u{1b}[31mx.yaml";
+        fs::write(tmp.path().join(name), "service: s\nstate: sideways\n").expect("write");
+        let (_, errors) = load_dir_lenient(tmp.path());
+        let shown = printable(&errors);
+        assert_eq!(shown.len(), 1);
+        assert!(
+            shown[0].contains(
+                "/web.yaml:1:1: all good\\n\\u{1b}[31mx.yaml:2:8: state: expected one of"
+            ),
+            "{shown:?}"
+        );
+    }
+
+    /// A regression: a file that is not YAML at all (a manifest symlinked to /etc/shadow) read
+    /// as one long string, quoted whole in the error, hence in the journal and daemon.json. No
+    /// more than a short excerpt of a file is ever quoted, and the top level's not at all.
+    #[test]
+    fn regression_a_file_that_is_not_yaml_is_never_echoed() {
+        let shadow: String = (0..40)
+            .map(|i| format!("user{i}:$6$salt{i}$KlX0sQ3lQ8fbe7M6e2ChsE3pPqUu5x0o8TLs1rG9R6m:19000:0:99999:7:::\n"))
+            .collect();
+        let Err(found) = parse(&shadow) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found).join("\n");
+        assert_eq!(
+            shown,
+            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, resources, rollback (they are not quoted back, as this may be any file)"
+        );
+        let Err(found) = parse(&shadow.replace(":::\n", ":::x\n")) else {
+            panic!("expected errors")
+        };
+        assert_eq!(
+            printable(&found).join("\n"),
+            "/m/t.yaml:1:1: the top level must be a mapping with keys `service`, `state` and `resources`, found a string"
+        );
+        // A long value is quoted as an excerpt, with its length.
+        let long = "x".repeat(1 << 20);
+        let Err(found) = parse(&format!("service: s\nstate: up\nnode: '{long}:'\n")) else {
+            panic!("expected errors")
+        };
+        let shown = printable(&found);
+        assert!(shown[0].len() < 300, "{} bytes", shown[0].len());
+        assert!(shown[0].contains("\"… (1048577 bytes)"), "{}", shown[0]);
+        let Err(found) = parse(&format!("service: s\nstate: up\n{long}: 1\n")) else {
+            panic!("expected errors")
+        };
+        assert!(
+            printable(&found)[0].len() < 400,
+            "an unknown key is shortened too"
+        );
+        let Err(found) = parse(&format!("service: s\nstate: up\nrollback: '{long}'\n")) else {
+            panic!("expected errors")
+        };
+        assert!(printable(&found)[0].len() < 300, "serde's messages too");
+    }
+
+    /// A regression: YAML tags were ignored or passed through, and changed what a manifest
+    /// means without showing it (`state: !custom up` was `up`, `!!binary` decodes base64).
+    /// Every tag is refused, located, with its field.
+    #[test]
+    fn regression_yaml_tags_are_refused() {
+        let text = "service: !!str s\nstate: !custom up\nrollback: !!bool \"true\"\nresources: !!map\n  app#0: {start: [/bin/x, !!binary aGVsbG8=]}\n";
+        let Err(found) = parse(text) else {
+            panic!("expected errors")
+        };
+        let shown: Vec<String> = LoadErrors::new(found)
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let tail = ": remove it, each key is read as the type it takes";
+        assert_eq!(
+            shown,
+            [
+                format!(
+                    "/m/t.yaml:1:10: service: YAML tags are not supported, found \"!!str\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:2:8: state: YAML tags are not supported, found \"!custom\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:3:11: rollback: YAML tags are not supported, found \"!!bool\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:4:12: resources: YAML tags are not supported, found \"!!map\"{tail}"
+                ),
+                format!(
+                    "/m/t.yaml:5:27: resources.app#0.start[1]: YAML tags are not supported, found \"!!binary\"{tail}"
+                ),
+            ]
+        );
+        // On a key, and in the node configuration, too.
+        assert!(
+            error("!!str service: s\nstate: up\n")
+                .starts_with("1:1: service: YAML tags are not supported")
+        );
+        let config = crate::config::Config::from_yaml(Path::new("/c.yaml"), "node: ! n1\n");
+        let Err(crate::config::ConfigError::Invalid(errors)) = config else {
+            panic!("{config:?}")
+        };
+        assert!(
+            errors
+                .to_string()
+                .starts_with("/c.yaml:1:7: node: YAML tags are not supported, found \"!\""),
+            "{errors}"
         );
     }
 
@@ -1410,16 +2046,122 @@ resources:
 
     #[test]
     fn problems_past_the_cap_are_counted_not_listed() {
+        assert_eq!(MAX_PROBLEMS_PER_FILE, 50);
         let mut text = String::from("service: s\nstate: up\n");
         for i in 0..MAX_PROBLEMS_PER_FILE + 5 {
             text.push_str(&format!("k{i}: 1\n"));
         }
-        let errs = errors(&text);
+        let Err(found) = parse(&text) else {
+            panic!("expected errors")
+        };
+        // Sorted as a directory's errors are: the count comes after the problems it continues.
+        let errs: Vec<String> = LoadErrors::new(found)
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         assert_eq!(errs.len(), MAX_PROBLEMS_PER_FILE + 1);
+        assert!(
+            errs[0].starts_with("/m/t.yaml:3:1: k0: unknown key"),
+            "{errs:?}"
+        );
         assert_eq!(
             errs[MAX_PROBLEMS_PER_FILE],
-            "/m/t.yaml: 5 more problems not shown"
+            "/m/t.yaml: and 5 more problems not shown"
         );
+    }
+
+    /// A file with a problem on every line, `bytes` long.
+    fn many_problems(bytes: usize) -> String {
+        let mut text = String::from("service: s\nstate: up\nresources:\n");
+        for i in 0.. {
+            if text.len() >= bytes {
+                break;
+            }
+            text.push_str(&format!(
+                "  fs#{i}: {{dev: /dev/a{i}, mnt: rel{i}, type: ext4}}\n"
+            ));
+        }
+        text
+    }
+
+    /// A regression: locating each problem parsed the whole file again, so a 1 MiB file with
+    /// 200 problems took 8.5 s and 74 MB to report. A file's problems are now located in one
+    /// pass over it: reporting them costs a few parses of the file, however many there are.
+    #[test]
+    fn regression_problems_are_located_in_one_pass_over_the_file() {
+        let text = many_problems(256 * 1024);
+        let start = std::time::Instant::now();
+        serde_yaml::from_str::<Value>(&text).expect("valid YAML");
+        let one_parse = start.elapsed();
+        let start = std::time::Instant::now();
+        let errs = errors(&text);
+        let reported = start.elapsed();
+        assert_eq!(errs.len(), MAX_PROBLEMS_PER_FILE + 1);
+        assert!(
+            errs[0].starts_with("/m/t.yaml:4:29: resources.fs#0.mnt: must be an absolute path"),
+            "{errs:?}"
+        );
+        assert!(
+            reported < one_parse * 10,
+            "{reported:?} to report the problems, one parse takes {one_parse:?}"
+        );
+    }
+
+    /// A regression: `x: [[[[…` took 0.77 s at 25 000 levels and 50 s at 200 000, as the YAML
+    /// scanner's work grows with the square of the depth; a 150 KB file stalled the daemon for
+    /// 25 s. Nesting past [`MAX_DEPTH`] is refused as soon as the first pass sees it, before
+    /// serde_yaml parses anything, and located.
+    #[test]
+    fn regression_deep_nesting_is_refused_before_it_is_parsed() {
+        let levels = 25_000;
+        for (opening, column) in [("[", 4), ("{a: ", 4), ("- ", 1)] {
+            let deep = format!(
+                "service: s\nstate: up\nx:\n{}{}\n",
+                if opening == "- " { "" } else { "   " },
+                opening.repeat(levels)
+            );
+            let start = std::time::Instant::now();
+            let err = error(&deep);
+            let took = start.elapsed();
+            // The top mapping and `x`'s value are levels 1 and 2: the 32nd opening is the 33rd.
+            let width = opening.len();
+            let expected = format!(
+                "4:{}: sequences and mappings nested more than 32 levels deep",
+                column + width * (MAX_DEPTH - 1)
+            );
+            assert!(err.starts_with(&expected), "{opening:?}: {err}");
+            assert!(took.as_secs() < 2, "{opening:?}: {took:?}");
+        }
+        // The limit is not in the way of anything a hand-written file does.
+        let fits = format!(
+            "service: s\nstate: up\nx: {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(error(&fits).contains("unknown key `x`"), "{}", error(&fits));
+    }
+
+    /// A regression: the daemon's cache kept only the files that parsed, so a broken file was
+    /// parsed again on every reload, unchanged (a large broken file cost seconds each time).
+    #[test]
+    fn regression_a_file_that_failed_to_parse_is_not_parsed_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        fs::write(dir.join("bad.yaml"), many_problems(64 * 1024)).expect("write");
+        fs::write(dir.join("good.yaml"), "service: g\nstate: down\n").expect("write");
+        let mut cache = ParseCache::default();
+        let first = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 2);
+        let again = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 2, "nothing changed, nothing is parsed");
+        assert_eq!(again, first);
+        assert_eq!(again.errors.len(), MAX_PROBLEMS_PER_FILE + 1);
+        // An edit is parsed, of course, and so is a new file.
+        fs::write(dir.join("bad.yaml"), "service: b\nstate: sideways\n").expect("write");
+        let edited = load_dir_lenient_cached(dir, &mut cache);
+        assert_eq!(cache.parses(), 3);
+        assert_eq!(edited.errors.len(), 1);
     }
 
     #[test]
@@ -1643,6 +2385,91 @@ resources:
         fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
+    }
+
+    /// The mutated texts of [`mutated_manifests_never_panic`].
+    fn mutated(seed: u64, count: usize) -> Vec<Vec<u8>> {
+        let bytes = EXAMPLE.as_bytes();
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        let mut rng = XorShift(seed);
+        let specials = b":-[]{}#&*!|>'\"%@`,? \n\t0~";
+        for _ in 0..count {
+            let mut b = bytes.to_vec();
+            for _ in 0..1 + rng.below(4) {
+                let i = rng.below(b.len());
+                match rng.below(4) {
+                    0 => b[i] = rng.next() as u8,
+                    1 => b[i] = specials[rng.below(specials.len())],
+                    2 => {
+                        b.remove(i);
+                    }
+                    _ => b.insert(i, specials[rng.below(specials.len())]),
+                }
+            }
+            inputs.push(b);
+        }
+        inputs
+    }
+
+    /// Every path to a node of the value serde_yaml reads (scalar keys only).
+    fn paths_of(value: &Value, path: &mut Vec<Seg>, out: &mut Vec<Vec<Seg>>) {
+        out.push(path.clone());
+        match value {
+            Value::Mapping(map) => {
+                for (k, v) in map {
+                    if matches!(k, Value::Sequence(_) | Value::Mapping(_) | Value::Tagged(_)) {
+                        continue;
+                    }
+                    path.push(Seg::Key(k.clone()));
+                    paths_of(v, path, out);
+                    path.pop();
+                }
+            }
+            Value::Sequence(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    path.push(Seg::Index(i));
+                    paths_of(v, path, out);
+                    path.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The tree one pass over the events records has every node serde_yaml's value has, keys
+    /// typed the same way: a problem anywhere in a value is located exactly, never by falling
+    /// back to a parent.
+    #[test]
+    fn every_node_of_the_value_is_located() {
+        let mut texts: Vec<String> = EVERY_KEY.iter().map(|t| t.to_string()).collect();
+        texts.push(EXAMPLE.to_owned());
+        texts.push(
+            "a: &x {b: [1, {c: d}]}\ne: *x\n1: one\n0x1f: hex\n'2': quoted\n~: null\ntrue: t\n.5: f\n? [complex]\n: v\nf: |\n  text\ng: [a, b: c, {d: e}]\n"
+                .to_owned(),
+        );
+        texts.extend(
+            mutated(0x2545_f491_4f6c_dd1d, 300)
+                .iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned()),
+        );
+        let mut checked = 0;
+        for text in &texts {
+            let Ok(value) = serde_yaml::from_str::<Value>(text) else {
+                continue;
+            };
+            let positions = locate::scan(text, Record::Tree);
+            let mut paths = Vec::new();
+            paths_of(&value, &mut Vec::new(), &mut paths);
+            for path in &paths {
+                assert!(
+                    positions.locate(path, At::Value).is_some(),
+                    "{} not located in {text:?}",
+                    FieldPath(path)
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 
     #[test]

@@ -1,18 +1,15 @@
-//! Finding line:column for a field path, after the fact.
-//!
-//! `serde_yaml::Value` keeps no positions, but the Deserializer stamps its current mark on any
-//! error that leaves one of its `deserialize_*` calls. So the text is deserialized again with a
-//! seed that walks the path (skipping other entries unread) and fails on purpose at the target:
-//! from inside the key's own deserialize for a key, from inside the value's for a value. The
-//! location of that error is the answer. One parse per problem; manifests are small.
+//! Where things are in a YAML text, from one pass over its events (see [`super::events`]):
+//! what the loader must refuse before serde_yaml parses the text (nesting too deep, YAML tags),
+//! and, when asked, where every node starts, with every mapping key. Problems found later by
+//! field path are then located by walking that tree: no problem costs another parse, so a file
+//! with many problems costs what a file with one does.
 
-use std::cell::RefCell;
+use std::collections::{HashMap, hash_map};
 use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, EnumAccess, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_yaml::Value;
 
+use super::events::{EventKind, Events, Mark};
 use super::schema::{At, Seg};
 
 /// A 1-based position in a file.
@@ -28,431 +25,353 @@ impl fmt::Display for Location {
     }
 }
 
-/// The message of the deliberate error; NULs keep it from ever matching a real YAML message.
-const MARKER: &str = "\0converge-locate\0";
-
-/// Where the key or value at `path` starts; `None` when the path is not in the text.
-pub(crate) fn locate(text: &str, path: &[Seg], at: At) -> Option<Location> {
-    // A key needs a parent mapping; an empty path can only mean the document itself.
-    let at = if path.is_empty() { At::Value } else { at };
-    let result = PathSeed { path, at }.deserialize(serde_yaml::Deserializer::from_str(text));
-    marker_location(result)
-}
-
-/// [`locate`], falling back to the nearest enclosing node that can be found: a problem always
-/// points somewhere useful even when its exact node is absent (a missing key, say).
-pub(crate) fn locate_nearest(text: &str, path: &[Seg], at: At) -> Option<Location> {
-    if let Some(found) = locate(text, path, at) {
-        return Some(found);
-    }
-    (0..path.len())
-        .rev()
-        .find_map(|len| locate(text, &path[..len], At::Value))
-}
-
-/// Where the second YAML document of the text starts, when the first one is well-formed.
-pub(crate) fn locate_second_document(text: &str) -> Option<Location> {
-    let mut docs = serde_yaml::Deserializer::from_str(text);
-    // The document iterator keeps parsing after a syntax error and can then hand out unbalanced
-    // events that make yaml_serde panic; stop at the first broken document instead.
-    IgnoredAny::deserialize(docs.next()?).ok()?;
-    let doc = docs.next()?;
-    marker_location(
-        PathSeed {
-            path: &[],
-            at: At::Value,
-        }
-        .deserialize(doc),
-    )
-}
-
-/// The first mapping key that repeats an earlier key of its mapping: its path and location.
-/// `serde_yaml` reports duplicates at the start of the mapping, which in a long mapping is far
-/// from the offending line.
-pub(crate) fn locate_duplicate_key(text: &str) -> Option<(Vec<Seg>, Location)> {
-    let found = RefCell::new(None);
-    let result = DupSeed {
-        path: Vec::new(),
-        found: &found,
-    }
-    .deserialize(serde_yaml::Deserializer::from_str(text));
-    let location = marker_location(result)?;
-    found.into_inner().map(|path| (path, location))
-}
-
-fn marker_location<T>(result: Result<T, serde_yaml::Error>) -> Option<Location> {
-    let err = result.err()?;
-    if !err.to_string().contains(MARKER) {
-        return None;
-    }
-    let loc = err.location()?;
-    Some(Location {
-        line: loc.line(),
-        column: loc.column(),
-    })
-}
-
-fn marker<E: de::Error>() -> E {
-    E::custom(MARKER)
-}
-
-/// Walks `path` from the node it is handed. `Ok(())` means "not found"; finding the target is
-/// signalled by the marker error.
-struct PathSeed<'p> {
-    path: &'p [Seg],
-    at: At,
-}
-
-impl<'de> DeserializeSeed<'de> for PathSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl PathSeed<'_> {
-    /// Every visit_* goes through here: at the target, fail so the caller stamps this node's
-    /// mark; elsewhere a scalar is a dead end.
-    fn leaf<E: de::Error>(&self) -> Result<(), E> {
-        if self.path.is_empty() {
-            Err(marker())
-        } else {
-            Ok(())
+impl From<Mark> for Location {
+    fn from(mark: Mark) -> Location {
+        Location {
+            line: mark.line,
+            column: mark.column,
         }
     }
 }
 
-impl<'de> Visitor<'de> for PathSeed<'_> {
-    type Value = ();
+/// The deepest nesting of sequences and mappings the loader reads. A manifest needs 4 (the top
+/// mapping, `resources`, a resource, a command's list) and a configuration 2; 32 leaves room
+/// for any hand-written file. Deeper nesting is refused as soon as it is seen: the YAML
+/// scanner's work grows with the square of the depth (100 000 `[` took 13 s), and stopping at
+/// this depth bounds it.
+pub const MAX_DEPTH: usize = 32;
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML node")
-    }
+/// What one pass over a text found.
+#[derive(Debug, Default)]
+pub(crate) struct Positions {
+    nodes: Vec<Node>,
+    /// The first document's top node.
+    root: Option<usize>,
+    /// The first mapping key (in document order) that repeats an earlier key of its mapping.
+    pub duplicate: Option<(Vec<Seg>, Location)>,
+    /// Where the second document starts, when there is one.
+    pub second_document: Option<Location>,
+    /// Every tagged node (`!!str x`, `!custom {...}`): its path, where, and the tag as written.
+    pub tags: Vec<(Vec<Seg>, Location, String)>,
+    /// Where nesting first went past [`MAX_DEPTH`]; the pass stopped there.
+    pub too_deep: Option<Location>,
+}
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.leaf()
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.leaf()
-    }
+#[derive(Debug)]
+struct Node {
+    mark: Location,
+    kind: Kind,
+}
 
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
+#[derive(Debug)]
+enum Kind {
+    Scalar,
+    Seq(Vec<usize>),
+    Map(Map),
+    /// `*name`: the node its anchor names, when known.
+    Alias(Option<usize>),
+}
 
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        // A tagged node (`!tag value`): the tag is transparent to paths.
-        if self.path.is_empty() {
-            return Err(marker());
-        }
-        let (_, variant) = data.variant::<IgnoredAny>()?;
-        de::VariantAccess::newtype_variant_seed(variant, self)
-    }
+#[derive(Debug, Default)]
+struct Map {
+    /// (where the key is, the value's node), in file order.
+    entries: Vec<(Location, usize)>,
+    /// Scalar keys → their entry; the first occurrence wins, as the duplicate is refused.
+    index: HashMap<Value, usize>,
+}
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let (target, rest) = match self.path.split_first() {
-            None => return Err(marker()),
-            Some((Seg::Index(i), rest)) => (*i, rest),
-            Some((Seg::Key(_), _)) => return Ok(()),
+/// A collection being read.
+enum Frame {
+    Seq {
+        node: usize,
+        mark: Location,
+        items: Vec<usize>,
+    },
+    Map {
+        node: usize,
+        mark: Location,
+        map: Map,
+        /// The key just read, waiting for its value: its value (`None` for a complex key) and
+        /// where it is.
+        key: Option<(Option<Value>, Location)>,
+    },
+}
+
+/// What [`scan`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// What must be refused before serde_yaml parses the text (nesting, tags), and where the
+    /// second document starts: no tree, so little memory.
+    Refusals,
+    /// Also where every node and key is, and the first duplicate key: to locate problems.
+    Tree,
+}
+
+/// Reads the events of `text` once. Stops early at a syntax error (serde_yaml reports it) or
+/// at nesting deeper than [`MAX_DEPTH`] (see [`Positions::too_deep`]).
+pub(crate) fn scan(text: &str, record: Record) -> Positions {
+    let tree = record == Record::Tree;
+    let mut out = Positions::default();
+    let mut frames: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut documents = 0;
+    let mut document_start = None;
+    for event in Events::new(text) {
+        let mark = Location::from(event.mark);
+        let (anchor, tag) = match &event.kind {
+            EventKind::Scalar { anchor, tag, .. }
+            | EventKind::SequenceStart { anchor, tag }
+            | EventKind::MappingStart { anchor, tag } => (anchor.clone(), tag.clone()),
+            _ => (None, None),
         };
-        for _ in 0..target {
-            if seq.next_element::<IgnoredAny>()?.is_none() {
-                return Ok(());
+        if matches!(
+            event.kind,
+            EventKind::Scalar { .. }
+                | EventKind::Alias(_)
+                | EventKind::SequenceStart { .. }
+                | EventKind::MappingStart { .. }
+        ) && documents == 2
+            && out.second_document.is_none()
+        {
+            out.second_document = Some(mark);
+        }
+        if let Some(tag) = tag {
+            let mut path = path_of(&frames);
+            if let (Some(Frame::Map { key: None, .. }), EventKind::Scalar { value, plain, .. }) =
+                (frames.last(), &event.kind)
+            {
+                // A tagged key: the field is the key itself.
+                path.push(Seg::Key(key_value(value, *plain)));
             }
+            out.tags.push((path, mark, tag));
         }
-        seq.next_element_seed(PathSeed {
-            path: rest,
-            at: self.at,
-        })
-        .map(|_| ())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let (target, rest) = match self.path.split_first() {
-            None => return Err(marker()),
-            Some((Seg::Key(k), rest)) => (k, rest),
-            Some((Seg::Index(_), _)) => return Ok(()),
-        };
-        let fail_at_key = rest.is_empty() && self.at == At::Key;
-        while let Some(found) = map.next_key_seed(KeySeed {
-            target,
-            fail_on_match: fail_at_key,
-        })? {
-            if found {
-                return map.next_value_seed(PathSeed {
-                    path: rest,
-                    at: self.at,
+        let node = out.nodes.len();
+        match event.kind {
+            EventKind::DocumentStart => {
+                documents += 1;
+                document_start = Some(mark);
+                continue;
+            }
+            EventKind::DocumentEnd => {
+                if documents == 2 && out.second_document.is_none() {
+                    out.second_document = document_start;
+                }
+                continue;
+            }
+            EventKind::Scalar { value, plain, .. } => {
+                let key = match frames.last() {
+                    Some(Frame::Map { key: None, .. }) => Some(key_value(&value, plain)),
+                    _ => None,
+                };
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Scalar,
+                    });
+                    if let Some(anchor) = anchor {
+                        anchors.insert(anchor, node);
+                    }
+                }
+                attach(&mut out, &mut frames, node, key, mark, tree);
+            }
+            EventKind::Alias(name) => {
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Alias(anchors.get(&name).copied()),
+                    });
+                }
+                attach(&mut out, &mut frames, node, None, mark, tree);
+            }
+            EventKind::SequenceStart { .. } | EventKind::MappingStart { .. } => {
+                if frames.len() >= MAX_DEPTH {
+                    out.too_deep = Some(mark);
+                    return out;
+                }
+                if tree {
+                    out.nodes.push(Node {
+                        mark,
+                        kind: Kind::Scalar,
+                    });
+                    if let Some(anchor) = anchor {
+                        anchors.insert(anchor, node);
+                    }
+                }
+                frames.push(match event.kind {
+                    EventKind::SequenceStart { .. } => Frame::Seq {
+                        node,
+                        mark,
+                        items: Vec::new(),
+                    },
+                    _ => Frame::Map {
+                        node,
+                        mark,
+                        map: Map::default(),
+                        key: None,
+                    },
                 });
             }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-/// Reads one mapping key and says whether it equals `target`, failing right there when asked,
-/// so the error carries the key's own mark.
-struct KeySeed<'t> {
-    target: &'t Value,
-    fail_on_match: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
-    type Value = bool;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl KeySeed<'_> {
-    fn check<E: de::Error>(&self, key: Option<Value>) -> Result<bool, E> {
-        let found = key.as_ref() == Some(self.target);
-        if found && self.fail_on_match {
-            Err(marker())
-        } else {
-            Ok(found)
-        }
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed<'_> {
-    type Value = bool;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping key")
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        self.check(Some(Value::Bool(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<bool, E> {
-        self.check(Some(Value::Number(v.into())))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<bool, E> {
-        self.check(Some(Value::Number(v.into())))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<bool, E> {
-        self.check(Some(Value::Number(v.into())))
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<bool, E> {
-        self.check(None)
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<bool, E> {
-        self.check(None)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
-        self.check(Some(Value::String(v.to_owned())))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        self.check(Some(Value::Null))
-    }
-    fn visit_none<E: de::Error>(self) -> Result<bool, E> {
-        self.check(Some(Value::Null))
-    }
-    // Complex and tagged keys never match a path segment; they are read and skipped.
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| false)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| false)
-    }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<bool, A::Error> {
-        IgnoredAny.visit_enum(data).map(|_| false)
-    }
-}
-
-/// Walks the whole document looking for a key repeated within one mapping.
-struct DupSeed<'f> {
-    path: Vec<Seg>,
-    found: &'f RefCell<Option<Vec<Seg>>>,
-}
-
-impl<'de> DeserializeSeed<'de> for DupSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for DupSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any YAML node")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<(), A::Error> {
-        let (_, variant) = data.variant::<IgnoredAny>()?;
-        de::VariantAccess::newtype_variant_seed(variant, self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
-        loop {
-            let mut path = self.path.clone();
-            path.push(Seg::Index(index));
-            let seed = DupSeed {
-                path,
-                found: self.found,
-            };
-            if seq.next_element_seed(seed)?.is_none() {
-                return Ok(());
-            }
-            index += 1;
-        }
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut seen: Vec<Value> = Vec::new();
-        loop {
-            let seed = DupKeySeed {
-                seen: &seen,
-                path: &self.path,
-                found: self.found,
-            };
-            let Some(key) = map.next_key_seed(seed)? else {
-                return Ok(());
-            };
-            let mut path = self.path.clone();
-            match key {
-                Some(key) => {
-                    path.push(Seg::Key(key.clone()));
-                    seen.push(key);
+            EventKind::SequenceEnd | EventKind::MappingEnd => {
+                let Some(frame) = frames.pop() else {
+                    continue;
+                };
+                let (done, mark, kind) = match frame {
+                    Frame::Seq { node, mark, items } => (node, mark, Kind::Seq(items)),
+                    Frame::Map {
+                        node, mark, map, ..
+                    } => (node, mark, Kind::Map(map)),
+                };
+                if let Some(node) = out.nodes.get_mut(done).filter(|_| tree) {
+                    node.kind = kind;
                 }
-                None => path.push(Seg::Key(Value::Null)),
+                // A collection used as a key never matches a path segment.
+                attach(&mut out, &mut frames, done, None, mark, tree);
             }
-            map.next_value_seed(DupSeed {
-                path,
-                found: self.found,
-            })?;
+        }
+    }
+    out
+}
+
+/// Hangs a finished node on the collection being read: an element, a key, or a key's value.
+/// `key` is the node's value when it is a scalar read as a mapping key.
+fn attach(
+    out: &mut Positions,
+    frames: &mut [Frame],
+    node: usize,
+    key: Option<Value>,
+    mark: Location,
+    tree: bool,
+) {
+    let Some((parent, outer)) = frames.split_last_mut() else {
+        if out.root.is_none() {
+            out.root = Some(node);
+        }
+        return;
+    };
+    match parent {
+        Frame::Seq { items, .. } => items.push(node),
+        Frame::Map {
+            key: pending @ None,
+            ..
+        } => *pending = Some((key, mark)),
+        Frame::Map {
+            map, key: pending, ..
+        } => {
+            let Some((key, key_mark)) = pending.take() else {
+                return;
+            };
+            if !tree {
+                return;
+            }
+            let entry = map.entries.len();
+            map.entries.push((key_mark, node));
+            match key.map(|key| map.index.entry(key)) {
+                Some(hash_map::Entry::Vacant(vacant)) => {
+                    vacant.insert(entry);
+                }
+                Some(hash_map::Entry::Occupied(repeated)) if out.duplicate.is_none() => {
+                    let mut path = path_of(outer);
+                    path.push(Seg::Key(repeated.key().clone()));
+                    out.duplicate = Some((path, key_mark));
+                }
+                _ => {}
+            }
         }
     }
 }
 
-/// Reads a key as a scalar `Value` (`None` for complex keys) and fails at it if already seen.
-struct DupKeySeed<'s> {
-    seen: &'s [Value],
-    path: &'s [Seg],
-    found: &'s RefCell<Option<Vec<Seg>>>,
-}
-
-impl<'de> DeserializeSeed<'de> for DupKeySeed<'_> {
-    type Value = Option<Value>;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Option<Value>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl DupKeySeed<'_> {
-    fn check<E: de::Error>(self, key: Value) -> Result<Option<Value>, E> {
-        if self.seen.contains(&key) {
-            let mut path = self.path.to_vec();
-            path.push(Seg::Key(key));
-            *self.found.borrow_mut() = Some(path);
-            return Err(marker());
+/// The path of the node being read, from the collections open around it.
+fn path_of(frames: &[Frame]) -> Vec<Seg> {
+    let mut path = Vec::with_capacity(frames.len());
+    for frame in frames {
+        match frame {
+            Frame::Seq { items, .. } => path.push(Seg::Index(items.len())),
+            Frame::Map {
+                key: Some((key, _)),
+                ..
+            } => path.push(Seg::Key(key.clone().unwrap_or(Value::Null))),
+            // Inside a key: the path stops at its mapping.
+            Frame::Map { key: None, .. } => break,
         }
-        Ok(Some(key))
     }
+    path
 }
 
-impl<'de> Visitor<'de> for DupKeySeed<'_> {
-    type Value = Option<Value>;
+/// A scalar mapping key as serde_yaml reads it into a `Value`: quoted keys are strings, plain
+/// ones are typed by their text (`1` is a number, `true` a boolean, `~` null). Only texts that
+/// can be something other than a string are handed to serde_yaml itself, so that the result is
+/// its own.
+fn key_value(text: &str, plain: bool) -> Value {
+    let may_be_typed = plain
+        && (text.is_empty()
+            || text.starts_with(|c: char| c.is_ascii_digit() || "+-.~".contains(c))
+            || matches!(
+                text,
+                "null" | "Null" | "NULL" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
+            ));
+    if may_be_typed && !text.contains(['\n', '#', ':', '[', '{', '"', '\'']) {
+        if text.is_empty() {
+            return Value::Null;
+        }
+        if let Ok(value) = serde_yaml::from_str::<Value>(text) {
+            return value;
+        }
+    }
+    Value::String(text.to_owned())
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a mapping key")
+impl Positions {
+    /// The node at `node`, through aliases (to where the anchored node is written).
+    fn resolve(&self, mut node: usize) -> Option<&Node> {
+        // An alias names an anchor defined before it, so following aliases always goes back in
+        // the file; the bound is a guard, never reached.
+        for _ in 0..=self.nodes.len() {
+            let found = self.nodes.get(node)?;
+            match found.kind {
+                Kind::Alias(Some(target)) => node = target,
+                Kind::Alias(None) => return None,
+                _ => return Some(found),
+            }
+        }
+        None
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-        self.check(Value::Bool(v))
+    /// Where the key or value at `path` starts; `None` when the path is not in the text.
+    pub(crate) fn locate(&self, path: &[Seg], at: At) -> Option<Location> {
+        let mut node = self.resolve(self.root?)?;
+        let mut key_mark = None;
+        for seg in path {
+            let next = match (seg, &node.kind) {
+                (Seg::Key(key), Kind::Map(map)) => {
+                    let &entry = map.index.get(key)?;
+                    let (mark, value) = map.entries[entry];
+                    key_mark = Some(mark);
+                    value
+                }
+                (Seg::Index(i), Kind::Seq(items)) => {
+                    key_mark = None;
+                    *items.get(*i)?
+                }
+                _ => return None,
+            };
+            node = self.resolve(next)?;
+        }
+        match (at, key_mark) {
+            (At::Key, Some(mark)) => Some(mark),
+            _ => Some(node.mark),
+        }
     }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        self.check(Value::Number(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        self.check(Value::Number(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        self.check(Value::Number(v.into()))
-    }
-    fn visit_i128<E: de::Error>(self, _: i128) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u128<E: de::Error>(self, _: u128) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        self.check(Value::String(v.to_owned()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.check(Value::Null)
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        self.check(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_seq(seq).map(|_| None)
-    }
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_map(map).map(|_| None)
-    }
-    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
-        IgnoredAny.visit_enum(data).map(|_| None)
+
+    /// [`Positions::locate`], falling back to the nearest enclosing node that can be found: a
+    /// problem always points somewhere useful even when its exact node is absent (a missing
+    /// key, say).
+    pub(crate) fn locate_nearest(&self, path: &[Seg], at: At) -> Option<Location> {
+        if let Some(found) = self.locate(path, at) {
+            return Some(found);
+        }
+        (0..path.len())
+            .rev()
+            .find_map(|len| self.locate(&path[..len], At::Value))
     }
 }
 
@@ -472,7 +391,9 @@ mod tests {
     }
 
     fn at(text: &str, segs: &[&str], at: At) -> Option<(usize, usize)> {
-        locate(text, &path(segs), at).map(|l| (l.line, l.column))
+        scan(text, Record::Tree)
+            .locate(&path(segs), at)
+            .map(|l| (l.line, l.column))
     }
 
     const NESTED: &str = "\
@@ -557,52 +478,109 @@ resources:
     #[test]
     fn missing_paths_fall_back_to_the_nearest_parent() {
         assert_eq!(at(NESTED, &["resources", "fs#1", "type"], At::Value), None);
-        let near = locate_nearest(NESTED, &path(&["resources", "fs#1", "type"]), At::Value);
+        let near = scan(NESTED, Record::Tree)
+            .locate_nearest(&path(&["resources", "fs#1", "type"]), At::Value);
         assert_eq!(near, Some(Location { line: 4, column: 5 }));
-        let root = locate_nearest("a: 1\n", &path(&["x", "y"]), At::Key);
+        let root = scan("a: 1\n", Record::Tree).locate_nearest(&path(&["x", "y"]), At::Key);
         assert_eq!(root, Some(Location { line: 1, column: 1 }));
     }
 
     #[test]
-    fn non_string_keys_and_tags() {
-        let text = "1: one\ntrue: yes\n~: nothing\nt: !custom {a: 1}\n";
-        let key = |v: Value| locate(text, &[Seg::Key(v)], At::Key).map(|l| (l.line, l.column));
+    fn non_string_keys_are_typed_as_serde_yaml_types_them() {
+        let text = "1: one\ntrue: yes\n~: nothing\n'2': two\n0x10: hex\n";
+        let positions = scan(text, Record::Tree);
+        let key = |v: Value| {
+            positions
+                .locate(&[Seg::Key(v)], At::Key)
+                .map(|l| (l.line, l.column))
+        };
         assert_eq!(key(Value::Number(1.into())), Some((1, 1)));
         assert_eq!(key(Value::Bool(true)), Some((2, 1)));
         assert_eq!(key(Value::Null), Some((3, 1)));
-        assert_eq!(at(text, &["t", "a"], At::Value), Some((4, 16)));
+        assert_eq!(key(Value::String("2".into())), Some((4, 1)));
+        assert_eq!(key(Value::Number(16.into())), Some((5, 1)));
+        assert_eq!(key(Value::String("1".into())), None);
     }
 
     #[test]
     fn empty_values_have_a_location() {
-        let text = "a:\nb: 1\n";
-        assert!(at(text, &["a"], At::Value).is_some());
+        assert!(at("a:\nb: 1\n", &["a"], At::Value).is_some());
     }
 
     #[test]
     fn second_document_is_located() {
-        let text = "a: 1\n---\nb: 2\n";
         assert_eq!(
-            locate_second_document(text),
+            scan("a: 1\n---\nb: 2\n", Record::Refusals).second_document,
             Some(Location { line: 3, column: 1 })
         );
+        assert!(
+            scan("a: 1\n---\n", Record::Refusals)
+                .second_document
+                .is_some()
+        );
+        assert_eq!(scan("a: 1\n", Record::Refusals).second_document, None);
     }
 
     #[test]
     fn duplicate_keys_are_located_at_the_repeat() {
-        let text = "a: 1\nr:\n  x: 1\n  y: 2\n  x: 3\n";
-        let (path, loc) = locate_duplicate_key(text).expect("duplicate");
+        let (path, loc) = scan("a: 1\nr:\n  x: 1\n  y: 2\n  x: 3\n", Record::Tree)
+            .duplicate
+            .expect("duplicate");
         assert_eq!(path, vec![Seg::key("r"), Seg::key("x")]);
         assert_eq!(loc, Location { line: 5, column: 3 });
-        assert_eq!(locate_duplicate_key("a: 1\nb: 2\n"), None);
+        assert_eq!(scan("a: 1\nb: 2\n", Record::Tree).duplicate, None);
+    }
+
+    #[test]
+    fn tags_are_found_with_their_field() {
+        let tags = scan("a: !!str 1\nb: [x, !custom y]\n!k c: 1\n", Record::Refusals).tags;
+        let found: Vec<(String, (usize, usize), String)> = tags
+            .into_iter()
+            .map(|(path, loc, tag)| {
+                let path = super::super::schema::FieldPath(&path).to_string();
+                (path, (loc.line, loc.column), tag)
+            })
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("a".into(), (1, 4), "tag:yaml.org,2002:str".into()),
+                ("b[1]".into(), (2, 8), "!custom".into()),
+                ("c".into(), (3, 1), "!k".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn nesting_past_the_limit_stops_the_pass() {
+        let deep = format!("x: {}\n", "[".repeat(MAX_DEPTH + 100));
+        // The top mapping is one level: the 32nd `[` is the 33rd level.
+        let expected = Location {
+            line: 1,
+            column: 4 + MAX_DEPTH - 1,
+        };
+        assert_eq!(scan(&deep, Record::Refusals).too_deep, Some(expected));
+        let fits = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert_eq!(scan(&fits, Record::Refusals).too_deep, None);
+        let block: String = (0..MAX_DEPTH + 1)
+            .map(|i| format!("{}k:\n", " ".repeat(i)))
+            .collect();
+        assert_eq!(
+            scan(&block, Record::Refusals).too_deep,
+            Some(Location {
+                line: MAX_DEPTH + 1,
+                column: MAX_DEPTH + 1
+            })
+        );
     }
 
     #[test]
     fn garbage_never_locates_and_never_panics() {
-        for text in ["", ":", "a: [", "- - -", "{a: 1", "a: *nope", "\t"] {
-            let _ = locate_nearest(text, &path(&["a", "b"]), At::Key);
-            let _ = locate_duplicate_key(text);
-            let _ = locate_second_document(text);
+        for text in [
+            "", ":", "a: [", "- - -", "{a: 1", "a: *nope", "\t", "&a [*a]",
+        ] {
+            let positions = scan(text, Record::Tree);
+            let _ = positions.locate_nearest(&path(&["a", "b"]), At::Key);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! nothing downstream ever sees YAML.
 
 pub mod doc;
+mod events;
 pub mod load;
 mod locate;
 pub(crate) mod schema;
@@ -114,6 +115,14 @@ impl Serialize for ResourceId {
     }
 }
 
+/// The longest service name, in bytes. converge names files after a service, and a file name
+/// holds at most 255 bytes: its app records are `<service>@app-<N>.start.json`, written through
+/// a temporary `.<service>@app-<N>.start.json.tmp.<16 hex digits>` (the name and 48 bytes at
+/// most, N having at most 10 digits), and its scripts log to `svc_<service>_<script>.log` (the
+/// name, 9 bytes, and the script's own name). 128 leaves 118 bytes for a script's name. A longer
+/// name would let a start run and then fail to record it ("File name too long").
+pub const MAX_SERVICE_NAME: usize = 128;
+
 /// One service: an ordered stack of resources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {
@@ -215,6 +224,14 @@ pub enum DrbdStop {
     /// `drbdadm down`: detached and disconnected.
     Down,
 }
+
+/// The longest DRBD resource name, in characters: what both drbd.conf and the kernel take.
+/// drbd.conf's scanner reads an unquoted name of at most 128 characters (`STRING
+/// [a-zA-Z0-9/._-]{1,128}` in drbd-utils' user/v9/drbdadm_scanner.fl), and the kernel's netlink
+/// context holds it in 128 bytes with its terminating NUL (`__str_field(2, ...,
+/// ctx_resource_name, 128)` in drbd_genl.h, whose policy length is `maxlen - 1` for a
+/// NUL-terminated string, in genl_magic_func.h).
+pub const MAX_DRBD_RESOURCE_NAME: usize = 127;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrbdSpec {

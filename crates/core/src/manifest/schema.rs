@@ -16,6 +16,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_yaml::{Mapping, Value};
 
+use crate::escape::{EXCERPT_CHARS, excerpt, shortened};
+
 /// One step down the tree: a mapping key (as written, any scalar) or a sequence index.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Seg {
@@ -69,7 +71,7 @@ pub(crate) struct KeyText<'a>(pub &'a Value);
 impl fmt::Display for KeyText<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
-            Value::String(s) => f.write_str(s),
+            Value::String(s) => f.write_str(&shortened(s)),
             Value::Number(n) => write!(f, "{n}"),
             Value::Bool(b) => write!(f, "{b}"),
             Value::Null => f.write_str("~"),
@@ -195,37 +197,54 @@ impl<'a> Fields<'a> {
     }
 }
 
-/// Collects problems while converting a `Value` tree into typed values.
+/// Problems reported per file; past this the file is garbage, and one more line says how many
+/// more there are. Enough to fix a file in one round; few enough to read.
+pub const MAX_PROBLEMS_PER_FILE: usize = 50;
+
+/// Collects problems while converting a `Value` tree into typed values: the first
+/// [`MAX_PROBLEMS_PER_FILE`], and how many more (a file with a problem on every line keeps no
+/// more than that in memory).
 #[derive(Debug, Default)]
 pub(crate) struct Reader {
     problems: Vec<Problem>,
+    more: usize,
 }
 
 impl Reader {
+    /// The problems kept: the first [`MAX_PROBLEMS_PER_FILE`] found.
     pub(crate) fn into_problems(self) -> Vec<Problem> {
         self.problems
+    }
+
+    /// How many problems were found past the ones kept.
+    pub(crate) fn more(&self) -> usize {
+        self.more
     }
 
     pub(crate) fn is_clean(&self) -> bool {
         self.problems.is_empty()
     }
 
+    fn push(&mut self, node: &Node, at: At, message: impl Into<String>) {
+        if self.problems.len() < MAX_PROBLEMS_PER_FILE {
+            self.problems.push(Problem {
+                path: node.path.clone(),
+                at,
+                message: message.into(),
+            });
+        } else {
+            self.more += 1;
+        }
+    }
+
     /// A problem with the value at `node`.
     pub(crate) fn error(&mut self, node: &Node, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: node.path.clone(),
-            at: At::Value,
-            message: message.into(),
-        });
+        self.push(node, At::Value, message);
     }
 
     /// A problem with the key that leads to `node`.
     pub(crate) fn key_error(&mut self, node: &Node, message: impl Into<String>) {
-        self.problems.push(Problem {
-            path: node.path.clone(),
-            at: At::Key,
-            message: message.into(),
-        });
+        self.push(node, At::Key, message);
     }
 
     /// Opens a mapping, reporting every key not in `allowed` (`None`: any key is). `null` reads
@@ -265,6 +284,41 @@ impl Reader {
         Some(fields)
     }
 
+    /// Whether `node` is a mapping that is some other file than a `what`: none of its keys is
+    /// one `allowed`, and they are not a few misspelt keys either (more than
+    /// [`FOREIGN_KEYS`], or one that is no key name, such as a line of /etc/shadow,
+    /// `root:$6$…:19000:0:99999:7::`, which YAML reads as a key). One error then says so
+    /// without quoting any key, so that a file symlinked in by mistake is not copied into the
+    /// logs line by line.
+    pub(crate) fn foreign(&mut self, node: &Node, allowed: &Keys, what: &str) -> bool {
+        let Value::Mapping(map) = node.value else {
+            return false;
+        };
+        let known = map
+            .keys()
+            .any(|k| k.as_str().is_some_and(|k| allowed.contains(k)));
+        let misspelt = map.len() <= FOREIGN_KEYS
+            && map.keys().all(|k| {
+                k.as_str().is_some_and(|k| {
+                    (1..=64).contains(&k.len())
+                        && k.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"_-.#".contains(&b))
+                })
+            });
+        if known || misspelt || map.is_empty() {
+            return false;
+        }
+        self.error(
+            node,
+            format!(
+                "not a {what}: none of its {} top-level keys is one of {} (they are not quoted back, as this may be any file)",
+                map.len(),
+                allowed.names().collect::<Vec<_>>().join(", ")
+            ),
+        );
+        true
+    }
+
     /// The node of a key that must be present; reports it missing otherwise.
     pub(crate) fn required<'a>(&mut self, fields: &Fields<'a>, key: &str) -> Option<Node<'a>> {
         let found = fields.get(key);
@@ -279,8 +333,7 @@ impl Reader {
         match serde_yaml::from_value::<T>(node.value.clone()) {
             Ok(v) => Some(v),
             Err(e) => {
-                // serde calls YAML's null "unit value", which means nothing to an operator.
-                let message = e.to_string().replace("unit value", "null");
+                let message = serde_message(&e, node.value);
                 self.error(node, message);
                 None
             }
@@ -291,12 +344,23 @@ impl Reader {
         self.leaf(node)
     }
 
+    /// Any string the loader reads. A NUL is refused in every one: no argument, path or name
+    /// can hold it (the kernel ends a C string there), so a program would be handed something
+    /// other than what the manifest says, or could not be started at all.
     pub(crate) fn string(&mut self, node: &Node) -> Option<String> {
-        self.leaf(node)
+        let s: String = self.leaf(node)?;
+        if s.contains('\0') {
+            self.error(
+                node,
+                format!("must not contain a NUL character (no argument, path or name can hold one), got {s:?}"),
+            );
+            return None;
+        }
+        Some(s)
     }
 
     pub(crate) fn nonempty_string(&mut self, node: &Node) -> Option<String> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         if s.trim().is_empty() {
             self.error(node, "must not be empty");
             return None;
@@ -307,7 +371,7 @@ impl Reader {
     /// A name handed to a program as one argument: `[A-Za-z0-9_.-]+`, and no leading `-` so it
     /// cannot be taken for an option.
     pub(crate) fn name(&mut self, node: &Node, what: &str) -> Option<String> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         self.check_name(node, what, &s).then_some(s)
     }
 
@@ -315,19 +379,36 @@ impl Reader {
         match name_problem(s) {
             None => true,
             Some(problem) => {
-                self.error(node, format!("invalid {what} {s:?}: {problem}"));
+                self.error(node, format!("invalid {what} {}: {problem}", excerpt(s)));
                 false
             }
         }
     }
 
     pub(crate) fn absolute_path(&mut self, node: &Node) -> Option<PathBuf> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         if !s.starts_with('/') {
-            self.error(node, format!("must be an absolute path, got {s:?}"));
+            self.error(
+                node,
+                format!("must be an absolute path, got {}", excerpt(&s)),
+            );
             return None;
         }
         Some(PathBuf::from(s))
+    }
+
+    /// An absolute path naming a thing on the node, in its one spelling (see
+    /// [`normal_path`]): a service holds the normalised path, and two services are compared by
+    /// it.
+    pub(crate) fn normal_path(&mut self, node: &Node) -> Option<PathBuf> {
+        let s = self.string(node)?;
+        match normal_path(&s) {
+            Ok(path) => Some(path),
+            Err(problem) => {
+                self.error(node, format!("{problem}, got {}", excerpt(&s)));
+                None
+            }
+        }
     }
 
     /// A humantime duration such as "30s", "2m" or "1h 5m". Zero is refused (a zero timeout
@@ -338,7 +419,7 @@ impl Reader {
         let s: String = match serde_yaml::from_value(node.value.clone()) {
             Ok(s) => s,
             Err(e) => {
-                let message = e.to_string().replace("unit value", "null");
+                let message = serde_message(&e, node.value);
                 self.error(
                     node,
                     format!("{message}; a duration is written with a unit, e.g. \"30s\", \"2m\", \"1h 5m\""),
@@ -348,16 +429,22 @@ impl Reader {
         };
         match humantime::parse_duration(s.trim()) {
             Ok(d) if d.is_zero() => {
-                self.error(node, format!("duration must not be zero, got {s:?}"));
+                self.error(
+                    node,
+                    format!("duration must not be zero, got {}", excerpt(&s)),
+                );
                 None
             }
             Ok(d) if d > MAX_DURATION => {
-                self.error(node, format!("duration must be at most 30 days, got {s:?}"));
+                self.error(
+                    node,
+                    format!("duration must be at most 30 days, got {}", excerpt(&s)),
+                );
                 None
             }
             Ok(d) => Some(d),
             Err(e) => {
-                self.error(node, format!("invalid duration {s:?}: {e}"));
+                self.error(node, format!("invalid duration {}: {e}", excerpt(&s)));
                 None
             }
         }
@@ -365,14 +452,14 @@ impl Reader {
 
     /// One of a fixed set of words.
     pub(crate) fn choice<T: Copy>(&mut self, node: &Node, choices: &[(&str, T)]) -> Option<T> {
-        let s: String = self.leaf(node)?;
+        let s = self.string(node)?;
         match choices.iter().find(|(word, _)| *word == s) {
             Some((_, v)) => Some(*v),
             None => {
                 let words: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
                 self.error(
                     node,
-                    format!("expected one of {}, got {s:?}", words.join(", ")),
+                    format!("expected one of {}, got {}", words.join(", "), excerpt(&s)),
                 );
                 None
             }
@@ -412,9 +499,48 @@ impl Reader {
     }
 }
 
+/// More unknown keys than this, and none known, is not a file with typos but another file.
+pub(crate) const FOREIGN_KEYS: usize = 5;
+
+/// serde's message about `value`, as an operator reads it: serde calls YAML's null "unit
+/// value", and quotes a string whole, which for a long one is cut to an excerpt.
+fn serde_message(e: &serde_yaml::Error, value: &Value) -> String {
+    let message = e.to_string().replace("unit value", "null");
+    match value {
+        Value::String(s) if s.chars().nth(EXCERPT_CHARS).is_some() => {
+            message.replace(&format!("{s:?}"), &excerpt(s))
+        }
+        _ => message,
+    }
+}
+
 /// The longest duration any key takes: longer than any sane timeout or period, and far from
 /// what would overflow a deadline.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// `s` as one spelling of its path: absolute, with `//` and `/./` collapsed and no trailing
+/// `/`, so that `/srv/x/`, `/srv//x` and `/srv/./x` are all `/srv/x`. A `..` component is
+/// refused rather than resolved: lexically `/srv/y/../x` is `/srv/x`, but the kernel resolves
+/// `..` after symlinks, so the two can name different directories; and `/srv/..` is `/`.
+pub(crate) fn normal_path(s: &str) -> Result<PathBuf, &'static str> {
+    if !s.starts_with('/') {
+        return Err("must be an absolute path");
+    }
+    let mut normal = String::with_capacity(s.len());
+    for part in s.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(
+                "must not contain a `..` component (converge cannot tell which directory it names once symlinks are involved): write the path without it",
+            );
+        }
+        normal.push('/');
+        normal.push_str(part);
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    Ok(PathBuf::from(normal))
+}
 
 /// Why `s` is not a safe name, if it is not.
 pub(crate) fn name_problem(s: &str) -> Option<&'static str> {
@@ -465,13 +591,26 @@ fn describe_kind(v: &Value) -> &'static str {
     }
 }
 
+/// "a string", "a sequence", "null": what kind of node was found, without quoting it.
+pub(crate) fn describe_shape(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
 /// "integer `3`", "a sequence", "null": what was found, for type errors not produced by serde.
 pub(crate) fn describe(v: &Value) -> String {
     match v {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean `{b}`"),
         Value::Number(n) => format!("{} `{n}`", describe_kind(v)),
-        Value::String(s) => format!("string {s:?}"),
+        Value::String(s) => format!("string {}", excerpt(s)),
         Value::Sequence(_) => "a sequence".into(),
         Value::Mapping(_) => "a mapping".into(),
         Value::Tagged(t) => format!("a value tagged {}", t.tag),

@@ -414,6 +414,7 @@ impl Daemon {
             .iter()
             .map(ToString::to_string)
             .collect();
+        let before_warnings = self.desired.warnings.clone();
         // Read once: the loader hashes what it reads, and files it parsed before with the same
         // text are not parsed again, so a reload that finds nothing new costs the reads alone.
         let reload = self.desired.reload(
@@ -442,6 +443,11 @@ impl Daemon {
         if after_errors != before_errors {
             for error in &after_errors {
                 tracing::error!("{error} (last good version kept in force)");
+            }
+        }
+        if self.desired.warnings != before_warnings {
+            for warning in &self.desired.warnings {
+                tracing::warn!("{warning}");
             }
         }
         self.notices.clear();

@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use converge_core::escape::excerpt;
 use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
 use converge_core::manifest::{DesiredState, LoadError, Service};
 
@@ -46,6 +47,9 @@ pub struct DesiredSet {
     orphans: BTreeMap<String, Orphan>,
     /// The current problems of the directory, file:line:column each.
     pub errors: Vec<LoadError>,
+    /// What the last reload skipped and should say (entries named like manifests that are not
+    /// files).
+    pub warnings: Vec<LoadError>,
     /// What [`DesiredSet::reconciled`] returns, rebuilt whenever the above change: a daemon's
     /// resync hands it to the observation without copying every service each time.
     reconciled: Arc<[Service]>,
@@ -66,6 +70,7 @@ impl DesiredSet {
             return Reload::default();
         }
         let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
+        self.warnings = loaded.warnings;
         let mut errors = loaded.errors;
         let mut trusted = Vec::with_capacity(loaded.services.len());
         for service in loaded.services {
@@ -186,7 +191,7 @@ impl DesiredSet {
             let fresh_claims = claims_of(fresh);
             for old in kept {
                 let why = if old.name == fresh.name {
-                    Some((None, format!("duplicate service {:?}", fresh.name)))
+                    Some((None, format!("duplicate service {}", excerpt(&fresh.name))))
                 } else {
                     claims_of(old).into_iter().find_map(|claim| {
                         let mine = fresh_claims
@@ -195,8 +200,10 @@ impl DesiredSet {
                         Some((
                             Some(format!("resources.{}.{}", mine.rid, mine.field)),
                             format!(
-                                "{} {:?} is also managed by service {}",
-                                claim.what, claim.value, old.name
+                                "{} {} is also managed by service {}",
+                                claim.what,
+                                excerpt(&claim.value),
+                                old.name
                             ),
                         ))
                     })
@@ -382,6 +389,56 @@ mod tests {
                 .is_some_and(|s| s.source == Path::new("/m/b.yaml"))
         );
         assert!(set.errors.is_empty());
+    }
+
+    /// A directory named like a manifest is said on every reload that finds it (the daemon
+    /// logs it when that changes), and the rest of the directory is in force.
+    #[test]
+    fn entries_named_like_manifests_that_are_not_files_are_warnings() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("a.yaml"), "service: a\nstate: down\n").expect("write");
+        std::fs::create_dir(tmp.path().join("b.yaml")).expect("mkdir");
+        let mut set = DesiredSet::default();
+        let r = set.reload(tmp.path(), false, false);
+        assert_eq!(r.changed, ["a"]);
+        assert!(set.errors.is_empty(), "{:?}", set.errors);
+        let shown: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(shown[0].ends_with("/b.yaml: warning: skipped, not read as a manifest: it is a directory; a manifest is a regular file, or a symlink to one"), "{shown:?}");
+        std::fs::remove_dir(tmp.path().join("b.yaml")).expect("rmdir");
+        set.reload(tmp.path(), false, false);
+        assert!(set.warnings.is_empty());
+    }
+
+    /// A regression: a 150 KB manifest of nested `[` stalled the daemon for 25 s on every
+    /// reload, while the YAML parser worked through it. It is refused at once, and not read
+    /// again while it is unchanged.
+    #[test]
+    fn regression_a_deeply_nested_manifest_does_not_stall_a_reload() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(tmp.path().join("a.yaml"), "service: a\nstate: down\n").expect("write");
+        let deep = format!("service: b\nstate: up\nx: {}\n", "[".repeat(150_000));
+        std::fs::write(tmp.path().join("b.yaml"), deep).expect("write");
+        let mut set = DesiredSet::default();
+        let start = std::time::Instant::now();
+        let r = set.reload(tmp.path(), false, false);
+        assert!(start.elapsed().as_secs() < 2, "{:?}", start.elapsed());
+        assert_eq!(r.changed, ["a"]);
+        let shown: Vec<String> = set.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0]
+                .contains("/b.yaml:3:35: sequences and mappings nested more than 32 levels deep"),
+            "{shown:?}"
+        );
+        let start = std::time::Instant::now();
+        set.reload(tmp.path(), false, false);
+        assert!(start.elapsed().as_millis() < 500, "{:?}", start.elapsed());
+        assert_eq!(
+            set.parsed.parses(),
+            2,
+            "the unchanged broken file is not parsed again"
+        );
     }
 
     #[test]
