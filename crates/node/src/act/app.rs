@@ -92,7 +92,7 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
         let path = log_path(ctx, &run.label);
         let (out, logs) = match open_log(&path, argv) {
             Ok(log) => {
-                let logged = exec::run_logged(argv, app.timeout, log)
+                let logged = exec::run_logged(argv, app.timeout, log, None)
                     .await
                     .map_err(|e| ctx.failed(e.to_string()))?;
                 if let Err(e) = logged.log {
