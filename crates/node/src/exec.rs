@@ -819,6 +819,45 @@ mod tests {
         assert!(dead, "the command outlived the thread that spawned it");
     }
 
+    #[tokio::test]
+    async fn regression_a_command_whose_output_reader_is_gone_finishes_its_work() {
+        // converge killed with SIGKILL takes the read ends of the command's pipes along: the
+        // command, meant to go on for the next converge to wait for, died of SIGPIPE at its
+        // next line of output (drbdadm up, half done, ended 141).
+        for mode in modes() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let go = dir.path().join("go");
+            let done = dir.path().join("done");
+            let mut command = Command::new("sh");
+            command
+                .args([
+                    "-c",
+                    &format!(
+                        "while [ ! -e {go} ]; do sleep 0.01; done; echo output; echo more >&2; \
+                         touch {done}",
+                        go = go.display(),
+                        done = done.display()
+                    ),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut cell = Cell::new(&mode).expect("cell");
+            cell.prepare(&mut command);
+            let mut child = command.spawn().expect("spawn");
+            cell.spawned(child.id().expect("pid"));
+            drop(child.stdout.take());
+            drop(child.stderr.take());
+            std::fs::write(&go, "").expect("go");
+            let status = child.wait().await.expect("wait");
+            cell.release(false).await;
+            assert!(
+                done.exists(),
+                "{mode:?}: the command died writing to a pipe nobody reads ({status})"
+            );
+        }
+    }
+
     /// Notes what it is told, as an in-progress record would.
     #[derive(Default)]
     struct Notes(Mutex<Vec<String>>);

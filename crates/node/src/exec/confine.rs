@@ -19,6 +19,10 @@
 //! When a command ends by itself, what it leaves in its cgroup (a daemon an app's start script
 //! started, an LXC monitor) is moved to converge's own cgroup, where it lived before cgroups
 //! were used, and the cgroup is removed: only a timeout or a stop kills.
+//!
+//! In both, SIGPIPE is ignored in the command (as systemd does for services): the read ends of
+//! its output pipes die with converge, and a command meant to go on after a kill -9 of converge
+//! must not die of its next line of output.
 
 use std::fs;
 use std::io;
@@ -303,6 +307,15 @@ impl Cell {
             None => (None, None),
         };
         let hook = move || -> io::Result<()> {
+            // The command's output goes to pipes converge reads. A command that outlives a
+            // converge killed with SIGKILL (as it must, to be waited for by the next one) would
+            // die of its next write (SIGPIPE) halfway through its work: it sees the write fail
+            // instead, as systemd's services do (IgnoreSIGPIPE=yes). An ignored signal stays
+            // ignored across exec and in the children.
+            // SAFETY: see below; signal(2) is async-signal-safe.
+            if unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) } == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
             if let Some(procs) = &join {
                 // "0" is the writing process itself: the child, before it runs anything.
                 rustix::io::write(procs, b"0")?;
@@ -317,9 +330,9 @@ impl Cell {
             Ok(())
         };
         // SAFETY: the hook runs in the child between fork and exec, where only
-        // async-signal-safe calls are allowed. It makes three raw system calls (write on an fd
-        // opened before the fork, prctl, getppid), allocates nothing (an `io::Error` from an
-        // errno is not boxed) and takes no lock.
+        // async-signal-safe calls are allowed. It makes four raw system calls (signal, write on
+        // an fd opened before the fork, prctl, getppid), allocates nothing (an `io::Error` from
+        // an errno is not boxed) and takes no lock.
         unsafe {
             command.pre_exec(hook);
         }
