@@ -740,4 +740,50 @@ mod tests {
         assert_eq!(found[0].found, Found::EndedWhileWaiting);
         assert!(confine::group_members(pid as i32, start).is_empty());
     }
+
+    #[tokio::test]
+    async fn in_a_cgroup_a_command_whose_pid_was_not_written_is_waited_for_until_it_is_empty() {
+        // Killed between the record and its pid: the cgroup alone names the command.
+        let mode = confine::mode();
+        if !mode.is_cgroup() {
+            eprintln!("skipping: needs cgroup v2 (root): {}", mode.describe());
+            return;
+        }
+        let state_dir = tempfile::tempdir().expect("tempdir");
+        let release = state_dir.path().join("release");
+        let mut command = tokio::process::Command::new("sh");
+        command.args([
+            "-c",
+            &format!("while [ ! -e {} ]; do sleep 0.05; done", release.display()),
+        ]);
+        let cell = confine::Cell::new(mode).expect("cell");
+        let placement = cell.placement();
+        cell.prepare(&mut command);
+        let child = command.spawn().expect("spawn");
+        // What a killed converge leaves: nobody waits for it, nobody releases its cgroup.
+        std::mem::forget(child);
+        std::mem::forget(cell);
+        let Placement::Cgroup { cgroup } = &placement else {
+            panic!("a cgroup: {placement:?}");
+        };
+        let dir = confine::hierarchy()
+            .and_then(|h| h.dir_of(cgroup))
+            .expect("its directory");
+        let mut record = interrupted("x", 0, 0, Duration::from_secs(60));
+        record.pid = None;
+        record.pid_start = None;
+        record.placement = placement.clone();
+        write_record(state_dir.path(), &record);
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            std::fs::write(release, "").expect("release");
+        });
+        let state = state_dir.path().to_path_buf();
+        let found = tokio::task::spawn_blocking(move || recover(&state))
+            .await
+            .expect("recover");
+        releaser.join().expect("releaser");
+        assert_eq!(found[0].found, Found::EndedWhileWaiting);
+        assert!(!dir.exists(), "{} is removed", dir.display());
+    }
 }
