@@ -388,8 +388,14 @@ fn recover_one(record: &InProgress) -> Found {
             Found::Killed
         }
     } else {
+        let how = match record.placement {
+            Placement::Cgroup { .. } => "it has ended since",
+            // The command itself died with converge (PR_SET_PDEATHSIG); nothing of its
+            // process group runs.
+            Placement::ProcessGroup => "it died with converge, or has ended since",
+        };
         log.info(format_args!(
-            "converge was killed during {}: it has ended since; the node is observed afresh",
+            "converge was killed during {}: {how}; the node is observed afresh",
             record.what()
         ));
         Found::Ended

@@ -321,6 +321,8 @@ impl Cell {
                 rustix::io::write(procs, b"0")?;
             }
             if let Some(parent) = parent {
+                // Sent when the *thread* that spawned the child ends: converge spawns from its
+                // runtime's worker threads, which live as long as the process.
                 rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
                 // The parent may have died before the signal was asked for.
                 if rustix::process::getppid() != Some(parent) {
