@@ -132,8 +132,8 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
 }
 
 /// A script's log keeps at most this much of its output (the end of it is in memory, for the
-/// action log and the error message, see [`crate::exec::TAIL_BYTES`]): far more than any start or stop
-/// prints when things go right, and a runaway script cannot fill the log's filesystem.
+/// action log and the error message, see [`crate::exec::TAIL_BYTES`]): far more than any start
+/// or stop prints when things go right, and a runaway script cannot fill the log's filesystem.
 pub const SCRIPT_LOG_MAX: u64 = 8 * 1024 * 1024;
 
 /// Opens a script's log for this run: emptied (it was opened without truncation, see

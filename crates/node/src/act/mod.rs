@@ -5,7 +5,8 @@
 //! an exit code means. Every driver logs each program before running it (see [`log`]), runs it
 //! through [`crate::exec`] (a command that changes the node with a record of it in progress,
 //! [`crate::in_progress`]; see [`Ctx::run`] and [`Ctx::probe`]), and reports a failure or a
-//! refusal as an [`ActError`] naming the resource. A driver that must look at the node again asks the [`Observer`]'s probes.
+//! refusal as an [`ActError`] naming the resource. A driver that must look at the node again
+//! asks the [`Observer`]'s probes.
 
 pub mod app;
 pub mod container;
