@@ -79,10 +79,12 @@ impl App {
         assert!(out.contains(&format!("{}", path.display())), "{out}");
         assert!(out.contains(fragment), "{out}");
         assert!(!self.marker.exists(), "root ran it: {out}");
-        // `validate` only looks: the same problem, as a warning, and its own exit code.
-        let (code, out) = self.converge(&["validate"]);
-        assert_eq!(code, 0, "{out}");
-        assert!(out.contains("warning: refusing"), "{out}");
+        // The commands that only look say the same as a warning, with their own exit codes.
+        for (command, exit) in [("validate", 0), ("plan", 2), ("status", 2)] {
+            let (code, out) = self.converge(&[command]);
+            assert_eq!(code, exit, "{command}: {out}");
+            assert!(out.contains("warning: refusing"), "{command}: {out}");
+        }
     }
 }
 
