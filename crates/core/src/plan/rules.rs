@@ -33,6 +33,8 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     satisfied: Vec<(ResourceId, String)>,
     /// A mount is planned: a container not visible now may live on that filesystem.
     mount_planned: bool,
+    /// A step that leaves the service's container running is planned: its apps can follow.
+    container_start_planned: bool,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -48,6 +50,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             unmounted: BTreeSet::new(),
             satisfied: Vec::new(),
             mount_planned: false,
+            container_start_planned: false,
         }
     }
 
@@ -461,6 +464,21 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         };
         let (rid, id) = (resource.id, spec.kind.id());
         let container = || spec.kind.clone();
+        let steps_before = self.steps.len();
+        self.plan_container_up(resource, state, rid, id, container);
+        // Whatever was planned here ends with the container running (or a refusal, which
+        // plans nothing).
+        self.container_start_planned = self.steps.len() > steps_before;
+    }
+
+    fn plan_container_up(
+        &mut self,
+        resource: &Resource,
+        state: ContainerState,
+        rid: ResourceId,
+        id: &str,
+        container: impl Fn() -> ContainerKind,
+    ) {
         match state {
             ContainerState::Running => {
                 self.already(rid, format!("container {id} is already running"))
@@ -588,6 +606,16 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 self.refuse(
                     resource,
                     format!("its container ({}) is disabled and not running; converge does not start it", container.id),
+                );
+                return;
+            }
+            if !self.container_start_planned {
+                // An optional container that was refused only warned: nothing starts it, and
+                // an app start inside it would fail and roll back everything before it.
+                let id = self.service.container().map_or("", |c| c.kind.id());
+                self.refuse(
+                    resource,
+                    format!("its container {id} is not running and nothing starts it"),
                 );
                 return;
             }
