@@ -618,6 +618,73 @@ fn stop_order_unmounts_deeper_mount_points_and_submounts_first() {
 }
 
 #[test]
+fn regression_demote_planned_under_the_lower_of_two_stacked_mounts() {
+    // Found by the safety property (tests/plan_properties.rs): the filesystem mounted twice on
+    // its mount point, one mount stacked on the other. One unmount was planned, after which
+    // the mount point counted as unmounted, and the demotion followed while the lower mount was
+    // still there. Each mount needs its own unmount; their reasons differ, so that the
+    // controller sees the second as progress, not as the first one changing nothing.
+    let mut node = node_at(Level::Mounted);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount("/dev/drbd/by-res/data/0", DRBD0, "/drbdsvc"));
+        // Stacked sub-mounts below it come off first, each of them.
+        for _ in 0..2 {
+            mounts.push(mount(
+                "tmpfs",
+                DevNum {
+                    major: 0,
+                    minor: 50,
+                },
+                "/drbdsvc/run",
+            ));
+        }
+    }
+    let plan = plan_service(&with_state(seed(), DesiredState::Down), &node);
+    assert_eq!(plan.blocked, None);
+    assert_eq!(
+        actions(&plan),
+        [
+            "umount /drbdsvc/run",
+            "umount /drbdsvc/run",
+            "umount /drbdsvc",
+            "umount /drbdsvc",
+            "secondary data"
+        ]
+    );
+    let reasons: Vec<&str> = plan.steps.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(
+        reasons[..4],
+        [
+            "mounted below /drbdsvc (2 mounts stacked there)",
+            "mounted below /drbdsvc",
+            "/dev/drbd0 is mounted on /drbdsvc (2 mounts stacked there)",
+            "/dev/drbd0 is mounted on /drbdsvc",
+        ]
+    );
+    // Our filesystem under someone else's on our mount point: the foreign one is not ours to
+    // unmount, so neither is ours below it, and the demotion is refused.
+    let mut node = node_at(Level::Mounted);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount(
+            "/dev/sdb1",
+            DevNum {
+                major: 8,
+                minor: 17,
+            },
+            "/drbdsvc",
+        ));
+    }
+    let plan = plan_service(&with_state(seed(), DesiredState::Down), &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(
+        plan.blocked
+            .expect("blocked")
+            .reason
+            .contains("/dev/drbd0 is mounted on /drbdsvc")
+    );
+}
+
+#[test]
 fn optional_resource_problems_warn_and_the_stack_goes_on() {
     // An optional filesystem whose mount point holds someone else's: a warning, and the
     // container and the apps are started all the same.
