@@ -477,9 +477,19 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
     }
     static AT_MARK: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r" at (line \d+ column \d+|position \d+)").ok());
-    let location = err.location().map(|l| Location {
-        line: l.line(),
-        column: l.column(),
+    // At the end of a text without a final newline the reader reports the line after the
+    // last one: a place no editor can open, so the end of the text stands for it.
+    let location = err.location().map(|l| {
+        let at = Location {
+            line: l.line(),
+            column: l.column(),
+        };
+        let end = end_of(text);
+        if (at.line, at.column) > (end.line, end.column) {
+            end
+        } else {
+            at
+        }
     });
     // The position goes in front, FILE:LINE:COL style; the message keeps only any context mark.
     let message = match (&*AT_MARK, location) {
@@ -490,6 +500,27 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
         location,
         ..LoadError::new(path, format!("invalid YAML: {message}"))
     })
+}
+
+/// Where `text` ends, counting lines as YAML does (`\r\n`, `\r`, `\n`, NEL, LS and PS each
+/// end one) and columns in characters, from 1.
+fn end_of(text: &str) -> Location {
+    let mut end = Location { line: 1, column: 1 };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            end = Location {
+                line: end.line + 1,
+                column: 1,
+            };
+        } else {
+            end.column += 1;
+        }
+    }
+    end
 }
 
 /// Locates the schema reader's problems in `text`.
@@ -1001,6 +1032,29 @@ mod tests {
             .trim_start_matches("/m/t.yaml:")
             .trim_start()
             .to_string()
+    }
+
+    #[test]
+    fn regression_a_yaml_error_at_the_end_of_a_file_points_inside_it() {
+        // Found by the parsers' fuzz tests (tests/parser_fuzz.rs): at the end of a file without a
+        // final newline, the YAML reader reports the line after the last one (`s.yaml:2:1` for
+        // a one-line file), which an editor cannot open at. The error is placed at the end of
+        // the text instead. Line breaks are YAML's: `\r\n`, `\r`, `\n`, NEL, LS and PS.
+        for (text, line, column) in [
+            ("{0", 1, 3),
+            ("service: s\nstate: up\n0", 3, 2),
+            ("a:\u{2028}b:null", 2, 7),
+            ("a: [\r\n", 2, 1),
+        ] {
+            let errors = parse(text).expect_err(text);
+            let location = errors[0].location.expect("located");
+            assert_eq!(
+                (location.line, location.column),
+                (line, column),
+                "{text:?}: {}",
+                errors[0]
+            );
+        }
     }
 
     #[test]
