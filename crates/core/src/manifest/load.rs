@@ -18,7 +18,7 @@ use serde_yaml::Value;
 
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
 pub use super::locate::Location;
-use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document};
+use super::locate::{locate_duplicate_key, locate_nearest, locate_second_document, within};
 use super::schema::{At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe};
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
@@ -477,19 +477,14 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
     }
     static AT_MARK: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r" at (line \d+ column \d+|position \d+)").ok());
-    // At the end of a text without a final newline the reader reports the line after the
-    // last one: a place no editor can open, so the end of the text stands for it.
     let location = err.location().map(|l| {
-        let at = Location {
-            line: l.line(),
-            column: l.column(),
-        };
-        let end = end_of(text);
-        if (at.line, at.column) > (end.line, end.column) {
-            end
-        } else {
-            at
-        }
+        within(
+            text,
+            Location {
+                line: l.line(),
+                column: l.column(),
+            },
+        )
     });
     // The position goes in front, FILE:LINE:COL style; the message keeps only any context mark.
     let message = match (&*AT_MARK, location) {
@@ -500,27 +495,6 @@ pub(crate) fn parse_yaml(path: &Path, text: &str) -> Result<Value, LoadError> {
         location,
         ..LoadError::new(path, format!("invalid YAML: {message}"))
     })
-}
-
-/// Where `text` ends, counting lines as YAML does (`\r\n`, `\r`, `\n`, NEL, LS and PS each
-/// end one) and columns in characters, from 1.
-fn end_of(text: &str) -> Location {
-    let mut end = Location { line: 1, column: 1 };
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\r' && chars.peek() == Some(&'\n') {
-            continue;
-        }
-        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
-            end = Location {
-                line: end.line + 1,
-                column: 1,
-            };
-        } else {
-            end.column += 1;
-        }
-    }
-    end
 }
 
 /// Locates the schema reader's problems in `text`.
@@ -1045,6 +1019,8 @@ mod tests {
             ("service: s\nstate: up\n0", 3, 2),
             ("a:\u{2028}b:null", 2, 7),
             ("a: [\r\n", 2, 1),
+            // The second document's marker, placed by the locator.
+            ("a:\n---", 2, 4),
         ] {
             let errors = parse(text).expect_err(text);
             let location = errors[0].location.expect("located");

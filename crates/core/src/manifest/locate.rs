@@ -42,12 +42,12 @@ pub(crate) fn locate(text: &str, path: &[Seg], at: At) -> Option<Location> {
 /// [`locate`], falling back to the nearest enclosing node that can be found: a problem always
 /// points somewhere useful even when its exact node is absent (a missing key, say).
 pub(crate) fn locate_nearest(text: &str, path: &[Seg], at: At) -> Option<Location> {
-    if let Some(found) = locate(text, path, at) {
-        return Some(found);
-    }
-    (0..path.len())
-        .rev()
-        .find_map(|len| locate(text, &path[..len], At::Value))
+    let found = locate(text, path, at).or_else(|| {
+        (0..path.len())
+            .rev()
+            .find_map(|len| locate(text, &path[..len], At::Value))
+    });
+    found.map(|at| within(text, at))
 }
 
 /// Where the second YAML document of the text starts, when the first one is well-formed.
@@ -64,6 +64,7 @@ pub(crate) fn locate_second_document(text: &str) -> Option<Location> {
         }
         .deserialize(doc),
     )
+    .map(|at| within(text, at))
 }
 
 /// The first mapping key that repeats an earlier key of its mapping: its path and location.
@@ -76,8 +77,40 @@ pub(crate) fn locate_duplicate_key(text: &str) -> Option<(Vec<Seg>, Location)> {
         found: &found,
     }
     .deserialize(serde_yaml::Deserializer::from_str(text));
-    let location = marker_location(result)?;
+    let location = within(text, marker_location(result)?);
     found.into_inner().map(|path| (path, location))
+}
+
+/// `at`, or the end of `text` when `at` lies past it: at the end of a text without a final
+/// newline, the YAML reader reports the line after the last one, a place no editor can open.
+pub(crate) fn within(text: &str, at: Location) -> Location {
+    let end = end_of(text);
+    if (at.line, at.column) > (end.line, end.column) {
+        end
+    } else {
+        at
+    }
+}
+
+/// Where `text` ends, counting lines as YAML does (`\r\n`, `\r`, `\n`, NEL, LS and PS each
+/// end one) and columns in characters, from 1.
+fn end_of(text: &str) -> Location {
+    let mut end = Location { line: 1, column: 1 };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            end = Location {
+                line: end.line + 1,
+                column: 1,
+            };
+        } else {
+            end.column += 1;
+        }
+    }
+    end
 }
 
 fn marker_location<T>(result: Result<T, serde_yaml::Error>) -> Option<Location> {
