@@ -428,6 +428,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
+    let (services, _) = check_manifests(dir, services, Trust::Warn)?;
     let observer = Observer::new(std::sync::Arc::new(config.clone()));
     let node = runtime()?.block_on(observer.observe(&services));
     let statuses: Vec<ServiceStatus> = converge_core::status::statuses(&services, &node);

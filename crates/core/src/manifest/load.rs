@@ -21,7 +21,7 @@ use serde_yaml::Value;
 use crate::escape::{Escaped, excerpt};
 
 use super::doc::{AppDoc, ContainerDoc, ContainerType, DrbdDoc, FsDoc, ManifestDoc};
-use super::locate::{self, Positions, Record};
+use super::locate::{self, Positions, Record, within};
 pub use super::locate::{Location, MAX_DEPTH};
 use super::schema::{
     At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe, describe_shape,
@@ -564,7 +564,7 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
         // serde_yaml is never handed such a text: its parser's work grows with the square of
         // the depth.
         return Err(vec![LoadError {
-            location: Some(location),
+            location: Some(within(text, location)),
             ..LoadError::new(
                 path,
                 format!(
@@ -574,7 +574,7 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
         }]);
     }
     if !positions.tags.is_empty() {
-        return Err(tag_errors(path, &positions.tags));
+        return Err(tag_errors(path, text, &positions.tags));
     }
     let err = match serde_yaml::from_str::<Value>(text) {
         Ok(value) => return Ok(Parsed { value, text }),
@@ -583,7 +583,7 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
     let message = err.to_string();
     if message.contains("more than one document") {
         return Err(vec![LoadError {
-            location: positions.second_document,
+            location: positions.second_document.map(|at| within(text, at)),
             ..LoadError::new(
                 path,
                 "more than one YAML document (`---`) in the file; a file holds exactly one",
@@ -602,7 +602,7 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
         };
         return Err(vec![LoadError {
             file: path.to_path_buf(),
-            location: Some(location),
+            location: Some(within(text, location)),
             field: Some(FieldPath(&key_path).to_string()),
             message: format!("duplicate key `{key}`: each key may appear only once in a mapping"),
         }]);
@@ -615,9 +615,14 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
     }
     static AT_MARK: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r" at (line \d+ column \d+|position \d+)").ok());
-    let location = err.location().map(|l| Location {
-        line: l.line(),
-        column: l.column(),
+    let location = err.location().map(|l| {
+        within(
+            text,
+            Location {
+                line: l.line(),
+                column: l.column(),
+            },
+        )
     });
     // The position goes in front, FILE:LINE:COL style; the message keeps only any context mark.
     let message = match (&*AT_MARK, location) {
@@ -633,7 +638,8 @@ pub(crate) fn parse_yaml<'t>(path: &Path, text: &'t str) -> Result<Parsed<'t>, V
 /// One error per tagged node. A tag changes how YAML reads a value (`!!str 1` is a string,
 /// `!!binary` decodes base64) and serde_yaml passes some through and drops others, so a tagged
 /// manifest could mean something other than it reads: tags are refused, all of them.
-fn tag_errors(path: &Path, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadError> {
+fn tag_errors(path: &Path, text: &str, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadError> {
+    let end = locate::end_of(text);
     let mut errors: Vec<LoadError> = tags
         .iter()
         .take(MAX_PROBLEMS_PER_FILE)
@@ -645,7 +651,7 @@ fn tag_errors(path: &Path, tags: &[(Vec<Seg>, Location, String)]) -> Vec<LoadErr
             };
             LoadError {
                 file: path.to_path_buf(),
-                location: Some(*location),
+                location: Some(location.clamped(end)),
                 field: (!field.is_empty()).then(|| FieldPath(field).to_string()),
                 message: format!(
                     "YAML tags are not supported, found {}: remove it, each key is read as the type it takes",
@@ -669,11 +675,15 @@ pub(crate) fn problems_to_errors(
     more: usize,
 ) -> Vec<LoadError> {
     let positions = locate::scan(text, Record::Tree);
+    // Every location lies inside the text (see `within`).
+    let end = locate::end_of(text);
     let mut errors: Vec<LoadError> = problems
         .into_iter()
         .map(|p| LoadError {
             file: path.to_path_buf(),
-            location: positions.locate_nearest(&p.path, p.at),
+            location: positions
+                .locate_nearest(&p.path, p.at)
+                .map(|at| at.clamped(end)),
             field: (!p.path.is_empty()).then(|| FieldPath(&p.path).to_string()),
             message: p.message,
         })
@@ -1247,6 +1257,31 @@ mod tests {
             .trim_start_matches("/m/t.yaml:")
             .trim_start()
             .to_string()
+    }
+
+    #[test]
+    fn regression_a_yaml_error_at_the_end_of_a_file_points_inside_it() {
+        // Found by the parsers' fuzz tests (tests/parser_fuzz.rs): at the end of a file without a
+        // final newline, the YAML reader reports the line after the last one (`s.yaml:2:1` for
+        // a one-line file), which an editor cannot open at. The error is placed at the end of
+        // the text instead. Line breaks are YAML's: `\r\n`, `\r`, `\n`, NEL, LS and PS.
+        for (text, line, column) in [
+            ("{0", 1, 3),
+            ("service: s\nstate: up\n0", 3, 2),
+            ("a:\u{2028}b:null", 2, 7),
+            ("a: [\r\n", 2, 1),
+            // The second document's marker, placed by the locator.
+            ("a:\n---", 2, 4),
+        ] {
+            let errors = parse(text).expect_err(text);
+            let location = errors[0].location.expect("located");
+            assert_eq!(
+                (location.line, location.column),
+                (line, column),
+                "{text:?}: {}",
+                errors[0]
+            );
+        }
     }
 
     #[test]

@@ -34,6 +34,44 @@ impl From<Mark> for Location {
     }
 }
 
+/// `at`, or the end of `text` when `at` lies past it: at the end of a text without a final
+/// newline, the YAML reader reports the line after the last one, a place no editor can open.
+pub(crate) fn within(text: &str, at: Location) -> Location {
+    at.clamped(end_of(text))
+}
+
+impl Location {
+    /// This location, or `end` when it lies past it.
+    pub(crate) fn clamped(self, end: Location) -> Location {
+        if (self.line, self.column) > (end.line, end.column) {
+            end
+        } else {
+            self
+        }
+    }
+}
+
+/// Where `text` ends, counting lines as YAML does (`\r\n`, `\r`, `\n`, NEL, LS and PS each
+/// end one) and columns in characters, from 1.
+pub(crate) fn end_of(text: &str) -> Location {
+    let mut end = Location { line: 1, column: 1 };
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\r' && chars.peek() == Some(&'\n') {
+            continue;
+        }
+        if matches!(c, '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}') {
+            end = Location {
+                line: end.line + 1,
+                column: 1,
+            };
+        } else {
+            end.column += 1;
+        }
+    }
+    end
+}
+
 /// The deepest nesting of sequences and mappings the loader reads. A manifest needs 4 (the top
 /// mapping, `resources`, a resource, a command's list) and a configuration 2; 32 leaves room
 /// for any hand-written file. Deeper nesting is refused as soon as it is seen: the YAML

@@ -505,7 +505,11 @@ pub(crate) const FOREIGN_KEYS: usize = 5;
 /// serde's message about `value`, as an operator reads it: serde calls YAML's null "unit
 /// value", and quotes a string whole, which for a long one is cut to an excerpt.
 fn serde_message(e: &serde_yaml::Error, value: &Value) -> String {
-    let message = e.to_string().replace("unit value", "null");
+    // serde's names for YAML's null and Rust's integer types mean nothing to an operator.
+    let mut message = e.to_string().replace("unit value", "null");
+    for rust in ["u64", "u32", "i64", "i32", "usize"] {
+        message = message.replace(&format!("expected {rust}"), "expected a whole number");
+    }
     match value {
         Value::String(s) if s.chars().nth(EXCERPT_CHARS).is_some() => {
             message.replace(&format!("{s:?}"), &excerpt(s))

@@ -130,11 +130,7 @@ pub fn summarize(text: &str) -> (Vec<String>, Option<String>) {
 mod tests {
     use super::*;
 
-    const FAILED_START: &str = r#"lxc-start web 20261125225843.313 ERROR    start - ../src/lxc/start.c:start:2197 - No such file or directory - Failed to exec "/nonexistent/init"
-lxc-start web 20261125225843.313 ERROR    sync - ../src/lxc/sync.c:sync_wait:34 - An error occurred in another process (expected sequence number 7)
-lxc-start web 20261125225843.313 WARN     cgfsng - ../src/lxc/cgroups/cgfsng.c:cgfsng_monitor_destroy:926 - Device or resource busy - Failed to destroy 12(lxc.monitor.web)
-lxc-start web 20261125225843.313 ERROR    lxccontainer - ../src/lxc/lxccontainer.c:wait_on_daemonized_start:878 - Received container state "ABORTING" instead of "RUNNING"
-"#;
+    const FAILED_START: &str = include_str!("../../tests/fixtures/lxc/log-failed-start.txt");
 
     #[test]
     fn log_lines_split_into_level_and_message() {

@@ -816,13 +816,7 @@ mod tests {
 
     use super::*;
 
-    const TABLE: &str = "\
-22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw,errors=remount-ro
-36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-40 22 0:35 / /run rw,nosuid,nodev,noexec,relatime shared:5 - tmpfs tmpfs rw,size=814372k,mode=755,inode64
-51 22 7:3 / /srv/loop rw,relatime shared:30 - ext4 /dev/loop3 rw
-60 22 147:0 / /srv/data rw,noatime - ext4 /dev/drbd0 rw,data=ordered
-";
+    const TABLE: &str = include_str!("../../tests/fixtures/mountinfo/kernel-doc-and-drbd.txt");
 
     fn path(p: &str) -> PathBuf {
         PathBuf::from(p)

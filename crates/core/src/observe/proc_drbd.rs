@@ -959,46 +959,11 @@ mod tests {
 
     /// A realistic 8.4 node: minors 0-2 and 4 (3 skipped, hence the blank line), 10 after a
     /// further gap; small and large resyncs, a verify, a StandAlone and an unconfigured minor.
-    const PROC_84: &str = "\
-version: 8.4.11-1 (api:1/proto:86-101)
-GIT-hash: 66145a308421e9c124ec391a7848ac20203bb03c build by mockbuild@, 2018-11-03 01:26:55
- 0: cs:Connected ro:Primary/Secondary ds:UpToDate/UpToDate C r-----
-    ns:1048576 nr:0 dw:1048576 dr:656 al:12 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0
- 1: cs:SyncSource ro:Primary/Secondary ds:UpToDate/Inconsistent C r-----
-    ns:434616 nr:0 dw:0 dr:435280 al:0 bm:0 lo:0 pe:3 ua:0 ap:0 ep:1 wo:f oos:89620
-\t[===============>....] sync'ed: 83.6% (89620/524236)K
-\tfinish: 0:00:04 speed: 18,712 (13,580) K/sec
- 2: cs:SyncTarget ro:Secondary/Primary ds:Inconsistent/UpToDate C r-----
-    ns:0 nr:2097152 dw:2097152 dr:0 al:0 bm:128 lo:1 pe:2 ua:1 ap:0 ep:1 wo:f oos:207618048
-\t[=>..................] sync'ed: 10.2% (202752/225792)M\tfinish: 1:23:45 speed: 41,600 (40,312) want: 102,400 K/sec
+    const PROC_84: &str = include_str!("../../tests/fixtures/proc_drbd/8.4.txt");
 
- 4: cs:VerifyS ro:Primary/Secondary ds:UpToDate/UpToDate C r-----
-    ns:0 nr:0 dw:0 dr:12288 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0
-\t[>....................] verified:  0.4% (522108/524236)K
-\tfinish: 0:05:28 speed: 1,588 (1,588) want: 4,320 K/sec
- 5: cs:StandAlone ro:Secondary/Unknown ds:UpToDate/DUnknown   r-----
-    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:f oos:0
- 6: cs:Unconfigured
+    const PROC_83: &str = include_str!("../../tests/fixtures/proc_drbd/8.3.txt");
 
-10: cs:WFConnection ro:Secondary/Unknown ds:Outdated/DUnknown C r----s
-    ns:0 nr:0 dw:0 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:d oos:0
-";
-
-    const PROC_83: &str = "\
-version: 8.3.11 (api:88/proto:86-96)
-srcversion: 71955441799F513ACA6DA60
- 0: cs:Connected st:Secondary/Primary ds:UpToDate/UpToDate C r----
-    ns:0 nr:8 dw:8 dr:0 al:0 bm:0 lo:0 pe:0 ua:0 ap:0 ep:1 wo:b oos:0
- 1: cs:WFConnection st:Primary/Unknown ds:UpToDate/DUnknown C r---
-    ns:0 nr:0 dw:4 dr:460 al:1 bm:1 lo:0 pe:0 ua:0 ap:0 ep:1 wo:b oos:4
- 2: cs:Unconfigured
-";
-
-    const PROC_9: &str = "\
-version: 9.0.32-1 (api:2/proto:86-121)
-GIT-hash: 7d2d6b3f5b5ee7ea1d4c74bcb6dc9ba4ec8b7a4c build by root@node1, 2022-01-18 09:12:42
-Transports (api:17): tcp (9.0.32-1)
-";
+    const PROC_9: &str = include_str!("../../tests/fixtures/proc_drbd/9.0.txt");
 
     fn p84() -> ProcDrbd {
         parse(PROC_84).unwrap()

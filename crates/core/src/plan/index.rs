@@ -69,6 +69,11 @@ impl<'a> NodeIndex<'a> {
         self.by_point.get(mnt).and_then(|m| m.last().copied())
     }
 
+    /// The mounts at `mnt`, bottom to top (the last one is visible).
+    pub(super) fn stack_at(&self, mnt: &Path) -> &[&'a Mount] {
+        self.by_point.get(mnt).map_or(&[], Vec::as_slice)
+    }
+
     /// Every mount of the device `dev`: by source name, or by device number when `dev` is a
     /// block device the observation could stat.
     pub(super) fn mounts_of(&self, dev: &Path) -> Vec<&'a Mount> {

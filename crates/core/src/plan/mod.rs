@@ -7,7 +7,8 @@
 //! observation. A safety rule that refuses ends the list with a [`Blocked`] step: nothing after it
 //! is planned, so a refused promotion never lets a mount through.
 //!
-//! Safety rules (each has a test in `tests.rs`):
+//! Safety rules (each has a test in `tests.rs`; `tests/plan_properties.rs` checks them all on
+//! random nodes and services, and runs plans to rest on a model of the node):
 //! - never `primary` while any peer is Primary, unless the resource sets `allow_two_primaries`;
 //! - never `primary` without UpToDate local data (converge never uses `--force`);
 //! - never `secondary`/`down` while a filesystem on that DRBD device is mounted (and not unmounted

@@ -3,7 +3,7 @@
 //! will have changed, so that later rules judge the node as it will be when their turn comes.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::index::NodeIndex;
 use super::{Action, Blocked, Step};
@@ -12,7 +12,7 @@ use crate::manifest::{
     ResourceId, Service, Spec,
 };
 use crate::observe::drbd::device_path as drbd_device_path;
-use crate::observe::{ContainerState, DrbdResource, NodeState, Observed, Role};
+use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
 fn looks_like_drbd_device(dev: &Path) -> bool {
@@ -28,11 +28,14 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     warnings: Vec<String>,
     /// DRBD resources that are Primary once the steps so far have run.
     primary: BTreeSet<&'a str>,
-    /// Mount points the steps so far unmount.
-    unmounted: BTreeSet<PathBuf>,
+    /// The mounts the steps so far unmount, each one (one mount point may hold several,
+    /// stacked): compared by identity, as the index hands them out.
+    unmounted: Vec<&'a Mount>,
     satisfied: Vec<(ResourceId, String)>,
     /// A mount is planned: a container not visible now may live on that filesystem.
     mount_planned: bool,
+    /// A step that leaves the service's container running is planned: its apps can follow.
+    container_start_planned: bool,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -45,9 +48,10 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             blocked: None,
             warnings: Vec::new(),
             primary: BTreeSet::new(),
-            unmounted: BTreeSet::new(),
+            unmounted: Vec::new(),
             satisfied: Vec::new(),
             mount_planned: false,
+            container_start_planned: false,
         }
     }
 
@@ -241,7 +245,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             let path = drbd_device_path(device.minor);
             let mut unmounting = false;
             for mount in self.index.mounts_of(&path) {
-                if self.unmounted.contains(mount.mount_point()) {
+                if self.unmounting(mount) {
                     unmounting = true;
                 } else {
                     return Some(format!(
@@ -404,31 +408,74 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             // Someone else's filesystem on our mount point is not ours to unmount.
             return;
         }
+        // The mount point stays busy while anything is mounted below it, stacked or not.
         for sub in self.index.submounts_below(&spec.mnt) {
-            if self.unmounted.insert(sub.to_path_buf()) {
-                self.step(
-                    resource.id,
-                    Action::Umount {
-                        mnt: sub.to_path_buf(),
-                        kill: spec.umount_kill,
-                    },
-                    format!("mounted below {}", spec.mnt.display()),
-                );
-            }
+            let stack = self.index.stack_at(sub);
+            let why = format!("mounted below {}", spec.mnt.display());
+            self.unmount_stack(resource.id, spec, sub, stack, &why);
         }
-        self.unmounted.insert(spec.mnt.clone());
-        self.step(
-            resource.id,
-            Action::Umount {
-                mnt: spec.mnt.clone(),
-                kill: spec.umount_kill,
-            },
-            format!(
-                "{} is mounted on {}",
-                spec.dev.display(),
-                spec.mnt.display()
-            ),
+        // Our filesystem may be mounted there more than once, one mount on another: each needs
+        // its own unmount, down to the first that is someone else's.
+        let stack = self.index.stack_at(&spec.mnt);
+        let ours = stack
+            .iter()
+            .rev()
+            .take_while(|m| self.index.is_device(&spec.dev, m))
+            .count();
+        let why = format!(
+            "{} is mounted on {}",
+            spec.dev.display(),
+            spec.mnt.display()
         );
+        self.unmount_stack(
+            resource.id,
+            spec,
+            &spec.mnt,
+            &stack[stack.len() - ours..],
+            &why,
+        );
+    }
+
+    /// Whether a step so far unmounts this very mount.
+    fn unmounting(&self, mount: &Mount) -> bool {
+        self.unmounted.iter().any(|m| std::ptr::eq(*m, mount))
+    }
+
+    /// One unmount per mount of `stack` (bottom to top, as the index lists them) that no step
+    /// unmounts yet, top first. While more than one is left the reason says how many, so that
+    /// two unmounts of one mount point in a row are two different steps: the controller takes a
+    /// step planned again right after it ran for one that changed nothing.
+    fn unmount_stack(
+        &mut self,
+        rid: ResourceId,
+        spec: &FsSpec,
+        point: &Path,
+        stack: &[&'a Mount],
+        why: &str,
+    ) {
+        let left: Vec<&'a Mount> = stack
+            .iter()
+            .rev()
+            .copied()
+            .filter(|m| !self.unmounting(m))
+            .collect();
+        for (i, mount) in left.iter().enumerate() {
+            let count = left.len() - i;
+            let reason = if count > 1 {
+                format!("{why} ({count} mounts stacked there)")
+            } else {
+                why.to_string()
+            };
+            self.unmounted.push(mount);
+            self.step(
+                rid,
+                Action::Umount {
+                    mnt: point.to_path_buf(),
+                    kill: spec.umount_kill,
+                },
+                reason,
+            );
+        }
     }
 
     // ---- containers ----
@@ -461,6 +508,21 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         };
         let (rid, id) = (resource.id, spec.kind.id());
         let container = || spec.kind.clone();
+        let steps_before = self.steps.len();
+        self.plan_container_up(resource, state, rid, id, container);
+        // Whatever was planned here ends with the container running (or a refusal, which
+        // plans nothing).
+        self.container_start_planned = self.steps.len() > steps_before;
+    }
+
+    fn plan_container_up(
+        &mut self,
+        resource: &Resource,
+        state: ContainerState,
+        rid: ResourceId,
+        id: &str,
+        container: impl Fn() -> ContainerKind,
+    ) {
         match state {
             ContainerState::Running => {
                 self.already(rid, format!("container {id} is already running"))
@@ -588,6 +650,16 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 self.refuse(
                     resource,
                     format!("its container ({}) is disabled and not running; converge does not start it", container.id),
+                );
+                return;
+            }
+            if !self.container_start_planned {
+                // An optional container that was refused only warned: nothing starts it, and
+                // an app start inside it would fail and roll back everything before it.
+                let id = self.service.container().map_or("", |c| c.kind.id());
+                self.refuse(
+                    resource,
+                    format!("its container {id} is not running and nothing starts it"),
                 );
                 return;
             }

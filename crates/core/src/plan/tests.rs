@@ -618,19 +618,118 @@ fn stop_order_unmounts_deeper_mount_points_and_submounts_first() {
 }
 
 #[test]
+fn regression_demote_planned_under_the_lower_of_two_stacked_mounts() {
+    // Found by the safety property (tests/plan_properties.rs): the filesystem mounted twice on
+    // its mount point, one mount stacked on the other. One unmount was planned, after which
+    // the mount point counted as unmounted, and the demotion followed while the lower mount was
+    // still there. Each mount needs its own unmount; their reasons differ, so that the
+    // controller sees the second as progress, not as the first one changing nothing.
+    let mut node = node_at(Level::Mounted);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount("/dev/drbd/by-res/data/0", DRBD0, "/drbdsvc"));
+        // Stacked sub-mounts below it come off first, each of them.
+        for _ in 0..2 {
+            mounts.push(mount(
+                "tmpfs",
+                DevNum {
+                    major: 0,
+                    minor: 50,
+                },
+                "/drbdsvc/run",
+            ));
+        }
+    }
+    let plan = plan_service(&with_state(seed(), DesiredState::Down), &node);
+    assert_eq!(plan.blocked, None);
+    assert_eq!(
+        actions(&plan),
+        [
+            "umount /drbdsvc/run",
+            "umount /drbdsvc/run",
+            "umount /drbdsvc",
+            "umount /drbdsvc",
+            "secondary data"
+        ]
+    );
+    let reasons: Vec<&str> = plan.steps.iter().map(|s| s.reason.as_str()).collect();
+    assert_eq!(
+        reasons[..4],
+        [
+            "mounted below /drbdsvc (2 mounts stacked there)",
+            "mounted below /drbdsvc",
+            "/dev/drbd0 is mounted on /drbdsvc (2 mounts stacked there)",
+            "/dev/drbd0 is mounted on /drbdsvc",
+        ]
+    );
+    // Our filesystem under someone else's on our mount point: the foreign one is not ours to
+    // unmount, so neither is ours below it, and the demotion is refused.
+    let mut node = node_at(Level::Mounted);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount(
+            "/dev/sdb1",
+            DevNum {
+                major: 8,
+                minor: 17,
+            },
+            "/drbdsvc",
+        ));
+    }
+    let plan = plan_service(&with_state(seed(), DesiredState::Down), &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert!(
+        plan.blocked
+            .expect("blocked")
+            .reason
+            .contains("/dev/drbd0 is mounted on /drbdsvc")
+    );
+}
+
+#[test]
 fn optional_resource_problems_warn_and_the_stack_goes_on() {
+    // An optional filesystem whose mount point holds someone else's: a warning, and the
+    // container and the apps are started all the same.
+    let mut svc = seed();
+    svc.resources.insert(
+        2,
+        Resource {
+            optional: true,
+            ..resource(Kind::Fs, 2, Spec::Fs(fs_spec("/dev/sdc1", "/zz")))
+        },
+    );
+    let mut node = node_at(Level::Mounted);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount(
+            "/dev/sdb1",
+            DevNum {
+                major: 8,
+                minor: 17,
+            },
+            "/zz",
+        ));
+    }
+    let plan = plan_service(&svc, &node);
+    assert_eq!(plan.blocked, None);
+    assert_eq!(actions(&plan), ["start 101", "app start"]);
+    assert_eq!(plan.warnings.len(), 1);
+    assert!(
+        plan.warnings[0].contains("fs#2 (optional): /dev/sdb1 is mounted on /zz"),
+        "{:?}",
+        plan.warnings
+    );
+    // An optional container that does not exist warns too; its apps, which would run inside it,
+    // are then refused (see the regression test below).
     let mut svc = seed();
     svc.resources[2].optional = true;
     let mut node = node_at(Level::Mounted);
     node.vz = Observed::Ok(BTreeMap::new());
     let plan = plan_service(&svc, &node);
-    assert_eq!(plan.blocked, None);
     assert_eq!(plan.warnings.len(), 1);
     assert!(
         plan.warnings[0].contains("container 101 does not exist"),
         "{:?}",
         plan.warnings
     );
+    assert_eq!(plan.blocked.map(|b| b.rid), Some(rid(Kind::App, 0)));
 }
 
 #[test]
@@ -773,6 +872,66 @@ fn regression_apps_of_a_disabled_container_stay_inside_it() {
     let plan = plan_service(&svc, &node_at(Level::ContainerRunning));
     assert_eq!(actions(&plan), ["app start"]);
     assert!(svc.container().is_some());
+}
+
+#[test]
+fn regression_app_start_planned_inside_an_optional_container_nothing_starts() {
+    // Found by the run-the-first-step property (tests/plan_properties.rs): an optional container
+    // that cannot be started (absent here) only warned, and the apps were still planned to
+    // start "once their container runs". Nothing would start it: the app start failed every
+    // time, and the controller rolled back the DRBD promotion and the mount with it, again at
+    // every retry. The apps must be refused instead, and nothing before them undone.
+    let mut svc = seed();
+    svc.resources[2].optional = true;
+    let frozen = BTreeMap::from([("101".to_string(), ContainerState::Frozen)]);
+    let cases: [(Level, Observed<_>, &[&str], &str); 3] = [
+        // Absent with its filesystem mounted: it really does not exist.
+        (
+            Level::Mounted,
+            Observed::Ok(BTreeMap::new()),
+            &[],
+            "does not exist",
+        ),
+        (
+            Level::Secondary,
+            Observed::Ok(frozen),
+            &["primary data", "fsck+mount /drbdsvc"],
+            "is frozen",
+        ),
+        (
+            Level::Secondary,
+            Observed::Unavailable("vzctl not found".into()),
+            &["primary data", "fsck+mount /drbdsvc"],
+            "cannot observe",
+        ),
+    ];
+    for (level, vz, expected, why) in cases {
+        let mut node = node_at(level);
+        node.vz = vz;
+        let plan = plan_service(&svc, &node);
+        assert_eq!(actions(&plan), expected, "{why}");
+        assert!(plan.warnings[0].contains(why), "{:?}", plan.warnings);
+        let blocked = plan.blocked.expect("the app is refused");
+        assert_eq!(blocked.rid, rid(Kind::App, 0));
+        assert!(
+            blocked
+                .reason
+                .contains("container 101 is not running and nothing starts it"),
+            "{}",
+            blocked.reason
+        );
+    }
+    // A container the plan starts first still lets its apps follow.
+    let plan = plan_service(&svc, &node_at(Level::Secondary));
+    assert_eq!(
+        actions(&plan),
+        [
+            "primary data",
+            "fsck+mount /drbdsvc",
+            "start 101",
+            "app start"
+        ]
+    );
 }
 
 #[test]
