@@ -331,7 +331,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, false);
-    migrate_state(&config);
+    take_over(&config);
     let observer = std::sync::Arc::new(Observer::new(std::sync::Arc::new(config)));
     let mut report = runtime()?.block_on(once::reconcile_once(observer, services));
     for (service, problems) in refused {
@@ -367,6 +367,15 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     Ok(report.exit_code())
 }
 
+/// What the holder of the lock does before it observes anything: says how commands are
+/// confined, moves the records of a former layout, and finds the actions a killed converge left
+/// in progress (waiting for what still runs, so that nothing is run twice at once).
+fn take_over(config: &Config) {
+    tracing::info!("{}", converge_node::exec::confine::mode().describe());
+    migrate_state(config);
+    converge_node::in_progress::recover(&config.state_dir);
+}
+
 /// Moves converge's own records of a former layout, once; under the lock, which says no other
 /// converge uses them.
 fn migrate_state(config: &Config) {
@@ -392,7 +401,7 @@ fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result
     secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
     converge_node::act::log::init(json, verbose);
-    migrate_state(&config);
+    take_over(&config);
     let config = std::sync::Arc::new(config);
     runtime()?
         .block_on(converge_node::controller::serve(config, dir))

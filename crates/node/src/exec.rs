@@ -1,9 +1,15 @@
 //! Running external programs: by argv (never through a shell), stdin from /dev/null, output
-//! captured within bounds, and a timeout after which the whole process group gets SIGTERM, then
-//! SIGKILL.
+//! captured within bounds, and a timeout after which everything the program started gets
+//! SIGTERM, then SIGKILL.
 //!
 //! Observation and action both go through here, so every program converge runs is bounded in
 //! time, in the memory its output takes, and leaves no stray children behind.
+//!
+//! Each program runs in a place of its own ([`confine`]): its own cgroup when the node has
+//! cgroup v2, which nothing it starts can leave (a timeout kills all of it, `setsid` or not);
+//! otherwise its own process group, killed with converge. A caller that must find a command
+//! again after converge itself was killed (an action, see [`crate::in_progress`]) is told where
+//! it runs before it is spawned, and its pid right after ([`Track`]).
 //!
 //! What a program prints is read as it comes and only its end is kept ([`TAIL_BYTES`] of each
 //! stream): a start script printing 400 MB once took converge to 789 MB. A program whose
@@ -11,18 +17,21 @@
 //! which it is an error, never a cut table taken for the whole one. An app script's output is
 //! also written, as it comes, to its log file, up to a cap ([`run_logged`]).
 
+pub mod confine;
+
 use std::fs::File;
 use std::io::{self, Write};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, Signal};
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-/// How long a process group gets between SIGTERM and SIGKILL.
+use confine::{Cell, Mode, Placement};
+
+/// How long a command gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(5);
 
 /// What is kept in memory of each stream of a program: its end, where the cause of a failure
@@ -51,6 +60,23 @@ pub enum ExecError {
     TooMuchOutput { program: String, max: usize },
     #[error("empty command line")]
     Empty,
+    /// Its cgroup could not be made: nothing was run.
+    #[error("cannot run {program}: cannot make its cgroup: {source}")]
+    Confine { program: String, source: io::Error },
+    /// The caller could not note where it runs ([`Track::placed`]): nothing was run.
+    #[error("not running {program}: {source}")]
+    Track { program: String, source: io::Error },
+}
+
+/// Told where a command runs, by a caller that must be able to find it again after converge
+/// was killed (see [`crate::in_progress`]).
+pub trait Track: Sync {
+    /// Right before the spawn: where the command will run. An error stops the spawn.
+    fn placed(&self, placement: &Placement) -> io::Result<()>;
+    /// Right after the spawn: its pid (which leads its process group) and its start time in
+    /// clock ticks after boot, when it could be read (with the pid, it names the process for
+    /// the life of the boot).
+    fn spawned(&self, pid: u32, start: Option<u64>);
 }
 
 /// What a finished (or killed) program left.
@@ -67,7 +93,7 @@ pub struct Output {
     pub stdout_cut: u64,
     pub stderr_cut: u64,
     pub elapsed: Duration,
-    /// The timeout hit and converge killed the process group.
+    /// The timeout hit and converge killed what the program started.
     pub timed_out: bool,
 }
 
@@ -273,9 +299,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Runs `argv` with a timeout, keeping the last [`TAIL_BYTES`] of each stream. A non-zero exit
 /// is not an error here: callers judge exit codes.
 pub async fn run(argv: &[String], timeout: Duration) -> Result<Output, ExecError> {
-    run_with(argv, timeout, Keep::Tail(TAIL_BYTES), None)
-        .await
-        .map(|logged| logged.output)
+    run_with(
+        argv,
+        timeout,
+        Keep::Tail(TAIL_BYTES),
+        None,
+        None,
+        confine::mode(),
+    )
+    .await
+    .map(|logged| logged.output)
+}
+
+/// [`run`], telling `track` where the program runs before it is spawned, and its pid after.
+pub async fn run_tracked(
+    argv: &[String],
+    timeout: Duration,
+    track: &dyn Track,
+) -> Result<Output, ExecError> {
+    run_with(
+        argv,
+        timeout,
+        Keep::Tail(TAIL_BYTES),
+        None,
+        Some(track),
+        confine::mode(),
+    )
+    .await
+    .map(|logged| logged.output)
 }
 
 /// [`run`] for a program whose stdout is parsed: all of it is kept, up to `max_stdout` bytes;
@@ -285,25 +336,45 @@ pub async fn run_parsed(
     timeout: Duration,
     max_stdout: usize,
 ) -> Result<Output, ExecError> {
-    run_with(argv, timeout, Keep::Whole(max_stdout), None)
-        .await
-        .map(|logged| logged.output)
+    run_with(
+        argv,
+        timeout,
+        Keep::Whole(max_stdout),
+        None,
+        None,
+        confine::mode(),
+    )
+    .await
+    .map(|logged| logged.output)
 }
 
-/// [`run`], also writing everything the program prints to `log`, as it comes.
+/// [`run`], also writing everything the program prints to `log`, as it comes; tracked as
+/// [`run_tracked`] when `track` is given.
 pub async fn run_logged(
     argv: &[String],
     timeout: Duration,
     log: LogFile,
+    track: Option<&dyn Track>,
 ) -> Result<Logged, ExecError> {
-    run_with(argv, timeout, Keep::Tail(TAIL_BYTES), Some(log)).await
+    run_with(
+        argv,
+        timeout,
+        Keep::Tail(TAIL_BYTES),
+        Some(log),
+        track,
+        confine::mode(),
+    )
+    .await
 }
 
+/// Runs `argv` confined as `mode` says (the process's mode, except in tests of the other).
 async fn run_with(
     argv: &[String],
     timeout: Duration,
     keep_stdout: Keep,
     log: Option<LogFile>,
+    track: Option<&dyn Track>,
+    mode: &Mode,
 ) -> Result<Logged, ExecError> {
     let (program, args) = argv.split_first().ok_or(ExecError::Empty)?;
     let mut command = Command::new(program);
@@ -312,9 +383,20 @@ async fn run_with(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own process group, so a timeout kills the scripts' children too.
-        .process_group(0)
         .kill_on_drop(true);
+    let mut cell = Cell::new(mode).map_err(|source| ExecError::Confine {
+        program: program.clone(),
+        source,
+    })?;
+    if let Some(track) = track {
+        track
+            .placed(&cell.placement())
+            .map_err(|source| ExecError::Track {
+                program: program.clone(),
+                source,
+            })?;
+    }
+    cell.prepare(&mut command);
     let started = Instant::now();
     let mut child = command.spawn().map_err(|source| match source.kind() {
         io::ErrorKind::NotFound => ExecError::NotFound {
@@ -325,6 +407,17 @@ async fn run_with(
             source,
         },
     })?;
+    // `id()` is `None` only once the child is reaped, which nothing has done yet.
+    if let Some(pid) = child.id() {
+        cell.spawned(pid);
+        if let Some(track) = track {
+            let start = i32::try_from(pid)
+                .ok()
+                .and_then(confine::ProcStat::read)
+                .map(|stat| stat.start);
+            track.spawned(pid, start);
+        }
+    }
     let log = Arc::new(Mutex::new(log));
     let stdout = Arc::new(Mutex::new(Captured::new(keep_stdout)));
     let stderr = Arc::new(Mutex::new(Captured::new(Keep::Tail(TAIL_BYTES))));
@@ -351,12 +444,11 @@ async fn run_with(
     let (status, timed_out) = match tokio::time::timeout(timeout, child.wait()).await {
         Ok(status) => (status.map_err(wait_err)?, false),
         Err(_) => {
-            let pgid = child.id().and_then(|id| i32::try_from(id).ok());
-            signal_group(pgid, Signal::TERM);
+            cell.terminate();
             let exited = tokio::time::timeout(KILL_GRACE, child.wait()).await;
-            // Whether or not the leader obeyed, members of its group that ignore SIGTERM must
-            // not outlive the timeout: SIGKILL the group (ESRCH when it is empty already).
-            signal_group(pgid, Signal::KILL);
+            // Whether or not the command obeyed, what it started that ignores SIGTERM must not
+            // outlive the timeout.
+            cell.kill();
             let status = match exited {
                 Ok(status) => status.map_err(wait_err)?,
                 Err(_) => child.wait().await.map_err(wait_err)?,
@@ -365,6 +457,7 @@ async fn run_with(
         }
     };
     let elapsed = started.elapsed();
+    cell.release(timed_out).await;
     // A daemonised grandchild may keep the pipes open: its output is not waited for past the
     // grace. The readers it keeps alive go on draining the pipes, keeping nothing.
     let _ = tokio::time::timeout(DRAIN_GRACE, async {
@@ -418,16 +511,10 @@ async fn pump<R: tokio::io::AsyncRead + Unpin + Send + 'static>(
     }
 }
 
-fn signal_group(pgid: Option<i32>, signal: Signal) {
-    if let Some(pgid) = pgid.and_then(Pid::from_raw) {
-        // ESRCH (already gone) is the expected race and needs no handling.
-        let _ = rustix::process::kill_process_group(pgid, signal);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::process::Signal;
 
     fn argv(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
@@ -478,64 +565,377 @@ mod tests {
         );
     }
 
+    /// The fallback, as a node without a usable cgroup v2 gets it.
+    fn fallback() -> Mode {
+        Mode::ProcessGroup {
+            why: "forced by the test".into(),
+        }
+    }
+
+    /// The confinements this process can test: the fallback always, cgroups when usable here
+    /// (as root on a node with cgroup v2).
+    fn modes() -> Vec<Mode> {
+        let mut modes = vec![fallback()];
+        if confine::mode().is_cgroup() {
+            modes.push(confine::mode().clone());
+        } else {
+            eprintln!(
+                "cgroup mode not tested here: {}",
+                confine::mode().describe()
+            );
+        }
+        modes
+    }
+
+    async fn run_in(mode: &Mode, args: &[&str], timeout: Duration) -> Output {
+        run_with(
+            &argv(args),
+            timeout,
+            Keep::Tail(TAIL_BYTES),
+            None,
+            None,
+            mode,
+        )
+        .await
+        .expect("runs")
+        .output
+    }
+
+    /// Alive: not gone, and not a zombie waiting for someone to read its status.
+    fn alive(pid: i32) -> bool {
+        confine::pid_alive(pid)
+    }
+
+    fn read_pid(path: &std::path::Path) -> i32 {
+        std::fs::read_to_string(path)
+            .expect("pid file")
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    /// Waits (bounded: a hang guard, not a measure) until `pid` is gone; whether it is.
+    async fn gone(pid: i32) -> bool {
+        for _ in 0..200 {
+            if !alive(pid) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     #[tokio::test]
     async fn regression_timeout_kills_the_whole_process_group() {
+        for mode in modes() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let pid_file = dir.path().join("grandchild.pid");
+            let script = format!("sleep 60 & echo $! > {}; sleep 30", pid_file.display());
+            let out = run_in(&mode, &["sh", "-c", &script], Duration::from_millis(300)).await;
+            assert!(out.timed_out);
+            assert_eq!(out.signal, Some(Signal::TERM.as_raw()));
+            assert!(out.describe_end().starts_with("timed out after"));
+            assert!(
+                gone(read_pid(&pid_file)).await,
+                "{mode:?}: a child of the timed-out command outlived the timeout"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn regression_a_setsid_grandchild_is_killed_by_the_timeout() {
+        // A daemon's first step, setsid, takes it out of the process group the timeout used to
+        // kill: it lived on. In its own cgroup, it cannot leave.
+        let mode = confine::mode();
+        if !mode.is_cgroup() {
+            eprintln!("skipping: needs cgroup v2 (root): {}", mode.describe());
+            return;
+        }
         let dir = tempfile::tempdir().expect("tempdir");
-        let marker = dir.path().join("grandchild-survived");
-        // The grandchild would write the marker after 3 s unless its group is killed.
-        let script = format!("(sleep 3; touch {}) & sleep 30", marker.display());
-        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
-            .await
-            .expect("sh runs");
-        assert!(out.timed_out);
-        assert_eq!(out.signal, Some(Signal::TERM.as_raw()));
-        assert!(out.describe_end().starts_with("timed out after"));
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        assert!(
-            !marker.exists(),
-            "a child of the timed-out command outlived the timeout"
+        let pid_file = dir.path().join("daemon.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 60' & sleep 30",
+            pid_file.display()
         );
+        let out = run_in(mode, &["sh", "-c", &script], Duration::from_millis(500)).await;
+        assert!(out.timed_out);
+        let pid = read_pid(&pid_file);
+        let escaped = !gone(pid).await;
+        if escaped {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("pid"),
+                Signal::KILL,
+            );
+        }
+        assert!(!escaped, "the setsid grandchild outlived the timeout");
     }
 
     #[tokio::test]
     async fn regression_a_member_ignoring_sigterm_is_killed_even_when_the_leader_obeys() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let pid_file = dir.path().join("stubborn.pid");
-        let script = format!(
-            "(trap '' TERM; echo $$ >/dev/null; exec sleep 77) & echo $! > {}; sleep 100",
-            pid_file.display()
-        );
-        let out = run(&argv(&["sh", "-c", &script]), Duration::from_millis(300))
-            .await
-            .expect("sh runs");
-        assert!(out.timed_out);
-        let pid: i32 = std::fs::read_to_string(&pid_file)
-            .expect("pid")
-            .trim()
-            .parse()
-            .expect("number");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        // Dead means gone or a zombie waiting for init to reap it.
-        let alive = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .ok()
-            .and_then(|stat| {
-                stat.rsplit_once(')')
-                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-            })
-            .is_some_and(|zombie| !zombie);
-        assert!(!alive, "the SIGTERM-ignoring member survived the timeout");
+        for mode in modes() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let pid_file = dir.path().join("stubborn.pid");
+            let script = format!(
+                "(trap '' TERM; echo $$ >/dev/null; exec sleep 77) & echo $! > {}; sleep 100",
+                pid_file.display()
+            );
+            let out = run_in(&mode, &["sh", "-c", &script], Duration::from_millis(300)).await;
+            assert!(out.timed_out);
+            assert!(
+                gone(read_pid(&pid_file)).await,
+                "{mode:?}: the SIGTERM-ignoring member survived the timeout"
+            );
+        }
     }
 
     #[tokio::test]
     async fn sigterm_ignored_means_sigkill_after_the_grace() {
-        let out = run(
-            &argv(&["sh", "-c", "trap '' TERM; sleep 60"]),
-            Duration::from_millis(200),
+        for mode in modes() {
+            let out = run_in(
+                &mode,
+                &["sh", "-c", "trap '' TERM; sleep 60"],
+                Duration::from_millis(200),
+            )
+            .await;
+            assert!(out.timed_out);
+            assert_eq!(out.signal, Some(Signal::KILL.as_raw()), "{mode:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_runs_in_a_cgroup_of_its_own_removed_after_it() {
+        let mode = confine::mode();
+        let Mode::Cgroup {
+            hierarchy, cgroup, ..
+        } = mode
+        else {
+            eprintln!("skipping: needs cgroup v2 (root): {}", mode.describe());
+            return;
+        };
+        let out = run_in(mode, &["cat", "/proc/self/cgroup"], Duration::from_secs(10)).await;
+        let own = out
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .expect("a v2 line")
+            .to_string();
+        let name = own.rsplit('/').next().expect("a name");
+        assert!(
+            name.starts_with(&format!("{}{}-", confine::CELL_PREFIX, std::process::id())),
+            "{own}"
+        );
+        assert_eq!(own, format!("{}/{name}", cgroup.trim_end_matches('/')));
+        let dir = hierarchy.dir_of(&own).expect("below the mount");
+        assert!(!dir.exists(), "{} was not removed", dir.display());
+    }
+
+    #[tokio::test]
+    async fn a_daemon_a_command_leaves_is_moved_out_of_its_cgroup_not_killed() {
+        // An app's start script may start the app's daemon and exit: only a timeout or a stop
+        // kills; the daemon lives on where it lived before cgroups were used.
+        let mode = confine::mode();
+        let Mode::Cgroup { cgroup, .. } = mode else {
+            eprintln!("skipping: needs cgroup v2 (root): {}", mode.describe());
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("daemon.pid");
+        let script = format!(
+            "setsid sh -c 'echo $$ > {}; exec sleep 60' </dev/null >/dev/null 2>&1 & \
+             while [ ! -s {0} ]; do sleep 0.01; done",
+            pid_file.display()
+        );
+        let out = run_in(mode, &["sh", "-c", &script], Duration::from_secs(20)).await;
+        assert!(out.success(), "{out:?}");
+        let pid = read_pid(&pid_file);
+        let alive_then = alive(pid);
+        let its_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(pid).expect("pid"),
+            Signal::KILL,
+        );
+        assert!(
+            alive_then,
+            "the daemon was killed with its finished command"
+        );
+        assert!(
+            its_cgroup.lines().any(|l| l == format!("0::{cgroup}")),
+            "the daemon is in converge's own cgroup {cgroup}: {its_cgroup}"
+        );
+    }
+
+    #[test]
+    fn in_fallback_a_command_dies_with_converge() {
+        // PR_SET_PDEATHSIG is tied to the thread that spawned: a thread that spawns and ends
+        // plays converge killed while the command runs.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pid_file = dir.path().join("command.pid");
+        let script = format!("echo $$ > {}; exec sleep 60", pid_file.display());
+        let pid_path = pid_file.clone();
+        let spawner = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut command = Command::new("sh");
+                command.args(["-c", &script]);
+                let cell = Cell::new(&fallback()).expect("cell");
+                cell.prepare(&mut command);
+                let child = command.spawn().expect("spawn");
+                // Neither waited for nor killed by converge: only its death can end it.
+                std::mem::forget(child);
+                std::mem::forget(cell);
+                // Running, before "converge" dies.
+                for _ in 0..400 {
+                    if let Ok(text) = std::fs::read_to_string(&pid_path)
+                        && let Ok(pid) = text.trim().parse::<i32>()
+                    {
+                        return Some(pid);
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                None
+            })
+        });
+        let pid = spawner
+            .join()
+            .expect("spawner")
+            .expect("the command wrote its pid");
+        let mut dead = false;
+        for _ in 0..200 {
+            if !alive(pid) {
+                dead = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        if !dead {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid).expect("pid"),
+                Signal::KILL,
+            );
+        }
+        assert!(dead, "the command outlived the thread that spawned it");
+    }
+
+    #[tokio::test]
+    async fn regression_a_command_whose_output_reader_is_gone_finishes_its_work() {
+        // converge killed with SIGKILL takes the read ends of the command's pipes along: the
+        // command, meant to go on for the next converge to wait for, died of SIGPIPE at its
+        // next line of output (drbdadm up, half done, ended 141).
+        for mode in modes() {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let go = dir.path().join("go");
+            let done = dir.path().join("done");
+            let mut command = Command::new("sh");
+            command
+                .args([
+                    "-c",
+                    &format!(
+                        "while [ ! -e {go} ]; do sleep 0.01; done; echo output; echo more >&2; \
+                         touch {done}",
+                        go = go.display(),
+                        done = done.display()
+                    ),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            let mut cell = Cell::new(&mode).expect("cell");
+            cell.prepare(&mut command);
+            let mut child = command.spawn().expect("spawn");
+            cell.spawned(child.id().expect("pid"));
+            drop(child.stdout.take());
+            drop(child.stderr.take());
+            std::fs::write(&go, "").expect("go");
+            let status = child.wait().await.expect("wait");
+            cell.release(false).await;
+            assert!(
+                done.exists(),
+                "{mode:?}: the command died writing to a pipe nobody reads ({status})"
+            );
+        }
+    }
+
+    /// Notes what it is told, as an in-progress record would.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<String>>);
+
+    impl Track for Notes {
+        fn placed(&self, placement: &Placement) -> io::Result<()> {
+            let line = match placement {
+                Placement::Cgroup { cgroup } => {
+                    // Made before the spawn, so a record can name it.
+                    let exists = confine::hierarchy()
+                        .and_then(|h| h.dir_of(cgroup))
+                        .is_some_and(|d| d.is_dir());
+                    format!("placed cgroup exists={exists}")
+                }
+                Placement::ProcessGroup => "placed process group".to_string(),
+            };
+            lock(&self.0).push(line);
+            Ok(())
+        }
+
+        fn spawned(&self, pid: u32, start: Option<u64>) {
+            lock(&self.0).push(format!("spawned {} {}", pid > 0, start.is_some()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tracker_hears_where_before_the_spawn_and_the_pid_after() {
+        for mode in modes() {
+            let notes = Notes::default();
+            let logged = run_with(
+                &argv(&["true"]),
+                Duration::from_secs(10),
+                Keep::Tail(TAIL_BYTES),
+                None,
+                Some(&notes),
+                &mode,
+            )
+            .await
+            .expect("runs");
+            assert!(logged.output.success());
+            let placed = if mode.is_cgroup() {
+                "placed cgroup exists=true"
+            } else {
+                "placed process group"
+            };
+            assert_eq!(*lock(&notes.0), [placed, "spawned true true"]);
+        }
+    }
+
+    /// Refuses to let anything run.
+    struct Refuse;
+
+    impl Track for Refuse {
+        fn placed(&self, _: &Placement) -> io::Result<()> {
+            Err(io::Error::other("the record cannot be written"))
+        }
+
+        fn spawned(&self, _: u32, _: Option<u64>) {
+            panic!("spawned although refused");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tracker_that_cannot_note_the_command_stops_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let err = run_tracked(
+            &argv(&["touch", &marker.to_string_lossy()]),
+            Duration::from_secs(10),
+            &Refuse,
         )
         .await
-        .expect("sh runs");
-        assert!(out.timed_out);
-        assert_eq!(out.signal, Some(Signal::KILL.as_raw()));
+        .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "not running touch: the record cannot be written"
+        );
+        assert!(!marker.exists());
     }
 
     #[tokio::test]
@@ -585,6 +985,7 @@ mod tests {
             &argv(&["sh", "-c", "echo one; echo two >&2; head -c 5000 /dev/zero"]),
             Duration::from_secs(10),
             LogFile::new(file, 1000),
+            None,
         )
         .await
         .expect("sh runs");

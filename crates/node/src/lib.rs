@@ -2,14 +2,16 @@
 //!
 //! [`observer`] looks at the node (one batched pass for the planner, and the probes drivers use
 //! right before acting) and hands what programs print to the core's parsers; [`act`] carries
-//! out planned actions, one driver per resource kind; [`exec`] runs every external program;
-//! [`state`] keeps converge's own records; [`secure`] refuses places other users could aim
+//! out planned actions, one driver per resource kind; [`exec`] runs every external program, each
+//! in a cgroup of its own; [`state`] keeps converge's own records, and [`in_progress`] those of
+//! the actions running, for the next converge after a kill -9; [`secure`] refuses places other users could aim
 //! converge's writes at, and opens what converge writes and reads without following or blocking;
 //! [`controller`] drives observe → plan → act, once (`reconcile --once`) or as the daemon.
 
 pub mod act;
 pub mod controller;
 pub mod exec;
+pub mod in_progress;
 pub mod observer;
 pub mod secure;
 pub mod state;

@@ -82,8 +82,9 @@ fn service_prefix(service: &str) -> String {
 }
 
 /// `web@app-0.start.json`: the app's service, its resource id (`#` is awkward in file names),
-/// and what the record is.
-fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
+/// and what the record is. (Records of actions in progress, [`crate::in_progress`], are named
+/// the same way.)
+pub(crate) fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
     format!(
         "{}{}{suffix}",
         service_prefix(service),

@@ -12,6 +12,23 @@
 //!
 //! Outputs, sources and fidelity limits: the "OpenVZ simulator" section of the testing docs.
 
+// vzctl is a C program: run with SIGPIPE ignored (as converge runs it), a write to a pipe
+// nobody reads any more fails and it goes on. `println!` would panic (exit 101) instead, e.g.
+// when the converge that ran it was killed.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
@@ -1088,6 +1105,19 @@ fn exec_in(ctid: u32, private: &Path, mode: ExecMode, command: &[String]) -> u8 
             return code::FS_BAD_TMPL;
         }
     };
+    // vzctl, a C program, hands its SIGPIPE disposition down to the command: ignored, as
+    // converge runs it (so that a command outliving a killed converge does not die of its next
+    // line of output). Rust's runtime resets it to the default in every child: ignore it again.
+    // (Run by hand from a shell, the real vzctl would pass the default on: a fidelity limit.)
+    // SAFETY: only signal(2) between fork and exec, async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::signal(libc::SIGPIPE, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     // Our own lines must come out before the command's.
     let _ = io::stdout().flush();
     match cmd.status() {

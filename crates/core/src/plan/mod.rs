@@ -89,6 +89,27 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's kind, as `--json` names it (`drbd_primary`, `mount`, `app_start`): what a
+    /// record of an action in progress says it was.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::DrbdUp { .. } => "drbd_up",
+            Action::DrbdConnect { .. } => "drbd_connect",
+            Action::DrbdPrimary { .. } => "drbd_primary",
+            Action::DrbdSecondary { .. } => "drbd_secondary",
+            Action::DrbdDown { .. } => "drbd_down",
+            Action::Mkdir { .. } => "mkdir",
+            Action::Mount { .. } => "mount",
+            Action::Umount { .. } => "umount",
+            Action::ContainerStart { .. } => "container_start",
+            Action::ContainerWaitUp { .. } => "container_wait_up",
+            Action::ContainerWaitDown { .. } => "container_wait_down",
+            Action::ContainerStop { .. } => "container_stop",
+            Action::AppStart => "app_start",
+            Action::AppStop => "app_stop",
+        }
+    }
+
     /// Whether the action leaves the service further up (used for `rollback` later).
     pub fn is_start(&self) -> bool {
         matches!(

@@ -1067,3 +1067,43 @@ impl NodeState {
         }
     }
 }
+
+#[test]
+fn an_actions_name_is_its_json_tag() {
+    let container = ContainerKind::Vz("101".into());
+    let all = [
+        Action::DrbdUp { res: "r".into() },
+        Action::DrbdConnect { res: "r".into() },
+        Action::DrbdPrimary { res: "r".into() },
+        Action::DrbdSecondary { res: "r".into() },
+        Action::DrbdDown { res: "r".into() },
+        Action::Mkdir { path: "/m".into() },
+        Action::Mount {
+            dev: "/d".into(),
+            mnt: "/m".into(),
+            fstype: "ext3".into(),
+            options: "defaults".into(),
+            fsck: true,
+        },
+        Action::Umount {
+            mnt: "/m".into(),
+            kill: false,
+        },
+        Action::ContainerStart {
+            container: container.clone(),
+        },
+        Action::ContainerWaitUp {
+            container: container.clone(),
+        },
+        Action::ContainerWaitDown {
+            container: container.clone(),
+        },
+        Action::ContainerStop { container },
+        Action::AppStart,
+        Action::AppStop,
+    ];
+    for action in all {
+        let json = serde_json::to_value(&action).expect("serializes");
+        assert_eq!(json["action"], action.name(), "{action:?}");
+    }
+}

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
-use crate::exec::{self, LogFile};
+use crate::exec::LogFile;
 use crate::{secure, state, trust};
 use converge_core::command::{AppRuns, AppVerb};
 use converge_core::manifest::{AppCommands, AppSpec, Spec};
@@ -92,9 +92,7 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
         let path = log_path(ctx, &run.label);
         let (out, logs) = match open_log(&path, argv) {
             Ok(log) => {
-                let logged = exec::run_logged(argv, app.timeout, log)
-                    .await
-                    .map_err(|e| ctx.failed(e.to_string()))?;
+                let logged = ctx.run_logged(argv, app.timeout, log).await?;
                 if let Err(e) = logged.log {
                     ctx.log
                         .warn(format_args!("cannot write all of {}: {e}", path.display()));
@@ -134,8 +132,8 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
 }
 
 /// A script's log keeps at most this much of its output (the end of it is in memory, for the
-/// action log and the error message, see [`exec::TAIL_BYTES`]): far more than any start or stop
-/// prints when things go right, and a runaway script cannot fill the log's filesystem.
+/// action log and the error message, see [`crate::exec::TAIL_BYTES`]): far more than any start
+/// or stop prints when things go right, and a runaway script cannot fill the log's filesystem.
 pub const SCRIPT_LOG_MAX: u64 = 8 * 1024 * 1024;
 
 /// Opens a script's log for this run: emptied (it was opened without truncation, see

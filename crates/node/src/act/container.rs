@@ -156,7 +156,7 @@ async fn wait_until_up(
     ctx.log.info("wait for container operational");
     let mut backoff = Backoff::until(deadline);
     loop {
-        if ctx.run_quiet(operational, PROBE_TIMEOUT).await?.success() {
+        if ctx.probe(operational, PROBE_TIMEOUT).await?.success() {
             return Ok(());
         }
         // An LXC container whose init exits at once is seen running first, then stopped:

@@ -6,7 +6,8 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::log::ResourceLog;
-use crate::exec::{self, ExecError, Output};
+use crate::exec::{self, ExecError, LogFile, Logged, Output};
+use crate::in_progress::Recorder;
 use crate::observer::Observer;
 use converge_core::config::Config;
 use converge_core::manifest::{ResourceId, Service, Spec};
@@ -29,22 +30,31 @@ impl ActError {
 }
 
 /// What a driver needs: where things are, how to look at the node, and whose resource it acts
-/// on.
+/// on, for which action.
 pub struct Ctx<'a> {
     pub config: &'a Config,
     pub observer: &'a Observer,
     pub service: &'a Service,
     pub rid: ResourceId,
+    /// The planned action ([`converge_core::plan::Action::name`]), for the records of its
+    /// commands in progress.
+    pub action: &'static str,
     pub log: ResourceLog,
 }
 
 impl<'a> Ctx<'a> {
-    pub fn new(observer: &'a Observer, service: &'a Service, rid: ResourceId) -> Self {
+    pub fn new(
+        observer: &'a Observer,
+        service: &'a Service,
+        rid: ResourceId,
+        action: &'static str,
+    ) -> Self {
         Ctx {
             config: observer.config(),
             observer,
             service,
             rid,
+            action,
             log: ResourceLog::new(service, rid),
         }
     }
@@ -68,18 +78,53 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Logs the command line, then runs it. A missing program is a failure naming it; exit
-    /// codes are the caller's to judge.
+    /// Logs the command line, then runs it as [`Ctx::run_quiet`] does. A missing program is a
+    /// failure naming it; exit codes are the caller's to judge.
     pub async fn run(&self, argv: &[String], timeout: Duration) -> Result<Output, ActError> {
         self.log.info(shell_line(argv));
         self.run_quiet(argv, timeout).await
     }
 
-    /// Runs without logging the command (probes and polls, which would flood the log).
+    /// Runs a command that changes the node, without logging it (a retry): recorded as in
+    /// progress while it runs ([`crate::in_progress`]), so that a converge killed meanwhile
+    /// does not let the next one run it again beside it.
     pub async fn run_quiet(&self, argv: &[String], timeout: Duration) -> Result<Output, ActError> {
+        let record = self.recorder(argv, timeout);
+        exec::run_tracked(argv, timeout, &record)
+            .await
+            .map_err(|e: ExecError| self.failed(e.to_string()))
+    }
+
+    /// [`Ctx::run_quiet`], writing the command's output to `log` as it comes (app scripts).
+    pub async fn run_logged(
+        &self,
+        argv: &[String],
+        timeout: Duration,
+        log: LogFile,
+    ) -> Result<Logged, ActError> {
+        let record = self.recorder(argv, timeout);
+        exec::run_logged(argv, timeout, log, Some(&record))
+            .await
+            .map_err(|e: ExecError| self.failed(e.to_string()))
+    }
+
+    /// Runs a command that only looks (a poll while waiting): neither logged nor recorded.
+    pub async fn probe(&self, argv: &[String], timeout: Duration) -> Result<Output, ActError> {
         exec::run(argv, timeout)
             .await
             .map_err(|e: ExecError| self.failed(e.to_string()))
+    }
+
+    fn recorder(&self, argv: &[String], timeout: Duration) -> Recorder {
+        Recorder::new(
+            &self.config.state_dir,
+            &self.service.name,
+            self.rid,
+            &self.log.label,
+            self.action,
+            argv,
+            timeout,
+        )
     }
 
     /// A failure message for a program that ended badly: how it ended and its last line.

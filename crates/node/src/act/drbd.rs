@@ -186,6 +186,9 @@ mod tests {
                     drbdsetup: self.path("drbdsetup").display().to_string(),
                     ..Commands::default()
                 },
+                // Never the host's /var/lib/converge: promotion writes an in-progress record.
+                state_dir: self.path("state"),
+                log_dir: self.path("log"),
                 ..Config::default()
             }
         }

@@ -3,8 +3,10 @@
 //! What an action runs comes from [`converge_core::command::for_step`] (shared with `converge plan`, so
 //! the plan shows exactly what runs); a driver adds only how to run it: timeouts, retries, what
 //! an exit code means. Every driver logs each program before running it (see [`log`]), runs it
-//! through [`crate::exec`], and reports a failure or a refusal as an [`ActError`] naming the
-//! resource. A driver that must look at the node again asks the [`Observer`]'s probes.
+//! through [`crate::exec`] (a command that changes the node with a record of it in progress,
+//! [`crate::in_progress`]; see [`Ctx::run`] and [`Ctx::probe`]), and reports a failure or a
+//! refusal as an [`ActError`] naming the resource. A driver that must look at the node again
+//! asks the [`Observer`]'s probes.
 
 pub mod app;
 pub mod container;
@@ -22,7 +24,7 @@ pub use ctx::{ActError, Ctx};
 
 /// Carries out one planned step.
 pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Result<(), ActError> {
-    let ctx = Ctx::new(observer, service, step.rid);
+    let ctx = Ctx::new(observer, service, step.rid, step.action.name());
     // A start or stop runs what the scripts directory holds now, not what it held when planned.
     let scripts = match step.action {
         Action::AppStart | Action::AppStop => observer.app_scripts(service, step.rid).await,

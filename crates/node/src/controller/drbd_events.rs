@@ -20,6 +20,7 @@ use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
 use super::trigger::{Trigger, TriggerSender};
+use crate::exec::confine::{self, Cell};
 use converge_core::config::Config;
 use converge_core::observe::events2::{Events2State, parse_line};
 
@@ -77,7 +78,7 @@ impl DrbdEvents {
         DrbdEvents { task, child }
     }
 
-    /// Kills the child (its whole process group) and ends the supervision.
+    /// Kills the child (all of it: its cgroup, or its process group) and ends the supervision.
     pub fn stop(self) {
         drop(self);
     }
@@ -96,22 +97,22 @@ impl Drop for DrbdEvents {
     }
 }
 
-/// The process group of the child currently running, shared between the task and `stop`.
+/// Where the child currently running runs (its cgroup, or its process group), shared between
+/// the task and `stop`.
 ///
-/// The group is only signalled while its leader is not yet reaped (the task takes the group out
-/// of the slot before it waits), so its id cannot have been reused by an unrelated process.
+/// It is only killed while the child is not yet reaped (the task takes it out of the slot
+/// before it waits), so a process group's id cannot have been reused by an unrelated process.
 #[derive(Debug, Default)]
 struct ChildSlot {
-    pgid: Option<i32>,
+    cell: Option<Cell>,
     stopped: bool,
 }
 
 impl ChildSlot {
     fn kill(&mut self) {
-        // The group exists as long as its unreaped leader does; ESRCH needs no handling.
-        if let Some(pgid) = self.pgid.take().and_then(rustix::process::Pid::from_raw) {
-            let _ = rustix::process::kill_process_group(pgid, rustix::process::Signal::KILL);
-        }
+        // A cell dropped unreleased kills all that runs in it, and removes its cgroup once
+        // empty.
+        drop(self.cell.take());
     }
 }
 
@@ -165,8 +166,8 @@ async fn supervise(program: String, tx: TriggerSender, child: Arc<Mutex<ChildSlo
 }
 
 async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) -> RunEnd {
-    let mut child = match spawn(program) {
-        Ok(child) => child,
+    let (mut child, cell) = match spawn(program) {
+        Ok(spawned) => spawned,
         Err(error) => {
             return RunEnd::Restart {
                 error,
@@ -176,8 +177,7 @@ async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) ->
     };
     {
         let mut slot = lock(slot);
-        // `id()` is only `None` once the child is reaped, which nothing has done yet.
-        slot.pgid = child.id().and_then(|id| i32::try_from(id).ok());
+        slot.cell = Some(cell);
         if slot.stopped {
             slot.kill();
             return RunEnd::Stop;
@@ -235,25 +235,33 @@ async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) ->
     }
 }
 
-fn spawn(program: &str) -> Result<Child, StreamError> {
-    Command::new(program)
+/// Starts the child in a place of its own (as [`crate::exec`] runs every command), so that
+/// killing it takes anything it started along.
+fn spawn(program: &str) -> Result<(Child, Cell), StreamError> {
+    let spawn_error = |source| StreamError::Spawn {
+        program: program.to_string(),
+        source,
+    };
+    let mut cell = Cell::new(confine::mode()).map_err(spawn_error)?;
+    let mut command = Command::new(program);
+    command
         .args(["events2", "all"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own group, so that killing it takes anything it started along.
-        .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| match source.kind() {
-            io::ErrorKind::NotFound => StreamError::NotFound {
-                program: program.to_string(),
-            },
-            _ => StreamError::Spawn {
-                program: program.to_string(),
-                source,
-            },
-        })
+        .kill_on_drop(true);
+    cell.prepare(&mut command);
+    let child = command.spawn().map_err(|source| match source.kind() {
+        io::ErrorKind::NotFound => StreamError::NotFound {
+            program: program.to_string(),
+        },
+        _ => spawn_error(source),
+    })?;
+    // `id()` is only `None` once the child is reaped, which nothing has done yet.
+    if let Some(pid) = child.id() {
+        cell.spawned(pid);
+    }
+    Ok((child, cell))
 }
 
 fn describe(status: io::Result<ExitStatus>) -> String {
