@@ -7,7 +7,7 @@ use converge_core::command;
 use converge_core::config::Config;
 use converge_core::manifest::Service;
 use converge_core::observe::{NodeState, Observed};
-use converge_core::plan::Plan;
+use converge_core::plan::{BlockKind, Plan};
 use converge_core::status::ServiceStatus;
 use converge_node::controller::daemon::DaemonView;
 use converge_node::controller::once::{Outcome, Report};
@@ -20,6 +20,7 @@ pub fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()
                 writeln!(out, "{}: converged ({steps} action(s))", s.service)?
             }
             Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
+            Outcome::Waiting { reason, .. } => writeln!(out, "{}: waiting: {reason}", s.service)?,
             Outcome::Interrupted { steps } => {
                 writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
             }
@@ -84,14 +85,33 @@ pub fn write_status(
 ) -> std::io::Result<()> {
     write_unavailable(out, node)?;
     for s in statuses {
+        let desired = match (&s.node, s.standby) {
+            (Some(pin), true) => format!("desired up on {pin}; standby here"),
+            (Some(pin), false) => format!("desired {} on {pin}", s.desired),
+            (None, _) => format!("desired {}", s.desired),
+        };
         writeln!(
             out,
-            "{:<32} {:<9} converged: {:<3} (desired {})",
+            "{:<32} {:<9} converged: {:<3} ({desired})",
             s.service,
             s.status.to_string(),
             if s.converged { "yes" } else { "no" },
-            s.desired
         )?;
+        let runs_on = if s.runs_on.is_empty() {
+            "nowhere this node can see".to_string()
+        } else {
+            s.runs_on.join(", ")
+        };
+        writeln!(out, "  runs on: {runs_on}")?;
+        if let Some(blocked) = &s.blocked {
+            writeln!(
+                out,
+                "  {}: {}: {}",
+                block_word(blocked.kind),
+                blocked.rid,
+                blocked.reason
+            )?;
+        }
         for r in &s.resources {
             writeln!(
                 out,
@@ -135,6 +155,9 @@ pub fn write_plan(
             "not converged"
         };
         let pinned = match &service.node {
+            Some(pin) if service.stands_by_here(&node.node) => {
+                format!(", pinned to node {pin}: standby here")
+            }
             Some(pin) if *pin != node.node => format!(", pinned to node {pin}"),
             _ => String::new(),
         };
@@ -158,8 +181,9 @@ pub fn write_plan(
         if let Some(blocked) = &sp.blocked {
             writeln!(
                 out,
-                "  ! {:<12} blocked: {}",
+                "  ! {:<12} {}: {}",
                 blocked.rid.to_string(),
+                block_word(blocked.kind),
                 blocked.reason
             )?;
         }
@@ -168,15 +192,37 @@ pub fn write_plan(
         }
     }
     let converged = plan.services.iter().filter(|s| s.is_converged()).count();
+    let waiting_count = plan
+        .services
+        .iter()
+        .filter(|s| {
+            s.blocked
+                .as_ref()
+                .is_some_and(|b| b.kind == BlockKind::Waiting)
+        })
+        .count();
+    // Said only when there is some: most plans never wait.
+    let waiting = if waiting_count > 0 {
+        format!(", {waiting_count} waiting")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "Plan: {} action{} in {} service{}, {} blocked, {converged} converged.",
+        "Plan: {} action{} in {} service{}, {} blocked{waiting}, {converged} converged.",
         plan.step_count(),
         if plan.step_count() == 1 { "" } else { "s" },
         plan.services.len(),
         if plan.services.len() == 1 { "" } else { "s" },
-        plan.blocked_count(),
+        plan.blocked_count() - waiting_count,
     )
+}
+
+fn block_word(kind: BlockKind) -> &'static str {
+    match kind {
+        BlockKind::Refused => "blocked",
+        BlockKind::Waiting => "waiting",
+    }
 }
 
 fn unavailable<T>(observed: &Observed<T>) -> Option<&str> {

@@ -65,7 +65,7 @@ fn seed_service_goes_up_and_down_with_the_seed_sequences() {
             assert_eq!(status.code, 0, "{}", status.out);
             for expected in [
                 "converged: yes",
-                "Primary, peer Secondary, UpToDate/UpToDate",
+                "Primary, UpToDate; peer peer1 Secondary, UpToDate",
                 &format!("mounted on {mnt}"),
                 "running",
                 "C10foo up",
@@ -151,16 +151,16 @@ fn converges_both_ways_from_each_partial_state() {
 }
 
 #[test]
-fn peer_primary_blocks_with_exit_3_and_nothing_is_mounted() {
+fn peer_primary_waits_with_exit_4_and_nothing_is_mounted() {
     in_namespace(
-        "peer_primary_blocks_with_exit_3_and_nothing_is_mounted",
+        "peer_primary_waits_with_exit_4_and_nothing_is_mounted",
         |work| {
             let node = Node::new(work);
             node.sim("drbdsetup", "sim-peer data --role Primary");
             let run = node.reconcile();
-            assert_eq!(run.code, 3, "{}", run.out);
+            assert_eq!(run.code, 4, "{}", run.out);
             assert!(
-                run.out.contains("blocked") && run.out.contains("is Primary"),
+                run.out.contains("waiting: drbd#0: peer peer1 is Primary"),
                 "{}",
                 run.out
             );
@@ -173,7 +173,7 @@ fn peer_primary_blocks_with_exit_3_and_nothing_is_mounted() {
             assert_eq!(node.role(), "Secondary");
             let plan = node.converge(&["plan"]);
             assert!(
-                plan.out.contains("blocked: peer") && !plan.out.contains("+ fs#1"),
+                plan.out.contains("waiting: peer peer1 is Primary") && !plan.out.contains("+ fs#1"),
                 "{}",
                 plan.out
             );
@@ -276,7 +276,7 @@ fn drbd_84_is_observed_through_proc_drbd_and_sh_minor() {
             assert!(
                 status
                     .out
-                    .contains("Primary, peer Secondary, UpToDate/UpToDate"),
+                    .contains("Primary, UpToDate; the peer Secondary, UpToDate"),
                 "{}",
                 status.out
             );
@@ -359,17 +359,20 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
             let node = Node::new(work);
             node.sim("drbdsetup", "sim-peer data --role Primary");
             let daemon = RunningDaemon::start(&node);
-            daemon.eventually("the promotion to be refused", || {
-                daemon.log().contains("blocked: peer")
+            daemon.eventually("the promotion to wait", || {
+                daemon.log().contains("waiting: peer peer1 is Primary")
             });
             assert!(!node.is_mounted());
-            // Looked at again (SIGHUP: a resync now), it is still blocked: said once only.
+            // Looked at again (SIGHUP: a resync now), it still waits: said once only.
             daemon.signal(libc::SIGHUP);
-            daemon.eventually("the resync to find it still blocked", || {
-                daemon.log().contains("still blocked: drbd#0: peer")
+            daemon.eventually("the resync to find it still waiting", || {
+                daemon.log().contains("still waiting: drbd#0: peer")
             });
             assert_eq!(
-                daemon.log().matches("WARNING blocked: peer").count(),
+                daemon
+                    .log()
+                    .matches("waiting: peer peer1 is Primary")
+                    .count(),
                 1,
                 "{}",
                 daemon.log()

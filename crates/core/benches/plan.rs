@@ -156,6 +156,7 @@ fn converged_node() -> NodeState {
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
         scripts: BTreeMap::new(),
+        drbd_configured: None,
     }
 }
 

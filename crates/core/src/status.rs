@@ -5,6 +5,7 @@
 //! A DRBD resource that is Secondary is `stdby up` (ready to take over): it is not a problem for
 //! a service that is down, and it counts as down next to resources that are up.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
 use crate::observe::drbd::{ConnectionState, DrbdResource, Role};
 use crate::observe::{ContainerState, NodeState, Observed};
-use crate::plan::plan_service;
+use crate::plan::{Blocked, plan_service};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Status {
@@ -57,9 +58,20 @@ pub struct ResourceStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceStatus {
     pub service: String,
+    /// What this node should hold (`down` on a node that stands by).
     pub desired: DesiredState,
+    /// The node the manifest pins the service to, if it does.
+    pub node: Option<String>,
+    /// This node stands by for the service: its DRBD resources are kept up and Secondary.
+    pub standby: bool,
     pub status: Status,
     pub converged: bool,
+    /// Where the service runs, as far as this node can see: the nodes on which its DRBD
+    /// resources are Primary (this node's own name included), or, for a service without DRBD,
+    /// this node when it is up here. Empty when it runs nowhere this node can see.
+    pub runs_on: Vec<String>,
+    /// What holds it: a rule that refused, or a peer it waits for.
+    pub blocked: Option<Blocked>,
     pub resources: Vec<ResourceStatus>,
 }
 
@@ -123,13 +135,56 @@ fn status_with_plan(
             }
         })
         .collect();
+    let status = aggregate(resources.iter().map(|r| r.status));
     ServiceStatus {
         service: service.name.clone(),
         desired: plan.desired,
-        status: aggregate(resources.iter().map(|r| r.status)),
+        node: service.node.clone(),
+        standby: service.stands_by_here(&node.node),
+        status,
         converged: plan.is_converged(),
+        runs_on: runs_on(service, node, status),
+        blocked: plan.blocked.clone(),
         resources,
     }
+}
+
+/// The nodes on which the service's DRBD resources are Primary, as this node sees them; for a
+/// service without DRBD, this node when the service is up here.
+fn runs_on(service: &Service, node: &NodeState, status: Status) -> Vec<String> {
+    let mut drbd = service
+        .resources
+        .iter()
+        .filter(|r| !r.disabled)
+        .filter_map(|r| r.spec.as_drbd())
+        .peekable();
+    if drbd.peek().is_none() {
+        return if status == Status::Up {
+            vec![node.node.clone()]
+        } else {
+            Vec::new()
+        };
+    }
+    let Observed::Ok(observed) = &node.drbd else {
+        return Vec::new();
+    };
+    let mut nodes = BTreeSet::new();
+    for spec in drbd {
+        let Some(resource) = observed.get(&spec.res) else {
+            continue;
+        };
+        if resource.role == Role::Primary {
+            nodes.insert(node.node.clone());
+        }
+        nodes.extend(
+            resource
+                .connections
+                .iter()
+                .filter(|c| c.peer_role == Role::Primary)
+                .map(|c| c.peer_name().unwrap_or_else(|| "the peer".to_string())),
+        );
+    }
+    nodes.into_iter().collect()
 }
 
 fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
@@ -148,7 +203,9 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
     }
 }
 
-/// `Primary, peer Secondary, UpToDate/UpToDate`.
+/// `Primary, UpToDate; peer deb2 Secondary, UpToDate` — every peer (`the peer` where DRBD
+/// 8.4 does not name it), and its connection when it is not connected: `peer deb2 Unknown,
+/// DUnknown, Connecting`.
 fn drbd_detail(drbd: &DrbdResource) -> String {
     let local_disk: Vec<String> = drbd.devices.iter().map(|d| d.disk.to_string()).collect();
     let local_disk = if local_disk.is_empty() {
@@ -156,25 +213,29 @@ fn drbd_detail(drbd: &DrbdResource) -> String {
     } else {
         local_disk.join(",")
     };
-    let Some(conn) = drbd.connections.first() else {
-        return format!("{}, no peer, {local_disk}", drbd.role);
-    };
-    let peer_disk: Vec<String> = conn
-        .peer_devices
-        .iter()
-        .map(|p| p.peer_disk.to_string())
-        .collect();
-    let peer_disk = if peer_disk.is_empty() {
-        "DUnknown".to_string()
-    } else {
-        peer_disk.join(",")
-    };
-    let mut detail = format!(
-        "{}, peer {}, {local_disk}/{peer_disk}",
-        drbd.role, conn.peer_role
-    );
-    if conn.state != ConnectionState::Connected {
-        detail.push_str(&format!(", {}", conn.state));
+    let mut detail = format!("{}, {local_disk}", drbd.role);
+    if drbd.connections.is_empty() {
+        detail.push_str("; no peer");
+    }
+    for conn in &drbd.connections {
+        let peer_disk: Vec<String> = conn
+            .peer_devices
+            .iter()
+            .map(|p| p.peer_disk.to_string())
+            .collect();
+        let peer_disk = if peer_disk.is_empty() {
+            "DUnknown".to_string()
+        } else {
+            peer_disk.join(",")
+        };
+        detail.push_str(&format!(
+            "; {} {}, {peer_disk}",
+            conn.peer_label(),
+            conn.peer_role
+        ));
+        if conn.state != ConnectionState::Connected {
+            detail.push_str(&format!(", {}", conn.state));
+        }
     }
     detail
 }
@@ -252,7 +313,148 @@ fn app_status(service: &Service, node: &NodeState, rid: ResourceId) -> (Status, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::parse_manifest;
+    use crate::observe::drbd::{
+        DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
+    };
     use Status::*;
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    fn peer(
+        name: Option<&str>,
+        state: ConnectionState,
+        role: Role,
+        disk: DiskState,
+    ) -> DrbdConnection {
+        DrbdConnection {
+            peer_node_id: name.map(|_| 1),
+            name: name.map(str::to_string),
+            state,
+            peer_role: role,
+            peer_devices: vec![DrbdPeerDevice {
+                volume: 0,
+                replication: ReplicationState::Established,
+                peer_disk: disk,
+                percent_in_sync: None,
+            }],
+        }
+    }
+
+    fn node_with(role: Role, connections: Vec<DrbdConnection>) -> NodeState {
+        let resource = DrbdResource {
+            name: "data".into(),
+            role,
+            suspended: false,
+            devices: vec![DrbdDevice {
+                volume: 0,
+                minor: 0,
+                disk: DiskState::UpToDate,
+                client: false,
+                open: false,
+                quorum: true,
+            }],
+            connections,
+        };
+        NodeState {
+            node: "deb1".into(),
+            drbd: Observed::Ok(BTreeMap::from([("data".to_string(), resource)])),
+            drbd_configured: None,
+            mounts: Observed::Ok(Vec::new()),
+            devices: BTreeMap::new(),
+            dirs: Default::default(),
+            vz: Observed::Ok(BTreeMap::new()),
+            lxc: Observed::Ok(BTreeMap::new()),
+            apps: BTreeMap::new(),
+            scripts: BTreeMap::new(),
+        }
+    }
+
+    fn pinned(node: &str) -> Service {
+        let text = format!(
+            "service: web\nstate: up\nnode: {node}\nresources:\n  drbd#0:\n    res: data\n"
+        );
+        parse_manifest(Path::new("/m/web.yaml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_standby_shows_where_the_service_runs_and_every_peer() {
+        let node = node_with(
+            Role::Secondary,
+            vec![
+                peer(
+                    Some("deb2"),
+                    ConnectionState::Connected,
+                    Role::Primary,
+                    DiskState::UpToDate,
+                ),
+                peer(
+                    Some("deb3"),
+                    ConnectionState::Connecting,
+                    Role::Unknown,
+                    DiskState::DUnknown,
+                ),
+            ],
+        );
+        let status = service_status(&pinned("deb2"), &node);
+        assert!(status.standby);
+        assert_eq!(status.node.as_deref(), Some("deb2"));
+        assert_eq!(status.runs_on, ["deb2"]);
+        assert!(status.converged, "{status:?}");
+        assert_eq!(status.resources[0].status, StandbyUp);
+        assert_eq!(
+            status.resources[0].detail,
+            "Secondary, UpToDate; peer deb2 Primary, UpToDate; peer deb3 Unknown, DUnknown, Connecting"
+        );
+    }
+
+    #[test]
+    fn the_node_that_gains_a_service_says_what_it_waits_for() {
+        let node = node_with(
+            Role::Secondary,
+            vec![peer(
+                Some("deb2"),
+                ConnectionState::Connected,
+                Role::Primary,
+                DiskState::UpToDate,
+            )],
+        );
+        let status = service_status(&pinned("deb1"), &node);
+        assert!(!status.standby);
+        assert!(!status.converged);
+        let blocked = status.blocked.expect("waits");
+        assert_eq!(blocked.kind, crate::plan::BlockKind::Waiting);
+        assert!(
+            blocked.reason.contains("peer deb2 is Primary"),
+            "{}",
+            blocked.reason
+        );
+        assert_eq!(status.runs_on, ["deb2"]);
+    }
+
+    #[test]
+    fn runs_on_names_this_node_when_primary_here_and_nobody_when_nobody_is() {
+        let node = node_with(
+            Role::Primary,
+            vec![peer(
+                None,
+                ConnectionState::Connected,
+                Role::Secondary,
+                DiskState::UpToDate,
+            )],
+        );
+        let status = service_status(&pinned("deb1"), &node);
+        assert_eq!(status.runs_on, ["deb1"]);
+        // DRBD 8.4 names no peer.
+        assert_eq!(
+            status.resources[0].detail,
+            "Primary, UpToDate; the peer Secondary, UpToDate"
+        );
+        let node = node_with(Role::Secondary, Vec::new());
+        let status = service_status(&pinned("deb2"), &node);
+        assert!(status.runs_on.is_empty());
+        assert_eq!(status.resources[0].detail, "Secondary, UpToDate; no peer");
+    }
 
     #[test]
     fn aggregation_follows_the_agent() {

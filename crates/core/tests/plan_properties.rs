@@ -495,6 +495,7 @@ fn quiet_node() -> impl Strategy<Value = NodeState> {
                 lxc: stopped([ALPHA.lxc, BETA.lxc]),
                 apps: BTreeMap::new(),
                 scripts: BTreeMap::new(),
+                drbd_configured: None,
             }
         })
 }
@@ -508,6 +509,18 @@ fn existing_dirs(exists: Vec<bool>) -> BTreeSet<PathBuf> {
         .collect()
 }
 
+/// Which DRBD resources the configuration has this node in: not asked, any subset of the
+/// vocabularies' names, or unreadable.
+fn drbd_configured_observed() -> impl Strategy<Value = Option<Observed<BTreeSet<String>>>> {
+    let names: Vec<&'static str> = ALPHA.drbd.iter().chain(BETA.drbd).copied().collect();
+    prop_oneof![
+        1 => Just(None),
+        4 => prop::sample::subsequence(names.clone(), 0..=names.len())
+            .prop_map(|n| Some(Observed::Ok(n.into_iter().map(str::to_string).collect()))),
+        1 => Just(Some(Observed::Unavailable("drbdadm sh-resources: exit 10".into()))),
+    ]
+}
+
 fn any_node() -> impl Strategy<Value = NodeState> {
     (
         drbd_observed(),
@@ -517,18 +530,22 @@ fn any_node() -> impl Strategy<Value = NodeState> {
         containers_observed([ALPHA.vz, BETA.vz], "vzlist"),
         containers_observed([ALPHA.lxc, BETA.lxc], "lxc-ls"),
         apps_observed(),
+        drbd_configured_observed(),
     )
         .prop_map(
-            |(drbd, mounts, static_nodes, dirs, vz, lxc, (apps, scripts))| NodeState {
-                node: THIS_NODE.into(),
-                devices: devices_of(&drbd, static_nodes),
-                drbd,
-                mounts,
-                dirs: existing_dirs(dirs),
-                vz,
-                lxc,
-                apps,
-                scripts,
+            |(drbd, mounts, static_nodes, dirs, vz, lxc, (apps, scripts), drbd_configured)| {
+                NodeState {
+                    node: THIS_NODE.into(),
+                    devices: devices_of(&drbd, static_nodes),
+                    drbd,
+                    mounts,
+                    dirs: existing_dirs(dirs),
+                    vz,
+                    lxc,
+                    apps,
+                    scripts,
+                    drbd_configured,
+                }
             },
         )
 }
@@ -861,9 +878,35 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                 | Action::ContainerStop { .. }
                 | Action::AppStop
         );
+        let standby = service.stands_by_here(THIS_NODE);
         match desired {
-            // Kept down here (state down, or pinned to another node): never a step up. This
-            // is what keeps two nodes from going Primary when a service moves.
+            // Standing by for a service pinned to another node: its DRBD resources are
+            // brought up (where the configuration names this node) and connected, nothing
+            // else goes up, and they are never taken down.
+            DesiredState::Down if standby => match &step.action {
+                Action::DrbdUp { res } => {
+                    let configured = matches!(
+                        &node.drbd_configured,
+                        Some(Observed::Ok(names)) if names.contains(res)
+                    );
+                    if !configured {
+                        return Err(format!(
+                            "{}: brings up a resource the DRBD configuration does not name here",
+                            at()
+                        ));
+                    }
+                }
+                Action::DrbdConnect { .. } => {}
+                Action::DrbdDown { .. } => {
+                    return Err(format!("{}: takes a standby's resource down", at()));
+                }
+                action if action.is_start() => {
+                    return Err(format!("{}: a start step on a standby", at()));
+                }
+                _ => {}
+            },
+            // Kept down here (state down): never a step up. This is what keeps two nodes from
+            // going Primary when a service moves.
             DesiredState::Down if step.action.is_start() => {
                 return Err(format!("{}: a start step for a service kept down", at()));
             }
@@ -899,10 +942,16 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                     .is_some_and(|d| d.allow_two_primaries);
                 match seen.observed(res) {
                     Some(observed) => {
-                        // Rule: never primary while any peer is seen Primary.
-                        if !allow_two && observed.peer_primary() {
+                        // Rule: never primary while any peer is seen Primary, or cannot be
+                        // seen (not connected: it may be Primary on its side).
+                        if !allow_two
+                            && observed.connections.iter().any(|c| {
+                                c.peer_role != Role::Secondary
+                                    || c.state != ConnectionState::Connected
+                            })
+                        {
                             return Err(format!(
-                                "{}: promotes while a peer is Primary: {:?}",
+                                "{}: promotes while a peer is Primary or not seen: {:?}",
                                 at(),
                                 observed.connections
                             ));

@@ -72,8 +72,12 @@ pub struct ManifestDoc {
     pub service: String,
     /// What this node should hold: `up`, `down`, or `frozen` (observe and report, never act).
     pub state: DesiredState,
-    /// The only node that runs the service (the node configuration's `node`); every other node
-    /// keeps it down. Absent: any node.
+    /// The only node that runs the service (the node configuration's `node`). Every other node
+    /// keeps it down and stands by: where the DRBD configuration has a section for that node
+    /// (`drbdadm sh-resources`), its DRBD resources are kept up, connected and Secondary
+    /// (whatever `stop` says), so that its data stays UpToDate and it can take the service
+    /// over. Changing `node:` moves the service (operations.md, "Two nodes, one git
+    /// repository"). Absent: any node that reads the manifest runs it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", pattern(NAME_PATTERN))]
     pub node: Option<String>,
@@ -191,12 +195,17 @@ pub struct DrbdDoc {
         extend("not" = { "anyOf": [{ "const": "all" }, { "pattern": "^minor-" }] })
     )]
     pub res: String,
-    /// How the service stops it: `secondary` (`drbdadm secondary`: stays connected and
-    /// replicating) or `down` (`drbdadm down`: detached and disconnected). Never while a
-    /// filesystem on its device is still mounted.
+    /// How the service stops it when it is down everywhere (`state: down`): `secondary`
+    /// (`drbdadm secondary`: stays connected and replicating) or `down` (`drbdadm down`:
+    /// detached and disconnected). A node that stands by for a service pinned elsewhere always
+    /// keeps the resource up and Secondary. Never while a filesystem on its device is still
+    /// mounted.
     #[serde(default)]
     pub stop: DrbdStop,
-    /// Allow promotion while a peer is Primary: for dual-primary setups only.
+    /// Allow promotion while a peer is Primary or not connected: for dual-primary setups only.
+    /// Without it, converge promotes only when every peer of the resource is connected and
+    /// Secondary; otherwise the service waits for the peer (not a failure: DRBD's events bring
+    /// it back).
     #[serde(default)]
     pub allow_two_primaries: bool,
     /// Ignore the resource entirely: neither observed nor acted on.

@@ -151,6 +151,14 @@ impl Service {
         }
     }
 
+    /// Whether this node stands by for the service: it is pinned to another node and wanted
+    /// up there. Its DRBD resources are then kept up, connected and Secondary here (where the
+    /// DRBD configuration has this node), so that this node's data stays UpToDate and it can
+    /// take the service over; everything above DRBD is down.
+    pub fn stands_by_here(&self, this_node: &str) -> bool {
+        self.state == DesiredState::Up && self.node.as_deref().is_some_and(|n| n != this_node)
+    }
+
     pub fn resource(&self, id: ResourceId) -> Option<&Resource> {
         self.resources.iter().find(|r| r.id == id)
     }

@@ -123,6 +123,55 @@ pub struct DrbdConnection {
     pub peer_devices: Vec<DrbdPeerDevice>,
 }
 
+impl DrbdConnection {
+    /// The peer's connection name (drbdadm passes the host name), else its node id; `None`
+    /// where DRBD names neither (8.4).
+    pub fn peer_name(&self) -> Option<String> {
+        self.name
+            .clone()
+            .or_else(|| self.peer_node_id.map(|id| format!("node-id {id}")))
+    }
+
+    /// `peer deb2`, or `the peer` where DRBD does not name it: for messages.
+    pub fn peer_label(&self) -> String {
+        peer_label(self.peer_name().as_deref())
+    }
+}
+
+fn peer_label(name: Option<&str>) -> String {
+    match name {
+        Some(name) => format!("peer {name}"),
+        None => "the peer".to_string(),
+    }
+}
+
+/// Why a node may not promote now because of a peer: it waits, it is not refused (the peer
+/// stepping down, or coming back into sight, lets it go on by itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PeerHold {
+    /// The peer (by name, when DRBD names it) is Primary: two Primaries are not allowed.
+    Primary { peer: Option<String> },
+    /// The peer is not connected (`state`): its role cannot be seen.
+    Unseen {
+        peer: Option<String>,
+        state: ConnectionState,
+    },
+}
+
+impl fmt::Display for PeerHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerHold::Primary { peer } => write!(f, "{} is Primary", peer_label(peer.as_deref())),
+            PeerHold::Unseen { peer, state } => write!(
+                f,
+                "{} is not connected ({state}): its role cannot be seen",
+                peer_label(peer.as_deref())
+            ),
+        }
+    }
+}
+
 /// One configured ("up") DRBD resource as this node sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrbdResource {
@@ -151,16 +200,41 @@ impl DrbdResource {
     }
 
     /// The name of a peer that is Primary (its connection name, else its node id), for
-    /// messages that must say who is in the way.
+    /// messages.
     pub fn primary_peer_name(&self) -> Option<String> {
         self.connections
             .iter()
             .find(|c| c.peer_role == Role::Primary)
-            .map(|c| {
-                c.name
-                    .clone()
-                    .or_else(|| c.peer_node_id.map(|id| format!("node-id {id}")))
-                    .unwrap_or_else(|| "peer".to_string())
+            .map(|c| c.peer_name().unwrap_or_else(|| "peer".to_string()))
+    }
+
+    /// What keeps this node from promoting, as DRBD shows its peers now: a peer that is
+    /// Primary, or one whose role cannot be seen because it is not connected. `None` when every
+    /// peer is connected and not Primary, or when the resource allows two Primaries.
+    ///
+    /// A peer that is not connected may be Primary on its side: DRBD without quorum or fencing
+    /// lets both sides of a cut link promote, and the data then diverges (a split brain). So
+    /// converge promotes only over peers it sees; an operator who knows a peer is down for good
+    /// promotes by hand (`drbdadm primary`), and converge carries on from there.
+    pub fn peer_hold(&self, allow_two_primaries: bool) -> Option<PeerHold> {
+        if allow_two_primaries {
+            return None;
+        }
+        if let Some(peer) = self
+            .connections
+            .iter()
+            .find(|c| c.peer_role == Role::Primary)
+        {
+            return Some(PeerHold::Primary {
+                peer: peer.peer_name(),
+            });
+        }
+        self.connections
+            .iter()
+            .find(|c| c.state != ConnectionState::Connected || c.peer_role == Role::Unknown)
+            .map(|c| PeerHold::Unseen {
+                peer: c.peer_name(),
+                state: c.state.clone(),
             })
     }
 

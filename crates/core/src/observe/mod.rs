@@ -73,6 +73,10 @@ pub struct NodeState {
     pub node: String,
     /// DRBD resources that are up on this node, by name; an absent name is not configured.
     pub drbd: Observed<DrbdResources>,
+    /// DRBD resources whose configuration has a section for this node (`drbdadm
+    /// sh-resources`): the ones it stands by for when a service runs elsewhere. Asked only when
+    /// a service stands by here (`None` otherwise).
+    pub drbd_configured: Option<Observed<BTreeSet<String>>>,
     pub mounts: Observed<Vec<Mount>>,
     /// Device numbers of the block devices the manifests and DRBD minors name
     /// (fs `dev`s and `/dev/drbdN`), for matching mounts by device rather than by name.

@@ -165,6 +165,7 @@ mod tests {
             lxc: Observed::Ok(BTreeMap::new()),
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
+            drbd_configured: None,
         }
     }
 

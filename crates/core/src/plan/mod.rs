@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use crate::manifest::{ContainerKind, DesiredState, ResourceId, Service};
 use crate::observe::NodeState;
+use crate::observe::drbd::PeerHold;
 
 /// One thing to do. Data, not argv: the executor turns it into commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -134,11 +135,24 @@ pub struct Step {
     pub reason: String,
 }
 
-/// A safety rule or an unobservable dependency refused to go on.
+/// What stops a service from going on: a safety rule or an unobservable dependency refused
+/// ([`BlockKind::Refused`]), or a peer must step down first ([`BlockKind::Waiting`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Blocked {
     pub rid: ResourceId,
+    pub kind: BlockKind,
     pub reason: String,
+}
+
+/// Whether a block passes by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BlockKind {
+    /// A rule refused; it stays so until the node or the manifest changes.
+    Refused,
+    /// Waiting for a peer (to go Secondary, or to come into sight): the normal middle of a
+    /// switchover, not a failure; DRBD's events say when to look again.
+    Waiting,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,5 +224,17 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
         blocked,
         warnings,
         satisfied,
+    }
+}
+
+/// What a node that waits to promote says: the peer, and what it waits for.
+pub fn waiting_for(hold: &PeerHold, res: &str) -> String {
+    match hold {
+        PeerHold::Primary { .. } => format!(
+            "{hold} for resource {res}: waiting for it to become Secondary (allow_two_primaries is false)"
+        ),
+        PeerHold::Unseen { .. } => format!(
+            "{hold}, for resource {res}: waiting for it to connect (converge promotes only over peers it sees Secondary; if it is down for good, see \"A peer that is gone\" in docs/operations.md)"
+        ),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::index::NodeIndex;
-use super::{Action, Blocked, Step};
+use super::{Action, BlockKind, Blocked, Step, waiting_for};
 use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
     ResourceId, Service, Spec,
@@ -28,6 +28,9 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     warnings: Vec<String>,
     /// DRBD resources that are Primary once the steps so far have run.
     primary: BTreeSet<&'a str>,
+    /// The service runs on another node: its DRBD resources stand by here (see
+    /// [`Service::stands_by_here`]).
+    standby: bool,
     /// The mounts the steps so far unmount, each one (one mount point may hold several,
     /// stacked): compared by identity, as the index hands them out.
     unmounted: Vec<&'a Mount>,
@@ -41,6 +44,7 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     pub(super) fn new(service: &'a Service, index: &'a NodeIndex<'n>) -> Self {
         ServicePlanner {
+            standby: service.stands_by_here(&index.node().node),
             service,
             node: index.node(),
             index,
@@ -82,13 +86,23 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     /// A rule refused. An optional resource only warns and is skipped; any other blocks the
     /// rest of the service, because what follows depends on it.
     fn refuse(&mut self, resource: &Resource, reason: impl Into<String>) {
-        let reason = reason.into();
+        self.block(resource, BlockKind::Refused, reason.into());
+    }
+
+    /// A peer must step down (or come into sight) first: as [`Self::refuse`], but it passes by
+    /// itself.
+    fn wait(&mut self, resource: &Resource, reason: impl Into<String>) {
+        self.block(resource, BlockKind::Waiting, reason.into());
+    }
+
+    fn block(&mut self, resource: &Resource, kind: BlockKind, reason: String) {
         if resource.optional {
             self.warnings
                 .push(format!("{} (optional): {reason}", resource.id));
         } else {
             self.blocked = Some(Blocked {
                 rid: resource.id,
+                kind,
                 reason,
             });
         }
@@ -175,13 +189,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             self.primary.insert(res);
             return;
         }
-        if !spec.allow_two_primaries
-            && let Some(peer) = drbd.primary_peer_name()
-        {
-            self.refuse(
-                    resource,
-                    format!("peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"),
-                );
+        if let Some(hold) = drbd.peer_hold(spec.allow_two_primaries) {
+            self.wait(resource, waiting_for(&hold, res));
             return;
         }
         if !drbd.has_up_to_date_data() {
@@ -210,6 +219,10 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             return;
         };
         let res = spec.res.as_str();
+        if self.standby {
+            self.standby_drbd(resource, observed.get(res), res);
+            return;
+        }
         let Some(drbd) = observed.get(res) else {
             self.already(resource.id, format!("drbd resource {res} is already down"));
             return;
@@ -236,6 +249,63 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             DrbdStop::Down => format!("resource {res} is up and the service stops it with down"),
         };
         self.step(resource.id, action, reason);
+    }
+
+    /// On a node that stands by: up, connected, Secondary, whatever the resource's `stop` says
+    /// (`stop: down` is for a service that is down everywhere). A node the DRBD configuration
+    /// does not name is no standby: nothing to do.
+    fn standby_drbd(&mut self, resource: &Resource, drbd: Option<&'a DrbdResource>, res: &str) {
+        let rid = resource.id;
+        let holder = self.service.node.as_deref().unwrap_or("another node");
+        let Some(drbd) = drbd else {
+            match self.node.drbd_configured.as_ref() {
+                Some(Observed::Ok(here)) if here.contains(res) => self.step(
+                    rid,
+                    Action::DrbdUp { res: res.into() },
+                    format!(
+                        "resource {res} is not up, and this node stands by for it (the service runs on {holder})"
+                    ),
+                ),
+                Some(Observed::Ok(_)) => self.already(
+                    rid,
+                    format!(
+                        "the DRBD configuration has no section for this node in resource {res}: no standby here"
+                    ),
+                ),
+                Some(Observed::Unavailable(why)) => self.warnings.push(format!(
+                    "{rid}: cannot tell whether this node stands by for resource {res}: {why}"
+                )),
+                None => self.warnings.push(format!(
+                    "{rid}: whether this node stands by for resource {res} was not observed"
+                )),
+            }
+            return;
+        };
+        if drbd.is_standalone() {
+            self.step(
+                rid,
+                Action::DrbdConnect { res: res.into() },
+                format!("resource {res} is StandAlone; a standby replicates"),
+            );
+        }
+        if drbd.role == Role::Primary {
+            if let Some(reason) = self.demote_hazard(drbd) {
+                self.refuse(resource, reason);
+                return;
+            }
+            self.step(
+                rid,
+                Action::DrbdSecondary { res: res.into() },
+                format!("resource {res} is Primary, and the service runs on {holder}"),
+            );
+            return;
+        }
+        if !drbd.is_standalone() {
+            self.already(
+                rid,
+                format!("drbd resource {res} stands by ({})", drbd.role),
+            );
+        }
     }
 
     /// Why demoting (or downing) this resource now would hurt: a mount of one of its devices that

@@ -225,6 +225,7 @@ fn node_at(level: Level) -> NodeState {
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
         scripts: BTreeMap::new(),
+        drbd_configured: None,
     }
 }
 
@@ -352,6 +353,7 @@ fn regression_peer_primary_blocks_promotion_and_everything_after_it() {
     assert!(plan.steps.is_empty(), "{:?}", plan.steps);
     let blocked = plan.blocked.expect("blocked");
     assert_eq!(blocked.rid, rid(Kind::Drbd, 0));
+    assert_eq!(blocked.kind, BlockKind::Waiting);
     assert!(
         blocked.reason.contains("peer deb2 is Primary"),
         "{}",
@@ -390,13 +392,74 @@ fn promotion_needs_up_to_date_data() {
 }
 
 #[test]
-fn standalone_is_connected_before_promotion() {
+fn standalone_is_connected_then_promotion_waits_to_see_the_peer() {
     let mut node = node_at(Level::Secondary);
     let res = node.drbd_mut("data");
     res.connections[0].state = ConnectionState::StandAlone;
     res.connections[0].peer_role = Role::Unknown;
     let plan = plan_service(&seed(), &node);
-    assert_eq!(actions(&plan)[..2], ["connect data", "primary data"]);
+    assert_eq!(actions(&plan), ["connect data"]);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    assert!(
+        blocked
+            .reason
+            .contains("peer deb2 is not connected (StandAlone)"),
+        "{}",
+        blocked.reason
+    );
+}
+
+#[test]
+fn regression_a_peer_that_is_not_connected_holds_promotion() {
+    // DRBD without quorum or fencing lets both sides of a cut link promote: a peer whose role
+    // cannot be seen may be Primary. The planner promoted over it (two Primaries after a
+    // switchover made while the link was down).
+    for state in [
+        ConnectionState::Connecting,
+        ConnectionState::Unconnected,
+        ConnectionState::NetworkFailure,
+        ConnectionState::WFConnection,
+    ] {
+        let mut node = node_at(Level::Secondary);
+        let res = node.drbd_mut("data");
+        res.connections[0].state = state.clone();
+        res.connections[0].peer_role = Role::Unknown;
+        let plan = plan_service(&seed(), &node);
+        assert!(plan.steps.is_empty(), "{state}: {:?}", plan.steps);
+        let blocked = plan.blocked.expect("waits");
+        assert_eq!(blocked.kind, BlockKind::Waiting, "{state}");
+        assert!(
+            blocked
+                .reason
+                .contains(&format!("peer deb2 is not connected ({state})")),
+            "{}",
+            blocked.reason
+        );
+    }
+}
+
+#[test]
+fn allow_two_primaries_promotes_beside_a_peer_it_cannot_see() {
+    let mut svc = seed();
+    if let Spec::Drbd(d) = &mut svc.resources[0].spec {
+        d.allow_two_primaries = true;
+    }
+    let mut node = node_at(Level::Secondary);
+    let res = node.drbd_mut("data");
+    res.connections[0].state = ConnectionState::Connecting;
+    res.connections[0].peer_role = Role::Unknown;
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan)[0], "primary data");
+    assert!(plan.blocked.is_none());
+}
+
+#[test]
+fn a_resource_without_peers_promotes() {
+    let mut node = node_at(Level::Secondary);
+    node.drbd_mut("data").connections.clear();
+    let plan = plan_service(&seed(), &node);
+    assert_eq!(actions(&plan)[0], "primary data");
 }
 
 #[test]
@@ -480,6 +543,106 @@ fn service_pinned_to_another_node_is_kept_down_here() {
         actions(&plan),
         ["app stop", "stop 101", "umount /drbdsvc", "secondary data"]
     );
+}
+
+fn pinned_to_deb2(stop: DrbdStop) -> Service {
+    let mut svc = seed();
+    svc.node = Some("deb2".into());
+    if let Spec::Drbd(d) = &mut svc.resources[0].spec {
+        d.stop = stop;
+    }
+    svc
+}
+
+#[test]
+fn a_standby_brings_its_drbd_resource_up_and_nothing_else() {
+    // The node that loses a service keeps replicating: tried with `node: elsewhere` on a node
+    // whose resource was not up, converge did nothing, and the node that later gained the
+    // service would have promoted data never replicated to it.
+    let mut node = node_at(Level::NotConfigured);
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::from(["data".to_string()])));
+    for stop in [DrbdStop::Secondary, DrbdStop::Down] {
+        let plan = plan_service(&pinned_to_deb2(stop), &node);
+        assert_eq!(plan.desired, DesiredState::Down);
+        assert_eq!(actions(&plan), ["up data"], "{stop:?}");
+        assert!(
+            plan.steps[0].reason.contains("stands by"),
+            "{:?}",
+            plan.steps
+        );
+    }
+}
+
+#[test]
+fn a_standby_keeps_its_resource_up_secondary_and_connected() {
+    for stop in [DrbdStop::Secondary, DrbdStop::Down] {
+        // Secondary and connected: nothing to do, never `down` (whatever `stop` says).
+        let plan = plan_service(&pinned_to_deb2(stop), &node_at(Level::Secondary));
+        assert!(plan.is_converged(), "{stop:?}: {:?}", plan.steps);
+        // Running here: stopped down to Secondary.
+        let plan = plan_service(&pinned_to_deb2(stop), &node_at(Level::AppUp));
+        assert_eq!(
+            actions(&plan),
+            ["app stop", "stop 101", "umount /drbdsvc", "secondary data"],
+            "{stop:?}"
+        );
+    }
+    let mut node = node_at(Level::Secondary);
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+    assert_eq!(actions(&plan), ["connect data"]);
+}
+
+#[test]
+fn a_node_the_drbd_configuration_does_not_name_is_no_standby() {
+    let mut node = node_at(Level::NotConfigured);
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::from(["other".to_string()])));
+    let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+    assert!(plan.is_converged(), "{:?}", plan.steps);
+    assert!(
+        plan.satisfied
+            .iter()
+            .any(|(_, note)| note.contains("no section for this node")),
+        "{:?}",
+        plan.satisfied
+    );
+}
+
+#[test]
+fn a_standby_that_cannot_read_the_drbd_configuration_warns_and_acts_on_nothing() {
+    let mut node = node_at(Level::NotConfigured);
+    node.drbd_configured = Some(Observed::Unavailable("drbdadm: parse error".into()));
+    let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+    assert!(plan.steps.is_empty());
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("drbdadm: parse error")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn a_standby_never_demotes_under_a_mount_it_does_not_manage() {
+    let mut node = node_at(Level::Primary);
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount("/dev/drbd0", DRBD0, "/mnt/rescue"));
+    }
+    let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+    assert!(!actions(&plan).contains(&"secondary data".to_string()));
+    let blocked = plan.blocked.expect("refused");
+    assert_eq!(blocked.kind, BlockKind::Refused);
+}
+
+#[test]
+fn a_service_down_everywhere_is_no_standby() {
+    // `state: down` with a pin: the service runs nowhere, DRBD follows `stop`.
+    let svc = with_state(pinned_to_deb2(DrbdStop::Down), DesiredState::Down);
+    let plan = plan_service(&svc, &node_at(Level::Secondary));
+    assert_eq!(actions(&plan), ["down data"]);
+    let plan = plan_service(&svc, &node_at(Level::NotConfigured));
+    assert!(plan.is_converged());
 }
 
 #[test]

@@ -21,11 +21,16 @@ pub enum ActError {
     /// A safety rule refused, re-checked right before acting: nothing was run.
     #[error("{rid}: blocked: {reason}")]
     Blocked { rid: ResourceId, reason: String },
+    /// A peer must step down (or come into sight) first, as seen right before acting: nothing
+    /// was run, and it passes by itself ([`converge_core::plan::BlockKind::Waiting`]).
+    #[error("{rid}: waiting: {reason}")]
+    Waiting { rid: ResourceId, reason: String },
 }
 
 impl ActError {
+    /// Nothing was run: a rule refused, or the action waits for a peer.
     pub fn is_blocked(&self) -> bool {
-        matches!(self, ActError::Blocked { .. })
+        matches!(self, ActError::Blocked { .. } | ActError::Waiting { .. })
     }
 }
 
@@ -73,6 +78,13 @@ impl<'a> Ctx<'a> {
 
     pub fn blocked(&self, reason: impl Into<String>) -> ActError {
         ActError::Blocked {
+            rid: self.rid,
+            reason: reason.into(),
+        }
+    }
+
+    pub fn waiting(&self, reason: impl Into<String>) -> ActError {
+        ActError::Waiting {
             rid: self.rid,
             reason: reason.into(),
         }

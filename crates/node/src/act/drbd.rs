@@ -13,7 +13,8 @@ use super::ctx::{ActError, Ctx};
 use crate::observer::probe::DrbdRoles;
 use converge_core::command::DrbdVerb;
 use converge_core::manifest::{DrbdSpec, Spec};
-use converge_core::observe::drbd::Role;
+use converge_core::observe::drbd::{PeerHold, Role};
+use converge_core::plan::waiting_for;
 
 /// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
 pub const DRBDADM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -46,12 +47,10 @@ pub async fn state_change(
                 // A peer that became Primary meanwhile is a refusal to respect, not a
                 // transient state change to wait out.
                 if verb == "primary"
-                    && let Some(peer) = primary_peer(ctx, res).await?
                     && !allow_two_primaries(ctx)
+                    && let Some(hold) = peer_hold(ctx, res).await?
                 {
-                    return Err(ctx.blocked(format!(
-                        "peer {peer} became Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
-                    )));
+                    return Err(ctx.waiting(waiting_for(&hold, res)));
                 }
                 ctx.log.info(format_args!(
                     "{}; retry {attempt}/{} in 1s",
@@ -92,39 +91,34 @@ pub async fn run_once(ctx: &Ctx<'_>, argv: &[String]) -> Result<(), ActError> {
 }
 
 pub async fn primary(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
-    let (local, peer) = roles(ctx, res).await?;
+    let (local, hold) = roles(ctx, res).await?;
     if local == Role::Primary {
         ctx.log
             .info(format_args!("drbd resource {res} is already Primary"));
         return Ok(());
     }
-    if let Some(peer) = peer
+    if let Some(hold) = hold
         && !allow_two_primaries(ctx)
     {
-        return Err(ctx.blocked(format!(
-            "peer {peer} is Primary for resource {res}; refusing to promote (allow_two_primaries is false)"
-        )));
+        return Err(ctx.waiting(waiting_for(&hold, res)));
     }
     state_change(ctx, DrbdVerb::Primary, res, argv).await
 }
 
-/// The name of a peer that is Primary now, if one is.
-async fn primary_peer(ctx: &Ctx<'_>, res: &str) -> Result<Option<String>, ActError> {
-    roles(ctx, res).await.map(|(_, peer)| peer)
+/// What keeps this node from promoting now, if anything does.
+async fn peer_hold(ctx: &Ctx<'_>, res: &str) -> Result<Option<PeerHold>, ActError> {
+    roles(ctx, res).await.map(|(_, hold)| hold)
 }
 
-/// The local role and, when a peer is Primary, that peer's name — read fresh.
-async fn roles(ctx: &Ctx<'_>, res: &str) -> Result<(Role, Option<String>), ActError> {
+/// The local role and what a peer holds promotion on — read fresh.
+async fn roles(ctx: &Ctx<'_>, res: &str) -> Result<(Role, Option<PeerHold>), ActError> {
     let roles = ctx.observer.drbd_roles(res).await.map_err(|e| {
         ctx.failed(format!(
             "cannot read the roles of {res} before promoting: {e}"
         ))
     })?;
     match roles {
-        DrbdRoles::Up {
-            local,
-            primary_peer,
-        } => Ok((local, primary_peer)),
+        DrbdRoles::Up { local, hold } => Ok((local, hold)),
         DrbdRoles::NotUp => Err(ctx.failed(format!("resource {res} is not up; cannot promote it"))),
         DrbdRoles::NotDefined => Err(ctx.failed(format!(
             "resource {res} is not defined in the DRBD configuration of this host"
@@ -207,8 +201,12 @@ mod tests {
     }
 
     fn status_json(peer_role: &str) -> String {
+        status_json_with("Connected", peer_role)
+    }
+
+    fn status_json_with(connection: &str, peer_role: &str) -> String {
         format!(
-            r#"[{{"name":"data","node-id":0,"role":"Secondary","suspended":false,"devices":[{{"volume":0,"minor":0,"disk-state":"UpToDate","client":false,"open":false,"quorum":true}}],"connections":[{{"peer-node-id":1,"name":"deb2","connection-state":"Connected","peer-role":"{peer_role}","peer_devices":[{{"volume":0,"replication-state":"Established","peer-disk-state":"UpToDate","percent-in-sync":100.0}}]}}]}}]"#
+            r#"[{{"name":"data","node-id":0,"role":"Secondary","suspended":false,"devices":[{{"volume":0,"minor":0,"disk-state":"UpToDate","client":false,"open":false,"quorum":true}}],"connections":[{{"peer-node-id":1,"name":"deb2","connection-state":"{connection}","peer-role":"{peer_role}","peer_devices":[{{"volume":0,"replication-state":"Established","peer-disk-state":"UpToDate","percent-in-sync":100.0}}]}}]}}]"#
         )
     }
 
@@ -235,9 +233,40 @@ mod tests {
         // The plan was made when the peer was Secondary; now `status --json` says Primary.
         let stubs = Stubs::new("Secondary", &[0], &status_json("Primary"));
         let err = promote(&stubs, false).await.expect_err("must refuse");
-        assert!(err.is_blocked(), "{err}");
+        assert!(matches!(err, ActError::Waiting { .. }), "{err}");
         assert!(err.to_string().contains("peer deb2 is Primary"), "{err}");
         assert_eq!(stubs.primary_calls(), 0, "drbdadm primary was never run");
+    }
+
+    #[tokio::test]
+    async fn regression_a_peer_that_is_not_connected_is_not_promoted_over() {
+        // Planned while the peer was connected and Secondary; now the link is down and the
+        // peer may be Primary on its side.
+        let stubs = Stubs::new(
+            "Secondary",
+            &[0],
+            &status_json_with("Connecting", "Unknown"),
+        );
+        let err = promote(&stubs, false).await.expect_err("must wait");
+        assert!(matches!(err, ActError::Waiting { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("peer deb2 is not connected (Connecting)"),
+            "{err}"
+        );
+        assert_eq!(stubs.primary_calls(), 0, "drbdadm primary was never run");
+    }
+
+    #[tokio::test]
+    async fn drbd_84_peer_role_unknown_is_not_promoted_over() {
+        // DRBD 8.4's `drbdadm role` prints both roles; `Unknown` while not connected.
+        let stubs = Stubs::new("Secondary/Unknown", &[0], "[]");
+        let err = promote(&stubs, false).await.expect_err("must wait");
+        assert!(matches!(err, ActError::Waiting { .. }), "{err}");
+        assert_eq!(stubs.primary_calls(), 0);
+        let stubs = Stubs::new("Secondary/Secondary", &[0], "[]");
+        promote(&stubs, false).await.expect("promoted");
+        assert_eq!(stubs.primary_calls(), 1);
     }
 
     #[tokio::test]

@@ -22,14 +22,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use super::desired::DesiredSet;
-use super::once::{Outcome, blocked_reason, reconcile_service};
+use super::once::{Outcome, blocked_outcome, blocked_reason, reconcile_service};
 use super::scheduler::Scheduler;
 use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
 use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
 use converge_core::manifest::{DesiredState, Service, Spec};
-use converge_core::plan::plan_service;
+use converge_core::plan::{BlockKind, plan_service};
 use converge_core::status::{Status, service_status};
 
 pub const STATUS_FILE: &str = "daemon.json";
@@ -78,6 +78,10 @@ pub enum ServiceResult {
     Blocked {
         reason: String,
     },
+    /// Waiting for a peer to step down (or to come into sight) before promoting.
+    Waiting {
+        reason: String,
+    },
     /// An action failed; retried after a backoff.
     Failed {
         error: String,
@@ -95,6 +99,9 @@ impl ServiceResult {
         match outcome {
             Outcome::Converged { .. } => ServiceResult::Converged,
             Outcome::Blocked { reason, .. } => ServiceResult::Blocked {
+                reason: reason.clone(),
+            },
+            Outcome::Waiting { reason, .. } => ServiceResult::Waiting {
                 reason: reason.clone(),
             },
             Outcome::Failed {
@@ -121,6 +128,7 @@ impl std::fmt::Display for ServiceResult {
             ServiceResult::Running => f.write_str("running"),
             ServiceResult::Converged => f.write_str("converged"),
             ServiceResult::Blocked { reason } => write!(f, "blocked: {reason}"),
+            ServiceResult::Waiting { reason } => write!(f, "waiting: {reason}"),
             ServiceResult::Failed { error, rolled_back } => write!(
                 f,
                 "failed: {error}{}",
@@ -548,7 +556,9 @@ impl Daemon {
         // A blocked service is looked at again on every event and resync, and stays blocked
         // for as long as the cause lasts: said once, then quiet until something changes.
         let still_blocked = match &view.result {
-            ServiceResult::Blocked { reason } => Some(reason.clone()),
+            ServiceResult::Blocked { reason } | ServiceResult::Waiting { reason } => {
+                Some(reason.clone())
+            }
             _ => None,
         };
         view.result = ServiceResult::Running;
@@ -689,17 +699,19 @@ async fn run_one(
 ) -> (Outcome, Option<(Status, bool)>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
-    let blocked_as_before = plan.steps.is_empty()
-        && plan
-            .blocked
-            .as_ref()
-            .is_some_and(|b| still_blocked.as_deref() == Some(blocked_reason(b).as_str()));
+    let as_before = plan.blocked.as_ref().filter(|b| {
+        plan.steps.is_empty() && still_blocked.as_deref() == Some(blocked_reason(b).as_str())
+    });
+    let blocked_as_before = as_before.is_some();
     let outcome = if plan.is_converged() {
         Outcome::Converged { steps: 0 }
-    } else if blocked_as_before {
-        let reason = still_blocked.unwrap_or_default();
-        tracing::debug!(service = %service.name, "still blocked: {reason}");
-        Outcome::Blocked { steps: 0, reason }
+    } else if let Some(blocked) = as_before {
+        let word = match blocked.kind {
+            BlockKind::Refused => "blocked",
+            BlockKind::Waiting => "waiting",
+        };
+        tracing::debug!(service = %service.name, "still {word}: {}", blocked_reason(blocked));
+        blocked_outcome(blocked, 0)
     } else {
         reconcile_service(observer, service, plan, stopping).await
     };

@@ -21,11 +21,21 @@ use crate::observer::Observer;
 use converge_core::command;
 use converge_core::manifest::{DesiredState, ResourceId, Service};
 use converge_core::observe::NodeState;
-use converge_core::plan::{self, Action, ServicePlan, Step};
+use converge_core::plan::{self, Action, BlockKind, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
 pub fn blocked_reason(blocked: &plan::Blocked) -> String {
     format!("{}: {}", blocked.rid, blocked.reason)
+}
+
+/// The outcome of a service whose plan has nothing left to do but `blocked`, after `steps`
+/// actions.
+pub fn blocked_outcome(blocked: &plan::Blocked, steps: usize) -> Outcome {
+    let reason = blocked_reason(blocked);
+    match blocked.kind {
+        BlockKind::Refused => Outcome::Blocked { steps, reason },
+        BlockKind::Waiting => Outcome::Waiting { steps, reason },
+    }
 }
 
 /// A service that needs more steps than this in one run is not converging (each step changes
@@ -39,6 +49,9 @@ pub enum Outcome {
     Converged { steps: usize },
     /// A safety rule refused; nothing unsafe was run.
     Blocked { steps: usize, reason: String },
+    /// Waiting for a peer to step down (or to come into sight) before promoting: the middle of
+    /// a switchover, not a failure. DRBD's events bring the service back.
+    Waiting { steps: usize, reason: String },
     /// An action failed (after a rollback when `rolled_back`).
     Failed {
         steps: usize,
@@ -54,7 +67,9 @@ impl Outcome {
     /// for a change, a failed one is retried after a backoff.
     pub fn next(&self) -> Next {
         match self {
-            Outcome::Converged { .. } | Outcome::Blocked { .. } => Next::AwaitChange,
+            Outcome::Converged { .. } | Outcome::Blocked { .. } | Outcome::Waiting { .. } => {
+                Next::AwaitChange
+            }
             Outcome::Failed { .. } => Next::Retry,
             Outcome::Interrupted { .. } => Next::Stop,
         }
@@ -74,13 +89,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 converged, 1 failed (any), 3 blocked (any, none failed).
+    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting for a peer (any,
+    /// none failed or blocked).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
         if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
             1
         } else if outcomes().any(|o| matches!(o, Outcome::Blocked { .. })) {
             3
+        } else if outcomes().any(|o| matches!(o, Outcome::Waiting { .. })) {
+            4
         } else {
             0
         }
@@ -175,13 +193,12 @@ pub async fn reconcile_service(
         let Some(step) = plan.steps.first().cloned() else {
             return match plan.blocked {
                 Some(blocked) => {
-                    let reason = blocked_reason(&blocked);
-                    ResourceLog::new(service, blocked.rid)
-                        .warn(format_args!("blocked: {}", blocked.reason));
-                    Outcome::Blocked {
-                        steps: done.len(),
-                        reason,
+                    let log = ResourceLog::new(service, blocked.rid);
+                    match blocked.kind {
+                        BlockKind::Refused => log.warn(format_args!("blocked: {}", blocked.reason)),
+                        BlockKind::Waiting => log.info(format_args!("waiting: {}", blocked.reason)),
                     }
+                    blocked_outcome(&blocked, done.len())
                 }
                 None => Outcome::Converged { steps: done.len() },
             };
@@ -263,16 +280,22 @@ async fn handle_error(
 ) -> Outcome {
     let (rid, text) = match &error {
         ActError::Failed { rid, message } => (*rid, message.clone()),
-        ActError::Blocked { rid, reason } => (*rid, reason.clone()),
+        ActError::Blocked { rid, reason } => {
+            ResourceLog::new(service, *rid).warn(format_args!("blocked: {reason}"));
+            return Outcome::Blocked {
+                steps: done.len(),
+                reason: format!("{rid}: {reason}"),
+            };
+        }
+        ActError::Waiting { rid, reason } => {
+            ResourceLog::new(service, *rid).info(format_args!("waiting: {reason}"));
+            return Outcome::Waiting {
+                steps: done.len(),
+                reason: format!("{rid}: {reason}"),
+            };
+        }
     };
     let log = ResourceLog::new(service, rid);
-    if error.is_blocked() {
-        log.warn(format_args!("blocked: {text}"));
-        return Outcome::Blocked {
-            steps: done.len(),
-            reason: error.to_string(),
-        };
-    }
     log.error(&text);
     // What this run touched: the resources of its done steps and the one that failed (which
     // may have done part of its work, e.g. a container started but never operational).

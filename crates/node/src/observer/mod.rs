@@ -67,6 +67,9 @@ pub struct Observer {
 struct Cache {
     /// DRBD 8.x: resource names → minors, for one DRBD configuration.
     minors: Option<MinorMap>,
+    /// The resources the DRBD configuration has this node in (`drbdadm sh-resources`), and the
+    /// configuration's stamp ([`drbd_config_stamp`]) they were read from.
+    configured: Option<(String, BTreeSet<String>)>,
     /// Names in the scripts directory of an app inside a container, by (service, app): listing
     /// it costs a spawn through the container tool. Dropped whenever converge starts or stops
     /// that container.
@@ -128,6 +131,18 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
     } else {
         observe_drbd(observer, &drbd_names).await
     };
+    // Only a node that stands by for a service asks which resources it is configured for.
+    let stands_by = services.iter().any(|s| {
+        s.stands_by_here(&config.node)
+            && s.resources
+                .iter()
+                .any(|r| !r.disabled && matches!(r.spec, Spec::Drbd(_)))
+    });
+    let drbd_configured = if stands_by {
+        Some(observe_drbd_configured(observer).await)
+    } else {
+        None
+    };
     let mounts = read_mounts(&config.mountinfo);
     let vz = if wants(true) {
         observe_vz(config).await
@@ -170,6 +185,7 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         lxc,
         apps: BTreeMap::new(),
         scripts: BTreeMap::new(),
+        drbd_configured,
     };
     let (apps, scripts) = observe_apps(observer, services, &node).await;
     node.apps = apps;
@@ -298,6 +314,27 @@ async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<D
     }
     observer.cache().minors = Some(cache);
     Observed::Ok(resources)
+}
+
+/// The DRBD resources whose configuration has a section for this host: `drbdadm
+/// sh-resources`, asked once per DRBD configuration (it only changes with it).
+async fn observe_drbd_configured(observer: &Observer) -> Observed<BTreeSet<String>> {
+    let stamp = drbd_config_stamp();
+    if let Some((known, names)) = &observer.cache().configured
+        && *known == stamp
+    {
+        return Observed::Ok(names.clone());
+    }
+    let argv = observer.config().commands.drbdadm_argv(&["sh-resources"]);
+    match list(argv, "install drbd-utils or set commands.drbdadm").await {
+        Ok(out) => {
+            let names: BTreeSet<String> =
+                out.stdout.split_whitespace().map(str::to_string).collect();
+            observer.cache().configured = Some((stamp, names.clone()));
+            Observed::Ok(names)
+        }
+        Err(why) => Observed::Unavailable(why),
+    }
 }
 
 /// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.

@@ -13,7 +13,7 @@ use super::{Listing, Observer};
 use crate::exec::{self, ExecError, Output};
 use crate::secure;
 use converge_core::manifest::{AppCommands, ContainerKind, ResourceId, Service, Spec};
-use converge_core::observe::drbd::Role;
+use converge_core::observe::drbd::{ConnectionState, PeerHold, Role};
 use converge_core::observe::drbdadm_role::{self, RoleReport};
 use converge_core::observe::{ContainerState, drbdsetup_status, lxc, vz};
 use converge_core::shell::shell_line;
@@ -67,8 +67,9 @@ impl ProbeError {
 pub enum DrbdRoles {
     Up {
         local: Role,
-        /// The name of a peer that is Primary (`peer` when DRBD 8.x does not name it).
-        primary_peer: Option<String>,
+        /// What keeps this node from promoting where two Primaries are not allowed: a peer
+        /// that is Primary, or one that is not connected (`DrbdResource::peer_hold`).
+        hold: Option<PeerHold>,
     },
     /// Defined, but not up on this node.
     NotUp,
@@ -144,18 +145,20 @@ impl Observer {
             RoleReport::NotUp => return Ok(DrbdRoles::NotUp),
             RoleReport::NotDefined => return Ok(DrbdRoles::NotDefined),
         };
-        if peers.contains(&Role::Primary) {
-            return Ok(DrbdRoles::Up {
-                local,
-                primary_peer: Some("peer".to_string()),
-            });
-        }
         if !peers.is_empty() {
-            // DRBD 8.x: `role` names the peer's role; there is nothing more to read.
-            return Ok(DrbdRoles::Up {
-                local,
-                primary_peer: None,
-            });
+            // DRBD 8.x: `role` names the peer's role (`Unknown` while not connected); there is
+            // nothing more to read.
+            let hold = if peers.contains(&Role::Primary) {
+                Some(PeerHold::Primary { peer: None })
+            } else if peers.contains(&Role::Unknown) {
+                Some(PeerHold::Unseen {
+                    peer: None,
+                    state: ConnectionState::Other("role Unknown".to_string()),
+                })
+            } else {
+                None
+            };
+            return Ok(DrbdRoles::Up { local, hold });
         }
         let argv = vec![
             commands.drbdsetup.clone(),
@@ -175,7 +178,7 @@ impl Observer {
         })?;
         Ok(DrbdRoles::Up {
             local,
-            primary_peer: resource.primary_peer_name(),
+            hold: resource.peer_hold(false),
         })
     }
 
