@@ -156,9 +156,13 @@ pub struct Connection {
     pub net: Vec<(String, String)>,
     #[serde(default)]
     pub paths: Vec<NetPath>,
-    /// `connect` was issued and no `disconnect` since.
+    /// `connect` was issued and no `disconnect` since (in a world: nor a split brain).
     #[serde(default)]
     pub connect: bool,
+    /// World mode: `connect --discard-my-data` was given; this side gives up its data if the
+    /// next handshake finds a split brain.
+    #[serde(default)]
+    pub discard_my_data: bool,
 }
 
 impl Connection {
