@@ -16,6 +16,7 @@ mod drbd_world;
 pub mod sandbox;
 pub mod testing;
 pub mod vz;
+pub mod world;
 
 use std::ffi::OsString;
 use std::path::Path;
