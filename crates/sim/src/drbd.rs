@@ -667,8 +667,20 @@ impl Kernel {
     fn begin(&self) -> Result<Tx, Fail> {
         let (state, world) = match self {
             Kernel::Single(store) => (store.load()?, None),
-            Kernel::World { world, node, .. } => {
-                let mut world = world.load()?;
+            Kernel::World {
+                world: store, node, ..
+            } => {
+                let mut world = store.load()?;
+                if world.off.contains(node) {
+                    // Powered off between the first look and the lock.
+                    return Err(Fail::Message {
+                        text: format!(
+                            "drbdsetup (converge simulator): node {node} is powered off in world {}",
+                            store.dir().display()
+                        ),
+                        code: 20,
+                    });
+                }
                 // A node that runs a command exists.
                 let state = world.nodes.remove(node).unwrap_or_default();
                 (
@@ -794,6 +806,7 @@ impl Tx {
         let result = world_change(
             &mut wt.world,
             Some(name),
+            Some(&node),
             &mut open,
             &mut wt.events,
             |world| {
@@ -810,17 +823,25 @@ impl Tx {
     }
 }
 
-/// Every node's objects (of resource `scope`, or all), as that node sees them.
+/// Every node's objects (of resource `scope`, or all), as that node sees them. Only the
+/// `local` node's devices are probed with `open`; the others' report what their own node saw.
 fn world_snapshots(
     world: &WorldState,
     scope: Option<&str>,
+    local: Option<&str>,
     open: &mut dyn FnMut(&Backing) -> bool,
 ) -> BTreeMap<String, Vec<Obj>> {
+    let mut seen = |b: &Backing| b.seen_open;
     world
         .nodes
         .iter()
         .map(|(node, state)| {
             let peers = WorldPeers { world, node };
+            let open: &mut dyn FnMut(&Backing) -> bool = if local == Some(node.as_str()) {
+                &mut *open
+            } else {
+                &mut seen
+            };
             let objs = match scope {
                 Some(name) => view::snapshot(state, &peers, name, open),
                 None => state
@@ -856,17 +877,29 @@ fn emit(
 fn world_change<T>(
     world: &mut WorldState,
     scope: Option<&str>,
+    local: Option<&str>,
     open: &mut dyn FnMut(&Backing) -> bool,
     events: &mut BTreeMap<String, Vec<Event>>,
     f: impl FnOnce(&mut WorldState) -> Result<T, Fail>,
 ) -> Result<T, Fail> {
-    let before = world_snapshots(world, scope, open);
+    let before = world_snapshots(world, scope, local, open);
     let result = f(world);
     world::settle(world);
-    let settled = world_snapshots(world, scope, open);
+    // What this node saw of its own devices is what the others will report of them.
+    if let Some(state) = local.and_then(|n| world.nodes.get_mut(n)) {
+        for backing in state
+            .resources
+            .values_mut()
+            .flat_map(|r| r.devices.values_mut())
+            .filter_map(|d| d.backing.as_mut())
+        {
+            backing.seen_open = open(backing);
+        }
+    }
+    let settled = world_snapshots(world, scope, local, open);
     emit(&before, &settled, events);
     if world::finish_resyncs(world) {
-        let after = world_snapshots(world, scope, open);
+        let after = world_snapshots(world, scope, local, open);
         emit(&settled, &after, events);
     }
     result
@@ -1120,6 +1153,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         minor: 0,
                         size_bytes: 0,
                         options,
+                        seen_open: false,
                     },
                 )
             })
@@ -1620,15 +1654,16 @@ fn sim_world(env: &Env, kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Re
     let lock = store.lock(LockMode::Exclusive)?;
     let mut world = store.load()?;
     let mut events = BTreeMap::new();
-    let mut cache = HashMap::new();
-    let mut open = |b: &Backing| {
-        *cache
-            .entry((b.major, b.minor))
-            .or_insert_with(|| dev::is_open(b))
-    };
-    let result = world_change(&mut world, None, &mut open, &mut events, |world| {
-        world_hook(action, &args.words[1..], world)
-    });
+    // Outside every node, no device is probed: each reports what its node last saw.
+    let mut no_probe = |b: &Backing| b.seen_open;
+    let result = world_change(
+        &mut world,
+        None,
+        None,
+        &mut no_probe,
+        &mut events,
+        |world| world_hook(action, &args.words[1..], world),
+    );
     // A power-off that failed to detach a loop device still powered the node off.
     let saved = commit_world(env, store, &world, &events, None);
     drop(lock);

@@ -619,6 +619,7 @@ pub(crate) mod tests_support {
                     minor: 9,
                     size_bytes: 65_536 * 1024,
                     options: Vec::new(),
+                    seen_open: false,
                 }),
             },
         );

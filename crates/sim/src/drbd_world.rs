@@ -776,6 +776,7 @@ mod tests {
                         minor: 10 + id as u32,
                         size_bytes: 1 << 20,
                         options: Vec::new(),
+                        seen_open: false,
                     }),
                 },
             );
