@@ -10,8 +10,18 @@
 //!
 //! Test hooks: `sim-peer RES [--role R] [--disk D] [--connection C]` sets what the simulated
 //! peer does; `sim-local-disk RES --disk D [--volume N]` sets the local disk state.
+//!
+//! World mode (`CONVERGE_SIM_WORLD=DIR`, see [`super::drbd_world`]): several simulated nodes
+//! share one simulated wire. A command runs as the node named by its hostname (`uname -n`, as
+//! `drbdadm` picks its `on` section; `CONVERGE_SIM_NODE` overrides it), and a connection of
+//! resource R to peer node id P reaches the node whose resource R has node id P. Every change
+//! appends, under the world's lock, the events it causes to each affected node's log, so a
+//! node's `events2` shows its peers' changes. `sim-peer` has no place there; the hooks are
+//! `sim-world add-node|cut|heal|power-off|power-on|resolve|resync|show` (see [`sim_world`]).
+//! `CONVERGE_SIM_WORLD` takes precedence over `CONVERGE_SIM_DIR` (which the OpenVZ simulator
+//! keeps using in a world), `--sim-dir` over both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -22,8 +32,11 @@ use super::drbd_state::{
     State, Store,
 };
 use super::drbd_view::{
-    self as view, Action, Event, EventOpts, conflicting_primary, conn_view, has_up_to_date_access,
-    peer_of,
+    self as view, Action, Event, EventOpts, Obj, Peers, SS_NO_UP_TO_DATE_DISK, SS_TWO_PRIMARIES,
+    Scripted, conflicting_primary, conn_view, peer_of, promotion_check,
+};
+use super::drbd_world::{
+    self as world, WorldPeers, WorldState, WorldStore, attached_volumes, valid_node_name,
 };
 use converge_core::fsutil::LockMode;
 use converge_core::observe::mountinfo::DevNum;
@@ -31,9 +44,53 @@ use converge_core::observe::mountinfo::DevNum;
 /// Where the simulator keeps things; from the environment unless a test says otherwise.
 #[derive(Debug, Clone)]
 pub struct Env {
+    /// Single-node mode: the state directory. In a world: the node's directory there
+    /// (`DIR/nodes/NAME`: its events.log and proc_drbd).
     pub sim_dir: PathBuf,
     pub dev_dir: PathBuf,
     pub dialect: Dialect,
+    /// World mode: the world and the node this command runs as.
+    pub world: Option<WorldEnv>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorldEnv {
+    pub dir: PathBuf,
+    pub node: String,
+}
+
+impl Env {
+    /// World mode in `dir`, as node `node` (the node's directory becomes `sim_dir`).
+    pub fn in_world(dir: &Path, node: &str, dev_dir: &Path, dialect: Dialect) -> Env {
+        Env {
+            sim_dir: dir.join("nodes").join(node),
+            dev_dir: dev_dir.to_path_buf(),
+            dialect,
+            world: Some(WorldEnv {
+                dir: dir.to_path_buf(),
+                node: node.to_string(),
+            }),
+        }
+    }
+}
+
+/// The node a command runs as: `CONVERGE_SIM_NODE`, else the hostname (what `drbdadm` matches
+/// against the `on` sections).
+fn node_name() -> Result<String, String> {
+    let name = match std::env::var("CONVERGE_SIM_NODE") {
+        Ok(name) if !name.is_empty() => name,
+        _ => rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned(),
+    };
+    if valid_node_name(&name) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "node name {name:?} (CONVERGE_SIM_NODE or the hostname) cannot name a simulated node: use letters, digits, '-', '_', '.'"
+        ))
+    }
 }
 
 /// Entry point: `args` without the program name.
@@ -44,6 +101,15 @@ pub fn run(args: &[String]) -> u8 {
     let mut err = stderr.lock();
     let mut args = args;
     let mut sim_dir = std::env::var_os("CONVERGE_SIM_DIR").map(PathBuf::from);
+    let mut world_dir = std::env::var_os("CONVERGE_SIM_WORLD")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let explicit =
+        matches!(args.first(), Some(a) if a == "--sim-dir" || a.starts_with("--sim-dir="));
+    if explicit {
+        // An explicit state directory is single-node mode, whatever the environment says.
+        world_dir = None;
+    }
     match args.first().map(String::as_str) {
         Some("--sim-dir") => {
             let Some(dir) = args.get(1) else {
@@ -75,19 +141,32 @@ pub fn run(args: &[String]) -> u8 {
             }
         },
     };
+    let dev_dir = std::env::var_os("CONVERGE_SIM_DEV_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/dev"), PathBuf::from);
+    if let Some(dir) = world_dir {
+        let node = match node_name() {
+            Ok(node) => node,
+            Err(text) => {
+                let _ = writeln!(err, "drbdsetup (converge simulator): {text}");
+                return 20;
+            }
+        };
+        let env = Env::in_world(&dir, &node, &dev_dir, dialect);
+        return run_with(&env, args, &mut out, &mut err);
+    }
     let Some(sim_dir) = sim_dir.filter(|d| !d.as_os_str().is_empty()) else {
         let _ = writeln!(
             err,
-            "drbdsetup (converge simulator): no state directory: set CONVERGE_SIM_DIR or pass --sim-dir DIR first"
+            "drbdsetup (converge simulator): no state directory: set CONVERGE_SIM_DIR (one node) or CONVERGE_SIM_WORLD (a world of nodes), or pass --sim-dir DIR first"
         );
         return 20;
     };
     let env = Env {
         sim_dir,
-        dev_dir: std::env::var_os("CONVERGE_SIM_DEV_DIR")
-            .filter(|d| !d.is_empty())
-            .map_or_else(|| PathBuf::from("/dev"), PathBuf::from),
+        dev_dir,
         dialect,
+        world: None,
     };
     run_with(&env, args, &mut out, &mut err)
 }
@@ -142,8 +221,6 @@ const ERR_MINOR_OR_VOLUME_EXISTS: u32 = 161;
 const ERR_INVALID_REQUEST: u32 = 162;
 const ERR_NEED_ALLOW_TWO_PRI: u32 = 164;
 
-const SS_TWO_PRIMARIES: i32 = -1;
-const SS_NO_UP_TO_DATE_DISK: i32 = -2;
 const SS_CONNECTED_OUTDATES: i32 = -6;
 const SS_IS_DISKLESS: i32 = -11;
 const SS_DEVICE_IN_USE: i32 = -12;
@@ -274,6 +351,7 @@ const COMMANDS: &[&str] = &[
     "rename-resource",
     "sim-peer",
     "sim-local-disk",
+    "sim-world",
 ];
 
 fn usage(extra: &str) -> Fail {
@@ -285,7 +363,9 @@ fn usage(extra: &str) -> Fail {
         text.push_str(command);
         text.push('\n');
     }
-    text.push_str("\nSimulator: CONVERGE_SIM_DIR (state), CONVERGE_SIM_DEV_DIR (device nodes, default /dev),\nCONVERGE_SIM_DRBD_VERSION (8.4 or 9); hooks: sim-peer RES [--role R] [--disk D] [--connection C],\nsim-local-disk RES --disk D [--volume N].\n");
+    text.push_str("\nSimulator: CONVERGE_SIM_DIR (state), CONVERGE_SIM_DEV_DIR (device nodes, default /dev),\nCONVERGE_SIM_DRBD_VERSION (8.4 or 9); hooks: sim-peer RES [--role R] [--disk D] [--connection C],\nsim-local-disk RES --disk D [--volume N].\nWorld mode: CONVERGE_SIM_WORLD (the world's directory), CONVERGE_SIM_NODE (default: the hostname);\nhooks: ");
+    text.push_str(SIM_WORLD_USAGE);
+    text.push('\n');
     if !extra.is_empty() {
         text.push('\n');
         text.push_str(extra);
@@ -433,28 +513,34 @@ fn dispatch(env: &Env, args: &[String], out: &mut dyn Write) -> Result<u8, Fail>
         let _ = write!(out, "{}", format::version_text(env.dialect));
         return Ok(0);
     }
-    let store = Store::open(&env.sim_dir)?;
+    let kernel = Kernel::open(env)?;
+    if args.command == "sim-world" {
+        return sim_world(env, &kernel, &args, out);
+    }
+    kernel.refuse_if_off()?;
+    let store = kernel.store();
     if !store.proc_path().exists() {
         // A node with DRBD loaded always has /proc/drbd, whatever was configured. Not waiting
         // for the lock: its holder writes the file anyway, and may be waiting for drbdmeta,
         // which calls this simulator.
-        if let Some(_lock) = store.try_lock()? {
-            let state = store.load()?;
-            let text = format::proc_text(&state, env.dialect);
+        if let Some(_lock) = kernel.try_lock()? {
+            let loaded = kernel.view()?;
+            let text = format::proc_text(&loaded.state, &*loaded.peers(), env.dialect);
             store.write_atomically(&store.proc_path(), text.as_bytes())?;
         }
     }
     match args.command.as_str() {
         "role" | "peer-role" | "cstate" | "dstate" | "status" | "show" | "check-resize"
-        | "get-gi" | "show-gi" => read_only(&store, &args, out),
-        "events2" => events2(&store, &args, out),
+        | "get-gi" | "show-gi" => read_only(&kernel, &args, out),
+        "events2" => events2(&kernel, &args, out),
         "wait-sync-volume"
         | "wait-sync-connection"
         | "wait-sync-resource"
         | "wait-connect-volume"
         | "wait-connect-connection"
         | "wait-connect-resource" => {
-            // Nothing ever syncs, and a connection is as connected as it will get.
+            // A connection is as connected as it will get; a resync finishes at once (or waits
+            // for a hook, which this would wait for forever).
             Ok(0)
         }
         "invalidate" | "invalidate-remote" | "verify" | "rename-resource" => {
@@ -464,15 +550,11 @@ fn dispatch(env: &Env, args: &[String], out: &mut dyn Write) -> Result<u8, Fail>
             )))
         }
         command if COMMANDS.contains(&command) => {
-            let lock = store.lock(LockMode::Exclusive)?;
-            let mut tx = Tx {
-                state: store.load()?,
-                events: Vec::new(),
-                open: HashMap::new(),
-            };
+            let lock = kernel.lock(LockMode::Exclusive)?;
+            let mut tx = kernel.begin()?;
             let result = change(env, &mut tx, &args);
             // What happened before a failure (a loop device set up, a peer dropped) is real.
-            let saved = commit(env, &store, &tx);
+            let saved = kernel.commit(env, &tx);
             drop(lock);
             saved?;
             result.map(|()| 0)
@@ -481,20 +563,226 @@ fn dispatch(env: &Env, args: &[String], out: &mut dyn Write) -> Result<u8, Fail>
     }
 }
 
+/// Where the simulated kernel lives: one node's state directory, or a world of nodes.
+enum Kernel {
+    Single(Store),
+    World {
+        world: WorldStore,
+        node: String,
+        /// The node's directory: its events.log and proc_drbd.
+        store: Store,
+    },
+}
+
+/// What a command that only reads sees: this node's state and where its peers come from.
+struct View {
+    state: State,
+    world: Option<(WorldState, String)>,
+}
+
+impl View {
+    fn peers(&self) -> Box<dyn Peers + '_> {
+        match &self.world {
+            None => Box::new(Scripted(&self.state.peers)),
+            Some((world, node)) => Box::new(WorldPeers { world, node }),
+        }
+    }
+}
+
+impl Kernel {
+    fn open(env: &Env) -> Result<Kernel, Fail> {
+        match &env.world {
+            None => Ok(Kernel::Single(Store::open(&env.sim_dir)?)),
+            Some(w) => {
+                if !valid_node_name(&w.node) {
+                    return Err(Fail::Usage(format!(
+                        "drbdsetup (converge simulator): {:?} cannot name a simulated node",
+                        w.node
+                    )));
+                }
+                Ok(Kernel::World {
+                    world: WorldStore::open(&w.dir)?,
+                    node: w.node.clone(),
+                    store: Store::open(&env.sim_dir)?,
+                })
+            }
+        }
+    }
+
+    fn store(&self) -> &Store {
+        match self {
+            Kernel::Single(store) | Kernel::World { store, .. } => store,
+        }
+    }
+
+    fn lock(&self, mode: LockMode) -> Result<converge_core::fsutil::FileLock, SimError> {
+        match self {
+            Kernel::Single(store) => store.lock(mode),
+            Kernel::World { world, .. } => world.lock(mode),
+        }
+    }
+
+    fn try_lock(&self) -> Result<Option<converge_core::fsutil::FileLock>, SimError> {
+        match self {
+            Kernel::Single(store) => store.try_lock(),
+            Kernel::World { world, .. } => world.try_lock(),
+        }
+    }
+
+    /// A powered-off node runs nothing: only the hooks may speak of it.
+    fn refuse_if_off(&self) -> Result<(), Fail> {
+        if let Kernel::World { world, node, .. } = self
+            && world.load()?.off.contains(node)
+        {
+            return Err(Fail::Message {
+                text: format!(
+                    "drbdsetup (converge simulator): node {node} is powered off in world {}; power it on first (sim-world power-on {node})",
+                    world.dir().display()
+                ),
+                code: 20,
+            });
+        }
+        Ok(())
+    }
+
+    /// The node's state as last saved; no lock (the files are replaced by rename, and
+    /// drbdmeta calls `dstate` while an `attach` holds the lock).
+    fn view(&self) -> Result<View, Fail> {
+        match self {
+            Kernel::Single(store) => Ok(View {
+                state: store.load()?,
+                world: None,
+            }),
+            Kernel::World { world, node, .. } => {
+                let world = world.load()?;
+                Ok(View {
+                    state: world.nodes.get(node).cloned().unwrap_or_default(),
+                    world: Some((world, node.clone())),
+                })
+            }
+        }
+    }
+
+    /// Starts a change; the caller holds the exclusive lock.
+    fn begin(&self) -> Result<Tx, Fail> {
+        let (state, world) = match self {
+            Kernel::Single(store) => (store.load()?, None),
+            Kernel::World {
+                world: store, node, ..
+            } => {
+                let mut world = store.load()?;
+                if world.off.contains(node) {
+                    // Powered off between the first look and the lock.
+                    return Err(Fail::Message {
+                        text: format!(
+                            "drbdsetup (converge simulator): node {node} is powered off in world {}",
+                            store.dir().display()
+                        ),
+                        code: 20,
+                    });
+                }
+                // A node that runs a command exists.
+                let state = world.nodes.remove(node).unwrap_or_default();
+                (
+                    state,
+                    Some(WorldTx {
+                        node: node.clone(),
+                        world,
+                        events: BTreeMap::new(),
+                    }),
+                )
+            }
+        };
+        Ok(Tx {
+            state,
+            events: Vec::new(),
+            open: HashMap::new(),
+            world,
+        })
+    }
+
+    fn commit(&self, env: &Env, tx: &Tx) -> Result<(), Fail> {
+        match (self, &tx.world) {
+            (Kernel::World { world: store, .. }, Some(wt)) => {
+                let mut world = wt.world.clone();
+                world.nodes.insert(wt.node.clone(), tx.state.clone());
+                commit_world(env, store, &world, &wt.events, Some(&wt.node))
+            }
+            (Kernel::Single(store), _) | (Kernel::World { store, .. }, None) => {
+                store.save(&tx.state)?;
+                append_events(store, &tx.events)?;
+                let proc_text =
+                    format::proc_text(&tx.state, &Scripted(&tx.state.peers), env.dialect);
+                store.write_atomically(&store.proc_path(), proc_text.as_bytes())?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn append_events(store: &Store, events: &[Event]) -> Result<(), Fail> {
+    let lines: Vec<String> = events
+        .iter()
+        .filter_map(|e| serde_json::to_string(e).ok())
+        .collect();
+    Ok(store.append_events(&lines)?)
+}
+
+/// Saves the world, then appends each node's events to its log and rewrites the /proc/drbd
+/// stand-in of every node that had events (and of `local`, the node that ran the command).
+fn commit_world(
+    env: &Env,
+    store: &WorldStore,
+    world: &WorldState,
+    events: &BTreeMap<String, Vec<Event>>,
+    local: Option<&str>,
+) -> Result<(), Fail> {
+    store.save(world)?;
+    for (node, state) in &world.nodes {
+        let node_events = events.get(node).map(Vec::as_slice).unwrap_or_default();
+        if node_events.is_empty() && local != Some(node.as_str()) {
+            continue;
+        }
+        let node_store = store.node_store(node)?;
+        append_events(&node_store, node_events)?;
+        let peers = WorldPeers { world, node };
+        let proc_text = format::proc_text(state, &peers, env.dialect);
+        node_store.write_atomically(&node_store.proc_path(), proc_text.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The state being changed by one command, and the events the change produces.
 struct Tx {
+    /// The node's own state (in a world: taken out of it while the command runs).
     state: State,
+    /// Single-node mode's events.
     events: Vec<Event>,
     /// Whether an attached device is open, by device numbers: computed once per command.
     open: HashMap<(u32, u32), bool>,
+    world: Option<WorldTx>,
+}
+
+/// A change in a world: the other nodes, and every node's events.
+struct WorldTx {
+    node: String,
+    /// The world without `node`'s state, which is in [`Tx::state`].
+    world: WorldState,
+    events: BTreeMap<String, Vec<Event>>,
 }
 
 impl Tx {
-    /// Applies `f`, recording the events that turn resource `name` from before into after.
+    fn in_world(&self) -> bool {
+        self.world.is_some()
+    }
+
+    /// Applies `f` to this node's state, recording the events that turn resource `name` from
+    /// before into after: this node's own, and in a world every other node's, after DRBD's
+    /// rules between the nodes have been applied.
     fn step<T>(
         &mut self,
         name: &str,
-        f: impl FnOnce(&mut State) -> Result<T, Fail>,
+        f: impl FnOnce(&mut State, &dyn Peers) -> Result<T, Fail>,
     ) -> Result<T, Fail> {
         let cache = &mut self.open;
         let mut open = |b: &Backing| {
@@ -502,26 +790,119 @@ impl Tx {
                 .entry((b.major, b.minor))
                 .or_insert_with(|| dev::is_open(b))
         };
-        let before = view::snapshot(&self.state, name, &mut open);
-        let result = f(&mut self.state);
-        let after = view::snapshot(&self.state, name, &mut open);
-        self.events
-            .extend(view::diff(&before, &after, view::now_micros()));
+        let Some(wt) = self.world.as_mut() else {
+            let peers = self.state.peers.clone();
+            let before = view::snapshot(&self.state, &Scripted(&peers), name, &mut open);
+            let result = f(&mut self.state, &Scripted(&peers));
+            let after = view::snapshot(&self.state, &Scripted(&self.state.peers), name, &mut open);
+            self.events
+                .extend(view::diff(&before, &after, view::now_micros()));
+            return result;
+        };
+        let node = wt.node.clone();
+        wt.world
+            .nodes
+            .insert(node.clone(), std::mem::take(&mut self.state));
+        let result = world_change(
+            &mut wt.world,
+            Some(name),
+            Some(&node),
+            &mut open,
+            &mut wt.events,
+            |world| {
+                let was = attached_volumes(world.nodes.get(&node));
+                let mut state = world.nodes.remove(&node).unwrap_or_default();
+                let result = f(&mut state, &WorldPeers { world, node: &node });
+                world.nodes.insert(node.clone(), state);
+                world.sync_metadata(&node, &was);
+                result
+            },
+        );
+        self.state = wt.world.nodes.remove(&node).unwrap_or_default();
         result
     }
 }
 
-fn commit(env: &Env, store: &Store, tx: &Tx) -> Result<(), Fail> {
-    store.save(&tx.state)?;
-    let lines: Vec<String> = tx
-        .events
+/// Every node's objects (of resource `scope`, or all), as that node sees them. Only the
+/// `local` node's devices are probed with `open`; the others' report what their own node saw.
+fn world_snapshots(
+    world: &WorldState,
+    scope: Option<&str>,
+    local: Option<&str>,
+    open: &mut dyn FnMut(&Backing) -> bool,
+) -> BTreeMap<String, Vec<Obj>> {
+    let mut seen = |b: &Backing| b.seen_open;
+    world
+        .nodes
         .iter()
-        .filter_map(|e| serde_json::to_string(e).ok())
-        .collect();
-    store.append_events(&lines)?;
-    let proc_text = format::proc_text(&tx.state, env.dialect);
-    store.write_atomically(&store.proc_path(), proc_text.as_bytes())?;
-    Ok(())
+        .map(|(node, state)| {
+            let peers = WorldPeers { world, node };
+            let open: &mut dyn FnMut(&Backing) -> bool = if local == Some(node.as_str()) {
+                &mut *open
+            } else {
+                &mut seen
+            };
+            let objs = match scope {
+                Some(name) => view::snapshot(state, &peers, name, open),
+                None => state
+                    .resources
+                    .keys()
+                    .flat_map(|name| view::snapshot(state, &peers, name, &mut *open))
+                    .collect(),
+            };
+            (node.clone(), objs)
+        })
+        .collect()
+}
+
+/// Appends to each node's events what turns its `before` objects into its `after` ones. A
+/// node that is gone (powered off) gets none: nothing of it is left to read them.
+fn emit(
+    before: &BTreeMap<String, Vec<Obj>>,
+    after: &BTreeMap<String, Vec<Obj>>,
+    events: &mut BTreeMap<String, Vec<Event>>,
+) {
+    let t = view::now_micros();
+    for (node, objs) in after {
+        let was = before.get(node).map(Vec::as_slice).unwrap_or_default();
+        let diff = view::diff(was, objs, t);
+        if !diff.is_empty() {
+            events.entry(node.clone()).or_default().extend(diff);
+        }
+    }
+}
+
+/// Runs `f` on the world, applies DRBD's rules between the nodes, and records every node's
+/// events; a resync that starts shows as its own batch of events before it completes.
+fn world_change<T>(
+    world: &mut WorldState,
+    scope: Option<&str>,
+    local: Option<&str>,
+    open: &mut dyn FnMut(&Backing) -> bool,
+    events: &mut BTreeMap<String, Vec<Event>>,
+    f: impl FnOnce(&mut WorldState) -> Result<T, Fail>,
+) -> Result<T, Fail> {
+    let before = world_snapshots(world, scope, local, open);
+    let result = f(world);
+    world::settle(world);
+    // What this node saw of its own devices is what the others will report of them.
+    if let Some(state) = local.and_then(|n| world.nodes.get_mut(n)) {
+        for backing in state
+            .resources
+            .values_mut()
+            .flat_map(|r| r.devices.values_mut())
+            .filter_map(|d| d.backing.as_mut())
+        {
+            backing.seen_open = open(backing);
+        }
+    }
+    let settled = world_snapshots(world, scope, local, open);
+    emit(&before, &settled, events);
+    if world::finish_resyncs(world) {
+        let after = world_snapshots(world, scope, local, open);
+        emit(&settled, &after, events);
+    }
+    result
 }
 
 fn resource_mut<'a>(state: &'a mut State, name: &str) -> Result<&'a mut Resource, Fail> {
@@ -565,7 +946,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             }
             let node_id = args.number(1, "node_id")?;
             let options = args.config_options(&[]);
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 state
                     .resources
                     .entry(name.clone())
@@ -584,7 +965,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let name = args.word(0)?.to_string();
             let options = args.config_options(&["set-defaults"]);
             let reset = args.flag("set-defaults");
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 if reset {
                     res.options.clear();
@@ -597,7 +978,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let name = args.word(0)?.to_string();
             let (minor, _) = args.minor(1)?;
             let volume = args.number(2, "volume")?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let taken = find_minor(state, minor).is_some();
                 let res = resource_mut(state, &name)?;
                 if taken || res.devices.contains_key(&volume) {
@@ -619,7 +1000,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let (minor, obj) = args.minor(0)?;
             let (name, volume) =
                 find_minor(&tx.state, minor).ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 if res
                     .devices
@@ -634,7 +1015,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
         }
         "del-resource" => {
             let name = args.word(0)?.to_string();
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 if !res.devices.is_empty() || !res.connections.is_empty() {
                     return Err(failure(&name, ERR_RES_IN_USE));
@@ -648,7 +1029,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let peer = args.number(1, "peer_node_id")?;
             let conn_name = args.value("_name").unwrap_or_default().to_string();
             let net = args.config_options(&["_name"]);
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 if res.connections.contains_key(&peer) {
                     return Err(failure(&name, ERR_INVALID_REQUEST));
@@ -661,6 +1042,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         net,
                         paths: Vec::new(),
                         connect: false,
+                        discard_my_data: false,
                     },
                 );
                 Ok(())
@@ -671,8 +1053,12 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let peer = args.number(1, "peer_node_id")?;
             let net = args.config_options(&["_name", "set-defaults"]);
             let reset = args.flag("set-defaults");
-            tx.step(&name, |state| {
-                let peer_sim = peer_of(state, &name);
+            tx.step(&name, |state, peers| {
+                let peer_role = state.resources.get(&name).and_then(|res| {
+                    res.connections
+                        .get(&peer)
+                        .map(|c| peers.view(res, c).peer_role)
+                });
                 let res = resource_mut(state, &name)?;
                 let role = res.role;
                 let conn = res
@@ -685,7 +1071,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                 }
                 merge_options(&mut conn.net, net);
                 let both = role == Role::Primary
-                    && conn_view(conn, &peer_sim).peer_role == Role::Primary
+                    && peer_role == Some(Role::Primary)
                     && !conn.allows_two_primaries();
                 if both {
                     conn.net = before;
@@ -702,7 +1088,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                 remote: format::canonical_endpoint(args.word(3)?),
             };
             let add = args.command == "new-path";
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let conn = connection_mut(state, &name, peer)?;
                 conn.paths.retain(|p| *p != path);
                 if add {
@@ -714,12 +1100,19 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
         "connect" => {
             let name = args.word(0)?.to_string();
             let peer = args.number(1, "peer_node_id")?;
-            tx.step(&name, |state| connect(state, &name, peer))
+            let discard = args.flag("discard-my-data");
+            if tx.in_world() {
+                tx.step(&name, |state, _| {
+                    connect_in_world(state, &name, peer, discard)
+                })
+            } else {
+                tx.step(&name, |state, _| connect(state, &name, peer))
+            }
         }
         "disconnect" => {
             let name = args.word(0)?.to_string();
             let peer = args.number(1, "peer_node_id")?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 connection_mut(state, &name, peer)?.connect = false;
                 Ok(())
             })
@@ -727,7 +1120,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
         "del-peer" => {
             let name = args.word(0)?.to_string();
             let peer = args.number(1, "peer_node_id")?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 res.connections
                     .remove(&peer)
@@ -744,7 +1137,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let (name, volume) =
                 find_minor(&tx.state, minor).ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))?;
             let node = env.dev_dir.join(format!("drbd{minor}"));
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 attach(
                     state,
                     &name,
@@ -760,6 +1153,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         minor: 0,
                         size_bytes: 0,
                         options,
+                        seen_open: false,
                     },
                 )
             })
@@ -769,7 +1163,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let options = args.config_options(&["set-defaults"]);
             let (name, volume) =
                 find_minor(&tx.state, minor).ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let backing = device_mut(state, &name, volume)
                     .and_then(|d| d.backing.as_mut())
                     .ok_or_else(|| failure(&obj, ERR_NO_DISK))?;
@@ -787,13 +1181,12 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let (minor, obj) = args.minor(0)?;
             let (name, volume) =
                 find_minor(&tx.state, minor).ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))?;
-            tx.step(&name, |state| {
-                let peer = peer_of(state, &name);
+            tx.step(&name, |state, peers| {
                 let res = resource_mut(state, &name)?;
                 let connected = res
                     .connections
                     .values()
-                    .any(|c| conn_view(c, &peer).connected);
+                    .any(|c| peers.view(res, c).connected);
                 let device = res
                     .devices
                     .get_mut(&volume)
@@ -824,11 +1217,11 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
         "primary" => {
             let name = args.word(0)?.to_string();
             let force = args.flag("force") || args.flag("overwrite-data-of-peer");
-            tx.step(&name, |state| primary(state, &name, force))
+            tx.step(&name, |state, peers| primary(state, peers, &name, force))
         }
         "secondary" => {
             let name = args.word(0)?.to_string();
-            tx.step(&name, |state| secondary(state, &name))
+            tx.step(&name, |state, _| secondary(state, &name))
         }
         "down" => {
             let target = args.words.first().map_or("all", String::as_str);
@@ -848,6 +1241,11 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             first_error.map_or(Ok(()), Err)
         }
         "sim-peer" => {
+            if tx.in_world() {
+                return Err(Fail::Usage(
+                    "sim-peer drives the scripted peer of single-node mode; in a world (CONVERGE_SIM_WORLD) the peers are the other nodes: run commands as them, or use sim-world".into(),
+                ));
+            }
             let name = args.word(0)?.to_string();
             let role = match args.value("role") {
                 None => None,
@@ -863,7 +1261,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                 CONNECTION_STATES,
                 "sim-peer --connection",
             )?;
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let mut peer = peer_of(state, &name);
                 if let Some(role) = role {
                     peer.role = role;
@@ -901,7 +1299,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                     Fail::Usage(format!("sim-local-disk: --volume {v:?}: expected a number"))
                 })?),
             };
-            tx.step(&name, |state| {
+            tx.step(&name, |state, _| {
                 let res = resource_mut(state, &name)?;
                 let mut touched = false;
                 for device in res.devices.values_mut() {
@@ -960,23 +1358,29 @@ fn connect(state: &mut State, name: &str, peer_id: u32) -> Result<(), Fail> {
     Ok(())
 }
 
-fn primary(state: &mut State, name: &str, force: bool) -> Result<(), Fail> {
-    let peer = peer_of(state, name);
+/// `connect` in a world: the intent only; whether the peer is there, and what the handshake
+/// finds, is the world's to settle.
+fn connect_in_world(
+    state: &mut State,
+    name: &str,
+    peer_id: u32,
+    discard: bool,
+) -> Result<(), Fail> {
+    let conn = connection_mut(state, name, peer_id)?;
+    if conn.connect {
+        return Err(failure(name, ERR_NET_CONFIGURED));
+    }
+    conn.connect = true;
+    conn.discard_my_data = discard;
+    Ok(())
+}
+
+fn primary(state: &mut State, peers: &dyn Peers, name: &str, force: bool) -> Result<(), Fail> {
     let res = resource_mut(state, name)?;
     if res.role == Role::Primary {
         return Ok(());
     }
-    if conflicting_primary(res, &peer) {
-        return Err(refused(name, SS_TWO_PRIMARIES));
-    }
-    let mut forced_disks = false;
-    if !has_up_to_date_access(res, &peer) {
-        // --force makes local data UpToDate, but only where there is local data.
-        if !force || res.devices.values().any(|d| d.backing.is_none()) {
-            return Err(refused(name, SS_NO_UP_TO_DATE_DISK));
-        }
-        forced_disks = true;
-    }
+    let forced_disks = promotion_check(res, peers, force).map_err(|rv| refused(name, rv))?;
     for backing in res.devices.values().filter_map(|d| d.backing.as_ref()) {
         dev::set_read_only(&backing.loop_dev, false)?;
     }
@@ -1077,7 +1481,7 @@ fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str) -> Result<(), Fa
         .and_then(|r| r.devices.get(&volume))
         .and_then(|d| d.backing.as_ref())
         .map(|b| (b.major, b.minor));
-    let result = tx.step(name, |state| {
+    let result = tx.step(name, |state, _| {
         let Some(device) = device_mut(state, name, volume) else {
             return Err(failure(obj, ERR_MINOR_INVALID));
         };
@@ -1102,7 +1506,7 @@ fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str) -> Result<(), Fa
 
 /// drbdsetup's `down`: secondary, disconnect, detach, then delete everything.
 fn down(tx: &mut Tx, name: &str) -> Result<(), Fail> {
-    tx.step(name, |state| secondary(state, name))?;
+    tx.step(name, |state, _| secondary(state, name))?;
     let peers: Vec<u32> = tx
         .state
         .resources
@@ -1110,7 +1514,7 @@ fn down(tx: &mut Tx, name: &str) -> Result<(), Fail> {
         .map(|r| r.connections.keys().copied().collect())
         .unwrap_or_default();
     for peer in peers {
-        tx.step(name, |state| {
+        tx.step(name, |state, _| {
             connection_mut(state, name, peer)?.connect = false;
             Ok(())
         })?;
@@ -1124,16 +1528,18 @@ fn down(tx: &mut Tx, name: &str) -> Result<(), Fail> {
     for (volume, minor) in volumes {
         detach_step(tx, name, volume, &minor.to_string())?;
     }
-    tx.step(name, |state| {
+    tx.step(name, |state, _| {
         state.resources.remove(name);
         Ok(())
     })
 }
 
-fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> {
+fn read_only(kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> {
     // No lock: the state file is replaced atomically, and drbdmeta calls `dstate` while an
     // `attach` holds the lock.
-    let state = store.load()?;
+    let loaded = kernel.view()?;
+    let state = &loaded.state;
+    let peers = loaded.peers();
     let mut open = |b: &Backing| dev::is_open(b);
     let no_such_resource = |name: &str| Fail::Message {
         text: format!("{name}: No such resource"),
@@ -1151,15 +1557,15 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
         "cstate" | "peer-role" => {
             let name = args.word(0)?;
             let peer_id = args.number(1, "peer_node_id")?;
-            let conn = state
+            let (res, conn) = state
                 .resources
                 .get(name)
-                .and_then(|r| r.connections.get(&peer_id))
+                .and_then(|r| r.connections.get(&peer_id).map(|c| (r, c)))
                 .ok_or_else(|| Fail::Message {
                     text: format!("{name}: No such connection"),
                     code: 10,
                 })?;
-            let v = conn_view(conn, &peer_of(&state, name));
+            let v = peers.view(res, conn);
             if args.command == "cstate" {
                 let _ = writeln!(out, "{}", v.cstate);
             } else {
@@ -1168,13 +1574,13 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
         }
         "dstate" | "check-resize" | "get-gi" | "show-gi" => {
             let (minor, obj) = args.minor(0)?;
-            let (name, volume) = find_minor(&state, minor).ok_or_else(|| Fail::Message {
+            let (name, volume) = find_minor(state, minor).ok_or_else(|| Fail::Message {
                 text: format!("{obj}: No such device"),
                 code: 10,
             })?;
             if args.command == "dstate" {
                 if let Some(res) = state.resources.get(&name) {
-                    let _ = write!(out, "{}", format::dstate_text(&state, res, volume));
+                    let _ = write!(out, "{}", format::dstate_text(res, &*peers, volume));
                 }
             } else if args.command != "check-resize" {
                 return Err(Fail::Usage(format!(
@@ -1190,14 +1596,14 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
                 .map(String::as_str)
                 .filter(|n| *n != "all");
             let text = if args.flag("json") {
-                format::status_json(&state, filter, &mut open)
+                format::status_json(state, &*peers, filter, &mut open)
             } else {
                 let opts = StatusOpts {
                     verbose: args.flag("verbose") || args.flag("v"),
                     // SAFETY: isatty(2) only inspects the descriptor.
                     tty: rustix::termios::isatty(std::io::stdout()),
                 };
-                format::status_text(&state, filter, opts, &mut open)
+                format::status_text(state, &*peers, filter, opts, &mut open)
             };
             let _ = write!(out, "{text}");
             if let Some(name) = filter
@@ -1217,16 +1623,280 @@ fn read_only(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail
                 .first()
                 .map(String::as_str)
                 .filter(|n| *n != "all");
-            let _ = write!(out, "{}", format::show_text(&state, filter));
+            let _ = write!(out, "{}", format::show_text(state, &*peers, filter));
         }
         _ => return Err(usage("")),
     }
     Ok(0)
 }
 
+/// The world hooks' command lines.
+const SIM_WORLD_USAGE: &str = "sim-world add-node NODE | cut NODE NODE | heal NODE NODE | power-off NODE | power-on NODE | resolve RES VICTIM | resync hold|release | show";
+
+/// `sim-world ACTION …`: the world's test hooks. They act on the world as a whole, from
+/// outside every node (the node this command would run as plays no part).
+fn sim_world(env: &Env, kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> {
+    let Kernel::World { world: store, .. } = kernel else {
+        return Err(Fail::Usage(format!(
+            "sim-world needs a world: set CONVERGE_SIM_WORLD=DIR (usage: {SIM_WORLD_USAGE})"
+        )));
+    };
+    let action = args.words.first().map(String::as_str).ok_or_else(|| {
+        Fail::Usage(format!(
+            "sim-world: no action given; usage: {SIM_WORLD_USAGE}"
+        ))
+    })?;
+    if action == "show" {
+        let world = store.load()?;
+        let _ = writeln!(out, "{}", world_facts(&world));
+        return Ok(0);
+    }
+    let lock = store.lock(LockMode::Exclusive)?;
+    let mut world = store.load()?;
+    let mut events = BTreeMap::new();
+    // Outside every node, no device is probed: each reports what its node last saw.
+    let mut no_probe = |b: &Backing| b.seen_open;
+    let result = world_change(
+        &mut world,
+        None,
+        None,
+        &mut no_probe,
+        &mut events,
+        |world| world_hook(action, &args.words[1..], world),
+    );
+    // A power-off that failed to detach a loop device still powered the node off.
+    let saved = commit_world(env, store, &world, &events, None);
+    drop(lock);
+    saved?;
+    result.map(|()| 0)
+}
+
+/// The facts of a world, as `sim-world show` prints them (JSON).
+fn world_facts(world: &WorldState) -> String {
+    let nodes: serde_json::Map<String, serde_json::Value> = world
+        .node_names()
+        .into_iter()
+        .map(|n| {
+            let power = if world.off.contains(&n) { "off" } else { "on" };
+            (n, serde_json::Value::from(power))
+        })
+        .collect();
+    let data: serde_json::Map<String, serde_json::Value> = world
+        .data
+        .iter()
+        .map(|(name, d)| {
+            let disks: serde_json::Map<String, serde_json::Value> = d
+                .disks
+                .iter()
+                .map(|(node, m)| {
+                    (
+                        node.clone(),
+                        serde_json::json!({
+                            "generation": m.generation,
+                            "outdated": m.outdated,
+                            "inconsistent": m.inconsistent,
+                            "sync_from": m.sync_from,
+                        }),
+                    )
+                })
+                .collect();
+            (name.clone(), serde_json::Value::Object(disks))
+        })
+        .collect();
+    serde_json::json!({
+        "nodes": nodes,
+        "cut": world.cut.iter().map(|(a, b)| [a, b]).collect::<Vec<_>>(),
+        "hold_resync": world.hold_resync,
+        "data": data,
+    })
+    .to_string()
+}
+
+/// A node the world knows, or a usage error that names the known ones.
+fn known_node<'a>(
+    world: &WorldState,
+    words: &'a [String],
+    index: usize,
+    action: &str,
+) -> Result<&'a str, Fail> {
+    let node = words.get(index).map(String::as_str).ok_or_else(|| {
+        Fail::Usage(format!(
+            "sim-world {action}: missing node name; usage: {SIM_WORLD_USAGE}"
+        ))
+    })?;
+    if !world.knows(node) {
+        let known = world.node_names();
+        return Err(Fail::Usage(format!(
+            "sim-world {action}: no node {node:?} in this world (known: {}); a node joins when it first runs drbdsetup, or with sim-world add-node",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    Ok(node)
+}
+
+fn world_hook(action: &str, words: &[String], world: &mut WorldState) -> Result<(), Fail> {
+    let extra = |count: usize| {
+        if words.len() > count {
+            Err(Fail::Usage(format!(
+                "sim-world {action}: unexpected {:?}; usage: {SIM_WORLD_USAGE}",
+                words[count..].join(" ")
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match action {
+        "add-node" => {
+            extra(1)?;
+            let node = words.first().ok_or_else(|| {
+                Fail::Usage(format!(
+                    "sim-world add-node: missing node name; usage: {SIM_WORLD_USAGE}"
+                ))
+            })?;
+            if !valid_node_name(node) {
+                return Err(Fail::Usage(format!(
+                    "sim-world add-node: {node:?} cannot name a node: use letters, digits, '-', '_', '.' (it is a hostname and a directory name)"
+                )));
+            }
+            if !world.off.contains(node) {
+                world.nodes.entry(node.clone()).or_default();
+            }
+            Ok(())
+        }
+        "cut" | "heal" => {
+            extra(2)?;
+            let a = known_node(world, words, 0, action)?;
+            let b = known_node(world, words, 1, action)?;
+            if a == b {
+                return Err(Fail::Usage(format!(
+                    "sim-world {action}: a link joins two different nodes, not {a} and itself"
+                )));
+            }
+            if action == "cut" {
+                world.cut.insert(world::link(a, b));
+            } else {
+                world.cut.remove(&world::link(a, b));
+            }
+            Ok(())
+        }
+        "power-off" => {
+            extra(1)?;
+            let node = known_node(world, words, 0, action)?.to_string();
+            world.off.insert(node.clone());
+            let Some(state) = world.nodes.remove(&node) else {
+                return Ok(());
+            };
+            // The node's kernel is gone: so are its loop devices, once nothing holds them any
+            // more (losetup -d on a busy loop device detaches it at its last close). Its
+            // device nodes lived in its private /dev, gone with its mount namespace.
+            let mut first_error = None;
+            for backing in state
+                .resources
+                .values()
+                .flat_map(|r| r.devices.values())
+                .filter_map(|d| d.backing.as_ref())
+            {
+                if let Err(e) = dev::remove_loop(&backing.loop_dev, &backing.lower) {
+                    first_error.get_or_insert(e);
+                }
+            }
+            first_error.map_or(Ok(()), |e| Err(e.into()))
+        }
+        "power-on" => {
+            extra(1)?;
+            let node = known_node(world, words, 0, action)?.to_string();
+            if !world.off.remove(&node) {
+                return Err(Fail::Usage(format!(
+                    "sim-world power-on: node {node} is not powered off"
+                )));
+            }
+            // DRBD comes back down: nothing configured until `drbdadm up`.
+            world.nodes.insert(node, State::default());
+            Ok(())
+        }
+        "resolve" => {
+            extra(2)?;
+            let name = words.first().ok_or_else(|| {
+                Fail::Usage(format!(
+                    "sim-world resolve: missing resource; usage: {SIM_WORLD_USAGE}"
+                ))
+            })?;
+            let victim = known_node(world, words, 1, action)?.to_string();
+            resolve_split_brain(world, name, &victim)
+        }
+        "resync" => {
+            extra(1)?;
+            match words.first().map(String::as_str) {
+                Some("hold") => world.hold_resync = true,
+                Some("release") => world.hold_resync = false,
+                other => {
+                    return Err(Fail::Usage(format!(
+                        "sim-world resync: expected hold or release, not {other:?}"
+                    )));
+                }
+            }
+            Ok(())
+        }
+        other => Err(Fail::Usage(format!(
+            "sim-world: unknown action {other:?}; usage: {SIM_WORLD_USAGE}"
+        ))),
+    }
+}
+
+/// What an administrator does after a split brain: `drbdadm connect --discard-my-data RES` on
+/// the victim and `drbdadm connect RES` on its peers. The victim then resyncs from them.
+fn resolve_split_brain(world: &mut WorldState, name: &str, victim: &str) -> Result<(), Fail> {
+    let Some(res) = world.nodes.get(victim).and_then(|s| s.resources.get(name)) else {
+        return Err(Fail::Usage(format!(
+            "sim-world resolve: resource {name} is not up on {victim} (drbdadm up {name} there first)"
+        )));
+    };
+    if res.role == Role::Primary {
+        return Err(Fail::Usage(format!(
+            "sim-world resolve: {victim} is Primary for {name}; DRBD discards only a Secondary's data: demote it first"
+        )));
+    }
+    let id = res.node_id;
+    let peers: Vec<(String, u32)> = res
+        .connections
+        .values()
+        .filter_map(|c| {
+            world
+                .peer_node(victim, name, c.peer_node_id, &c.name)
+                .map(|(peer, _)| (peer.to_string(), c.peer_node_id))
+        })
+        .collect();
+    if let Some(res) = world
+        .nodes
+        .get_mut(victim)
+        .and_then(|s| s.resources.get_mut(name))
+    {
+        for conn in res.connections.values_mut() {
+            conn.connect = true;
+            conn.discard_my_data = true;
+        }
+    }
+    for (peer, _) in peers {
+        if let Some(conn) = world
+            .nodes
+            .get_mut(&peer)
+            .and_then(|s| s.resources.get_mut(name))
+            .and_then(|r| r.connections.get_mut(&id))
+        {
+            conn.connect = true;
+        }
+    }
+    Ok(())
+}
+
 /// `events2`: the current state as `exists` lines, `exists -`, then (without `--now`) every
 /// change as it is logged, until killed or until stdout goes away.
-fn events2(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> {
+fn events2(kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> {
+    let store = kernel.store();
     let opts = EventOpts {
         timestamps: args.flag("timestamps") || args.flag("T"),
         statistics: args.flag("statistics") || args.flag("s"),
@@ -1238,10 +1908,11 @@ fn events2(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> 
         .map(String::as_str)
         .filter(|n| *n != "all");
     store.touch_events()?;
-    let (state, offset) = {
-        let _lock = store.lock(LockMode::Shared)?;
-        (store.load()?, store.events_len()?)
+    let (loaded, offset) = {
+        let _lock = kernel.lock(LockMode::Shared)?;
+        (kernel.view()?, store.events_len()?)
     };
+    let (state, peers) = (&loaded.state, loaded.peers());
     let now = view::now_micros();
     let mut open = |b: &Backing| dev::is_open(b);
     let mut text = String::new();
@@ -1249,7 +1920,7 @@ fn events2(store: &Store, args: &Args, out: &mut dyn Write) -> Result<u8, Fail> 
         if filter.is_some_and(|f| f != name) {
             continue;
         }
-        for obj in view::snapshot(&state, name, &mut open) {
+        for obj in view::snapshot(state, &*peers, name, &mut open) {
             let event = Event {
                 t: now,
                 action: Action::Exists,
@@ -1370,6 +2041,7 @@ mod tests {
                 sim_dir: dir.path().join("state"),
                 dev_dir: dir.path().join("dev"),
                 dialect: Dialect::V9,
+                world: None,
             };
             Sim { _dir: dir, env }
         }
@@ -1660,6 +2332,244 @@ mod tests {
         sim.ok("disconnect data 1");
         assert!(sim.ok("show").contains("_is_standalone;"));
         assert_eq!(sim.ok("show nothing"), "");
+    }
+
+    /// A world in a temporary directory; each command runs as the node it names.
+    struct WorldSim {
+        dir: tempfile::TempDir,
+    }
+
+    impl WorldSim {
+        fn new() -> WorldSim {
+            WorldSim {
+                dir: tempfile::tempdir().expect("tempdir"),
+            }
+        }
+
+        fn run(&self, node: &str, args: &str) -> (u8, String, String) {
+            let env = Env::in_world(
+                &self.dir.path().join("world"),
+                node,
+                &self.dir.path().join("dev"),
+                Dialect::V9,
+            );
+            let args: Vec<String> = args.split_whitespace().map(str::to_string).collect();
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let code = run_with(&env, &args, &mut out, &mut err);
+            (
+                code,
+                String::from_utf8_lossy(&out).into_owned(),
+                String::from_utf8_lossy(&err).into_owned(),
+            )
+        }
+
+        fn ok(&self, node: &str, args: &str) -> String {
+            let (code, out, err) = self.run(node, args);
+            assert_eq!(code, 0, "{node}: {args}: {err}");
+            out
+        }
+
+        /// `drbdadm up data` without a disk, as node `id` of a mesh of `names`.
+        fn up(&self, names: &[&str], id: usize) {
+            let me = names[id];
+            self.ok(me, &format!("new-resource data {id}"));
+            self.ok(me, "new-minor data 0 0");
+            for (peer_id, peer) in names.iter().enumerate() {
+                if peer_id == id {
+                    continue;
+                }
+                self.ok(me, &format!("new-peer data {peer_id} --_name={peer}"));
+                self.ok(
+                    me,
+                    &format!(
+                        "new-path data {peer_id} ipv4:127.0.0.{}:7789 ipv4:127.0.0.{}:7789",
+                        id + 1,
+                        peer_id + 1
+                    ),
+                );
+            }
+            for peer_id in (0..names.len()).filter(|p| *p != id) {
+                self.ok(me, &format!("connect data {peer_id}"));
+            }
+        }
+
+        fn cstate(&self, node: &str, peer_id: u32) -> String {
+            self.ok(node, &format!("cstate data {peer_id}"))
+                .trim()
+                .to_string()
+        }
+
+        /// Node `node`'s event log, as events2 prints it.
+        fn log(&self, node: &str) -> Vec<String> {
+            let path = self
+                .dir
+                .path()
+                .join("world/nodes")
+                .join(node)
+                .join("events.log");
+            std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .lines()
+                .map(|l| {
+                    let event: Event = serde_json::from_str(l).expect("json");
+                    view::format_event(&event, EventOpts::default())
+                })
+                .collect()
+        }
+    }
+
+    #[test]
+    fn world_nodes_see_each_other_and_each_others_changes() {
+        let w = WorldSim::new();
+        let names = ["n1", "n2"];
+        w.up(&names, 0);
+        // Nobody there yet.
+        assert_eq!(w.cstate("n1", 1), "Connecting");
+        assert_eq!(w.ok("n1", "peer-role data 1"), "Unknown\n");
+        w.up(&names, 1);
+        assert_eq!(w.cstate("n1", 1), "Connected");
+        assert_eq!(w.cstate("n2", 0), "Connected");
+        // n2's `connect` made the change n1's events2 shows.
+        assert!(
+            w.log("n1").contains(
+                &"change connection name:data peer-node-id:1 conn-name:n2 connection:Connected role:Secondary".to_string()
+            ),
+            "{:#?}",
+            w.log("n1")
+        );
+        let status = drbdsetup_status::parse_json(&w.ok("n2", "status --json")).expect("json");
+        let conn = &status["data"].connections[0];
+        assert_eq!(conn.state, ConnectionState::Connected);
+        assert_eq!(conn.peer_role, ModelRole::Secondary);
+        assert_eq!(w.ok("n2", "0 dstate"), "Diskless/Diskless\n");
+        // Diskless everywhere: no UpToDate data to promote on (exit 17).
+        assert_eq!(w.run("n1", "primary data").0, 17);
+
+        // Cut: both sides keep trying, and both logs say so.
+        let before = (w.log("n1").len(), w.log("n2").len());
+        w.ok("n1", "sim-world cut n1 n2");
+        assert_eq!(
+            (w.cstate("n1", 1), w.cstate("n2", 0)),
+            ("Connecting".into(), "Connecting".into())
+        );
+        for (node, seen) in [("n1", before.0), ("n2", before.1)] {
+            let log = w.log(node);
+            assert!(
+                log[seen..]
+                    .iter()
+                    .any(|l| l.contains("connection:Connecting role:Unknown")),
+                "{node}: {log:#?}"
+            );
+        }
+        assert_eq!(
+            w.ok("n2", "status data"),
+            "data role:Secondary\n  disk:Diskless client:no open:no\n  n1 connection:Connecting\n\n"
+        );
+        w.ok("n2", "sim-world heal n2 n1");
+        assert_eq!(w.cstate("n1", 1), "Connected");
+
+        // A disconnect on one side: it is StandAlone, the other keeps trying.
+        w.ok("n2", "disconnect data 0");
+        assert_eq!(
+            (w.cstate("n1", 1), w.cstate("n2", 0)),
+            ("Connecting".into(), "StandAlone".into())
+        );
+        assert_eq!(w.run("n2", "connect data 0").0, 0);
+        assert_eq!(w.run("n2", "connect data 0").0, 10, "already connecting");
+
+        // Power: n2's kernel is gone, and n2 runs nothing until powered on; then DRBD is down.
+        w.ok("n1", "sim-world power-off n2");
+        assert_eq!(w.cstate("n1", 1), "Connecting");
+        let (code, _, err) = w.run("n2", "status");
+        assert_eq!(code, 20);
+        assert!(err.contains("node n2 is powered off"), "{err}");
+        w.ok("n1", "sim-world power-on n2");
+        assert_eq!(
+            w.ok("n2", "status"),
+            "# No currently configured DRBD found.\n"
+        );
+        w.up(&names, 1);
+        assert_eq!(w.cstate("n1", 1), "Connected");
+        let dump = w.ok("n1", "events2 --now data");
+        assert!(
+            dump.contains("conn-name:n2 connection:Connected role:Secondary"),
+            "{dump}"
+        );
+
+        // down on n2: n1 sees it go.
+        w.ok("n2", "down data");
+        assert_eq!(w.cstate("n1", 1), "Connecting");
+        assert!(
+            w.log("n2")
+                .last()
+                .is_some_and(|l| l == "destroy resource name:data")
+        );
+        let facts: serde_json::Value =
+            serde_json::from_str(&w.ok("n1", "sim-world show")).expect("json");
+        assert_eq!(facts["nodes"]["n2"], "on");
+        assert_eq!(facts["cut"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn world_of_three_is_a_mesh() {
+        let w = WorldSim::new();
+        let names = ["n1", "n2", "n3"];
+        for id in 0..3 {
+            w.up(&names, id);
+        }
+        for (node, peers) in [("n1", [1, 2]), ("n2", [0, 2]), ("n3", [0, 1])] {
+            for peer in peers {
+                assert_eq!(w.cstate(node, peer), "Connected", "{node} → {peer}");
+            }
+        }
+        w.ok("n1", "sim-world cut n1 n3");
+        assert_eq!(w.cstate("n1", 2), "Connecting");
+        assert_eq!(w.cstate("n1", 1), "Connected");
+        assert_eq!(w.cstate("n2", 2), "Connected");
+        let text = w.ok("n3", "status --json");
+        let status = drbdsetup_status::parse_json(&text).expect("json");
+        let states: Vec<ConnectionState> = status["data"]
+            .connections
+            .iter()
+            .map(|c| c.state.clone())
+            .collect();
+        assert_eq!(
+            states,
+            [ConnectionState::Connecting, ConnectionState::Connected]
+        );
+    }
+
+    #[test]
+    fn world_hooks_refuse_bad_input() {
+        let w = WorldSim::new();
+        w.up(&["n1", "n2"], 0);
+        let refused = |args: &str, needle: &str| {
+            let (code, _, err) = w.run("n1", args);
+            assert_eq!(code, 20, "{args}: {err}");
+            assert!(err.contains(needle), "{args}: {err}");
+        };
+        refused("sim-world", "no action given");
+        refused("sim-world explode", "unknown action \"explode\"");
+        refused(
+            "sim-world cut n1 n9",
+            "no node \"n9\" in this world (known: n1)",
+        );
+        refused("sim-world cut n1 n1", "two different nodes");
+        refused("sim-world cut n1", "missing node name");
+        refused("sim-world heal n1 n2 n3", "unexpected");
+        refused("sim-world power-on n1", "is not powered off");
+        refused("sim-world resolve data n2", "no node \"n2\"");
+        refused("sim-world add-node ../x", "cannot name a node");
+        refused("sim-world resync later", "expected hold or release");
+        refused("sim-peer data --role Primary", "in a world");
+        w.ok("n1", "sim-world add-node n2");
+        refused("sim-world resolve data n2", "not up on n2");
+        // Outside a world, the hooks say what they need.
+        let sim = Sim::new();
+        let (code, _, err) = sim.run("sim-world show");
+        assert_eq!(code, 20);
+        assert!(err.contains("CONVERGE_SIM_WORLD"), "{err}");
     }
 
     #[test]

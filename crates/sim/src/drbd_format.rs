@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::drbd_state::{Backing, Resource, State};
-use super::drbd_view::{conn_view, peer_of};
+use super::drbd_view::Peers;
 
 /// Which DRBD the simulator pretends to be; it shapes /proc/drbd and `--version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +68,7 @@ pub struct StatusOpts {
 /// `drbdsetup status` without `--json`.
 pub fn status_text(
     state: &State,
+    peers: &dyn Peers,
     filter: Option<&str>,
     opts: StatusOpts,
     open: &mut dyn FnMut(&Backing) -> bool,
@@ -78,7 +79,6 @@ pub fn status_text(
     }
     let v = opts.verbose;
     for res in selected(state, filter) {
-        let peer = peer_of(state, &res.name);
         out.push_str(&res.name);
         if v {
             let _ = write!(out, " node-id:{}", res.node_id);
@@ -113,7 +113,7 @@ pub fn status_text(
         }
 
         for conn in res.connections.values() {
-            let view = conn_view(conn, &peer);
+            let view = peers.view(res, conn);
             let mut line = Vec::new();
             if !conn.name.is_empty() {
                 line.push(conn.name.clone());
@@ -138,17 +138,19 @@ pub fn status_text(
                 continue;
             }
             for dev in res.devices.values() {
-                let replication = if view.connected { "Established" } else { "Off" };
+                let replication = view.replication(dev.volume);
+                let peer_disk = view.peer_disk(dev.volume);
                 let mut line = Vec::new();
                 if v || !(single && dev.volume == 0) {
                     line.push(format!("volume:{}", dev.volume));
                 }
-                if v {
+                // drbdsetup shows a resync (SyncSource, SyncTarget) even when not verbose.
+                if v || !matches!(replication, "Established" | "Off") {
                     line.push(format!("replication:{replication}"));
                 }
-                if v || view.connected || view.peer_disk != "DUnknown" {
-                    line.push(format!("peer-disk:{}", view.peer_disk));
-                    if view.peer_disk == "Diskless" && (v || !opts.tty) {
+                if v || view.connected || peer_disk != "DUnknown" {
+                    line.push(format!("peer-disk:{peer_disk}"));
+                    if peer_disk == "Diskless" && (v || !opts.tty) {
                         line.push("peer-client:no".to_string());
                     }
                     if v {
@@ -218,13 +220,13 @@ fn endpoint_json(text: &str, indent: &str) -> String {
 /// `drbdsetup status --json`, with drbdsetup's own layout (it prints JSON by hand).
 pub fn status_json(
     state: &State,
+    peers: &dyn Peers,
     filter: Option<&str>,
     open: &mut dyn FnMut(&Backing) -> bool,
 ) -> String {
     let mut out = String::from("[\n");
     let mut first = true;
     for res in selected(state, filter) {
-        let peer = peer_of(state, &res.name);
         if !first {
             out.push_str(",\n");
         }
@@ -254,7 +256,7 @@ pub fn status_json(
             .connections
             .values()
             .map(|conn| {
-                let view = conn_view(conn, &peer);
+                let view = peers.view(res, conn);
                 let mut c = format!(
                     "    {{\n      \"peer-node-id\": {},\n      \"name\": {},\n      \"connection-state\": \"{}\", \n      \"congested\": false,\n      \"peer-role\": \"{}\",\n      \"tls\": false,\n      \"ap-in-flight\": 0,\n      \"rs-in-flight\": 0,\n      \"paths\": [\n",
                     conn.peer_node_id,
@@ -284,8 +286,8 @@ pub fn status_json(
                         format!(
                             "        {{\n          \"volume\": {},\n          \"replication-state\": \"{}\",\n          \"peer-disk-state\": \"{}\",\n          \"peer-client\": false,\n          \"resync-suspended\": \"no\",\n          \"received\": 0,\n          \"sent\": 0,\n          \"out-of-sync\": 0,\n          \"pending\": 0,\n          \"unacked\": 0,\n          \"has-sync-details\": false,\n          \"has-online-verify-details\": false,\n          \"percent-in-sync\": {in_sync:.2}\n        }}",
                             dev.volume,
-                            if view.connected { "Established" } else { "Off" },
-                            view.peer_disk
+                            view.replication(dev.volume),
+                            view.peer_disk(dev.volume)
                         )
                     })
                     .collect();
@@ -317,13 +319,12 @@ fn options_section(out: &mut String, indent: &str, section: &str, options: &[(St
 }
 
 /// `drbdsetup show`: the configuration in drbd.conf syntax, which `drbdadm adjust` reads back.
-pub fn show_text(state: &State, filter: Option<&str>) -> String {
+pub fn show_text(state: &State, peers: &dyn Peers, filter: Option<&str>) -> String {
     let mut out = String::new();
     if state.resources.is_empty() {
         out.push_str("# No currently configured DRBD found.\n");
     }
     for res in selected(state, filter) {
-        let peer = peer_of(state, &res.name);
         let _ = writeln!(out, "resource {} {{", json_str(&res.name));
         options_section(&mut out, "    ", "options", &res.options);
         out.push_str("    _this_host {\n");
@@ -364,7 +365,7 @@ pub fn show_text(state: &State, filter: Option<&str>) -> String {
                     bracket(&rf, &ra)
                 );
             }
-            if conn_view(conn, &peer).cstate == "StandAlone" {
+            if peers.view(res, conn).cstate == "StandAlone" {
                 out.push_str("        _is_standalone;\n");
             }
             let mut net = vec![("_name".to_string(), json_str(&conn.name))];
@@ -378,22 +379,21 @@ pub fn show_text(state: &State, filter: Option<&str>) -> String {
 }
 
 /// `dstate`: the local disk, then one peer disk per connection.
-pub fn dstate_text(state: &State, res: &Resource, volume: u32) -> String {
-    let peer = peer_of(state, &res.name);
+pub fn dstate_text(res: &Resource, peers: &dyn Peers, volume: u32) -> String {
     let mut out = res
         .devices
         .get(&volume)
         .map_or_else(|| "Diskless".to_string(), |d| d.disk.clone());
     for conn in res.connections.values() {
         out.push('/');
-        out.push_str(&conn_view(conn, &peer).peer_disk);
+        out.push_str(peers.view(res, conn).peer_disk(volume));
     }
     out.push('\n');
     out
 }
 
 /// The /proc/drbd stand-in. DRBD 9 lists only its version there; 8.4 lists every minor.
-pub fn proc_text(state: &State, dialect: Dialect) -> String {
+pub fn proc_text(state: &State, peers: &dyn Peers, dialect: Dialect) -> String {
     let (version, api) = dialect.version();
     let mut out = format!(
         "version: {version} ({api})\nGIT-hash: 0000000000000000000000000000000000000000 build by converge-simulator, 1970-01-01 00:00:00\n"
@@ -404,10 +404,9 @@ pub fn proc_text(state: &State, dialect: Dialect) -> String {
     }
     let mut minors: Vec<(u32, String)> = Vec::new();
     for res in state.resources.values() {
-        let peer = peer_of(state, &res.name);
         // 8.4 has one peer per resource: the first connection speaks for it.
         let conn = res.connections.values().next();
-        let view = conn.map(|c| conn_view(c, &peer));
+        let view = conn.map(|c| peers.view(res, c));
         let cs = match view.as_ref().map(|v| v.cstate.as_str()) {
             None => "StandAlone",
             Some("Connecting") => "WFConnection",
@@ -419,8 +418,10 @@ pub fn proc_text(state: &State, dialect: Dialect) -> String {
                 .unwrap_or('C')
         });
         let peer_role = view.as_ref().map_or("Unknown", |v| v.peer_role.as_str());
-        let peer_disk = view.as_ref().map_or("DUnknown", |v| v.peer_disk.as_str());
         for dev in res.devices.values() {
+            let peer_disk = view
+                .as_ref()
+                .map_or("DUnknown", |v| v.peer_disk(dev.volume));
             minors.push((
                 dev.minor,
                 format!(
@@ -442,6 +443,7 @@ pub fn proc_text(state: &State, dialect: Dialect) -> String {
 #[cfg(test)]
 mod tests {
     use super::super::drbd_state::{PeerSim, Role};
+    use super::super::drbd_view::Scripted;
     use super::*;
     use converge_core::observe::drbd::{
         ConnectionState, DiskState, ReplicationState, Role as ModelRole,
@@ -455,7 +457,13 @@ mod tests {
     #[test]
     fn status_text_is_drbd9_shaped() {
         let s = state();
-        let text = status_text(&s, None, StatusOpts::default(), &mut |_| true);
+        let text = status_text(
+            &s,
+            &Scripted(&s.peers),
+            None,
+            StatusOpts::default(),
+            &mut |_| true,
+        );
         assert_eq!(
             text,
             "data role:Secondary\n  disk:UpToDate open:yes\n  peer1 role:Secondary\n    peer-disk:UpToDate\n\n"
@@ -468,19 +476,30 @@ mod tests {
                 ..PeerSim::default()
             },
         );
-        let text = status_text(&s2, Some("data"), StatusOpts::default(), &mut |_| false);
+        let text = status_text(
+            &s2,
+            &Scripted(&s2.peers),
+            Some("data"),
+            StatusOpts::default(),
+            &mut |_| false,
+        );
         assert_eq!(
             text,
             "data role:Secondary\n  disk:UpToDate open:no\n  peer1 connection:Connecting\n\n"
         );
         assert_eq!(
-            status_text(&State::default(), None, StatusOpts::default(), &mut |_| {
-                false
-            }),
+            status_text(
+                &State::default(),
+                &PeerSim::default(),
+                None,
+                StatusOpts::default(),
+                &mut |_| { false }
+            ),
             "# No currently configured DRBD found.\n"
         );
         let verbose = status_text(
             &s,
+            &Scripted(&s.peers),
             None,
             StatusOpts {
                 verbose: true,
@@ -507,7 +526,7 @@ mod tests {
                 connection: "Connected".into(),
             },
         );
-        let json = status_json(&s, None, &mut |_| true);
+        let json = status_json(&s, &Scripted(&s.peers), None, &mut |_| true);
         let parsed = drbdsetup_status::parse_json(&json).expect("parses");
         let r = &parsed["data"];
         assert_eq!(r.role, ModelRole::Secondary);
@@ -523,9 +542,14 @@ mod tests {
         assert!(r.peer_primary());
         // Also valid JSON when nothing is up, and the paths carry the endpoints.
         assert!(
-            drbdsetup_status::parse_json(&status_json(&State::default(), None, &mut |_| false))
-                .expect("empty")
-                .is_empty()
+            drbdsetup_status::parse_json(&status_json(
+                &State::default(),
+                &PeerSim::default(),
+                None,
+                &mut |_| false
+            ))
+            .expect("empty")
+            .is_empty()
         );
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(
@@ -541,9 +565,11 @@ mod tests {
     #[test]
     fn proc_file_in_both_dialects_reads_back() {
         let s = state();
-        let p9 = proc_drbd::parse(&proc_text(&s, Dialect::V9)).expect("9 parses");
+        let p9 =
+            proc_drbd::parse(&proc_text(&s, &Scripted(&s.peers), Dialect::V9)).expect("9 parses");
         assert!(p9.is_drbd9() && p9.minors.is_empty());
-        let p84 = proc_drbd::parse(&proc_text(&s, Dialect::V84)).expect("8.4 parses");
+        let p84 = proc_drbd::parse(&proc_text(&s, &Scripted(&s.peers), Dialect::V84))
+            .expect("8.4 parses");
         assert!(!p84.is_drbd9());
         let r = p84.resource("data", &[7]).expect("up");
         assert_eq!(r.role, ModelRole::Secondary);
@@ -556,7 +582,8 @@ mod tests {
             res.connections.clear();
             res.role = Role::Primary;
         }
-        let p = proc_drbd::parse(&proc_text(&alone, Dialect::V84)).expect("parses");
+        let p = proc_drbd::parse(&proc_text(&alone, &Scripted(&alone.peers), Dialect::V84))
+            .expect("parses");
         let m = p.minor(7).expect("minor 7");
         assert_eq!(m.cs, "StandAlone");
         assert_eq!(m.protocol, None);
@@ -566,7 +593,7 @@ mod tests {
     #[test]
     fn show_has_what_drbdadm_adjust_reads() {
         let s = state();
-        let text = show_text(&s, Some("data"));
+        let text = show_text(&s, &Scripted(&s.peers), Some("data"));
         for needle in [
             "resource \"data\" {\n",
             "        node-id\t\t\t0;\n",
@@ -603,7 +630,10 @@ mod tests {
     fn dstate_and_version() {
         let s = state();
         let res = &s.resources["data"];
-        assert_eq!(dstate_text(&s, res, 0), "UpToDate/UpToDate\n");
+        assert_eq!(
+            dstate_text(res, &Scripted(&s.peers), 0),
+            "UpToDate/UpToDate\n"
+        );
         assert!(version_text(Dialect::V9).contains("DRBD_KERNEL_VERSION_CODE=0x090208\n"));
         assert!(version_text(Dialect::V84).contains("DRBD_KERNEL_VERSION=8.4.11\n"));
         assert_eq!(Dialect::parse("8.4"), Some(Dialect::V84));

@@ -144,6 +144,11 @@ pub struct Backing {
     pub size_bytes: u64,
     #[serde(default)]
     pub options: Vec<(String, String)>,
+    /// World mode: whether the device was open when its own node last ran a command. Other
+    /// nodes' commands report this rather than probe the device: their exclusive-open probe
+    /// could make this node's concurrent mount fail with EBUSY.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub seen_open: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -156,9 +161,13 @@ pub struct Connection {
     pub net: Vec<(String, String)>,
     #[serde(default)]
     pub paths: Vec<NetPath>,
-    /// `connect` was issued and no `disconnect` since.
+    /// `connect` was issued and no `disconnect` since (in a world: nor a split brain).
     #[serde(default)]
     pub connect: bool,
+    /// World mode: `connect --discard-my-data` was given; this side gives up its data if the
+    /// next handshake finds a split brain.
+    #[serde(default)]
+    pub discard_my_data: bool,
 }
 
 impl Connection {

@@ -2,17 +2,90 @@
 //! peer device, path), the rules DRBD applies to them, and the events2 records that a change
 //! between two snapshots produces.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::drbd_state::{Backing, Connection, PeerSim, Resource, Role, State};
 
-/// How one connection looks from this node, given what the simulated peer does.
+// DRBD's state-change results (drbd.h) that the rules below produce.
+pub const SS_TWO_PRIMARIES: i32 = -1;
+pub const SS_NO_UP_TO_DATE_DISK: i32 = -2;
+
+/// How one connection looks from this node: what it sees of the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnView {
     pub cstate: String,
     pub connected: bool,
     pub peer_role: Role,
+    /// The peer's disk for every volume `volumes` does not list (a scripted peer has one).
     pub peer_disk: String,
+    /// Per volume, what differs from `peer_disk` and plain replication (a world's peers).
+    pub volumes: BTreeMap<u32, PeerVolume>,
+}
+
+/// One volume of a peer, as seen over a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerVolume {
+    pub disk: String,
+    /// `Established`, `Off`, `SyncSource`, `SyncTarget`.
+    pub replication: String,
+}
+
+impl ConnView {
+    /// The peer's disk state for `volume` (`DUnknown` while not connected).
+    pub fn peer_disk(&self, volume: u32) -> &str {
+        self.volumes
+            .get(&volume)
+            .map_or(self.peer_disk.as_str(), |v| v.disk.as_str())
+    }
+
+    /// The replication state of `volume` towards this peer.
+    pub fn replication(&self, volume: u32) -> &str {
+        match self.volumes.get(&volume) {
+            Some(v) => v.replication.as_str(),
+            None if self.connected => "Established",
+            None => "Off",
+        }
+    }
+
+    /// Not connected: the peer's role and disks are unknown.
+    pub fn unreachable(cstate: &str) -> ConnView {
+        ConnView {
+            cstate: cstate.to_string(),
+            connected: false,
+            peer_role: Role::Unknown,
+            peer_disk: "DUnknown".to_string(),
+            volumes: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a node's view of its peers comes from: the scripted peer of single-node mode
+/// ([`PeerSim`], [`Scripted`]) or the other nodes of a world (`drbd_world::WorldPeers`).
+pub trait Peers {
+    /// How connection `conn` of this node's resource `res` looks.
+    fn view(&self, res: &Resource, conn: &Connection) -> ConnView;
+}
+
+/// One scripted peer stands behind every connection of a resource.
+impl Peers for PeerSim {
+    fn view(&self, _res: &Resource, conn: &Connection) -> ConnView {
+        conn_view(conn, self)
+    }
+}
+
+/// Single-node mode: each resource's scripted peer, as `sim-peer` set it (the default one
+/// otherwise).
+pub struct Scripted<'a>(pub &'a BTreeMap<String, PeerSim>);
+
+impl Peers for Scripted<'_> {
+    fn view(&self, res: &Resource, conn: &Connection) -> ConnView {
+        match self.0.get(&res.name) {
+            Some(peer) => conn_view(conn, peer),
+            None => conn_view(conn, &PeerSim::default()),
+        }
+    }
 }
 
 pub fn conn_view(conn: &Connection, peer: &PeerSim) -> ConnView {
@@ -21,15 +94,14 @@ pub fn conn_view(conn: &Connection, peer: &PeerSim) -> ConnView {
     } else {
         peer.connection.clone()
     };
-    let connected = cstate == "Connected";
+    if cstate != "Connected" {
+        return ConnView::unreachable(&cstate);
+    }
     ConnView {
-        connected,
-        peer_role: if connected { peer.role } else { Role::Unknown },
-        peer_disk: if connected {
-            peer.disk.clone()
-        } else {
-            "DUnknown".to_string()
-        },
+        connected: true,
+        peer_role: peer.role,
+        peer_disk: peer.disk.clone(),
+        volumes: BTreeMap::new(),
         cstate,
     }
 }
@@ -39,35 +111,51 @@ pub fn peer_of(state: &State, name: &str) -> PeerSim {
 }
 
 /// A connected peer is Primary on a connection that does not allow two primaries.
-pub fn conflicting_primary(res: &Resource, peer: &PeerSim) -> bool {
+pub fn conflicting_primary(res: &Resource, peers: &dyn Peers) -> bool {
     res.connections.values().any(|c| {
-        let v = conn_view(c, peer);
+        let v = peers.view(res, c);
         v.peer_role == Role::Primary && !c.allows_two_primaries()
     })
 }
 
 /// Every volume can read UpToDate data: its own disk, or a connected peer's.
-pub fn has_up_to_date_access(res: &Resource, peer: &PeerSim) -> bool {
-    res.devices.values().all(|d| {
-        d.disk == "UpToDate"
-            || res
-                .connections
-                .values()
-                .any(|c| conn_view(c, peer).peer_disk == "UpToDate")
-    })
+pub fn has_up_to_date_access(res: &Resource, peers: &dyn Peers) -> bool {
+    let views: Vec<ConnView> = res
+        .connections
+        .values()
+        .map(|c| peers.view(res, c))
+        .collect();
+    res.devices
+        .values()
+        .all(|d| d.disk == "UpToDate" || views.iter().any(|v| v.peer_disk(d.volume) == "UpToDate"))
+}
+
+/// Whether DRBD lets resource `res` (not Primary yet) be promoted: `Err(rv)` with the state
+/// change's result when not, else whether `--force` has to make the local disks UpToDate.
+pub fn promotion_check(res: &Resource, peers: &dyn Peers, force: bool) -> Result<bool, i32> {
+    if conflicting_primary(res, peers) {
+        return Err(SS_TWO_PRIMARIES);
+    }
+    if has_up_to_date_access(res, peers) {
+        return Ok(false);
+    }
+    // --force makes local data UpToDate, but only where there is local data.
+    if !force || res.devices.values().any(|d| d.backing.is_none()) {
+        return Err(SS_NO_UP_TO_DATE_DISK);
+    }
+    Ok(true)
 }
 
 /// `may_promote` and `promotion_score` as drbdsetup computes them for events2.
-pub fn promotion(res: &Resource, peer: &PeerSim) -> (bool, u32) {
+pub fn promotion(res: &Resource, peers: &dyn Peers) -> (bool, u32) {
     if res.devices.is_empty() {
         return (false, 0);
     }
     let views: Vec<ConnView> = res
         .connections
         .values()
-        .map(|c| conn_view(c, peer))
+        .map(|c| peers.view(res, c))
         .collect();
-    let peers_up_to_date = views.iter().filter(|v| v.peer_disk == "UpToDate").count();
     let mut up_to_date_devices = 0u32;
     let mut all_have_disk = true;
     let mut min_replicas: Option<usize> = None;
@@ -78,6 +166,10 @@ pub fn promotion(res: &Resource, peer: &PeerSim) -> (bool, u32) {
         } else if device.disk != "Consistent" && device.disk != "Inconsistent" {
             all_have_disk = false;
         }
+        let peers_up_to_date = views
+            .iter()
+            .filter(|v| v.peer_disk(device.volume) == "UpToDate")
+            .count();
         let replicas = usize::from(local) + peers_up_to_date;
         min_replicas = Some(min_replicas.map_or(replicas, |m| m.min(replicas)));
     }
@@ -288,26 +380,35 @@ impl Obj {
 
 /// The objects of resource `name`, in the order drbdsetup prints them: resource, connections,
 /// devices, then per connection its peer devices and paths. Empty when the resource is down.
-/// `open` tells whether an attached device is held open right now.
-pub fn snapshot(state: &State, name: &str, open: &mut dyn FnMut(&Backing) -> bool) -> Vec<Obj> {
+/// `peers` says what this node sees of its peers; `open` whether an attached device is held
+/// open right now.
+pub fn snapshot(
+    state: &State,
+    peers: &dyn Peers,
+    name: &str,
+    open: &mut dyn FnMut(&Backing) -> bool,
+) -> Vec<Obj> {
     let Some(res) = state.resources.get(name) else {
         return Vec::new();
     };
-    let peer = peer_of(state, name);
-    let (may_promote, promotion_score) = promotion(res, &peer);
+    let views: Vec<(&Connection, ConnView)> = res
+        .connections
+        .values()
+        .map(|c| (c, peers.view(res, c)))
+        .collect();
+    let (may_promote, promotion_score) = promotion(res, peers);
     let mut objs = vec![Obj::Resource {
         name: res.name.clone(),
         role: res.role,
         may_promote,
         promotion_score,
     }];
-    for conn in res.connections.values() {
-        let v = conn_view(conn, &peer);
+    for (conn, v) in &views {
         objs.push(Obj::Connection {
             name: res.name.clone(),
             peer_node_id: conn.peer_node_id,
             conn_name: conn.name.clone(),
-            connection: v.cstate,
+            connection: v.cstate.clone(),
             role: v.peer_role,
         });
     }
@@ -322,16 +423,15 @@ pub fn snapshot(state: &State, name: &str, open: &mut dyn FnMut(&Backing) -> boo
             size_kib: dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024),
         });
     }
-    for conn in res.connections.values() {
-        let v = conn_view(conn, &peer);
+    for (conn, v) in &views {
         for dev in res.devices.values() {
             objs.push(Obj::PeerDevice {
                 name: res.name.clone(),
                 peer_node_id: conn.peer_node_id,
                 conn_name: conn.name.clone(),
                 volume: dev.volume,
-                replication: if v.connected { "Established" } else { "Off" }.to_string(),
-                peer_disk: v.peer_disk.clone(),
+                replication: v.replication(dev.volume).to_string(),
+                peer_disk: v.peer_disk(dev.volume).to_string(),
             });
         }
         for path in &conn.paths {
@@ -519,6 +619,7 @@ pub(crate) mod tests_support {
                     minor: 9,
                     size_bytes: 65_536 * 1024,
                     options: Vec::new(),
+                    seen_open: false,
                 }),
             },
         );
@@ -534,6 +635,7 @@ pub(crate) mod tests_support {
                     remote: "ipv4:127.0.0.2:7789".into(),
                 }],
                 connect: true,
+                discard_my_data: false,
             },
         );
         let mut state = State::default();
@@ -562,7 +664,7 @@ mod tests {
     use converge_core::observe::events2::{Events2State, parse_line};
 
     fn snap(state: &State) -> Vec<Obj> {
-        snapshot(state, "data", &mut |_| false)
+        snapshot(state, &Scripted(&state.peers), "data", &mut |_| false)
     }
 
     fn lines(events: &[Event], opts: EventOpts) -> Vec<String> {

@@ -12,9 +12,11 @@ mod drbd_dev;
 mod drbd_format;
 mod drbd_state;
 mod drbd_view;
+mod drbd_world;
 pub mod sandbox;
 pub mod testing;
 pub mod vz;
+pub mod world;
 
 use std::ffi::OsString;
 use std::path::Path;

@@ -140,7 +140,21 @@ pub fn path_with(bin: &Path) -> std::ffi::OsString {
 /// devices and 64 spare loop nodes, pts/ptmx for LXC consoles). Only in a private namespace.
 pub fn private_dev(work: &Path) -> Result<(), SandboxError> {
     let dev = work.join("devfs");
-    fs::create_dir_all(&dev).map_err(io("create the private /dev"))?;
+    populate_devfs(&dev)?;
+    run(
+        "private /dev",
+        "mount",
+        &["--move", &dev.to_string_lossy(), "/dev"],
+        &[],
+        None,
+    )?;
+    Ok(())
+}
+
+/// Mounts a tmpfs on `dev` (created when missing) and fills it as [`private_dev`] describes,
+/// ready to be moved over a namespace's /dev.
+pub fn populate_devfs(dev: &Path) -> Result<(), SandboxError> {
+    fs::create_dir_all(dev).map_err(io("create the private /dev"))?;
     let dev_s = dev.to_string_lossy().into_owned();
     run(
         "private /dev",
@@ -229,14 +243,97 @@ pub fn private_dev(work: &Path) -> Result<(), SandboxError> {
         None,
     )?;
     symlink("pts/ptmx", dev.join("ptmx")).map_err(io("private /dev/ptmx"))?;
-    run(
-        "private /dev",
-        "mount",
-        &["--move", &dev_s, "/dev"],
-        &[],
-        None,
-    )?;
     Ok(())
+}
+
+/// One `on HOST` section of the seed's resource file: its node id is its place in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResHost {
+    pub name: String,
+    /// `127.0.0.N`: on the node's loopback (its own network namespace in a world).
+    pub address: String,
+}
+
+/// The seed resource ([`RESOURCE`], minor 0 on `disk` with internal metadata), one `on`
+/// section per host; three or more hosts are joined by a connection mesh, as DRBD 9 needs.
+pub fn drbd_res(disk: &str, hosts: &[ResHost]) -> String {
+    let mut text = format!(
+        "resource {RESOURCE} {{\n  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"
+    );
+    for (id, host) in hosts.iter().enumerate() {
+        text.push_str(&format!(
+            "  on {} {{ node-id {id}; address {}:7789; }}\n",
+            host.name, host.address
+        ));
+    }
+    if hosts.len() > 2 {
+        let names: Vec<&str> = hosts.iter().map(|h| h.name.as_str()).collect();
+        text.push_str(&format!(
+            "  connection-mesh {{ hosts {}; }}\n",
+            names.join(" ")
+        ));
+    }
+    text.push_str("}\n");
+    text
+}
+
+/// Where converge keeps and finds things on one simulated node.
+pub struct NodePaths<'a> {
+    pub manifests: &'a Path,
+    pub state_dir: &'a Path,
+    pub log_dir: &'a Path,
+    /// The DRBD simulator's /proc/drbd stand-in for this node.
+    pub proc_drbd: &'a Path,
+}
+
+/// converge's node configuration for a simulated node named `host`.
+pub fn node_config(host: &str, paths: &NodePaths<'_>) -> String {
+    format!(
+        "node: {host}\nmanifests: {m}\nstate_dir: {s}\nlog_dir: {l}\nproc_drbd: {p}\n",
+        m = paths.manifests.display(),
+        s = paths.state_dir.display(),
+        l = paths.log_dir.display(),
+        p = paths.proc_drbd.display(),
+    )
+}
+
+/// Runs a step's program where the node is: `(step, program, args)` → stdout.
+pub type Runner<'a> = dyn Fn(&str, &str, &[&str]) -> Result<String, SandboxError> + 'a;
+
+/// Makes the seed service's data on the node that `run` reaches, whose `drbdadm` is given by
+/// `drbdadm_args` (its leading arguments): DRBD metadata first (drbdmeta refuses, without a
+/// TTY, a disk that holds a filesystem), up, promote, ext3 on /dev/drbd0, mounted on `mnt`
+/// while `fill` puts the container's files there, then unmounted, demoted and down again.
+/// What `fill` returns (a guard, say) is dropped if a later step fails.
+pub fn seed_data<T>(
+    run: &Runner<'_>,
+    drbdadm_args: &[&str],
+    mnt: &Path,
+    fill: impl FnOnce() -> Result<T, SandboxError>,
+) -> Result<T, SandboxError> {
+    let drbdadm = |step: &str, args: &[&str]| {
+        let mut all = drbdadm_args.to_vec();
+        all.extend_from_slice(args);
+        run(step, "drbdadm", &all)
+    };
+    drbdadm("create DRBD metadata", &["create-md", RESOURCE])?;
+    drbdadm("bring DRBD up", &["up", RESOURCE])?;
+    drbdadm("promote", &["primary", RESOURCE])?;
+    run(
+        "make the filesystem",
+        "mkfs.ext3",
+        &["-q", "-F", "/dev/drbd0"],
+    )?;
+    fs::create_dir_all(mnt).map_err(io("create the mount point"))?;
+    let mnt_s = mnt.to_string_lossy();
+    run("mount the filesystem", "mount", &["/dev/drbd0", &mnt_s])?;
+    let filled = fill();
+    let unmounted = run("unmount the filesystem", "umount", &[&mnt_s]);
+    let filled = filled?;
+    unmounted?;
+    drbdadm("demote", &["secondary", RESOURCE])?;
+    drbdadm("take DRBD down", &["down", RESOURCE])?;
+    Ok(filled)
 }
 
 /// Detaches every loop device backed by a file under `dir`, and the loop devices stacked on
@@ -244,6 +341,50 @@ pub fn private_dev(work: &Path) -> Result<(), SandboxError> {
 /// hit the next user of that loop number. Returns the stacked ones (the simulator's), which a
 /// clean run leaves none of.
 pub fn detach_loops_under(dir: &Path) -> Vec<String> {
+    let loops = loop_devices();
+    let dir = dir.to_string_lossy().into_owned();
+    let ours: Vec<String> = loops
+        .iter()
+        .filter(|(_, b)| b.starts_with(&dir))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let stacked: Vec<String> = ours.iter().flat_map(|n| stacked_in(&loops, n)).collect();
+    for name in stacked.iter().chain(&ours) {
+        let _ = Command::new("blockdev")
+            .args(["--setrw", name])
+            .stdin(Stdio::null())
+            .status();
+        let _ = Command::new("losetup")
+            .args(["-d", name])
+            .stdin(Stdio::null())
+            .status();
+    }
+    stacked
+}
+
+/// The loop devices set up over the block device `dev` (the DRBD simulator's, over a backing
+/// disk), whichever mount namespace set them up.
+pub fn loops_over(dev: &str) -> Vec<String> {
+    stacked_in(&loop_devices(), dev)
+}
+
+/// Of `loops`, those over `dev`. Seen from outside the namespace that set it up, a loop
+/// device over a node of a private /dev shows that node as `/loopN`: they are matched by
+/// name (`losetup --associated` compares inodes, and the private node is another inode).
+fn stacked_in(loops: &[(String, String)], dev: &str) -> Vec<String> {
+    let base = |path: &str| Path::new(path).file_name().map(|n| n.to_os_string());
+    let Some(name) = base(dev) else {
+        return Vec::new();
+    };
+    loops
+        .iter()
+        .filter(|(_, b)| base(b).as_ref() == Some(&name))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+/// Every loop device and its backing file, as `losetup --list` shows them.
+fn loop_devices() -> Vec<(String, String)> {
     let out = Command::new("losetup")
         .args([
             "--list",
@@ -256,37 +397,10 @@ pub fn detach_loops_under(dir: &Path) -> Vec<String> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
-    let loops: Vec<(String, String)> = out
-        .lines()
+    out.lines()
         .filter_map(|l| l.split_once(' '))
         .map(|(n, b)| (n.to_string(), b.trim().to_string()))
-        .collect();
-    let dir = dir.to_string_lossy().into_owned();
-    let ours: Vec<String> = loops
-        .iter()
-        .filter(|(_, b)| b.starts_with(&dir))
-        .map(|(n, _)| n.clone())
-        .collect();
-    // Seen from outside the namespace, a loop device over a node of the private /dev shows
-    // that node as `/loopN`: match stacked ones by name.
-    let base = |path: &str| Path::new(path).file_name().map(|n| n.to_os_string());
-    let our_names: Vec<_> = ours.iter().filter_map(|n| base(n)).collect();
-    let stacked: Vec<String> = loops
-        .iter()
-        .filter(|(_, b)| base(b).is_some_and(|b| our_names.contains(&b)))
-        .map(|(n, _)| n.clone())
-        .collect();
-    for name in stacked.iter().chain(&ours) {
-        let _ = Command::new("blockdev")
-            .args(["--setrw", name])
-            .stdin(Stdio::null())
-            .status();
-        let _ = Command::new("losetup")
-            .args(["-d", name])
-            .stdin(Stdio::null())
-            .status();
-    }
-    stacked
+        .collect()
 }
 
 /// The sandbox's container.
@@ -403,13 +517,18 @@ impl Sandbox {
             .trim()
             .to_string();
         let drbd_conf = work.join("drbd.conf");
-        fs::write(
-            &drbd_conf,
-            format!(
-                "resource {RESOURCE} {{\n  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n  on {host} {{ node-id 0; address 127.0.0.1:7789; }}\n  on peer1 {{ node-id 1; address 127.0.0.2:7789; }}\n}}\n"
-            ),
-        )
-        .map_err(io("write drbd.conf"))?;
+        let hosts = [
+            ResHost {
+                name: host.clone(),
+                address: "127.0.0.1".into(),
+            },
+            // The peer the DRBD simulator plays (sim-peer).
+            ResHost {
+                name: "peer1".into(),
+                address: "127.0.0.2".into(),
+            },
+        ];
+        fs::write(&drbd_conf, drbd_res(&disk, &hosts)).map_err(io("write drbd.conf"))?;
         // converge runs drbdadm without -c, as on a real node: give this namespace its own
         // /etc/drbd.conf.
         if !Path::new("/etc/drbd.conf").exists() {
@@ -427,80 +546,35 @@ impl Sandbox {
         )?;
 
         let drbdsetup = format!("--drbdsetup={}", bin.join("drbdsetup").display());
-        let drbdadm = |step: &str, args: &[&str]| {
-            let mut all = vec![drbdsetup.as_str()];
-            all.extend_from_slice(args);
-            run(step, "drbdadm", &all, &env, Some(&bin))
-        };
-        // Metadata first: drbdmeta refuses (without a TTY) a disk that holds a filesystem.
-        drbdadm("create DRBD metadata", &["create-md", RESOURCE])?;
-        drbdadm("bring DRBD up", &["up", RESOURCE])?;
-        drbdadm("promote", &["primary", RESOURCE])?;
-        run(
-            "make the filesystem",
-            "mkfs.ext3",
-            &["-q", "-F", "/dev/drbd0"],
-            &[],
-            None,
-        )?;
+        let here =
+            |step: &str, program: &str, args: &[&str]| run(step, program, args, &env, Some(&bin));
         let mnt = work.join("drbdsvc");
-        fs::create_dir_all(&mnt).map_err(io("create the mount point"))?;
-        run(
-            "mount the filesystem",
-            "mount",
-            &["/dev/drbd0", &mnt.to_string_lossy()],
-            &[],
-            None,
-        )?;
-        let filled = match &container {
-            SandboxContainer::Vz => populate_container(&mnt.join("vz/private").join(CTID)),
-            SandboxContainer::Lxc { name } => create_lxc_container(work, &mnt, name),
-        };
-        let unmounted = run(
-            "unmount the filesystem",
-            "umount",
-            &[&mnt.to_string_lossy()],
-            &[],
-            None,
-        );
-        filled?;
-        // From here on a failure must not leave the LXC container's configuration behind.
-        let mut guard = LxcGuard(match &container {
-            SandboxContainer::Lxc { name } => Some(name.clone()),
-            SandboxContainer::Vz => None,
-        });
-        unmounted?;
-        drbdadm("demote", &["secondary", RESOURCE])?;
-        drbdadm("take DRBD down", &["down", RESOURCE])?;
+        // From the filling on, a failure must not leave the LXC container's configuration
+        // behind: the guard is dropped (and destroys it) if a later step fails.
+        let mut guard = seed_data(&here, &[drbdsetup.as_str()], &mnt, || match &container {
+            SandboxContainer::Vz => {
+                populate_container(&mnt.join("vz/private").join(CTID)).map(|()| LxcGuard(None))
+            }
+            SandboxContainer::Lxc { name } => {
+                create_lxc_container(work, &mnt, name).map(|()| LxcGuard(Some(name.clone())))
+            }
+        })?;
 
         if container == SandboxContainer::Vz {
-            let vzctl = bin.join("vzctl");
-            let private = mnt.join("vz/private").join(CTID);
-            run(
-                "define the container",
-                &vzctl.to_string_lossy(),
-                &["sim-create", CTID, "--private", &private.to_string_lossy()],
-                &env,
-                None,
-            )?;
+            define_container(&bin, &mnt, &env)?;
         }
 
         // The programs keep their plain names (drbdadm finds drbdsetup through PATH too), so
         // the log reads as on a real node: `drbdadm primary data`, `vzctl start 101`.
         let config = work.join("config.yaml");
-        let state_dir = work.join("state");
-        fs::write(
-            &config,
-            format!(
-                "node: {host}\nmanifests: {m}\nstate_dir: {s}\nlog_dir: {l}\nproc_drbd: {p}\n",
-                m = work.join("manifests").display(),
-                s = state_dir.display(),
-                l = work.join("log").display(),
-                p = sim_dir.join("proc_drbd").display(),
-            ),
-        )
-        .map_err(io("write config.yaml"))?;
         let manifests = work.join("manifests");
+        let paths = NodePaths {
+            manifests: &manifests,
+            state_dir: &work.join("state"),
+            log_dir: &work.join("log"),
+            proc_drbd: &sim_dir.join("proc_drbd"),
+        };
+        fs::write(&config, node_config(&host, &paths)).map_err(io("write config.yaml"))?;
         fs::create_dir_all(&manifests).map_err(io("create manifests"))?;
         let manifest = manifests.join("drbdsvc.yaml");
         fs::write(&manifest, seed_manifest_for("up", &host, &mnt, &container))
@@ -597,6 +671,21 @@ impl Sandbox {
     }
 }
 
+/// Defines the OpenVZ simulator's container [`CTID`], its private area on the filesystem
+/// mounted at `mnt`, in the simulator state `env` names (`CONVERGE_SIM_DIR`).
+pub fn define_container(bin: &Path, mnt: &Path, env: &[(&str, &Path)]) -> Result<(), SandboxError> {
+    let vzctl = bin.join("vzctl");
+    let private = mnt.join("vz/private").join(CTID);
+    run(
+        "define the container",
+        &vzctl.to_string_lossy(),
+        &["sim-create", CTID, "--private", &private.to_string_lossy()],
+        env,
+        None,
+    )
+    .map(drop)
+}
+
 /// The seed service (the OpenSVC drbd documentation's), with its mount point in the sandbox.
 pub fn seed_manifest(state: &str, node: &str, mnt: &Path) -> String {
     seed_manifest_for(state, node, mnt, &SandboxContainer::Vz)
@@ -627,7 +716,7 @@ pub fn seed_manifest_for(
 
 /// The container's private area: busybox (when installed, so `vzctl exec` runs inside it with
 /// chroot) and the app's scripts (see [`write_app_scripts`]).
-fn populate_container(private: &Path) -> Result<(), SandboxError> {
+pub fn populate_container(private: &Path) -> Result<(), SandboxError> {
     for dir in ["bin", "var/run", "var/log", "tmp", "etc"] {
         fs::create_dir_all(private.join(dir)).map_err(io("create the container's directories"))?;
     }

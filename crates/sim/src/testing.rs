@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::sandbox::{detach_loops_under, missing_programs};
+use crate::world::{missing_world_programs, remove_world_cgroup};
 
 /// Whether this process runs as root (loop devices, mknod and mounts need it).
 pub fn is_root() -> bool {
@@ -21,6 +22,17 @@ static REAL_PARTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// afterwards the parent detaches any loop device left over the test's files, and fails the
 /// test if the simulator left one. Without root, or without the programs, it says why it skips.
 pub fn in_namespace(name: &str, scenario: fn(&Path)) {
+    run_in_namespace(name, missing_programs, scenario);
+}
+
+/// As [`in_namespace`], for a scenario that builds a `world::World` (which also needs
+/// nsenter, ip, hostname); the parent also kills and removes the world's cgroup if the
+/// scenario's process died without doing so.
+pub fn in_world_namespace(name: &str, scenario: fn(&Path)) {
+    run_in_namespace(name, missing_world_programs, scenario);
+}
+
+fn run_in_namespace(name: &str, missing: fn() -> Vec<String>, scenario: fn(&Path)) {
     if let Some(work) = std::env::var_os(INSIDE) {
         scenario(Path::new(&work));
         return;
@@ -29,7 +41,7 @@ pub fn in_namespace(name: &str, scenario: fn(&Path)) {
         eprintln!("skipping {name}: needs root (loop devices, mknod, mounts)");
         return;
     }
-    let missing = missing_programs();
+    let missing = missing();
     if !missing.is_empty() {
         // In CI these are installed by .ci/run: a missing one there is a failure, not a skip.
         assert!(
@@ -51,6 +63,7 @@ pub fn in_namespace(name: &str, scenario: fn(&Path)) {
         .stdin(Stdio::null())
         .output()
         .expect("unshare runs");
+    let cgroup_problems = remove_world_cgroup(work.path());
     let leaked = detach_loops_under(work.path());
     assert!(
         output.status.success(),
@@ -61,5 +74,9 @@ pub fn in_namespace(name: &str, scenario: fn(&Path)) {
     assert!(
         leaked.is_empty(),
         "{name} left loop devices behind: {leaked:?}"
+    );
+    assert!(
+        cgroup_problems.is_empty(),
+        "{name}: its world's cgroup: {cgroup_problems:?}"
     );
 }

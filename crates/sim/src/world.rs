@@ -1,0 +1,1005 @@
+//! A world of two or three simulated nodes on one machine, for the tests and the demo: the DRBD
+//! simulator's world mode (see `drbd_world`) with real namespaces, loop devices and mounts.
+//!
+//! Each node is a holder process (`sleep infinity` under `unshare --mount --uts --net
+//! --propagation private`) whose namespaces the node's commands enter with `nsenter`:
+//! - UTS: its hostname is the node's name, so the real `drbdadm` picks the node's `on`
+//!   section, and the simulator runs as that node;
+//! - mount: a private /dev (the tools' nodes and the node's own `/dev/drbd0`), and the
+//!   world's shared resource file bound on /etc/drbd.conf;
+//! - network: loopback up with the node's address (`127.0.0.N`) from the resource file, which
+//!   `drbdadm up` insists on finding on a local interface.
+//!
+//! When cgroup v2 is mounted (found in mountinfo), each node's processes live in a cgroup of
+//! their own, `converge-world-TAG/NODE`, so powering a node off is `cgroup.kill`; the
+//! processes in the node's mount namespace are killed too, which is all there is without
+//! cgroups. Everything the world made (holders, loop devices, mounts, cgroups) goes when it
+//! is dropped or [`World::teardown`] runs, even after a failed test; holders also die with
+//! the thread that created the world (PR_SET_PDEATHSIG).
+//!
+//! [`World::create`] must run as root in a private mount namespace (as `Sandbox::create`):
+//! it briefly mounts each node's /dev in the caller's namespace before handing it over.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::symlink;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use converge_core::observe::drbd::{
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
+    ReplicationState, Role,
+};
+use converge_core::observe::mountinfo::{self, DevNum, Mount};
+
+use crate::drbd_view::Peers;
+use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
+use crate::sandbox::{
+    NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
+    define_container, drbd_res, in_path, loops_over, node_config, path_with, populate_container,
+    populate_devfs, seed_data, seed_manifest_for,
+};
+
+/// What a world needs on top of [`REQUIRED_PROGRAMS`].
+pub const WORLD_PROGRAMS: &[(&str, &str)] = &[
+    ("nsenter", "util-linux"),
+    ("ip", "iproute2"),
+    ("hostname", "hostname"),
+    ("sleep", "coreutils"),
+];
+
+/// Missing programs for a world, as "program (package)".
+pub fn missing_world_programs() -> Vec<String> {
+    REQUIRED_PROGRAMS
+        .iter()
+        .chain(WORLD_PROGRAMS)
+        .filter(|(program, _)| !in_path(program))
+        .map(|(program, package)| format!("{program} (package {package})"))
+        .collect()
+}
+
+/// How long a node's processes, or the loop devices they held, may take to go.
+const GONE_WITHIN: Duration = Duration::from_secs(10);
+/// A node's mount table is read with this cap: thousands of mounts fit.
+const MOUNTINFO_CAP: u64 = 16 << 20;
+
+fn step_error(step: impl Into<String>, detail: impl Into<String>) -> SandboxError {
+    SandboxError::Step {
+        step: step.into(),
+        detail: detail.into(),
+    }
+}
+
+fn io(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+    let step = step.into();
+    move |source| SandboxError::Io { step, source }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The simulated nodes and the paths shared by all of them.
+#[derive(Debug)]
+pub struct World {
+    pub work: PathBuf,
+    /// The simulators' symlinks (`drbdsetup`, `vzctl`, `vzlist`): first in every node's PATH.
+    pub bin: PathBuf,
+    /// `CONVERGE_SIM_WORLD`: the DRBD simulator's world.
+    pub world_dir: PathBuf,
+    /// The shared resource file, bound on every node's /etc/drbd.conf.
+    pub res_file: PathBuf,
+    /// The shared manifest directory (GitOps: one checkout every node reads).
+    pub manifests: PathBuf,
+    /// The seed service's manifest in `manifests`, pinned to the first node.
+    pub manifest: PathBuf,
+    /// The filesystem's mount point (the same path on every node; mounts are per node).
+    pub mnt: PathBuf,
+    /// The backing disk's loop device, shared by every node's DRBD.
+    pub disk: String,
+    pub service: String,
+    /// In node-id order.
+    pub nodes: Vec<WorldNode>,
+    /// `converge-world-TAG` under the cgroup v2 mount, when there is one.
+    cgroup: Option<PathBuf>,
+    torn_down: bool,
+}
+
+/// One simulated node.
+#[derive(Debug)]
+pub struct WorldNode {
+    pub name: String,
+    pub node_id: u32,
+    /// Its address in the resource file (on its own loopback).
+    pub address: String,
+    /// `work/nodes/NAME`: its converge state, logs, configuration.
+    pub dir: PathBuf,
+    /// converge's configuration for this node (`--config`).
+    pub config: PathBuf,
+    pub state_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// The OpenVZ simulator's state (`CONVERGE_SIM_DIR`) on this node.
+    pub sim_dir: PathBuf,
+    /// The DRBD simulator's /proc/drbd stand-in for this node.
+    pub proc_drbd: PathBuf,
+    cgroup: Option<PathBuf>,
+    /// The namespace holder; `None` while the node is powered off.
+    holder: Option<Child>,
+}
+
+impl WorldNode {
+    /// The holder's pid, the way into the node's namespaces; `None` while powered off.
+    pub fn holder_pid(&self) -> Option<u32> {
+        self.holder.as_ref().map(Child::id)
+    }
+}
+
+/// What one node's DRBD looks like, from the world's state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeDrbd {
+    pub powered_on: bool,
+    /// Its resources that are up, as converge's own model (and parsers) would have them.
+    /// A device's `open` is whether the node's mount table holds it.
+    pub resources: Vec<DrbdResource>,
+}
+
+impl NodeDrbd {
+    pub fn resource(&self, name: &str) -> Option<&DrbdResource> {
+        self.resources.iter().find(|r| r.name == name)
+    }
+}
+
+/// A long-running process inside a node, killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct NodeProcess {
+    pub node: String,
+    child: Child,
+}
+
+impl NodeProcess {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The process itself (its pipes, `try_wait`).
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// `kill -9`, then reaps it.
+    pub fn kill9(&mut self) -> std::io::Result<()> {
+        match self.child.kill() {
+            Ok(()) => {}
+            // Already exited: reaping is all there is to do.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {}
+            Err(e) => return Err(e),
+        }
+        self.child.wait().map(drop)
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// The cgroup a world made for `work`, whether or not it still exists: named after the work
+/// directory, so that whoever created the world can find it after a crash.
+pub fn world_cgroup(work: &Path) -> Option<PathBuf> {
+    let root = cgroup2_root()?;
+    let base = work.file_name()?.to_string_lossy();
+    let tag: String = base
+        .trim_start_matches('.')
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(root.join(format!("converge-world-{tag}")))
+}
+
+/// Kills whatever is left in the cgroup of the world made in `work`, and removes it: for the
+/// process that made the world, after that world's process died without tearing it down.
+pub fn remove_world_cgroup(work: &Path) -> Vec<String> {
+    match world_cgroup(work) {
+        Some(cgroup) if cgroup.exists() => remove_cgroup_tree(&cgroup),
+        _ => Vec::new(),
+    }
+}
+
+/// Where cgroup v2 is mounted, from this process's mountinfo.
+fn cgroup2_root() -> Option<PathBuf> {
+    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mounts = mountinfo::parse(&text).ok()?;
+    mounts
+        .iter()
+        .find(|m| m.fstype() == "cgroup2")
+        .map(|m| m.mount_point().to_path_buf())
+}
+
+/// Kills every process in `cgroup` and below, waits for them, and removes the cgroups.
+fn remove_cgroup_tree(cgroup: &Path) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = kill_cgroup(cgroup) {
+        problems.push(e.to_string());
+    }
+    let children: Vec<PathBuf> = fs::read_dir(cgroup)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default();
+    for dir in children.iter().map(PathBuf::as_path).chain([cgroup]) {
+        if let Err(e) = fs::remove_dir(dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            problems.push(format!("remove cgroup {}: {e}", dir.display()));
+        }
+    }
+    problems
+}
+
+/// `cgroup.kill`, then waits until `cgroup.events` says nothing is left in it.
+fn kill_cgroup(cgroup: &Path) -> Result<(), SandboxError> {
+    let kill = cgroup.join("cgroup.kill");
+    fs::write(&kill, "1").map_err(io(format!("write {}", kill.display())))?;
+    let events = cgroup.join("cgroup.events");
+    let deadline = Instant::now() + GONE_WITHIN;
+    loop {
+        let populated = fs::read_to_string(&events)
+            .map(|t| t.lines().any(|l| l == "populated 1"))
+            .unwrap_or(false);
+        if !populated {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(step_error(
+                format!("kill cgroup {}", cgroup.display()),
+                format!("processes still there after {GONE_WITHIN:?}"),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The processes whose mount namespace is `ns` (a `/proc/PID/ns/mnt` link's text).
+fn processes_in(ns: &OsStr) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/ns/mnt")).is_ok_and(|l| l.as_os_str() == ns)
+        })
+        .collect()
+}
+
+/// Joins the cgroup whose `cgroup.procs` is `procs`, in a forked child before exec: only
+/// async-signal-safe calls (open, write, close) and no allocation.
+fn join_cgroup(procs: &CString) -> std::io::Result<()> {
+    // SAFETY: `procs` is a valid NUL-terminated path; the buffer written is a static byte.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // "0" moves the writing process itself.
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let error = std::io::Error::last_os_error();
+        libc::close(fd);
+        if written != 1 {
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Makes `command` join `cgroup` (if any) when it starts.
+fn in_cgroup(command: &mut Command, cgroup: Option<&Path>) -> Result<(), SandboxError> {
+    let Some(cgroup) = cgroup else {
+        return Ok(());
+    };
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes())
+        .map_err(|_| step_error("join the node's cgroup", "the cgroup path holds a NUL byte"))?;
+    // SAFETY: the closure only calls join_cgroup, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(move || join_cgroup(&procs));
+    }
+    Ok(())
+}
+
+impl World {
+    /// Builds a world of `names` (two or three nodes, node ids in this order) in `work`, a
+    /// fresh directory, with `sim` the simulators' binary (`converge-sim`, or a converge
+    /// built with the `sim` feature): the shared backing disk with the seed service's data
+    /// (made on the first node), the shared resource file and manifest (the service pinned to
+    /// the first node), and every node powered on with DRBD down.
+    pub fn create(work: &Path, sim: &Path, names: &[&str]) -> Result<World, SandboxError> {
+        if !(2..=3).contains(&names.len()) {
+            return Err(step_error(
+                "world",
+                format!("{} nodes asked for: a world has 2 or 3", names.len()),
+            ));
+        }
+        for (i, name) in names.iter().enumerate() {
+            if !valid_node_name(name) {
+                return Err(step_error(
+                    "world",
+                    format!("{name:?} cannot name a node: use letters, digits, '-', '_', '.'"),
+                ));
+            }
+            if names[..i].contains(name) {
+                return Err(step_error("world", format!("node {name} named twice")));
+            }
+        }
+        let missing = missing_world_programs();
+        if !missing.is_empty() {
+            return Err(step_error(
+                "world",
+                format!("not installed: {}", missing.join(", ")),
+            ));
+        }
+        if !Path::new("/etc/drbd.conf").exists() {
+            return Err(step_error(
+                "drbd configuration",
+                "/etc/drbd.conf does not exist (it is where each node's resource file is bound): install drbd-utils",
+            ));
+        }
+        let bin = work.join("bin");
+        fs::create_dir_all(&bin).map_err(io("create bin"))?;
+        for tool in ["drbdsetup", "vzctl", "vzlist"] {
+            symlink(sim, bin.join(tool)).map_err(io(format!("link {tool}")))?;
+        }
+        let image = work.join("backing.img");
+        fs::File::create(&image)
+            .and_then(|f| f.set_len(64 << 20))
+            .map_err(io("create the backing file"))?;
+        let out = Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&image)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("attach the backing file: losetup"))?;
+        if !out.status.success() {
+            return Err(step_error(
+                "attach the backing file",
+                format!(
+                    "losetup exited {}: {}",
+                    out.status,
+                    text(&out.stderr).trim()
+                ),
+            ));
+        }
+        let disk = text(&out.stdout).trim().to_string();
+        // From here on, a failure tears down what exists (Drop).
+        let cgroup = world_cgroup(work).filter(|c| fs::create_dir_all(c).is_ok());
+        let world_dir = work.join("world");
+        let mut world = World {
+            work: work.to_path_buf(),
+            bin,
+            res_file: work.join("drbd.conf"),
+            manifests: work.join("manifests"),
+            manifest: work.join("manifests/drbdsvc.yaml"),
+            mnt: work.join("drbdsvc"),
+            disk,
+            service: SERVICE.to_string(),
+            nodes: Vec::new(),
+            cgroup,
+            torn_down: false,
+            world_dir,
+        };
+        for (id, name) in names.iter().enumerate() {
+            let dir = work.join("nodes").join(name);
+            let node_cgroup = world.cgroup.as_ref().map(|c| c.join(name));
+            if let Some(c) = &node_cgroup {
+                fs::create_dir_all(c).map_err(io(format!("create cgroup {}", c.display())))?;
+            }
+            world.nodes.push(WorldNode {
+                name: name.to_string(),
+                node_id: u32::try_from(id).unwrap_or(u32::MAX),
+                address: format!("127.0.0.{}", id + 1),
+                config: dir.join("config.yaml"),
+                state_dir: dir.join("state"),
+                log_dir: dir.join("log"),
+                sim_dir: dir.join("sim"),
+                proc_drbd: world.world_dir.join("nodes").join(name).join("proc_drbd"),
+                dir,
+                cgroup: node_cgroup,
+                holder: None,
+            });
+        }
+        world.build()?;
+        Ok(world)
+    }
+
+    fn build(&mut self) -> Result<(), SandboxError> {
+        let hosts: Vec<ResHost> = self
+            .nodes
+            .iter()
+            .map(|n| ResHost {
+                name: n.name.clone(),
+                address: n.address.clone(),
+            })
+            .collect();
+        fs::write(&self.res_file, drbd_res(&self.disk, &hosts))
+            .map_err(io("write the resource file"))?;
+        for index in 0..self.nodes.len() {
+            fs::create_dir_all(&self.nodes[index].sim_dir)
+                .map_err(io("create the node's directories"))?;
+            self.start_holder(index)?;
+            let name = self.nodes[index].name.clone();
+            self.hook(&["add-node", &name])?;
+        }
+
+        // The seed data, made on the first node.
+        let first = self.nodes[0].name.clone();
+        let holder = self.nodes[0]
+            .holder_pid()
+            .ok_or_else(|| step_error("seed data", "the first node has no holder"))?;
+        let here =
+            |step: &str, program: &str, args: &[&str]| self.checked(&first, step, program, args);
+        let drbdsetup = format!("--drbdsetup={}", self.bin.join("drbdsetup").display());
+        // The filesystem is mounted in the node's namespace: reach it through the holder's
+        // root, which resolves paths in that namespace.
+        let private = Path::new(&format!("/proc/{holder}/root"))
+            .join(self.mnt.strip_prefix("/").unwrap_or(&self.mnt))
+            .join("vz/private")
+            .join(crate::sandbox::CTID);
+        seed_data(&here, &[drbdsetup.as_str()], &self.mnt, || {
+            populate_container(&private)
+        })?;
+
+        fs::create_dir_all(&self.manifests).map_err(io("create manifests"))?;
+        for node in &self.nodes {
+            for dir in [&node.state_dir, &node.log_dir] {
+                fs::create_dir_all(dir).map_err(io("create the node's directories"))?;
+            }
+            define_container(&self.bin, &self.mnt, &[("CONVERGE_SIM_DIR", &node.sim_dir)])?;
+            let paths = NodePaths {
+                manifests: &self.manifests,
+                state_dir: &node.state_dir,
+                log_dir: &node.log_dir,
+                proc_drbd: &node.proc_drbd,
+            };
+            fs::write(&node.config, node_config(&node.name, &paths))
+                .map_err(io(format!("write {}", node.config.display())))?;
+        }
+        self.set_state("up", &first)
+    }
+
+    /// Rewrites the seed manifest: desired `state`, pinned to node `node`.
+    pub fn set_state(&self, state: &str, node: &str) -> Result<(), SandboxError> {
+        fs::write(
+            &self.manifest,
+            seed_manifest_for(state, node, &self.mnt, &SandboxContainer::Vz),
+        )
+        .map_err(io("write the manifest"))
+    }
+
+    /// Starts node `index`'s holder: new namespaces, its /dev, hostname, address and
+    /// resource file.
+    fn start_holder(&mut self, index: usize) -> Result<(), SandboxError> {
+        let staging = self.nodes[index].dir.join("dev");
+        populate_devfs(&staging)?;
+        let started = self.spawn_holder(index, &staging);
+        // The node moved its own copy of the staging mount onto its /dev; this namespace's
+        // copy is not needed (and must not leak into the next node's namespaces).
+        let _ = Command::new("umount")
+            .args(["--recursive", "--lazy"])
+            .arg(&staging)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        started
+    }
+
+    fn spawn_holder(&mut self, index: usize, staging: &Path) -> Result<(), SandboxError> {
+        let node = &self.nodes[index];
+        let name = node.name.clone();
+        let log_path = node.dir.join("holder.log");
+        let log = fs::File::create(&log_path).map_err(io("create the holder's log"))?;
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "--uts", "--net", "--propagation", "private"])
+            .args(["sleep", "infinity"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let procs = node
+            .cgroup
+            .as_ref()
+            .map(|c| CString::new(c.join("cgroup.procs").as_os_str().as_bytes()))
+            .transpose()
+            .map_err(|_| step_error("node cgroup", "the cgroup path holds a NUL byte"))?;
+        // SAFETY: prctl and join_cgroup are async-signal-safe.
+        unsafe {
+            command.pre_exec(move || {
+                // The holder dies with the thread that made the world, even on SIGKILL.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                match &procs {
+                    Some(procs) => join_cgroup(procs),
+                    None => Ok(()),
+                }
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(io(format!("start node {name}'s holder: unshare")))?;
+        let pid = child.id();
+        // unshare has set the namespaces up once it has exec'd sleep.
+        let deadline = Instant::now() + GONE_WITHIN;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                return Err(step_error(
+                    format!("start node {name}'s holder"),
+                    format!("unshare exited {status}: {}", log.trim()),
+                ));
+            }
+            if fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep") {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(step_error(
+                    format!("start node {name}'s holder"),
+                    format!("not ready after {GONE_WITHIN:?}"),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.nodes[index].holder = Some(child);
+        let staging = staging.to_string_lossy().into_owned();
+        let res_file = self.res_file.to_string_lossy().into_owned();
+        let address = format!("{}/8", self.nodes[index].address);
+        let mut steps: Vec<(&str, Vec<&str>)> = vec![
+            ("private /dev", vec!["mount", "--move", &staging, "/dev"]),
+            ("hostname", vec!["hostname", &name]),
+            ("loopback", vec!["ip", "link", "set", "lo", "up"]),
+            (
+                "resource file",
+                vec!["mount", "--bind", &res_file, "/etc/drbd.conf"],
+            ),
+        ];
+        // 127.0.0.1 comes with the loopback.
+        if self.nodes[index].address != "127.0.0.1" {
+            steps.push(("address", vec!["ip", "addr", "add", &address, "dev", "lo"]));
+        }
+        for (step, argv) in steps {
+            self.checked(&name, step, argv[0], &argv[1..])?;
+        }
+        Ok(())
+    }
+
+    fn index(&self, node: &str) -> Result<usize, SandboxError> {
+        self.nodes
+            .iter()
+            .position(|n| n.name == node)
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+                step_error(
+                    "world",
+                    format!("no node {node:?} (nodes: {})", names.join(", ")),
+                )
+            })
+    }
+
+    pub fn node(&self, node: &str) -> Result<&WorldNode, SandboxError> {
+        self.index(node).map(|i| &self.nodes[i])
+    }
+
+    /// The environment of a command on `node`: PATH with the simulators first, the DRBD
+    /// world, the node's OpenVZ simulator state, DRBD 9.
+    pub fn env(&self, node: &str) -> Result<Vec<(String, OsString)>, SandboxError> {
+        let n = self.node(node)?;
+        Ok(vec![
+            ("PATH".into(), path_with(&self.bin)),
+            ("CONVERGE_SIM_WORLD".into(), self.world_dir.clone().into()),
+            ("CONVERGE_SIM_DIR".into(), n.sim_dir.clone().into()),
+            ("CONVERGE_SIM_DRBD_VERSION".into(), "9".into()),
+        ])
+    }
+
+    /// A command that runs `program` inside `node` (its namespaces and cgroup, its
+    /// environment), stdin from /dev/null; add arguments and run or spawn it.
+    pub fn command(&self, node: &str, program: impl AsRef<OsStr>) -> Result<Command, SandboxError> {
+        let n = self.node(node)?;
+        let pid = n.holder_pid().ok_or_else(|| {
+            step_error(
+                format!("run on {node}"),
+                format!("node {node} is powered off: power it on first"),
+            )
+        })?;
+        let mut command = Command::new("nsenter");
+        command
+            .arg("--target")
+            .arg(pid.to_string())
+            .args(["--mount", "--uts", "--net", "--"])
+            .arg(program)
+            .envs(self.env(node)?)
+            // The hostname says which node this is.
+            .env_remove("CONVERGE_SIM_NODE")
+            .stdin(Stdio::null());
+        in_cgroup(&mut command, n.cgroup.as_deref())?;
+        Ok(command)
+    }
+
+    /// Runs `program args` inside `node` to completion: its exit status and output.
+    pub fn run(&self, node: &str, program: &str, args: &[&str]) -> Result<Output, SandboxError> {
+        self.command(node, program)?
+            .args(args)
+            .output()
+            .map_err(io(format!("run {program} on {node}")))
+    }
+
+    /// As [`World::run`], failing (with the program's stderr) unless it exits 0; its stdout.
+    pub fn checked(
+        &self,
+        node: &str,
+        step: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<String, SandboxError> {
+        let out = self.run(node, program, args)?;
+        if !out.status.success() {
+            let stderr: Vec<String> = text(&out.stderr)
+                .lines()
+                .filter(|l| !l.contains("modinfo"))
+                .map(str::to_string)
+                .collect();
+            return Err(step_error(
+                format!("{step} on {node}"),
+                format!(
+                    "{program} {} exited {}: {}",
+                    args.join(" "),
+                    out.status,
+                    stderr.join(" / ")
+                ),
+            ));
+        }
+        Ok(text(&out.stdout))
+    }
+
+    /// `drbdadm ARGS` on `node`, driving the simulator (no `-c`: the node's /etc/drbd.conf).
+    pub fn drbdadm(&self, node: &str, args: &[&str]) -> Result<Output, SandboxError> {
+        let drbdsetup = format!("--drbdsetup={}", self.bin.join("drbdsetup").display());
+        let mut all = vec![drbdsetup.as_str()];
+        all.extend_from_slice(args);
+        self.run(node, "drbdadm", &all)
+    }
+
+    /// The simulator's `drbdsetup ARGS` on `node`.
+    pub fn drbdsetup(&self, node: &str, args: &[&str]) -> Result<Output, SandboxError> {
+        self.run(node, &self.bin.join("drbdsetup").to_string_lossy(), args)
+    }
+
+    /// Starts `program args` inside `node` and leaves it running (a daemon, say).
+    pub fn spawn(
+        &self,
+        node: &str,
+        program: &str,
+        args: &[&str],
+        stdout: Stdio,
+        stderr: Stdio,
+    ) -> Result<NodeProcess, SandboxError> {
+        let child = self
+            .command(node, program)?
+            .args(args)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(io(format!("start {program} on {node}")))?;
+        Ok(NodeProcess {
+            node: node.to_string(),
+            child,
+        })
+    }
+
+    /// A world hook (`drbdsetup sim-world ARGS`), run from outside every node.
+    pub fn hook(&self, args: &[&str]) -> Result<String, SandboxError> {
+        let out = Command::new(self.bin.join("drbdsetup"))
+            .arg("sim-world")
+            .args(args)
+            .env("CONVERGE_SIM_WORLD", &self.world_dir)
+            // The hooks act on the world as a whole; this only gives the command a valid node
+            // identity whatever this machine's hostname is.
+            .env("CONVERGE_SIM_NODE", &self.nodes[0].name)
+            .env("PATH", path_with(&self.bin))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(io("run a world hook"))?;
+        if !out.status.success() {
+            return Err(step_error(
+                format!("sim-world {}", args.join(" ")),
+                format!("exited {}: {}", out.status, text(&out.stderr).trim()),
+            ));
+        }
+        Ok(text(&out.stdout))
+    }
+
+    /// Cuts the link between `a` and `b`: each sees the other go (Connecting).
+    pub fn cut(&self, a: &str, b: &str) -> Result<(), SandboxError> {
+        self.hook(&["cut", a, b]).map(drop)
+    }
+
+    /// Heals the link: they reconnect, resync, or find a split brain.
+    pub fn heal(&self, a: &str, b: &str) -> Result<(), SandboxError> {
+        self.hook(&["heal", a, b]).map(drop)
+    }
+
+    /// Resolves a split brain of resource `res`: `victim` discards its data and resyncs.
+    pub fn resolve(&self, res: &str, victim: &str) -> Result<(), SandboxError> {
+        self.hook(&["resolve", res, victim]).map(drop)
+    }
+
+    /// Resyncs wait (`true`) until released (`false`), or complete at once (the default).
+    pub fn hold_resync(&self, hold: bool) -> Result<(), SandboxError> {
+        self.hook(&["resync", if hold { "hold" } else { "release" }])
+            .map(drop)
+    }
+
+    /// Powers `node` off: every process in it is killed (its mounts die with its
+    /// namespace), then its simulated DRBD is gone (loop devices detached once nothing holds
+    /// them) and its peers see the connection drop. Powering off a node that is off is fine.
+    pub fn power_off(&mut self, node: &str) -> Result<(), SandboxError> {
+        let index = self.index(node)?;
+        let killed = self.kill_node(index);
+        let hooked = self.hook(&["power-off", node]).map(drop);
+        killed.and(hooked)
+    }
+
+    /// Powers `node` on again: new namespaces (a fresh /dev, nothing mounted), DRBD down.
+    pub fn power_on(&mut self, node: &str) -> Result<(), SandboxError> {
+        let index = self.index(node)?;
+        if self.nodes[index].holder.is_some() {
+            return Err(step_error(
+                format!("power on {node}"),
+                "it is powered on already",
+            ));
+        }
+        self.hook(&["power-on", node])?;
+        self.start_holder(index)
+    }
+
+    /// Kills every process of node `index` (its cgroup, and whatever shares its mount
+    /// namespace), the holder last.
+    fn kill_node(&mut self, index: usize) -> Result<(), SandboxError> {
+        let node = &mut self.nodes[index];
+        let Some(mut holder) = node.holder.take() else {
+            return Ok(());
+        };
+        let ns = fs::read_link(format!("/proc/{}/ns/mnt", holder.id()));
+        let mut result = match &node.cgroup {
+            Some(cgroup) => kill_cgroup(cgroup),
+            None => Ok(()),
+        };
+        // Without cgroups this is all; with them, it catches processes that entered the node
+        // some other way.
+        if let Ok(ns) = ns {
+            let deadline = Instant::now() + GONE_WITHIN;
+            loop {
+                let left = processes_in(ns.as_os_str());
+                if left.is_empty() {
+                    break;
+                }
+                for pid in &left {
+                    // SAFETY: kill(2) with a pid read from /proc; at worst it is gone (ESRCH).
+                    unsafe {
+                        libc::kill(*pid, libc::SIGKILL);
+                    }
+                }
+                if Instant::now() > deadline {
+                    result = result.and(Err(step_error(
+                        format!("power off {}", node.name),
+                        format!("processes {left:?} still in its namespace"),
+                    )));
+                    break;
+                }
+                // Zombies (our own children among them) have left their namespaces already.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let _ = holder.kill();
+        let _ = holder.wait();
+        result
+    }
+
+    /// `node`'s mount table, read from its holder (cheap: one read of /proc).
+    pub fn mounts(&self, node: &str) -> Result<Vec<Mount>, SandboxError> {
+        let n = self.node(node)?;
+        let pid = n.holder_pid().ok_or_else(|| {
+            step_error(
+                format!("mounts of {node}"),
+                format!("node {node} is powered off"),
+            )
+        })?;
+        let path = format!("/proc/{pid}/mountinfo");
+        let mut text = String::new();
+        fs::File::open(&path)
+            .and_then(|f| f.take(MOUNTINFO_CAP).read_to_string(&mut text))
+            .map_err(io(format!("read {path}")))?;
+        mountinfo::parse(&text).map_err(|e| step_error(format!("parse {path}"), e.to_string()))
+    }
+
+    /// Every node's DRBD as the world's state has it: one read of the world file (replaced
+    /// by rename under the world's lock, so all nodes are seen at the same instant), each
+    /// powered-on node's mount table read just before it.
+    pub fn drbd(&self) -> Result<BTreeMap<String, NodeDrbd>, SandboxError> {
+        let mut mounted: BTreeMap<String, Vec<DevNum>> = BTreeMap::new();
+        for node in &self.nodes {
+            if node.holder.is_some() {
+                let devs = self.mounts(&node.name)?.iter().map(|m| m.dev).collect();
+                mounted.insert(node.name.clone(), devs);
+            }
+        }
+        let path = self.world_dir.join("world.json");
+        let world = load_world(&path)
+            .map_err(|e| step_error(format!("read {}", path.display()), e.to_string()))?;
+        let mut out = BTreeMap::new();
+        for node in &self.nodes {
+            let state = world.nodes.get(&node.name);
+            let peers = WorldPeers {
+                world: &world,
+                node: &node.name,
+            };
+            let devs = mounted
+                .get(&node.name)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let resources = state
+                .map(|s| {
+                    s.resources
+                        .values()
+                        .map(|res| model_resource(res, &peers, devs))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.insert(
+                node.name.clone(),
+                NodeDrbd {
+                    powered_on: state.is_some() && !world.off.contains(&node.name),
+                    resources,
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    /// The loop devices over the shared backing disk: one per node that has DRBD attached.
+    pub fn stacked_loops(&self) -> Vec<String> {
+        loops_over(&self.disk)
+    }
+
+    /// Powers every node off, detaches the backing disk, removes the cgroups; best effort,
+    /// reports what failed (a loop device left behind is a failure). Runs once.
+    pub fn teardown(&mut self) -> Vec<String> {
+        if self.torn_down {
+            return Vec::new();
+        }
+        self.torn_down = true;
+        let mut problems = Vec::new();
+        for index in 0..self.nodes.len() {
+            if let Err(e) = self.kill_node(index) {
+                problems.push(e.to_string());
+            }
+            let name = self.nodes[index].name.clone();
+            if self.world_dir.join("world.json").exists()
+                && let Err(e) = self.hook(&["power-off", &name])
+            {
+                problems.push(e.to_string());
+            }
+        }
+        // Loop devices whose last user was a dying namespace detach at their last close.
+        let deadline = Instant::now() + GONE_WITHIN;
+        let mut stacked = self.stacked_loops();
+        while !stacked.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            stacked = self.stacked_loops();
+        }
+        for dev in &stacked {
+            problems.push(format!("loop device {dev} still over {}", self.disk));
+            detach(dev);
+        }
+        detach(&self.disk);
+        if let Some(cgroup) = &self.cgroup {
+            problems.extend(remove_cgroup_tree(cgroup));
+        }
+        problems
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let problems = self.teardown();
+        if !problems.is_empty() {
+            eprintln!("world teardown: {}", problems.join("; "));
+        }
+    }
+}
+
+/// Clears read-only (it outlives `losetup -d`) and detaches a loop device.
+fn detach(dev: &str) {
+    let _ = Command::new("blockdev")
+        .args(["--setrw", dev])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let _ = Command::new("losetup")
+        .args(["-d", dev])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// One resource of a node, as converge's DRBD model has it.
+fn model_resource(
+    res: &crate::drbd_state::Resource,
+    peers: &dyn Peers,
+    mounted: &[DevNum],
+) -> DrbdResource {
+    let devices = res
+        .devices
+        .values()
+        .map(|d| DrbdDevice {
+            volume: d.volume,
+            minor: d.minor,
+            disk: DiskState::parse(&d.disk),
+            client: false,
+            open: d.backing.as_ref().is_some_and(|b| {
+                mounted.contains(&DevNum {
+                    major: b.major,
+                    minor: b.minor,
+                })
+            }),
+            quorum: true,
+        })
+        .collect();
+    let connections = res
+        .connections
+        .values()
+        .map(|c| {
+            let v = peers.view(res, c);
+            DrbdConnection {
+                peer_node_id: Some(c.peer_node_id),
+                name: (!c.name.is_empty()).then(|| c.name.clone()),
+                state: ConnectionState::parse(&v.cstate),
+                peer_role: Role::parse(v.peer_role.as_str()),
+                peer_devices: res
+                    .devices
+                    .values()
+                    .map(|d| DrbdPeerDevice {
+                        volume: d.volume,
+                        replication: ReplicationState::parse(v.replication(d.volume)),
+                        peer_disk: DiskState::parse(v.peer_disk(d.volume)),
+                        percent_in_sync: None,
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    DrbdResource {
+        name: res.name.clone(),
+        role: Role::parse(res.role.as_str()),
+        suspended: false,
+        devices,
+        connections,
+    }
+}
