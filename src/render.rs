@@ -70,6 +70,15 @@ pub fn write_daemon_view(
             s.desired,
             s.result
         )?;
+        if s.standby {
+            writeln!(out, "  standby here")?;
+        }
+        if s.status.is_some() {
+            writeln!(out, "  runs on: {}", runs_on(&s.runs_on))?;
+        }
+        for line in &s.drbd {
+            writeln!(out, "  {line}")?;
+        }
         if let Some(retry) = &s.next_retry {
             writeln!(out, "  next retry at {retry}")?;
         }
@@ -97,12 +106,7 @@ pub fn write_status(
             s.status.to_string(),
             if s.converged { "yes" } else { "no" },
         )?;
-        let runs_on = if s.runs_on.is_empty() {
-            "nowhere this node can see".to_string()
-        } else {
-            s.runs_on.join(", ")
-        };
-        writeln!(out, "  runs on: {runs_on}")?;
+        writeln!(out, "  runs on: {}", runs_on(&s.runs_on))?;
         if let Some(blocked) = &s.blocked {
             writeln!(
                 out,
@@ -229,5 +233,13 @@ fn unavailable<T>(observed: &Observed<T>) -> Option<&str> {
     match observed {
         Observed::Ok(_) => None,
         Observed::Unavailable(why) => Some(why),
+    }
+}
+
+fn runs_on(nodes: &[String]) -> String {
+    if nodes.is_empty() {
+        "nowhere this node can see".to_string()
+    } else {
+        nodes.join(", ")
     }
 }

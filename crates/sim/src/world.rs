@@ -233,6 +233,13 @@ fn remove_cgroup_tree(cgroup: &Path) -> Vec<String> {
     if let Err(e) = kill_cgroup(cgroup) {
         problems.push(e.to_string());
     }
+    remove_empty_cgroups(cgroup, &mut problems);
+    problems
+}
+
+/// Removes `cgroup` and every cgroup below it, deepest first (a cgroup with children cannot
+/// be removed): the nodes' cgroups hold the ones converge makes for its commands.
+fn remove_empty_cgroups(cgroup: &Path, problems: &mut Vec<String>) {
     let children: Vec<PathBuf> = fs::read_dir(cgroup)
         .map(|entries| {
             entries
@@ -242,14 +249,14 @@ fn remove_cgroup_tree(cgroup: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    for dir in children.iter().map(PathBuf::as_path).chain([cgroup]) {
-        if let Err(e) = fs::remove_dir(dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            problems.push(format!("remove cgroup {}: {e}", dir.display()));
-        }
+    for child in &children {
+        remove_empty_cgroups(child, problems);
     }
-    problems
+    if let Err(e) = fs::remove_dir(cgroup)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        problems.push(format!("remove cgroup {}: {e}", cgroup.display()));
+    }
 }
 
 /// `cgroup.kill`, then waits until `cgroup.events` says nothing is left in it.

@@ -30,7 +30,7 @@ use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
 use converge_core::manifest::{DesiredState, Service, Spec};
 use converge_core::plan::{BlockKind, plan_service};
-use converge_core::status::{Status, service_status};
+use converge_core::status::{ServiceStatus, Status, service_status};
 
 pub const STATUS_FILE: &str = "daemon.json";
 
@@ -57,6 +57,17 @@ pub struct ServiceView {
     /// Aggregate status at the last observation.
     pub status: Option<Status>,
     pub converged: Option<bool>,
+    /// Where the service ran at the last observation: the nodes DRBD showed Primary (this
+    /// node's own name included), or this node for a service without DRBD that is up here.
+    #[serde(default)]
+    pub runs_on: Vec<String>,
+    /// This node stands by for the service (pinned to another node).
+    #[serde(default)]
+    pub standby: bool,
+    /// Its DRBD resources at the last observation: `drbd#0: Secondary, UpToDate; peer deb2
+    /// Primary, UpToDate`.
+    #[serde(default)]
+    pub drbd: Vec<String>,
     pub result: ServiceResult,
     pub last_reconcile: Option<String>,
     pub next_retry: Option<String>,
@@ -142,6 +153,55 @@ impl std::fmt::Display for ServiceResult {
     }
 }
 
+/// What one observation said of a service, for its view.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen {
+    status: Status,
+    converged: bool,
+    runs_on: Vec<String>,
+    standby: bool,
+    drbd: Vec<String>,
+}
+
+impl Seen {
+    fn of(status: &ServiceStatus, service: &Service) -> Seen {
+        let drbd = status
+            .resources
+            .iter()
+            .filter(|r| {
+                service
+                    .resource(r.rid)
+                    .is_some_and(|r| r.spec.as_drbd().is_some())
+            })
+            .map(|r| format!("{}: {}", r.rid, r.detail))
+            .collect();
+        Seen {
+            status: status.status,
+            converged: status.converged,
+            runs_on: status.runs_on.clone(),
+            standby: status.standby,
+            drbd,
+        }
+    }
+}
+
+impl ServiceView {
+    /// Takes in what an observation saw; says whether anything changed.
+    fn saw(&mut self, seen: Seen) -> bool {
+        let changed = self.status != Some(seen.status)
+            || self.converged != Some(seen.converged)
+            || self.runs_on != seen.runs_on
+            || self.standby != seen.standby
+            || self.drbd != seen.drbd;
+        self.status = Some(seen.status);
+        self.converged = Some(seen.converged);
+        self.runs_on = seen.runs_on;
+        self.standby = seen.standby;
+        self.drbd = seen.drbd;
+        changed
+    }
+}
+
 enum Message {
     Trigger(Trigger),
     Done {
@@ -149,7 +209,7 @@ enum Message {
         /// What the run reconciled the service to on this node.
         desired: DesiredState,
         outcome: Outcome,
-        status: Option<(Status, bool)>,
+        seen: Option<Seen>,
     },
     Retry {
         service: String,
@@ -157,7 +217,7 @@ enum Message {
     /// A batched look at many services: the converged ones need nothing more.
     Batch {
         why: String,
-        statuses: Vec<(String, Status, bool)>,
+        statuses: Vec<(String, Seen)>,
         to_reconcile: Vec<String>,
     },
 }
@@ -273,9 +333,9 @@ impl Daemon {
                 service,
                 desired,
                 outcome,
-                status,
+                seen,
             } => {
-                self.on_done(service, desired, outcome, status);
+                self.on_done(service, desired, outcome, seen);
                 true
             }
             Message::Batch {
@@ -295,21 +355,15 @@ impl Daemon {
     fn on_batch(
         &mut self,
         why: &str,
-        statuses: Vec<(String, Status, bool)>,
+        statuses: Vec<(String, Seen)>,
         to_reconcile: Vec<String>,
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
-        for (name, status, converged) in statuses {
+        for (name, seen) in statuses {
             let running = self.scheduler.is_running(&name);
+            let converged = seen.converged;
             let view = self.views.entry(name).or_default();
-            if view.status != Some(status) {
-                view.status = Some(status);
-                changed = true;
-            }
-            if view.converged != Some(converged) {
-                view.converged = Some(converged);
-                changed = true;
-            }
+            changed |= view.saw(seen);
             if converged && !running && view.result != ServiceResult::Converged {
                 view.result = ServiceResult::Converged;
                 changed = true;
@@ -346,11 +400,15 @@ impl Daemon {
             let node = observer.observe(&idle).await;
             let mut statuses = Vec::new();
             let mut to_reconcile = Vec::new();
-            for status in converge_core::status::statuses(&idle, &node) {
+            for (status, service) in converge_core::status::statuses(&idle, &node)
+                .into_iter()
+                .zip(idle.iter())
+            {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                statuses.push((status.service, status.status, status.converged));
+                let seen = Seen::of(&status, service);
+                statuses.push((status.service, seen));
             }
             let _ = tx.send(Message::Batch {
                 why,
@@ -573,12 +631,12 @@ impl Daemon {
         let tx = self.tx.clone();
         let desired = service.desired_here(&self.config.node);
         self.tasks.spawn(async move {
-            let (outcome, status) = run_one(&observer, &service, &stopping, still_blocked).await;
+            let (outcome, seen) = run_one(&observer, &service, &stopping, still_blocked).await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
                 desired,
                 outcome,
-                status,
+                seen,
             });
         });
     }
@@ -588,7 +646,7 @@ impl Daemon {
         name: String,
         desired: DesiredState,
         outcome: Outcome,
-        status: Option<(Status, bool)>,
+        seen: Option<Seen>,
     ) {
         // Only a run that brought it down: one that started before the manifest was deleted
         // (and converged it up) leaves the pruning to the run that follows.
@@ -602,9 +660,8 @@ impl Daemon {
                 .finished(&name, outcome.next(), now, jitter_seed(&name, failures + 1));
         let view = self.views.entry(name.clone()).or_default();
         view.last_reconcile = Some(now_text());
-        if let Some((status, converged)) = status {
-            view.status = Some(status);
-            view.converged = Some(converged);
+        if let Some(seen) = seen {
+            view.saw(seen);
         }
         view.result = ServiceResult::of(&outcome);
         view.next_retry = finished
@@ -696,7 +753,7 @@ async fn run_one(
     service: &Service,
     stopping: &AtomicBool,
     still_blocked: Option<String>,
-) -> (Outcome, Option<(Status, bool)>) {
+) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
     let as_before = plan.blocked.as_ref().filter(|b| {
@@ -722,7 +779,7 @@ async fn run_one(
         observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
-    (outcome, Some((status.status, status.converged)))
+    (outcome, Some(Seen::of(&status, service)))
 }
 
 fn jitter_seed(name: &str, failures: u32) -> u64 {
