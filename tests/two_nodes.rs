@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use converge_core::observe::drbd::{ConnectionState, Role};
+use converge_sim::sandbox::{SandboxContainer, seed_manifest_for};
 use converge_sim::testing::in_world_namespace;
 use converge_sim::world::{NodeProcess, World};
 
@@ -275,6 +276,82 @@ fn three_nodes_switch_over_both_ways_and_the_third_stands_by() {
         "three_nodes_switch_over_both_ways_and_the_third_stands_by",
         |work| {
             switchover_both_ways(work, &["deb1", "deb2", "deb3"]);
+        },
+    );
+}
+
+fn status_of(world: &World, node: &str) -> String {
+    let config = world.node(node).expect("node").config.clone();
+    let out = world
+        .run(
+            node,
+            CONVERGE,
+            &["--config", &config.to_string_lossy(), "status"],
+        )
+        .expect("status runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_node_that_cannot_stop_keeps_the_service_and_the_other_waits() {
+    in_world_namespace(
+        "a_node_that_cannot_stop_keeps_the_service_and_the_other_waits",
+        |work| {
+            let world =
+                Guard(World::create(work, Path::new(CONVERGE), &["deb1", "deb2"]).expect("world"));
+            let world = &world.0;
+            let daemons: Vec<Daemon> = ["deb1", "deb2"]
+                .iter()
+                .map(|n| Daemon::start(world, n))
+                .collect();
+            let all: Vec<&Daemon> = daemons.iter().collect();
+            checked(world, || {
+                settled_on(world, "deb1", &all);
+                // Something converge does not manage holds the filesystem on deb1
+                // (`umount_kill` is off): deb1 cannot unmount, so it must not demote.
+                let mnt = world.mnt.to_string_lossy().into_owned();
+                let mut busy = world
+                    .spawn(
+                        "deb1",
+                        "sh",
+                        &["-c", &format!("cd {mnt} && exec sleep 600")],
+                        Stdio::null(),
+                        Stdio::null(),
+                    )
+                    .expect("a process holds the mount");
+                // Moved to deb2, with a short umount timeout so that deb1 gives up soon.
+                let manifest = seed_manifest_for("up", "deb2", &world.mnt, &SandboxContainer::Vz)
+                    .replace(
+                        "    options: defaults\n",
+                        "    options: defaults\n    timeout: 3s\n",
+                    );
+                assert!(manifest.contains("timeout: 3s"), "{manifest}");
+                fs::write(&world.manifest, manifest).expect("manifest");
+                until("deb1 to report that it cannot unmount", &all, || {
+                    status_of(world, "deb1").contains("target is busy after")
+                });
+                until("deb2 to say it waits for deb1", &all, || {
+                    status_of(world, "deb2").contains("waiting: drbd#0: peer deb1 is Primary")
+                });
+                // Still: deb1 Primary and mounted, deb2 Secondary and not mounted.
+                assert_eq!(role(world, "deb1"), Some(Role::Primary));
+                assert!(mounted(world, "deb1"));
+                assert_eq!(role(world, "deb2"), Some(Role::Secondary));
+                assert!(!mounted(world, "deb2"));
+                let deb1 = status_of(world, "deb1");
+                assert!(
+                    deb1.contains("failed:") && deb1.contains("next retry"),
+                    "{deb1}"
+                );
+                // The holder goes: deb1's next try stops the stack and deb2 takes over.
+                busy.kill9().expect("kill the holder");
+                settled_on(world, "deb2", &all);
+            });
+            let log = all[1].log();
+            assert!(
+                !log.contains("failed:"),
+                "deb2 waited, it never failed:\n{log}"
+            );
         },
     );
 }
