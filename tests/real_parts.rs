@@ -181,6 +181,48 @@ fn peer_primary_waits_with_exit_4_and_nothing_is_mounted() {
     );
 }
 
+/// The seed manifest at `state`, its DRBD resource brought up by the system.
+fn up_by_system(node: &Node, state: &str) {
+    node.set_state(state);
+    let text = fs::read_to_string(&node.sb.manifest).expect("manifest");
+    let text = text.replace("    res: data\n", "    res: data\n    up_by: system\n");
+    assert!(text.contains("up_by: system"), "{text}");
+    fs::write(&node.sb.manifest, text).expect("write manifest");
+}
+
+#[test]
+fn up_by_system_waits_for_the_system_then_only_promotes_and_demotes() {
+    in_namespace(
+        "up_by_system_waits_for_the_system_then_only_promotes_and_demotes",
+        |work| {
+            let node = Node::new(work);
+            up_by_system(&node, "up");
+            let run = node.reconcile();
+            assert_eq!(run.code, 4, "{}", run.out);
+            assert!(
+                run.out.contains("the system brings it up (up_by: system"),
+                "{}",
+                run.out
+            );
+            assert!(!run.out.contains("drbdadm up"), "{}", run.out);
+            assert!(!node.is_mounted());
+            // The system (drbd@data.service) brings it up: converge takes it from there.
+            node.drbdadm("up data");
+            let run = node.reconcile();
+            assert_eq!(run.code, 0, "{}", run.out);
+            assert!(node.is_mounted());
+            assert_eq!(node.role(), "Primary");
+            // Stopped: demoted, left up for the system.
+            up_by_system(&node, "down");
+            let run = node.reconcile();
+            assert_eq!(run.code, 0, "{}", run.out);
+            assert!(!run.out.contains("drbdadm down"), "{}", run.out);
+            assert!(!node.is_mounted());
+            assert_eq!(node.role(), "Secondary");
+        },
+    );
+}
+
 #[test]
 fn e2fsck_failure_is_shown_and_nothing_is_mounted() {
     in_namespace("e2fsck_failure_is_shown_and_nothing_is_mounted", |work| {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec,
+    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
@@ -40,6 +40,7 @@ fn service(i: u32, state: DesiredState) -> Service {
                     res: format!("r{i}"),
                     stop: DrbdStop::Secondary,
                     allow_two_primaries: false,
+                    up_by: UpBy::Converge,
                 }),
             ),
             res(

@@ -25,7 +25,7 @@ use std::time::Duration;
 use converge_core::config::{Config, ConfigError};
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, LoadError, Resource, ResourceId, Service, Spec, is_ext,
+    DrbdStop, FsSpec, Fsck, Kind, LoadError, Resource, ResourceId, Service, Spec, UpBy, is_ext,
     parse_manifest,
 };
 use converge_core::observe::drbd::{
@@ -1392,17 +1392,25 @@ enum GenSpec {
 }
 
 fn gen_drbd() -> impl Strategy<Value = GenSpec> {
-    (safe_name(), any::<bool>(), any::<bool>()).prop_map(|(res, down, two)| {
-        GenSpec::Drbd(DrbdSpec {
-            res,
-            stop: if down {
-                DrbdStop::Down
-            } else {
-                DrbdStop::Secondary
-            },
-            allow_two_primaries: two,
-        })
-    })
+    (safe_name(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+        |(res, down, two, system)| {
+            GenSpec::Drbd(DrbdSpec {
+                res,
+                stop: if down {
+                    DrbdStop::Down
+                } else {
+                    DrbdStop::Secondary
+                },
+                allow_two_primaries: two,
+                // `stop: down` with `up_by: system` is refused: generate what is valid.
+                up_by: if system && !down {
+                    UpBy::System
+                } else {
+                    UpBy::Converge
+                },
+            })
+        },
+    )
 }
 
 fn gen_fs() -> impl Strategy<Value = GenSpec> {
@@ -1589,6 +1597,13 @@ fn manifest_yaml(service: &Service, reverse: bool) -> String {
                     }),
                 );
                 m.insert(s("allow_two_primaries"), Value::Bool(d.allow_two_primaries));
+                m.insert(
+                    s("up_by"),
+                    s(match d.up_by {
+                        UpBy::Converge => "converge",
+                        UpBy::System => "system",
+                    }),
+                );
             }
             Spec::Fs(f) => {
                 m.insert(s("dev"), s(&f.dev.display().to_string()));

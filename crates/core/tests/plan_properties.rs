@@ -23,7 +23,7 @@ use converge_core::command;
 use converge_core::config::Commands;
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, is_ext,
+    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy, is_ext,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
@@ -563,14 +563,21 @@ fn drbd_spec(res: &'static str) -> impl Strategy<Value = ((bool, bool), DrbdSpec
         flags(),
         prop_oneof![Just(DrbdStop::Secondary), Just(DrbdStop::Down)],
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.2),
     )
-        .prop_map(move |(flags, stop, allow_two_primaries)| {
+        .prop_map(move |(flags, stop, allow_two_primaries, system)| {
             (
                 flags,
                 DrbdSpec {
                     res: res.into(),
                     stop,
                     allow_two_primaries,
+                    // The reader refuses `up_by: system` with `stop: down`.
+                    up_by: if system && stop == DrbdStop::Secondary {
+                        UpBy::System
+                    } else {
+                        UpBy::Converge
+                    },
                 },
             )
         })
@@ -879,6 +886,20 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                 | Action::AppStop
         );
         let standby = service.stands_by_here(THIS_NODE);
+        // Rule: a resource the system brings up is never brought up, connected or taken
+        // down by converge.
+        let by_system = resource
+            .spec
+            .as_drbd()
+            .is_some_and(|d| d.up_by == UpBy::System);
+        if by_system
+            && matches!(
+                step.action,
+                Action::DrbdUp { .. } | Action::DrbdConnect { .. } | Action::DrbdDown { .. }
+            )
+        {
+            return Err(format!("{}: acts for the system (up_by: system)", at()));
+        }
         match desired {
             // Standing by for a service pinned to another node: its DRBD resources are
             // brought up (where the configuration names this node) and connected, nothing

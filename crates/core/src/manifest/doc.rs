@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service, UpBy,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -208,6 +208,13 @@ pub struct DrbdDoc {
     /// it back).
     #[serde(default)]
     pub allow_two_primaries: bool,
+    /// Who brings the resource up: `converge` (`drbdadm up`, and `connect` when it is
+    /// StandAlone, where the service runs and where it stands by) or `system` (`drbd.service`
+    /// or `drbd@RES.service` bring it up at boot: converge never runs `drbdadm up`, `connect`
+    /// or `down` for it, only `primary` and `secondary`, and where the service should run it
+    /// waits while the resource is not up). Not with `stop: down`.
+    #[serde(default)]
+    pub up_by: UpBy,
     /// Ignore the resource entirely: neither observed nor acted on.
     #[serde(default)]
     pub disabled: bool,

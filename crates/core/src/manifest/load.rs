@@ -29,7 +29,7 @@ use super::schema::{
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
     DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Resource,
-    ResourceId, Service, Spec, is_ext,
+    ResourceId, Service, Spec, UpBy, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -904,10 +904,21 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         )
     });
     let allow_two_primaries = opt(r, f, "allow_two_primaries", false, Reader::bool);
+    let up_by = opt(r, f, "up_by", UpBy::default(), |r, n| {
+        r.choice(n, &[("converge", UpBy::Converge), ("system", UpBy::System)])
+    });
+    if let (Some(DrbdStop::Down), Some(UpBy::System), Some(n)) = (stop, up_by, f.get("stop")) {
+        r.error(
+            &n,
+            "`stop: down` takes the resource down, which `up_by: system` leaves to the system: use `stop: secondary`, or `up_by: converge`",
+        );
+        return None;
+    }
     Some(DrbdSpec {
         res: res?,
         stop: stop?,
         allow_two_primaries: allow_two_primaries?,
+        up_by: up_by?,
     })
 }
 
@@ -1299,7 +1310,8 @@ mod tests {
             Spec::Drbd(DrbdSpec {
                 res: "data".into(),
                 stop: DrbdStop::Secondary,
-                allow_two_primaries: false
+                allow_two_primaries: false,
+                up_by: UpBy::Converge
             })
         );
         assert_eq!(
@@ -1384,7 +1396,8 @@ resources:
             Spec::Drbd(DrbdSpec {
                 res: "r1".into(),
                 stop: DrbdStop::Down,
-                allow_two_primaries: true
+                allow_two_primaries: true,
+                up_by: UpBy::Converge
             })
         );
         let Spec::Fs(fs) = &svc.resources[1].spec else {
@@ -1466,11 +1479,38 @@ resources:
     }
 
     #[test]
+    fn up_by_system_refuses_stop_down_and_reads_both_values() {
+        let text =
+            "service: s\nstate: up\nresources:\n  drbd#0: {res: r, stop: down, up_by: system}\n";
+        assert_eq!(
+            error(text),
+            "4:26: resources.drbd#0.stop: `stop: down` takes the resource down, which `up_by: system` leaves to the system: use `stop: secondary`, or `up_by: converge`"
+        );
+        let text = "service: s\nstate: up\nresources:\n  drbd#0: {res: r, up_by: sometimes}\n";
+        let err = error(text);
+        assert!(
+            err.contains("resources.drbd#0.up_by")
+                && err.contains("converge")
+                && err.contains("system"),
+            "{err}"
+        );
+        for (word, up_by) in [("system", UpBy::System), ("converge", UpBy::Converge)] {
+            let text =
+                format!("service: s\nstate: up\nresources:\n  drbd#0: {{res: r, up_by: {word}}}\n");
+            let svc = parse(&text).expect("valid");
+            assert_eq!(
+                svc.resources[0].spec.as_drbd().map(|d| d.up_by),
+                Some(up_by)
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_name_the_allowed_ones() {
         let text = "service: s\nstate: up\nresources:\n  drbd#0: {res: r, size: 1}\n";
         assert_eq!(
             error(text),
-            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, disabled, optional"
+            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, up_by, disabled, optional"
         );
         let text = "service: s\nstate: up\nstat: up\n";
         assert!(error(text).starts_with("3:1: stat: unknown key `stat`;"));
@@ -2270,6 +2310,7 @@ resources:
 service: all-b
 state: down
 resources:
+  drbd#0: {res: r1, up_by: system}
   container#0: {type: lxc, name: web}
   app#0: {start: [/bin/a], stop: [/bin/b], check: [/bin/c]}
 "#,

@@ -233,6 +233,19 @@ pub enum DrbdStop {
     Down,
 }
 
+/// Also the file form of a DRBD resource's `up_by` (see [`doc`]): who brings it up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
+pub enum UpBy {
+    /// converge: `drbdadm up` (and `connect`) where the service runs and where it stands by.
+    #[default]
+    Converge,
+    /// The system (`drbd.service`, `drbd@RES.service`): converge never runs `drbdadm up`,
+    /// `connect` or `down` for it.
+    System,
+}
+
 /// The longest DRBD resource name, in characters: what both drbd.conf and the kernel take.
 /// drbd.conf's scanner reads an unquoted name of at most 128 characters (`STRING
 /// [a-zA-Z0-9/._-]{1,128}` in drbd-utils' user/v9/drbdadm_scanner.fl), and the kernel's netlink
@@ -246,6 +259,7 @@ pub struct DrbdSpec {
     pub res: String,
     pub stop: DrbdStop,
     pub allow_two_primaries: bool,
+    pub up_by: UpBy,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

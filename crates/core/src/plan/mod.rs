@@ -150,8 +150,9 @@ pub struct Blocked {
 pub enum BlockKind {
     /// A rule refused; it stays so until the node or the manifest changes.
     Refused,
-    /// Waiting for a peer (to go Secondary, or to come into sight): the normal middle of a
-    /// switchover, not a failure; DRBD's events say when to look again.
+    /// Waiting for what passes by itself: a peer to go Secondary or to come into sight (the
+    /// normal middle of a switchover), the system to bring a resource up (`up_by: system`).
+    /// Not a failure; DRBD's events say when to look again.
     Waiting,
 }
 

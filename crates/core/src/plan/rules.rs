@@ -9,7 +9,7 @@ use super::index::NodeIndex;
 use super::{Action, BlockKind, Blocked, Step, waiting_for};
 use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
-    ResourceId, Service, Spec,
+    ResourceId, Service, Spec, UpBy,
 };
 use crate::observe::drbd::device_path as drbd_device_path;
 use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
@@ -158,7 +158,17 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         };
         let res = spec.res.as_str();
         let rid = resource.id;
+        let system = spec.up_by == UpBy::System;
         let Some(drbd) = observed.get(res) else {
+            if system {
+                self.wait(
+                    resource,
+                    format!(
+                        "resource {res} is not up: the system brings it up (up_by: system; e.g. systemctl start drbd@{res}.service)"
+                    ),
+                );
+                return;
+            }
             self.step(
                 rid,
                 Action::DrbdUp { res: res.into() },
@@ -177,7 +187,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !drbd.is_standalone() {
             self.already(rid, format!("drbd resource {res} is already up"));
         }
-        if drbd.is_standalone() {
+        if drbd.is_standalone() && !system {
             self.step(
                 rid,
                 Action::DrbdConnect { res: res.into() },
@@ -220,14 +230,20 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         };
         let res = spec.res.as_str();
         if self.standby {
-            self.standby_drbd(resource, observed.get(res), res);
+            self.standby_drbd(resource, spec, observed.get(res));
             return;
         }
         let Some(drbd) = observed.get(res) else {
             self.already(resource.id, format!("drbd resource {res} is already down"));
             return;
         };
-        let action = match spec.stop {
+        // `up_by: system` leaves `down` to the system (the reader refuses it with `stop:
+        // down`); the planner never takes such a resource down either way.
+        let stop = match spec.up_by {
+            UpBy::System => DrbdStop::Secondary,
+            UpBy::Converge => spec.stop,
+        };
+        let action = match stop {
             DrbdStop::Secondary if drbd.role == Role::Primary => {
                 Action::DrbdSecondary { res: res.into() }
             }
@@ -244,7 +260,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             self.refuse(resource, reason);
             return;
         }
-        let reason = match spec.stop {
+        let reason = match stop {
             DrbdStop::Secondary => format!("resource {res} is Primary"),
             DrbdStop::Down => format!("resource {res} is up and the service stops it with down"),
         };
@@ -254,10 +270,24 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     /// On a node that stands by: up, connected, Secondary, whatever the resource's `stop` says
     /// (`stop: down` is for a service that is down everywhere). A node the DRBD configuration
     /// does not name is no standby: nothing to do.
-    fn standby_drbd(&mut self, resource: &Resource, drbd: Option<&'a DrbdResource>, res: &str) {
+    fn standby_drbd(
+        &mut self,
+        resource: &Resource,
+        spec: &DrbdSpec,
+        drbd: Option<&'a DrbdResource>,
+    ) {
         let rid = resource.id;
+        let res = spec.res.as_str();
+        let system = spec.up_by == UpBy::System;
         let holder = self.service.node.as_deref().unwrap_or("another node");
         let Some(drbd) = drbd else {
+            if system {
+                self.already(
+                    rid,
+                    format!("resource {res} is not up; the system brings it up (up_by: system)"),
+                );
+                return;
+            }
             match self.node.drbd_configured.as_ref() {
                 Some(Observed::Ok(here)) if here.contains(res) => self.step(
                     rid,
@@ -281,7 +311,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             }
             return;
         };
-        if drbd.is_standalone() {
+        if drbd.is_standalone() && !system {
             self.step(
                 rid,
                 Action::DrbdConnect { res: res.into() },
@@ -300,7 +330,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             );
             return;
         }
-        if !drbd.is_standalone() {
+        if !drbd.is_standalone() || system {
             self.already(
                 rid,
                 format!("drbd resource {res} stands by ({})", drbd.role),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec,
-    Fsck, Kind, Resource, ResourceId, Service, Spec,
+    Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
@@ -41,6 +41,7 @@ fn drbd_spec() -> DrbdSpec {
         res: "data".into(),
         stop: DrbdStop::Secondary,
         allow_two_primaries: false,
+        up_by: UpBy::Converge,
     }
 }
 
@@ -633,6 +634,58 @@ fn a_standby_never_demotes_under_a_mount_it_does_not_manage() {
     assert!(!actions(&plan).contains(&"secondary data".to_string()));
     let blocked = plan.blocked.expect("refused");
     assert_eq!(blocked.kind, BlockKind::Refused);
+}
+
+fn up_by_system(mut svc: Service) -> Service {
+    if let Spec::Drbd(d) = &mut svc.resources[0].spec {
+        d.up_by = UpBy::System;
+    }
+    svc
+}
+
+#[test]
+fn up_by_system_leaves_up_and_connect_to_the_system() {
+    // Where the service runs: a resource not up is waited for, never brought up.
+    let plan = plan_service(&up_by_system(seed()), &node_at(Level::NotConfigured));
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    assert!(
+        blocked.reason.contains("up_by: system"),
+        "{}",
+        blocked.reason
+    );
+    // StandAlone: no connect; the promotion waits for the peer to be seen.
+    let mut node = node_at(Level::Secondary);
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+    let plan = plan_service(&up_by_system(seed()), &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Waiting));
+    // Up and connected: promoted and the stack goes up as usual.
+    let plan = plan_service(&up_by_system(seed()), &node_at(Level::Secondary));
+    assert_eq!(actions(&plan)[0], "primary data");
+    // Stopped: demoted, never taken down.
+    let plan = plan_service(
+        &with_state(up_by_system(seed()), DesiredState::Down),
+        &node_at(Level::Primary),
+    );
+    assert_eq!(actions(&plan), ["secondary data"]);
+}
+
+#[test]
+fn up_by_system_on_a_standby_does_nothing_to_a_resource_not_up() {
+    let mut node = node_at(Level::NotConfigured);
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::from(["data".to_string()])));
+    let plan = plan_service(&up_by_system(pinned_to_deb2(DrbdStop::Secondary)), &node);
+    assert!(plan.is_converged(), "{:?}", plan.steps);
+    assert!(
+        plan.satisfied
+            .iter()
+            .any(|(_, note)| note.contains("the system brings it up")),
+        "{:?}",
+        plan.satisfied
+    );
 }
 
 #[test]

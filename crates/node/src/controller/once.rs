@@ -49,8 +49,9 @@ pub enum Outcome {
     Converged { steps: usize },
     /// A safety rule refused; nothing unsafe was run.
     Blocked { steps: usize, reason: String },
-    /// Waiting for a peer to step down (or to come into sight) before promoting: the middle of
-    /// a switchover, not a failure. DRBD's events bring the service back.
+    /// Waiting for something outside converge that passes by itself: a peer to step down (the
+    /// middle of a switchover) or to come into sight, the system to bring a DRBD resource up
+    /// (`up_by: system`). Not a failure: DRBD's events bring the service back.
     Waiting { steps: usize, reason: String },
     /// An action failed (after a rollback when `rolled_back`).
     Failed {
@@ -89,8 +90,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting for a peer (any,
-    /// none failed or blocked).
+    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting (any, none failed
+    /// or blocked).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
         if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
