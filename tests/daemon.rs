@@ -586,9 +586,16 @@ fn regression_a_script_changed_after_loading_is_checked_right_before_it_runs() {
     chmod(&sb.path("web.d/S10app"), 0o777);
     fs::remove_file(sb.path("web.up")).expect("drift");
     daemon.signal(libc::SIGHUP);
-    eventually("the start refused in the daemon's view", || {
-        view(&sb).contains("refusing app program")
-    });
+    let start = Instant::now();
+    while !view(&sb).contains("refusing app program") {
+        assert!(
+            start.elapsed() < WAIT,
+            "the start was not refused in the daemon's view:\n{}\n{}",
+            view(&sb),
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(!is_up(&sb, "web"), "root ran it: {}", daemon.log());
     assert_eq!(daemon.stop(), 0);
 }

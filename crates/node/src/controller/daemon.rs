@@ -380,14 +380,25 @@ impl Daemon {
     /// it: a resync of a converged node costs one pass, not one per service.
     fn look_at_all(&mut self, why: &str) {
         let all = self.desired.reconciled();
-        // Those being reconciled are looked at when that ends.
-        let idle: Arc<[Service]> = if self.scheduler.any_running() {
+        // Those being reconciled are looked at again once that ends, from a fresh observation:
+        // their run may have observed for the last time before what this look is for (a
+        // SIGHUP after a drift). Skipping them lost that look: the run ended converged and
+        // nothing looked again until the next resync.
+        let running: Vec<String> = all
+            .iter()
+            .filter(|s| self.scheduler.is_running(&s.name))
+            .map(|s| s.name.clone())
+            .collect();
+        for name in &running {
+            self.queue(name, why, false);
+        }
+        let idle: Arc<[Service]> = if running.is_empty() {
+            all
+        } else {
             all.iter()
-                .filter(|s| !self.scheduler.is_running(&s.name))
+                .filter(|s| !running.contains(&s.name))
                 .cloned()
                 .collect()
-        } else {
-            all
         };
         if idle.is_empty() {
             return;
