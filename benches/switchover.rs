@@ -26,7 +26,8 @@
 //!
 //! `cargo bench --bench switchover`; `CONVERGE_BENCH_RUNS` (default 20) sets the number of
 //! switchovers, `CONVERGE_BENCH_DEBOUNCE` (e.g. `50ms`) the daemons' debounce instead of the
-//! default 200 ms, `CONVERGE_BENCH_LOGS=DIR` keeps the daemons' logs (JSON, verbose) and the
+//! default 200 ms, `CONVERGE_BENCH_WRAP_PROBES=1` wraps `drbdsetup` and `vzlist` too (where
+//! observation time goes), `CONVERGE_BENCH_LOGS=DIR` keeps the daemons' logs (JSON, verbose) and the
 //! wrappers' record there.
 
 use std::collections::BTreeMap;
@@ -45,6 +46,10 @@ const CONVERGE: &str = env!("CARGO_BIN_EXE_converge");
 const INSIDE: &str = "CONVERGE_BENCH_SWITCHOVER_WORK";
 /// The programs converge changes the node with, wrapped.
 const WRAPPED: &[&str] = &["drbdadm", "e2fsck", "mount", "umount", "vzctl"];
+/// With `CONVERGE_BENCH_WRAP_PROBES` set, the programs converge only observes with are wrapped
+/// too, to see where observation time goes (drbdadm then runs its drbdsetup through the
+/// wrapper as well: the commands' own time grows by a wrapper per drbdsetup call).
+const PROBES: &[&str] = &["drbdsetup", "vzlist"];
 /// The wrappers' record, in the wrappers' directory: one line per call.
 const CALLS: &str = "calls";
 const NODES: [&str; 2] = ["deb1", "deb2"];
@@ -55,7 +60,7 @@ fn main() {
     let mut args = std::env::args_os();
     let argv0 = PathBuf::from(args.next().unwrap_or_default());
     if let Some(name) = argv0.file_name().and_then(|n| n.to_str())
-        && WRAPPED.contains(&name)
+        && (WRAPPED.contains(&name) || PROBES.contains(&name))
     {
         wrapper(&argv0, name, args.collect());
     }
@@ -206,6 +211,17 @@ impl Call {
     }
 }
 
+/// A probe's kind: its program and what it asks, without the container's id or directories
+/// (`vzctl exec2 C10foo status`, `drbdsetup status --json`).
+fn probe_kind(line: &str) -> String {
+    line.split_whitespace()
+        .filter(|w| *w != converge_sim::sandbox::CTID && !w.starts_with("--drbdsetup="))
+        .map(|w| w.rsplit('/').next().unwrap_or(w))
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn read_calls(path: &Path) -> Vec<Call> {
     fs::read_to_string(path)
         .unwrap_or_default()
@@ -226,8 +242,10 @@ struct Run {
     commands: Duration,
     /// How many of them.
     count: usize,
-    /// Probes through the wrapped programs in the window (not on the critical path as a rule).
-    probes: usize,
+    /// Probes through the wrapped programs in the window (observation, checks, waits): their
+    /// kind and own time. Calls made by a command itself (drbdadm's drbdsetup, with
+    /// `CONVERGE_BENCH_WRAP_PROBES`) are not probes.
+    probes: Vec<(String, Duration)>,
     /// Each command in order: its label (`vzctl stop (deb1)`), the gap before it (converge's
     /// time since the rename or the previous command's end) and its own time.
     steps: Vec<(String, Duration, Duration)>,
@@ -273,7 +291,16 @@ fn measure(calls: &[Call], t0: u128, from: &'static str, to: &'static str) -> Re
         to_app_end: dur(app.end - t0),
         commands: dur(commands),
         count: actions.len(),
-        probes: within.len() - actions.len(),
+        probes: within
+            .iter()
+            .filter(|c| c.action().is_none())
+            .filter(|c| {
+                !actions
+                    .iter()
+                    .any(|a| a.node == c.node && a.begin <= c.begin && c.end <= a.end)
+            })
+            .map(|c| (probe_kind(&c.line), dur(c.end - c.begin)))
+            .collect(),
         steps,
     })
 }
@@ -392,7 +419,9 @@ fn inside(work: &Path) {
     let wrap = work.join("wrap");
     fs::create_dir_all(&wrap).expect("wrap dir");
     let mut commands = String::from("commands:\n");
-    for program in WRAPPED {
+    let wrap_probes = std::env::var_os("CONVERGE_BENCH_WRAP_PROBES").is_some();
+    let probes = if wrap_probes { PROBES } else { &[] };
+    for program in WRAPPED.iter().chain(probes) {
         std::os::unix::fs::symlink(&exe, wrap.join(program)).expect("wrapper link");
         commands.push_str(&format!("  {program}: {}\n", wrap.join(program).display()));
     }
@@ -488,7 +517,7 @@ fn report(runs: &[Run], debounce: Option<&str>, direct: Duration, through: Durat
         stats(of(|r| r.to_app_end.saturating_sub(r.commands)))
     );
     let counts: Vec<usize> = runs.iter().map(|r| r.count).collect();
-    let probes: Vec<usize> = runs.iter().map(|r| r.probes).collect();
+    let probes: Vec<usize> = runs.iter().map(|r| r.probes.len()).collect();
     println!(
         "  commands per run: {}–{}; probes through the wrapped programs per run: {}–{}",
         counts.iter().min().unwrap_or(&0),
@@ -548,6 +577,25 @@ fn report(runs: &[Run], debounce: Option<&str>, direct: Duration, through: Durat
             p50max(gap),
             p50max(own),
             gap.len()
+        );
+    }
+    // The probes (observation, checks, waits), when wrapped: how many per run, their time.
+    let mut kinds: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for run in runs {
+        for (kind, own) in &run.probes {
+            kinds.entry(kind).or_default().push(*own);
+        }
+    }
+    println!(
+        "\n  probes through the wrapped programs in the window: calls per run, own time p50 (max), total per run:"
+    );
+    for (kind, times) in &kinds {
+        let total: Duration = times.iter().sum();
+        println!(
+            "    {kind:<32} {:>4.1}   {}   {}",
+            times.len() as f64 / runs.len() as f64,
+            p50max(times),
+            ms(total / u32::try_from(runs.len()).unwrap_or(1))
         );
     }
 }
