@@ -103,10 +103,16 @@ pub enum Command {
     },
     /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
     /// DRBD behind the real drbdadm, a loop device with ext3, real LXC when installed, simulated
-    /// OpenVZ otherwise), showing the log; needs root. (Development builds only: a packaged
+    /// OpenVZ otherwise), showing the log; with `--nodes 2`, move it between two simulated
+    /// nodes that each run `converge run`. Needs root. (Development builds only: a packaged
     /// converge has no simulators.)
     #[cfg(feature = "sim")]
-    Demo,
+    Demo {
+        /// Simulated nodes: 1 brings the service up and down on one; 2 or 3 run a daemon on
+        /// each and move the service from the first to the last by editing `node:`, and back
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+        nodes: u8,
+    },
 }
 
 /// Runs the command line; errors are printed here, in one clear line each.
@@ -164,7 +170,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             status_command(&config, &manifest_dir(&config, dir), json)
         }
         #[cfg(feature = "sim")]
-        Command::Demo => crate::demo::run(),
+        Command::Demo { nodes } => crate::demo::run(nodes),
     }
 }
 

@@ -14,6 +14,8 @@ use converge_core::config::Config;
 use converge_core::manifest;
 use converge_node::controller::once::reconcile_once;
 use converge_node::observer::Observer;
+mod nodes;
+
 use converge_sim::sandbox::{
     Sandbox, destroy_lxc, detach_loops_under, lxc_exists, missing_lxc_programs, missing_programs,
 };
@@ -51,7 +53,18 @@ fn choose_lxc() -> Result<Option<String>, String> {
     Ok(Some(name))
 }
 
-pub fn run() -> Result<u8, String> {
+/// `converge demo --nodes N`: 1, the default, is the single sandboxed node below; 2 or 3 are
+/// simulated nodes, each running `converge run`, between which the service moves
+/// ([`nodes`]).
+pub fn run(nodes: u8) -> Result<u8, String> {
+    match nodes {
+        1 => one_node(),
+        2 | 3 => nodes::run(usize::from(nodes)),
+        n => Err(format!("demo --nodes {n}: 1, 2 or 3 nodes")),
+    }
+}
+
+fn one_node() -> Result<u8, String> {
     if let Some(work) = std::env::var_os(INSIDE) {
         return inside(Path::new(&work));
     }

@@ -1664,8 +1664,18 @@ fn sim_world(env: &Env, kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Re
         &mut events,
         |world| world_hook(action, &args.words[1..], world),
     );
+    // A node that joins or comes back has DRBD loaded: its /proc/drbd exists from then on, as
+    // on a real node, not only once it runs a command. Without it, converge on that node finds
+    // DRBD not loaded (blocked until its next resync: 30 s) while its peer waits to see it.
+    let joined = match action {
+        "add-node" | "power-on" => args
+            .words
+            .get(1)
+            .filter(|n| world.nodes.contains_key(n.as_str())),
+        _ => None,
+    };
     // A power-off that failed to detach a loop device still powered the node off.
-    let saved = commit_world(env, store, &world, &events, None);
+    let saved = commit_world(env, store, &world, &events, joined.map(String::as_str));
     drop(lock);
     saved?;
     result.map(|()| 0)
@@ -2538,6 +2548,30 @@ mod tests {
             states,
             [ConnectionState::Connecting, ConnectionState::Connected]
         );
+    }
+
+    #[test]
+    fn regression_a_node_that_joins_or_powers_on_has_its_proc_drbd_at_once() {
+        // A standby node's daemon that started before the node's first drbdsetup command
+        // found no /proc/drbd ("DRBD is not loaded"), and waited for its 30 s resync.
+        let w = WorldSim::new();
+        let proc = |node: &str| {
+            w.dir
+                .path()
+                .join("world/nodes")
+                .join(node)
+                .join("proc_drbd")
+        };
+        w.ok("n1", "sim-world add-node n2");
+        let text = std::fs::read_to_string(proc("n2")).expect("n2's /proc/drbd after add-node");
+        assert!(
+            proc_drbd::parse(&text).expect("parses").is_drbd9(),
+            "{text}"
+        );
+        w.ok("n1", "sim-world power-off n2");
+        std::fs::remove_file(proc("n2")).expect("remove");
+        w.ok("n1", "sim-world power-on n2");
+        assert!(proc("n2").exists(), "n2's /proc/drbd after power-on");
     }
 
     #[test]

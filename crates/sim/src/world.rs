@@ -29,7 +29,7 @@ use std::os::unix::fs::symlink;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
@@ -171,6 +171,24 @@ impl NodeProcess {
         &mut self.child
     }
 
+    /// SIGTERM (a daemon finishes its running action and exits), then waits for it up to
+    /// `within`; SIGKILL after that. Its exit status.
+    pub fn terminate(&mut self, within: Duration) -> std::io::Result<std::process::ExitStatus> {
+        if let Some(status) = self.child.try_wait()? {
+            return Ok(status);
+        }
+        terminate(self.child.id())?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill9()?;
+        self.child.wait()
+    }
+
     /// `kill -9`, then reaps it.
     pub fn kill9(&mut self) -> std::io::Result<()> {
         match self.child.kill() {
@@ -187,6 +205,17 @@ impl Drop for NodeProcess {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// Sends SIGTERM to process `pid` (a daemon in a node, the demo's own child).
+pub fn terminate(pid: u32) -> std::io::Result<()> {
+    let pid = i32::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) has no memory preconditions; at worst the process is gone (ESRCH).
+    if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The cgroup a world made for `work`, whether or not it still exists: named after the work
@@ -487,16 +516,78 @@ impl World {
             fs::write(&node.config, node_config(&node.name, &paths))
                 .map_err(io(format!("write {}", node.config.display())))?;
         }
-        self.set_state("up", &first)
+        self.set_state("up", &first).map(drop)
     }
 
-    /// Rewrites the seed manifest: desired `state`, pinned to node `node`.
-    pub fn set_state(&self, state: &str, node: &str) -> Result<(), SandboxError> {
+    /// Rewrites the seed manifest: desired `state`, pinned to node `node`. The new text is
+    /// written beside it (a hidden file, which the loader ignores) and renamed over it, as a
+    /// GitOps checkout or an editor does: the daemons never read half a file, and the change
+    /// happens at one instant, which is returned (taken right before the rename) so that a
+    /// benchmark can time what follows from it.
+    pub fn set_state(&self, state: &str, node: &str) -> Result<SystemTime, SandboxError> {
+        let name = self
+            .manifest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let staged = self.manifest.with_file_name(format!(".{name}.new"));
         fs::write(
-            &self.manifest,
+            &staged,
             seed_manifest_for(state, node, &self.mnt, &SandboxContainer::Vz),
         )
-        .map_err(io("write the manifest"))
+        .map_err(io("write the manifest"))?;
+        let at = SystemTime::now();
+        fs::rename(&staged, &self.manifest).map_err(io("rename the manifest into place"))?;
+        Ok(at)
+    }
+
+    /// Whether the seed service runs on `node`: its DRBD resource Primary, the filesystem
+    /// mounted there, and the app started (its start script's `/var/run/foo` in the container).
+    pub fn runs_on(&self, node: &str) -> bool {
+        let primary = self.drbd().is_ok_and(|all| {
+            all.get(node)
+                .and_then(|n| n.resource(crate::sandbox::RESOURCE))
+                .is_some_and(|r| r.role == Role::Primary)
+        });
+        primary
+            && self.mounted_on(node)
+            && self
+                .on_node(
+                    node,
+                    &self.mnt.join("vz/private").join(crate::sandbox::CTID),
+                )
+                .is_some_and(|private| private.join("var/run/foo").exists())
+    }
+
+    /// Whether `node` stands by for the seed service: its DRBD resource up, Secondary and
+    /// connected to every peer, the filesystem not mounted there.
+    pub fn stands_by(&self, node: &str) -> bool {
+        let standing = self.drbd().is_ok_and(|all| {
+            all.get(node)
+                .and_then(|n| n.resource(crate::sandbox::RESOURCE))
+                .is_some_and(|r| {
+                    r.role == Role::Secondary
+                        && !r.connections.is_empty()
+                        && r.connections
+                            .iter()
+                            .all(|c| c.state == ConnectionState::Connected)
+                })
+        });
+        standing && !self.mounted_on(node)
+    }
+
+    /// Whether the seed filesystem is mounted on `node` (false when it is powered off).
+    pub fn mounted_on(&self, node: &str) -> bool {
+        self.mounts(node)
+            .is_ok_and(|m| m.iter().any(|m| m.mount_point() == self.mnt))
+    }
+
+    /// `path` as `node` sees it (its mounts are its own): through its holder's root; `None`
+    /// while the node is powered off or for a relative path.
+    pub fn on_node(&self, node: &str, path: &Path) -> Option<PathBuf> {
+        let pid = self.node(node).ok()?.holder_pid()?;
+        let relative = path.strip_prefix("/").ok()?;
+        Some(Path::new(&format!("/proc/{pid}/root")).join(relative))
     }
 
     /// Starts node `index`'s holder: new namespaces, its /dev, hostname, address and
