@@ -70,9 +70,6 @@ pub fn write_daemon_view(
             s.desired,
             s.result
         )?;
-        if s.standby {
-            writeln!(out, "  standby here")?;
-        }
         if s.status.is_some() {
             writeln!(out, "  runs on: {}", runs_on(&s.runs_on))?;
         }

@@ -702,10 +702,14 @@ impl Daemon {
         for (service, pruning) in self.desired.in_force() {
             let mut view = self.views.get(&service.name).cloned().unwrap_or_default();
             view.service = service.name.clone();
-            view.desired = if pruning {
-                "down (pruned)".to_string()
-            } else {
-                service.desired_here(&self.config.node).to_string()
+            view.desired = match &service.node {
+                _ if pruning => "down (pruned)".to_string(),
+                // Said as `converge status` says it without a daemon.
+                Some(pin) if service.stands_by_here(&self.config.node) => {
+                    format!("up on {pin}; standby here")
+                }
+                Some(pin) => format!("{} on {pin}", service.desired_here(&self.config.node)),
+                None => service.desired_here(&self.config.node).to_string(),
             };
             view.source = service.source.clone();
             services.push(view);
