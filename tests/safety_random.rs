@@ -14,15 +14,20 @@
 //! - `stop fails` / `stop recovers`: the app's stop script (K90foo) exits 1 while a flag file is
 //!   in the container (`/etc/foo.stop-fails`, on the service's filesystem, so it moves with the
 //!   data): set and removed through the node where the filesystem is mounted at that moment;
+//! - `busy mount` / `mount released`: a process in the node where the filesystem is mounted
+//!   keeps its working directory there, so the unmount fails (`umount_kill` is off), then it
+//!   is killed;
+//! - `resync held` / `resync released`: resyncs wait (a node behind stays Inconsistent), then
+//!   complete;
 //! - `write`: the counter file in the container (`/var/log/counter`) is incremented through the
 //!   node that runs the service at that moment (Primary and mounted), and synced;
 //! - `wait MS`: nothing, while converge works.
 //!
 //! Every operation is followed by a random pause (0 to 400 ms, sometimes none). Every
 //! `CONVERGE_SAFETY_ROUND` operations, and at the end, a `heal all` restores everything (nodes
-//! powered on, links healed, daemons running, the manifest valid with `state: up`, the stop
-//! flag removed) and the service must then run on the node the manifest names within
-//! [`LIVENESS`]; the time it took is a convergence time.
+//! powered on, links healed, daemons running, the mount released, resyncs released, the
+//! manifest valid with `state: up`, the stop flag removed) and the service must then run on
+//! the node the manifest names within [`LIVENESS`]; the time it took is a convergence time.
 //!
 //! What is checked:
 //! - by the checker, every [`SAMPLE`] in its own thread (`support::world::violations`): never
@@ -62,7 +67,7 @@ use std::time::{Duration, Instant};
 use converge_core::observe::drbd::Role;
 use converge_sim::sandbox::{SandboxContainer, seed_manifest_for};
 use converge_sim::testing::in_world_namespace;
-use converge_sim::world::World;
+use converge_sim::world::{NodeProcess, World};
 
 use support::CONVERGE;
 use support::world::{
@@ -130,6 +135,10 @@ enum Op {
     PowerOn(usize),
     StopFails,
     StopRecovers,
+    Busy,
+    Unbusy,
+    HoldResync,
+    ReleaseResync,
     Write,
     Wait(u64),
     HealAll,
@@ -154,6 +163,8 @@ struct Model {
     pin: usize,
     broken: bool,
     stop_fails: bool,
+    busy: bool,
+    resync_held: bool,
 }
 
 impl Model {
@@ -167,6 +178,8 @@ impl Model {
             pin: 0,
             broken: false,
             stop_fails: false,
+            busy: false,
+            resync_held: false,
         }
     }
 
@@ -207,6 +220,16 @@ impl Model {
         } else {
             c.push((3, Op::StopFails));
         }
+        if self.busy {
+            c.push((6, Op::Unbusy));
+        } else {
+            c.push((2, Op::Busy));
+        }
+        if self.resync_held {
+            c.push((6, Op::ReleaseResync));
+        } else {
+            c.push((2, Op::HoldResync));
+        }
         c.push((10, Op::Write));
         c.push((8, Op::Wait(0)));
         c
@@ -236,6 +259,10 @@ impl Model {
             }
             Op::StopFails => self.stop_fails = true,
             Op::StopRecovers => self.stop_fails = false,
+            Op::Busy => self.busy = true,
+            Op::Unbusy => self.busy = false,
+            Op::HoldResync => self.resync_held = true,
+            Op::ReleaseResync => self.resync_held = false,
             Op::Write | Op::Wait(_) => {}
             Op::HealAll => {
                 let pin = self.pin;
@@ -309,6 +336,10 @@ impl fmt::Display for Shown<'_> {
             Op::PowerOn(i) => write!(f, "power on {}", n(i)),
             Op::StopFails => write!(f, "stop fails"),
             Op::StopRecovers => write!(f, "stop recovers"),
+            Op::Busy => write!(f, "busy mount"),
+            Op::Unbusy => write!(f, "mount released"),
+            Op::HoldResync => write!(f, "resync held"),
+            Op::ReleaseResync => write!(f, "resync released"),
             Op::Write => write!(f, "write"),
             Op::Wait(ms) => write!(f, "wait {ms}ms"),
             Op::HealAll => write!(f, "heal all"),
@@ -324,6 +355,8 @@ struct Run<'g> {
     guard: &'g Guard,
     names: Vec<String>,
     daemons: Vec<Option<Daemon>>,
+    /// A process whose working directory is on the filesystem (`busy mount`).
+    busy: Option<NodeProcess>,
     /// What the manifest says (or will, once fixed).
     model: Model,
     /// The last counter value written, and the app's count of starts last read.
@@ -484,6 +517,38 @@ impl<'g> Run<'g> {
         }
     }
 
+    /// A process in the node where the filesystem is mounted, its working directory there:
+    /// the unmount fails (target is busy) until it goes, and converge does not kill it
+    /// (`umount_kill` is off).
+    fn hold_mount(&mut self) -> String {
+        let Some(i) = self.mounted_node(FLAG_WAIT) else {
+            return format!("not applied: mounted nowhere for {FLAG_WAIT:?}");
+        };
+        // `vz` exists only on the filesystem: on a bare mount point the `cd` fails.
+        let script = format!("cd {}/vz && exec sleep 1000000", self.world().mnt.display());
+        let spawned = self.world().spawn(
+            self.name(i),
+            "sh",
+            &["-c", &script],
+            std::process::Stdio::null(),
+            std::process::Stdio::null(),
+        );
+        let mut process = match spawned {
+            Ok(p) => p,
+            Err(e) => return format!("not applied on {}: {e}", self.name(i)),
+        };
+        std::thread::sleep(Duration::from_millis(30));
+        if let Ok(Some(status)) = process.child().try_wait() {
+            return format!(
+                "not applied on {}: unmounted meanwhile ({status})",
+                self.name(i)
+            );
+        }
+        let node = self.name(i).to_string();
+        self.busy = Some(process);
+        format!("on {node}")
+    }
+
     fn start_daemon(&mut self, i: usize) {
         let daemon = Daemon::start(&self.world(), &self.names[i]);
         self.daemons[i] = Some(daemon);
@@ -559,6 +624,27 @@ impl<'g> Run<'g> {
                 self.model.apply(op);
                 Ok(self.set_flag(false))
             }
+            Op::Busy => {
+                self.model.apply(op);
+                Ok(self.hold_mount())
+            }
+            Op::Unbusy => {
+                self.model.apply(op);
+                Ok(match self.busy.take() {
+                    Some(mut p) => {
+                        let _ = p.kill9();
+                        format!("on {}", p.node)
+                    }
+                    None => "nothing held it".into(),
+                })
+            }
+            Op::HoldResync | Op::ReleaseResync => {
+                self.model.apply(op);
+                self.world()
+                    .hold_resync(*op == Op::HoldResync)
+                    .map_err(|e| e.to_string())?;
+                Ok(String::new())
+            }
             Op::Write => {
                 let Some(i) = self.running_node() else {
                     return Ok("not applied: the service runs nowhere".into());
@@ -600,6 +686,12 @@ impl<'g> Run<'g> {
             if !self.model.daemon[i] {
                 self.run_op(&Op::Restart(i))?;
             }
+        }
+        if self.model.busy {
+            self.run_op(&Op::Unbusy)?;
+        }
+        if self.model.resync_held {
+            self.run_op(&Op::ReleaseResync)?;
         }
         self.model.apply(&Op::HealAll);
         self.write_manifest()?;
@@ -779,6 +871,7 @@ fn safety_run(work: &Path, names: &[&str]) {
         guard: &guard,
         names: names.clone(),
         daemons: Vec::new(),
+        busy: None,
         model: Model::new(names.len()),
         counter: 0,
         starts: 0,
@@ -879,8 +972,9 @@ fn safety_run(work: &Path, names: &[&str]) {
     if std::env::var_os("CONVERGE_SAFETY_VERBOSE").is_some() {
         println!("{}", run.ran.join("\n"));
     }
-    // The daemons go before the world.
+    // The daemons (and a process holding the mount) go before the world.
     run.daemons.clear();
+    run.busy.take();
 }
 
 #[test]
@@ -919,8 +1013,8 @@ fn schedules_are_a_function_of_the_seed() {
         .map(|l| l.split_whitespace().next().unwrap_or_default().to_string())
         .collect();
     for kind in [
-        "node", "state", "break", "fix", "kill", "restart", "cut", "heal", "power", "stop",
-        "write", "wait",
+        "node", "state", "break", "fix", "kill", "restart", "cut", "heal", "power", "stop", "busy",
+        "mount", "resync", "write", "wait",
     ] {
         assert!(kinds.contains(kind), "{kind} never drawn: {kinds:?}");
     }
