@@ -3,6 +3,7 @@
 #![allow(dead_code)] // Each test binary uses its own subset.
 
 pub mod node;
+pub mod world;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

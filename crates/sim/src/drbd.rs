@@ -1664,18 +1664,30 @@ fn sim_world(env: &Env, kernel: &Kernel, args: &Args, out: &mut dyn Write) -> Re
         &mut events,
         |world| world_hook(action, &args.words[1..], world),
     );
-    // A node that joins or comes back has DRBD loaded: its /proc/drbd exists from then on, as
-    // on a real node, not only once it runs a command. Without it, converge on that node finds
-    // DRBD not loaded (blocked until its next resync: 30 s) while its peer waits to see it.
-    let joined = match action {
-        "add-node" | "power-on" => args
-            .words
-            .get(1)
-            .filter(|n| world.nodes.contains_key(n.as_str())),
+    // A node that joins or is powered on has its DRBD module loaded, resources or not:
+    // its /proc/drbd exists from then on (a missing one tells converge DRBD is not loaded).
+    let booted = match action {
+        "add-node" | "power-on" => args.words.get(1).map(String::as_str),
         _ => None,
     };
     // A power-off that failed to detach a loop device still powered the node off.
-    let saved = commit_world(env, store, &world, &events, joined.map(String::as_str));
+    let mut saved = commit_world(env, store, &world, &events, booted);
+    if action == "power-off"
+        && let Some(node) = args.words.get(1)
+        && world.off.contains(node)
+    {
+        // No kernel, no /proc/drbd: what it said before the power cut is not true any more.
+        let proc = store.node_store(node).map(|s| s.proc_path());
+        saved = saved.and(match proc {
+            Ok(path) => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    Err(Fail::Sim(SimError::File { path, source: e }))
+                }
+                _ => Ok(()),
+            },
+            Err(e) => Err(e.into()),
+        });
+    }
     drop(lock);
     saved?;
     result.map(|()| 0)
@@ -2519,6 +2531,43 @@ mod tests {
             serde_json::from_str(&w.ok("n1", "sim-world show")).expect("json");
         assert_eq!(facts["nodes"]["n2"], "on");
         assert_eq!(facts["cut"], serde_json::json!([]));
+    }
+
+    /// A node's DRBD module is loaded from the moment it joins or is powered on, resources or
+    /// not: converge reads a missing /proc/drbd as "DRBD not loaded" and blocks (a standby
+    /// whose daemon started before any command ran there never stood by).
+    #[test]
+    fn a_node_has_a_proc_drbd_while_powered_on_resources_or_not() {
+        let w = WorldSim::new();
+        let proc = |node: &str| {
+            w.dir
+                .path()
+                .join("world/nodes")
+                .join(node)
+                .join("proc_drbd")
+        };
+        let loaded = |node: &str| {
+            let text = std::fs::read_to_string(proc(node))
+                .unwrap_or_else(|e| panic!("{node}'s /proc/drbd: {e}"));
+            assert!(
+                proc_drbd::parse(&text).expect("parses").is_drbd9(),
+                "{text}"
+            );
+        };
+        w.up(&["n1", "n2"], 0);
+        loaded("n1");
+        assert!(!proc("n2").exists());
+        w.ok("n1", "sim-world add-node n2");
+        loaded("n2");
+        // Powered off: no kernel, no /proc/drbd; powered on: loaded again, DRBD down.
+        w.ok("n2", "sim-world power-off n1");
+        assert!(!proc("n1").exists());
+        w.ok("n2", "sim-world power-on n1");
+        loaded("n1");
+        assert_eq!(
+            w.ok("n1", "status"),
+            "# No currently configured DRBD found.\n"
+        );
     }
 
     #[test]

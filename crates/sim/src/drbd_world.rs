@@ -321,6 +321,30 @@ impl WorldState {
         false
     }
 
+    /// The pairs of nodes whose data of resource `name` went separate ways (a split brain):
+    /// neither one's generation descends from the other's. Each pair once, in name order; it
+    /// stays until one side discards its data (powered off or cut, its metadata still holds
+    /// it).
+    pub fn diverged(&self, name: &str) -> Vec<(String, String)> {
+        let Some(data) = self.data.get(name) else {
+            return Vec::new();
+        };
+        let disks: Vec<(&String, u64)> = data
+            .disks
+            .iter()
+            .map(|(node, meta)| (node, meta.generation))
+            .collect();
+        let mut pairs = Vec::new();
+        for (i, (a, ga)) in disks.iter().enumerate() {
+            for (b, gb) in &disks[i + 1..] {
+                if !self.descends(name, *ga, *gb) && !self.descends(name, *gb, *ga) {
+                    pairs.push(((*a).clone(), (*b).clone()));
+                }
+            }
+        }
+        pairs
+    }
+
     /// After `node` changed its own kernel state: a device attached just now (`was_attached`
     /// lists those attached before) takes its disk state from the metadata, or creates the
     /// metadata at the root generation; any other attached device's disk state is written
@@ -1031,8 +1055,12 @@ mod tests {
         let mut w = world(2, true);
         assert_eq!(promote(&mut w, "n1"), Ok(()));
         cut(&mut w, "n1", "n2");
+        // n1 alone on a new generation is ahead of n2, not apart from it.
+        settle(&mut w);
+        assert_eq!(w.diverged("data"), []);
         // DRBD without quorum lets the cut-off UpToDate Secondary promote.
         assert_eq!(promote(&mut w, "n2"), Ok(()));
+        assert_eq!(w.diverged("data"), [("n1".to_string(), "n2".to_string())]);
         set_role(&mut w, "n2", Role::Secondary);
         heal(&mut w, "n1", "n2");
         assert_eq!(sees(&w, "n1", "n2"), unknown("StandAlone"));
@@ -1058,6 +1086,7 @@ mod tests {
         assert_eq!(sees(&w, "n1", "n2"), connected(Role::Secondary, "UpToDate"));
         assert_eq!(sees(&w, "n2", "n1"), connected(Role::Primary, "UpToDate"));
         assert!(!res(&w, "n2").connections[&0].discard_my_data);
+        assert_eq!(w.diverged("data"), []);
     }
 
     #[test]

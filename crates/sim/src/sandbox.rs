@@ -742,7 +742,9 @@ pub fn populate_container(private: &Path) -> Result<(), SandboxError> {
 
 /// The app's S10foo/K90foo/C10foo in `root`/svc/etc/init.d. S10foo writes /var/run/foo (which
 /// C10foo reads, and which dies with the container where /var/run is a tmpfs) and appends a
-/// line to /var/log/foo.starts, so a test can count starts from outside.
+/// line to /var/log/foo.starts, so a test can count starts from outside. K90foo fails (exit 1,
+/// the app keeps running) while /etc/foo.stop-fails exists: a flag on the service's own
+/// filesystem, so a test's broken stop follows the data wherever the service moves.
 fn write_app_scripts(root: &Path) -> Result<(), SandboxError> {
     let scripts = root.join("svc/etc/init.d");
     fs::create_dir_all(&scripts).map_err(io("create the container's scripts directory"))?;
@@ -756,7 +758,10 @@ fn write_app_scripts(root: &Path) -> Result<(), SandboxError> {
         "S10foo",
         "echo \"foo starting ($1)\"\ndate > /var/run/foo\necho started >> /var/log/foo.starts\necho foo started",
     )?;
-    script("K90foo", "echo \"foo stopping ($1)\"\nrm -f /var/run/foo")?;
+    script(
+        "K90foo",
+        "echo \"foo stopping ($1)\"\nif test -e /etc/foo.stop-fails; then echo \"foo cannot stop: /etc/foo.stop-fails\" >&2; exit 1; fi\nrm -f /var/run/foo",
+    )?;
     script("C10foo", "cat /var/run/foo")?;
     Ok(())
 }

@@ -65,6 +65,12 @@ fn run_in_namespace(name: &str, missing: fn() -> Vec<String>, scenario: fn(&Path
         .expect("unshare runs");
     let cgroup_problems = remove_world_cgroup(work.path());
     let leaked = detach_loops_under(work.path());
+    if output.status.success() {
+        // What the scenario printed (a summary, say) reaches whoever asked with --nocapture;
+        // otherwise the test harness captures it, as it would the scenario's own output.
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    }
     assert!(
         output.status.success(),
         "{name} failed in its namespace:\n{}{}",

@@ -450,7 +450,12 @@ impl Store {
         let base = std::env::var_os(SIM_DIR_ENV)
             .filter(|v| !v.is_empty())
             .ok_or(SimVzError::NoSimDir)?;
-        let dir = PathBuf::from(base).join("vz");
+        Store::at(Path::new(&base))
+    }
+
+    /// The store of the simulator state `base` (what `CONVERGE_SIM_DIR` would name).
+    fn at(base: &Path) -> Result<Store, SimVzError> {
+        let dir = base.join("vz");
         fs::create_dir_all(&dir).map_err(|source| SimVzError::Io {
             path: dir.clone(),
             source,
@@ -1042,6 +1047,9 @@ fn run_action(
         if ct != before {
             store.save(ctid, &ct)?;
         }
+        if code == 0 && matches!(action, Action::Start | Action::Restart) {
+            empty_tmpfs(&ct.private);
+        }
         print(&msgs, quiet);
         (code, after)
     };
@@ -1054,6 +1062,47 @@ fn run_action(
             command,
         } => mode.exit_code(exec_in(ctid, &private, mode, &command)),
     })
+}
+
+/// A container's `/var/run` is a tmpfs: each start finds it empty, whatever the last run left
+/// there (an app's pid or state file, after a power cut that ran no stop script). The
+/// simulator has no tmpfs, so it empties the directory of the private area instead. A
+/// `/var/run` that is a symlink (to `/run`) is left alone: it is not followed.
+fn empty_tmpfs(private: &Path) {
+    let run = private.join("var/run");
+    if !fs::symlink_metadata(&run).is_ok_and(|m| m.is_dir()) {
+        return;
+    }
+    let Ok(entries) = fs::read_dir(&run) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        // Best effort, as a tmpfs that vanished would be: what cannot go stays.
+        let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        };
+    }
+}
+
+/// A power cut on the node whose simulator state is `sim_dir` (what `CONVERGE_SIM_DIR` names
+/// there): no kernel keeps a container, so every one is down and unmounted when the node comes
+/// back, as after a reboot. Returns the containers that were running or mounted.
+pub fn power_cut(sim_dir: &Path) -> Result<Vec<u32>, SimVzError> {
+    let store = Store::at(sim_dir)?;
+    let _lock = store.lock(LockMode::Exclusive)?;
+    let mut cut = Vec::new();
+    for (ctid, mut ct) in store.load_all()? {
+        if ct.run != Run::Down || ct.mounted {
+            ct.run = Run::Down;
+            ct.mounted = false;
+            store.save(ctid, &ct)?;
+            cut.push(ctid);
+        }
+    }
+    Ok(cut)
 }
 
 /// `start --wait`, outside the lock so that others can watch the container come up.

@@ -857,12 +857,18 @@ impl World {
 
     /// Powers `node` off: every process in it is killed (its mounts die with its
     /// namespace), then its simulated DRBD is gone (loop devices detached once nothing holds
-    /// them) and its peers see the connection drop. Powering off a node that is off is fine.
+    /// them) and its peers see the connection drop, and its OpenVZ containers are down and
+    /// unmounted. Powering off a node that is off is fine.
     pub fn power_off(&mut self, node: &str) -> Result<(), SandboxError> {
         let index = self.index(node)?;
         let killed = self.kill_node(index);
         let hooked = self.hook(&["power-off", node]).map(drop);
-        killed.and(hooked)
+        // Its OpenVZ kernel is gone too: the simulator's records live outside the node.
+        let sim_dir = &self.nodes[index].sim_dir;
+        let containers = crate::vz::power_cut(sim_dir)
+            .map(drop)
+            .map_err(|e| step_error(format!("power off {node}'s containers"), e.to_string()));
+        killed.and(hooked).and(containers)
     }
 
     /// Powers `node` on again: new namespaces (a fresh /dev, nothing mounted), DRBD down.
@@ -1002,6 +1008,16 @@ impl World {
             );
         }
         Ok(out)
+    }
+
+    /// The pairs of nodes whose data of resource `res` went separate ways (a split brain:
+    /// both were Primary while apart), from one read of the world file; each pair once. A
+    /// node that is behind (cut off or powered off while another was Primary) is not apart.
+    pub fn diverged(&self, res: &str) -> Result<Vec<(String, String)>, SandboxError> {
+        let path = self.world_dir.join("world.json");
+        let world = load_world(&path)
+            .map_err(|e| step_error(format!("read {}", path.display()), e.to_string()))?;
+        Ok(world.diverged(res))
     }
 
     /// The loop devices over the shared backing disk: one per node that has DRBD attached.

@@ -221,6 +221,71 @@ fn lifecycle() {
     );
 }
 
+/// /var/run is a tmpfs in a container: what an app left there (a pid or state file that its
+/// check reads) is gone at the next start, even when no stop script removed it.
+#[test]
+fn each_start_finds_var_run_empty() {
+    let sim = Sim::new();
+    let area = sim.create("101", &[]);
+    fs::create_dir_all(area.join("var/run/sub")).expect("mkdir");
+    fs::write(area.join("var/run/foo"), "left over\n").expect("write");
+    fs::write(area.join("var/run/sub/x"), "x\n").expect("write");
+    fs::write(area.join("kept"), "data\n").expect("write");
+    ok(&sim.vzctl(&["start", "101"]));
+    assert_eq!(
+        fs::read_dir(area.join("var/run")).expect("var/run").count(),
+        0
+    );
+    assert!(area.join("kept").exists(), "only /var/run is a tmpfs");
+    // Written while it runs, it stays until the next start (or restart).
+    fs::write(area.join("var/run/foo"), "running\n").expect("write");
+    ok(&sim.vzctl(&["stop", "101"]));
+    assert!(area.join("var/run/foo").exists());
+    ok(&sim.vzctl(&["restart", "101"]));
+    assert!(!area.join("var/run/foo").exists());
+    // A start that fails leaves it alone, and so does one refused because it runs.
+    fs::write(area.join("var/run/foo"), "running\n").expect("write");
+    fails(
+        &sim.vzctl(&["start", "101"]),
+        32,
+        "Container is already running\n",
+    );
+    assert!(area.join("var/run/foo").exists());
+    // A symlinked /var/run (to /run) is not followed.
+    ok(&sim.vzctl(&["stop", "101"]));
+    let elsewhere = sim.path("elsewhere");
+    fs::create_dir(&elsewhere).expect("mkdir");
+    fs::write(elsewhere.join("keep"), "keep\n").expect("write");
+    fs::remove_dir_all(area.join("var/run")).expect("rm");
+    symlink(&elsewhere, area.join("var/run")).expect("symlink");
+    ok(&sim.vzctl(&["start", "101"]));
+    assert!(elsewhere.join("keep").exists());
+}
+
+/// A power cut of the node: no kernel keeps a container, so after it every container is down
+/// and unmounted, whatever its record said.
+#[test]
+fn a_power_cut_leaves_every_container_down_and_unmounted() {
+    let sim = Sim::new();
+    sim.create("101", &[]);
+    sim.create("102", &[]);
+    sim.create("103", &[]);
+    ok(&sim.vzctl(&["start", "101"]));
+    ok(&sim.vzctl(&["mount", "102"]));
+    let cut = converge_sim::vz::power_cut(&sim.state()).expect("power cut");
+    assert_eq!(cut, [101, 102]);
+    sim.list("       101 stopped\n       102 stopped\n       103 stopped\n");
+    sim.status(
+        "101",
+        "CTID 101 exist unmounted down",
+        ContainerState::Stopped,
+    );
+    assert_eq!(
+        converge_sim::vz::power_cut(&sim.state()).expect("again"),
+        Vec::<u32>::new()
+    );
+}
+
 #[test]
 fn the_private_area_decides_existence_and_start() {
     let sim = Sim::new();
