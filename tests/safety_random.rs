@@ -1069,8 +1069,24 @@ fn the_checker_sees_each_violation() {
             "{demote:?}"
         );
 
-        // Promoted over a peer it cannot see: two Primaries, then a split brain.
+        // Promoted over a peer it cannot see: two Primaries, then a split brain. The world's
+        // resource has quorum, which refuses exactly that: it is turned off here (DRBD takes
+        // resource options live) to make the violation.
         world.cut("deb1", "deb2").expect("cut");
+        let refused = world
+            .drbdadm("deb2", &["primary", RES])
+            .expect("drbdadm runs");
+        assert_eq!(
+            refused.status.code(),
+            Some(11),
+            "quorum refuses: {refused:?}"
+        );
+        let bin = world.bin.join("drbdsetup");
+        ok(
+            "deb2",
+            &bin.to_string_lossy(),
+            &["resource-options", RES, "--quorum=off"],
+        );
         ok("deb2", "drbdadm", &[&drbdsetup, "primary", RES]);
         let seen = violations(world).expect("sample");
         assert!(

@@ -32,8 +32,8 @@ use super::drbd_state::{
     State, Store,
 };
 use super::drbd_view::{
-    self as view, Action, Event, EventOpts, Obj, Peers, SS_NO_UP_TO_DATE_DISK, SS_TWO_PRIMARIES,
-    Scripted, conflicting_primary, conn_view, peer_of, promotion_check,
+    self as view, Action, Event, EventOpts, Obj, Peers, SS_NO_QUORUM, SS_NO_UP_TO_DATE_DISK,
+    SS_TWO_PRIMARIES, Scripted, conflicting_primary, conn_view, peer_of, promotion_check,
 };
 use super::drbd_world::{
     self as world, WorldPeers, WorldState, WorldStore, attached_volumes, valid_node_name,
@@ -256,6 +256,7 @@ fn state_text(rv: i32) -> &'static str {
         SS_CONNECTED_OUTDATES => "Refusing to be Outdated while Connected",
         SS_IS_DISKLESS => "Device is diskless, the requested operation requires a disk",
         SS_DEVICE_IN_USE => "Device is held open by someone",
+        SS_NO_QUORUM => "No quorum",
         _ => "unknown error",
     }
 }
@@ -2097,6 +2098,47 @@ mod tests {
     }
 
     #[test]
+    fn without_quorum_primary_is_refused_and_status_says_so() {
+        let sim = Sim::new();
+        sim.ok("new-resource data 0 --quorum=majority --on-no-quorum=io-error");
+        sim.ok("new-minor data 0 0");
+        sim.ok("new-peer data 1 --_name=peer1 --protocol=C");
+        sim.ok("new-path data 1 ipv4:127.0.0.1:7789 ipv4:127.0.0.2:7789");
+        sim.ok("connect data 1");
+        // Two nodes, the peer not there: one of two is no majority.
+        sim.ok("sim-peer data --connection Connecting");
+        assert_eq!(
+            sim.run("primary data"),
+            (
+                11,
+                String::new(),
+                "data: State change failed: (-25) No quorum\n".into()
+            )
+        );
+        assert_eq!(
+            sim.run("primary data --force").0,
+            11,
+            "--force does not help"
+        );
+        assert!(
+            sim.ok("status data --json").contains("\"quorum\": false"),
+            "status --json says it"
+        );
+        // The peer connects: two of two.
+        sim.ok("sim-peer data --connection Connected");
+        assert!(sim.ok("status data --json").contains("\"quorum\": true"));
+        sim.ok("primary data");
+        // Without the option, quorum is never the reason (this diskless node then lacks
+        // UpToDate data: 17).
+        sim.ok("secondary data");
+        sim.ok("resource-options data --quorum=off");
+        sim.ok("sim-peer data --connection Connecting");
+        let (code, _, err) = sim.run("primary data");
+        assert_eq!(code, 17, "{err}");
+        assert!(sim.ok("status data --json").contains("\"quorum\": true"));
+    }
+
+    #[test]
     fn up_role_status_and_down_without_a_disk() {
         let sim = Sim::new();
         assert_eq!(
@@ -2617,8 +2659,9 @@ mod tests {
             proc_drbd::parse(&text).expect("parses").is_drbd9(),
             "{text}"
         );
+        // Powered off, the node has no kernel and no /proc/drbd.
         w.ok("n1", "sim-world power-off n2");
-        std::fs::remove_file(proc("n2")).expect("remove");
+        assert!(!proc("n2").exists(), "n2's /proc/drbd while off");
         w.ok("n1", "sim-world power-on n2");
         assert!(proc("n2").exists(), "n2's /proc/drbd after power-on");
     }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::drbd_state::{Backing, Resource, State};
-use super::drbd_view::Peers;
+use super::drbd_view::{Peers, has_quorum};
 
 /// Which DRBD the simulator pretends to be; it shapes /proc/drbd and `--version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +105,7 @@ pub fn status_text(
             if v {
                 let backing = dev.backing.as_ref().map_or("none", |b| b.lower.as_str());
                 line.push(format!("backing_dev:{backing}"));
-                line.push("quorum:yes".to_string());
+                line.push(format!("quorum:{}", yes_no(has_quorum(res, peers))));
             }
             let is_open = dev.backing.as_ref().is_some_and(&mut *open);
             line.push(format!("open:{}", yes_no(is_open)));
@@ -244,8 +244,9 @@ pub fn status_json(
             .map(|dev| {
                 let is_open = dev.backing.as_ref().is_some_and(&mut *open);
                 let size = dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024);
+                let quorum = has_quorum(res, peers);
                 format!(
-                    "    {{\n      \"volume\": {},\n      \"minor\": {},\n      \"disk-state\": \"{}\",\n      \"client\": false,\n      \"open\": {is_open},\n      \"quorum\": true,\n      \"size\": {size},\n      \"read\": 0,\n      \"written\": 0,\n      \"al-writes\": 0,\n      \"bm-writes\": 0,\n      \"upper-pending\": 0,\n      \"lower-pending\": 0\n    }}",
+                    "    {{\n      \"volume\": {},\n      \"minor\": {},\n      \"disk-state\": \"{}\",\n      \"client\": false,\n      \"open\": {is_open},\n      \"quorum\": {quorum},\n      \"size\": {size},\n      \"read\": 0,\n      \"written\": 0,\n      \"al-writes\": 0,\n      \"bm-writes\": 0,\n      \"upper-pending\": 0,\n      \"lower-pending\": 0\n    }}",
                     dev.volume, dev.minor, dev.disk
                 )
             })

@@ -11,6 +11,32 @@ use super::drbd_state::{Backing, Connection, PeerSim, Resource, Role, State};
 // DRBD's state-change results (drbd.h) that the rules below produce.
 pub const SS_TWO_PRIMARIES: i32 = -1;
 pub const SS_NO_UP_TO_DATE_DISK: i32 = -2;
+pub const SS_NO_QUORUM: i32 = -25;
+
+/// Whether the resource has quorum here, as DRBD 9 counts it when the resource's `quorum`
+/// option is set (`majority`, `all`, or a number of nodes): this node and the peers it is
+/// connected to, among this node and every peer it knows. Without the option, always.
+///
+/// Not modelled: DRBD's allowances for a peer known to be gone cleanly (Outdated or down by
+/// command) and for diskless tiebreakers' votes beyond a plain count: a cut is counted as the
+/// worst case, which is what a partition looks like from inside.
+pub fn has_quorum(res: &Resource, peers: &dyn Peers) -> bool {
+    let Some((_, setting)) = res.options.iter().rev().find(|(k, _)| k == "quorum") else {
+        return true;
+    };
+    let voters = 1 + res.connections.len();
+    let reachable = 1 + res
+        .connections
+        .values()
+        .filter(|c| peers.view(res, c).connected)
+        .count();
+    match setting.as_str() {
+        "off" => true,
+        "majority" => reachable * 2 > voters,
+        "all" => reachable == voters,
+        number => number.parse::<usize>().map_or(true, |n| reachable >= n),
+    }
+}
 
 /// How one connection looks from this node: what it sees of the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,6 +162,10 @@ pub fn promotion_check(res: &Resource, peers: &dyn Peers, force: bool) -> Result
     if conflicting_primary(res, peers) {
         return Err(SS_TWO_PRIMARIES);
     }
+    // `--force` does not override quorum either.
+    if !has_quorum(res, peers) {
+        return Err(SS_NO_QUORUM);
+    }
     if has_up_to_date_access(res, peers) {
         return Ok(false);
     }
@@ -208,6 +238,7 @@ pub enum Obj {
         backing_dev: Option<String>,
         disk: String,
         open: bool,
+        quorum: bool,
         size_kib: u64,
     },
     PeerDevice {
@@ -321,13 +352,15 @@ impl Obj {
                 backing_dev,
                 disk,
                 open,
+                quorum,
                 ..
             } => vec![(
                 "info",
                 format!(
-                    " backing_dev:{} disk:{disk} client:no open:{} quorum:yes",
+                    " backing_dev:{} disk:{disk} client:no open:{} quorum:{}",
                     backing_dev.as_deref().unwrap_or("none"),
-                    yes_no(*open)
+                    yes_no(*open),
+                    yes_no(*quorum)
                 ),
             )],
             Obj::PeerDevice {
@@ -420,6 +453,7 @@ pub fn snapshot(
             backing_dev: dev.backing.as_ref().map(|b| b.lower.clone()),
             disk: dev.disk.clone(),
             open: dev.backing.as_ref().is_some_and(&mut *open),
+            quorum: has_quorum(res, peers),
             size_kib: dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024),
         });
     }

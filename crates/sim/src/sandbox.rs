@@ -256,10 +256,16 @@ pub struct ResHost {
 
 /// The seed resource ([`RESOURCE`], minor 0 on `disk` with internal metadata), one `on`
 /// section per host; three or more hosts are joined by a connection mesh, as DRBD 9 needs.
-pub fn drbd_res(disk: &str, hosts: &[ResHost]) -> String {
-    let mut text = format!(
-        "resource {RESOURCE} {{\n  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"
-    );
+pub fn drbd_res(disk: &str, hosts: &[ResHost], quorum: bool) -> String {
+    let mut text = format!("resource {RESOURCE} {{\n");
+    if quorum {
+        // What DRBD recommends for a cluster that must never run two Primaries: a node
+        // promotes only in a partition that holds a majority of the nodes.
+        text.push_str("  options { quorum majority; on-no-quorum io-error; }\n");
+    }
+    text.push_str(&format!(
+        "  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"
+    ));
     for (id, host) in hosts.iter().enumerate() {
         text.push_str(&format!(
             "  on {} {{ node-id {id}; address {}:7789; }}\n",
@@ -528,7 +534,7 @@ impl Sandbox {
                 address: "127.0.0.2".into(),
             },
         ];
-        fs::write(&drbd_conf, drbd_res(&disk, &hosts)).map_err(io("write drbd.conf"))?;
+        fs::write(&drbd_conf, drbd_res(&disk, &hosts, false)).map_err(io("write drbd.conf"))?;
         // converge runs drbdadm without -c, as on a real node: give this namespace its own
         // /etc/drbd.conf.
         if !Path::new("/etc/drbd.conf").exists() {

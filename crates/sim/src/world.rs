@@ -472,7 +472,10 @@ impl World {
                 address: n.address.clone(),
             })
             .collect();
-        fs::write(&self.res_file, drbd_res(&self.disk, &hosts))
+        // The seed is made on the first node alone, which quorum would not let promote: the
+        // resource file gets its quorum once the seed is made (written in place: every node's
+        // /etc/drbd.conf is a bind mount of this very file).
+        fs::write(&self.res_file, drbd_res(&self.disk, &hosts, false))
             .map_err(io("write the resource file"))?;
         for index in 0..self.nodes.len() {
             fs::create_dir_all(&self.nodes[index].sim_dir)
@@ -500,6 +503,8 @@ impl World {
         seed_data(&here, &[drbdsetup.as_str()], &self.mnt, || {
             populate_container(&private)
         })?;
+        fs::write(&self.res_file, drbd_res(&self.disk, &hosts, true))
+            .map_err(io("write the resource file"))?;
 
         fs::create_dir_all(&self.manifests).map_err(io("create manifests"))?;
         for node in &self.nodes {

@@ -254,8 +254,20 @@ fn two_nodes_see_each_other_refuse_two_primaries_and_split_on_a_cut() {
                 sees(&status(&w, "deb2"), "deb1"),
                 unknown(ConnectionState::Connecting)
             );
-            // Without quorum or fencing DRBD lets the cut-off, UpToDate Secondary promote:
-            // keeping that from happening is converge's business, not the simulator's.
+            // The world's resource has `quorum majority`: alone, neither side has quorum,
+            // and DRBD refuses the promotion.
+            events.wait_for("quorum:no");
+            let (code, err) = drbdadm_fails(&w, "deb2", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(err.contains("(-25) No quorum"), "{err}");
+            // Without quorum (or fencing) DRBD lets the cut-off, UpToDate Secondary promote:
+            // keeping that from happening is then converge's business, not the simulator's.
+            for node in ["deb1", "deb2"] {
+                let out = w
+                    .drbdsetup(node, &["resource-options", "data", "--quorum=off"])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                assert!(out.status.success(), "{out:?}");
+            }
             drbdadm(&w, "deb2", &["primary", "data"]);
             assert_eq!(sh(&w, "deb2", "blockdev --getro /dev/drbd0").trim(), "0");
             drbdadm(&w, "deb2", &["secondary", "data"]);
