@@ -483,7 +483,6 @@ impl World {
             self.start_holder(index)?;
             let name = self.nodes[index].name.clone();
             self.hook(&["add-node", &name])?;
-            self.load_drbd(&name)?;
         }
 
         // The seed data, made on the first node.
@@ -886,29 +885,7 @@ impl World {
             ));
         }
         self.hook(&["power-on", node])?;
-        self.start_holder(index)?;
-        self.load_drbd(node)
-    }
-
-    /// Loads DRBD on `node` as its boot would (the module, and so /proc/drbd, is there before
-    /// any resource is up): a converge started right after sees DRBD with nothing up, not "DRBD
-    /// is not loaded" (which it cannot act on).
-    fn load_drbd(&self, node: &str) -> Result<(), SandboxError> {
-        let bin = self.bin.join("drbdsetup");
-        let proc_drbd = &self.node(node)?.proc_drbd;
-        // The simulator makes the file only when the world's lock is free: another node's
-        // command may hold it for a moment.
-        for _ in 0..100 {
-            self.checked(node, "load DRBD", &bin.to_string_lossy(), &["status"])?;
-            if proc_drbd.exists() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(step_error(
-            format!("load DRBD on {node}"),
-            format!("{} was not made", proc_drbd.display()),
-        ))
+        self.start_holder(index)
     }
 
     /// Kills every process of node `index` (its cgroup, and whatever shares its mount
