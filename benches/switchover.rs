@@ -1,10 +1,14 @@
 //! The switchover, end to end, for docs/performance.md: two simulated nodes (the DRBD
 //! simulator's world mode on real namespaces, loop devices and ext3: `converge_sim::world`),
 //! each running its own `converge run` on the shared manifest directory; the seed service is
-//! moved from one node to the other by renaming a new manifest (`node:` changed) into place,
-//! alternately deb1 → deb2 and back.
+//! moved from one node to the other, alternately deb1 → deb2 and back, by a change of its
+//! `node:` made in two ways, each measured on its own:
+//! - **published**, as git-sync delivers a commit (`World::publish`: a new worktree, the
+//!   directory's symlink swapped): complete by contract, read at once;
+//! - **edited**: a new manifest renamed over the old one in place (`World::set_state`), as an
+//!   editor saves it: read after the daemons' quiet period (`debounce`).
 //!
-//! For each run it measures, from the rename:
+//! For each run it measures, from the swap or the rename:
 //! - until the app's start script has run on the new node (the end of `vzctl exec2 101
 //!   …/S10foo start`), and until it began;
 //! - the commands' own time in that window: every command converge runs that changes the
@@ -25,7 +29,8 @@
 //! namespace, as the daemon bench's promote part does. Not run by `cargo test`.
 //!
 //! `cargo bench --bench switchover`; `CONVERGE_BENCH_RUNS` (default 20) sets the number of
-//! switchovers, `CONVERGE_BENCH_DEBOUNCE` (e.g. `50ms`) the daemons' debounce instead of the
+//! switchovers of each kind, `CONVERGE_BENCH_CHANGE=published|edited` runs one kind only,
+//! `CONVERGE_BENCH_DEBOUNCE` (e.g. `50ms`) the daemons' debounce instead of the
 //! default 200 ms, `CONVERGE_BENCH_WRAP_PROBES=1` wraps `drbdsetup` and `vzlist` too (where
 //! observation time goes), `CONVERGE_BENCH_LOGS=DIR` keeps the daemons' logs (JSON, verbose) and the
 //! wrappers' record there.
@@ -444,39 +449,20 @@ fn inside(work: &Path) {
     std::thread::sleep(Duration::from_secs(1));
 
     let calls_path = wrap.join(CALLS);
-    let mut measured = Vec::new();
-    for i in 0..runs {
-        let (from, to) = if i % 2 == 0 {
-            (NODES[0], NODES[1])
-        } else {
-            (NODES[1], NODES[0])
-        };
-        let t0 = ns_of(world.set_state("up", to).unwrap_or_else(|e| panic!("{e}")));
-        // The wrappers' file is all that is read while the switch runs: nothing else competes
-        // with the daemons for the two cores.
-        until(
-            &format!("the app to start on {to}"),
-            || {
-                read_calls(&calls_path)
-                    .iter()
-                    .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
-            },
-            Duration::from_millis(10),
-        );
-        settled(&world, to, from);
-        let run = measure(&read_calls(&calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
-        println!(
-            "run {:>2} {from} → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
-            i + 1,
-            ms(run.to_app_begin),
-            ms(run.to_app_end),
-            run.count,
-            ms(run.commands),
-            ms(run.to_app_end.saturating_sub(run.commands)),
-        );
-        measured.push(run);
-        // Let both daemons finish what follows (the mount and DRBD events of the switch).
-        std::thread::sleep(Duration::from_secs(1));
+    let only = std::env::var("CONVERGE_BENCH_CHANGE").ok();
+    let kinds: Vec<Change> = [Change::Published, Change::Edited]
+        .into_iter()
+        .filter(|k| only.as_deref().is_none_or(|o| o == k.word()))
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "CONVERGE_BENCH_CHANGE: `published` or `edited`, not {only:?}"
+    );
+    let mut measured: Vec<(Change, Vec<Run>)> = Vec::new();
+    for kind in kinds {
+        println!("{}:", kind.describe());
+        let runs = switchovers(&world, &calls_path, kind, runs);
+        measured.push((kind, runs));
     }
     drop(daemons);
     if let Some(keep) = std::env::var_os("CONVERGE_BENCH_LOGS") {
@@ -493,14 +479,98 @@ fn inside(work: &Path) {
     let problems = world.teardown();
     assert!(problems.is_empty(), "{problems:?}");
 
-    report(&measured, debounce.as_deref(), direct, through);
+    for (kind, runs) in &measured {
+        report(*kind, runs, debounce.as_deref(), direct, through);
+    }
 }
 
-fn report(runs: &[Run], debounce: Option<&str>, direct: Duration, through: Duration) {
+/// How the manifests change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Published,
+    Edited,
+}
+
+impl Change {
+    fn word(self) -> &'static str {
+        match self {
+            Change::Published => "published",
+            Change::Edited => "edited",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Change::Published => {
+                "published as git-sync does (new worktree, symlink swapped) → app start on the new node"
+            }
+            Change::Edited => {
+                "edited in place (a manifest renamed over the old one) → app start on the new node"
+            }
+        }
+    }
+
+    fn make(self, world: &World, to: &str) -> SystemTime {
+        match self {
+            Change::Published => world.publish("up", to),
+            Change::Edited => world.set_state("up", to),
+        }
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// `runs` switchovers, alternately to each node, each started by a change of `kind`.
+fn switchovers(world: &World, calls_path: &Path, kind: Change, runs: usize) -> Vec<Run> {
+    let mut measured = Vec::new();
+    for i in 0..runs {
+        // The service runs on the first node between the kinds' series (an even count each).
+        let (from, to) = if i % 2 == 0 {
+            (NODES[0], NODES[1])
+        } else {
+            (NODES[1], NODES[0])
+        };
+        let t0 = ns_of(kind.make(world, to));
+        // The wrappers' file is all that is read while the switch runs: nothing else competes
+        // with the daemons for the two cores.
+        until(
+            &format!("the app to start on {to}"),
+            || {
+                read_calls(calls_path)
+                    .iter()
+                    .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
+            },
+            Duration::from_millis(10),
+        );
+        settled(world, to, from);
+        let run = measure(&read_calls(calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
+        println!(
+            "run {:>2} {from} → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
+            i + 1,
+            ms(run.to_app_begin),
+            ms(run.to_app_end),
+            run.count,
+            ms(run.commands),
+            ms(run.to_app_end.saturating_sub(run.commands)),
+        );
+        measured.push(run);
+        // Let both daemons finish what follows (the mount and DRBD events of the switch).
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    if runs % 2 == 1 {
+        // Back to the first node, for the next series.
+        kind.make(world, NODES[0]);
+        settled(world, NODES[0], NODES[1]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    measured
+}
+
+fn report(kind: Change, runs: &[Run], debounce: Option<&str>, direct: Duration, through: Duration) {
     let of = |f: fn(&Run) -> Duration| runs.iter().map(f).collect::<Vec<_>>();
     let debounce = debounce.unwrap_or("200 ms (default)");
     println!(
-        "\nswitchover, manifest rename → app start on the new node ({} runs, alternating; debounce {debounce}):",
+        "\nswitchover, manifests {} ({} runs, alternating; debounce {debounce}):",
+        kind.describe(),
         runs.len()
     );
     println!(

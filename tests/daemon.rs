@@ -412,8 +412,8 @@ fn the_reason_of_each_reconcile_is_logged_and_verbose_adds_what_the_watcher_saw(
 
 #[test]
 fn regression_a_long_debounce_does_not_delay_the_exit() {
-    // Stopping the watcher waits for notify-debouncer-full's thread, which sleeps a tick first;
-    // the tick once grew with `debounce`, and this daemon took half an hour to exit.
+    // Stopping the watcher once waited for a debouncer thread that slept a tick first; the tick
+    // grew with `debounce`, and this daemon took half an hour to exit.
     let sb = Sandbox::new();
     sb.config("debounce: 1h\nresync: 1h\n");
     let dir = sb.path("manifests");

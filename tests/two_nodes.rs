@@ -67,14 +67,15 @@ fn switchover_both_ways(work: &Path, names: &[&str]) {
             .expect("write");
         assert!(write.status.success(), "{write:?}");
 
-        // The switchover: one edit of `node:`.
-        world.set_state("up", target).expect("manifest");
+        // The switchover: one commit changing `node:`, arriving as git-sync publishes it (a new
+        // worktree, the link swapped, the old worktree deleted).
+        world.publish("up", target).expect("manifest");
         settled_on(world, target);
         let read = world
             .run(target, "cat", &[&marker(world).to_string_lossy()])
             .expect("read");
         assert_eq!(String::from_utf8_lossy(&read.stdout), "before\n");
-        // And back.
+        // And back, by an edit of the manifest in place.
         world.set_state("up", first).expect("manifest");
         settled_on(world, first);
     });

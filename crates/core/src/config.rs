@@ -53,7 +53,8 @@ pub struct Config {
 /// How `converge run` behaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DaemonConfig {
-    /// Quiet period after a manifest change before the directory is re-read.
+    /// Quiet period after a manifest change before the directory is re-read (a swap of the
+    /// whole directory, as git-sync makes, is read at once).
     #[serde(with = "humantime_serde")]
     pub debounce: std::time::Duration,
     /// Full re-observe and re-plan of everything, even without an event (drift correction).
@@ -261,7 +262,8 @@ pub struct ConfigDoc {
     /// Every external program goes through here, which serves non-standard installs and lets
     /// tests point converge at a simulator.
     pub commands: CommandsDoc,
-    /// The daemon: quiet period after a manifest change before the directory is re-read.
+    /// The daemon: quiet period after a manifest change before the directory is re-read (a
+    /// swap of the whole directory, as git-sync makes, is read at once).
     #[schemars(pattern(DURATION_PATTERN))]
     pub debounce: String,
     /// The daemon: full re-observe and re-plan of every service even without any event, to

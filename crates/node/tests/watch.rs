@@ -25,11 +25,18 @@ struct Watched {
 }
 
 fn watch(path: &Path) -> Watched {
+    watch_with(path, DEBOUNCE)
+}
+
+fn watch_with(path: &Path, debounce: Duration) -> Watched {
     let (tx, rx) = unbounded_channel();
-    let watcher = ManifestWatcher::start(path.to_path_buf(), DEBOUNCE, tx)
+    let watcher = ManifestWatcher::start(path.to_path_buf(), debounce, tx)
         .unwrap_or_else(|e| panic!("start watching {}: {e}", path.display()));
     Watched { watcher, rx }
 }
+
+/// A quiet period no test waits out: what triggers within [`WITHIN`] under it did not wait.
+const FOREVER: Duration = Duration::from_secs(600);
 
 impl Watched {
     /// The reason of the next trigger, if one comes within `within`.
@@ -315,6 +322,96 @@ fn directory_replaced_by_rename() {
     w.expect_one("an edit in the new directory");
     write(&root.join("m.old/web.yaml"), "service: web\n# old\n");
     w.expect_none("an edit in the directory moved away");
+}
+
+/// git-sync publishes a complete worktree, then swaps the link: the nodes of a cluster get a
+/// switchover commit this way, and the quiet period would only delay it.
+#[test]
+fn a_swap_triggers_without_the_quiet_period_an_edit_waits_for() {
+    let (_tmp, root) = tempdir();
+    manifests(&root, "rev1");
+    let link = root.join("link");
+    symlink("rev1", &link).expect("symlink");
+    let mut w = watch_with(&link, FOREVER);
+
+    write(
+        &root.join("rev1/web.yaml"),
+        "service: web
+# edited
+",
+    );
+    assert_eq!(w.next_within(SETTLED), None, "an edit waits for quiet");
+
+    manifests(&root, "rev2");
+    symlink("rev2", root.join("tmp-link")).expect("tmp symlink");
+    fs::rename(root.join("tmp-link"), &link).expect("rename over link");
+    let reason = w.next("the swap");
+    assert!(reason.starts_with("symlink swapped to rev2"), "{reason}");
+    // The edit pending before is in that re-read: it is not read a second time.
+    assert!(reason.contains("web.yaml"), "{reason}");
+    assert_eq!(w.next_within(SETTLED), None, "nothing after the swap");
+}
+
+/// `mv m.new m` over a directory moved away, Kubernetes' `..data` swap and a link renamed into
+/// place are complete too; a directory made in place may still be filling up.
+#[test]
+fn a_replacement_a_data_swap_and_a_rename_into_place_need_no_quiet_period_a_mkdir_does() {
+    let (_tmp, root) = tempdir();
+    let dir = manifests(&root, "m");
+    manifests(&root, "m.new");
+    let mut w = watch_with(&dir, FOREVER);
+    fs::rename(&dir, root.join("m.old")).expect("mv away");
+    fs::rename(root.join("m.new"), &dir).expect("mv in");
+    // Both renames may reach the watcher before it looks again (a replacement), or the first
+    // alone (the directory gone, which waits for quiet; then one renamed into place).
+    let reason = w.next("the replacement");
+    assert!(
+        reason.contains("replaced") || reason.contains("appeared"),
+        "{reason}"
+    );
+
+    let cm = root.join("cm");
+    fs::create_dir(&cm).expect("mkdir");
+    let old = cm.join("..2026_11_25_10_00_00.1");
+    fs::create_dir(&old).expect("mkdir");
+    write(
+        &old.join("web.yaml"),
+        "service: web
+",
+    );
+    symlink("..2026_11_25_10_00_00.1", cm.join("..data")).expect("symlink ..data");
+    symlink("..data/web.yaml", cm.join("web.yaml")).expect("symlink web.yaml");
+    let mut volume = watch_with(&cm, FOREVER);
+    let new = cm.join("..2026_11_25_11_00_00.2");
+    fs::create_dir(&new).expect("mkdir");
+    write(
+        &new.join("web.yaml"),
+        "service: web
+state: down
+",
+    );
+    symlink("..2026_11_25_11_00_00.2", cm.join("..data_tmp")).expect("symlink");
+    fs::rename(cm.join("..data_tmp"), cm.join("..data")).expect("rename over ..data");
+    let reason = volume.next("the ..data swap");
+    assert!(reason.contains("..data"), "{reason}");
+
+    let later = root.join("later");
+    let mut appearing = watch_with(&later, FOREVER);
+    manifests(&root, "later");
+    assert_eq!(
+        appearing.next_within(SETTLED),
+        None,
+        "a directory made in place waits for quiet"
+    );
+
+    // git-sync's first clone: the link renamed into place where there was none.
+    let link = root.join("link");
+    let mut first = watch_with(&link, FOREVER);
+    manifests(&root, "rev1");
+    symlink("rev1", root.join("tmp-link")).expect("tmp symlink");
+    fs::rename(root.join("tmp-link"), &link).expect("rename into place");
+    let reason = first.next("the first clone's link");
+    assert!(reason.contains("appeared"), "{reason}");
 }
 
 /// The directory may not exist yet when the daemon starts (git-sync's first clone).

@@ -84,6 +84,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Where [`World::publish`] keeps the revisions of the manifests, under the work directory.
+const REVS: &str = "revs";
+
 /// The simulated nodes and the paths shared by all of them.
 #[derive(Debug)]
 pub struct World {
@@ -94,7 +97,8 @@ pub struct World {
     pub world_dir: PathBuf,
     /// The shared resource file, bound on every node's /etc/drbd.conf.
     pub res_file: PathBuf,
-    /// The shared manifest directory (GitOps: one checkout every node reads).
+    /// The shared manifest directory (GitOps: one checkout every node reads). A symlink to the
+    /// revision in force (`revs/N`), as git-sync's `--link` is: [`World::publish`] swaps it.
     pub manifests: PathBuf,
     /// The seed service's manifest in `manifests`, pinned to the first node.
     pub manifest: PathBuf,
@@ -505,7 +509,10 @@ impl World {
         fs::write(&self.res_file, drbd_res(&self.disk, &hosts, true))
             .map_err(io("write the resource file"))?;
 
-        fs::create_dir_all(&self.manifests).map_err(io("create manifests"))?;
+        let first_rev = Path::new(REVS).join("0");
+        fs::create_dir_all(self.work.join(&first_rev)).map_err(io("create manifests"))?;
+        std::os::unix::fs::symlink(&first_rev, &self.manifests)
+            .map_err(io("link the manifest directory"))?;
         for node in &self.nodes {
             for dir in [&node.state_dir, &node.log_dir] {
                 fs::create_dir_all(dir).map_err(io("create the node's directories"))?;
@@ -521,6 +528,54 @@ impl World {
                 .map_err(io(format!("write {}", node.config.display())))?;
         }
         self.set_state("up", &first).map(drop)
+    }
+
+    /// Publishes a new revision of the manifests as git-sync does: a complete copy of the
+    /// directory in force, with the seed manifest now desired `state` on node `node`, in a
+    /// directory of its own (`revs/N`); then a new symlink renamed over [`World::manifests`] at
+    /// one instant, which is returned (taken right before the rename); then the old revision
+    /// is deleted.
+    pub fn publish(&self, state: &str, node: &str) -> Result<SystemTime, SandboxError> {
+        let current = fs::read_link(&self.manifests).map_err(io("read the manifest link"))?;
+        let number: u64 = current
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| SandboxError::Step {
+                step: "publish the manifests".into(),
+                detail: format!(
+                    "{} leads to {}, not to {REVS}/N",
+                    self.manifests.display(),
+                    current.display()
+                ),
+            })?;
+        let next = Path::new(REVS).join((number + 1).to_string());
+        let dir = self.work.join(&next);
+        fs::create_dir_all(&dir).map_err(io("create the new revision"))?;
+        for entry in fs::read_dir(&self.manifests).map_err(io("list the manifests"))? {
+            let entry = entry.map_err(io("list the manifests"))?;
+            if entry
+                .file_type()
+                .map_err(io("list the manifests"))?
+                .is_file()
+            {
+                fs::copy(entry.path(), dir.join(entry.file_name()))
+                    .map_err(io("copy the manifests"))?;
+            }
+        }
+        let name = self.manifest.file_name().unwrap_or_default();
+        fs::write(
+            dir.join(name),
+            seed_manifest_for(state, node, &self.mnt, &SandboxContainer::Vz),
+        )
+        .map_err(io("write the manifest"))?;
+        let staged = self.work.join(".manifests.new");
+        let _ = fs::remove_file(&staged);
+        std::os::unix::fs::symlink(&next, &staged).map_err(io("link the new revision"))?;
+        let at = SystemTime::now();
+        fs::rename(&staged, &self.manifests).map_err(io("swap the manifest link"))?;
+        fs::remove_dir_all(self.work.join(&current)).map_err(io("delete the old revision"))?;
+        Ok(at)
     }
 
     /// Rewrites the seed manifest: desired `state`, pinned to node `node`. The new text is

@@ -150,9 +150,7 @@ pub fn init(json: bool, verbose: bool) {
     let level = if verbose { "debug" } else { "info" };
     // notify warns when it unwatches a directory that is gone, which is what a GitOps swap
     // does; converge handles the watcher's real errors itself.
-    let filter = tracing_subscriber::EnvFilter::new(format!(
-        "{level},notify=error,notify_debouncer_full=error"
-    ));
+    let filter = tracing_subscriber::EnvFilter::new(format!("{level},notify=error"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stdout);

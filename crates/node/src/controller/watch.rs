@@ -3,6 +3,13 @@
 //! deltas: inotify loses events (queue overflow → Rescan), editors and GitOps tools replace
 //! files and directories by rename, and only a full re-read is right in all those cases.
 //!
+//! The quiet period lets a multi-file edit finish before it is read. An atomic swap of the
+//! whole directory needs none: git-sync and Kubernetes publish a complete tree and then swap
+//! one symlink (or rename a prepared directory over the old one), so a swap triggers at once —
+//! this is how the nodes of a cluster receive a switchover commit. A directory that appears or
+//! disappears is no swap (`mkdir` then files, a `rm -rf` under way) and waits for quiet like an
+//! edit.
+//!
 //! The manifest path may be, or lead through, symlinks that a GitOps tool swaps atomically
 //! (git-sync `--link`, Kubernetes' `..data`). So besides the resolved directory, the directory
 //! holding each symlink on the way (and the one holding the last component) is watched,
@@ -26,8 +33,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
-use notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
 use thiserror::Error;
 
 use super::trigger::{Trigger, TriggerSender};
@@ -55,7 +61,9 @@ pub struct ManifestWatcher {
 }
 
 enum Msg {
-    Events(DebounceEventResult),
+    /// An event of the watcher, with when it was received: the watcher hands events on as
+    /// inotify reports them, so that is when the change happened, give or take a wake-up.
+    Event(notify::Result<Event>, Instant),
     Stop,
 }
 
@@ -70,9 +78,9 @@ impl ManifestWatcher {
         let timing = Timing::new(debounce);
         let (control, events) = mpsc::channel();
         let sender = control.clone();
-        let debouncer = new_debouncer(timing.debouncer, Some(timing.tick), move |result| {
+        let watcher = notify::recommended_watcher(move |result| {
             // The receiver only goes away when the worker stops, after which nothing matters.
-            let _ = sender.send(Msg::Events(result));
+            let _ = sender.send(Msg::Event(result, Instant::now()));
         })
         .map_err(|source| WatchError::Watch {
             path: path.clone(),
@@ -80,7 +88,7 @@ impl ManifestWatcher {
         })?;
         let mut worker = Worker {
             path: path.clone(),
-            debouncer,
+            watcher,
             watched: BTreeMap::new(),
             interest: Interest::default(),
             target: None,
@@ -124,28 +132,11 @@ impl Drop for ManifestWatcher {
     }
 }
 
-/// The longest tick of the debouncer: how long stopping the watcher may take.
-const MAX_TICK: Duration = Duration::from_millis(250);
-
-/// How the configured quiet period is kept. notify-debouncer-full debounces per path, so a
-/// series of changes to different files would leave it as several batches; it gets a shorter
-/// timeout (pairing renames, folding repeats, keeping the Rescan signal), and the worker keeps
-/// the quiet period over the whole directory: the trigger goes out `debounce` after the last
-/// change, counted from when the change happened (the debouncer hands each event with its time),
-/// not from when the debouncer passed it on.
-///
-/// The debouncer passes a change on between its timeout and its timeout plus one tick after it.
-/// Both are 3/5 of `debounce` (the tick at most 250 ms): at the default 200 ms, two changes in
-/// three are passed on within `debounce` and trigger exactly then, the others at once, at most
-/// 240 ms after the change. A change that reaches the worker after the trigger left (one made
-/// late in a burst) makes a second trigger: harmless, each re-reads everything. The tick is what an idle daemon pays for: its thread wakes up every tick,
-/// about 0.05 ms of CPU each on a VM, so a longer one saves idle CPU and a shorter one only
-/// trims the late third.
+/// How the configured quiet period is kept: the trigger goes out `debounce` after the last
+/// change of a series, over the whole directory (a series of changes to different files is one
+/// period), counted from when each change was received.
 #[derive(Debug, Clone, Copy)]
 struct Timing {
-    debouncer: Duration,
-    /// How often the debouncer's thread looks for due events, even when idle.
-    tick: Duration,
     debounce: Duration,
     /// A directory that never stays quiet (a program writing a file in it every 100 ms) is
     /// re-read at least this often rather than never.
@@ -154,13 +145,7 @@ struct Timing {
 
 impl Timing {
     fn new(debounce: Duration) -> Timing {
-        // notify-debouncer-full refuses a tick longer than its timeout, and a zero tick spins.
-        let debouncer = (debounce * 3 / 5).max(Duration::from_millis(5));
         Timing {
-            debouncer,
-            // Stopping the watcher waits for the debouncer's thread, which sleeps a whole tick
-            // first: a long debounce must not make the daemon slow to exit.
-            tick: debouncer.min(MAX_TICK),
             debounce,
             max_wait: (debounce * 10).max(Duration::from_secs(2)),
         }
@@ -239,64 +224,75 @@ impl fmt::Display for Change {
     }
 }
 
-/// What in one batch of the debouncer matters.
-#[derive(Debug, Default)]
+/// What one event of the watcher says, when it matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Dirty {
-    /// The first change per subject; empty when nothing in the batch matters.
-    changes: Vec<Change>,
-    /// When the latest of those changes happened, if the batch says (errors carry no time).
-    last: Option<Instant>,
+    change: Change,
+    /// The event itself shows the whole manifest set swapped, complete (Kubernetes' atomic
+    /// writer renaming `..data` over), so the re-read need not wait for quiet.
+    swap: bool,
 }
 
-/// What made `result` dirty. Rescans (inotify's queue overflowed) and watcher errors always
-/// matter: events may have been lost. Pure reads (the daemon's own re-read opens every file) and
-/// events of names next to the manifest path, or of a directory no longer watched, do not.
-fn dirty_reasons(result: &DebounceEventResult, interest: &Interest) -> Dirty {
-    let mut dirty = Dirty::default();
-    let mut add = |change: Change, at: Option<Instant>| {
-        if !dirty.changes.iter().any(|c| c.subject == change.subject) {
-            dirty.changes.push(change);
-        }
-        if let Some(at) = at {
-            dirty.last = Some(dirty.last.map_or(at, |last| last.max(at)));
-        }
-    };
-    match result {
-        Err(errors) => {
-            for error in errors {
-                add(
-                    Change::new("watcher error", format!("({error}), rescanning")),
-                    None,
-                );
-            }
-            if errors.is_empty() {
-                add(Change::new("watcher error", "rescanning"), None);
-            }
-        }
-        Ok(events) => {
-            for event in events {
-                let at = Some(event.time);
-                if event.need_rescan() {
-                    add(Change::new("rescan", "(the watcher lost events)"), at);
-                    continue;
-                }
-                if is_read_only_access(&event.kind) {
-                    continue;
-                }
-                if event.paths.is_empty() {
-                    add(
-                        Change::new("event without a path", kind_word(&event.kind)),
-                        at,
-                    );
-                    continue;
-                }
-                if event.paths.iter().any(|p| interest.covers(p)) {
-                    add(describe(&event.kind, &event.paths), at);
-                }
-            }
-        }
+impl Dirty {
+    fn edit(change: Change) -> Option<Dirty> {
+        Some(Dirty {
+            change,
+            swap: false,
+        })
     }
-    dirty
+}
+
+/// Whether `result` matters, and why. Rescans (inotify's queue overflowed) and watcher errors
+/// always do: events may have been lost. Pure reads (the daemon's own re-read opens every file)
+/// and events of names next to the manifest path, or of a directory no longer watched, do not.
+fn dirty_reason(result: &notify::Result<Event>, interest: &Interest) -> Option<Dirty> {
+    let event = match result {
+        Err(error) => {
+            return Dirty::edit(Change::new(
+                "watcher error",
+                format!("({error}), rescanning"),
+            ));
+        }
+        Ok(event) => event,
+    };
+    if event.need_rescan() {
+        return Dirty::edit(Change::new("rescan", "(the watcher lost events)"));
+    }
+    if is_read_only_access(&event.kind) || is_rename_pair(&event.kind) {
+        return None;
+    }
+    if event.paths.is_empty() {
+        return Dirty::edit(Change::new("event without a path", kind_word(&event.kind)));
+    }
+    if !event.paths.iter().any(|p| interest.covers(p)) {
+        return None;
+    }
+    Some(Dirty {
+        change: describe(&event.kind, &event.paths),
+        swap: is_data_swap(&event.kind, &event.paths, interest),
+    })
+}
+
+/// A Kubernetes volume's `..data` symlink renamed over in the manifest directory: the files
+/// lead through it, and the atomic writer swaps it only once the new directory is complete.
+fn is_data_swap(kind: &EventKind, paths: &[PathBuf], interest: &Interest) -> bool {
+    let renamed_in = matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::To)));
+    let Some(to) = paths.last() else {
+        return false;
+    };
+    renamed_in
+        && to.file_name() == Some(OsStr::new("..data"))
+        && to
+            .parent()
+            .and_then(|dir| interest.dirs.get(dir))
+            .is_some_and(|d| d.all)
+}
+
+/// notify follows a rename's two halves (`moved away`, `moved in`: each checked on its own) with
+/// one event naming both paths. It says nothing new, and as a change of its own it would trigger
+/// a swap's re-read a second time.
+fn is_rename_pair(kind: &EventKind) -> bool {
+    matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
 }
 
 fn is_read_only_access(kind: &EventKind) -> bool {
@@ -315,12 +311,9 @@ fn describe(kind: &EventKind, paths: &[PathBuf]) -> Change {
         p.file_name()
             .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into())
     };
-    match (kind, paths) {
-        (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), [from, to, ..]) => {
-            Change::new(name(to), format!("renamed from {}", name(from)))
-        }
-        (_, [.., last]) => Change::new(name(last), kind_word(kind)),
-        (_, []) => Change::new("event without a path", kind_word(kind)),
+    match paths {
+        [.., last] => Change::new(name(last), kind_word(kind)),
+        [] => Change::new("event without a path", kind_word(kind)),
     }
 }
 
@@ -393,7 +386,7 @@ fn dir_id(path: &Path) -> Option<DirId> {
 
 struct Worker {
     path: PathBuf,
-    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    watcher: RecommendedWatcher,
     watched: BTreeMap<PathBuf, DirId>,
     interest: Interest,
     /// The resolved manifest directory and its identity, when it exists.
@@ -416,7 +409,7 @@ impl Worker {
             // Identified before watching: if the directory is swapped in between, the recorded
             // identity is the stale one and the next refresh (the swap's event) re-watches.
             let id = dir_id(dir);
-            self.debouncer
+            self.watcher
                 .watch(dir, RecursiveMode::NonRecursive)
                 .map_err(|source| WatchError::Watch {
                     path: dir.clone(),
@@ -437,7 +430,7 @@ impl Worker {
 
     /// Resolves the path again and moves the watches; says why when the manifest directory is
     /// now a different one.
-    fn refresh(&mut self) -> Option<Change> {
+    fn refresh(&mut self) -> Option<Moved> {
         let res = match resolve(&self.path) {
             Ok(res) => res,
             Err(e) => {
@@ -461,7 +454,7 @@ impl Worker {
             .collect();
         for dir in stale {
             // Fails when the directory is gone, and with it the watch: as good as removed.
-            let _ = self.debouncer.unwatch(&dir);
+            let _ = self.watcher.unwatch(&dir);
             self.watched.remove(&dir);
         }
         self.settled = true;
@@ -473,7 +466,7 @@ impl Worker {
                 self.settled = false;
                 continue;
             };
-            match self.debouncer.watch(dir, RecursiveMode::NonRecursive) {
+            match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
                     self.watched.insert(dir.clone(), id);
                 }
@@ -495,18 +488,10 @@ impl Worker {
         let appeared = self.target.is_none();
         self.target = target;
         Some(match (&self.target, &res.link) {
-            (Some((dir, _)), _) if appeared => Change::new(
-                "manifest directory",
-                format!("appeared ({})", dir.display()),
-            ),
-            (Some(_), Some(link)) => {
-                Change::new("symlink", format!("swapped to {}", link.to_string_lossy()))
-            }
-            (Some((dir, _)), None) => Change::new(
-                "manifest directory",
-                format!("replaced ({})", dir.display()),
-            ),
-            (None, _) => Change::new("manifest directory", "gone"),
+            (Some((dir, _)), _) if appeared => Moved::Appeared(dir.clone()),
+            (Some(_), Some(link)) => Moved::Swapped(link.to_string_lossy().into_owned()),
+            (Some((dir, _)), None) => Moved::Replaced(dir.clone()),
+            (None, _) => Moved::Gone,
         })
     }
 
@@ -524,48 +509,102 @@ impl Worker {
                     events.recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 }
             };
-            match msg {
-                Ok(Msg::Events(result)) => {
-                    let dirty = dirty_reasons(&result, &self.interest);
-                    if dirty.changes.is_empty() {
+            let swapped = match msg {
+                Ok(Msg::Event(result, at)) => {
+                    let Some(dirty) = dirty_reason(&result, &self.interest) else {
                         continue;
-                    }
-                    for reason in dirty.changes {
-                        reasons.add(reason);
-                    }
+                    };
+                    reasons.add(dirty.change);
                     // Before the trigger leaves, so that its re-read finds the new directory
                     // watched already.
-                    if let Some(swap) = self.refresh() {
-                        reasons.add_first(swap);
+                    let moved = self.refresh();
+                    let renamed_in = matches!(
+                        &result,
+                        Ok(e) if matches!(e.kind, EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+                    );
+                    let swap =
+                        dirty.swap || moved.as_ref().is_some_and(|m| m.is_complete(renamed_in));
+                    if let Some(moved) = moved {
+                        reasons.add_first(moved.change());
                     }
-                    // An error has no time: counted from now, as late as it can have happened.
-                    // A batch may hold older changes than one before it (a rename pair carries
-                    // its first half's time): the period runs from its earliest to its latest.
-                    let at = dirty.last.unwrap_or_else(Instant::now);
-                    pending = Some(match pending {
-                        None => (at, at),
-                        Some((first, last)) => (first.min(at), last.max(at)),
-                    });
+                    if !swap {
+                        pending = Some(match pending {
+                            None => (at, at),
+                            Some((first, last)) => (first.min(at), last.max(at)),
+                        });
+                        continue;
+                    }
+                    true
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    pending = None;
                     if !self.settled
-                        && let Some(swap) = self.refresh()
+                        && let Some(moved) = self.refresh()
                     {
-                        reasons.add_first(swap);
+                        reasons.add_first(moved.change());
                     }
-                    let reason = reasons.take();
-                    tracing::debug!("manifests changed: {reason}");
-                    if self.out.send(Trigger::Manifests { reason }).is_err() {
-                        // The daemon is gone; nobody is left to tell.
-                        break;
-                    }
+                    false
                 }
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            // A swap brings a complete tree: read at once, with whatever edits were pending
+            // (they are in the re-read too).
+            pending = None;
+            let reason = reasons.take();
+            tracing::debug!(
+                "manifests changed{}: {reason}",
+                if swapped {
+                    " (a swap: no quiet period)"
+                } else {
+                    ""
+                }
+            );
+            if self.out.send(Trigger::Manifests { reason }).is_err() {
+                // The daemon is gone; nobody is left to tell.
+                break;
             }
         }
-        // Joins the debouncer's thread; dropping it then ends the inotify thread.
-        self.debouncer.stop();
+        // Dropping the watcher ends its inotify thread.
+    }
+}
+
+/// How the manifest path's directory changed as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Moved {
+    /// The path now leads to a directory where it led to none.
+    Appeared(PathBuf),
+    /// A symlink on the way now leads elsewhere (the basename of its new target).
+    Swapped(String),
+    /// Another directory was renamed onto the path.
+    Replaced(PathBuf),
+    Gone,
+}
+
+impl Moved {
+    /// Whether the new directory is complete by contract: a swapped symlink, a directory that
+    /// replaced the old one, or one renamed into place (`renamed_in`: what the event that showed
+    /// it was) was prepared first. One that appeared otherwise (`mkdir`, then files) may be
+    /// filling up, and a directory gone may be a `rm -rf` under way.
+    fn is_complete(&self, renamed_in: bool) -> bool {
+        match self {
+            Moved::Swapped(_) | Moved::Replaced(_) => true,
+            Moved::Appeared(_) => renamed_in,
+            Moved::Gone => false,
+        }
+    }
+
+    fn change(&self) -> Change {
+        match self {
+            Moved::Appeared(dir) => Change::new(
+                "manifest directory",
+                format!("appeared ({})", dir.display()),
+            ),
+            Moved::Swapped(link) => Change::new("symlink", format!("swapped to {link}")),
+            Moved::Replaced(dir) => Change::new(
+                "manifest directory",
+                format!("replaced ({})", dir.display()),
+            ),
+            Moved::Gone => Change::new("manifest directory", "gone"),
+        }
     }
 }
 
@@ -724,9 +763,8 @@ fn resolve_manifests(path: &Path) -> io::Result<(PathBuf, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use notify::ErrorKind;
     use notify::event::{CreateKind, DataChange, Flag};
-    use notify::{ErrorKind, Event};
-    use notify_debouncer_full::DebouncedEvent;
 
     fn interest() -> Interest {
         Interest::from_resolution(&Resolution {
@@ -736,19 +774,13 @@ mod tests {
         })
     }
 
-    fn batch(events: Vec<Event>) -> DebounceEventResult {
-        Ok(events
+    /// What each event says, for the ones that matter.
+    fn reasons_of(events: Vec<Event>, interest: &Interest) -> Vec<String> {
+        events
             .into_iter()
-            .map(|e| DebouncedEvent::new(e, Instant::now()))
-            .collect())
-    }
-
-    fn dirty_reasons_of(result: &DebounceEventResult, interest: &Interest) -> Vec<Change> {
-        dirty_reasons(result, interest).changes
-    }
-
-    fn texts(changes: Vec<Change>) -> Vec<String> {
-        changes.iter().map(Change::to_string).collect()
+            .filter_map(|e| dirty_reason(&Ok(e), interest))
+            .map(|d| d.change.to_string())
+            .collect()
     }
 
     fn modify(path: &str) -> Event {
@@ -758,31 +790,32 @@ mod tests {
     #[test]
     fn rescan_is_dirty() {
         let rescan = Event::new(EventKind::Other).set_flag(Flag::Rescan);
-        let reasons = texts(dirty_reasons_of(&batch(vec![rescan]), &interest()));
+        let reasons = reasons_of(vec![rescan], &interest());
         assert_eq!(reasons, ["rescan (the watcher lost events)"]);
     }
 
     #[test]
     fn errors_are_dirty() {
         let err = notify::Error::new(ErrorKind::MaxFilesWatch).add_path("/git/rev2".into());
-        let reasons = texts(dirty_reasons_of(&Err(vec![err]), &interest()));
-        assert_eq!(reasons.len(), 1);
-        assert!(reasons[0].starts_with("watcher error"), "{reasons:?}");
-        assert_eq!(dirty_reasons_of(&Err(vec![]), &interest()).len(), 1);
+        let dirty = dirty_reason(&Err(err), &interest()).expect("an error matters");
+        assert!(
+            dirty.change.to_string().starts_with("watcher error"),
+            "{dirty:?}"
+        );
+        assert!(!dirty.swap);
     }
 
     #[test]
     fn events_of_the_manifest_directory_and_the_link_are_dirty() {
-        let reasons = texts(dirty_reasons_of(
-            &batch(vec![
+        let reasons = reasons_of(
+            vec![
                 modify("/git/rev2/web.yaml"),
                 Event::new(EventKind::Create(CreateKind::File)).add_path("/git/current".into()),
-                modify("/git/rev2/web.yaml"),
                 Event::new(EventKind::Remove(notify::event::RemoveKind::Folder))
                     .add_path("/git/rev2".into()),
-            ]),
+            ],
             &interest(),
-        ));
+        );
         assert_eq!(
             reasons,
             ["web.yaml modified", "current created", "rev2 removed"]
@@ -790,12 +823,23 @@ mod tests {
     }
 
     #[test]
-    fn a_rename_onto_the_link_is_dirty() {
-        let rename = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
-            .add_path("/git/tmp-link".into())
-            .add_path("/git/current".into());
-        let reasons = texts(dirty_reasons_of(&batch(vec![rename]), &interest()));
-        assert_eq!(reasons, ["current renamed from tmp-link"]);
+    fn a_rename_onto_the_link_is_dirty_once() {
+        let rename = |mode, paths: &[&str]| {
+            paths.iter().fold(
+                Event::new(EventKind::Modify(ModifyKind::Name(mode))),
+                |e, p| e.add_path(p.into()),
+            )
+        };
+        // As notify reports `mv tmp-link current`: the two halves, then the pair.
+        let reasons = reasons_of(
+            vec![
+                rename(RenameMode::From, &["/git/tmp-link"]),
+                rename(RenameMode::To, &["/git/current"]),
+                rename(RenameMode::Both, &["/git/tmp-link", "/git/current"]),
+            ],
+            &interest(),
+        );
+        assert_eq!(reasons, ["current moved in"]);
     }
 
     #[test]
@@ -804,22 +848,19 @@ mod tests {
             .add_path("/git/rev2/web.yaml".into());
         let close = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Read)))
             .add_path("/git/rev2".into());
-        let reasons = dirty_reasons_of(
-            &batch(vec![
+        let reasons = reasons_of(
+            vec![
                 open,
                 close,
                 modify("/git/other"),
                 modify("/git/rev1/web.yaml"),
-            ]),
+            ],
             &interest(),
         );
         assert!(reasons.is_empty(), "{reasons:?}");
         let written = Event::new(EventKind::Access(AccessKind::Close(AccessMode::Write)))
             .add_path("/git/rev2/web.yaml".into());
-        assert_eq!(
-            texts(dirty_reasons_of(&batch(vec![written]), &interest())),
-            ["web.yaml written"]
-        );
+        assert_eq!(reasons_of(vec![written], &interest()), ["web.yaml written"]);
     }
 
     #[test]
@@ -837,36 +878,50 @@ mod tests {
     }
 
     #[test]
-    fn timing_keeps_the_debouncer_within_the_quiet_period() {
-        for ms in [0, 1, 20, 50, 200, 1000, 60_000] {
-            let debounce = Duration::from_millis(ms);
-            let t = Timing::new(debounce);
-            // The debouncer refuses a tick longer than its timeout, and must not spin; a long
-            // one would make stopping slow.
-            assert!(
-                t.tick <= t.debouncer && t.tick > Duration::ZERO && t.tick <= MAX_TICK,
-                "{ms} ms: {t:?}"
-            );
-            if ms >= 10 {
-                // A change is passed on before `debounce` more often than not, and at most a
-                // fifth of it late.
-                let earliest = t.debouncer;
-                let latest = t.debouncer + t.tick;
-                assert!(
-                    debounce - earliest > latest.saturating_sub(debounce) * 3 / 2,
-                    "{ms} ms: {t:?}"
-                );
-                assert!(latest <= debounce * 6 / 5, "{ms} ms: {t:?}");
-            }
-        }
-        // An idle daemon wakes once per tick: under 10 times a second at the default.
-        assert!(Timing::new(Duration::from_millis(200)).tick >= Duration::from_millis(100));
+    fn only_a_rename_over_data_in_the_manifest_directory_is_a_swap() {
+        let volume = Interest::from_resolution(&Resolution {
+            points: vec![(PathBuf::from("/etc"), OsString::from("cm"))],
+            link: None,
+            target: Some(PathBuf::from("/etc/cm")),
+        });
+        let rename = |from: &str, to: &str| {
+            Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::Both)))
+                .add_path(from.into())
+                .add_path(to.into())
+        };
+        let swap = |event: Event| dirty_reason(&Ok(event), &volume).map(|d| d.swap);
+        // The pair after the halves says nothing new.
+        assert_eq!(swap(rename("/etc/cm/..data_tmp", "/etc/cm/..data")), None);
+        let moved_in = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+            .add_path("/etc/cm/..data".into());
+        assert_eq!(swap(moved_in), Some(true));
+        // An edit of a file, or `..data` created or renamed away, is no swap.
+        assert_eq!(swap(modify("/etc/cm/web.yaml")), Some(false));
+        let created =
+            Event::new(EventKind::Create(CreateKind::Any)).add_path("/etc/cm/..data".into());
+        assert_eq!(swap(created), Some(false));
+        let moved_away = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::From)))
+            .add_path("/etc/cm/..data".into());
+        assert_eq!(swap(moved_away), Some(false));
+        // Not in the manifest directory: not watched for its entries at all.
+        let elsewhere = Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To)))
+            .add_path("/etc/..data".into());
+        assert_eq!(swap(elsewhere), None);
     }
 
     #[test]
-    fn regression_the_quiet_period_counts_from_the_change_not_from_the_debouncer() {
-        // The debouncer passes a change on between its timeout and its timeout plus a tick
-        // later; the trigger was once `debounce / 2` after that, 200–300 ms at the default.
+    fn a_swap_a_replacement_or_a_rename_into_place_is_complete() {
+        for renamed_in in [false, true] {
+            assert!(Moved::Swapped("rev2".into()).is_complete(renamed_in));
+            assert!(Moved::Replaced("/m".into()).is_complete(renamed_in));
+            assert!(!Moved::Gone.is_complete(renamed_in));
+        }
+        assert!(Moved::Appeared("/m".into()).is_complete(true));
+        assert!(!Moved::Appeared("/m".into()).is_complete(false));
+    }
+
+    #[test]
+    fn the_quiet_period_runs_from_the_last_change() {
         let t = Timing::new(Duration::from_millis(200));
         let change = Instant::now();
         assert_eq!(
@@ -882,22 +937,6 @@ mod tests {
         // …but a directory that never stays quiet is still re-read.
         let busy = change + Duration::from_secs(60);
         assert_eq!(t.deadline(change, busy), change + t.max_wait);
-    }
-
-    #[test]
-    fn a_batch_is_as_recent_as_its_latest_change() {
-        let early = Instant::now();
-        let late = early + Duration::from_millis(80);
-        let stale = early + Duration::from_millis(500);
-        let result = Ok(vec![
-            DebouncedEvent::new(modify("/git/rev2/a.yaml"), early),
-            DebouncedEvent::new(modify("/git/rev2/b.yaml"), late),
-            // Not of interest: its time does not count.
-            DebouncedEvent::new(modify("/git/other"), stale),
-        ]);
-        let dirty = dirty_reasons(&result, &interest());
-        assert_eq!(dirty.last, Some(late));
-        assert_eq!(dirty_reasons(&Err(vec![]), &interest()).last, None);
     }
 
     #[test]
