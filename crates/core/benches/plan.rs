@@ -10,7 +10,8 @@ use converge_core::manifest::{
     DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
 use converge_core::observe::drbd::{
-    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
+    ReplicationState,
 };
 use converge_core::observe::mountinfo::MountFields;
 use converge_core::observe::{
@@ -104,7 +105,7 @@ fn converged_node() -> NodeState {
                     disk: DiskState::UpToDate,
                     client: false,
                     open: true,
-                    quorum: true,
+                    quorum: Quorum::Yes,
                 }],
                 connections: vec![DrbdConnection {
                     peer_node_id: Some(1),

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
-use crate::observe::drbd::{ConnectionState, DrbdResource, Role};
+use crate::observe::drbd::{ConnectionState, DrbdResource, Quorum, Role};
 use crate::observe::{ContainerState, NodeState, Observed};
 use crate::plan::{Blocked, plan_service};
 
@@ -205,7 +205,8 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
 
 /// `Primary, UpToDate; peer deb2 Secondary, UpToDate` — every peer (`the peer` where DRBD
 /// 8.4 does not name it), and its connection when it is not connected: `peer deb2 Unknown,
-/// DUnknown, Connecting`.
+/// DUnknown, Connecting`. A device DRBD says has lost quorum adds `no quorum` (where it says
+/// nothing, nothing is added: most resources have no quorum configured).
 fn drbd_detail(drbd: &DrbdResource) -> String {
     let local_disk: Vec<String> = drbd.devices.iter().map(|d| d.disk.to_string()).collect();
     let local_disk = if local_disk.is_empty() {
@@ -214,6 +215,9 @@ fn drbd_detail(drbd: &DrbdResource) -> String {
         local_disk.join(",")
     };
     let mut detail = format!("{}, {local_disk}", drbd.role);
+    if drbd.devices.iter().any(|d| d.quorum == Quorum::No) {
+        detail.push_str(", no quorum");
+    }
     if drbd.connections.is_empty() {
         detail.push_str("; no peer");
     }
@@ -315,7 +319,7 @@ mod tests {
     use super::*;
     use crate::manifest::parse_manifest;
     use crate::observe::drbd::{
-        DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
+        DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum, ReplicationState,
     };
     use Status::*;
     use std::collections::BTreeMap;
@@ -352,7 +356,7 @@ mod tests {
                 disk: DiskState::UpToDate,
                 client: false,
                 open: false,
-                quorum: true,
+                quorum: Quorum::Yes,
             }],
             connections,
         };
@@ -406,6 +410,45 @@ mod tests {
             status.resources[0].detail,
             "Secondary, UpToDate; peer deb2 Primary, UpToDate; peer deb3 Unknown, DUnknown, Connecting"
         );
+    }
+
+    #[test]
+    fn a_device_without_quorum_says_so_and_an_unknown_quorum_says_nothing() {
+        let cut_off = || {
+            vec![peer(
+                Some("deb2"),
+                ConnectionState::Connecting,
+                Role::Unknown,
+                DiskState::DUnknown,
+            )]
+        };
+        let mut node = node_with(Role::Primary, cut_off());
+        let detail = |node: &NodeState| {
+            service_status(&pinned("deb1"), node).resources[0]
+                .detail
+                .clone()
+        };
+        let set = |node: &mut NodeState, quorum: Quorum| {
+            if let Observed::Ok(all) = &mut node.drbd {
+                for r in all.values_mut() {
+                    for d in &mut r.devices {
+                        d.quorum = quorum;
+                    }
+                }
+            }
+        };
+        set(&mut node, Quorum::No);
+        assert_eq!(
+            detail(&node),
+            "Primary, UpToDate, no quorum; peer deb2 Unknown, DUnknown, Connecting"
+        );
+        for quorum in [Quorum::Yes, Quorum::Unknown] {
+            set(&mut node, quorum);
+            assert_eq!(
+                detail(&node),
+                "Primary, UpToDate; peer deb2 Unknown, DUnknown, Connecting"
+            );
+        }
     }
 
     #[test]

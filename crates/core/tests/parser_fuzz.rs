@@ -30,7 +30,7 @@ use converge_core::manifest::{
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
-    DrbdResources, ReplicationState, Role,
+    DrbdResources, Quorum, ReplicationState, Role,
 };
 use converge_core::observe::drbdadm_role::{self, RoleError, RoleReport};
 use converge_core::observe::events2::{self, Events2State};
@@ -700,7 +700,8 @@ fn drbd_resource(name: String, minor_base: u32) -> impl Strategy<Value = DrbdRes
                 disk: DiskState::parse(&disk),
                 client,
                 open,
-                quorum,
+                // Both formats print quorum as yes or no here; what neither prints is unknown.
+                quorum: Quorum::from_flag(Some(quorum)),
             },
         )
     };
@@ -801,7 +802,7 @@ fn status_json(resources: &DrbdResources, reverse_volumes: bool) -> String {
                     "disk-state": d.disk.as_str(),
                     "client": d.client,
                     "open": d.open,
-                    "quorum": d.quorum,
+                    "quorum": d.quorum == Quorum::Yes,
                     "size": 1048576,
                 })).collect()),
                 "connections": r.connections.iter().map(|c| json!({
@@ -847,7 +848,7 @@ fn events2_dump(resources: &DrbdResources) -> Vec<String> {
                 d.minor,
                 d.disk,
                 yes_no(d.client),
-                yes_no(d.quorum),
+                yes_no(d.quorum == Quorum::Yes),
                 yes_no(d.open)
             ));
         }

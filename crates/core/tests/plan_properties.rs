@@ -26,7 +26,8 @@ use converge_core::manifest::{
     DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy, is_ext,
 };
 use converge_core::observe::drbd::{
-    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
+    ReplicationState,
 };
 use converge_core::observe::mountinfo::MountFields;
 use converge_core::observe::{
@@ -269,7 +270,7 @@ fn drbd_resource(name: &'static str) -> impl Strategy<Value = DrbdResource> {
                         disk,
                         client: false,
                         open,
-                        quorum: true,
+                        quorum: Quorum::Yes,
                     })
                     .collect()
             } else {
@@ -1267,7 +1268,7 @@ impl World {
                                 disk: disk.clone(),
                                 client: false,
                                 open: false,
-                                quorum: true,
+                                quorum: Quorum::Yes,
                             })
                             .collect(),
                         connections: vec![DrbdConnection {

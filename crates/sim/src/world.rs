@@ -32,12 +32,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use converge_core::observe::drbd::{
-    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource, Quorum,
     ReplicationState, Role,
 };
 use converge_core::observe::mountinfo::{self, DevNum, Mount};
 
-use crate::drbd_view::Peers;
+use crate::drbd_view::{Peers, has_quorum};
 use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
 use crate::sandbox::{
     NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
@@ -1129,6 +1129,7 @@ fn model_resource(
     peers: &dyn Peers,
     mounted: &[DevNum],
 ) -> DrbdResource {
+    let quorum = Quorum::from_flag(Some(has_quorum(res, peers)));
     let devices = res
         .devices
         .values()
@@ -1143,7 +1144,7 @@ fn model_resource(
                     minor: b.minor,
                 })
             }),
-            quorum: true,
+            quorum,
         })
         .collect();
     let connections = res

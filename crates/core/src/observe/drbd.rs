@@ -91,6 +91,29 @@ impl ConnectionState {
     }
 }
 
+/// Whether DRBD says a device has quorum. DRBD says it only where quorum is supported and
+/// reported: DRBD 8.4's /proc/drbd, a drbdsetup whose `status --json` lacks the field (seen from
+/// DRBD 9.3.2) and an events2 `create` without it say nothing, and that is `Unknown` — never read
+/// as quorum, since a service that starts on quorum must see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quorum {
+    Yes,
+    No,
+    Unknown,
+}
+
+impl Quorum {
+    /// From DRBD's `yes`/`no` (events2) or `true`/`false` (JSON).
+    pub fn from_flag(flag: Option<bool>) -> Quorum {
+        match flag {
+            Some(true) => Quorum::Yes,
+            Some(false) => Quorum::No,
+            None => Quorum::Unknown,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DrbdDevice {
     pub volume: u32,
@@ -100,7 +123,7 @@ pub struct DrbdDevice {
     pub client: bool,
     /// Opened by someone (mounted, or a process holds it).
     pub open: bool,
-    pub quorum: bool,
+    pub quorum: Quorum,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
-    DrbdResources, ReplicationState, Role,
+    DrbdResources, Quorum, ReplicationState, Role,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -281,9 +281,8 @@ impl RawDevice {
                 .map_or(DiskState::DUnknown, DiskState::parse),
             client: self.client,
             open: self.open,
-            // A drbdsetup without the key predates quorum support, so nothing can take quorum
-            // away from the device.
-            quorum: self.quorum.unwrap_or(true),
+            // A drbdsetup without the key (older ones, and DRBD 9.3.2's) says nothing of it.
+            quorum: Quorum::from_flag(self.quorum),
         }
     }
 }
@@ -360,7 +359,7 @@ mod tests {
                     disk: DiskState::UpToDate,
                     client: false,
                     open: true,
-                    quorum: true,
+                    quorum: Quorum::Yes,
                 },
                 DrbdDevice {
                     volume: 1,
@@ -368,7 +367,7 @@ mod tests {
                     disk: DiskState::UpToDate,
                     client: false,
                     open: true,
-                    quorum: true,
+                    quorum: Quorum::Yes,
                 },
             ]
         );
@@ -409,7 +408,7 @@ mod tests {
         assert!(db.suspended);
         assert_eq!(db.devices[0].disk, DiskState::Diskless);
         assert!(db.devices[0].client);
-        assert!(!db.devices[0].quorum);
+        assert_eq!(db.devices[0].quorum, Quorum::No);
         assert_eq!(db.connections[0].state, ConnectionState::Connecting);
         assert!(db.connections[0].peer_devices.is_empty());
     }
@@ -431,7 +430,8 @@ mod tests {
         assert_eq!(r.role, Role::Unknown);
         assert!(!r.suspended);
         assert_eq!(r.devices[0].disk, DiskState::DUnknown);
-        assert!(r.devices[0].quorum);
+        // Older drbdsetup, and DRBD 9.3.2's, print no quorum: unknown, never "yes".
+        assert_eq!(r.devices[0].quorum, Quorum::Unknown);
         assert!(!r.devices[0].open);
         let c = &r.connections[0];
         assert_eq!(c.peer_node_id, None);

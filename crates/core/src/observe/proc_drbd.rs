@@ -14,7 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use super::drbd::{
-    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource, Quorum,
     ReplicationState, Role,
 };
 
@@ -376,9 +376,9 @@ impl ProcDrbd {
                     None => DiskState::Other("Unconfigured".to_string()),
                 },
                 client: false,
-                // /proc/drbd does not say whether the device is open.
+                // /proc/drbd does not say whether the device is open, nor whether it has quorum.
                 open: false,
-                quorum: true,
+                quorum: Quorum::Unknown,
             })
             .collect();
         let peer_devices = volumes
@@ -1172,7 +1172,7 @@ mod tests {
                 disk: DiskState::UpToDate,
                 client: false,
                 open: false,
-                quorum: true,
+                quorum: Quorum::Unknown,
             }]
         );
         let c = &r.connections[0];

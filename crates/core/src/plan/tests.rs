@@ -11,7 +11,8 @@ use crate::manifest::{
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
 use crate::observe::drbd::{
-    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState,
+    ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
+    ReplicationState,
 };
 use crate::observe::mountinfo::MountFields;
 use crate::observe::{
@@ -107,7 +108,7 @@ fn drbd_res(role: Role, disk: DiskState, cstate: ConnectionState, peer_role: Rol
             disk,
             client: false,
             open: false,
-            quorum: true,
+            quorum: Quorum::Yes,
         }],
         connections: vec![DrbdConnection {
             peer_node_id: Some(1),
