@@ -123,6 +123,64 @@ impl Serialize for ResourceId {
 /// name would let a start run and then fail to record it ("File name too long").
 pub const MAX_SERVICE_NAME: usize = 128;
 
+/// `failover:` — how a service listed on several nodes (`nodes:`) moves between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
+pub enum FailoverMode {
+    /// It runs on the first listed node and moves only when the list is edited.
+    Manual,
+    /// Each listed node decides from DRBD's quorum and roles; it moves by itself when the node
+    /// holding it dies or is cut off.
+    Auto,
+}
+
+/// `failback:` of a service that fails over: what happens once a node listed before the one
+/// holding the service is back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
+pub enum Failback {
+    /// The service stays where it is: a move is a stop and a start, not worth making by itself.
+    Never,
+    /// The holder gives the service up once the preferred node is connected and UpToDate, and
+    /// it moves back as a switchover.
+    Preferred,
+}
+
+/// `on_quorum_loss:` of a service that fails over: what the node holding it does when DRBD
+/// says its partition lost quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
+pub enum OnQuorumLoss {
+    /// Stop the stack in order, down to Secondary, so that the other side can take it.
+    Stop,
+    /// Freeze the container and thaw it when quorum returns (services slow to start).
+    Freeze,
+}
+
+/// Where a service runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Placement {
+    /// Neither `node` nor `nodes`: every node that reads the manifest runs it.
+    Everywhere,
+    /// `node: X`, or `nodes: [X, …]` with `failover: manual`: X runs it, the others stand by.
+    Pinned { node: String },
+    /// `nodes` with `failover: auto`: decided on each listed node from what DRBD shows
+    /// ([`crate::plan::placement`]).
+    Failover(Failover),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failover {
+    /// In order of preference; at least two.
+    pub nodes: Vec<String>,
+    pub failback: Failback,
+    pub on_quorum_loss: OnQuorumLoss,
+}
+
 /// One service: an ordered stack of resources.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Service {

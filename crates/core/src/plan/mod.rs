@@ -17,6 +17,7 @@
 //! - a frozen service gets no action.
 
 mod index;
+pub mod placement;
 mod rules;
 #[cfg(test)]
 mod tests;

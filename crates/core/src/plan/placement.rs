@@ -1,0 +1,427 @@
+//! Where a service with `failover: auto` runs, decided on each node from what its own DRBD
+//! shows. Nodes never talk to each other: DRBD's quorum says which side of a partition may
+//! write, DRBD's roles say who holds the data, and the order of `nodes` breaks ties between
+//! nodes that see each other. Pure: the same resource state always gives the same decision.
+//!
+//! Why this is safe without a cluster layer (the guarantees, and what they rest on):
+//! - A node takes the service only while DRBD says its partition has quorum (on every volume)
+//!   *and* the running DRBD configuration enforces quorum: with `quorum off` DRBD reports
+//!   quorum on every node, so the report alone proves nothing.
+//! - Quorum is what lets a node promote over peers it cannot see: a peer on the other side of a
+//!   cut has no quorum, and DRBD (`on-no-quorum io-error`) keeps it from writing. A connected
+//!   Primary peer still holds the service off.
+//! - Of two eligible nodes that see each other, the one listed later stands by. Two that do
+//!   not see each other but both have quorum (a third node bridges them) both contend: the
+//!   later-listed one waits longer ([`Decision::Take`]'s rank), and DRBD refuses the second
+//!   promotion (a cluster-wide state change through the bridging node), which converge takes
+//!   as "another node won".
+//! - Unknown never starts anything: a quorum DRBD does not report, a disk not UpToDate, a
+//!   resource not observed.
+
+use serde::Serialize;
+
+use crate::manifest::Failback;
+use crate::observe::drbd::{ConnectionState, DiskState, DrbdResource, Quorum, Role};
+
+/// What a node listed in `nodes` does about the service now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// This node holds the service (its resource is Primary here) and keeps it.
+    Keep,
+    /// This node may take the service: it is eligible and no node listed before it that it
+    /// can see is. `rank` is its position among the listed nodes (0 first): the later a node
+    /// is listed, the longer it waits before promoting, so that a better-placed node that is
+    /// also contending wins the race.
+    Take { rank: usize },
+    /// This node holds the service but gives it up (stops it down to Secondary, or freezes
+    /// it on a quorum loss when the manifest says so).
+    GiveUp(GiveUp),
+    /// This node stands by: another node holds the service or should take it, or this one
+    /// cannot.
+    StandBy(StandBy),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum GiveUp {
+    /// DRBD says this node's partition lost quorum: the other side may take the service.
+    QuorumLost,
+    /// `failback: preferred`: `to`, listed before this node, is back, connected and UpToDate.
+    Failback { to: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StandBy {
+    /// The resource is not up here (standing by brings it up).
+    NotUp,
+    /// A connected peer is Primary: it holds the service.
+    PeerPrimary { peer: Option<String> },
+    /// DRBD does not say this partition has quorum (`No`, or not reported: `Unknown`).
+    NoQuorum { quorum: Quorum },
+    /// The running DRBD configuration does not enforce quorum (or it could not be read): DRBD's
+    /// own quorum report cannot be trusted, so nothing fails over.
+    QuorumNotEnforced,
+    /// This node's data is not UpToDate on every volume.
+    Disk { disk: DiskState },
+    /// `peer`, listed before this node, is connected, Secondary and UpToDate: it takes the
+    /// service.
+    Preferred { peer: String },
+}
+
+/// The decision for `this` node, listed in `nodes` (in order of preference), from its view of
+/// the service's DRBD resource (`None`: not up here). `quorum_enforced`: whether the running
+/// configuration of that resource enforces quorum (`quorum majority`, `all` or a number), as
+/// far as it could be read.
+pub fn decide(
+    nodes: &[String],
+    this: &str,
+    failback: Failback,
+    res: Option<&DrbdResource>,
+    quorum_enforced: bool,
+) -> Decision {
+    let Some(res) = res else {
+        return Decision::StandBy(StandBy::NotUp);
+    };
+    let rank = |name: &str| nodes.iter().position(|n| n == name);
+    let my_rank = rank(this).unwrap_or(nodes.len());
+    let quorum = worst_quorum(res);
+    // A peer listed before this node, connected, Secondary and UpToDate on every volume: the
+    // node that should hold the service when it is eligible.
+    let preferred = || {
+        res.connections.iter().find_map(|c| {
+            let name = c.name.as_deref()?;
+            let listed_before = rank(name).is_some_and(|r| r < my_rank);
+            let up_to_date = !c.peer_devices.is_empty()
+                && c.peer_devices
+                    .iter()
+                    .all(|p| p.peer_disk == DiskState::UpToDate);
+            (listed_before
+                && c.state == ConnectionState::Connected
+                && c.peer_role == Role::Secondary
+                && up_to_date)
+                .then(|| name.to_string())
+        })
+    };
+
+    if res.role == Role::Primary {
+        if quorum == Quorum::No {
+            return Decision::GiveUp(GiveUp::QuorumLost);
+        }
+        if failback == Failback::Preferred
+            && let Some(to) = preferred()
+        {
+            return Decision::GiveUp(GiveUp::Failback { to });
+        }
+        return Decision::Keep;
+    }
+
+    if let Some(peer) = res
+        .connections
+        .iter()
+        .find(|c| c.peer_role == Role::Primary)
+    {
+        return Decision::StandBy(StandBy::PeerPrimary {
+            peer: peer.peer_name(),
+        });
+    }
+    if quorum != Quorum::Yes {
+        return Decision::StandBy(StandBy::NoQuorum { quorum });
+    }
+    if !quorum_enforced {
+        return Decision::StandBy(StandBy::QuorumNotEnforced);
+    }
+    if let Some(d) = res.devices.iter().find(|d| d.disk != DiskState::UpToDate) {
+        return Decision::StandBy(StandBy::Disk {
+            disk: d.disk.clone(),
+        });
+    }
+    if res.devices.is_empty() {
+        return Decision::StandBy(StandBy::Disk {
+            disk: DiskState::Diskless,
+        });
+    }
+    if let Some(peer) = preferred() {
+        return Decision::StandBy(StandBy::Preferred { peer });
+    }
+    Decision::Take { rank: my_rank }
+}
+
+/// The least certain quorum over the resource's volumes: one volume without quorum is none.
+fn worst_quorum(res: &DrbdResource) -> Quorum {
+    let mut worst = if res.devices.is_empty() {
+        Quorum::Unknown
+    } else {
+        Quorum::Yes
+    };
+    for d in &res.devices {
+        match d.quorum {
+            Quorum::No => return Quorum::No,
+            Quorum::Unknown => worst = Quorum::Unknown,
+            Quorum::Yes => {}
+        }
+    }
+    worst
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::drbd::{DrbdConnection, DrbdDevice, DrbdPeerDevice, ReplicationState};
+
+    const NODES: [&str; 3] = ["deb1", "deb2", "deb3"];
+
+    fn nodes() -> Vec<String> {
+        NODES.iter().map(|n| n.to_string()).collect()
+    }
+
+    /// A peer as seen from here: `Connected`+role+disk, or cut off (`StandAlone`, unknown).
+    fn peer(name: &str, state: ConnectionState, role: Role, disk: DiskState) -> DrbdConnection {
+        let connected = state == ConnectionState::Connected;
+        DrbdConnection {
+            peer_node_id: None,
+            name: Some(name.into()),
+            state,
+            peer_role: if connected { role } else { Role::Unknown },
+            peer_devices: vec![DrbdPeerDevice {
+                volume: 0,
+                replication: if connected {
+                    ReplicationState::Established
+                } else {
+                    ReplicationState::Off
+                },
+                peer_disk: if connected { disk } else { DiskState::DUnknown },
+                percent_in_sync: None,
+            }],
+        }
+    }
+
+    fn seen(name: &str, role: Role) -> DrbdConnection {
+        peer(name, ConnectionState::Connected, role, DiskState::UpToDate)
+    }
+
+    fn cut(name: &str) -> DrbdConnection {
+        peer(
+            name,
+            ConnectionState::Connecting,
+            Role::Unknown,
+            DiskState::DUnknown,
+        )
+    }
+
+    fn res(
+        role: Role,
+        disk: DiskState,
+        quorum: Quorum,
+        peers: Vec<DrbdConnection>,
+    ) -> DrbdResource {
+        DrbdResource {
+            name: "data".into(),
+            role,
+            suspended: false,
+            devices: vec![DrbdDevice {
+                volume: 0,
+                minor: 0,
+                disk,
+                client: false,
+                open: false,
+                quorum,
+            }],
+            connections: peers,
+        }
+    }
+
+    fn on(this: &str, failback: Failback, r: &DrbdResource) -> Decision {
+        decide(&nodes(), this, failback, Some(r), true)
+    }
+
+    use DiskState::{Outdated, UpToDate};
+    use Role::{Primary, Secondary};
+
+    #[test]
+    fn the_holder_keeps_the_service_until_its_partition_loses_quorum() {
+        let holding = res(
+            Primary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb2", Secondary)],
+        );
+        assert_eq!(on("deb1", Failback::Never, &holding), Decision::Keep);
+        // Peers cut off, quorum kept (a tiebreaker still answers): keep.
+        let alone_with_quorum = res(Primary, UpToDate, Quorum::Yes, vec![cut("deb2")]);
+        assert_eq!(
+            on("deb1", Failback::Never, &alone_with_quorum),
+            Decision::Keep
+        );
+        // Not reported: the holder keeps running (DRBD itself fails its I/O if quorum is gone).
+        let unknown = res(Primary, UpToDate, Quorum::Unknown, vec![cut("deb2")]);
+        assert_eq!(on("deb1", Failback::Never, &unknown), Decision::Keep);
+        let lost = res(
+            Primary,
+            UpToDate,
+            Quorum::No,
+            vec![cut("deb2"), cut("deb3")],
+        );
+        assert_eq!(
+            on("deb1", Failback::Never, &lost),
+            Decision::GiveUp(GiveUp::QuorumLost)
+        );
+    }
+
+    #[test]
+    fn a_survivor_with_quorum_takes_the_service_over_a_peer_it_cannot_see() {
+        // deb1 powered off; deb2 still sees deb3 (a diskless tiebreaker, say).
+        let survivor = res(
+            Secondary,
+            UpToDate,
+            Quorum::Yes,
+            vec![cut("deb1"), seen("deb3", Secondary)],
+        );
+        assert_eq!(
+            on("deb2", Failback::Never, &survivor),
+            Decision::Take { rank: 1 }
+        );
+    }
+
+    #[test]
+    fn nothing_starts_without_quorum_seen_and_enforced() {
+        let cut_off = |quorum| res(Secondary, UpToDate, quorum, vec![cut("deb1"), cut("deb3")]);
+        for quorum in [Quorum::No, Quorum::Unknown] {
+            assert_eq!(
+                on("deb2", Failback::Never, &cut_off(quorum)),
+                Decision::StandBy(StandBy::NoQuorum { quorum })
+            );
+        }
+        // `quorum off` reports quorum everywhere: not to be trusted.
+        let reported = res(Secondary, UpToDate, Quorum::Yes, vec![cut("deb1")]);
+        assert_eq!(
+            decide(&nodes(), "deb2", Failback::Never, Some(&reported), false),
+            Decision::StandBy(StandBy::QuorumNotEnforced)
+        );
+        assert_eq!(
+            decide(&nodes(), "deb2", Failback::Never, None, true),
+            Decision::StandBy(StandBy::NotUp)
+        );
+    }
+
+    #[test]
+    fn a_connected_primary_holds_the_service_off_whatever_the_order() {
+        let r = res(
+            Secondary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb2", Primary)],
+        );
+        assert_eq!(
+            on("deb1", Failback::Never, &r),
+            Decision::StandBy(StandBy::PeerPrimary {
+                peer: Some("deb2".into())
+            })
+        );
+    }
+
+    #[test]
+    fn stale_data_never_takes_the_service() {
+        let r = res(Secondary, Outdated, Quorum::Yes, vec![cut("deb1")]);
+        assert_eq!(
+            on("deb2", Failback::Never, &r),
+            Decision::StandBy(StandBy::Disk { disk: Outdated })
+        );
+    }
+
+    #[test]
+    fn of_two_eligible_nodes_that_see_each_other_the_first_listed_takes_it() {
+        let deb2 = res(
+            Secondary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb1", Secondary), seen("deb3", Secondary)],
+        );
+        assert_eq!(
+            on("deb2", Failback::Never, &deb2),
+            Decision::StandBy(StandBy::Preferred {
+                peer: "deb1".into()
+            })
+        );
+        let deb1 = res(
+            Secondary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb2", Secondary), seen("deb3", Secondary)],
+        );
+        assert_eq!(
+            on("deb1", Failback::Never, &deb1),
+            Decision::Take { rank: 0 }
+        );
+        // A preferred node with stale data does not count.
+        let deb2_fresher = res(
+            Secondary,
+            UpToDate,
+            Quorum::Yes,
+            vec![peer(
+                "deb1",
+                ConnectionState::Connected,
+                Secondary,
+                Outdated,
+            )],
+        );
+        assert_eq!(
+            on("deb2", Failback::Never, &deb2_fresher),
+            Decision::Take { rank: 1 }
+        );
+    }
+
+    #[test]
+    fn failback_preferred_gives_the_service_back_failback_never_keeps_it() {
+        let deb2_holding = res(
+            Primary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb1", Secondary), seen("deb3", Secondary)],
+        );
+        assert_eq!(on("deb2", Failback::Never, &deb2_holding), Decision::Keep);
+        assert_eq!(
+            on("deb2", Failback::Preferred, &deb2_holding),
+            Decision::GiveUp(GiveUp::Failback { to: "deb1".into() })
+        );
+        // Not yet UpToDate (resyncing): not yet.
+        let resyncing = res(
+            Primary,
+            UpToDate,
+            Quorum::Yes,
+            vec![peer(
+                "deb1",
+                ConnectionState::Connected,
+                Secondary,
+                DiskState::Inconsistent,
+            )],
+        );
+        assert_eq!(on("deb2", Failback::Preferred, &resyncing), Decision::Keep);
+        // The first listed node has nowhere better to go.
+        let deb1_holding = res(
+            Primary,
+            UpToDate,
+            Quorum::Yes,
+            vec![seen("deb2", Secondary)],
+        );
+        assert_eq!(
+            on("deb1", Failback::Preferred, &deb1_holding),
+            Decision::Keep
+        );
+    }
+
+    #[test]
+    fn one_volume_without_quorum_is_no_quorum() {
+        let mut r = res(Primary, UpToDate, Quorum::Yes, vec![cut("deb2")]);
+        let mut second = r.devices[0].clone();
+        second.volume = 1;
+        second.minor = 1;
+        second.quorum = Quorum::No;
+        r.devices.push(second);
+        assert_eq!(
+            on("deb1", Failback::Never, &r),
+            Decision::GiveUp(GiveUp::QuorumLost)
+        );
+    }
+}
