@@ -191,10 +191,9 @@ proptest! {
 
     #[test]
     fn a_primary_without_quorum_gives_it_up(c in cluster()) {
-        let d = c.decisions();
-        for i in 0..N {
+        for (i, d) in c.decisions().iter().enumerate() {
             if c.up[i] && c.primary[i] && c.quorum(i) == Quorum::No {
-                prop_assert_eq!(&d[i], &Decision::GiveUp(GiveUp::QuorumLost));
+                prop_assert_eq!(d, &Decision::GiveUp(GiveUp::QuorumLost));
             }
         }
     }
