@@ -155,11 +155,11 @@ pub fn write_plan(
         } else {
             "not converged"
         };
-        let pinned = match &service.node {
+        let pinned = match service.pinned_node() {
             Some(pin) if service.stands_by_here(&node.node) => {
                 format!(", pinned to node {pin}: standby here")
             }
-            Some(pin) if *pin != node.node => format!(", pinned to node {pin}"),
+            Some(pin) if pin != node.node => format!(", pinned to node {pin}"),
             _ => String::new(),
         };
         writeln!(

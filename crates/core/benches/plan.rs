@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
+    DrbdStop, FsSpec, Fsck, Kind, Placement, Resource, ResourceId, Service, Spec, UpBy,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
@@ -31,7 +31,7 @@ fn service(i: u32, state: DesiredState) -> Service {
     Service {
         name: format!("svc{i}"),
         state,
-        node: None,
+        placement: Placement::Everywhere,
         rollback: true,
         resources: vec![
             res(

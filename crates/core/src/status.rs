@@ -139,7 +139,7 @@ fn status_with_plan(
     ServiceStatus {
         service: service.name.clone(),
         desired: plan.desired,
-        node: service.node.clone(),
+        node: service.pinned_node().map(str::to_string),
         standby: service.stands_by_here(&node.node),
         status,
         converged: plan.is_converged(),

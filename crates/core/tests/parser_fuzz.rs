@@ -25,8 +25,8 @@ use std::time::Duration;
 use converge_core::config::{Config, ConfigError};
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, LoadError, Resource, ResourceId, Service, Spec, UpBy, is_ext,
-    parse_manifest,
+    DrbdStop, Failback, FsSpec, Fsck, Kind, LoadError, OnQuorumLoss, Placement, Resource,
+    ResourceId, Service, Spec, UpBy, is_ext, parse_manifest,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
@@ -1553,7 +1553,10 @@ fn gen_service() -> impl Strategy<Value = Service> {
             Service {
                 name,
                 state,
-                node,
+                placement: match node {
+                    Some(node) => Placement::Pinned { node },
+                    None => Placement::Everywhere,
+                },
                 rollback,
                 resources,
                 source: PathBuf::from("/m/s.yaml"),
@@ -1573,8 +1576,26 @@ fn manifest_yaml(service: &Service, reverse: bool) -> String {
     let mut top = Mapping::new();
     top.insert(s("service"), s(&service.name));
     top.insert(s("state"), s(&service.state.to_string()));
-    if let Some(node) = &service.node {
-        top.insert(s("node"), s(node));
+    match &service.placement {
+        Placement::Everywhere => {}
+        Placement::Pinned { node } => {
+            top.insert(s("node"), s(node));
+        }
+        Placement::Failover(f) => {
+            let nodes = f.nodes.iter().map(|n| s(n)).collect();
+            top.insert(s("nodes"), Value::Sequence(nodes));
+            top.insert(s("failover"), s("auto"));
+            let failback = match f.failback {
+                Failback::Never => "never",
+                Failback::Preferred => "preferred",
+            };
+            top.insert(s("failback"), s(failback));
+            let on_quorum_loss = match f.on_quorum_loss {
+                OnQuorumLoss::Stop => "stop",
+                OnQuorumLoss::Freeze => "freeze",
+            };
+            top.insert(s("on_quorum_loss"), s(on_quorum_loss));
+        }
     }
     top.insert(s("rollback"), Value::Bool(service.rollback));
     let mut resources = Mapping::new();

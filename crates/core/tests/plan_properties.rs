@@ -23,7 +23,7 @@ use converge_core::command;
 use converge_core::config::Commands;
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, FsSpec, Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy, is_ext,
+    DrbdStop, FsSpec, Fsck, Kind, Placement, Resource, ResourceId, Service, Spec, UpBy, is_ext,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
@@ -723,7 +723,7 @@ fn service(v: &'static Vocabulary) -> impl Strategy<Value = Service> {
             Service {
                 name: v.name.into(),
                 state,
-                node: node.map(String::from),
+                placement: node.map_or(Placement::Everywhere, |n| Placement::Pinned { node: n.to_string() }),
                 rollback: true,
                 resources,
                 source: PathBuf::from(format!("/etc/converge/manifests/{}.yaml", v.name)),

@@ -24,8 +24,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service, UpBy,
+    AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, Failback, FailoverMode,
+    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, ResourceId,
+    Service, UpBy,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -81,6 +82,31 @@ pub struct ManifestDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "String", pattern(NAME_PATTERN))]
     pub node: Option<String>,
+    /// The nodes the service may run on, in order of preference, each once; excludes `node`.
+    /// With `failover: manual` (the default) it runs on the first and moves when the list is
+    /// edited, as with `node`. With `failover: auto` each listed node decides from what its
+    /// DRBD shows: the service runs on a node whose partition has quorum, with UpToDate data,
+    /// no Primary peer, and no node listed before it connected and able to run it
+    /// (operations.md, "Automatic failover"). Nodes the DRBD configuration names but the list
+    /// does not (a diskless tiebreaker) stand by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1), inner(pattern(NAME_PATTERN)))]
+    pub nodes: Option<Vec<String>>,
+    /// How a service listed on several nodes moves: `manual` (default; by editing `nodes`) or
+    /// `auto` (by itself, on DRBD quorum: needs `nodes` with at least two, one DRBD resource
+    /// whose configuration enforces quorum, and no `allow_two_primaries`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverMode>,
+    /// With `failover: auto`: `never` (default; the service stays where it failed over to) or
+    /// `preferred` (once a node listed before the holder is connected and UpToDate, the holder
+    /// stops the service and it moves back as a switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback: Option<Failback>,
+    /// With `failover: auto`, what the node holding the service does when DRBD says its
+    /// partition lost quorum: `stop` (default; the stack down to Secondary, so that the other
+    /// side can take it) or `freeze` (the container frozen, thawed when quorum returns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_quorum_loss: Option<OnQuorumLoss>,
     /// The resources by id, `KIND#N`: `drbd#0`, `fs#1`, `container#0`, `app#2` (N without
     /// leading zeros). They start in kind order (drbd, fs, container, app), then N ascending, and
     /// stop in reverse. Absent or empty: a service with nothing to manage.

@@ -28,8 +28,9 @@ use super::schema::{
 };
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, EXT_TYPES, FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Resource,
-    ResourceId, Service, Spec, UpBy, is_ext,
+    DrbdStop, EXT_TYPES, Failback, Failover, FailoverMode, FsSpec, Fsck, Kind,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, Placement, Resource, ResourceId,
+    Service, Spec, UpBy, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -787,15 +788,197 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         )
     });
     let node = opt(r, &f, "node", None, |r, n| r.name(n, "node name").map(Some));
+    let nodes = opt(r, &f, "nodes", None, |r, n| read_nodes(r, n).map(Some));
+    let failover = opt(r, &f, "failover", None, |r, n| {
+        r.choice(
+            n,
+            &[
+                ("manual", FailoverMode::Manual),
+                ("auto", FailoverMode::Auto),
+            ],
+        )
+        .map(Some)
+    });
+    let failback = opt(r, &f, "failback", None, |r, n| {
+        r.choice(
+            n,
+            &[
+                ("never", Failback::Never),
+                ("preferred", Failback::Preferred),
+            ],
+        )
+        .map(Some)
+    });
+    let on_quorum_loss = opt(r, &f, "on_quorum_loss", None, |r, n| {
+        r.choice(
+            n,
+            &[
+                ("stop", OnQuorumLoss::Stop),
+                ("freeze", OnQuorumLoss::Freeze),
+            ],
+        )
+        .map(Some)
+    });
     let rollback = opt(r, &f, "rollback", Service::DEFAULT_ROLLBACK, Reader::bool);
     let resources = opt(r, &f, "resources", Vec::new(), read_resources);
+    let placement = read_placement(
+        r,
+        &f,
+        PlacementKeys {
+            node: node?,
+            nodes: nodes?,
+            failover: failover?,
+            failback: failback?,
+            on_quorum_loss: on_quorum_loss?,
+        },
+        resources.as_deref().unwrap_or_default(),
+    );
     Some(Service {
         name: name?,
         state: state?,
-        node: node?,
+        placement: placement?,
         rollback: rollback?,
         resources: resources?,
         source: source.to_path_buf(),
+    })
+}
+
+/// `nodes:` — node names, each once.
+fn read_nodes(r: &mut Reader, node: &Node) -> Option<Vec<String>> {
+    let names = r.string_list(node)?;
+    let mut ok = true;
+    for (i, name) in names.iter().enumerate() {
+        let Some(element) = Reader::element(node, i) else {
+            continue;
+        };
+        if !r.check_name(&element, "node name", name) {
+            ok = false;
+        } else if let Some(first) = names[..i].iter().position(|n| n == name) {
+            r.error(
+                &element,
+                format!(
+                    "node `{name}` is listed twice (first at index {first}): list each node once"
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(names)
+}
+
+/// The keys that say where a service runs, as read.
+struct PlacementKeys {
+    node: Option<String>,
+    nodes: Option<Vec<String>>,
+    failover: Option<FailoverMode>,
+    failback: Option<Failback>,
+    on_quorum_loss: Option<OnQuorumLoss>,
+}
+
+/// Where the service runs, from `node`, `nodes`, `failover`, `failback` and `on_quorum_loss`,
+/// which only some combinations make sense of. Each problem is reported at the key that makes
+/// it one.
+fn read_placement(
+    r: &mut Reader,
+    f: &Fields,
+    keys: PlacementKeys,
+    resources: &[Resource],
+) -> Option<Placement> {
+    let at = |key: &str| f.get(key).unwrap_or_else(|| f.node().clone());
+    let mut ok = true;
+    if keys.node.is_some() && keys.nodes.is_some() {
+        r.key_error(
+            &at("nodes"),
+            "`node` and `nodes` exclude each other: `node: X` pins the service to X, `nodes: [X, Y]` lists the nodes it may run on, in order of preference; keep one",
+        );
+        ok = false;
+    }
+    let auto = keys.failover == Some(FailoverMode::Auto);
+    if keys.failover.is_some() && keys.nodes.is_none() {
+        r.key_error(
+            &at("failover"),
+            "`failover` needs `nodes`: the nodes the service may move between, in order of preference (`nodes: [deb1, deb2]`)",
+        );
+        ok = false;
+    }
+    for key in ["failback", "on_quorum_loss"] {
+        let set = match key {
+            "failback" => keys.failback.is_some(),
+            _ => keys.on_quorum_loss.is_some(),
+        };
+        if set && !auto {
+            r.key_error(
+                &at(key),
+                format!("`{key}` applies to a service that fails over by itself: set `failover: auto` (with `nodes`), or remove `{key}`"),
+            );
+            ok = false;
+        }
+    }
+    if auto {
+        if let Some(nodes) = &keys.nodes
+            && nodes.len() < 2
+        {
+            r.error(
+                &at("nodes"),
+                format!(
+                    "`failover: auto` needs at least two nodes to move between, found {}",
+                    nodes.len()
+                ),
+            );
+            ok = false;
+        }
+        let drbd: Vec<(&Resource, &DrbdSpec)> = resources
+            .iter()
+            .filter_map(|res| res.spec.as_drbd().map(|d| (res, d)))
+            .collect();
+        match drbd.as_slice() {
+            [] => {
+                r.error(
+                    &at("failover"),
+                    "`failover: auto` decides from DRBD's quorum and roles, and this service has no DRBD resource: add one (`drbd#0: {res: NAME}`)",
+                );
+                ok = false;
+            }
+            [(res, spec)] => {
+                if spec.allow_two_primaries {
+                    r.error(
+                        &at("failover"),
+                        format!("`failover: auto` relies on DRBD allowing one Primary, and {} sets `allow_two_primaries`", res.id),
+                    );
+                    ok = false;
+                }
+            }
+            several => {
+                let ids: Vec<String> = several.iter().map(|(res, _)| res.id.to_string()).collect();
+                r.error(
+                    &at("failover"),
+                    format!(
+                        "`failover: auto` decides from one DRBD resource's quorum and roles, and this service has {} ({}): put their volumes in one DRBD resource",
+                        several.len(),
+                        ids.join(", ")
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    if !ok {
+        return None;
+    }
+    Some(match (keys.node, keys.nodes, keys.failover) {
+        (Some(node), _, _) => Placement::Pinned { node },
+        (None, Some(nodes), Some(FailoverMode::Auto)) => Placement::Failover(Failover {
+            nodes,
+            failback: keys.failback.unwrap_or(Failover::DEFAULT_FAILBACK),
+            on_quorum_loss: keys
+                .on_quorum_loss
+                .unwrap_or(Failover::DEFAULT_ON_QUORUM_LOSS),
+        }),
+        (None, Some(nodes), _) => match nodes.into_iter().next() {
+            Some(node) => Placement::Pinned { node },
+            None => Placement::Everywhere,
+        },
+        (None, None, _) => Placement::Everywhere,
     })
 }
 
@@ -1271,6 +1454,119 @@ mod tests {
     }
 
     #[test]
+    fn placement_keys_read_and_combine() {
+        let svc = |extra: &str| {
+            parse(&format!(
+                "service: s\nstate: up\n{extra}resources:\n  drbd#0: {{res: r0}}\n"
+            ))
+            .expect("valid")
+        };
+        assert_eq!(svc("").placement, Placement::Everywhere);
+        assert_eq!(
+            svc("node: deb1\n").placement,
+            Placement::Pinned {
+                node: "deb1".into()
+            }
+        );
+        // A list with manual failover (the default) runs on its first node.
+        for extra in [
+            "nodes: [deb2, deb1]\n",
+            "nodes: [deb2, deb1]\nfailover: manual\n",
+        ] {
+            assert_eq!(
+                svc(extra).placement,
+                Placement::Pinned {
+                    node: "deb2".into()
+                }
+            );
+        }
+        assert_eq!(
+            svc("nodes: [deb1, deb2, deb3]\nfailover: auto\n").placement,
+            Placement::Failover(Failover {
+                nodes: vec!["deb1".into(), "deb2".into(), "deb3".into()],
+                failback: Failback::Never,
+                on_quorum_loss: OnQuorumLoss::Stop,
+            })
+        );
+        assert_eq!(
+            svc("nodes: [a, b]\nfailover: auto\nfailback: preferred\non_quorum_loss: freeze\n")
+                .placement,
+            Placement::Failover(Failover {
+                nodes: vec!["a".into(), "b".into()],
+                failback: Failback::Preferred,
+                on_quorum_loss: OnQuorumLoss::Freeze,
+            })
+        );
+    }
+
+    #[test]
+    fn placement_keys_that_do_not_fit_together_are_located_errors() {
+        let drbd = "resources:\n  drbd#0: {res: r0}\n";
+        let cases: &[(&str, &str)] = &[
+            (
+                "node: a\nnodes: [a, b]\n",
+                "4:1: nodes: `node` and `nodes` exclude each other",
+            ),
+            (
+                "failover: auto\n",
+                "3:1: failover: `failover` needs `nodes`",
+            ),
+            (
+                "nodes: [a, b]\nfailback: preferred\n",
+                "4:1: failback: `failback` applies to a service that fails over by itself",
+            ),
+            (
+                "nodes: [a, b]\nfailover: manual\non_quorum_loss: stop\n",
+                "5:1: on_quorum_loss: `on_quorum_loss` applies to a service that fails over",
+            ),
+            (
+                "nodes: [a]\nfailover: auto\n",
+                "3:8: nodes: `failover: auto` needs at least two nodes to move between, found 1",
+            ),
+            (
+                "nodes: [a, b, a]\n",
+                "3:15: nodes[2]: node `a` is listed twice (first at index 0)",
+            ),
+            ("nodes: []\n", "3:8: nodes: must not be an empty list"),
+            ("nodes: [a, \"b c\"]\n", "3:12: nodes[1]: invalid node name"),
+            (
+                "failover: sometimes\nnodes: [a, b]\n",
+                "3:11: failover: expected one of manual, auto",
+            ),
+        ];
+        for (extra, want) in cases {
+            let text = format!("service: s\nstate: up\n{extra}{drbd}");
+            let got = error(&text);
+            assert!(
+                got.starts_with(want),
+                "{extra:?}:\n got  {got}\n want {want}…"
+            );
+        }
+        // What `failover: auto` needs of the DRBD resources.
+        let auto = "service: s\nstate: up\nnodes: [a, b]\nfailover: auto\n";
+        let got = error(auto);
+        assert!(got.starts_with("4:11: failover: `failover: auto` decides from DRBD's quorum and roles, and this service has no DRBD resource"), "{got}");
+        let got = error(&format!(
+            "{auto}resources:\n  drbd#0: {{res: r0}}\n  drbd#1: {{res: r1}}\n"
+        ));
+        assert!(
+            got.contains(
+                "this service has 2 (drbd#0, drbd#1): put their volumes in one DRBD resource"
+            ),
+            "{got}"
+        );
+        let got = error(&format!(
+            "{auto}resources:\n  drbd#0: {{res: r0, allow_two_primaries: true}}\n"
+        ));
+        assert!(
+            got.contains(
+                "relies on DRBD allowing one Primary, and drbd#0 sets `allow_two_primaries`"
+            ),
+            "{got}"
+        );
+    }
+
+    #[test]
     fn regression_a_yaml_error_at_the_end_of_a_file_points_inside_it() {
         // Found by the parsers' fuzz tests (tests/parser_fuzz.rs): at the end of a file without a
         // final newline, the YAML reader reports the line after the last one (`s.yaml:2:1` for
@@ -1300,7 +1596,7 @@ mod tests {
         let svc = parse(EXAMPLE).expect("example");
         assert_eq!(svc.name, "drbdsvc.opensvc.com");
         assert_eq!(svc.state, DesiredState::Up);
-        assert_eq!(svc.node.as_deref(), Some("deb1"));
+        assert_eq!(svc.pinned_node(), Some("deb1"));
         assert!(svc.rollback);
         assert_eq!(svc.source, Path::new("/m/t.yaml"));
         let ids: Vec<String> = svc.resources.iter().map(|r| r.id.to_string()).collect();
@@ -1374,7 +1670,7 @@ resources:
 "#;
         let svc = parse(text).expect("valid");
         assert_eq!(svc.state, DesiredState::Frozen);
-        assert_eq!(svc.node, None);
+        assert_eq!(svc.placement, Placement::Everywhere);
         assert!(!svc.rollback);
         let ids: Vec<String> = svc.resources.iter().map(|r| r.id.to_string()).collect();
         assert_eq!(
@@ -1599,7 +1895,7 @@ resources:
         // The same size, within the same clock tick: only the text tells.
         write("a.yaml", &format!("service: a\nstate: up\nnode: n2\n{app}"));
         let (services, _) = both_agree("same-size edit");
-        assert_eq!(services[0].node.as_deref(), Some("n2"));
+        assert_eq!(services[0].pinned_node(), Some("n2"));
         write("b.yaml", "service: b\nstate: sideways\n");
         let (services, errors) = both_agree("broken");
         assert_eq!((services.len(), errors.len()), (1, 1));
@@ -1945,7 +2241,7 @@ resources:
         let shown = printable(&found).join("\n");
         assert_eq!(
             shown,
-            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, resources, rollback (they are not quoted back, as this may be any file)"
+            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, nodes, failover, failback, on_quorum_loss, resources, rollback (they are not quoted back, as this may be any file)"
         );
         let Err(found) = parse(&shadow.replace(":::\n", ":::x\n")) else {
             panic!("expected errors")
@@ -2309,6 +2605,10 @@ resources:
         r#"
 service: all-b
 state: down
+nodes: [n1, n2]
+failover: auto
+failback: preferred
+on_quorum_loss: freeze
 resources:
   drbd#0: {res: r1, up_by: system}
   container#0: {type: lxc, name: web}

@@ -175,10 +175,19 @@ pub enum Placement {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Failover {
-    /// In order of preference; at least two.
+    /// In order of preference; at least two, each once.
     pub nodes: Vec<String>,
     pub failback: Failback,
     pub on_quorum_loss: OnQuorumLoss,
+}
+
+impl Failover {
+    pub const DEFAULT_FAILBACK: Failback = Failback::Never;
+    pub const DEFAULT_ON_QUORUM_LOSS: OnQuorumLoss = OnQuorumLoss::Stop;
+
+    pub fn lists(&self, node: &str) -> bool {
+        self.nodes.iter().any(|n| n == node)
+    }
 }
 
 /// One service: an ordered stack of resources.
@@ -186,8 +195,8 @@ pub struct Failover {
 pub struct Service {
     pub name: String,
     pub state: DesiredState,
-    /// When set, the only node that runs the service; elsewhere it is kept down.
-    pub node: Option<String>,
+    /// Where it runs: everywhere, pinned to one node, or failing over between listed nodes.
+    pub placement: Placement,
     /// A failed start undoes what that run did.
     pub rollback: bool,
     /// In start order (see [`ResourceId`]'s ordering).
@@ -200,21 +209,50 @@ impl Service {
     /// `rollback` when the manifest does not set it.
     pub const DEFAULT_ROLLBACK: bool = true;
 
-    /// The state this node should hold: a service pinned to another node is down here.
+    /// The node a pinned service runs on.
+    pub fn pinned_node(&self) -> Option<&str> {
+        match &self.placement {
+            Placement::Pinned { node } => Some(node),
+            Placement::Everywhere | Placement::Failover(_) => None,
+        }
+    }
+
+    /// The state this node should hold as far as the manifest alone says: a service pinned to
+    /// another node, or failing over between nodes this one is not among, is down here. Where
+    /// a failover service runs among its nodes is for DRBD to say
+    /// ([`crate::plan::placement`]): on a listed node this is `up`, which the planner narrows.
     pub fn desired_here(&self, this_node: &str) -> DesiredState {
-        match (&self.node, self.state) {
+        match (&self.placement, self.state) {
             (_, DesiredState::Frozen) => DesiredState::Frozen,
-            (Some(node), DesiredState::Up) if node != this_node => DesiredState::Down,
+            (Placement::Pinned { node }, DesiredState::Up) if node != this_node => {
+                DesiredState::Down
+            }
+            (Placement::Failover(f), DesiredState::Up) if !f.lists(this_node) => DesiredState::Down,
             (_, state) => state,
         }
     }
 
-    /// Whether this node stands by for the service: it is pinned to another node and wanted
-    /// up there. Its DRBD resources are then kept up, connected and Secondary here (where the
+    /// Whether this node stands by for the service whatever DRBD shows: it is pinned to another
+    /// node, or fails over between nodes this one is not among (a diskless tiebreaker), and is
+    /// wanted up. Its DRBD resources are then kept up, connected and Secondary here (where the
     /// DRBD configuration has this node), so that this node's data stays UpToDate and it can
-    /// take the service over; everything above DRBD is down.
+    /// take the service over; everything above DRBD is down. A listed node of a failover
+    /// service stands by or runs it as DRBD shows ([`crate::plan::placement`]).
     pub fn stands_by_here(&self, this_node: &str) -> bool {
-        self.state == DesiredState::Up && self.node.as_deref().is_some_and(|n| n != this_node)
+        self.state == DesiredState::Up
+            && match &self.placement {
+                Placement::Everywhere => false,
+                Placement::Pinned { node } => node != this_node,
+                Placement::Failover(f) => !f.lists(this_node),
+            }
+    }
+
+    /// The failover settings, for a service that fails over.
+    pub fn failover(&self) -> Option<&Failover> {
+        match &self.placement {
+            Placement::Failover(f) => Some(f),
+            Placement::Everywhere | Placement::Pinned { .. } => None,
+        }
     }
 
     pub fn resource(&self, id: ResourceId) -> Option<&Resource> {
@@ -524,7 +562,9 @@ mod tests {
         let svc = Service {
             name: "s".into(),
             state: DesiredState::Up,
-            node: Some("deb1".into()),
+            placement: Placement::Pinned {
+                node: "deb1".into(),
+            },
             rollback: true,
             resources: vec![],
             source: PathBuf::from("/m/s.yaml"),

@@ -279,7 +279,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         let rid = resource.id;
         let res = spec.res.as_str();
         let system = spec.up_by == UpBy::System;
-        let holder = self.service.node.as_deref().unwrap_or("another node");
+        let holder = self.service.pinned_node().unwrap_or("another node");
         let Some(drbd) = drbd else {
             if system {
                 self.already(

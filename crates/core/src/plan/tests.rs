@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::manifest::Placement;
 use crate::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec,
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
@@ -63,7 +64,7 @@ fn seed() -> Service {
     Service {
         name: "drbdsvc.opensvc.com".into(),
         state: DesiredState::Up,
-        node: None,
+        placement: Placement::Everywhere,
         rollback: true,
         resources: vec![
             resource(Kind::Drbd, 0, Spec::Drbd(drbd_spec())),
@@ -538,7 +539,9 @@ fn frozen_service_gets_no_action_from_any_state() {
 #[test]
 fn service_pinned_to_another_node_is_kept_down_here() {
     let mut svc = seed();
-    svc.node = Some("deb2".into());
+    svc.placement = Placement::Pinned {
+        node: "deb2".into(),
+    };
     let plan = plan_service(&svc, &node_at(Level::AppUp));
     assert_eq!(plan.desired, DesiredState::Down);
     assert_eq!(
@@ -549,7 +552,9 @@ fn service_pinned_to_another_node_is_kept_down_here() {
 
 fn pinned_to_deb2(stop: DrbdStop) -> Service {
     let mut svc = seed();
-    svc.node = Some("deb2".into());
+    svc.placement = Placement::Pinned {
+        node: "deb2".into(),
+    };
     if let Spec::Drbd(d) = &mut svc.resources[0].spec {
         d.stop = stop;
     }

@@ -702,7 +702,7 @@ impl Daemon {
         for (service, pruning) in self.desired.in_force() {
             let mut view = self.views.get(&service.name).cloned().unwrap_or_default();
             view.service = service.name.clone();
-            view.desired = match &service.node {
+            view.desired = match service.pinned_node() {
                 _ if pruning => "down (pruned)".to_string(),
                 // Said as `converge status` says it without a daemon.
                 Some(pin) if service.stands_by_here(&self.config.node) => {

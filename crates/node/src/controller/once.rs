@@ -19,7 +19,7 @@ use super::scheduler::Next;
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::observer::Observer;
 use converge_core::command;
-use converge_core::manifest::{DesiredState, ResourceId, Service};
+use converge_core::manifest::{DesiredState, Placement, ResourceId, Service};
 use converge_core::observe::NodeState;
 use converge_core::plan::{self, Action, BlockKind, ServicePlan, Step};
 
@@ -339,7 +339,7 @@ async fn handle_error(
 async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<ResourceId>) -> bool {
     let mut down = service.clone();
     down.state = DesiredState::Down;
-    down.node = None;
+    down.placement = Placement::Everywhere;
     tracing::warn!(service = %service.name, "rollback: undoing what this run started");
     for _ in 0..MAX_STEPS {
         let (_, plan) = observe_and_plan(observer, service, &down).await;
