@@ -180,6 +180,22 @@ pub enum PeerHold {
         peer: Option<String>,
         state: ConnectionState,
     },
+    /// A promotion that relies on DRBD's quorum, and DRBD does not say this partition has it.
+    NoQuorum { quorum: Quorum },
+}
+
+/// What guards a promotion against a second Primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromoteGuard {
+    /// Every peer seen, none Primary: the default.
+    Seen,
+    /// `allow_two_primaries`: nothing is checked.
+    TwoPrimaries,
+    /// A service that fails over: DRBD's quorum, enforced by the running configuration (the
+    /// planner checked), reported on every volume. A peer that cannot be seen is then on the
+    /// losing side of a partition and cannot write; a connected Primary still holds.
+    Quorum,
 }
 
 impl fmt::Display for PeerHold {
@@ -191,6 +207,12 @@ impl fmt::Display for PeerHold {
                 "{} is not connected ({state}): its role cannot be seen",
                 peer_label(peer.as_deref())
             ),
+            PeerHold::NoQuorum { quorum } => match quorum {
+                Quorum::No => f.write_str("DRBD says this node's partition has no quorum"),
+                Quorum::Unknown | Quorum::Yes => {
+                    f.write_str("DRBD does not say this node's partition has quorum")
+                }
+            },
         }
     }
 }
@@ -240,7 +262,16 @@ impl DrbdResource {
     /// converge promotes only over peers it sees; an operator who knows a peer is down for good
     /// promotes by hand (`drbdadm primary`), and converge carries on from there.
     pub fn peer_hold(&self, allow_two_primaries: bool) -> Option<PeerHold> {
-        if allow_two_primaries {
+        self.promote_hold(if allow_two_primaries {
+            PromoteGuard::TwoPrimaries
+        } else {
+            PromoteGuard::Seen
+        })
+    }
+
+    /// What keeps this node from promoting under `guard` (see [`PromoteGuard`]).
+    pub fn promote_hold(&self, guard: PromoteGuard) -> Option<PeerHold> {
+        if guard == PromoteGuard::TwoPrimaries {
             return None;
         }
         if let Some(peer) = self
@@ -252,6 +283,10 @@ impl DrbdResource {
                 peer: peer.peer_name(),
             });
         }
+        if guard == PromoteGuard::Quorum {
+            let quorum = self.quorum();
+            return (quorum != Quorum::Yes).then_some(PeerHold::NoQuorum { quorum });
+        }
         self.connections
             .iter()
             .find(|c| c.state != ConnectionState::Connected || c.peer_role == Role::Unknown)
@@ -259,6 +294,24 @@ impl DrbdResource {
                 peer: c.peer_name(),
                 state: c.state.clone(),
             })
+    }
+
+    /// The least certain quorum over the volumes: one volume without quorum is none, and a
+    /// resource without volumes says nothing.
+    pub fn quorum(&self) -> Quorum {
+        let mut worst = if self.devices.is_empty() {
+            Quorum::Unknown
+        } else {
+            Quorum::Yes
+        };
+        for d in &self.devices {
+            match d.quorum {
+                Quorum::No => return Quorum::No,
+                Quorum::Unknown => worst = Quorum::Unknown,
+                Quorum::Yes => {}
+            }
+        }
+        worst
     }
 
     /// All local volumes hold UpToDate data (what promotion needs without `--force`).

@@ -7,6 +7,7 @@
 
 pub mod drbd;
 pub mod drbdadm_role;
+pub mod drbdsetup_show;
 pub mod drbdsetup_status;
 pub mod events2;
 pub mod lxc;

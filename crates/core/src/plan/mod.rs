@@ -235,6 +235,9 @@ pub fn waiting_for(hold: &PeerHold, res: &str) -> String {
         PeerHold::Primary { .. } => format!(
             "{hold} for resource {res}: waiting for it to become Secondary (allow_two_primaries is false)"
         ),
+        PeerHold::NoQuorum { .. } => format!(
+            "{hold}, for resource {res}: a service that fails over promotes only with quorum (failover: auto)"
+        ),
         PeerHold::Unseen { .. } => format!(
             "{hold}, for resource {res}: waiting for it to connect (converge promotes only over peers it sees Secondary; if it is down for good, see \"A peer that is gone\" in docs/operations.md)"
         ),

@@ -86,7 +86,7 @@ pub fn decide(
     };
     let rank = |name: &str| nodes.iter().position(|n| n == name);
     let my_rank = rank(this).unwrap_or(nodes.len());
-    let quorum = worst_quorum(res);
+    let quorum = res.quorum();
     // A peer listed before this node, connected, Secondary and UpToDate on every volume: the
     // node that should hold the service when it is eligible.
     let preferred = || {
@@ -146,23 +146,6 @@ pub fn decide(
         return Decision::StandBy(StandBy::Preferred { peer });
     }
     Decision::Take { rank: my_rank }
-}
-
-/// The least certain quorum over the resource's volumes: one volume without quorum is none.
-fn worst_quorum(res: &DrbdResource) -> Quorum {
-    let mut worst = if res.devices.is_empty() {
-        Quorum::Unknown
-    } else {
-        Quorum::Yes
-    };
-    for d in &res.devices {
-        match d.quorum {
-            Quorum::No => return Quorum::No,
-            Quorum::Unknown => worst = Quorum::Unknown,
-            Quorum::Yes => {}
-        }
-    }
-    worst
 }
 
 #[cfg(test)]

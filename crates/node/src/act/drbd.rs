@@ -5,7 +5,9 @@
 //! observation that may be seconds old, and two Primaries is the failure operators fear most.
 //! DRBD's own refusals are honoured, never forced: exit 11 (a cluster-wide state change is in
 //! progress, or the device is held open) is retried every second up to 10 times; exit 17 (no
-//! access to UpToDate data) blocks.
+//! access to UpToDate data) blocks. A service that fails over (`failover: auto`) promotes over
+//! peers it cannot see when DRBD reports quorum, and DRBD's exit 11 there may mean another node
+//! won the race: after the retries it waits, as a standby does, instead of failing.
 
 use std::time::Duration;
 
@@ -13,7 +15,7 @@ use super::ctx::{ActError, Ctx};
 use crate::observer::probe::DrbdRoles;
 use converge_core::command::DrbdVerb;
 use converge_core::manifest::{DrbdSpec, Spec};
-use converge_core::observe::drbd::{PeerHold, Role};
+use converge_core::observe::drbd::{PeerHold, PromoteGuard, Role};
 use converge_core::plan::waiting_for;
 
 /// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
@@ -24,6 +26,18 @@ pub const EXIT_STATE_CHANGE: i32 = 11;
 pub const EXIT_NO_UP_TO_DATE_DATA: i32 = 17;
 const RETRIES: u32 = 10;
 const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// What guards this service's promotions: DRBD's quorum for a service that fails over, else
+/// the peers' roles (unless two Primaries are allowed).
+fn guard(ctx: &Ctx<'_>) -> PromoteGuard {
+    if ctx.service.failover().is_some() {
+        PromoteGuard::Quorum
+    } else if allow_two_primaries(ctx) {
+        PromoteGuard::TwoPrimaries
+    } else {
+        PromoteGuard::Seen
+    }
+}
 
 fn allow_two_primaries(ctx: &Ctx<'_>) -> bool {
     ctx.spec()
@@ -47,7 +61,6 @@ pub async fn state_change(
                 // A peer that became Primary meanwhile is a refusal to respect, not a
                 // transient state change to wait out.
                 if verb == "primary"
-                    && !allow_two_primaries(ctx)
                     && let Some(hold) = peer_hold(ctx, res).await?
                 {
                     return Err(ctx.waiting(waiting_for(&hold, res)));
@@ -70,6 +83,13 @@ pub async fn state_change(
                 return Err(ctx.ended_badly(argv, &out));
             }
         }
+    }
+    if verb == "primary" && guard(ctx) == PromoteGuard::Quorum {
+        // Nodes that fail over race for the promotion and DRBD lets one win; the others are
+        // refused, and may not see the winner (a node between them does).
+        return Err(ctx.waiting(format!(
+            "drbdadm {verb} {res}: refused {RETRIES} times (exit 11): another node may hold the service; standing by"
+        )));
     }
     Err(ctx.failed(format!(
         "drbdadm {verb} {res}: still refused after {RETRIES} tries"
@@ -97,9 +117,7 @@ pub async fn primary(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), Ac
             .info(format_args!("drbd resource {res} is already Primary"));
         return Ok(());
     }
-    if let Some(hold) = hold
-        && !allow_two_primaries(ctx)
-    {
+    if let Some(hold) = hold {
         return Err(ctx.waiting(waiting_for(&hold, res)));
     }
     state_change(ctx, DrbdVerb::Primary, res, argv).await
@@ -112,11 +130,15 @@ async fn peer_hold(ctx: &Ctx<'_>, res: &str) -> Result<Option<PeerHold>, ActErro
 
 /// The local role and what a peer holds promotion on — read fresh.
 async fn roles(ctx: &Ctx<'_>, res: &str) -> Result<(Role, Option<PeerHold>), ActError> {
-    let roles = ctx.observer.drbd_roles(res).await.map_err(|e| {
-        ctx.failed(format!(
-            "cannot read the roles of {res} before promoting: {e}"
-        ))
-    })?;
+    let roles = ctx
+        .observer
+        .drbd_roles(res, guard(ctx))
+        .await
+        .map_err(|e| {
+            ctx.failed(format!(
+                "cannot read the roles of {res} before promoting: {e}"
+            ))
+        })?;
     match roles {
         DrbdRoles::Up { local, hold } => Ok((local, hold)),
         DrbdRoles::NotUp => Err(ctx.failed(format!("resource {res} is not up; cannot promote it"))),

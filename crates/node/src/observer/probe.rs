@@ -13,7 +13,7 @@ use super::{Listing, Observer};
 use crate::exec::{self, ExecError, Output};
 use crate::secure;
 use converge_core::manifest::{AppCommands, ContainerKind, ResourceId, Service, Spec};
-use converge_core::observe::drbd::{ConnectionState, PeerHold, Role};
+use converge_core::observe::drbd::{ConnectionState, PeerHold, PromoteGuard, Quorum, Role};
 use converge_core::observe::drbdadm_role::{self, RoleReport};
 use converge_core::observe::{ContainerState, drbdsetup_status, lxc, vz};
 use converge_core::shell::shell_line;
@@ -67,8 +67,8 @@ impl ProbeError {
 pub enum DrbdRoles {
     Up {
         local: Role,
-        /// What keeps this node from promoting where two Primaries are not allowed: a peer
-        /// that is Primary, or one that is not connected (`DrbdResource::peer_hold`).
+        /// What keeps this node from promoting under the guard asked for
+        /// (`DrbdResource::promote_hold`).
         hold: Option<PeerHold>,
     },
     /// Defined, but not up on this node.
@@ -134,7 +134,11 @@ fn read_since(path: &Path, mark: u64) -> std::io::Result<String> {
 impl Observer {
     /// The local role of `res` and whether a peer is Primary, read now: `drbdadm role`, and on
     /// DRBD 9 (where `role` shows only the local role) `drbdsetup status --json`.
-    pub async fn drbd_roles(&self, res: &str) -> Result<DrbdRoles, ProbeError> {
+    pub async fn drbd_roles(
+        &self,
+        res: &str,
+        guard: PromoteGuard,
+    ) -> Result<DrbdRoles, ProbeError> {
         let commands = &self.config().commands;
         let argv = commands.drbdadm_argv(&["role", res]);
         let out = exec::run_parsed(&argv, DRBD_PROBE_TIMEOUT, PROBE_OUTPUT_MAX).await?;
@@ -148,8 +152,15 @@ impl Observer {
         if !peers.is_empty() {
             // DRBD 8.x: `role` names the peer's role (`Unknown` while not connected); there is
             // nothing more to read.
-            let hold = if peers.contains(&Role::Primary) {
+            let hold = if guard == PromoteGuard::TwoPrimaries {
+                None
+            } else if peers.contains(&Role::Primary) {
                 Some(PeerHold::Primary { peer: None })
+            } else if guard == PromoteGuard::Quorum {
+                // DRBD 8 has no quorum to rely on.
+                Some(PeerHold::NoQuorum {
+                    quorum: Quorum::Unknown,
+                })
             } else if peers.contains(&Role::Unknown) {
                 Some(PeerHold::Unseen {
                     peer: None,
@@ -178,7 +189,7 @@ impl Observer {
         })?;
         Ok(DrbdRoles::Up {
             local,
-            hold: resource.peer_hold(false),
+            hold: resource.promote_hold(guard),
         })
     }
 
