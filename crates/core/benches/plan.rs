@@ -159,6 +159,7 @@ fn converged_node() -> NodeState {
         apps,
         scripts: BTreeMap::new(),
         drbd_configured: None,
+        drbd_options: Default::default(),
     }
 }
 

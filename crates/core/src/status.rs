@@ -364,6 +364,7 @@ mod tests {
             node: "deb1".into(),
             drbd: Observed::Ok(BTreeMap::from([("data".to_string(), resource)])),
             drbd_configured: None,
+            drbd_options: Default::default(),
             mounts: Observed::Ok(Vec::new()),
             devices: BTreeMap::new(),
             dirs: Default::default(),

@@ -497,6 +497,7 @@ fn quiet_node() -> impl Strategy<Value = NodeState> {
                 apps: BTreeMap::new(),
                 scripts: BTreeMap::new(),
                 drbd_configured: None,
+                drbd_options: Default::default(),
             }
         })
 }
@@ -546,6 +547,7 @@ fn any_node() -> impl Strategy<Value = NodeState> {
                     apps,
                     scripts,
                     drbd_configured,
+                    drbd_options: Default::default(),
                 }
             },
         )

@@ -78,6 +78,10 @@ pub struct NodeState {
     /// sh-resources`): the ones it stands by for when a service runs elsewhere. Asked only when
     /// a service stands by here (`None` otherwise).
     pub drbd_configured: Option<Observed<BTreeSet<String>>>,
+    /// The running options of the DRBD resources of services that fail over (`drbdsetup show`),
+    /// by resource, for those up here: whether quorum is enforced decides whether DRBD's quorum
+    /// report can be trusted. Absent: not asked (no such service, or the resource is down).
+    pub drbd_options: BTreeMap<String, Observed<drbdsetup_show::ResourceOptions>>,
     pub mounts: Observed<Vec<Mount>>,
     /// Device numbers of the block devices the manifests and DRBD minors name
     /// (fs `dev`s and `/dev/drbdN`), for matching mounts by device rather than by name.

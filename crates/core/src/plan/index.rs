@@ -166,6 +166,7 @@ mod tests {
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
             drbd_configured: None,
+            drbd_options: Default::default(),
         }
     }
 

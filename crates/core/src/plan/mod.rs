@@ -27,8 +27,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::manifest::{ContainerKind, DesiredState, ResourceId, Service};
-use crate::observe::NodeState;
 use crate::observe::drbd::PeerHold;
+use crate::observe::{NodeState, Observed};
 
 /// One thing to do. Data, not argv: the executor turns it into commands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -169,6 +169,11 @@ pub struct ServicePlan {
     /// What is already as wanted, per resource ("drbd resource data is already Primary"):
     /// logged when the service acts, so the log tells the whole story.
     pub satisfied: Vec<(ResourceId, String)>,
+    /// For a service that fails over, on a node it lists: what DRBD decided here
+    /// ([`placement::decide`]). The controller holds a [`placement::Decision::Take`] back by
+    /// its rank before promoting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<placement::Decision>,
 }
 
 impl ServicePlan {
@@ -210,9 +215,77 @@ pub fn plan_service(service: &Service, node: &NodeState) -> ServicePlan {
     plan_indexed(service, &index::NodeIndex::new(node))
 }
 
+/// What this node holds of a service, all things considered: the manifest, and for a service
+/// that fails over, what its DRBD resource shows here.
+struct Here {
+    desired: DesiredState,
+    /// Keep DRBD up and Secondary, everything above it down.
+    standby: bool,
+    placement: Option<placement::Decision>,
+}
+
+impl Here {
+    fn of(service: &Service, node: &NodeState) -> Here {
+        let desired = service.desired_here(&node.node);
+        let standby = service.stands_by_here(&node.node);
+        let fixed = Here {
+            desired,
+            standby,
+            placement: None,
+        };
+        let Some(failover) = service.failover().filter(|f| f.lists(&node.node)) else {
+            return fixed;
+        };
+        if desired != DesiredState::Up {
+            return fixed;
+        }
+        // The reader allows one DRBD resource to a service that fails over; a disabled one
+        // leaves nothing to decide from, and the service is planned as written.
+        let Some(res) = service
+            .resources
+            .iter()
+            .filter(|r| !r.disabled)
+            .find_map(|r| r.spec.as_drbd())
+            .map(|d| d.res.as_str())
+        else {
+            return fixed;
+        };
+        // Unobserved DRBD: planned up, which refuses at the DRBD resource ("cannot observe
+        // DRBD") and so does nothing.
+        let Observed::Ok(resources) = &node.drbd else {
+            return fixed;
+        };
+        let enforced = matches!(
+            node.drbd_options.get(res),
+            Some(Observed::Ok(options)) if options.quorum.is_enforced()
+        );
+        let decision = placement::decide(
+            &failover.nodes,
+            &node.node,
+            failover.failback,
+            resources.get(res),
+            enforced,
+        );
+        let runs = matches!(
+            decision,
+            placement::Decision::Keep | placement::Decision::Take { .. }
+        );
+        Here {
+            desired: if runs {
+                DesiredState::Up
+            } else {
+                DesiredState::Down
+            },
+            standby: !runs,
+            placement: Some(decision),
+        }
+    }
+}
+
 fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan {
-    let desired = service.desired_here(&index.node().node);
-    let mut planner = rules::ServicePlanner::new(service, index);
+    let here = Here::of(service, index.node());
+    let desired = here.desired;
+    let mut planner = rules::ServicePlanner::new(service, index, here.standby);
     match desired {
         DesiredState::Frozen => {}
         DesiredState::Up => planner.up(),
@@ -226,6 +299,7 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
         blocked,
         warnings,
         satisfied,
+        placement: here.placement,
     }
 }
 

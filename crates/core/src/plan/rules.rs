@@ -11,7 +11,7 @@ use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
     ResourceId, Service, Spec, UpBy,
 };
-use crate::observe::drbd::device_path as drbd_device_path;
+use crate::observe::drbd::{PromoteGuard, device_path as drbd_device_path};
 use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
@@ -42,9 +42,9 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
-    pub(super) fn new(service: &'a Service, index: &'a NodeIndex<'n>) -> Self {
+    pub(super) fn new(service: &'a Service, index: &'a NodeIndex<'n>, standby: bool) -> Self {
         ServicePlanner {
-            standby: service.stands_by_here(&index.node().node),
+            standby,
             service,
             node: index.node(),
             index,
@@ -199,7 +199,14 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             self.primary.insert(res);
             return;
         }
-        if let Some(hold) = drbd.peer_hold(spec.allow_two_primaries) {
+        let guard = if self.service.failover().is_some() {
+            PromoteGuard::Quorum
+        } else if spec.allow_two_primaries {
+            PromoteGuard::TwoPrimaries
+        } else {
+            PromoteGuard::Seen
+        };
+        if let Some(hold) = drbd.promote_hold(guard) {
             self.wait(resource, waiting_for(&hold, res));
             return;
         }

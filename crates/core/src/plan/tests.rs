@@ -5,16 +5,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::placement::{self, Decision};
 use super::*;
-use crate::manifest::Placement;
 use crate::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec,
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
+use crate::manifest::{Failback, Failover, OnQuorumLoss, Placement};
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
     ReplicationState,
 };
+use crate::observe::drbdsetup_show::{QuorumPolicy, ResourceOptions};
 use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
@@ -229,6 +231,7 @@ fn node_at(level: Level) -> NodeState {
         apps,
         scripts: BTreeMap::new(),
         drbd_configured: None,
+        drbd_options: Default::default(),
     }
 }
 
@@ -1328,4 +1331,132 @@ fn an_actions_name_is_its_json_tag() {
         let json = serde_json::to_value(&action).expect("serializes");
         assert_eq!(json["action"], action.name(), "{action:?}");
     }
+}
+
+/// The seed service failing over between deb1 (this node, `node_at`'s) and deb2.
+fn failing_over(failback: Failback) -> Service {
+    let mut svc = seed();
+    svc.placement = Placement::Failover(Failover {
+        nodes: vec!["deb2".into(), "deb1".into()],
+        failback,
+        on_quorum_loss: OnQuorumLoss::Stop,
+    });
+    svc
+}
+
+/// `node_at(level)` with the peer deb2 cut off and quorum as given, quorum enforced or not.
+fn cut_off(level: Level, quorum: Quorum, enforced: bool) -> NodeState {
+    let mut node = node_at(level);
+    if let Observed::Ok(all) = &mut node.drbd
+        && let Some(r) = all.get_mut("data")
+    {
+        r.devices[0].quorum = quorum;
+        let peer = &mut r.connections[0];
+        peer.state = ConnectionState::Connecting;
+        peer.peer_role = Role::Unknown;
+        peer.peer_devices[0].replication = ReplicationState::Off;
+        peer.peer_devices[0].peer_disk = DiskState::DUnknown;
+    }
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::from(["data".to_string()])));
+    node.drbd_options.insert(
+        "data".into(),
+        Observed::Ok(ResourceOptions {
+            quorum: if enforced {
+                QuorumPolicy::Majority
+            } else {
+                QuorumPolicy::Off
+            },
+            on_no_quorum: Some("io-error".into()),
+            auto_promote: Some("no".into()),
+        }),
+    );
+    node
+}
+
+#[test]
+fn a_failover_survivor_with_enforced_quorum_starts_the_stack_over_a_peer_it_cannot_see() {
+    let plan = plan_service(
+        &failing_over(Failback::Never),
+        &cut_off(Level::Secondary, Quorum::Yes, true),
+    );
+    assert_eq!(plan.placement, Some(Decision::Take { rank: 1 }));
+    assert_eq!(plan.desired, DesiredState::Up);
+    assert_eq!(
+        actions(&plan),
+        [
+            "primary data",
+            "fsck+mount /drbdsvc",
+            "start 101",
+            "app start"
+        ]
+    );
+    // The same node for a service pinned the usual way waits to see its peer.
+    let mut pinned = seed();
+    pinned.placement = Placement::Pinned {
+        node: "deb1".into(),
+    };
+    let plan = plan_service(&pinned, &cut_off(Level::Secondary, Quorum::Yes, true));
+    assert_eq!(
+        plan.blocked.as_ref().map(|b| b.kind),
+        Some(BlockKind::Waiting)
+    );
+}
+
+#[test]
+fn a_failover_node_without_quorum_seen_and_enforced_stands_by() {
+    for (quorum, enforced) in [
+        (Quorum::No, true),
+        (Quorum::Unknown, true),
+        (Quorum::Yes, false),
+    ] {
+        let plan = plan_service(
+            &failing_over(Failback::Never),
+            &cut_off(Level::Secondary, quorum, enforced),
+        );
+        assert_eq!(plan.desired, DesiredState::Down, "{quorum:?} {enforced}");
+        assert!(
+            matches!(plan.placement, Some(Decision::StandBy(_))),
+            "{quorum:?} {enforced}: {:?}",
+            plan.placement
+        );
+        assert!(plan.is_converged(), "{quorum:?}: {:?}", plan.steps);
+    }
+}
+
+#[test]
+fn a_failover_holder_that_loses_quorum_stops_down_to_secondary() {
+    let plan = plan_service(
+        &failing_over(Failback::Never),
+        &cut_off(Level::AppUp, Quorum::No, true),
+    );
+    assert_eq!(
+        plan.placement,
+        Some(Decision::GiveUp(placement::GiveUp::QuorumLost))
+    );
+    assert_eq!(
+        actions(&plan),
+        ["app stop", "stop 101", "umount /drbdsvc", "secondary data"]
+    );
+    // With quorum it keeps running, peer or no peer.
+    let plan = plan_service(
+        &failing_over(Failback::Never),
+        &cut_off(Level::AppUp, Quorum::Yes, true),
+    );
+    assert_eq!(plan.placement, Some(Decision::Keep));
+    assert!(plan.is_converged(), "{:?}", plan.steps);
+}
+
+#[test]
+fn a_node_a_failover_service_does_not_list_stands_by() {
+    let mut svc = failing_over(Failback::Never);
+    if let Placement::Failover(f) = &mut svc.placement {
+        f.nodes = vec!["deb2".into(), "deb3".into()];
+    }
+    let plan = plan_service(&svc, &cut_off(Level::AppUp, Quorum::Yes, true));
+    assert_eq!(plan.placement, None);
+    assert_eq!(plan.desired, DesiredState::Down);
+    assert_eq!(
+        actions(&plan),
+        ["app stop", "stop 101", "umount /drbdsvc", "secondary data"]
+    );
 }

@@ -31,7 +31,7 @@ use converge_core::manifest::{
 };
 use converge_core::observe::{
     AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
-    aggregate_apps, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
+    aggregate_apps, drbdsetup_show, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
 };
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
@@ -131,13 +131,23 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
     } else {
         observe_drbd(observer, &drbd_names).await
     };
-    // Only a node that stands by for a service asks which resources it is configured for.
+    // Only a node that stands by for a service asks which resources it is configured for; a
+    // listed node of a service that fails over may stand by too, as DRBD shows.
     let stands_by = services.iter().any(|s| {
-        s.stands_by_here(&config.node)
+        (s.stands_by_here(&config.node) || s.failover().is_some())
             && s.resources
                 .iter()
                 .any(|r| !r.disabled && matches!(r.spec, Spec::Drbd(_)))
     });
+    // Whether quorum is enforced, for services that fail over, where their resource is up.
+    let failover_drbd: BTreeSet<&str> = services
+        .iter()
+        .filter(|s| s.failover().is_some())
+        .flat_map(|s| s.resources.iter().filter(|r| !r.disabled))
+        .filter_map(|r| r.spec.as_drbd().map(|d| d.res.as_str()))
+        .filter(|res| matches!(&drbd, Observed::Ok(up) if up.contains_key(*res)))
+        .collect();
+    let drbd_options = observe_drbd_options(observer, &failover_drbd).await;
     let drbd_configured = if stands_by {
         Some(observe_drbd_configured(observer).await)
     } else {
@@ -186,6 +196,7 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         apps: BTreeMap::new(),
         scripts: BTreeMap::new(),
         drbd_configured,
+        drbd_options,
     };
     let (apps, scripts) = observe_apps(observer, services, &node).await;
     node.apps = apps;
@@ -335,6 +346,38 @@ async fn observe_drbd_configured(observer: &Observer) -> Observed<BTreeSet<Strin
         }
         Err(why) => Observed::Unavailable(why),
     }
+}
+
+/// The running options of each resource in `names` (`drbdsetup show RES`). Asked at every
+/// observation: `drbdadm adjust` changes them without an event.
+async fn observe_drbd_options(
+    observer: &Observer,
+    names: &BTreeSet<&str>,
+) -> BTreeMap<String, Observed<drbdsetup_show::ResourceOptions>> {
+    let mut out = BTreeMap::new();
+    for &res in names {
+        let argv = vec![
+            observer.config().commands.drbdsetup.clone(),
+            "show".into(),
+            res.to_string(),
+        ];
+        let observed =
+            match list(argv.clone(), "install drbd-utils or set commands.drbdsetup").await {
+                Ok(output) => match drbdsetup_show::parse(&output.stdout) {
+                    Ok(mut all) => match all.remove(res) {
+                        Some(options) => Observed::Ok(options),
+                        None => Observed::Unavailable(format!(
+                            "{} does not show resource {res}",
+                            argv.join(" ")
+                        )),
+                    },
+                    Err(e) => Observed::Unavailable(format!("{}: {e}", argv.join(" "))),
+                },
+                Err(why) => Observed::Unavailable(why),
+            };
+        out.insert(res.to_string(), observed);
+    }
+    out
 }
 
 /// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
