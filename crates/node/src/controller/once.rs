@@ -21,6 +21,7 @@ use crate::observer::Observer;
 use converge_core::command;
 use converge_core::manifest::{DesiredState, Placement, ResourceId, Service};
 use converge_core::observe::NodeState;
+use converge_core::plan::placement::Decision;
 use converge_core::plan::{self, Action, BlockKind, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
@@ -36,6 +37,36 @@ pub fn blocked_outcome(blocked: &plan::Blocked, steps: usize) -> Outcome {
         BlockKind::Refused => Outcome::Blocked { steps, reason },
         BlockKind::Waiting => Outcome::Waiting { steps, reason },
     }
+}
+
+/// How long a node listed `rank`-th (0 first) among a failover service's nodes waits, per rank,
+/// before it promotes: a node listed before it that contends too (one it cannot see, bridged by
+/// a third node) promotes first, and DRBD refuses the later one.
+pub const FAILOVER_RANK_DELAY: Duration = Duration::from_secs(1);
+
+/// `1st`, `2nd`, `3rd`, `4th`…
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (_, 11..=13) => "th",
+        (1, _) => "st",
+        (2, _) => "nd",
+        (3, _) => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// Sleeps `delay`, waking early when converge is stopping; false then.
+async fn sleep_unless_stopping(delay: Duration, stopping: &AtomicBool) -> bool {
+    let until = Instant::now() + delay;
+    while Instant::now() < until {
+        if stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+    }
+    !stopping.load(Ordering::SeqCst)
 }
 
 /// A service that needs more steps than this in one run is not converging (each step changes
@@ -186,6 +217,8 @@ pub async fn reconcile_service(
     let mut done: Vec<Step> = Vec::new();
     // Optional resources whose action failed this run: warned about, then left out.
     let mut skipped: BTreeSet<ResourceId> = BTreeSet::new();
+    // A failover promotion waits its rank once per run, then looks again.
+    let mut contended = false;
     while done.len() < MAX_STEPS {
         if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
             tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
@@ -204,6 +237,26 @@ pub async fn reconcile_service(
                 None => Outcome::Converged { steps: done.len() },
             };
         };
+        if let (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) =
+            (&step.action, &plan.placement)
+            && *rank > 0
+            && !contended
+        {
+            contended = true;
+            let delay = FAILOVER_RANK_DELAY * u32::try_from(*rank).unwrap_or(u32::MAX);
+            ResourceLog::new(service, step.rid).info(format_args!(
+                "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
+                humantime::format_duration(delay),
+                ordinal(*rank + 1)
+            ));
+            if !sleep_unless_stopping(delay, stopping).await {
+                return Outcome::Interrupted { steps: done.len() };
+            }
+            let (_, next) = observe_and_plan(observer, service, service).await;
+            plan = next;
+            plan.steps.retain(|s| !skipped.contains(&s.rid));
+            continue;
+        }
         if let Err(error) = act::run_step(observer, service, &step).await {
             let optional = service.resource(step.rid).is_some_and(|r| r.optional);
             if optional && !error.is_blocked() {
@@ -365,6 +418,20 @@ async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<Re
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ordinals_read_as_english() {
+        let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
+            .map(ordinal)
+            .into();
+        assert_eq!(
+            got,
+            [
+                "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "101st",
+                "111th"
+            ]
+        );
+    }
+
     use super::*;
 
     fn report(outcomes: Vec<Outcome>) -> Report {
