@@ -15,13 +15,13 @@ use std::path::Path;
 use std::fs;
 use std::process::Stdio;
 
-use converge_core::observe::drbd::Role;
+use converge_core::observe::drbd::{DiskState, Quorum, Role};
 use converge_sim::sandbox::{SandboxContainer, seed_manifest_for};
 use converge_sim::testing::in_world_namespace;
-use converge_sim::world::World;
+use converge_sim::world::{NodeSpec, World};
 
 use support::CONVERGE;
-use support::world::{Daemon, Guard, checked, logs, mounted, role, settled_on, until};
+use support::world::{Daemon, Guard, RES, checked, logs, mounted, role, settled_on, until};
 
 fn marker(world: &World) -> std::path::PathBuf {
     world.mnt.join("marker")
@@ -98,6 +98,78 @@ fn three_nodes_switch_over_both_ways_and_the_third_stands_by() {
         "three_nodes_switch_over_both_ways_and_the_third_stands_by",
         |work| {
             switchover_both_ways(work, &["deb1", "deb2", "deb3"]);
+        },
+    );
+}
+
+/// Two diskful nodes and a diskless tiebreaker (`disk none`), a daemon on each: the service
+/// moves deb1 → deb2 → deb1 while tb brings its DRBD up (a diskless client: no disk to
+/// attach, nothing to mount) and stands by, Secondary, without a failure.
+#[test]
+fn a_switchover_both_ways_while_a_diskless_tiebreaker_stands_by() {
+    in_world_namespace(
+        "a_switchover_both_ways_while_a_diskless_tiebreaker_stands_by",
+        |work| {
+            let nodes = [
+                NodeSpec::diskful("deb1"),
+                NodeSpec::diskful("deb2"),
+                NodeSpec::diskless("tb"),
+            ];
+            let guard =
+                Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
+            let world = guard.read();
+            let world = &*world;
+            let daemons: Vec<Daemon> = ["deb1", "deb2", "tb"]
+                .iter()
+                .map(|n| Daemon::start(world, n))
+                .collect();
+            let tb_stands_by = || {
+                let all = world.drbd().expect("world state");
+                let res = all["tb"].resource(RES).expect("tb has data up");
+                assert_eq!(res.role, Role::Secondary);
+                assert_eq!(res.devices[0].disk, DiskState::Diskless);
+                assert!(
+                    res.devices[0].client && res.devices[0].quorum == Quorum::Yes,
+                    "{res:?}"
+                );
+                assert!(world.stands_by("tb"));
+                assert!(!mounted(world, "tb"));
+            };
+            checked(world, || {
+                settled_on(world, "deb1");
+                tb_stands_by();
+                let status = status_of(world, "tb");
+                assert!(
+                    status.contains("standby here") && status.contains("runs on: deb1"),
+                    "{status}"
+                );
+                world.publish("up", "deb2").expect("manifest");
+                settled_on(world, "deb2");
+                tb_stands_by();
+                world.set_state("up", "deb1").expect("manifest");
+                settled_on(world, "deb1");
+                tb_stands_by();
+            });
+            let log = logs(world);
+            assert!(!log.contains("failed:"), "{log}");
+            assert!(!log.contains(" ERROR "), "{log}");
+            // tb brought its DRBD up itself (no attach: drbdadm knows it has no disk), and did
+            // nothing else: what it logged of the service's resources is that one action and
+            // the observation that the rest was down already.
+            let tb = daemons[2].log();
+            assert!(tb.contains("DRBD#0  INFO    drbdadm up data"), "{tb}");
+            for line in tb.lines().filter(|l| {
+                ["DRBD#", "FS#", "VZ", "APP#"]
+                    .iter()
+                    .any(|tag| l.starts_with(tag))
+            }) {
+                assert!(
+                    line.ends_with("drbdadm up data")
+                        || line.ends_with("is already unmounted")
+                        || line.ends_with("is already down"),
+                    "tb did more than stand by: {line}\n{tb}"
+                );
+            }
         },
     );
 }

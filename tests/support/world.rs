@@ -132,19 +132,26 @@ pub fn role(world: &World, node: &str) -> Option<Role> {
 }
 
 /// Every powered-on node has the resource up, each of its connections Connected and its
-/// peer's disk UpToDate, and its own disk UpToDate: replication runs everywhere.
+/// peer's disk UpToDate, and its own disk UpToDate: replication runs everywhere. A diskless
+/// node (a tiebreaker) is a diskless client instead, and its peers see it Diskless.
 pub fn connected_everywhere(world: &World) -> bool {
+    let diskless =
+        |name: Option<&str>| name.is_some_and(|name| world.node(name).is_ok_and(|n| n.diskless));
     world.drbd().is_ok_and(|all| {
         all.values().all(|n| {
             n.powered_on
                 && n.resource(RES).is_some_and(|r| {
-                    r.devices.iter().all(|d| d.disk == DiskState::UpToDate)
-                        && r.connections.iter().all(|c| {
-                            c.state == ConnectionState::Connected
-                                && c.peer_devices
-                                    .iter()
-                                    .all(|p| p.peer_disk == DiskState::UpToDate)
-                        })
+                    r.devices.iter().all(|d| {
+                        d.disk == DiskState::UpToDate || (d.disk == DiskState::Diskless && d.client)
+                    }) && r.connections.iter().all(|c| {
+                        let peer_disk = if diskless(c.name.as_deref()) {
+                            DiskState::Diskless
+                        } else {
+                            DiskState::UpToDate
+                        };
+                        c.state == ConnectionState::Connected
+                            && c.peer_devices.iter().all(|p| p.peer_disk == peer_disk)
+                    })
                 })
         })
     })

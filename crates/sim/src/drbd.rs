@@ -33,7 +33,8 @@ use super::drbd_state::{
 };
 use super::drbd_view::{
     self as view, Action, Event, EventOpts, Obj, Peers, SS_NO_QUORUM, SS_NO_UP_TO_DATE_DISK,
-    SS_TWO_PRIMARIES, Scripted, conflicting_primary, conn_view, peer_of, promotion_check,
+    SS_TWO_PRIMARIES, SS_WEAKLY_CONNECTED, Scripted, conflicting_primary, conn_view, peer_of,
+    promotion_check,
 };
 use super::drbd_world::{
     self as world, WorldPeers, WorldState, WorldStore, attached_volumes, valid_node_name,
@@ -256,6 +257,7 @@ fn state_text(rv: i32) -> &'static str {
         SS_CONNECTED_OUTDATES => "Refusing to be Outdated while Connected",
         SS_IS_DISKLESS => "Device is diskless, the requested operation requires a disk",
         SS_DEVICE_IN_USE => "Device is held open by someone",
+        SS_WEAKLY_CONNECTED => "Primary nodes must be strongly connected among each other",
         SS_NO_QUORUM => "No quorum",
         _ => "unknown error",
     }
@@ -795,6 +797,10 @@ impl Tx {
             let peers = self.state.peers.clone();
             let before = view::snapshot(&self.state, &Scripted(&peers), name, &mut open);
             let result = f(&mut self.state, &Scripted(&peers));
+            let peers = self.state.peers.clone();
+            for res in self.state.resources.values_mut() {
+                view::update_quorum(res, &Scripted(&peers));
+            }
             let after = view::snapshot(&self.state, &Scripted(&self.state.peers), name, &mut open);
             self.events
                 .extend(view::diff(&before, &after, view::now_micros()));
@@ -958,6 +964,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         options,
                         devices: Default::default(),
                         connections: Default::default(),
+                        quorumless: Default::default(),
                     });
                 Ok(())
             })
@@ -979,12 +986,16 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let name = args.word(0)?.to_string();
             let (minor, _) = args.minor(1)?;
             let volume = args.number(2, "volume")?;
+            // drbdadm's way of creating a `disk none` volume: diskless by intent.
+            let client = args.flag("diskless");
             tx.step(&name, |state, _| {
                 let taken = find_minor(state, minor).is_some();
                 let res = resource_mut(state, &name)?;
                 if taken || res.devices.contains_key(&volume) {
                     return Err(failure(&name, ERR_MINOR_OR_VOLUME_EXISTS));
                 }
+                // A new device has no quorum to keep (the tiebreaker cannot hand it one).
+                let quorum = !view::quorum_enabled(res);
                 res.devices.insert(
                     volume,
                     Device {
@@ -992,6 +1003,8 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         minor,
                         disk: "Diskless".to_string(),
                         backing: None,
+                        client,
+                        quorum,
                     },
                 );
                 Ok(())
@@ -1044,6 +1057,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         paths: Vec::new(),
                         connect: false,
                         discard_my_data: false,
+                        peer_devices: BTreeMap::new(),
                     },
                 );
                 Ok(())
@@ -1176,7 +1190,9 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
             let (minor, obj) = args.minor(0)?;
             let (name, volume) =
                 find_minor(&tx.state, minor).ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))?;
-            detach_step(tx, &name, volume, &obj)
+            // `--diskless`: diskless by intent from now on, as DRBD's detach records it.
+            let client = args.flag("diskless");
+            detach_step(tx, &name, volume, &obj, client)
         }
         "outdate" => {
             let (minor, obj) = args.minor(0)?;
@@ -1211,7 +1227,30 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                 .map(drop)
                 .ok_or_else(|| failure(&obj, ERR_MINOR_INVALID))
         }
-        "peer-device-options" | "pause-sync" | "resume-sync" | "forget-peer" => {
+        "peer-device-options" => {
+            let name = args.word(0)?.to_string();
+            let peer = args.number(1, "peer_node_id")?;
+            let volume = args.number(2, "volume")?;
+            let options = args.config_options(&["set-defaults"]);
+            let reset = args.flag("set-defaults");
+            tx.step(&name, |state, _| {
+                let res = resource_mut(state, &name)?;
+                if !res.devices.contains_key(&volume) {
+                    return Err(failure(&name, ERR_MINOR_INVALID));
+                }
+                let conn = res
+                    .connections
+                    .get_mut(&peer)
+                    .ok_or_else(|| failure(&name, ERR_INVALID_REQUEST))?;
+                let current = conn.peer_devices.entry(volume).or_default();
+                if reset {
+                    current.clear();
+                }
+                merge_options(current, options);
+                Ok(())
+            })
+        }
+        "pause-sync" | "resume-sync" | "forget-peer" => {
             let name = args.word(0)?;
             resource_mut(&mut tx.state, name).map(drop)
         }
@@ -1471,10 +1510,11 @@ fn attach(
     device.backing = Some(backing);
     // The metadata's flags are not read: attached data counts as UpToDate (see sim-local-disk).
     device.disk = "UpToDate".to_string();
+    device.client = false;
     Ok(())
 }
 
-fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str) -> Result<(), Fail> {
+fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str, client: bool) -> Result<(), Fail> {
     let numbers = tx
         .state
         .resources
@@ -1497,6 +1537,7 @@ fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str) -> Result<(), Fa
         dev::remove_loop(&backing.loop_dev, &backing.lower)?;
         device.backing = None;
         device.disk = "Diskless".to_string();
+        device.client = client;
         Ok(())
     });
     if let Some(numbers) = numbers {
@@ -1527,7 +1568,7 @@ fn down(tx: &mut Tx, name: &str) -> Result<(), Fail> {
         .map(|r| r.devices.values().map(|d| (d.volume, d.minor)).collect())
         .unwrap_or_default();
     for (volume, minor) in volumes {
-        detach_step(tx, name, volume, &minor.to_string())?;
+        detach_step(tx, name, volume, &minor.to_string(), false)?;
     }
     tx.step(name, |state, _| {
         state.resources.remove(name);
@@ -2048,7 +2089,7 @@ fn follow(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use converge_core::observe::drbd::{ConnectionState, Role as ModelRole};
+    use converge_core::observe::drbd::{ConnectionState, Quorum, Role as ModelRole};
     use converge_core::observe::events2::{Events2State, parse_lines};
     use converge_core::observe::{drbdsetup_status, proc_drbd};
 
@@ -2101,12 +2142,26 @@ mod tests {
     fn without_quorum_primary_is_refused_and_status_says_so() {
         let sim = Sim::new();
         sim.ok("new-resource data 0 --quorum=majority --on-no-quorum=io-error");
-        sim.ok("new-minor data 0 0");
+        // A diskless client (what drbdadm makes of `disk none`): it has no vote, only its
+        // diskful peer has.
+        sim.ok("new-minor data 0 0 --diskless");
         sim.ok("new-peer data 1 --_name=peer1 --protocol=C");
         sim.ok("new-path data 1 ipv4:127.0.0.1:7789 ipv4:127.0.0.2:7789");
-        sim.ok("connect data 1");
-        // Two nodes, the peer not there: one of two is no majority.
         sim.ok("sim-peer data --connection Connecting");
+        sim.ok("connect data 1");
+        // The peer is not there: no quorum, and no data either, which DRBD checks first.
+        assert!(sim.ok("status data --json").contains("\"quorum\": false"));
+        assert_eq!(
+            sim.ok("status data"),
+            "data role:Secondary\n  disk:Diskless client:yes quorum:no open:no\n  peer1 connection:Connecting\n\n",
+            "drbdsetup shows a missing quorum unasked"
+        );
+        assert_eq!(sim.run("primary data").0, 17);
+        // The peer connects: its vote is the only one, and a majority of one.
+        sim.ok("sim-peer data --connection Connected");
+        assert!(sim.ok("status data --json").contains("\"quorum\": true"));
+        // Two votes asked for, one there: data through the peer, but no quorum.
+        sim.ok("resource-options data --quorum=2");
         assert_eq!(
             sim.run("primary data"),
             (
@@ -2120,13 +2175,8 @@ mod tests {
             11,
             "--force does not help"
         );
-        assert!(
-            sim.ok("status data --json").contains("\"quorum\": false"),
-            "status --json says it"
-        );
-        // The peer connects: two of two.
-        sim.ok("sim-peer data --connection Connected");
-        assert!(sim.ok("status data --json").contains("\"quorum\": true"));
+        assert!(sim.ok("status data --json").contains("\"quorum\": false"));
+        sim.ok("resource-options data --quorum=majority");
         sim.ok("primary data");
         // Without the option, quorum is never the reason (this diskless node then lacks
         // UpToDate data: 17).
@@ -2136,6 +2186,23 @@ mod tests {
         let (code, _, err) = sim.run("primary data");
         assert_eq!(code, 17, "{err}");
         assert!(sim.ok("status data --json").contains("\"quorum\": true"));
+    }
+
+    /// DRBD gives a node that is diskless without meaning to be (no `--diskless`, nothing
+    /// attached) no vote: it counts itself as unknown, and a single diskful peer is then no
+    /// majority of the two.
+    #[test]
+    fn a_diskless_node_that_is_no_client_has_no_vote() {
+        let sim = Sim::new();
+        sim.ok("new-resource data 0 --quorum=majority");
+        sim.ok("new-minor data 0 0");
+        sim.ok("new-peer data 1 --_name=peer1");
+        sim.ok("new-path data 1 ipv4:127.0.0.1:7789 ipv4:127.0.0.2:7789");
+        sim.ok("connect data 1");
+        let status = drbdsetup_status::parse_json(&sim.ok("status --json")).expect("json");
+        let device = &status["data"].devices[0];
+        assert!(!device.client && device.quorum == Quorum::No, "{device:?}");
+        assert_eq!(sim.run("primary data").0, 11);
     }
 
     #[test]

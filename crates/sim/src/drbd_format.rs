@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::drbd_state::{Backing, Resource, State};
-use super::drbd_view::{Peers, has_quorum};
+use super::drbd_view::Peers;
 
 /// Which DRBD the simulator pretends to be; it shapes /proc/drbd and `--version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,12 +100,15 @@ pub fn status_text(
             }
             line.push(format!("disk:{}", dev.disk));
             if dev.disk == "Diskless" && (v || !opts.tty) {
-                line.push("client:no".to_string());
+                line.push(format!("client:{}", yes_no(dev.client)));
             }
             if v {
                 let backing = dev.backing.as_ref().map_or("none", |b| b.lower.as_str());
                 line.push(format!("backing_dev:{backing}"));
-                line.push(format!("quorum:{}", yes_no(has_quorum(res, peers))));
+            }
+            // drbdsetup shows a missing quorum even when not verbose.
+            if v || !dev.quorum {
+                line.push(format!("quorum:{}", yes_no(dev.quorum)));
             }
             let is_open = dev.backing.as_ref().is_some_and(&mut *open);
             line.push(format!("open:{}", yes_no(is_open)));
@@ -151,7 +154,10 @@ pub fn status_text(
                 if v || view.connected || peer_disk != "DUnknown" {
                     line.push(format!("peer-disk:{peer_disk}"));
                     if peer_disk == "Diskless" && (v || !opts.tty) {
-                        line.push("peer-client:no".to_string());
+                        line.push(format!(
+                            "peer-client:{}",
+                            yes_no(conn.peer_client(dev.volume))
+                        ));
                     }
                     if v {
                         line.push("resync-suspended:no".to_string());
@@ -244,9 +250,9 @@ pub fn status_json(
             .map(|dev| {
                 let is_open = dev.backing.as_ref().is_some_and(&mut *open);
                 let size = dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024);
-                let quorum = has_quorum(res, peers);
+                let (client, quorum) = (dev.client, dev.quorum);
                 format!(
-                    "    {{\n      \"volume\": {},\n      \"minor\": {},\n      \"disk-state\": \"{}\",\n      \"client\": false,\n      \"open\": {is_open},\n      \"quorum\": {quorum},\n      \"size\": {size},\n      \"read\": 0,\n      \"written\": 0,\n      \"al-writes\": 0,\n      \"bm-writes\": 0,\n      \"upper-pending\": 0,\n      \"lower-pending\": 0\n    }}",
+                    "    {{\n      \"volume\": {},\n      \"minor\": {},\n      \"disk-state\": \"{}\",\n      \"client\": {client},\n      \"open\": {is_open},\n      \"quorum\": {quorum},\n      \"size\": {size},\n      \"read\": 0,\n      \"written\": 0,\n      \"al-writes\": 0,\n      \"bm-writes\": 0,\n      \"upper-pending\": 0,\n      \"lower-pending\": 0\n    }}",
                     dev.volume, dev.minor, dev.disk
                 )
             })
@@ -284,8 +290,9 @@ pub fn status_json(
                     .values()
                     .map(|dev| {
                         let in_sync = if dev.backing.is_some() { 100.0 } else { 0.0 };
+                        let peer_client = conn.peer_client(dev.volume);
                         format!(
-                            "        {{\n          \"volume\": {},\n          \"replication-state\": \"{}\",\n          \"peer-disk-state\": \"{}\",\n          \"peer-client\": false,\n          \"resync-suspended\": \"no\",\n          \"received\": 0,\n          \"sent\": 0,\n          \"out-of-sync\": 0,\n          \"pending\": 0,\n          \"unacked\": 0,\n          \"has-sync-details\": false,\n          \"has-online-verify-details\": false,\n          \"percent-in-sync\": {in_sync:.2}\n        }}",
+                            "        {{\n          \"volume\": {},\n          \"replication-state\": \"{}\",\n          \"peer-disk-state\": \"{}\",\n          \"peer-client\": {peer_client},\n          \"resync-suspended\": \"no\",\n          \"received\": 0,\n          \"sent\": 0,\n          \"out-of-sync\": 0,\n          \"pending\": 0,\n          \"unacked\": 0,\n          \"has-sync-details\": false,\n          \"has-online-verify-details\": false,\n          \"percent-in-sync\": {in_sync:.2}\n        }}",
                             dev.volume,
                             view.replication(dev.volume),
                             view.peer_disk(dev.volume)
@@ -342,6 +349,9 @@ pub fn show_text(state: &State, peers: &dyn Peers, filter: Option<&str>) -> Stri
                 };
                 let _ = writeln!(out, "            meta-disk\t\t\t{meta};");
                 options_section(&mut out, "            ", "disk", &b.options);
+            } else if dev.client {
+                // What `drbdadm adjust` compares with a `disk none` volume.
+                out.push_str("            disk\t\t\tnone;\n");
             }
             out.push_str("        }\n");
         }
@@ -372,6 +382,14 @@ pub fn show_text(state: &State, peers: &dyn Peers, filter: Option<&str>) -> Stri
             let mut net = vec![("_name".to_string(), json_str(&conn.name))];
             net.extend(conn.net.iter().cloned());
             options_section(&mut out, "        ", "net", &net);
+            for (volume, options) in &conn.peer_devices {
+                if options.is_empty() {
+                    continue;
+                }
+                let _ = writeln!(out, "        volume {volume} {{");
+                options_section(&mut out, "            ", "disk", options);
+                out.push_str("        }\n");
+            }
             out.push_str("    }\n");
         }
         out.push_str("}\n\n");

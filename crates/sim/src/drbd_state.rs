@@ -7,7 +7,7 @@
 //! (append-only JSON lines, the source of `events2`' live stream) and `proc_drbd` (the
 //! /proc/drbd stand-in).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -116,6 +116,11 @@ pub struct Resource {
     /// By peer node id.
     #[serde(default)]
     pub connections: BTreeMap<u32, Connection>,
+    /// Peers (node ids) this node knows cannot have quorum: diskful peers lost while this
+    /// node's partition kept quorum (DRBD 9.1.13 and 9.2.2 on). They leave the quorum count
+    /// when no other peer is unknown. Kernel memory: gone with `down`.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub quorumless: BTreeSet<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +131,20 @@ pub struct Device {
     pub disk: String,
     #[serde(default)]
     pub backing: Option<Backing>,
+    /// Diskless by intent (`new-minor --diskless`, which drbdadm issues for a `disk none`
+    /// volume): DRBD reports `client:yes` and counts the node as a diskless tiebreaker.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client: bool,
+    /// DRBD's `have_quorum`, recomputed after every change. It is state, not a function of
+    /// the present: the diskless tiebreaker only lets a node keep quorum it had.
+    #[serde(default = "has_quorum_by_default")]
+    pub quorum: bool,
+}
+
+/// Quorum as a resource without the `quorum` option has it (and a state file from before
+/// quorum was state).
+fn has_quorum_by_default() -> bool {
+    true
 }
 
 /// An attached backing device and the loop device that exposes its data area.
@@ -168,6 +187,10 @@ pub struct Connection {
     /// next handshake finds a split brain.
     #[serde(default)]
     pub discard_my_data: bool,
+    /// Peer-device options by volume (`peer-device-options RES PEER VOL --bitmap=no`, which
+    /// drbdadm issues towards a `disk none` peer).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub peer_devices: BTreeMap<u32, Vec<(String, String)>>,
 }
 
 impl Connection {
@@ -182,6 +205,18 @@ impl Connection {
     pub fn allows_two_primaries(&self) -> bool {
         // A boolean option given without a value means yes, as drbdsetup reads it.
         matches!(self.net_option("allow-two-primaries"), Some("yes" | ""))
+    }
+
+    /// Whether the peer's `volume` is a diskless client as this node is configured: no
+    /// bitmap kept for it (DRBD's `!want_bitmap`, which is what `peer-client:` reports).
+    pub fn peer_client(&self, volume: u32) -> bool {
+        self.peer_devices.get(&volume).is_some_and(|options| {
+            options
+                .iter()
+                .rev()
+                .find(|(k, _)| k == "bitmap")
+                .is_some_and(|(_, v)| v == "no")
+        })
     }
 }
 
@@ -348,6 +383,7 @@ mod tests {
                 options: vec![("on-no-quorum".into(), "io-error".into())],
                 devices: BTreeMap::new(),
                 connections: BTreeMap::new(),
+                quorumless: BTreeSet::new(),
             },
         );
         let _lock = store.lock(LockMode::Exclusive).expect("lock");

@@ -2,40 +2,195 @@
 //! peer device, path), the rules DRBD applies to them, and the events2 records that a change
 //! between two snapshots produces.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::drbd_state::{Backing, Connection, PeerSim, Resource, Role, State};
+use super::drbd_state::{Backing, Connection, Device, PeerSim, Resource, Role, State};
 
 // DRBD's state-change results (drbd.h) that the rules below produce.
 pub const SS_TWO_PRIMARIES: i32 = -1;
 pub const SS_NO_UP_TO_DATE_DISK: i32 = -2;
+pub const SS_WEAKLY_CONNECTED: i32 = -24;
 pub const SS_NO_QUORUM: i32 = -25;
 
-/// Whether the resource has quorum here, as DRBD 9 counts it when the resource's `quorum`
-/// option is set (`majority`, `all`, or a number of nodes): this node and the peers it is
-/// connected to, among this node and every peer it knows. Without the option, always.
-///
-/// Not modelled: DRBD's allowances for a peer known to be gone cleanly (Outdated or down by
-/// command) and for diskless tiebreakers' votes beyond a plain count: a cut is counted as the
-/// worst case, which is what a partition looks like from inside.
-pub fn has_quorum(res: &Resource, peers: &dyn Peers) -> bool {
-    let Some((_, setting)) = res.options.iter().rev().find(|(k, _)| k == "quorum") else {
+/// A resource option as given (`--quorum=majority`), the last one winning.
+fn resource_option<'a>(res: &'a Resource, key: &str) -> Option<&'a str> {
+    res.options
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Whether the resource's `quorum` option asks for quorum at all.
+pub fn quorum_enabled(res: &Resource) -> bool {
+    resource_option(res, "quorum").is_some_and(|q| q != "off")
+}
+
+/// DRBD's `calc_quorum_at`: how many of `voters` a setting (`majority`, `all`, a number)
+/// asks for. A number drbdsetup would not have taken asks for nothing.
+fn quorum_at(setting: &str, voters: usize) -> usize {
+    match setting {
+        "majority" => voters / 2 + 1,
+        "all" => voters,
+        number => number.parse().unwrap_or(0),
+    }
+}
+
+/// What one device counts for its quorum, as DRBD 9's `calc_quorum` (drbd_state.c) sorts
+/// this node and each configured peer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct QuorumCount {
+    pub up_to_date: usize,
+    /// Connected (or local) disks that are not UpToDate, and connected peers that are
+    /// diskless without being clients.
+    pub present: usize,
+    /// Not counted in the simulator: DRBD's allowance for peers known to be Outdated
+    /// (a Secondary that left cleanly) is not modelled.
+    pub outdated: usize,
+    /// Lost peers this node knows cannot have quorum ([`Resource::quorumless`]).
+    pub quorumless: usize,
+    /// Connected diskless clients, this node included if it is one: the tiebreakers.
+    pub diskless: usize,
+    /// Diskless clients that are not connected.
+    pub missing_diskless: usize,
+    /// Diskful peers that are not connected, and this node when it is diskless without
+    /// being a client (DRBD gives such a node no vote).
+    pub unknown: usize,
+}
+
+impl QuorumCount {
+    /// The nodes that vote. Diskless clients never do; Outdated and quorumless peers only
+    /// while some other peer is unknown (they cannot have formed a partition of their own
+    /// then).
+    pub fn voters(&self) -> usize {
+        if self.unknown > 0 {
+            self.outdated + self.quorumless + self.unknown + self.up_to_date + self.present
+        } else {
+            self.up_to_date + self.present
+        }
+    }
+}
+
+/// How `device` of `res` counts its quorum now.
+pub fn quorum_count(res: &Resource, device: &Device, peers: &dyn Peers) -> QuorumCount {
+    let mut count = QuorumCount::default();
+    if device.backing.is_some() && device.disk != "Diskless" {
+        if device.disk == "UpToDate" {
+            count.up_to_date += 1;
+        } else {
+            count.present += 1;
+        }
+    } else if device.client {
+        count.diskless += 1;
+    } else {
+        count.unknown += 1;
+    }
+    for conn in res.connections.values() {
+        // A peer that may not read from this node is left out of its quorum, as in DRBD.
+        if conn.net_option("allow-remote-read") == Some("no") {
+            continue;
+        }
+        let client = conn.peer_client(device.volume);
+        let view = peers.view(res, conn);
+        if !view.connected {
+            if client {
+                count.missing_diskless += 1;
+            } else if res.quorumless.contains(&conn.peer_node_id) {
+                count.quorumless += 1;
+            } else {
+                count.unknown += 1;
+            }
+            continue;
+        }
+        match view.peer_disk(device.volume) {
+            "Diskless" if client => count.diskless += 1,
+            "UpToDate" => count.up_to_date += 1,
+            _ => count.present += 1,
+        }
+    }
+    count
+}
+
+/// Whether `device` has quorum after a change, as DRBD 9 computes it (`calc_quorum`): the
+/// nodes it reaches with a disk against the diskful voters, `quorum-minimum-redundancy`
+/// UpToDate ones among them, and the diskless tiebreaker: with an even number of voters and
+/// one vote short, a majority of the diskless clients connected lets the device *keep* the
+/// quorum it had ([`Device::quorum`], the value before the change), never gain it.
+pub fn calc_quorum(res: &Resource, device: &Device, peers: &dyn Peers) -> bool {
+    let Some(setting) = resource_option(res, "quorum").filter(|q| *q != "off") else {
         return true;
     };
-    let voters = 1 + res.connections.len();
-    let reachable = 1 + res
+    let count = quorum_count(res, device, peers);
+    let voters = count.voters();
+    let needed = quorum_at(setting, voters);
+    let min_redundancy = resource_option(res, "quorum-minimum-redundancy")
+        .filter(|q| *q != "off")
+        .map_or(0, |q| quorum_at(q, voters));
+    let reached = count.up_to_date + count.present;
+    if reached >= needed && count.up_to_date >= min_redundancy {
+        return true;
+    }
+    let diskless_majority = (count.diskless + count.missing_diskless) / 2 + 1;
+    voters != 0
+        && voters.is_multiple_of(2)
+        && reached + 1 == needed
+        && count.diskless >= diskless_majority
+        && device.quorum
+}
+
+/// Recomputes the quorum of every device of `res` after a change, and what the node
+/// remembers of lost peers: a diskful peer it cannot reach (directly or through others)
+/// while it has quorum cannot have quorum itself, and is counted as such from then on
+/// (DRBD 9.1.13 and 9.2.2 on: the survivor of a diskful node's loss keeps quorum when the
+/// tiebreaker goes later). Reaching the peer again forgets it.
+pub fn update_quorum(res: &mut Resource, peers: &dyn Peers) {
+    let reachable: BTreeSet<u32> = peers.reachable(res).iter().map(|r| r.node_id).collect();
+    res.quorumless.retain(|id| !reachable.contains(id));
+    let quorate: Vec<(u32, bool)> = res
+        .devices
+        .values()
+        .map(|d| (d.volume, calc_quorum(res, d, peers)))
+        .collect();
+    for (volume, quorum) in quorate {
+        if let Some(device) = res.devices.get_mut(&volume) {
+            device.quorum = quorum;
+        }
+    }
+    if !quorum_enabled(res) {
+        res.quorumless.clear();
+        return;
+    }
+    if res.devices.is_empty() || !has_quorum(res) {
+        return;
+    }
+    let lost: Vec<u32> = res
         .connections
         .values()
-        .filter(|c| peers.view(res, c).connected)
-        .count();
-    match setting.as_str() {
-        "off" => true,
-        "majority" => reachable * 2 > voters,
-        "all" => reachable == voters,
-        number => number.parse::<usize>().map_or(true, |n| reachable >= n),
-    }
+        .filter(|c| {
+            !reachable.contains(&c.peer_node_id)
+                && !res.devices.keys().all(|volume| c.peer_client(*volume))
+        })
+        .map(|c| c.peer_node_id)
+        .collect();
+    res.quorumless.extend(lost);
+}
+
+/// Whether every device of the resource has quorum, as last computed
+/// ([`update_quorum`]). Without the `quorum` option, always.
+pub fn has_quorum(res: &Resource) -> bool {
+    res.devices.values().all(|d| d.quorum)
+}
+
+/// A node reached from this one: a connected peer, or a node connected to one (DRBD's
+/// cluster-wide state changes are forwarded that far).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reached {
+    pub node_id: u32,
+    pub role: Role,
+    /// Connected to this node itself, not only through others.
+    pub direct: bool,
 }
 
 /// How one connection looks from this node: what it sees of the peer.
@@ -92,6 +247,22 @@ impl ConnView {
 pub trait Peers {
     /// How connection `conn` of this node's resource `res` looks.
     fn view(&self, res: &Resource, conn: &Connection) -> ConnView;
+
+    /// The nodes `res` reaches: its connected peers, and (in a world) the nodes connected to
+    /// those, and so on.
+    fn reachable(&self, res: &Resource) -> Vec<Reached> {
+        res.connections
+            .values()
+            .filter_map(|c| {
+                let view = self.view(res, c);
+                view.connected.then_some(Reached {
+                    node_id: c.peer_node_id,
+                    role: view.peer_role,
+                    direct: true,
+                })
+            })
+            .collect()
+    }
 }
 
 /// One scripted peer stands behind every connection of a resource.
@@ -144,6 +315,29 @@ pub fn conflicting_primary(res: &Resource, peers: &dyn Peers) -> bool {
     })
 }
 
+/// A Primary reached only through other nodes: DRBD's two-phase commit of a promotion
+/// collects every reachable node's role (`check_primaries_distances`): two Primaries are
+/// refused unless some connection allows them, and then still unless they are directly
+/// connected.
+pub fn distant_primary(res: &Resource, peers: &dyn Peers) -> Option<i32> {
+    let distant = peers
+        .reachable(res)
+        .iter()
+        .any(|r| !r.direct && r.role == Role::Primary);
+    if !distant {
+        return None;
+    }
+    if res
+        .connections
+        .values()
+        .any(Connection::allows_two_primaries)
+    {
+        Some(SS_WEAKLY_CONNECTED)
+    } else {
+        Some(SS_TWO_PRIMARIES)
+    }
+}
+
 /// Every volume can read UpToDate data: its own disk, or a connected peer's.
 pub fn has_up_to_date_access(res: &Resource, peers: &dyn Peers) -> bool {
     let views: Vec<ConnView> = res
@@ -158,27 +352,34 @@ pub fn has_up_to_date_access(res: &Resource, peers: &dyn Peers) -> bool {
 
 /// Whether DRBD lets resource `res` (not Primary yet) be promoted: `Err(rv)` with the state
 /// change's result when not, else whether `--force` has to make the local disks UpToDate.
+/// In DRBD's order: the local state change's checks (a connected Primary, access to
+/// UpToDate data, quorum), then the cluster-wide one's (a Primary further away).
 pub fn promotion_check(res: &Resource, peers: &dyn Peers, force: bool) -> Result<bool, i32> {
     if conflicting_primary(res, peers) {
         return Err(SS_TWO_PRIMARIES);
     }
+    let forced = if has_up_to_date_access(res, peers) {
+        false
+    } else if force && res.devices.values().all(|d| d.backing.is_some()) {
+        // --force makes local data UpToDate, but only where there is local data.
+        true
+    } else {
+        return Err(SS_NO_UP_TO_DATE_DISK);
+    };
     // `--force` does not override quorum either.
-    if !has_quorum(res, peers) {
+    if !has_quorum(res) {
         return Err(SS_NO_QUORUM);
     }
-    if has_up_to_date_access(res, peers) {
-        return Ok(false);
+    if let Some(rv) = distant_primary(res, peers) {
+        return Err(rv);
     }
-    // --force makes local data UpToDate, but only where there is local data.
-    if !force || res.devices.values().any(|d| d.backing.is_none()) {
-        return Err(SS_NO_UP_TO_DATE_DISK);
-    }
-    Ok(true)
+    Ok(forced)
 }
 
 /// `may_promote` and `promotion_score` as drbdsetup computes them for events2.
 pub fn promotion(res: &Resource, peers: &dyn Peers) -> (bool, u32) {
-    if res.devices.is_empty() {
+    // Without quorum DRBD reports nothing to promote (drbd-utils' may-promote-quorum case).
+    if res.devices.is_empty() || !has_quorum(res) {
         return (false, 0);
     }
     let views: Vec<ConnView> = res
@@ -207,8 +408,10 @@ pub fn promotion(res: &Resource, peers: &dyn Peers) -> (bool, u32) {
     if min_replicas == 0 {
         return (false, 0);
     }
+    // A Primary anywhere in the reachable cluster, not only a neighbour (drbd9-tests'
+    // may-promote: a chain diskless - Secondary - Primary says may_promote:no everywhere).
     let have_primary =
-        res.role == Role::Primary || views.iter().any(|v| v.peer_role == Role::Primary);
+        res.role == Role::Primary || peers.reachable(res).iter().any(|r| r.role == Role::Primary);
     let replicas = u32::try_from(min_replicas.min(99)).unwrap_or(99);
     let score = u32::from(all_have_disk) * 10000 + up_to_date_devices.min(99) * 100 + replicas;
     (!have_primary, score)
@@ -237,6 +440,9 @@ pub enum Obj {
         minor: u32,
         backing_dev: Option<String>,
         disk: String,
+        /// Diskless by intent (an event logged before this field existed had none).
+        #[serde(default)]
+        client: bool,
         open: bool,
         quorum: bool,
         size_kib: u64,
@@ -248,6 +454,9 @@ pub enum Obj {
         volume: u32,
         replication: String,
         peer_disk: String,
+        /// The peer is a diskless client as this node is configured (no bitmap for it).
+        #[serde(default)]
+        peer_client: bool,
     },
     Path {
         name: String,
@@ -351,14 +560,16 @@ impl Obj {
             Obj::Device {
                 backing_dev,
                 disk,
+                client,
                 open,
                 quorum,
                 ..
             } => vec![(
                 "info",
                 format!(
-                    " backing_dev:{} disk:{disk} client:no open:{} quorum:{}",
+                    " backing_dev:{} disk:{disk} client:{} open:{} quorum:{}",
                     backing_dev.as_deref().unwrap_or("none"),
+                    yes_no(*client),
                     yes_no(*open),
                     yes_no(*quorum)
                 ),
@@ -366,12 +577,16 @@ impl Obj {
             Obj::PeerDevice {
                 replication,
                 peer_disk,
+                peer_client,
                 ..
             } => vec![
                 ("replication", format!(" replication:{replication}")),
                 (
                     "peer-disk",
-                    format!(" peer-disk:{peer_disk} peer-client:no"),
+                    format!(
+                        " peer-disk:{peer_disk} peer-client:{}",
+                        yes_no(*peer_client)
+                    ),
                 ),
                 ("resync-suspended", " resync-suspended:no".to_string()),
             ],
@@ -452,8 +667,9 @@ pub fn snapshot(
             minor: dev.minor,
             backing_dev: dev.backing.as_ref().map(|b| b.lower.clone()),
             disk: dev.disk.clone(),
+            client: dev.client,
             open: dev.backing.as_ref().is_some_and(&mut *open),
-            quorum: has_quorum(res, peers),
+            quorum: dev.quorum,
             size_kib: dev.backing.as_ref().map_or(0, |b| b.size_bytes / 1024),
         });
     }
@@ -466,6 +682,7 @@ pub fn snapshot(
                 volume: dev.volume,
                 replication: v.replication(dev.volume).to_string(),
                 peer_disk: v.peer_disk(dev.volume).to_string(),
+                peer_client: conn.peer_client(dev.volume),
             });
         }
         for path in &conn.paths {
@@ -633,7 +850,7 @@ pub fn now_micros() -> i64 {
 #[cfg(test)]
 pub(crate) mod tests_support {
     use super::super::drbd_state::{Backing, Connection, Device, NetPath, Resource, Role, State};
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     pub(crate) fn two_node_state() -> State {
         let mut devices = BTreeMap::new();
@@ -655,6 +872,8 @@ pub(crate) mod tests_support {
                     options: Vec::new(),
                     seen_open: false,
                 }),
+                client: false,
+                quorum: true,
             },
         );
         let mut connections = BTreeMap::new();
@@ -670,6 +889,7 @@ pub(crate) mod tests_support {
                 }],
                 connect: true,
                 discard_my_data: false,
+                peer_devices: BTreeMap::new(),
             },
         );
         let mut state = State::default();
@@ -682,6 +902,7 @@ pub(crate) mod tests_support {
                 options: Vec::new(),
                 devices,
                 connections,
+                quorumless: BTreeSet::new(),
             },
         );
         state

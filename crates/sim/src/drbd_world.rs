@@ -19,7 +19,7 @@
 //! connected peers with it). On a handshake the node whose generation is an ancestor of the other's is behind
 //! and resyncs; two generations on different branches are a split brain.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::drbd_state::{Connection, Resource, Role, SimError, State, Store};
-use super::drbd_view::{ConnView, PeerVolume, Peers};
+use super::drbd_view::{self as view, ConnView, PeerVolume, Peers, Reached};
 use converge_core::fsutil::{FileLock, LockMode, write_atomic};
 
 /// The world directory and its files (see the module documentation).
@@ -468,6 +468,59 @@ impl Peers for WorldPeers<'_> {
             volumes,
         }
     }
+
+    /// Breadth-first over the connected pairs of the resource, from this node's own
+    /// connections (its state is the one passed in, not the world's).
+    fn reachable(&self, res: &Resource) -> Vec<Reached> {
+        let mut seen = BTreeSet::from([self.node.to_string()]);
+        let mut reached = Vec::new();
+        let mut queue = VecDeque::new();
+        for conn in res.connections.values() {
+            if let Some((peer, peer_res)) = self.world.connected_peer(self.node, res, conn)
+                && seen.insert(peer.to_string())
+            {
+                reached.push(Reached {
+                    node_id: peer_res.node_id,
+                    role: peer_res.role,
+                    direct: true,
+                });
+                queue.push_back(peer.to_string());
+            }
+        }
+        while let Some(node) = queue.pop_front() {
+            let Some(node_res) = self.world.resource(&node, &res.name) else {
+                continue;
+            };
+            for conn in node_res.connections.values() {
+                if let Some((peer, peer_res)) = self.world.connected_peer(&node, node_res, conn)
+                    && seen.insert(peer.to_string())
+                {
+                    reached.push(Reached {
+                        node_id: peer_res.node_id,
+                        role: peer_res.role,
+                        direct: false,
+                    });
+                    queue.push_back(peer.to_string());
+                }
+            }
+        }
+        reached
+    }
+}
+
+/// Recomputes every node's quorum after a change ([`view::update_quorum`]): each node from
+/// what it reaches now and the quorum it had before, as DRBD does at each state change.
+pub fn update_quorum(world: &mut WorldState) {
+    let before = world.clone();
+    for (node, state) in &mut world.nodes {
+        let peers = WorldPeers {
+            world: &before,
+            node,
+        };
+        for res in state.resources.values_mut() {
+            view::update_quorum(res, &peers);
+        }
+    }
 }
 
 /// What a handshake between two connected nodes decides.
@@ -497,6 +550,7 @@ pub fn settle(world: &mut WorldState) {
         }
     }
     diverge(world);
+    update_quorum(world);
 }
 
 /// Completes every running resync, unless resyncs are held: the target becomes UpToDate.
@@ -517,6 +571,10 @@ pub fn finish_resyncs(world: &mut WorldState) -> bool {
     }
     for (name, node) in &done {
         set_disks(world, node, name, "UpToDate");
+    }
+    if !done.is_empty() {
+        // An UpToDate disk counts differently from an Inconsistent one.
+        update_quorum(world);
     }
     !done.is_empty()
 }
@@ -767,7 +825,9 @@ fn next_divergence(world: &WorldState) -> Option<(String, String, u64)> {
 mod tests {
     use super::*;
     use crate::drbd_state::{Backing, Device, NetPath};
-    use crate::drbd_view::{SS_NO_UP_TO_DATE_DISK, SS_TWO_PRIMARIES, promotion_check};
+    use crate::drbd_view::{
+        SS_NO_QUORUM, SS_NO_UP_TO_DATE_DISK, SS_TWO_PRIMARIES, promotion_check,
+    };
 
     const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
@@ -783,6 +843,7 @@ mod tests {
                 options: Vec::new(),
                 devices: BTreeMap::new(),
                 connections: BTreeMap::new(),
+                quorumless: BTreeSet::new(),
             };
             res.devices.insert(
                 0,
@@ -802,6 +863,8 @@ mod tests {
                         options: Vec::new(),
                         seen_open: false,
                     }),
+                    client: false,
+                    quorum: true,
                 },
             );
             for (peer_id, peer) in NODES.iter().enumerate().take(count) {
@@ -820,6 +883,7 @@ mod tests {
                         }],
                         connect: true,
                         discard_my_data: false,
+                        peer_devices: BTreeMap::new(),
                     },
                 );
             }
@@ -1127,6 +1191,172 @@ mod tests {
         // DRBD drops the connection rather than make a Primary SyncTarget.
         heal(&mut w, "n1", "n2");
         assert_eq!(sees(&w, "n1", "n2"), unknown("StandAlone"));
+    }
+
+    /// n1 and n2 with disks, n3 a diskless client (as drbdadm sets up `disk none`: `--diskless`
+    /// on n3, `--bitmap=no` towards it on the others), `quorum majority`, all connected.
+    fn tiebreaker_world() -> WorldState {
+        let mut w = world(3, true);
+        if let Some(r) = w.resource_mut("n3", "data") {
+            let device = r.devices.get_mut(&0).expect("dev");
+            device.backing = None;
+            device.disk = "Diskless".into();
+            device.client = true;
+        }
+        if let Some(data) = w.data.get_mut("data") {
+            data.disks.remove("n3");
+        }
+        for node in NODES {
+            if let Some(r) = w.resource_mut(node, "data") {
+                r.options.push(("quorum".into(), "majority".into()));
+                if let Some(conn) = r.connections.get_mut(&2) {
+                    conn.peer_devices
+                        .insert(0, vec![("bitmap".into(), "no".into())]);
+                }
+            }
+        }
+        settle(&mut w);
+        w
+    }
+
+    fn quorum(world: &WorldState, node: &str) -> bool {
+        res(world, node).devices[&0].quorum
+    }
+
+    fn power_off(world: &mut WorldState, node: &str) {
+        world.nodes.remove(node);
+        world.off.insert(node.to_string());
+        settle(world);
+    }
+
+    #[test]
+    fn a_diskless_tiebreaker_is_a_client_and_no_voter() {
+        let w = tiebreaker_world();
+        for node in NODES {
+            assert!(quorum(&w, node), "{node}");
+        }
+        assert_eq!(sees(&w, "n1", "n3"), connected(Role::Secondary, "Diskless"));
+        assert_eq!(sees(&w, "n3", "n1"), connected(Role::Secondary, "UpToDate"));
+        let n1 = res(&w, "n1");
+        let count = view::quorum_count(
+            n1,
+            &n1.devices[&0],
+            &WorldPeers {
+                world: &w,
+                node: "n1",
+            },
+        );
+        assert_eq!(
+            (count.up_to_date, count.diskless, count.voters()),
+            (2, 1, 2)
+        );
+        let n3 = res(&w, "n3");
+        let count = view::quorum_count(
+            n3,
+            &n3.devices[&0],
+            &WorldPeers {
+                world: &w,
+                node: "n3",
+            },
+        );
+        assert_eq!(
+            (count.up_to_date, count.diskless, count.voters()),
+            (2, 1, 2)
+        );
+    }
+
+    #[test]
+    fn the_tiebreaker_keeps_quorum_for_the_survivor_of_a_power_cut() {
+        let mut w = tiebreaker_world();
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        power_off(&mut w, "n1");
+        // One of two diskful voters, and the diskless majority: n2 keeps the quorum it had.
+        assert!(quorum(&w, "n2") && quorum(&w, "n3"));
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        // n1 is known to have no quorum: when the tiebreaker goes later, n2 keeps it still
+        // (DRBD 9.1.13, 9.2.2 on).
+        assert!(res(&w, "n2").quorumless.contains(&0));
+        power_off(&mut w, "n3");
+        assert!(quorum(&w, "n2"));
+        // n1 comes back and connects: it is reached again, and counted as a voter.
+        w.off.remove("n1");
+        let mut n1 = State::default();
+        let mut r = tiebreaker_world().nodes["n1"].resources["data"].clone();
+        r.role = Role::Secondary;
+        r.devices.get_mut(&0).expect("dev").quorum = false;
+        n1.resources.insert("data".into(), r);
+        w.nodes.insert("n1".into(), n1);
+        settle(&mut w);
+        finish_resyncs(&mut w);
+        assert!(res(&w, "n2").quorumless.is_empty());
+        assert!(quorum(&w, "n1") && quorum(&w, "n2"));
+    }
+
+    #[test]
+    fn a_node_cut_from_both_peers_loses_quorum_and_never_regains_it_through_the_tiebreaker() {
+        let mut w = tiebreaker_world();
+        cut(&mut w, "n1", "n2");
+        // Both keep it: each still sees the tiebreaker.
+        assert!(quorum(&w, "n1") && quorum(&w, "n2"));
+        cut(&mut w, "n1", "n3");
+        assert!(!quorum(&w, "n1"));
+        assert!(quorum(&w, "n2") && quorum(&w, "n3"));
+        assert_eq!(promote(&mut w, "n1"), Err(SS_NO_QUORUM));
+        // The tiebreaker alone cannot hand it back: quorum is kept, never gained that way.
+        heal(&mut w, "n1", "n3");
+        assert!(!quorum(&w, "n1"));
+        assert_eq!(promote(&mut w, "n1"), Err(SS_NO_QUORUM));
+        // Its diskful peer can.
+        heal(&mut w, "n1", "n2");
+        assert!(quorum(&w, "n1"));
+        // After a power cut of everything, a diskful node that comes up beside the tiebreaker
+        // alone has no quorum to keep, and the other diskful node may hold newer data.
+        let fresh = tiebreaker_world();
+        let mut w = tiebreaker_world();
+        for node in NODES {
+            power_off(&mut w, node);
+        }
+        for node in ["n2", "n3"] {
+            w.off.remove(node);
+            let mut r = fresh.nodes[node].resources["data"].clone();
+            r.devices.get_mut(&0).expect("dev").quorum = false;
+            let mut state = State::default();
+            state.resources.insert("data".into(), r);
+            w.nodes.insert(node.into(), state);
+            settle(&mut w);
+        }
+        assert_eq!(sees(&w, "n2", "n3"), connected(Role::Secondary, "Diskless"));
+        assert!(!quorum(&w, "n2") && !quorum(&w, "n3"));
+        assert_eq!(promote(&mut w, "n2"), Err(SS_NO_QUORUM));
+    }
+
+    #[test]
+    fn a_primary_reached_through_the_tiebreaker_refuses_a_second_one() {
+        let mut w = tiebreaker_world();
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        cut(&mut w, "n1", "n2");
+        // n2 keeps quorum through n3, but n3 still reaches Primary n1: DRBD's cluster-wide
+        // promotion finds it (and says so in may_promote).
+        assert!(quorum(&w, "n2"));
+        assert_eq!(promote(&mut w, "n2"), Err(SS_TWO_PRIMARIES));
+        let peers = WorldPeers {
+            world: &w,
+            node: "n2",
+        };
+        assert!(!view::promotion(res(&w, "n2"), &peers).0);
+        // Two primaries allowed: then they must be directly connected.
+        if let Some(r) = w.resource_mut("n2", "data") {
+            for conn in r.connections.values_mut() {
+                conn.net.push(("allow-two-primaries".into(), "yes".into()));
+            }
+        }
+        assert_eq!(promote(&mut w, "n2"), Err(view::SS_WEAKLY_CONNECTED));
+        // The tiebreaker is no data source: alone with it, a disk that is behind stays so.
+        assert_ne!(
+            w.meta("data", "n1").map(|m| m.generation),
+            w.meta("data", "n2").map(|m| m.generation)
+        );
+        assert_eq!(w.meta("data", "n3"), None);
     }
 
     #[test]

@@ -252,10 +252,14 @@ pub struct ResHost {
     pub name: String,
     /// `127.0.0.N`: on the node's loopback (its own network namespace in a world).
     pub address: String,
+    /// `disk none;` in its section: a diskless client (a quorum tiebreaker), which drbdadm
+    /// brings up with `new-minor … --diskless` and which its peers keep no bitmap for.
+    pub diskless: bool,
 }
 
 /// The seed resource ([`RESOURCE`], minor 0 on `disk` with internal metadata), one `on`
-/// section per host; three or more hosts are joined by a connection mesh, as DRBD 9 needs.
+/// section per host (a diskless host's overrides the disk with `disk none`, as drbd.conf(5)
+/// has it); three or more hosts are joined by a connection mesh, as DRBD 9 needs.
 pub fn drbd_res(disk: &str, hosts: &[ResHost], quorum: bool) -> String {
     let mut text = format!("resource {RESOURCE} {{\n");
     if quorum {
@@ -267,8 +271,9 @@ pub fn drbd_res(disk: &str, hosts: &[ResHost], quorum: bool) -> String {
         "  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"
     ));
     for (id, host) in hosts.iter().enumerate() {
+        let disk = if host.diskless { " disk none;" } else { "" };
         text.push_str(&format!(
-            "  on {} {{ node-id {id}; address {}:7789; }}\n",
+            "  on {} {{ node-id {id}; address {}:7789;{disk} }}\n",
             host.name, host.address
         ));
     }
@@ -527,11 +532,13 @@ impl Sandbox {
             ResHost {
                 name: host.clone(),
                 address: "127.0.0.1".into(),
+                diskless: false,
             },
             // The peer the DRBD simulator plays (sim-peer).
             ResHost {
                 name: "peer1".into(),
                 address: "127.0.0.2".into(),
+                diskless: false,
             },
         ];
         fs::write(&drbd_conf, drbd_res(&disk, &hosts, false)).map_err(io("write drbd.conf"))?;

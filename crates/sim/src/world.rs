@@ -17,6 +17,12 @@
 //! is dropped or [`World::teardown`] runs, even after a failed test; holders also die with
 //! the thread that created the world (PR_SET_PDEATHSIG).
 //!
+//! A node is diskful or diskless ([`NodeSpec`], [`World::create_with`]): a diskless one has
+//! `disk none` in its `on` section of the resource file, so that drbdadm brings it up as
+//! DRBD's diskless client (`new-minor … --diskless`, no attach) and its peers keep no bitmap
+//! for it: the quorum tiebreaker of two diskful nodes. It never holds the data; the seed is
+//! made on the first node, which must have a disk.
+//!
 //! [`World::create`] must run as root in a private mount namespace (as `Sandbox::create`):
 //! it briefly mounts each node's /dev in the caller's namespace before handing it over.
 
@@ -37,7 +43,7 @@ use converge_core::observe::drbd::{
 };
 use converge_core::observe::mountinfo::{self, DevNum, Mount};
 
-use crate::drbd_view::{Peers, has_quorum};
+use crate::drbd_view::Peers;
 use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
 use crate::sandbox::{
     NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
@@ -114,11 +120,40 @@ pub struct World {
     torn_down: bool,
 }
 
+/// A node to create: its name (its hostname, and its `on` section) and whether it has a
+/// disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSpec {
+    pub name: String,
+    /// `disk none`: DRBD's diskless client, a quorum tiebreaker.
+    pub diskless: bool,
+}
+
+impl NodeSpec {
+    /// A node with its own disk (a loop device over the shared backing disk once attached).
+    pub fn diskful(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.to_string(),
+            diskless: false,
+        }
+    }
+
+    /// A diskless client: a vote for quorum, never a copy of the data.
+    pub fn diskless(name: &str) -> NodeSpec {
+        NodeSpec {
+            name: name.to_string(),
+            diskless: true,
+        }
+    }
+}
+
 /// One simulated node.
 #[derive(Debug)]
 pub struct WorldNode {
     pub name: String,
     pub node_id: u32,
+    /// `disk none` in the resource file: no disk to attach, a diskless client in DRBD.
+    pub diskless: bool,
     /// Its address in the resource file (on its own loopback).
     pub address: String,
     /// `work/nodes/NAME`: its converge state, logs, configuration.
@@ -364,28 +399,45 @@ fn in_cgroup(command: &mut Command, cgroup: Option<&Path>) -> Result<(), Sandbox
 }
 
 impl World {
-    /// Builds a world of `names` (two or three nodes, node ids in this order) in `work`, a
-    /// fresh directory, with `sim` the simulators' binary (`converge-sim`, or a converge
-    /// built with the `sim` feature): the shared backing disk with the seed service's data
-    /// (made on the first node), the shared resource file and manifest (the service pinned to
-    /// the first node), and every node powered on with DRBD down.
+    /// Builds a world of `names` (two or three nodes, each with a disk, node ids in this
+    /// order) in `work`, a fresh directory, with `sim` the simulators' binary (`converge-sim`,
+    /// or a converge built with the `sim` feature): the shared backing disk with the seed
+    /// service's data (made on the first node), the shared resource file and manifest (the
+    /// service pinned to the first node), and every node powered on with DRBD down.
     pub fn create(work: &Path, sim: &Path, names: &[&str]) -> Result<World, SandboxError> {
-        if !(2..=3).contains(&names.len()) {
+        let nodes: Vec<NodeSpec> = names.iter().map(|n| NodeSpec::diskful(n)).collect();
+        World::create_with(work, sim, &nodes)
+    }
+
+    /// As [`World::create`], with diskless nodes among them (`NodeSpec::diskless`): two
+    /// diskful nodes and a tiebreaker, say. The first node has a disk: the seed is made there.
+    pub fn create_with(work: &Path, sim: &Path, nodes: &[NodeSpec]) -> Result<World, SandboxError> {
+        if !(2..=3).contains(&nodes.len()) {
             return Err(step_error(
                 "world",
-                format!("{} nodes asked for: a world has 2 or 3", names.len()),
+                format!("{} nodes asked for: a world has 2 or 3", nodes.len()),
             ));
         }
-        for (i, name) in names.iter().enumerate() {
+        for (i, node) in nodes.iter().enumerate() {
+            let name = &node.name;
             if !valid_node_name(name) {
                 return Err(step_error(
                     "world",
                     format!("{name:?} cannot name a node: use letters, digits, '-', '_', '.'"),
                 ));
             }
-            if names[..i].contains(name) {
+            if nodes[..i].iter().any(|n| n.name == *name) {
                 return Err(step_error("world", format!("node {name} named twice")));
             }
+        }
+        if nodes[0].diskless {
+            return Err(step_error(
+                "world",
+                format!(
+                    "the first node, {}, is diskless: the seed data is made on the first node, which needs a disk",
+                    nodes[0].name
+                ),
+            ));
         }
         let missing = missing_world_programs();
         if !missing.is_empty() {
@@ -443,7 +495,8 @@ impl World {
             torn_down: false,
             world_dir,
         };
-        for (id, name) in names.iter().enumerate() {
+        for (id, spec) in nodes.iter().enumerate() {
+            let name = spec.name.as_str();
             let dir = work.join("nodes").join(name);
             let node_cgroup = world.cgroup.as_ref().map(|c| c.join(name));
             if let Some(c) = &node_cgroup {
@@ -452,6 +505,7 @@ impl World {
             world.nodes.push(WorldNode {
                 name: name.to_string(),
                 node_id: u32::try_from(id).unwrap_or(u32::MAX),
+                diskless: spec.diskless,
                 address: format!("127.0.0.{}", id + 1),
                 config: dir.join("config.yaml"),
                 state_dir: dir.join("state"),
@@ -474,6 +528,7 @@ impl World {
             .map(|n| ResHost {
                 name: n.name.clone(),
                 address: n.address.clone(),
+                diskless: n.diskless,
             })
             .collect();
         // The seed is made on the first node alone, which quorum would not let promote: the
@@ -1129,7 +1184,6 @@ fn model_resource(
     peers: &dyn Peers,
     mounted: &[DevNum],
 ) -> DrbdResource {
-    let quorum = Quorum::from_flag(Some(has_quorum(res, peers)));
     let devices = res
         .devices
         .values()
@@ -1137,14 +1191,14 @@ fn model_resource(
             volume: d.volume,
             minor: d.minor,
             disk: DiskState::parse(&d.disk),
-            client: false,
+            client: d.client,
             open: d.backing.as_ref().is_some_and(|b| {
                 mounted.contains(&DevNum {
                     major: b.major,
                     minor: b.minor,
                 })
             }),
-            quorum,
+            quorum: Quorum::from_flag(Some(d.quorum)),
         })
         .collect();
     let connections = res

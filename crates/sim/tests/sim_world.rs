@@ -12,12 +12,12 @@ use std::process::{Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use converge_core::observe::drbd::{ConnectionState, DiskState, DrbdResource, Role};
+use converge_core::observe::drbd::{ConnectionState, DiskState, DrbdResource, Quorum, Role};
 use converge_core::observe::drbdsetup_status;
 use converge_core::observe::events2::{Events2State, parse_line};
 
 use converge_sim::testing::in_world_namespace;
-use converge_sim::world::{NodeProcess, World};
+use converge_sim::world::{NodeProcess, NodeSpec, World};
 
 /// The simulators' binary.
 const SIM: &str = env!("CARGO_BIN_EXE_converge-sim");
@@ -505,4 +505,244 @@ fn three_nodes_power_off_and_on() {
         assert_eq!(w.stacked_loops(), Vec::<String>::new());
         sleeper.kill9().expect("reaped");
     });
+}
+
+/// Two diskful nodes and a diskless tiebreaker, as DRBD 9 users deploy for quorum.
+fn tiebreaker_world(work: &Path) -> Guard {
+    let nodes = [
+        NodeSpec::diskful("deb1"),
+        NodeSpec::diskful("deb2"),
+        NodeSpec::diskless("tb"),
+    ];
+    Guard(World::create_with(work, Path::new(SIM), &nodes).unwrap_or_else(|e| panic!("{e}")))
+}
+
+#[test]
+fn a_diskless_tiebreaker_keeps_quorum_for_the_survivor_of_a_power_cut() {
+    in_world_namespace(
+        "a_diskless_tiebreaker_keeps_quorum_for_the_survivor_of_a_power_cut",
+        |work| {
+            let mut w = tiebreaker_world(work);
+            // The real drbdadm reads `disk none` in tb's section: a diskless minor, no
+            // metadata, no attach; its peers keep no bitmap for it.
+            let dump = drbdadm(&w, "tb", &["dump", "data"]);
+            assert!(dump.contains("disk             none;"), "{dump}");
+            let plan = drbdadm(&w, "tb", &["--dry-run", "up", "data"]);
+            assert!(plan.contains("new-minor data 0 0 --diskless"), "{plan}");
+            assert!(!plan.contains("attach"), "{plan}");
+            let plan = drbdadm(&w, "deb1", &["--dry-run", "up", "data"]);
+            assert!(
+                plan.contains("peer-device-options data 2 0 --bitmap=no"),
+                "{plan}"
+            );
+            let (code, err) = drbdadm_fails(&w, "tb", &["create-md", "data"]);
+            assert_ne!(code, 0, "{err}");
+
+            for node in ["deb1", "deb2", "tb"] {
+                drbdadm(&w, node, &["up", "data"]);
+            }
+            // Nothing left for adjust: the simulator shows what drbdadm configured.
+            for node in ["deb1", "deb2", "tb"] {
+                let plan = drbdadm(&w, node, &["--dry-run", "adjust", "data"]);
+                assert_eq!(plan.trim(), "", "{node}: adjust would run\n{plan}");
+            }
+            let tb = status(&w, "tb");
+            assert_eq!(tb.devices[0].disk, DiskState::Diskless);
+            assert!(
+                tb.devices[0].client && tb.devices[0].quorum == Quorum::Yes,
+                "{tb:?}"
+            );
+            for peer in ["deb1", "deb2"] {
+                assert_eq!(sees(&tb, peer), connected(Role::Secondary), "tb → {peer}");
+            }
+            for node in ["deb1", "deb2"] {
+                let res = status(&w, node);
+                assert!(
+                    !res.devices[0].client && res.devices[0].quorum == Quorum::Yes,
+                    "{res:?}"
+                );
+                assert_eq!(
+                    sees(&res, "tb"),
+                    (
+                        ConnectionState::Connected,
+                        Role::Secondary,
+                        DiskState::Diskless
+                    ),
+                    "{node} → tb"
+                );
+            }
+            for node in ["deb1", "deb2", "tb"] {
+                assert_eq!(sampled(&w, node), status(&w, node), "{node}");
+            }
+            // As drbdsetup prints them (not on a terminal: `client:`/`peer-client:` shown).
+            let text = ok(
+                "tb: status",
+                w.drbdsetup("tb", &["status", "data"])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(
+                text.contains("  disk:Diskless client:yes open:no\n"),
+                "{text}"
+            );
+            let text = ok(
+                "deb1: status",
+                w.drbdsetup("deb1", &["status", "data"])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(
+                text.contains("  tb role:Secondary\n    peer-disk:Diskless peer-client:yes\n"),
+                "{text}"
+            );
+            let dump = ok(
+                "deb1: events2 --now",
+                w.drbdsetup("deb1", &["events2", "--now", "data"])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(
+                dump.contains(
+                    "exists peer-device name:data peer-node-id:2 conn-name:tb volume:0 replication:Established peer-disk:Diskless peer-client:yes resync-suspended:no"
+                ),
+                "{dump}"
+            );
+            let dump = ok(
+                "tb: events2 --now",
+                w.drbdsetup("tb", &["events2", "--now", "data"])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(
+                dump.contains(
+                    "exists device name:data volume:0 minor:0 backing_dev:none disk:Diskless client:yes open:no quorum:yes"
+                ),
+                "{dump}"
+            );
+            // Only the diskful nodes have a disk; the tiebreaker has no block device.
+            assert_eq!(w.stacked_loops().len(), 2, "{:?}", w.stacked_loops());
+            assert_eq!(
+                sh(&w, "tb", "ls /dev/drbd0 2>/dev/null || echo none").trim(),
+                "none"
+            );
+
+            drbdadm(&w, "deb1", &["primary", "data"]);
+            let mut events = Stream::start(&w, "deb2");
+            w.power_off("deb1").unwrap_or_else(|e| panic!("{e}"));
+            events.wait_for("conn-name:deb1 connection:Connecting role:Unknown");
+            // One diskful voter of two, and the tiebreaker: deb2 keeps the quorum it had.
+            for node in ["deb2", "tb"] {
+                assert_eq!(status(&w, node).devices[0].quorum, Quorum::Yes, "{node}");
+            }
+            drbdadm(&w, "deb2", &["primary", "data"]);
+            events.wait_for("change resource name:data role:Primary");
+            assert!(
+                !events.seen.iter().any(|l| l.contains("quorum:no")),
+                "{:?}",
+                events.seen
+            );
+            // The tiebreaker is never a data source: a Primary is refused there beside one.
+            let (code, err) = drbdadm_fails(&w, "tb", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+
+            // deb1 comes back behind, resyncs from deb2, and stands by.
+            w.power_on("deb1").unwrap_or_else(|e| panic!("{e}"));
+            drbdadm(&w, "deb1", &["up", "data"]);
+            let res = status(&w, "deb1");
+            assert_eq!(res.devices[0].disk, DiskState::UpToDate);
+            assert_eq!(res.devices[0].quorum, Quorum::Yes, "{res:?}");
+            assert_eq!(sees(&res, "deb2"), connected(Role::Primary));
+            let (code, err) = drbdadm_fails(&w, "deb1", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(err.contains("(-1) Multiple primaries"), "{err}");
+            drbdadm(&w, "deb2", &["secondary", "data"]);
+            for node in ["deb1", "deb2", "tb"] {
+                drbdadm(&w, node, &["down", "data"]);
+            }
+            assert_eq!(w.stacked_loops(), Vec::<String>::new());
+        },
+    );
+}
+
+#[test]
+fn a_node_cut_from_both_peers_has_no_quorum_and_the_tiebreaker_does_not_give_it_back() {
+    in_world_namespace(
+        "a_node_cut_from_both_peers_has_no_quorum_and_the_tiebreaker_does_not_give_it_back",
+        |work| {
+            let w = tiebreaker_world(work);
+            for node in ["deb1", "deb2", "tb"] {
+                drbdadm(&w, node, &["up", "data"]);
+            }
+            drbdadm(&w, "deb2", &["primary", "data"]);
+            let mut events = Stream::start(&w, "deb1");
+            // Cut from deb2 only: deb1 keeps quorum through tb, and through tb it still
+            // reaches Primary deb2, which DRBD's cluster-wide promotion finds.
+            w.cut("deb1", "deb2").unwrap_or_else(|e| panic!("{e}"));
+            events.wait_for("conn-name:deb2 connection:Connecting role:Unknown");
+            assert_eq!(status(&w, "deb1").devices[0].quorum, Quorum::Yes);
+            let (code, err) = drbdadm_fails(&w, "deb1", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(
+                err.contains(
+                    "data: State change failed: (-1) Multiple primaries not allowed by config"
+                ),
+                "{err}"
+            );
+            // Cut from tb too: alone, no quorum, in status, --json and events2 alike.
+            w.cut("deb1", "tb").unwrap_or_else(|e| panic!("{e}"));
+            events.wait_for("quorum:no");
+            let res = status(&w, "deb1");
+            assert_eq!(res.devices[0].quorum, Quorum::No, "{res:?}");
+            assert_eq!(sampled(&w, "deb1"), res);
+            let text = ok(
+                "deb1: status",
+                w.drbdsetup("deb1", &["status", "data"])
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+            assert!(text.contains("quorum:no"), "{text}");
+            let (code, err) = drbdadm_fails(&w, "deb1", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(
+                err.contains("data: State change failed: (-25) No quorum"),
+                "{err}"
+            );
+            // deb2 keeps its quorum through tb and goes on as Primary.
+            assert_eq!(status(&w, "deb2").devices[0].quorum, Quorum::Yes);
+            assert_eq!(status(&w, "tb").devices[0].quorum, Quorum::Yes);
+            // Back in touch with tb alone: the tiebreaker keeps quorum, never hands it back.
+            w.heal("deb1", "tb").unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                sees(&status(&w, "deb1"), "tb"),
+                (
+                    ConnectionState::Connected,
+                    Role::Secondary,
+                    DiskState::Diskless
+                )
+            );
+            assert_eq!(status(&w, "deb1").devices[0].quorum, Quorum::No);
+            let (code, err) = drbdadm_fails(&w, "deb1", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(err.contains("(-25) No quorum"), "{err}");
+            // Healed: deb1 reconnects, resyncs what deb2 wrote, and there is one Primary.
+            w.heal("deb1", "deb2").unwrap_or_else(|e| panic!("{e}"));
+            events.wait_for("quorum:yes");
+            let res = status(&w, "deb1");
+            assert_eq!(res.role, Role::Secondary);
+            assert_eq!(res.devices[0].disk, DiskState::UpToDate);
+            assert_eq!(sees(&res, "deb2"), connected(Role::Primary));
+            let (code, err) = drbdadm_fails(&w, "deb1", &["primary", "data"]);
+            assert_eq!(code, 11, "{err}");
+            assert!(err.contains("(-1) Multiple primaries"), "{err}");
+            drbdadm(&w, "deb2", &["secondary", "data"]);
+            drbdadm(&w, "deb1", &["primary", "data"]);
+            let all = w.drbd().unwrap_or_else(|e| panic!("{e}"));
+            let primaries: Vec<&String> = all
+                .iter()
+                .filter(|(_, n)| n.resource("data").is_some_and(|r| r.role == Role::Primary))
+                .map(|(name, _)| name)
+                .collect();
+            assert_eq!(primaries, ["deb1"]);
+            assert_eq!(w.diverged("data").unwrap_or_else(|e| panic!("{e}")), []);
+            drbdadm(&w, "deb1", &["secondary", "data"]);
+            for node in ["deb1", "deb2", "tb"] {
+                drbdadm(&w, node, &["down", "data"]);
+            }
+        },
+    );
 }
