@@ -1,0 +1,92 @@
+//! Automatic failover on DRBD quorum (`nodes:` with `failover: auto`), on the multi-node DRBD
+//! simulator: two diskful nodes and a diskless tiebreaker (`quorum majority`), a daemon on each.
+//! The service runs on the first listed node; when that node loses power the other takes the
+//! service over, with no edit and no message between the nodes; when it comes back it stands
+//! by (`failback: never`). A checker samples every node throughout and fails the test on two
+//! Primaries or a mount on a node that is not Primary. Each test re-runs itself as root in a
+//! private mount namespace; without root it says why it skips.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use converge_core::observe::drbd::Role;
+use converge_sim::testing::in_world_namespace;
+use converge_sim::world::{NodeSpec, World};
+
+use support::CONVERGE;
+use support::world::{
+    Daemon, Guard, app_running, checked, connected_everywhere, logs, mounted, role, settled_on,
+    until,
+};
+
+/// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1.
+fn fail_over(world: &World) {
+    let text = fs::read_to_string(&world.manifest).expect("the seed manifest");
+    assert!(text.contains("node: deb1\n"), "{text}");
+    let text = text.replace("node: deb1\n", "nodes: [deb1, deb2]\nfailover: auto\n");
+    fs::write(&world.manifest, text).expect("write the manifest");
+}
+
+/// `node` runs the service: Primary, mounted, the app started.
+fn runs_on(world: &World, node: &str) -> bool {
+    role(world, node) == Some(Role::Primary) && mounted(world, node) && app_running(world, node)
+}
+
+#[test]
+fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it_returns() {
+    in_world_namespace(
+        "the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it_returns",
+        |work| {
+            let nodes = [
+                NodeSpec::diskful("deb1"),
+                NodeSpec::diskful("deb2"),
+                NodeSpec::diskless("tb"),
+            ];
+            let guard =
+                Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
+            let mut daemons: Vec<Daemon> = Vec::new();
+            {
+                let world = guard.read();
+                fail_over(&world);
+                daemons.extend(["deb1", "deb2", "tb"].map(|n| Daemon::start(&world, n)));
+                checked(&world, || settled_on(&world, "deb1"));
+            }
+
+            guard.write().power_off("deb1").expect("power off deb1");
+            {
+                let world = guard.read();
+                checked(&world, || {
+                    until("deb2 to take the service over", &world, || {
+                        runs_on(&world, "deb2")
+                    });
+                    until("tb to stand by", &world, || {
+                        role(&world, "tb") == Some(Role::Secondary)
+                    });
+                });
+                let log = logs(&world);
+                assert!(
+                    log.contains("failover: this node may take the service; waiting 1s (listed 2nd)"),
+                    "{log}"
+                );
+            }
+
+            guard.write().power_on("deb1").expect("power on deb1");
+            {
+                let world = guard.read();
+                daemons.push(Daemon::start(&world, "deb1"));
+                checked(&world, || {
+                    until("deb1 to come back and connect", &world, || {
+                        connected_everywhere(&world)
+                    });
+                    // failback: never — deb1 stands by, the service stays on deb2.
+                    settled_on(&world, "deb2");
+                });
+                let log = logs(&world);
+                assert!(!log.contains(" ERROR "), "{log}");
+            }
+            drop(daemons);
+        },
+    );
+}
