@@ -67,7 +67,9 @@ fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it
                 });
                 let log = logs(&world);
                 assert!(
-                    log.contains("failover: this node may take the service; waiting 1s (listed 2nd)"),
+                    log.contains(
+                        "failover: this node may take the service; waiting 1s (listed 2nd)"
+                    ),
                     "{log}"
                 );
             }

@@ -25,8 +25,8 @@ use std::time::Duration;
 use converge_core::config::{Config, ConfigError};
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
-    DrbdStop, Failback, FsSpec, Fsck, Kind, LoadError, OnQuorumLoss, Placement, Resource,
-    ResourceId, Service, Spec, UpBy, is_ext, parse_manifest,
+    DrbdStop, Failback, FsSpec, Fsck, Kind, LoadError, Placement, Resource, ResourceId, Service,
+    Spec, UpBy, is_ext, parse_manifest,
 };
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource,
@@ -1590,11 +1590,6 @@ fn manifest_yaml(service: &Service, reverse: bool) -> String {
                 Failback::Preferred => "preferred",
             };
             top.insert(s("failback"), s(failback));
-            let on_quorum_loss = match f.on_quorum_loss {
-                OnQuorumLoss::Stop => "stop",
-                OnQuorumLoss::Freeze => "freeze",
-            };
-            top.insert(s("on_quorum_loss"), s(on_quorum_loss));
         }
     }
     top.insert(s("rollback"), Value::Bool(service.rollback));

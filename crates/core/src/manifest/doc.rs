@@ -25,8 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, Failback, FailoverMode,
-    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, ResourceId,
-    Service, UpBy,
+    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service, UpBy,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -102,11 +101,6 @@ pub struct ManifestDoc {
     /// stops the service and it moves back as a switchover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failback: Option<Failback>,
-    /// With `failover: auto`, what the node holding the service does when DRBD says its
-    /// partition lost quorum: `stop` (default; the stack down to Secondary, so that the other
-    /// side can take it) or `freeze` (the container frozen, thawed when quorum returns).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_quorum_loss: Option<OnQuorumLoss>,
     /// The resources by id, `KIND#N`: `drbd#0`, `fs#1`, `container#0`, `app#2` (N without
     /// leading zeros). They start in kind order (drbd, fs, container, app), then N ascending, and
     /// stop in reverse. Absent or empty: a service with nothing to manage.

@@ -29,8 +29,8 @@ use super::schema::{
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
     DrbdStop, EXT_TYPES, Failback, Failover, FailoverMode, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, Placement, Resource, ResourceId,
-    Service, Spec, UpBy, is_ext,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Placement, Resource, ResourceId, Service, Spec, UpBy,
+    is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -809,16 +809,6 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         )
         .map(Some)
     });
-    let on_quorum_loss = opt(r, &f, "on_quorum_loss", None, |r, n| {
-        r.choice(
-            n,
-            &[
-                ("stop", OnQuorumLoss::Stop),
-                ("freeze", OnQuorumLoss::Freeze),
-            ],
-        )
-        .map(Some)
-    });
     let rollback = opt(r, &f, "rollback", Service::DEFAULT_ROLLBACK, Reader::bool);
     let resources = opt(r, &f, "resources", Vec::new(), read_resources);
     let placement = read_placement(
@@ -829,7 +819,6 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
             nodes: nodes?,
             failover: failover?,
             failback: failback?,
-            on_quorum_loss: on_quorum_loss?,
         },
         resources.as_deref().unwrap_or_default(),
     );
@@ -872,11 +861,10 @@ struct PlacementKeys {
     nodes: Option<Vec<String>>,
     failover: Option<FailoverMode>,
     failback: Option<Failback>,
-    on_quorum_loss: Option<OnQuorumLoss>,
 }
 
-/// Where the service runs, from `node`, `nodes`, `failover`, `failback` and `on_quorum_loss`,
-/// which only some combinations make sense of. Each problem is reported at the key that makes
+/// Where the service runs, from `node`, `nodes`, `failover` and `failback`, which only some
+/// combinations make sense of. Each problem is reported at the key that makes
 /// it one.
 fn read_placement(
     r: &mut Reader,
@@ -901,18 +889,12 @@ fn read_placement(
         );
         ok = false;
     }
-    for key in ["failback", "on_quorum_loss"] {
-        let set = match key {
-            "failback" => keys.failback.is_some(),
-            _ => keys.on_quorum_loss.is_some(),
-        };
-        if set && !auto {
-            r.key_error(
-                &at(key),
-                format!("`{key}` applies to a service that fails over by itself: set `failover: auto` (with `nodes`), or remove `{key}`"),
-            );
-            ok = false;
-        }
+    if keys.failback.is_some() && !auto {
+        r.key_error(
+            &at("failback"),
+            "`failback` applies to a service that fails over by itself: set `failover: auto` (with `nodes`), or remove `failback`",
+        );
+        ok = false;
     }
     if auto {
         if let Some(nodes) = &keys.nodes
@@ -970,9 +952,6 @@ fn read_placement(
         (None, Some(nodes), Some(FailoverMode::Auto)) => Placement::Failover(Failover {
             nodes,
             failback: keys.failback.unwrap_or(Failover::DEFAULT_FAILBACK),
-            on_quorum_loss: keys
-                .on_quorum_loss
-                .unwrap_or(Failover::DEFAULT_ON_QUORUM_LOSS),
         }),
         (None, Some(nodes), _) => match nodes.into_iter().next() {
             Some(node) => Placement::Pinned { node },
@@ -1485,16 +1464,13 @@ mod tests {
             Placement::Failover(Failover {
                 nodes: vec!["deb1".into(), "deb2".into(), "deb3".into()],
                 failback: Failback::Never,
-                on_quorum_loss: OnQuorumLoss::Stop,
             })
         );
         assert_eq!(
-            svc("nodes: [a, b]\nfailover: auto\nfailback: preferred\non_quorum_loss: freeze\n")
-                .placement,
+            svc("nodes: [a, b]\nfailover: auto\nfailback: preferred\n").placement,
             Placement::Failover(Failover {
                 nodes: vec!["a".into(), "b".into()],
                 failback: Failback::Preferred,
-                on_quorum_loss: OnQuorumLoss::Freeze,
             })
         );
     }
@@ -1516,8 +1492,8 @@ mod tests {
                 "4:1: failback: `failback` applies to a service that fails over by itself",
             ),
             (
-                "nodes: [a, b]\nfailover: manual\non_quorum_loss: stop\n",
-                "5:1: on_quorum_loss: `on_quorum_loss` applies to a service that fails over",
+                "nodes: [a, b]\non_quorum_loss: stop\n",
+                "4:1: on_quorum_loss: unknown key",
             ),
             (
                 "nodes: [a]\nfailover: auto\n",
@@ -2241,7 +2217,7 @@ resources:
         let shown = printable(&found).join("\n");
         assert_eq!(
             shown,
-            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, nodes, failover, failback, on_quorum_loss, resources, rollback (they are not quoted back, as this may be any file)"
+            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, nodes, failover, failback, resources, rollback (they are not quoted back, as this may be any file)"
         );
         let Err(found) = parse(&shadow.replace(":::\n", ":::x\n")) else {
             panic!("expected errors")
@@ -2608,7 +2584,6 @@ state: down
 nodes: [n1, n2]
 failover: auto
 failback: preferred
-on_quorum_loss: freeze
 resources:
   drbd#0: {res: r1, up_by: system}
   container#0: {type: lxc, name: web}

@@ -148,18 +148,6 @@ pub enum Failback {
     Preferred,
 }
 
-/// `on_quorum_loss:` of a service that fails over: what the node holding it does when DRBD
-/// says its partition lost quorum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-#[schemars(inline, description = "")]
-pub enum OnQuorumLoss {
-    /// Stop the stack in order, down to Secondary, so that the other side can take it.
-    Stop,
-    /// Freeze the container and thaw it when quorum returns (services slow to start).
-    Freeze,
-}
-
 /// Where a service runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -178,12 +166,10 @@ pub struct Failover {
     /// In order of preference; at least two, each once.
     pub nodes: Vec<String>,
     pub failback: Failback,
-    pub on_quorum_loss: OnQuorumLoss,
 }
 
 impl Failover {
     pub const DEFAULT_FAILBACK: Failback = Failback::Never;
-    pub const DEFAULT_ON_QUORUM_LOSS: OnQuorumLoss = OnQuorumLoss::Stop;
 
     pub fn lists(&self, node: &str) -> bool {
         self.nodes.iter().any(|n| n == node)

@@ -11,7 +11,7 @@ use crate::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec,
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
-use crate::manifest::{Failback, Failover, OnQuorumLoss, Placement};
+use crate::manifest::{Failback, Failover, Placement};
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
     ReplicationState,
@@ -1339,7 +1339,6 @@ fn failing_over(failback: Failback) -> Service {
     svc.placement = Placement::Failover(Failover {
         nodes: vec!["deb2".into(), "deb1".into()],
         failback,
-        on_quorum_loss: OnQuorumLoss::Stop,
     });
     svc
 }
