@@ -76,6 +76,9 @@ pub fn write_daemon_view(
         for line in &s.drbd {
             writeln!(out, "  {line}")?;
         }
+        if let Some(decision) = &s.failover {
+            writeln!(out, "  failover: {decision}")?;
+        }
         if let Some(retry) = &s.next_retry {
             writeln!(out, "  next retry at {retry}")?;
         }
@@ -91,10 +94,17 @@ pub fn write_status(
 ) -> std::io::Result<()> {
     write_unavailable(out, node)?;
     for s in statuses {
-        let desired = match (&s.node, s.standby) {
-            (Some(pin), true) => format!("desired up on {pin}; standby here"),
-            (Some(pin), false) => format!("desired {} on {pin}", s.desired),
-            (None, _) => format!("desired {}", s.desired),
+        let desired = match (&s.node, &s.failover, s.standby) {
+            (Some(pin), _, true) => format!("desired up on {pin}; standby here"),
+            (Some(pin), _, false) => format!("desired {} on {pin}", s.desired),
+            (None, Some(f), true) => format!(
+                "desired up, fails over: {}; standby here",
+                f.nodes.join(", ")
+            ),
+            (None, Some(f), false) => {
+                format!("desired {}, fails over: {}", s.desired, f.nodes.join(", "))
+            }
+            (None, None, _) => format!("desired {}", s.desired),
         };
         writeln!(
             out,
@@ -104,6 +114,9 @@ pub fn write_status(
             if s.converged { "yes" } else { "no" },
         )?;
         writeln!(out, "  runs on: {}", runs_on(&s.runs_on))?;
+        if let Some(decision) = s.failover.as_ref().and_then(|f| f.decision.as_ref()) {
+            writeln!(out, "  failover: {decision}")?;
+        }
         if let Some(blocked) = &s.blocked {
             writeln!(
                 out,
@@ -160,7 +173,13 @@ pub fn write_plan(
                 format!(", pinned to node {pin}: standby here")
             }
             Some(pin) if pin != node.node => format!(", pinned to node {pin}"),
-            _ => String::new(),
+            _ => match (service.failover(), &sp.placement) {
+                (Some(f), Some(decision)) => {
+                    format!(", fails over: {}; {decision}", f.nodes.join(", "))
+                }
+                (Some(f), None) => format!(", fails over: {}", f.nodes.join(", ")),
+                (None, _) => String::new(),
+            },
         };
         writeln!(
             out,

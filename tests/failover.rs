@@ -21,12 +21,76 @@ use support::world::{
     until,
 };
 
-/// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1.
-fn fail_over(world: &World) {
+/// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1,
+/// with `extra` keys.
+fn fail_over(world: &World, extra: &str) {
     let text = fs::read_to_string(&world.manifest).expect("the seed manifest");
     assert!(text.contains("node: deb1\n"), "{text}");
-    let text = text.replace("node: deb1\n", "nodes: [deb1, deb2]\nfailover: auto\n");
+    let text = text.replace(
+        "node: deb1\n",
+        &format!("nodes: [deb1, deb2]\nfailover: auto\n{extra}"),
+    );
     fs::write(&world.manifest, text).expect("write the manifest");
+}
+
+/// Three nodes (deb1 and deb2 with data, tb a diskless tiebreaker), the service failing over
+/// between deb1 and deb2, running on deb1, a daemon on each node.
+fn started(work: &Path, extra: &str) -> (Guard, Vec<Daemon>) {
+    let nodes = [
+        NodeSpec::diskful("deb1"),
+        NodeSpec::diskful("deb2"),
+        NodeSpec::diskless("tb"),
+    ];
+    let guard = Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
+    let daemons = {
+        let world = guard.read();
+        fail_over(&world, extra);
+        let daemons = ["deb1", "deb2", "tb"]
+            .map(|n| Daemon::start(&world, n))
+            .into();
+        checked(&world, || settled_on(&world, "deb1"));
+        until("deb2's status to say it stands by for deb1", &world, || {
+            let status = status_of(&world, "deb2");
+            status.contains("(desired up, fails over: deb1, deb2; standby here)")
+                && status.contains("runs on: deb1")
+                && status.contains("failover: standby here: deb1 holds it (Primary)")
+        });
+        daemons
+    };
+    (guard, daemons)
+}
+
+/// deb1 loses power; deb2 must take the service over.
+fn power_cut_on_deb1(guard: &Guard) {
+    guard.write().power_off("deb1").expect("power off deb1");
+    let world = guard.read();
+    checked(&world, || {
+        until("deb2 to take the service over", &world, || {
+            runs_on(&world, "deb2")
+        });
+        until("tb to stand by", &world, || {
+            role(&world, "tb") == Some(Role::Secondary)
+        });
+    });
+    let log = logs(&world);
+    assert!(
+        log.contains("failover: this node may take the service; waiting 1s (listed 2nd)"),
+        "{log}"
+    );
+}
+
+/// `converge status` on `node`.
+fn status_of(world: &World, node: &str) -> String {
+    let config = world
+        .node(node)
+        .expect("node")
+        .config
+        .to_string_lossy()
+        .into_owned();
+    let out = world
+        .run(node, CONVERGE, &["--config", &config, "status"])
+        .expect("status runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `node` runs the service: Primary, mounted, the app started.
@@ -39,56 +103,44 @@ fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it
     in_world_namespace(
         "the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it_returns",
         |work| {
-            let nodes = [
-                NodeSpec::diskful("deb1"),
-                NodeSpec::diskful("deb2"),
-                NodeSpec::diskless("tb"),
-            ];
-            let guard =
-                Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
-            let mut daemons: Vec<Daemon> = Vec::new();
-            {
-                let world = guard.read();
-                fail_over(&world);
-                daemons.extend(["deb1", "deb2", "tb"].map(|n| Daemon::start(&world, n)));
-                checked(&world, || settled_on(&world, "deb1"));
-            }
-
-            guard.write().power_off("deb1").expect("power off deb1");
-            {
-                let world = guard.read();
-                checked(&world, || {
-                    until("deb2 to take the service over", &world, || {
-                        runs_on(&world, "deb2")
-                    });
-                    until("tb to stand by", &world, || {
-                        role(&world, "tb") == Some(Role::Secondary)
-                    });
-                });
-                let log = logs(&world);
-                assert!(
-                    log.contains(
-                        "failover: this node may take the service; waiting 1s (listed 2nd)"
-                    ),
-                    "{log}"
-                );
-            }
-
+            let (guard, mut daemons) = started(work, "");
+            power_cut_on_deb1(&guard);
             guard.write().power_on("deb1").expect("power on deb1");
-            {
-                let world = guard.read();
-                daemons.push(Daemon::start(&world, "deb1"));
-                checked(&world, || {
-                    until("deb1 to come back and connect", &world, || {
-                        connected_everywhere(&world)
-                    });
-                    // failback: never — deb1 stands by, the service stays on deb2.
-                    settled_on(&world, "deb2");
+            let world = guard.read();
+            daemons.push(Daemon::start(&world, "deb1"));
+            checked(&world, || {
+                until("deb1 to come back and connect", &world, || {
+                    connected_everywhere(&world)
                 });
-                let log = logs(&world);
-                assert!(!log.contains(" ERROR "), "{log}");
-            }
-            drop(daemons);
+                // failback: never — deb1 stands by, the service stays on deb2.
+                settled_on(&world, "deb2");
+            });
+            // The daemon's view is written when its reconcile ends, a moment after the node
+            // settled.
+            until("deb1's status to say it stands by for deb2", &world, || {
+                status_of(&world, "deb1")
+                    .contains("failover: standby here: deb2 holds it (Primary)")
+            });
+            let log = logs(&world);
+            assert!(!log.contains(" ERROR "), "{log}");
+        },
+    );
+}
+
+#[test]
+fn with_failback_preferred_the_service_moves_back_once_its_node_returns() {
+    in_world_namespace(
+        "with_failback_preferred_the_service_moves_back_once_its_node_returns",
+        |work| {
+            let (guard, mut daemons) = started(work, "failback: preferred\n");
+            power_cut_on_deb1(&guard);
+            guard.write().power_on("deb1").expect("power on deb1");
+            let world = guard.read();
+            daemons.push(Daemon::start(&world, "deb1"));
+            // deb2 gives it back once deb1 is connected and UpToDate: a switchover.
+            checked(&world, || settled_on(&world, "deb1"));
+            let log = logs(&world);
+            assert!(!log.contains(" ERROR "), "{log}");
         },
     );
 }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
 use crate::observe::drbd::{ConnectionState, DrbdResource, Quorum, Role};
 use crate::observe::{ContainerState, NodeState, Observed};
+use crate::plan::placement::Decision;
 use crate::plan::{Blocked, plan_service};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +65,10 @@ pub struct ServiceStatus {
     pub node: Option<String>,
     /// This node stands by for the service: its DRBD resources are kept up and Secondary.
     pub standby: bool,
+    /// For a service that fails over: its nodes, in order, and what DRBD decided here (on a
+    /// listed node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
     pub status: Status,
     pub converged: bool,
     /// Where the service runs, as far as this node can see: the nodes on which its DRBD
@@ -73,6 +78,12 @@ pub struct ServiceStatus {
     /// What holds it: a rule that refused, or a peer it waits for.
     pub blocked: Option<Blocked>,
     pub resources: Vec<ResourceStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailoverStatus {
+    pub nodes: Vec<String>,
+    pub decision: Option<Decision>,
 }
 
 /// The aggregate of resource statuses.
@@ -140,7 +151,12 @@ fn status_with_plan(
         service: service.name.clone(),
         desired: plan.desired,
         node: service.pinned_node().map(str::to_string),
-        standby: service.stands_by_here(&node.node),
+        standby: service.stands_by_here(&node.node)
+            || plan.placement.as_ref().is_some_and(|d| !d.runs_here()),
+        failover: service.failover().map(|f| FailoverStatus {
+            nodes: f.nodes.clone(),
+            decision: plan.placement.clone(),
+        }),
         status,
         converged: plan.is_converged(),
         runs_on: runs_on(service, node, status),

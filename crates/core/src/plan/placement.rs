@@ -70,6 +70,59 @@ pub enum StandBy {
     Preferred { peer: String },
 }
 
+impl Decision {
+    /// Whether the service runs here (or is about to).
+    pub fn runs_here(&self) -> bool {
+        matches!(self, Decision::Keep | Decision::Take { .. })
+    }
+}
+
+impl std::fmt::Display for Decision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Decision::Keep => f.write_str("runs here"),
+            Decision::Take { rank } => write!(
+                f,
+                "takes the service here (listed {}; it waits {rank} s first when it promotes)",
+                rank + 1
+            ),
+            Decision::GiveUp(GiveUp::QuorumLost) => {
+                f.write_str("gives the service up: DRBD says this node's partition lost quorum")
+            }
+            Decision::GiveUp(GiveUp::Failback { to }) => write!(
+                f,
+                "gives the service back to {to}, listed before this node (failback: preferred)"
+            ),
+            Decision::StandBy(why) => {
+                f.write_str("standby here: ")?;
+                match why {
+                    StandBy::NotUp => f.write_str("the DRBD resource is not up here yet"),
+                    StandBy::PeerPrimary { peer } => match peer {
+                        Some(peer) => write!(f, "{peer} holds it (Primary)"),
+                        None => f.write_str("a peer holds it (Primary)"),
+                    },
+                    StandBy::NoQuorum { quorum: Quorum::No } => {
+                        f.write_str("DRBD says this node's partition has no quorum")
+                    }
+                    StandBy::NoQuorum { .. } => {
+                        f.write_str("DRBD does not say this node's partition has quorum")
+                    }
+                    StandBy::QuorumNotEnforced => f.write_str(
+                        "the running DRBD configuration does not enforce quorum, so DRBD's quorum proves nothing: set `quorum majority` in the resource's options and run `drbdadm adjust` (failover: auto needs it)",
+                    ),
+                    StandBy::Disk { disk } => {
+                        write!(f, "this node's data is {disk}, not UpToDate")
+                    }
+                    StandBy::Preferred { peer } => write!(
+                        f,
+                        "{peer}, listed before this node, is connected and UpToDate: it takes the service"
+                    ),
+                }
+            }
+        }
+    }
+}
+
 /// The decision for `this` node, listed in `nodes` (in order of preference), from its view of
 /// the service's DRBD resource (`None`: not up here). `quorum_enforced`: whether the running
 /// configuration of that resource enforces quorum (`quorum majority`, `all` or a number), as

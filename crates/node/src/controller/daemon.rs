@@ -68,6 +68,10 @@ pub struct ServiceView {
     /// Primary, UpToDate`.
     #[serde(default)]
     pub drbd: Vec<String>,
+    /// For a service that fails over, what DRBD decided here at the last observation:
+    /// `standby here: deb1 holds it (Primary)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
     pub result: ServiceResult,
     pub last_reconcile: Option<String>,
     pub next_retry: Option<String>,
@@ -161,6 +165,7 @@ struct Seen {
     runs_on: Vec<String>,
     standby: bool,
     drbd: Vec<String>,
+    failover: Option<String>,
 }
 
 impl Seen {
@@ -181,6 +186,11 @@ impl Seen {
             runs_on: status.runs_on.clone(),
             standby: status.standby,
             drbd,
+            failover: status
+                .failover
+                .as_ref()
+                .and_then(|f| f.decision.as_ref())
+                .map(ToString::to_string),
         }
     }
 }
@@ -192,12 +202,14 @@ impl ServiceView {
             || self.converged != Some(seen.converged)
             || self.runs_on != seen.runs_on
             || self.standby != seen.standby
-            || self.drbd != seen.drbd;
+            || self.drbd != seen.drbd
+            || self.failover != seen.failover;
         self.status = Some(seen.status);
         self.converged = Some(seen.converged);
         self.runs_on = seen.runs_on;
         self.standby = seen.standby;
         self.drbd = seen.drbd;
+        self.failover = seen.failover;
         changed
     }
 }
@@ -709,7 +721,17 @@ impl Daemon {
                     format!("up on {pin}; standby here")
                 }
                 Some(pin) => format!("{} on {pin}", service.desired_here(&self.config.node)),
-                None => service.desired_here(&self.config.node).to_string(),
+                None => match service.failover() {
+                    Some(f) if view.standby => {
+                        format!("up, fails over: {}; standby here", f.nodes.join(", "))
+                    }
+                    Some(f) => format!(
+                        "{}, fails over: {}",
+                        service.desired_here(&self.config.node),
+                        f.nodes.join(", ")
+                    ),
+                    None => service.desired_here(&self.config.node).to_string(),
+                },
             };
             view.source = service.source.clone();
             services.push(view);
