@@ -208,7 +208,14 @@ fn type_words(root: &Value, schema: &Value) -> String {
             (Some(min), None) => format!("integer ≥ {min}"),
             _ => "integer".to_owned(),
         },
-        "array" => "command: list of strings".to_owned(),
+        "array" => match schema
+            .get("items")
+            .and_then(|items| items.get("pattern"))
+            .and_then(Value::as_str)
+        {
+            Some(NAME_PATTERN) => "list of names".to_owned(),
+            _ => "command: list of strings".to_owned(),
+        },
         "object" => "mapping".to_owned(),
         other => other.to_owned(),
     }

@@ -95,11 +95,13 @@ pub struct ManifestDoc {
     /// `auto` (by itself, on DRBD quorum: needs `nodes` with at least two, one DRBD resource
     /// whose configuration enforces quorum, and no `allow_two_primaries`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "FailoverMode")]
     pub failover: Option<FailoverMode>,
     /// With `failover: auto`: `never` (default; the service stays where it failed over to) or
     /// `preferred` (once a node listed before the holder is connected and UpToDate, the holder
     /// stops the service and it moves back as a switchover).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Failback")]
     pub failback: Option<Failback>,
     /// The resources by id, `KIND#N`: `drbd#0`, `fs#1`, `container#0`, `app#2` (N without
     /// leading zeros). They start in kind order (drbd, fs, container, app), then N ascending, and
