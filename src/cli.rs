@@ -112,6 +112,11 @@ pub enum Command {
         /// each and move the service from the first to the last by editing `node:`, and back
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
         nodes: u8,
+        /// Automatic failover instead: deb1 and deb2 with data, tb a diskless tiebreaker
+        /// (DRBD quorum), the service on deb1 with `failover: auto`; deb1 loses power, deb2
+        /// takes the service over, deb1 comes back and stands by
+        #[arg(long, conflicts_with = "nodes")]
+        failover: bool,
     },
 }
 
@@ -170,7 +175,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             status_command(&config, &manifest_dir(&config, dir), json)
         }
         #[cfg(feature = "sim")]
-        Command::Demo { nodes } => crate::demo::run(nodes),
+        Command::Demo { nodes, failover } => crate::demo::run(nodes, failover),
     }
 }
 

@@ -55,11 +55,14 @@ fn choose_lxc() -> Result<Option<String>, String> {
 
 /// `converge demo --nodes N`: 1, the default, is the single sandboxed node below; 2 or 3 are
 /// simulated nodes, each running `converge run`, between which the service moves
-/// ([`nodes`]).
-pub fn run(nodes: u8) -> Result<u8, String> {
+/// ([`nodes`]). `failover`: deb1, deb2 and a diskless tiebreaker, and a power cut.
+pub fn run(nodes: u8, failover: bool) -> Result<u8, String> {
+    if failover {
+        return nodes::run(nodes::Scenario::Failover);
+    }
     match nodes {
         1 => one_node(),
-        2 | 3 => nodes::run(usize::from(nodes)),
+        2 | 3 => nodes::run(nodes::Scenario::Switchover(usize::from(nodes))),
         n => Err(format!("demo --nodes {n}: 1, 2 or 3 nodes")),
     }
 }

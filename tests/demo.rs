@@ -2,7 +2,8 @@
 //! and back, both daemons' logs are shown with their node's prefix, and nothing is left behind
 //! (no loop device over the demo's files, no mount, no cgroup, no directory), also when the
 //! demo is interrupted with Ctrl-C (SIGINT to its process group) in the middle of a switchover.
-//! Without root they say why they skip.
+//! `converge demo --failover`: deb1 loses power, deb2 takes the service over by itself, deb1
+//! comes back and stands by. Without root they say why they skip.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -39,8 +40,13 @@ fn can_run(name: &str) -> bool {
 /// The demo, in a process group of its own (so a test can Ctrl-C it as a terminal would); its
 /// output lines arrive on the receiver.
 fn start() -> (Child, mpsc::Receiver<String>) {
+    start_with(&["--nodes", "2"])
+}
+
+fn start_with(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
     let mut child = Command::new(CONVERGE)
-        .args(["demo", "--nodes", "2"])
+        .arg("demo")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -96,7 +102,7 @@ fn signal_group(child: &Child, signal: i32) {
 fn work_dir(lines: &[String]) -> PathBuf {
     let first = lines
         .iter()
-        .find(|l| l.starts_with("converge demo --nodes 2:"))
+        .find(|l| l.starts_with("converge demo --"))
         .unwrap_or_else(|| panic!("no headline:\n{}", lines.join("\n")));
     let path = first
         .split(" in ")
@@ -239,4 +245,51 @@ fn demo_with_two_nodes_cleans_up_after_ctrl_c() {
     assert_ne!(code, 0, "{output}");
     assert!(output.contains("interrupted"), "{output}");
     nothing_left(&work_dir(&lines), &output);
+}
+
+#[test]
+fn demo_failover_moves_the_service_when_its_node_loses_power_and_leaves_nothing_behind() {
+    let name =
+        "demo_failover_moves_the_service_when_its_node_loses_power_and_leaves_nothing_behind";
+    if !can_run(name) {
+        return;
+    }
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (child, rx) = start_with(&["--failover"]);
+    let mut lines = Vec::new();
+    let code = finish(child, &rx, &mut lines);
+    let output = lines.join("\n");
+    assert_eq!(code, 0, "{output}");
+    let work = work_dir(&lines);
+    let running = find(&lines, 0, "== settled: drbdsvc.opensvc.com runs on deb1");
+    let deb2 = find(&lines, running, "-- converge status on deb2");
+    find(
+        &lines,
+        deb2,
+        "failover: standby here: deb1 holds it (Primary)",
+    );
+    let cut = find(&lines, deb2, "== deb1 loses power");
+    let waited = find(
+        &lines,
+        cut,
+        "deb2 | DRBD#0  INFO    failover: this node may take the service; waiting 1s (listed 2nd)",
+    );
+    let promoted = find(
+        &lines,
+        waited,
+        "deb2 | DRBD#0  INFO    drbdadm primary data",
+    );
+    find(&lines, promoted, "deb2 | APP     INFO    start done");
+    let moved = find(&lines, promoted, "failed over to deb2 in ");
+    let back = find(&lines, moved, "== deb1 is powered on again");
+    let settled = find(&lines, back, "deb1 stands by (failback: never)");
+    let deb1 = find(&lines, settled, "-- converge status on deb1");
+    find(
+        &lines,
+        deb1,
+        "failover: standby here: deb2 holds it (Primary)",
+    );
+    find(&lines, settled, "== nothing left behind");
+    assert!(!output.contains(" ERROR "), "{output}");
+    nothing_left(&work, &output);
 }

@@ -6,6 +6,11 @@
 //! each line prefixed by its node, and `converge status` of every node whenever things have
 //! settled.
 //!
+//! `converge demo --failover` runs deb1 and deb2 with data and tb, a diskless tiebreaker (DRBD
+//! quorum needs a third voter... of sorts: see operations.md), the service failing over between
+//! deb1 and deb2 (`failover: auto`): it starts on deb1, deb1 loses power, deb2 takes the service
+//! over by itself, deb1 comes back and stands by.
+//!
 //! Everything lives in a temporary directory, the nodes' namespaces, a private mount namespace
 //! (the demo re-runs itself under `unshare`), loop devices and one cgroup; all of it goes at
 //! the end, also after an error or Ctrl-C (SIGINT, SIGTERM, SIGHUP are caught to clean up),
@@ -21,7 +26,8 @@ use std::time::{Duration, Instant};
 use converge_node::controller::daemon::{ServiceResult, read_view};
 use converge_sim::sandbox::detach_loops_under;
 use converge_sim::world::{
-    NodeProcess, World, missing_world_programs, remove_world_cgroup, terminate, world_cgroup,
+    NodeProcess, NodeSpec, World, missing_world_programs, remove_world_cgroup, terminate,
+    world_cgroup,
 };
 
 /// Set for the re-executed demo inside its namespace: the work directory.
@@ -82,13 +88,49 @@ impl Signals {
     }
 }
 
-pub fn run(nodes: usize) -> Result<u8, String> {
-    if let Some(work) = std::env::var_os(INSIDE) {
-        return inside(Path::new(&work), nodes);
+/// What the demo shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// `--nodes N` (2 or 3): a switchover by editing `node:`, and back.
+    Switchover(usize),
+    /// `--failover`: a power cut on the node running a service with `failover: auto`.
+    Failover,
+}
+
+impl Scenario {
+    fn specs(self) -> Vec<NodeSpec> {
+        match self {
+            Scenario::Switchover(nodes) => NAMES[..nodes]
+                .iter()
+                .map(|n| NodeSpec::diskful(n))
+                .collect(),
+            Scenario::Failover => vec![
+                NodeSpec::diskful("deb1"),
+                NodeSpec::diskful("deb2"),
+                NodeSpec::diskless("tb"),
+            ],
+        }
     }
+
+    /// The demo's own arguments, for its re-run inside the namespace.
+    fn args(self) -> Vec<String> {
+        match self {
+            Scenario::Switchover(nodes) => vec!["--nodes".into(), nodes.to_string()],
+            Scenario::Failover => vec!["--failover".into()],
+        }
+    }
+}
+
+pub fn run(scenario: Scenario) -> Result<u8, String> {
+    if let Some(work) = std::env::var_os(INSIDE) {
+        return inside(Path::new(&work), scenario);
+    }
+    let names: Vec<String> = scenario.specs().into_iter().map(|s| s.name).collect();
+    let nodes = names.len();
+    let args = scenario.args().join(" ");
     if !converge_sim::testing::is_root() {
         return Err(format!(
-            "demo needs root: it creates loop devices, mounts and namespaces for {nodes} simulated nodes (try: sudo converge demo --nodes {nodes})"
+            "demo needs root: it creates loop devices, mounts and namespaces for {nodes} simulated nodes (try: sudo converge demo {args})"
         ));
     }
     let missing = missing_world_programs();
@@ -99,8 +141,8 @@ pub fn run(nodes: usize) -> Result<u8, String> {
         std::env::current_exe().map_err(|e| format!("cannot find the converge binary: {e}"))?;
     let work = super::make_work_dir()?;
     println!(
-        "converge demo --nodes {nodes}: {} in {} (simulated DRBD in world mode, real drbdadm, loop devices, ext3, simulated OpenVZ; each node its own namespaces and `converge run`)",
-        NAMES[..nodes].join(", "),
+        "converge demo {args}: {} in {} (simulated DRBD in world mode, real drbdadm, loop devices, ext3, simulated OpenVZ; each node its own namespaces and `converge run`)",
+        names.join(", "),
         work.display()
     );
     // Caught before the demo inside starts, so that a Ctrl-C never leaves this process dead
@@ -110,7 +152,8 @@ pub fn run(nodes: usize) -> Result<u8, String> {
     let child = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(&exe)
-        .args(["demo", "--nodes", &nodes.to_string()])
+        .arg("demo")
+        .args(scenario.args())
         .env(INSIDE, &work)
         .stdin(Stdio::null())
         .spawn();
@@ -190,15 +233,17 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 }
 
 /// In the private namespace: the world, the daemons, the two switchovers, then teardown.
-fn inside(work: &Path, nodes: usize) -> Result<u8, String> {
+fn inside(work: &Path, scenario: Scenario) -> Result<u8, String> {
     let signals = Signals::catch(Arc::new(AtomicU32::new(0)))?;
     let exe =
         std::env::current_exe().map_err(|e| format!("cannot find the converge binary: {e}"))?;
-    let names = &NAMES[..nodes];
     println!("\n== building the nodes: namespaces, the shared disk, the seed service's data");
-    let mut world = World::create(work, &exe, names).map_err(|e| e.to_string())?;
+    let mut world = World::create_with(work, &exe, &scenario.specs()).map_err(|e| e.to_string())?;
     let shown = Shown::default();
-    let result = with_daemons(&world, &exe, &signals, &shown);
+    let result = match scenario {
+        Scenario::Switchover(_) => with_daemons(&world, &exe, &signals, &shown),
+        Scenario::Failover => failover(&mut world, &exe, &signals, &shown),
+    };
     let problems = world.teardown();
     shown.join();
     if !problems.is_empty() {
@@ -296,6 +341,86 @@ fn with_daemons(world: &World, exe: &Path, signals: &Signals, shown: &Shown) -> 
     result
 }
 
+/// The failover scenario: the manifest made to fail over between deb1 and deb2, a daemon on
+/// each node (tb included), a power cut on deb1, deb1 back.
+fn failover(world: &mut World, exe: &Path, signals: &Signals, shown: &Shown) -> Result<u8, String> {
+    let manifest = world.manifest.clone();
+    let text = std::fs::read_to_string(&manifest)
+        .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
+    let text = text.replace("node: deb1\n", "nodes: [deb1, deb2]\nfailover: auto\n");
+    std::fs::write(&manifest, &text).map_err(|e| format!("writing {}: {e}", manifest.display()))?;
+    println!(
+        "\n== the manifest ({}): the service fails over between deb1 and deb2\n{text}",
+        manifest.display()
+    );
+    println!(
+        "== converge run on deb1, deb2 and tb: their logs follow as they come, prefixed by node"
+    );
+    let mut daemons: Vec<NodeProcess> = Vec::new();
+    let mut result = Ok(0);
+    for node in ["deb1", "deb2", "tb"] {
+        match start_daemon(world, exe, node, shown) {
+            Ok(daemon) => daemons.push(daemon),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if result.is_ok() {
+        result = power_cut(world, exe, signals, shown, &mut daemons);
+    }
+    println!(
+        "\n== cleaning up: the daemons stop (SIGTERM), every node is powered off, the disk detached"
+    );
+    for daemon in &mut daemons {
+        if let Err(e) = daemon.terminate(STOP_WITHIN) {
+            eprintln!("converge demo: stopping {}'s daemon: {e}", daemon.node);
+        }
+    }
+    result
+}
+
+fn power_cut(
+    world: &mut World,
+    exe: &Path,
+    signals: &Signals,
+    shown: &Shown,
+    daemons: &mut Vec<NodeProcess>,
+) -> Result<u8, String> {
+    let service = world.service.clone();
+    settle(world, signals, "deb1", &[])?;
+    show_statuses(
+        world,
+        exe,
+        &format!("{service} runs on deb1; deb2 and tb stand by (DRBD up, Secondary; tb diskless)"),
+    )?;
+    println!("\n== deb1 loses power: its daemon, mounts and DRBD are gone, nobody edits anything");
+    let started = Instant::now();
+    world.power_off("deb1").map_err(|e| e.to_string())?;
+    // Its daemon died with it.
+    daemons.retain(|d| d.node != "deb1");
+    settle(world, signals, "deb2", &["deb1"])?;
+    show_statuses(
+        world,
+        exe,
+        &format!(
+            "{service} failed over to deb2 in {:.1} s (it kept quorum with tb); deb1 is off",
+            started.elapsed().as_secs_f64()
+        ),
+    )?;
+    println!("\n== deb1 is powered on again: its daemon starts, its DRBD connects and resyncs");
+    world.power_on("deb1").map_err(|e| e.to_string())?;
+    daemons.push(start_daemon(world, exe, "deb1", shown)?);
+    settle(world, signals, "deb2", &[])?;
+    show_statuses(
+        world,
+        exe,
+        &format!("deb1 stands by (failback: never); {service} stays on deb2"),
+    )?;
+    Ok(0)
+}
+
 /// Settled on `first`, then moved to `last`, then back.
 fn switchovers(
     world: &World,
@@ -306,7 +431,7 @@ fn switchovers(
 ) -> Result<u8, String> {
     let service = &world.service;
     let manifest = world.manifest.display();
-    settle(world, signals, first)?;
+    settle(world, signals, first, &[])?;
     show_statuses(
         world,
         exe,
@@ -319,7 +444,7 @@ fn switchovers(
         println!("\n== switchover: `node: {from}` → `node: {to}` in {manifest}");
         let started = Instant::now();
         world.set_state("up", to).map_err(|e| e.to_string())?;
-        settle(world, signals, to)?;
+        settle(world, signals, to, &[])?;
         show_statuses(
             world,
             exe,
@@ -345,9 +470,9 @@ fn stand_by(world: &World, on: &str) -> String {
     format!("{} {verb} by", others.join(", "))
 }
 
-/// Waits until the service runs on `on`, every other node stands by, and every daemon says
-/// so (converged); gives up on a signal or after [`SETTLE_WITHIN`].
-fn settle(world: &World, signals: &Signals, on: &str) -> Result<(), String> {
+/// Waits until the service runs on `on`, every other node but those `off` stands by, and every
+/// daemon says so (converged); gives up on a signal or after [`SETTLE_WITHIN`].
+fn settle(world: &World, signals: &Signals, on: &str, off: &[&str]) -> Result<(), String> {
     let start = Instant::now();
     loop {
         if signals.caught() {
@@ -356,9 +481,9 @@ fn settle(world: &World, signals: &Signals, on: &str) -> Result<(), String> {
         let others_stand_by = world
             .nodes
             .iter()
-            .filter(|n| n.name != on)
+            .filter(|n| n.name != on && !off.contains(&n.name.as_str()))
             .all(|n| world.stands_by(&n.name));
-        if world.runs_on(on) && others_stand_by && daemons_converged(world) {
+        if world.runs_on(on) && others_stand_by && daemons_converged(world, off) {
             return Ok(());
         }
         if start.elapsed() > SETTLE_WITHIN {
@@ -372,23 +497,28 @@ fn settle(world: &World, signals: &Signals, on: &str) -> Result<(), String> {
     }
 }
 
-/// Every node's daemon has looked at the service since and found it as it should be there.
-fn daemons_converged(world: &World) -> bool {
-    world.nodes.iter().all(|n| {
-        read_view(&n.state_dir).is_some_and(|view| {
-            !view.services.is_empty()
-                && view
-                    .services
-                    .iter()
-                    .all(|s| s.result == ServiceResult::Converged)
+/// Every running node's daemon has looked at the service since and found it as it should be
+/// there.
+fn daemons_converged(world: &World, off: &[&str]) -> bool {
+    world
+        .nodes
+        .iter()
+        .filter(|n| !off.contains(&n.name.as_str()))
+        .all(|n| {
+            read_view(&n.state_dir).is_some_and(|view| {
+                !view.services.is_empty()
+                    && view
+                        .services
+                        .iter()
+                        .all(|s| s.result == ServiceResult::Converged)
+            })
         })
-    })
 }
 
-/// `converge status` on every node, printed as one block (the daemons' lines wait).
+/// `converge status` on every powered node, printed as one block (the daemons' lines wait).
 fn show_statuses(world: &World, exe: &Path, headline: &str) -> Result<(), String> {
     let mut text = format!("\n== settled: {headline}\n");
-    for node in &world.nodes {
+    for node in world.nodes.iter().filter(|n| world.powered(&n.name)) {
         let config = node.config.to_string_lossy();
         let out = world
             .run(

@@ -684,6 +684,8 @@ impl World {
                         && !r.connections.is_empty()
                         && r.connections
                             .iter()
+                            // A peer that is powered off cannot be connected to.
+                            .filter(|c| c.name.as_deref().is_none_or(|p| self.powered(p)))
                             .all(|c| c.state == ConnectionState::Connected)
                 })
         });
@@ -983,6 +985,13 @@ impl World {
             .map(drop)
             .map_err(|e| step_error(format!("power off {node}'s containers"), e.to_string()));
         killed.and(hooked).and(containers)
+    }
+
+    /// Whether `node` is powered on (and exists).
+    pub fn powered(&self, node: &str) -> bool {
+        self.nodes
+            .iter()
+            .any(|n| n.name == node && n.holder.is_some())
     }
 
     /// Powers `node` on again: new namespaces (a fresh /dev, nothing mounted), DRBD down.
