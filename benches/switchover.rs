@@ -28,8 +28,13 @@
 //! Needs root (loop devices, mounts, namespaces): it re-runs itself in a private mount
 //! namespace, as the daemon bench's promote part does. Not run by `cargo test`.
 //!
+//! A third kind is no change of the manifests: **failover**, on a world of its own (deb1, deb2
+//! and a diskless tiebreaker, the service with `failover: auto`), the node running the service
+//! is powered off and the window ends when the app has started on the other; the powered-off
+//! node is powered on again and stands by before the next run, alternately deb1 and deb2.
+//!
 //! `cargo bench --bench switchover`; `CONVERGE_BENCH_RUNS` (default 20) sets the number of
-//! switchovers of each kind, `CONVERGE_BENCH_CHANGE=published|edited` runs one kind only,
+//! runs of each kind, `CONVERGE_BENCH_CHANGE=published|edited|failover` runs one kind only,
 //! `CONVERGE_BENCH_DEBOUNCE` (e.g. `50ms`) the daemons' debounce instead of the
 //! default 200 ms, `CONVERGE_BENCH_WRAP_PROBES=1` wraps `drbdsetup` and `vzlist` too (where
 //! observation time goes), `CONVERGE_BENCH_LOGS=DIR` keeps the daemons' logs (JSON, verbose) and the
@@ -44,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use converge_sim::world::{NodeProcess, World};
+use converge_sim::world::{NodeProcess, NodeSpec, World};
 
 const CONVERGE: &str = env!("CARGO_BIN_EXE_converge");
 /// Set for the re-run inside the private mount namespace: the work directory.
@@ -58,6 +63,8 @@ const PROBES: &[&str] = &["drbdsetup", "vzlist"];
 /// The wrappers' record, in the wrappers' directory: one line per call.
 const CALLS: &str = "calls";
 const NODES: [&str; 2] = ["deb1", "deb2"];
+/// The failover world's diskless third node.
+const TIEBREAKER: &str = "tb";
 /// A hang guard, not a measure.
 const HANG: Duration = Duration::from_secs(120);
 
@@ -413,13 +420,10 @@ fn daemon(world: &World, node: &str, log: &Path) -> NodeProcess {
         .expect("converge run")
 }
 
-fn inside(work: &Path) {
-    let runs: usize = std::env::var("CONVERGE_BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
-    let debounce = std::env::var("CONVERGE_BENCH_DEBOUNCE").ok();
-    let world = World::create(work, Path::new(CONVERGE), &NODES).unwrap_or_else(|e| panic!("{e}"));
+/// Every node of `world` runs the programs that change the node (and, with
+/// `CONVERGE_BENCH_WRAP_PROBES`, those that look) through the wrapper; returns the wrappers'
+/// record.
+fn wrap_commands(world: &World, work: &Path, debounce: Option<&str>) -> PathBuf {
     let exe = std::env::current_exe().expect("bench binary");
     let wrap = work.join("wrap");
     fs::create_dir_all(&wrap).expect("wrap dir");
@@ -430,7 +434,7 @@ fn inside(work: &Path) {
         std::os::unix::fs::symlink(&exe, wrap.join(program)).expect("wrapper link");
         commands.push_str(&format!("  {program}: {}\n", wrap.join(program).display()));
     }
-    if let Some(d) = &debounce {
+    if let Some(d) = debounce {
         commands.push_str(&format!("debounce: {d}\n"));
     }
     for node in &world.nodes {
@@ -438,7 +442,58 @@ fn inside(work: &Path) {
         config.push_str(&commands);
         fs::write(&node.config, config).expect("config");
     }
+    wrap.join(CALLS)
+}
+
+fn inside(work: &Path) {
+    let runs: usize = std::env::var("CONVERGE_BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let debounce = std::env::var("CONVERGE_BENCH_DEBOUNCE").ok();
+    let only = std::env::var("CONVERGE_BENCH_CHANGE").ok();
+    let kinds: Vec<Change> = [Change::Published, Change::Edited, Change::Failover]
+        .into_iter()
+        .filter(|k| only.as_deref().is_none_or(|o| o == k.word()))
+        .collect();
+    assert!(
+        !kinds.is_empty(),
+        "CONVERGE_BENCH_CHANGE: `published`, `edited` or `failover`, not {only:?}"
+    );
     let (direct, through) = wrapper_cost(work, 30);
+    let mut measured: Vec<(Change, Vec<Run>)> = Vec::new();
+    let edits: Vec<Change> = kinds
+        .iter()
+        .copied()
+        .filter(|k| *k != Change::Failover)
+        .collect();
+    if !edits.is_empty() {
+        measured.extend(by_edits(
+            &work.join("switchover"),
+            &edits,
+            runs,
+            debounce.as_deref(),
+        ));
+    }
+    if kinds.contains(&Change::Failover) {
+        let failovers = power_cuts(&work.join("failover"), runs, debounce.as_deref());
+        measured.push((Change::Failover, failovers));
+    }
+    for (kind, runs) in &measured {
+        report(*kind, runs, debounce.as_deref(), direct, through);
+    }
+}
+
+/// Switchovers by changing the manifests, `runs` of each kind, on a world of two nodes.
+fn by_edits(
+    work: &Path,
+    kinds: &[Change],
+    runs: usize,
+    debounce: Option<&str>,
+) -> Vec<(Change, Vec<Run>)> {
+    fs::create_dir_all(work).expect("work dir");
+    let world = World::create(work, Path::new(CONVERGE), &NODES).unwrap_or_else(|e| panic!("{e}"));
+    let calls_path = wrap_commands(&world, work, debounce);
 
     let logs: BTreeMap<&str, PathBuf> = NODES
         .iter()
@@ -448,18 +503,8 @@ fn inside(work: &Path) {
     settled(&world, NODES[0], NODES[1]);
     std::thread::sleep(Duration::from_secs(1));
 
-    let calls_path = wrap.join(CALLS);
-    let only = std::env::var("CONVERGE_BENCH_CHANGE").ok();
-    let kinds: Vec<Change> = [Change::Published, Change::Edited]
-        .into_iter()
-        .filter(|k| only.as_deref().is_none_or(|o| o == k.word()))
-        .collect();
-    assert!(
-        !kinds.is_empty(),
-        "CONVERGE_BENCH_CHANGE: `published` or `edited`, not {only:?}"
-    );
     let mut measured: Vec<(Change, Vec<Run>)> = Vec::new();
-    for kind in kinds {
+    for &kind in kinds {
         println!("{}:", kind.describe());
         let runs = switchovers(&world, &calls_path, kind, runs);
         measured.push((kind, runs));
@@ -478,17 +523,85 @@ fn inside(work: &Path) {
     let mut world = world;
     let problems = world.teardown();
     assert!(problems.is_empty(), "{problems:?}");
-
-    for (kind, runs) in &measured {
-        report(*kind, runs, debounce.as_deref(), direct, through);
-    }
+    measured
 }
 
-/// How the manifests change.
+/// Failovers: the node running the service (`failover: auto` between deb1 and deb2, tb a
+/// diskless tiebreaker) loses power, `runs` times, alternately deb1 and deb2; each time it is
+/// powered on again and stands by before the next. Timed from the power cut.
+fn power_cuts(work: &Path, runs: usize, debounce: Option<&str>) -> Vec<Run> {
+    fs::create_dir_all(work).expect("work dir");
+    let specs = [
+        NodeSpec::diskful(NODES[0]),
+        NodeSpec::diskful(NODES[1]),
+        NodeSpec::diskless(TIEBREAKER),
+    ];
+    let mut world =
+        World::create_with(work, Path::new(CONVERGE), &specs).unwrap_or_else(|e| panic!("{e}"));
+    let calls_path = wrap_commands(&world, work, debounce);
+    let text = fs::read_to_string(&world.manifest).expect("manifest");
+    let text = text.replace(
+        &format!("node: {}\n", NODES[0]),
+        &format!("nodes: [{}, {}]\nfailover: auto\n", NODES[0], NODES[1]),
+    );
+    fs::write(&world.manifest, text).expect("manifest");
+    let log = |n: &str| work.join(format!("daemon-{n}.log"));
+    let mut daemons: BTreeMap<&str, NodeProcess> = [NODES[0], NODES[1], TIEBREAKER]
+        .into_iter()
+        .map(|n| (n, daemon(&world, n, &log(n))))
+        .collect();
+    settled(&world, NODES[0], NODES[1]);
+    std::thread::sleep(Duration::from_secs(1));
+    println!("{}:", Change::Failover.describe());
+    let mut measured = Vec::new();
+    for i in 0..runs {
+        let (from, to) = if i % 2 == 0 {
+            (NODES[0], NODES[1])
+        } else {
+            (NODES[1], NODES[0])
+        };
+        // Its daemon dies with it.
+        daemons.remove(from);
+        let t0 = now_ns();
+        world.power_off(from).unwrap_or_else(|e| panic!("{e}"));
+        until(
+            &format!("the app to start on {to}"),
+            || {
+                read_calls(&calls_path)
+                    .iter()
+                    .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
+            },
+            Duration::from_millis(10),
+        );
+        let run = measure(&read_calls(&calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
+        println!(
+            "run {:>2} {from} off → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
+            i + 1,
+            ms(run.to_app_begin),
+            ms(run.to_app_end),
+            run.count,
+            ms(run.commands),
+            ms(run.to_app_end.saturating_sub(run.commands)),
+        );
+        measured.push(run);
+        world.power_on(from).unwrap_or_else(|e| panic!("{e}"));
+        daemons.insert(from, daemon(&world, from, &log(from)));
+        settled(&world, to, from);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    drop(daemons);
+    let problems = world.teardown();
+    assert!(problems.is_empty(), "{problems:?}");
+    measured
+}
+
+/// How the service comes to move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Change {
     Published,
     Edited,
+    /// Not a change of the manifests: the node running it loses power (`failover: auto`).
+    Failover,
 }
 
 impl Change {
@@ -496,6 +609,7 @@ impl Change {
         match self {
             Change::Published => "published",
             Change::Edited => "edited",
+            Change::Failover => "failover",
         }
     }
 
@@ -507,6 +621,9 @@ impl Change {
             Change::Edited => {
                 "edited in place (a manifest renamed over the old one) → app start on the new node"
             }
+            Change::Failover => {
+                "the node running it powered off (failover: auto, a diskless tiebreaker) → app start on the other"
+            }
         }
     }
 
@@ -514,6 +631,7 @@ impl Change {
         match self {
             Change::Published => world.publish("up", to),
             Change::Edited => world.set_state("up", to),
+            Change::Failover => panic!("a failover is a power cut, not a manifest change"),
         }
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -568,8 +686,12 @@ fn switchovers(world: &World, calls_path: &Path, kind: Change, runs: usize) -> V
 fn report(kind: Change, runs: &[Run], debounce: Option<&str>, direct: Duration, through: Duration) {
     let of = |f: fn(&Run) -> Duration| runs.iter().map(f).collect::<Vec<_>>();
     let debounce = debounce.unwrap_or("200 ms (default)");
+    let what = match kind {
+        Change::Published | Change::Edited => "switchover, manifests",
+        Change::Failover => "failover,",
+    };
     println!(
-        "\nswitchover, manifests {} ({} runs, alternating; debounce {debounce}):",
+        "\n{what} {} ({} runs, alternating; debounce {debounce}):",
         kind.describe(),
         runs.len()
     );
