@@ -564,26 +564,8 @@ fn power_cuts(work: &Path, runs: usize, debounce: Option<&str>) -> Vec<Run> {
         daemons.remove(from);
         let t0 = now_ns();
         world.power_off(from).unwrap_or_else(|e| panic!("{e}"));
-        until(
-            &format!("the app to start on {to}"),
-            || {
-                read_calls(&calls_path)
-                    .iter()
-                    .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
-            },
-            Duration::from_millis(10),
-        );
-        let run = measure(&read_calls(&calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
-        println!(
-            "run {:>2} {from} off → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
-            i + 1,
-            ms(run.to_app_begin),
-            ms(run.to_app_end),
-            run.count,
-            ms(run.commands),
-            ms(run.to_app_end.saturating_sub(run.commands)),
-        );
-        measured.push(run);
+        wait_app_start(&calls_path, t0, to);
+        measured.push(measured_run(&calls_path, t0, from, to, i));
         world.power_on(from).unwrap_or_else(|e| panic!("{e}"));
         daemons.insert(from, daemon(&world, from, &log(from)));
         settled(&world, to, from);
@@ -638,6 +620,41 @@ impl Change {
 }
 
 /// `runs` switchovers, alternately to each node, each started by a change of `kind`.
+/// Until the app's start script ran on `to` after `t0`. The wrappers' file is all that is read
+/// while the move runs: nothing else competes with the daemons for the two cores.
+fn wait_app_start(calls_path: &Path, t0: u128, to: &str) {
+    until(
+        &format!("the app to start on {to}"),
+        || {
+            read_calls(calls_path)
+                .iter()
+                .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
+        },
+        Duration::from_millis(10),
+    );
+}
+
+/// Run `i` (from 0), measured from the wrappers' record, and printed.
+fn measured_run(
+    calls_path: &Path,
+    t0: u128,
+    from: &'static str,
+    to: &'static str,
+    i: usize,
+) -> Run {
+    let run = measure(&read_calls(calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "run {:>2} {from} → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
+        i + 1,
+        ms(run.to_app_begin),
+        ms(run.to_app_end),
+        run.count,
+        ms(run.commands),
+        ms(run.to_app_end.saturating_sub(run.commands)),
+    );
+    run
+}
+
 fn switchovers(world: &World, calls_path: &Path, kind: Change, runs: usize) -> Vec<Run> {
     let mut measured = Vec::new();
     for i in 0..runs {
@@ -648,29 +665,9 @@ fn switchovers(world: &World, calls_path: &Path, kind: Change, runs: usize) -> V
             (NODES[1], NODES[0])
         };
         let t0 = ns_of(kind.make(world, to));
-        // The wrappers' file is all that is read while the switch runs: nothing else competes
-        // with the daemons for the two cores.
-        until(
-            &format!("the app to start on {to}"),
-            || {
-                read_calls(calls_path)
-                    .iter()
-                    .any(|c| c.begin >= t0 && c.node == to && c.is_app_start())
-            },
-            Duration::from_millis(10),
-        );
+        wait_app_start(calls_path, t0, to);
         settled(world, to, from);
-        let run = measure(&read_calls(calls_path), t0, from, to).unwrap_or_else(|e| panic!("{e}"));
-        println!(
-            "run {:>2} {from} → {to}: app start begins {:>7}, done {:>7}; {} commands {:>7}; overhead {:>7}",
-            i + 1,
-            ms(run.to_app_begin),
-            ms(run.to_app_end),
-            run.count,
-            ms(run.commands),
-            ms(run.to_app_end.saturating_sub(run.commands)),
-        );
-        measured.push(run);
+        measured.push(measured_run(calls_path, t0, from, to, i));
         // Let both daemons finish what follows (the mount and DRBD events of the switch).
         std::thread::sleep(Duration::from_secs(1));
     }

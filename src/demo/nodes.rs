@@ -241,8 +241,18 @@ fn inside(work: &Path, scenario: Scenario) -> Result<u8, String> {
     let mut world = World::create_with(work, &exe, &scenario.specs()).map_err(|e| e.to_string())?;
     let shown = Shown::default();
     let result = match scenario {
-        Scenario::Switchover(_) => with_daemons(&world, &exe, &signals, &shown),
-        Scenario::Failover => failover(&mut world, &exe, &signals, &shown),
+        Scenario::Switchover(_) => with_daemons(&mut world, &exe, &shown, |world, _| {
+            let (first, last) = match world.nodes.as_slice() {
+                [first, .., last] => (first.name.clone(), last.name.clone()),
+                _ => return Err("a switchover needs two nodes".into()),
+            };
+            switchovers(world, &exe, &signals, &first, &last)
+        }),
+        Scenario::Failover => fail_over(&world).and_then(|()| {
+            with_daemons(&mut world, &exe, &shown, |world, daemons| {
+                power_cut(world, &exe, &signals, &shown, daemons)
+            })
+        }),
     };
     let problems = world.teardown();
     shown.join();
@@ -309,12 +319,18 @@ fn start_daemon(
     Ok(process)
 }
 
-fn with_daemons(world: &World, exe: &Path, signals: &Signals, shown: &Shown) -> Result<u8, String> {
-    let names: Vec<&str> = world.nodes.iter().map(|n| n.name.as_str()).collect();
-    let (first, last) = (names[0], names[names.len() - 1]);
+/// Starts `converge run` on every node, runs `scenario`, then stops the daemons still running
+/// (a scenario that powers a node off drops that node's daemon, which died with it).
+fn with_daemons(
+    world: &mut World,
+    exe: &Path,
+    shown: &Shown,
+    scenario: impl FnOnce(&mut World, &mut Vec<NodeProcess>) -> Result<u8, String>,
+) -> Result<u8, String> {
+    let names: Vec<String> = world.nodes.iter().map(|n| n.name.clone()).collect();
     println!(
         "\n== converge run on {}: their logs follow as they come, prefixed by node",
-        names.join(" and ")
+        names.join(", ")
     );
     let mut daemons = Vec::new();
     let mut result = Ok(0);
@@ -328,7 +344,7 @@ fn with_daemons(world: &World, exe: &Path, signals: &Signals, shown: &Shown) -> 
         }
     }
     if result.is_ok() {
-        result = switchovers(world, exe, signals, first, last);
+        result = scenario(world, &mut daemons);
     }
     println!(
         "\n== cleaning up: the daemons stop (SIGTERM), every node is powered off, the disk detached"
@@ -341,44 +357,18 @@ fn with_daemons(world: &World, exe: &Path, signals: &Signals, shown: &Shown) -> 
     result
 }
 
-/// The failover scenario: the manifest made to fail over between deb1 and deb2, a daemon on
-/// each node (tb included), a power cut on deb1, deb1 back.
-fn failover(world: &mut World, exe: &Path, signals: &Signals, shown: &Shown) -> Result<u8, String> {
-    let manifest = world.manifest.clone();
-    let text = std::fs::read_to_string(&manifest)
+/// The failover scenario's manifest: failing over between deb1 and deb2.
+fn fail_over(world: &World) -> Result<(), String> {
+    let manifest = &world.manifest;
+    let text = std::fs::read_to_string(manifest)
         .map_err(|e| format!("reading {}: {e}", manifest.display()))?;
     let text = text.replace("node: deb1\n", "nodes: [deb1, deb2]\nfailover: auto\n");
-    std::fs::write(&manifest, &text).map_err(|e| format!("writing {}: {e}", manifest.display()))?;
+    std::fs::write(manifest, &text).map_err(|e| format!("writing {}: {e}", manifest.display()))?;
     println!(
         "\n== the manifest ({}): the service fails over between deb1 and deb2\n{text}",
         manifest.display()
     );
-    println!(
-        "== converge run on deb1, deb2 and tb: their logs follow as they come, prefixed by node"
-    );
-    let mut daemons: Vec<NodeProcess> = Vec::new();
-    let mut result = Ok(0);
-    for node in ["deb1", "deb2", "tb"] {
-        match start_daemon(world, exe, node, shown) {
-            Ok(daemon) => daemons.push(daemon),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        result = power_cut(world, exe, signals, shown, &mut daemons);
-    }
-    println!(
-        "\n== cleaning up: the daemons stop (SIGTERM), every node is powered off, the disk detached"
-    );
-    for daemon in &mut daemons {
-        if let Err(e) = daemon.terminate(STOP_WITHIN) {
-            eprintln!("converge demo: stopping {}'s daemon: {e}", daemon.node);
-        }
-    }
-    result
+    Ok(())
 }
 
 fn power_cut(
