@@ -1,24 +1,26 @@
 //! Automatic failover on DRBD quorum (`nodes:` with `failover: auto`), on the multi-node DRBD
-//! simulator: two diskful nodes and a diskless tiebreaker (`quorum majority`), a daemon on each.
-//! The service runs on the first listed node; when that node loses power the other takes the
-//! service over, with no edit and no message between the nodes; when it comes back it stands
-//! by (`failback: never`). A checker samples every node throughout and fails the test on two
-//! Primaries or a mount on a node that is not Primary. Each test re-runs itself as root in a
-//! private mount namespace; without root it says why it skips.
+//! simulator: two diskful nodes and a diskless tiebreaker (`quorum majority; on-no-quorum
+//! io-error`), a daemon on each. The service runs on the first listed node; when that node
+//! loses power, or is cut off from both peers, the other takes the service over, with no edit
+//! and no message between the nodes; when it comes back it stands by (`failback: never`). A
+//! checker samples every node throughout and fails the test on two Primaries, a mount on a
+//! node that is not Primary, or a split brain. Each test re-runs itself as root in a private
+//! mount namespace; without root it says why it skips.
 
 mod support;
 
 use std::fs;
 use std::path::Path;
+use std::time::Instant;
 
-use converge_core::observe::drbd::Role;
+use converge_core::observe::drbd::{ReplicationState, Role};
 use converge_sim::testing::in_world_namespace;
 use converge_sim::world::{NodeSpec, World};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, app_running, checked, connected_everywhere, logs, mounted, role, settled_on,
-    until,
+    Daemon, Guard, RES, app_running, checked, connected_everywhere, logs, mounted, role,
+    settled_on, until,
 };
 
 /// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1,
@@ -139,6 +141,92 @@ fn with_failback_preferred_the_service_moves_back_once_its_node_returns() {
             daemons.push(Daemon::start(&world, "deb1"));
             // deb2 gives it back once deb1 is connected and UpToDate: a switchover.
             checked(&world, || settled_on(&world, "deb1"));
+            let log = logs(&world);
+            assert!(!log.contains(" ERROR "), "{log}");
+        },
+    );
+}
+
+/// Whether `node` resyncs from `source` right now (its replication towards it is SyncTarget).
+fn sync_target_of(world: &World, node: &str, source: &str) -> bool {
+    world.drbd().is_ok_and(|all| {
+        all.get(node)
+            .and_then(|n| n.resource(RES))
+            .is_some_and(|r| {
+                r.connections.iter().any(|c| {
+                    c.name.as_deref() == Some(source)
+                        && c.peer_devices
+                            .iter()
+                            .all(|p| p.replication == ReplicationState::SyncTarget)
+                })
+            })
+    })
+}
+
+/// deb1, running the service, is cut off from both peers: its partition (itself) has no
+/// quorum, so it stops the stack down to Secondary, while deb2 and the tiebreaker, a majority,
+/// take the service over on deb2. DRBD's `on-no-quorum io-error` keeps deb1 from writing
+/// while it is Primary without quorum, so the partition is no split brain: healed, deb1 is
+/// behind deb2 and resyncs from it (SyncTarget), then stands by.
+///
+/// The tiebreaker's link goes first. Cut the other way round, deb1 would keep quorum through
+/// the tiebreaker while apart from deb2 and go on writing (the simulator assumes it does),
+/// and deb2 taking over afterwards would be a real split brain: see the simulator's test
+/// `a_primary_that_keeps_quorum_through_the_tiebreaker_writes_apart_from_its_peer`.
+#[test]
+fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_survivor() {
+    in_world_namespace(
+        "a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_survivor",
+        |work| {
+            let (guard, _daemons) = started(work, "");
+            let world = guard.read();
+            checked(&world, || {
+                let cut = Instant::now();
+                world.cut("deb1", "tb").expect("cut deb1 from tb");
+                world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+                // deb1 gives the service up: unmounted, then Secondary.
+                until("deb1 to give the service up", &world, || {
+                    role(&world, "deb1") == Some(Role::Secondary) && !mounted(&world, "deb1")
+                });
+                let secondary = cut.elapsed();
+                let mut promoted = None;
+                until("deb2 to take the service over", &world, || {
+                    if promoted.is_none() && role(&world, "deb2") == Some(Role::Primary) {
+                        promoted = Some(cut.elapsed());
+                    }
+                    runs_on(&world, "deb2")
+                });
+                // The margin the checker relies on: deb2 promotes after its rank's second,
+                // deb1 must be Secondary by then.
+                eprintln!(
+                    "after the cut: deb1 Secondary at {secondary:?}, deb2 Primary at {promoted:?}, running the service at {:?}",
+                    cut.elapsed()
+                );
+            });
+            let log = logs(&world);
+            assert!(
+                log.contains("failover: this node may take the service; waiting 1s (listed 2nd)"),
+                "{log}"
+            );
+            // Healed, deb1 finds deb2 ahead of it: it resyncs from deb2 (held, so that it
+            // shows), then stands by; the service stays on deb2 (`failback: never`).
+            world.hold_resync(true).expect("hold resyncs");
+            checked(&world, || {
+                world.heal("deb1", "deb2").expect("heal deb1–deb2");
+                until("deb1 to resync from deb2", &world, || {
+                    sync_target_of(&world, "deb1", "deb2")
+                });
+                world.hold_resync(false).expect("release resyncs");
+                world.heal("deb1", "tb").expect("heal deb1–tb");
+                until("every node to connect", &world, || {
+                    connected_everywhere(&world)
+                });
+                settled_on(&world, "deb2");
+            });
+            until("deb1's status to say it stands by for deb2", &world, || {
+                status_of(&world, "deb1")
+                    .contains("failover: standby here: deb2 holds it (Primary)")
+            });
             let log = logs(&world);
             assert!(!log.contains(" ERROR "), "{log}");
         },

@@ -1070,8 +1070,10 @@ fn the_checker_sees_each_violation() {
         );
 
         // Promoted over a peer it cannot see: two Primaries, then a split brain. The world's
-        // resource has quorum, which refuses exactly that: it is turned off here (DRBD takes
-        // resource options live) to make the violation.
+        // resource has quorum, which refuses exactly that: deb2 may not promote, and deb1,
+        // Primary without quorum, cannot write (`on-no-quorum io-error`), so it would only be
+        // behind. Quorum is turned off on both here (DRBD takes resource options live) to
+        // make the violation.
         world.cut("deb1", "deb2").expect("cut");
         let refused = world
             .drbdadm("deb2", &["primary", RES])
@@ -1082,11 +1084,13 @@ fn the_checker_sees_each_violation() {
             "quorum refuses: {refused:?}"
         );
         let bin = world.bin.join("drbdsetup");
-        ok(
-            "deb2",
-            &bin.to_string_lossy(),
-            &["resource-options", RES, "--quorum=off"],
-        );
+        for node in ["deb1", "deb2"] {
+            ok(
+                node,
+                &bin.to_string_lossy(),
+                &["resource-options", RES, "--quorum=off"],
+            );
+        }
         ok("deb2", "drbdadm", &[&drbdsetup, "primary", RES]);
         let seen = violations(world).expect("sample");
         assert!(

@@ -2188,6 +2188,68 @@ mod tests {
         assert!(sim.ok("status data --json").contains("\"quorum\": true"));
     }
 
+    /// `on-no-quorum suspend-io` (DRBD's default) freezes I/O on a device without quorum:
+    /// drbdsetup says `suspended:quorum` in status (unasked), `--json` and events2, and
+    /// converge reads it; `io-error` suspends nothing (requests fail instead).
+    #[test]
+    fn without_quorum_suspend_io_says_suspended_quorum_everywhere() {
+        let sim = Sim::new();
+        sim.ok("new-resource data 0 --quorum=majority");
+        sim.ok("new-minor data 0 0 --diskless");
+        sim.ok("new-peer data 1 --_name=peer1 --protocol=C");
+        sim.ok("new-path data 1 ipv4:127.0.0.1:7789 ipv4:127.0.0.2:7789");
+        sim.ok("sim-peer data --connection Connecting");
+        sim.ok("connect data 1");
+        assert_eq!(
+            sim.ok("status data"),
+            "data role:Secondary suspended:quorum\n  disk:Diskless client:yes quorum:no open:no\n  peer1 connection:Connecting\n\n",
+        );
+        assert!(
+            sim.ok("status data --verbose").starts_with(
+                "data node-id:0 role:Secondary suspended:quorum force-io-failures:no\n"
+            )
+        );
+        let json = sim.ok("status data --json");
+        assert!(
+            json.contains("\"suspended\": true,") && json.contains("\"suspended-quorum\": true,"),
+            "{json}"
+        );
+        let status = drbdsetup_status::parse_json(&json).expect("json");
+        assert!(status["data"].suspended);
+        let dump = sim.ok("events2 --now data");
+        assert!(dump.contains(" suspended:quorum "), "{dump}");
+        let mut model = Events2State::new();
+        for event in parse_lines(&dump).expect("parses") {
+            model.apply(&event);
+        }
+        assert!(model.resources()["data"].suspended);
+
+        // io-error: requests fail instead; nothing is suspended, quorum is still missing.
+        sim.ok("resource-options data --on-no-quorum=io-error");
+        assert_eq!(
+            sim.ok("status data"),
+            "data role:Secondary\n  disk:Diskless client:yes quorum:no open:no\n  peer1 connection:Connecting\n\n",
+        );
+        let log = std::fs::read_to_string(sim.env.sim_dir.join("events.log")).expect("log");
+        let last: Event = serde_json::from_str(log.lines().last().expect("a line")).expect("json");
+        assert_eq!(
+            view::format_event(&last, EventOpts::default()),
+            "change resource name:data suspended:no"
+        );
+        // suspend-io again, and the peer comes: quorum, I/O thaws.
+        sim.ok("resource-options data --on-no-quorum=suspend-io");
+        assert!(
+            sim.ok("status data")
+                .starts_with("data role:Secondary suspended:quorum\n")
+        );
+        sim.ok("sim-peer data --connection Connected");
+        assert!(
+            sim.ok("status data --json")
+                .contains("\"suspended-quorum\": false,")
+        );
+        assert!(sim.ok("status data").starts_with("data role:Secondary\n"));
+    }
+
     /// DRBD gives a node that is diskless without meaning to be (no `--diskless`, nothing
     /// attached) no vote: it counts itself as unknown, and a single diskful peer is then no
     /// majority of the two.

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::drbd_state::{Backing, Resource, State};
-use super::drbd_view::Peers;
+use super::drbd_view::{self, Peers};
 
 /// Which DRBD the simulator pretends to be; it shapes /proc/drbd and `--version`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +84,13 @@ pub fn status_text(
             let _ = write!(out, " node-id:{}", res.node_id);
         }
         let _ = write!(out, " role:{}", res.role.as_str());
+        // drbdsetup shows a suspension unasked (resource_status in drbdsetup.c).
+        let suspended = drbd_view::suspended_quorum(res);
+        if v || suspended {
+            let _ = write!(out, " suspended:{}", drbd_view::suspended_word(suspended));
+        }
         if v {
-            out.push_str(" suspended:no force-io-failures:no");
+            out.push_str(" force-io-failures:no");
         }
         out.push('\n');
 
@@ -239,10 +244,11 @@ pub fn status_json(
         first = false;
         let _ = write!(
             out,
-            "{{\n  \"name\": {},\n  \"node-id\": {},\n  \"role\": \"{}\",\n  \"suspended\": false,\n  \"suspended-user\": false,\n  \"suspended-no-data\": false,\n  \"suspended-fencing\": false,\n  \"suspended-quorum\": false,\n  \"force-io-failures\": false,\n  \"write-ordering\": \"flush\",\n  \"devices\": [\n",
+            "{{\n  \"name\": {},\n  \"node-id\": {},\n  \"role\": \"{}\",\n  \"suspended\": {suspended},\n  \"suspended-user\": false,\n  \"suspended-no-data\": false,\n  \"suspended-fencing\": false,\n  \"suspended-quorum\": {suspended},\n  \"force-io-failures\": false,\n  \"write-ordering\": \"flush\",\n  \"devices\": [\n",
             json_str(&res.name),
             res.node_id,
-            res.role.as_str()
+            res.role.as_str(),
+            suspended = drbd_view::suspended_quorum(res),
         );
         let devices: Vec<String> = res
             .devices

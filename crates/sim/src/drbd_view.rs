@@ -183,6 +183,40 @@ pub fn has_quorum(res: &Resource) -> bool {
     res.devices.values().all(|d| d.quorum)
 }
 
+/// What DRBD does with I/O on a device without quorum (`on-no-quorum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnNoQuorum {
+    /// Every request completes with EIO (drbd_req.c: `cached_err_io` fails each bio).
+    IoError,
+    /// Requests are frozen until quorum returns: `suspended:quorum`.
+    SuspendIo,
+}
+
+/// The resource's `on-no-quorum` policy; DRBD's default is `suspend-io` (drbd.conf(5): "By
+/// default DRBD freezes IO on a device, that lost quorum").
+pub fn on_no_quorum(res: &Resource) -> OnNoQuorum {
+    match resource_option(res, "on-no-quorum") {
+        Some("io-error") => OnNoQuorum::IoError,
+        _ => OnNoQuorum::SuspendIo,
+    }
+}
+
+/// Whether the resource writes nothing now: some device lacks quorum, so under either
+/// `on-no-quorum` policy a write fails (`io-error`) or waits (`suspend-io`). DRBD then starts
+/// no new data generation either: `drbd_check_peers_new_current_uuid` (drbd_sender.c) makes
+/// a new current UUID only while the device has quorum. Never without the `quorum` option
+/// (every device has quorum then).
+pub fn writes_blocked(res: &Resource) -> bool {
+    !has_quorum(res)
+}
+
+/// DRBD's `is_suspended_quorum` (drbd_state.c): I/O is frozen for lack of quorum, which
+/// drbdsetup reports as `suspended:quorum`: the policy is `suspend-io` and some device has
+/// no quorum (whatever the role).
+pub fn suspended_quorum(res: &Resource) -> bool {
+    on_no_quorum(res) == OnNoQuorum::SuspendIo && !has_quorum(res)
+}
+
 /// A node reached from this one: a connected peer, or a node connected to one (DRBD's
 /// cluster-wide state changes are forwarded that far).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -424,6 +458,10 @@ pub enum Obj {
     Resource {
         name: String,
         role: Role,
+        /// I/O frozen for lack of quorum (`suspended:quorum`); an event logged before this
+        /// field existed had none.
+        #[serde(default)]
+        suspended_quorum: bool,
         may_promote: bool,
         promotion_score: u32,
     },
@@ -470,6 +508,12 @@ pub enum Obj {
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
+}
+
+/// drbdsetup's `susp_str` for what the simulator suspends: only quorum (`user`, `no-data`,
+/// `fencing` would join it comma-separated).
+pub fn suspended_word(quorum: bool) -> &'static str {
+    if quorum { "quorum" } else { "no" }
 }
 
 impl Obj {
@@ -536,12 +580,16 @@ impl Obj {
         match self {
             Obj::Resource {
                 role,
+                suspended_quorum,
                 may_promote,
                 promotion_score,
                 ..
             } => vec![
                 ("role", format!(" role:{}", role.as_str())),
-                ("suspended", " suspended:no".to_string()),
+                (
+                    "suspended",
+                    format!(" suspended:{}", suspended_word(*suspended_quorum)),
+                ),
                 ("force-io-failures", " force-io-failures:no".to_string()),
                 (
                     "promotion",
@@ -648,6 +696,7 @@ pub fn snapshot(
     let mut objs = vec![Obj::Resource {
         name: res.name.clone(),
         role: res.role,
+        suspended_quorum: suspended_quorum(res),
         may_promote,
         promotion_score,
     }];

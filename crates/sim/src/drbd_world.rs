@@ -16,8 +16,10 @@
 //! Data generations stand for DRBD's UUIDs: each node with a disk holds a generation of each
 //! resource's data; a Primary that is not connected to a peer holding its generation (or a
 //! later one) writes what that peer will not have, so it moves to a new generation (its
-//! connected peers with it). On a handshake the node whose generation is an ancestor of the other's is behind
-//! and resyncs; two generations on different branches are a split brain.
+//! connected peers with it) — unless it has no quorum: then `on-no-quorum` fails (`io-error`)
+//! or freezes (`suspend-io`) its writes, and it stays on the generation it had. On a
+//! handshake the node whose generation is an ancestor of the other's is behind and resyncs;
+//! two generations on different branches are a split brain.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -536,8 +538,9 @@ enum Outcome {
 }
 
 /// Applies DRBD's rules between the nodes after a change: stale resyncs stop, connected pairs
-/// shake hands (resync, split brain), and Primaries cut off from a peer diverge from it.
-/// Resyncs that start here finish in [`finish_resyncs`] unless they are held.
+/// shake hands (resync, split brain), every node's quorum is recomputed, and Primaries cut off
+/// from a peer diverge from it if they can still write. Resyncs that start here finish in
+/// [`finish_resyncs`] unless they are held.
 pub fn settle(world: &mut WorldState) {
     stop_stale_resyncs(world);
     for _ in 0..SETTLE_ROUNDS {
@@ -549,8 +552,12 @@ pub fn settle(world: &mut WorldState) {
             apply(world, &name, outcome);
         }
     }
-    diverge(world);
+    // Quorum before divergence: DRBD decides both in the same state change, so a Primary
+    // that loses its peer and its quorum at once never writes apart from that peer (it
+    // flags PRIMARY_LOST_QUORUM before it would make a new current UUID). Divergence changes
+    // no disk or connection, so the quorum computed here stands.
     update_quorum(world);
+    diverge(world);
 }
 
 /// Completes every running resync, unless resyncs are held: the target becomes UpToDate.
@@ -762,8 +769,12 @@ pub fn drop_connection(world: &mut WorldState, name: &str, a: &str, b: &str) {
 
 /// A Primary with a disk that is not connected to a peer holding its generation (or a later
 /// one) writes what that peer will not have: it (and the peers connected to it that share its
-/// data) move to a new generation, a child of the old one. Real DRBD makes a new current UUID
-/// on promotion or on losing a peer while Primary, whether or not anything is written.
+/// data) move to a new generation, a child of the old one. Real DRBD arms a new current UUID
+/// on promotion or on losing a peer while Primary, and makes it at the next write; the
+/// simulator assumes that write comes. A Primary without quorum writes nothing
+/// ([`view::writes_blocked`]): DRBD fails or freezes its I/O and makes no new current UUID
+/// without quorum, so it stays where it was and resyncs from the majority once it is back
+/// (a Secondary by then).
 fn diverge(world: &mut WorldState) {
     for _ in 0..SETTLE_ROUNDS {
         let Some((name, node, old)) = next_divergence(world) else {
@@ -803,7 +814,11 @@ fn next_divergence(world: &WorldState) -> Option<(String, String, u64)> {
             let Some(res) = world.resource(node, name) else {
                 continue;
             };
-            if res.role != Role::Primary || !attached(res) || meta.inconsistent {
+            if res.role != Role::Primary
+                || !attached(res)
+                || meta.inconsistent
+                || view::writes_blocked(res)
+            {
                 continue;
             }
             // A peer that has (at least) everything this node has would not have what it
@@ -1357,6 +1372,147 @@ mod tests {
             w.meta("data", "n2").map(|m| m.generation)
         );
         assert_eq!(w.meta("data", "n3"), None);
+    }
+
+    /// Sets resource option `key` on every node (as `resource-options` would), then settles.
+    fn set_option(world: &mut WorldState, key: &str, value: &str) {
+        for node in NODES {
+            if let Some(r) = world.resource_mut(node, "data") {
+                r.options.push((key.into(), value.into()));
+            }
+        }
+        settle(world);
+    }
+
+    fn generation(world: &WorldState, node: &str) -> Option<u64> {
+        world.meta("data", node).map(|m| m.generation)
+    }
+
+    fn suspended(world: &WorldState, node: &str) -> bool {
+        let snapshot = view::snapshot(
+            &world.nodes[node],
+            &WorldPeers { world, node },
+            "data",
+            &mut |_| false,
+        );
+        snapshot.iter().any(|o| {
+            matches!(
+                o,
+                view::Obj::Resource {
+                    suspended_quorum: true,
+                    ..
+                }
+            )
+        })
+    }
+
+    #[test]
+    fn a_primary_without_quorum_under_io_error_writes_nothing_and_resyncs_from_the_majority() {
+        let mut w = tiebreaker_world();
+        set_option(&mut w, "on-no-quorum", "io-error");
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        let before = generation(&w, "n1");
+        assert_eq!(generation(&w, "n2"), before);
+        // n1 loses the tiebreaker, then its diskful peer: it loses its quorum in the very
+        // change that parts it from n2's data, so it never writes apart from n2.
+        cut(&mut w, "n1", "n3");
+        assert!(quorum(&w, "n1"));
+        assert_eq!(generation(&w, "n1"), before);
+        cut(&mut w, "n1", "n2");
+        assert!(!quorum(&w, "n1") && quorum(&w, "n2"));
+        assert_eq!(res(&w, "n1").role, Role::Primary);
+        assert_eq!(
+            generation(&w, "n1"),
+            before,
+            "no new generation without quorum"
+        );
+        assert_eq!(w.diverged("data"), []);
+        // io-error fails requests; nothing is suspended.
+        assert!(!suspended(&w, "n1"));
+        // The majority takes over: n2 writes what n1 has not, n1 is behind, not apart.
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        assert_ne!(generation(&w, "n2"), before);
+        assert_eq!(w.diverged("data"), []);
+        // n1 gives up (as converge stops the stack) and is healed: it becomes n2's
+        // SyncTarget, then UpToDate on n2's generation, with quorum again.
+        set_role(&mut w, "n1", Role::Secondary);
+        w.hold_resync = true;
+        heal(&mut w, "n1", "n2");
+        assert_eq!(disk(&w, "n1"), "Inconsistent");
+        let r1 = res(&w, "n1");
+        let v = WorldPeers {
+            world: &w,
+            node: "n1",
+        }
+        .view(r1, &r1.connections[&1]);
+        assert_eq!(v.replication(0), "SyncTarget");
+        w.hold_resync = false;
+        heal(&mut w, "n1", "n3");
+        assert_eq!(disk(&w, "n1"), "UpToDate");
+        assert_eq!(generation(&w, "n1"), generation(&w, "n2"));
+        assert!(quorum(&w, "n1"));
+        assert_eq!(sees(&w, "n1", "n2"), connected(Role::Primary, "UpToDate"));
+        assert_eq!(w.diverged("data"), []);
+    }
+
+    #[test]
+    fn a_primary_without_quorum_under_suspend_io_is_suspended_and_writes_nothing() {
+        // No on-no-quorum option: DRBD's default, suspend-io.
+        let mut w = tiebreaker_world();
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        let before = generation(&w, "n1");
+        assert!(!suspended(&w, "n1"));
+        cut(&mut w, "n1", "n3");
+        cut(&mut w, "n1", "n2");
+        assert!(suspended(&w, "n1"), "frozen for lack of quorum");
+        assert!(!suspended(&w, "n2"));
+        assert_eq!(generation(&w, "n1"), before);
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        assert_eq!(w.diverged("data"), []);
+        // Quorum back, I/O thaws.
+        set_role(&mut w, "n1", Role::Secondary);
+        heal(&mut w, "n1", "n2");
+        assert!(quorum(&w, "n1") && !suspended(&w, "n1"));
+        assert_eq!(generation(&w, "n1"), generation(&w, "n2"));
+    }
+
+    #[test]
+    fn a_primary_that_keeps_quorum_through_the_tiebreaker_writes_apart_from_its_peer() {
+        // Cut from n2 first, n1 still has quorum (the tiebreaker): it may go on writing, and
+        // the simulator assumes it does. When it then loses the tiebreaker too, n2 keeps its
+        // quorum and may promote on data that misses those writes: a split brain (in DRBD
+        // too, if n1 wrote in between).
+        let mut w = tiebreaker_world();
+        set_option(&mut w, "on-no-quorum", "io-error");
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        let before = generation(&w, "n1");
+        cut(&mut w, "n1", "n2");
+        assert!(quorum(&w, "n1"));
+        assert_ne!(generation(&w, "n1"), before);
+        cut(&mut w, "n1", "n3");
+        assert!(!quorum(&w, "n1") && quorum(&w, "n2"));
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        assert_eq!(w.diverged("data"), [("n1".to_string(), "n2".to_string())]);
+    }
+
+    #[test]
+    fn without_quorum_a_primary_cut_off_from_both_peers_writes_on_and_diverges() {
+        // `quorum off`: on-no-quorum never applies, whatever it says.
+        let mut w = tiebreaker_world();
+        set_option(&mut w, "quorum", "off");
+        set_option(&mut w, "on-no-quorum", "io-error");
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        let before = generation(&w, "n1");
+        cut(&mut w, "n1", "n3");
+        cut(&mut w, "n1", "n2");
+        assert!(
+            quorum(&w, "n1"),
+            "without the option, quorum is always there"
+        );
+        assert_ne!(generation(&w, "n1"), before, "n1 writes what n2 lacks");
+        assert!(!suspended(&w, "n1"));
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        assert_eq!(w.diverged("data"), [("n1".to_string(), "n2".to_string())]);
     }
 
     #[test]

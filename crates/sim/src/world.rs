@@ -1236,7 +1236,7 @@ fn model_resource(
     DrbdResource {
         name: res.name.clone(),
         role: Role::parse(res.role.as_str()),
-        suspended: false,
+        suspended: crate::drbd_view::suspended_quorum(res),
         devices,
         connections,
     }
