@@ -229,6 +229,13 @@ fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_surv
             });
             let log = logs(&world);
             assert!(!log.contains(" ERROR "), "{log}");
+            // deb1's log says why it stopped.
+            assert!(
+                log.contains(
+                    "reconcile: desired down, 4 step(s) planned (failover: gives the service up: DRBD says this node's partition lost quorum)"
+                ),
+                "{log}"
+            );
         },
     );
 }

@@ -203,8 +203,14 @@ pub async fn reconcile_service(
     stopping: &AtomicBool,
 ) -> Outcome {
     let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
+    // A failover service's desired state comes from DRBD: the log says why it is what it is.
+    let why = plan
+        .placement
+        .as_ref()
+        .map(|decision| format!(" (failover: {decision})"))
+        .unwrap_or_default();
     service_log(format!(
-        "reconcile: desired {}, {} step(s) planned",
+        "reconcile: desired {}, {} step(s) planned{why}",
         plan.desired,
         plan.steps.len()
     ));
