@@ -125,6 +125,11 @@ fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it
             });
             let log = logs(&world);
             assert!(!log.contains(" ERROR "), "{log}");
+            // The world's resource has the options failover needs: no warning about them.
+            assert!(
+                !log.contains("runs with auto-promote") && !log.contains("runs with on-no-quorum"),
+                "{log}"
+            );
         },
     );
 }

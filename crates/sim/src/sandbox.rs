@@ -264,8 +264,10 @@ pub fn drbd_res(disk: &str, hosts: &[ResHost], quorum: bool) -> String {
     let mut text = format!("resource {RESOURCE} {{\n");
     if quorum {
         // What DRBD recommends for a cluster that must never run two Primaries: a node
-        // promotes only in a partition that holds a majority of the nodes.
-        text.push_str("  options { quorum majority; on-no-quorum io-error; }\n");
+        // promotes only in a partition that holds a majority of the nodes. auto-promote off:
+        // the simulator never promotes on open, and failover (converge's decision) needs it
+        // off.
+        text.push_str("  options { auto-promote no; quorum majority; on-no-quorum io-error; }\n");
     }
     text.push_str(&format!(
         "  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"

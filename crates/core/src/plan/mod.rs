@@ -222,6 +222,8 @@ struct Here {
     /// Keep DRBD up and Secondary, everything above it down.
     standby: bool,
     placement: Option<placement::Decision>,
+    /// What in the running DRBD configuration works against failing over.
+    warnings: Vec<String>,
 }
 
 impl Here {
@@ -232,6 +234,7 @@ impl Here {
             desired,
             standby,
             placement: None,
+            warnings: Vec::new(),
         };
         let Some(failover) = service.failover().filter(|f| f.lists(&node.node)) else {
             return fixed;
@@ -255,10 +258,11 @@ impl Here {
         let Observed::Ok(resources) = &node.drbd else {
             return fixed;
         };
-        let enforced = matches!(
-            node.drbd_options.get(res),
-            Some(Observed::Ok(options)) if options.quorum.is_enforced()
-        );
+        let options = match node.drbd_options.get(res) {
+            Some(Observed::Ok(options)) => Some(options),
+            _ => None,
+        };
+        let enforced = options.is_some_and(|o| o.quorum.is_enforced());
         let decision = placement::decide(
             &failover.nodes,
             &node.node,
@@ -278,8 +282,36 @@ impl Here {
             },
             standby: !runs,
             placement: Some(decision),
+            warnings: options
+                .map(|o| failover_warnings(res, o))
+                .unwrap_or_default(),
         }
     }
+}
+
+/// What in a failover service's running DRBD options works against it (`drbdsetup show`
+/// prints only what differs from DRBD's defaults, so an absent option is the default).
+fn failover_warnings(
+    res: &str,
+    options: &crate::observe::drbdsetup_show::ResourceOptions,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if options.auto_promote.as_deref() != Some("no") {
+        warnings.push(format!(
+            "resource {res} runs with auto-promote {}: opening its device (a mount) promotes it outside the failover decision; set `auto-promote no` in its options and run `drbdadm adjust {res}`",
+            options.auto_promote.as_deref().unwrap_or("yes (DRBD's default)")
+        ));
+    }
+    if options.on_no_quorum.as_deref() != Some("io-error") {
+        warnings.push(format!(
+            "resource {res} runs with on-no-quorum {}: a holder that loses quorum freezes its I/O and cannot unmount to give the service up; set `on-no-quorum io-error` and run `drbdadm adjust {res}`",
+            options
+                .on_no_quorum
+                .as_deref()
+                .unwrap_or("suspend-io (DRBD's default)")
+        ));
+    }
+    warnings
 }
 
 fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan {
@@ -291,7 +323,8 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
         DesiredState::Up => planner.up(),
         DesiredState::Down => planner.down(),
     }
-    let (steps, blocked, warnings, satisfied) = planner.finish();
+    let (steps, blocked, mut warnings, satisfied) = planner.finish();
+    warnings.extend(here.warnings);
     ServicePlan {
         service: service.name.clone(),
         desired,

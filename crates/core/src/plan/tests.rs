@@ -1459,3 +1459,41 @@ fn a_node_a_failover_service_does_not_list_stands_by() {
         ["app stop", "stop 101", "umount /drbdsvc", "secondary data"]
     );
 }
+
+#[test]
+fn a_failover_service_warns_of_running_drbd_options_that_work_against_it() {
+    let svc = failing_over(Failback::Never);
+    // auto-promote no, on-no-quorum io-error: nothing to say.
+    let plan = plan_service(&svc, &cut_off(Level::Secondary, Quorum::Yes, true));
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    // DRBD's defaults (not printed by drbdsetup show): both said, with the fix.
+    let mut node = cut_off(Level::Secondary, Quorum::Yes, true);
+    node.drbd_options.insert(
+        "data".into(),
+        Observed::Ok(ResourceOptions {
+            quorum: QuorumPolicy::Majority,
+            on_no_quorum: None,
+            auto_promote: None,
+        }),
+    );
+    let plan = plan_service(&svc, &node);
+    assert_eq!(plan.warnings.len(), 2, "{:?}", plan.warnings);
+    assert!(
+        plan.warnings[0].contains("auto-promote yes (DRBD's default)")
+            && plan.warnings[0].contains("set `auto-promote no`"),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(
+        plan.warnings[1].contains("on-no-quorum suspend-io (DRBD's default)")
+            && plan.warnings[1].contains("set `on-no-quorum io-error`"),
+        "{:?}",
+        plan.warnings
+    );
+    // A pinned service is not the failover's business.
+    let mut pinned = seed();
+    pinned.placement = Placement::Pinned {
+        node: "deb1".into(),
+    };
+    assert!(plan_service(&pinned, &node).warnings.is_empty());
+}
