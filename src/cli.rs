@@ -487,13 +487,57 @@ fn daemon_status(
 /// `converge status`'s exit code from a daemon's view: 0 only when every service is converged
 /// and settled, and the manifest directory has no error.
 fn daemon_exit_code(view: &converge_node::controller::daemon::DaemonView) -> u8 {
+    // Converged as last observed: a service the daemon has not looked at yet (just started, or
+    // just added) is not.
     let converged = view
         .services
         .iter()
-        .all(|s| s.converged != Some(false) && s.result.is_settled());
+        .all(|s| s.converged == Some(true) && s.result.is_settled());
     if view.errors.is_empty() && converged {
         exit::OK
     } else {
         exit::CHANGES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use converge_node::controller::daemon::{DaemonView, ServiceResult, ServiceView};
+
+    fn view(services: Vec<ServiceView>) -> DaemonView {
+        DaemonView {
+            pid: 1,
+            node: "deb1".into(),
+            manifests: "/m".into(),
+            revision: None,
+            errors: Vec::new(),
+            notices: Vec::new(),
+            services,
+            updated: String::new(),
+        }
+    }
+
+    fn service(converged: Option<bool>, result: ServiceResult) -> ServiceView {
+        ServiceView {
+            service: "web".into(),
+            converged,
+            result,
+            ..ServiceView::default()
+        }
+    }
+
+    #[test]
+    fn regression_status_said_0_before_the_daemon_had_looked_at_a_service() {
+        // A daemon just started lists its services pending, not observed: `converge status`
+        // said all was well, and a test waiting for "converged" went on before anything ran.
+        let pending = view(vec![service(None, ServiceResult::Pending)]);
+        assert_eq!(daemon_exit_code(&pending), exit::CHANGES);
+        let converged = view(vec![service(Some(true), ServiceResult::Converged)]);
+        assert_eq!(daemon_exit_code(&converged), exit::OK);
+        let not_yet = view(vec![service(Some(false), ServiceResult::Running)]);
+        assert_eq!(daemon_exit_code(&not_yet), exit::CHANGES);
+        let orphan = view(vec![service(Some(true), ServiceResult::Orphaned)]);
+        assert_eq!(daemon_exit_code(&orphan), exit::CHANGES);
     }
 }
