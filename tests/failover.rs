@@ -36,8 +36,9 @@ fn fail_over(world: &World, extra: &str) {
 }
 
 /// Three nodes (deb1 and deb2 with data, tb a diskless tiebreaker), the service failing over
-/// between deb1 and deb2, running on deb1, a daemon on each node.
-fn started(work: &Path, extra: &str) -> (Guard, Vec<Daemon>) {
+/// between deb1 and deb2 (`extra` manifest keys), running on deb1, a daemon on each node, each
+/// node's configuration with `config` added.
+fn started(work: &Path, extra: &str, config: &str) -> (Guard, Vec<Daemon>) {
     let nodes = [
         NodeSpec::diskful("deb1"),
         NodeSpec::diskful("deb2"),
@@ -47,6 +48,11 @@ fn started(work: &Path, extra: &str) -> (Guard, Vec<Daemon>) {
     let daemons = {
         let world = guard.read();
         fail_over(&world, extra);
+        for node in &world.nodes {
+            let mut text = fs::read_to_string(&node.config).expect("node config");
+            text.push_str(config);
+            fs::write(&node.config, text).expect("node config");
+        }
         let daemons = ["deb1", "deb2", "tb"]
             .map(|n| Daemon::start(&world, n))
             .into();
@@ -63,7 +69,8 @@ fn started(work: &Path, extra: &str) -> (Guard, Vec<Daemon>) {
 }
 
 /// deb1 loses power; deb2 must take the service over.
-fn power_cut_on_deb1(guard: &Guard) {
+/// deb1 loses power; deb2 must take the service over, after waiting `waits` (its rank's delay).
+fn power_cut_on_deb1(guard: &Guard, waits: &str) {
     guard.write().power_off("deb1").expect("power off deb1");
     let world = guard.read();
     checked(&world, || {
@@ -76,7 +83,9 @@ fn power_cut_on_deb1(guard: &Guard) {
     });
     let log = logs(&world);
     assert!(
-        log.contains("failover: this node may take the service; waiting 1s (listed 2nd)"),
+        log.contains(&format!(
+            "failover: this node may take the service; waiting {waits} (listed 2nd)"
+        )),
         "{log}"
     );
 }
@@ -105,8 +114,9 @@ fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it
     in_world_namespace(
         "the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it_returns",
         |work| {
-            let (guard, mut daemons) = started(work, "");
-            power_cut_on_deb1(&guard);
+            // A shorter delay than the default, as a node configuration sets it.
+            let (guard, mut daemons) = started(work, "", "failover_delay: 300ms\n");
+            power_cut_on_deb1(&guard, "300ms");
             guard.write().power_on("deb1").expect("power on deb1");
             let world = guard.read();
             daemons.push(Daemon::start(&world, "deb1"));
@@ -139,8 +149,8 @@ fn with_failback_preferred_the_service_moves_back_once_its_node_returns() {
     in_world_namespace(
         "with_failback_preferred_the_service_moves_back_once_its_node_returns",
         |work| {
-            let (guard, mut daemons) = started(work, "failback: preferred\n");
-            power_cut_on_deb1(&guard);
+            let (guard, mut daemons) = started(work, "failback: preferred\n", "");
+            power_cut_on_deb1(&guard, "1s");
             guard.write().power_on("deb1").expect("power on deb1");
             let world = guard.read();
             daemons.push(Daemon::start(&world, "deb1"));
@@ -183,7 +193,7 @@ fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_surv
     in_world_namespace(
         "a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_survivor",
         |work| {
-            let (guard, _daemons) = started(work, "");
+            let (guard, _daemons) = started(work, "", "");
             let world = guard.read();
             checked(&world, || {
                 let cut = Instant::now();

@@ -46,6 +46,9 @@ pub struct Config {
     pub proc_drbd: PathBuf,
     pub mountinfo: PathBuf,
     pub commands: Commands,
+    /// How long a node listed Nth among a failover service's nodes waits, N-1 times, before
+    /// it promotes (see operations.md, "Automatic failover on DRBD quorum").
+    pub failover_delay: std::time::Duration,
     /// The daemon (`converge run`); unused by the one-shot commands.
     pub daemon: DaemonConfig,
 }
@@ -204,6 +207,7 @@ impl Default for Config {
             proc_drbd: PathBuf::from(DEFAULT_PROC_DRBD),
             mountinfo: PathBuf::from(DEFAULT_MOUNTINFO),
             commands: Commands::default(),
+            failover_delay: Config::DEFAULT_FAILOVER_DELAY,
             daemon: DaemonConfig::default(),
         }
     }
@@ -262,6 +266,11 @@ pub struct ConfigDoc {
     /// Every external program goes through here, which serves non-standard installs and lets
     /// tests point converge at a simulator.
     pub commands: CommandsDoc,
+    /// A service that fails over (`failover: auto`): how long the node listed Nth waits, N-1
+    /// times, before it promotes, so that a node listed before it that may also take the
+    /// service wins the race. More than zero, at most 1 minute.
+    #[schemars(pattern(DURATION_PATTERN))]
+    pub failover_delay: String,
     /// The daemon: quiet period after a manifest change before the directory is re-read (a
     /// swap of the whole directory, as git-sync makes, is read at once).
     #[schemars(pattern(DURATION_PATTERN))]
@@ -292,6 +301,7 @@ impl Default for ConfigDoc {
             proc_drbd: DEFAULT_PROC_DRBD.into(),
             mountinfo: DEFAULT_MOUNTINFO.into(),
             commands: CommandsDoc::default(),
+            failover_delay: duration_text(Config::DEFAULT_FAILOVER_DELAY),
             debounce: duration_text(daemon.debounce),
             resync: duration_text(daemon.resync),
             concurrency: daemon.concurrency as u64,
@@ -379,6 +389,9 @@ static TOP_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<ConfigDoc>);
 static COMMANDS_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<CommandsDoc>);
 
 impl Config {
+    pub const DEFAULT_FAILOVER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const MAX_FAILOVER_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
     /// Loads `explicit`, or [`DEFAULT_CONFIG_PATH`]. Only the default may be missing (meaning all
     /// defaults): a file named on the command line that does not exist is a mistake.
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
@@ -481,6 +494,22 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
     ] {
         if let Some(d) = f.get(key).and_then(|n| r.duration(&n)) {
             *slot = d;
+        }
+    }
+    if let Some(n) = f.get("failover_delay")
+        && let Some(d) = r.duration(&n)
+    {
+        if d > Config::MAX_FAILOVER_DELAY {
+            r.error(
+                &n,
+                format!(
+                    "must be at most {}: a longer delay only delays the failover, got {}",
+                    duration_text(Config::MAX_FAILOVER_DELAY),
+                    duration_text(d)
+                ),
+            );
+        } else {
+            config.failover_delay = d;
         }
     }
     if let Some(n) = f.get("concurrency") {
@@ -649,7 +678,7 @@ commands:
     fn the_reader_reads_every_key_of_the_model() {
         let mut text = String::from(
             "node: n\nmanifests: /m\nstate_dir: /s\nlog_dir: /l\nproc_drbd: /p\nmountinfo: /i\n\
-             debounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
+             failover_delay: 2s\ndebounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
         );
         for key in COMMANDS_KEYS.names() {
             text.push_str(&format!("  {key}: /usr/bin/{key}\n"));
@@ -703,11 +732,31 @@ commands:
             .map(PathBuf::as_path)
         );
         let read = parse(&format!(
-            "debounce: {}\nresync: {}\n",
-            doc.debounce, doc.resync
+            "debounce: {}\nresync: {}\nfailover_delay: {}\n",
+            doc.debounce, doc.resync, doc.failover_delay
         ))
         .expect("defaults read back");
         assert_eq!(read.daemon, config.daemon);
+        assert_eq!(read.failover_delay, config.failover_delay);
+    }
+
+    #[test]
+    fn failover_delay_is_a_duration_of_at_most_a_minute() {
+        assert_eq!(
+            parse("failover_delay: 300ms\n")
+                .expect("valid")
+                .failover_delay,
+            std::time::Duration::from_millis(300)
+        );
+        // The order of `nodes` must mean something: no zero delay.
+        let err = parse("failover_delay: 0s\n").expect_err("zero");
+        assert!(err.to_string().contains("must not be zero"), "{err}");
+        let err = parse("failover_delay: 2m\n").expect_err("too long");
+        assert!(
+            err.to_string()
+                .contains("must be at most 1m: a longer delay only delays the failover, got 2m"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -739,7 +788,7 @@ commands:
                 "/etc/converge/config.yaml:1:7: node: invalid node name \"-x\": must not start with `-` (it would be taken for an option)",
                 "/etc/converge/config.yaml:2:12: manifests: must be an absolute path, got \"etc/manifests\"",
                 "/etc/converge/config.yaml:3:10: log_dir: invalid type: sequence, expected a string",
-                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, debounce, resync, concurrency, prune, allow_empty",
+                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
                 "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
                 "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
                 "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
@@ -819,7 +868,7 @@ commands:
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, debounce, resync, concurrency, prune, allow_empty",
+                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
                 path.display()
             )
         );

@@ -83,7 +83,7 @@ impl std::fmt::Display for Decision {
             Decision::Keep => f.write_str("runs here"),
             Decision::Take { rank } => write!(
                 f,
-                "takes the service here (listed {}; it waits {rank} s first when it promotes)",
+                "takes the service here (listed {}: it waits {rank} × failover_delay before it promotes)",
                 rank + 1
             ),
             Decision::GiveUp(GiveUp::QuorumLost) => {

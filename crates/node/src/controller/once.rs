@@ -39,11 +39,6 @@ pub fn blocked_outcome(blocked: &plan::Blocked, steps: usize) -> Outcome {
     }
 }
 
-/// How long a node listed `rank`-th (0 first) among a failover service's nodes waits, per rank,
-/// before it promotes: a node listed before it that contends too (one it cannot see, bridged by
-/// a third node) promotes first, and DRBD refuses the later one.
-pub const FAILOVER_RANK_DELAY: Duration = Duration::from_secs(1);
-
 /// `1st`, `2nd`, `3rd`, `4th`…
 fn ordinal(n: usize) -> String {
     let suffix = match (n % 10, n % 100) {
@@ -243,13 +238,20 @@ pub async fn reconcile_service(
                 None => Outcome::Converged { steps: done.len() },
             };
         };
-        if let (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) =
-            (&step.action, &plan.placement)
-            && *rank > 0
+        // A node listed before it that contends too (one it cannot see, bridged by a third
+        // node) promotes first, and DRBD refuses the later one.
+        let delay = match (&step.action, &plan.placement) {
+            (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) => observer
+                .config()
+                .failover_delay
+                .saturating_mul(u32::try_from(*rank).unwrap_or(u32::MAX)),
+            _ => Duration::ZERO,
+        };
+        if let Some(Decision::Take { rank }) = &plan.placement
+            && !delay.is_zero()
             && !contended
         {
             contended = true;
-            let delay = FAILOVER_RANK_DELAY * u32::try_from(*rank).unwrap_or(u32::MAX);
             ResourceLog::new(service, step.rid).info(format_args!(
                 "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
                 humantime::format_duration(delay),
