@@ -269,8 +269,26 @@ fn dirty_reason(result: &notify::Result<Event>, interest: &Interest) -> Option<D
     }
     Some(Dirty {
         change: describe(&event.kind, &event.paths),
-        swap: is_data_swap(&event.kind, &event.paths, interest),
+        swap: is_data_swap(&event.kind, &event.paths, interest)
+            || is_rename_onto_the_path(&event.kind, &event.paths, interest),
     })
+}
+
+/// Something renamed onto the manifest path itself or onto a symlink on the way (git-sync's
+/// link, `mv m.new m`): prepared elsewhere, complete by contract. Judged from the event alone,
+/// because an earlier event of the same rename may have moved the watches already (the old
+/// directory's own "moved" event, seen first, finds the new one in place).
+fn is_rename_onto_the_path(kind: &EventKind, paths: &[PathBuf], interest: &Interest) -> bool {
+    let renamed_in = matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::To)));
+    let Some(to) = paths.last() else {
+        return false;
+    };
+    renamed_in
+        && to
+            .parent()
+            .zip(to.file_name())
+            .and_then(|(dir, name)| interest.dirs.get(dir).map(|d| d.names.contains(name)))
+            .unwrap_or(false)
 }
 
 /// A Kubernetes volume's `..data` symlink renamed over in the manifest directory: the files
@@ -840,6 +858,24 @@ mod tests {
             &interest(),
         );
         assert_eq!(reasons, ["current moved in"]);
+    }
+
+    #[test]
+    fn regression_a_rename_onto_the_path_is_a_swap_whatever_was_seen_before_it() {
+        // `mv m m.old && mv m.new m`: the old directory's own "moved away" event, handled first,
+        // found m.new already in place and moved the watches; the "moved in" that followed
+        // changed nothing more, and was taken for an edit: no trigger for the whole quiet
+        // period (forever in the test that found it).
+        let moved_in = |path: &str| {
+            Event::new(EventKind::Modify(ModifyKind::Name(RenameMode::To))).add_path(path.into())
+        };
+        let swap = |event: Event| dirty_reason(&Ok(event), &interest()).map(|d| d.swap);
+        assert_eq!(swap(moved_in("/git/current")), Some(true));
+        // A file renamed into the manifest directory is an edit (an editor's save).
+        assert_eq!(swap(moved_in("/git/rev2/web.yaml")), Some(false));
+        let created =
+            Event::new(EventKind::Create(CreateKind::Any)).add_path("/git/current".into());
+        assert_eq!(swap(created), Some(false));
     }
 
     #[test]
