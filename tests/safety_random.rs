@@ -45,6 +45,25 @@
 //!   and the app up (its `/var/run/foo`, which each container start empties); every other node
 //!   is Secondary, connected, UpToDate, with nothing mounted.
 //!
+//! The failover world (`randomized_failover_on_a_tiebreaker_world`): deb1 and deb2 diskful,
+//! tb a diskless tiebreaker (`quorum majority`, `on-no-quorum io-error`), the manifest with
+//! `nodes: [deb1, deb2]`, `failover: auto` and `failback` `preferred` or `never` for the whole
+//! run (odd seeds prefer), a daemon on each node. Its operations are power off/on of deb1 or
+//! deb2 (both may be off at once), cut/heal of each of the three links, kill -9/restart of
+//! any daemon, break/fix manifest, write and wait; what it leaves out, and why (the caveats
+//! of docs/operations.md's automatic failover), is on [`Model::failover_candidates`]. Its
+//! checker keeps the mount and split-brain rules and replaces "never two Primaries" with the
+//! quorum rules of [`Watch`]: never two Primaries that both have quorum (two, one without
+//! quorum, are the old holder not done stopping: counted and reported as caveat windows);
+//! never a promotion without quorum (a node Primary at a sample, not Primary at the one
+//! before, with no quorum at either: quorum at one of them could be a promotion with quorum
+//! just before a loss); and the minority never runs the service, checked as: a Primary
+//! without quorum whose daemon runs is Secondary within [`MINORITY_STOP`] (the time to stop
+//! the stack; a node whose daemon is killed cannot stop, so its clock starts when the
+//! daemon runs again). A `write` goes only through a Primary with quorum. After a `heal
+//! all` the service must run on deb1 or deb2 (`never`: either; `preferred`: deb1), every
+//! other node, tb included, Secondary, connected and UpToDate (tb Diskless).
+//!
 //! A failure prints the seed and the schedule as it ran (one line per operation, with what it
 //! did); `CONVERGE_SAFETY_SEED=N cargo test --test safety_random -- --nocapture` replays the
 //! same schedule (what each operation meets depends on timing, as in any such run).
@@ -56,12 +75,12 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -513,7 +532,9 @@ impl Watch {
             .map(|v| v.name.as_str())
             .collect();
         if with_quorum.len() > 1 {
-            found.push(format!("two Primaries with quorum at once: {with_quorum:?}"));
+            found.push(format!(
+                "two Primaries with quorum at once: {with_quorum:?}"
+            ));
         }
         if primaries.len() > 1 && with_quorum.len() <= 1 {
             let since = *self.window.get_or_insert_with(|| {
@@ -573,10 +594,11 @@ fn failover_violations(
             daemon: alive.load(Ordering::SeqCst),
         })
         .collect();
-    let mut found = watch
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .see(Instant::now(), &views, limit);
+    let mut found =
+        watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .see(Instant::now(), &views, limit);
     found.extend(seen.mount_and_split_violations());
     Ok(found)
 }
@@ -810,10 +832,7 @@ impl<'g> Run<'g> {
     /// Runs one operation; what it did, or why the run cannot go on.
     fn run_op(&mut self, op: &Op) -> Result<String, Failure> {
         match op {
-            Op::Pin(_)
-            | Op::Desired(_)
-            | Op::BreakManifest
-            | Op::FixManifest => {
+            Op::Pin(_) | Op::Desired(_) | Op::BreakManifest | Op::FixManifest => {
                 self.model.apply(op);
                 self.write_manifest()?;
                 Ok(if self.model.broken {
@@ -1144,7 +1163,11 @@ fn safety_run(work: &Path, names: &[&str], failover: bool) {
     let topology = if failover {
         format!(
             "failover, tiebreaker, failback {}",
-            if start.preferred { "preferred" } else { "never" }
+            if start.preferred {
+                "preferred"
+            } else {
+                "never"
+            }
         )
     } else {
         format!("{} nodes", names.len())
@@ -1262,7 +1285,11 @@ fn safety_run(work: &Path, names: &[&str], failover: bool) {
         let dir = Path::new(&dir);
         let _ = fs::create_dir_all(dir);
         for n in &world.nodes {
-            let to = dir.join(format!("{}-{}.log", topology.replace([' ', ','], ""), n.name));
+            let to = dir.join(format!(
+                "{}-{}.log",
+                topology.replace([' ', ','], ""),
+                n.name
+            ));
             let _ = fs::copy(daemon_log(&world, &n.name), to);
         }
         let _ = fs::write(
@@ -1349,7 +1376,10 @@ fn schedules_are_a_function_of_the_seed() {
 
 #[test]
 fn failover_schedules_keep_to_their_operations() {
-    let names: Vec<String> = ["deb1", "deb2", "tb"].iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = ["deb1", "deb2", "tb"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let steps = schedule_from(7, Model::failover(false), 2000, 20);
     let again = schedule_from(7, Model::failover(false), 2000, 20);
     let shown = |steps: &[Step]| -> Vec<String> {
@@ -1435,7 +1465,10 @@ fn the_failover_watch_sees_each_violation() {
 
     // Two Primaries with quorum: a violation. One of them without quorum: a caveat window.
     let mut watch = Watch::default();
-    let both = [view("deb1", true, true, true), view("deb2", true, true, true)];
+    let both = [
+        view("deb1", true, true, true),
+        view("deb2", true, true, true),
+    ];
     assert_eq!(
         watch.see(t0, &both, limit),
         vec!["two Primaries with quorum at once: [\"deb1\", \"deb2\"]".to_string()]
@@ -1568,7 +1601,9 @@ fn the_checker_sees_each_violation() {
         let seen = minority(&watch);
         assert_eq!(
             seen,
-            vec!["deb1 stays Primary without quorum for over 0ns while its daemon runs".to_string()]
+            vec![
+                "deb1 stays Primary without quorum for over 0ns while its daemon runs".to_string()
+            ]
         );
         let bin = world.bin.join("drbdsetup");
         for node in ["deb1", "deb2"] {
