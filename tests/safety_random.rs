@@ -45,6 +45,25 @@
 //!   and the app up (its `/var/run/foo`, which each container start empties); every other node
 //!   is Secondary, connected, UpToDate, with nothing mounted.
 //!
+//! The failover world (`randomized_failover_on_a_tiebreaker_world`): deb1 and deb2 diskful,
+//! tb a diskless tiebreaker (`quorum majority`, `on-no-quorum io-error`), the manifest with
+//! `nodes: [deb1, deb2]`, `failover: auto` and `failback` `preferred` or `never` for the whole
+//! run (odd seeds prefer), a daemon on each node. Its operations are power off/on of deb1 or
+//! deb2 (both may be off at once), cut/heal of each of the three links, kill -9/restart of
+//! any daemon, break/fix manifest, write and wait; what it leaves out, and why (the caveats
+//! of docs/operations.md's automatic failover), is on [`Model::failover_candidates`]. Its
+//! checker keeps the mount and split-brain rules and replaces "never two Primaries" with the
+//! quorum rules of [`Watch`]: never two Primaries that both have quorum (two, one without
+//! quorum, are the old holder not done stopping: counted and reported as caveat windows);
+//! never a promotion without quorum (a node Primary at a sample, not Primary at the one
+//! before, with no quorum at either: quorum at one of them could be a promotion with quorum
+//! just before a loss); and the minority never runs the service, checked as: a Primary
+//! without quorum whose daemon runs is Secondary within [`MINORITY_STOP`] (the time to stop
+//! the stack; a node whose daemon is killed cannot stop, so its clock starts when the
+//! daemon runs again). A `write` goes only through a Primary with quorum. After a `heal
+//! all` the service must run on deb1 or deb2 (`never`: either; `preferred`: deb1), every
+//! other node, tb included, Secondary, connected and UpToDate (tb Diskless).
+//!
 //! A failure prints the seed and the schedule as it ran (one line per operation, with what it
 //! did); `CONVERGE_SAFETY_SEED=N cargo test --test safety_random -- --nocapture` replays the
 //! same schedule (what each operation meets depends on timing, as in any such run).
@@ -56,22 +75,24 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use converge_core::observe::drbd::Role;
 use converge_sim::sandbox::{SandboxContainer, seed_manifest_for};
 use converge_sim::testing::in_world_namespace;
-use converge_sim::world::{NodeProcess, World};
+use converge_sim::world::{NodeProcess, NodeSpec, World};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, RES, app_running, checked_by, connected_everywhere, daemon_log, mounted,
+    Daemon, Guard, RES, app_running, checked_by, connected_everywhere, daemon_log, look, mounted,
     on_node, private_area, violations,
 };
 
@@ -88,10 +109,21 @@ const SAMPLE: Duration = Duration::from_millis(3);
 /// A `stop fails`/`stop recovers` waits this long for the filesystem to be mounted somewhere.
 const FLAG_WAIT: Duration = Duration::from_secs(2);
 
+/// Operations of the failover world in CI (`CONVERGE_SAFETY_OPS` overrides): fewer, as its
+/// faults (a failover waits a second per node listed before) take longer to play out.
+const FAILOVER_CI_OPS: usize = 60;
+/// The failover world's tiebreaker: diskless, never runs the service.
+const TB: usize = 2;
+/// A Primary without quorum whose daemon runs must be Secondary within this: the time it
+/// takes converge to notice and stop the stack (the app, the container, the unmount, the
+/// demotion), a second or two, with room for a loaded machine.
+const MINORITY_STOP: Duration = Duration::from_secs(10);
+
 /// The schedule's parameters, from the environment.
 struct Params {
     seed: u64,
-    ops: usize,
+    /// `CONVERGE_SAFETY_OPS`, if set; else each topology's default.
+    ops: Option<usize>,
     round: usize,
 }
 
@@ -113,7 +145,7 @@ fn params() -> Params {
             .map_or(0, |d| d.as_nanos() as u64);
         nanos ^ u64::from(std::process::id()).rotate_left(32)
     });
-    let ops = env_number("CONVERGE_SAFETY_OPS").map_or(CI_OPS, |n| n as usize);
+    let ops = env_number("CONVERGE_SAFETY_OPS").map(|n| n as usize);
     let round = env_number("CONVERGE_SAFETY_ROUND")
         .map_or(ROUND, |n| n as usize)
         .max(1);
@@ -165,6 +197,11 @@ struct Model {
     stop_fails: bool,
     busy: bool,
     resync_held: bool,
+    /// The failover world: `nodes: [deb1, deb2]` and `failover: auto` instead of `node:`;
+    /// node [`TB`] is the diskless tiebreaker.
+    failover: bool,
+    /// `failback: preferred` (else `never`).
+    preferred: bool,
 }
 
 impl Model {
@@ -180,11 +217,101 @@ impl Model {
             stop_fails: false,
             busy: false,
             resync_held: false,
+            failover: false,
+            preferred: false,
         }
+    }
+
+    /// The failover world's model: deb1, deb2 and the tiebreaker, with `failback: preferred`
+    /// or `never` for the whole run.
+    fn failover(preferred: bool) -> Model {
+        Model {
+            failover: true,
+            preferred,
+            ..Model::new(3)
+        }
+    }
+
+    /// The link between deb1 and deb2 (the two copies of the data) is cut.
+    fn data_link_cut(&self) -> bool {
+        self.cut.contains(&(0, 1))
+    }
+
+    /// The failover world's operations, with their weights. Left out:
+    /// - `node NODE`: there is no `node:`;
+    /// - `state up|down`, and `failback` edits: each starts a hand-over (the holder stops, the
+    ///   other data node promotes), and a cut of the deb1–deb2 link in the middle of one is
+    ///   the second caveat below: the holder, still Primary while it stops (the unmount
+    ///   writes), keeps quorum through the tiebreaker and writes apart from the node that
+    ///   takes over next. (Seed 42 found it with `state down` 190 ms before `cut deb1 deb2`;
+    ///   see docs/testing.md for what converge did there.) `failback` is fixed for a run
+    ///   instead, from the seed, and a run with `preferred`, where the node coming back
+    ///   triggers such a hand-over, never cuts the deb1–deb2 link;
+    /// - `stop fails`, `busy mount`: a holder that cannot stop stays Primary, mounted, after
+    ///   it lost quorum (the third caveat of docs/operations.md's automatic failover): that is
+    ///   the configuration's choice (`umount_kill` off, a failing stop script), not something
+    ///   the minority rule could hold converge to;
+    /// - `resync held`: a node behind that stays Inconsistent keeps the survivor from
+    ///   handing the service back, which the pinned worlds already cover;
+    /// - while the deb1–deb2 link is cut, cutting a tiebreaker link, powering a data node off
+    ///   or editing `state:`: each can hand the service to the other data node while the
+    ///   holder has written apart from it, the second caveat of docs/operations.md's automatic
+    ///   failover. Cut from its data peer, the holder keeps quorum through the tiebreaker and
+    ///   writes (the simulator assumes it does); once it goes (cut from the tiebreaker,
+    ///   powered off) or stops (`state: down`, then `up`: the other one, listed second, may
+    ///   promote before the holder starts again), the other data node, with quorum, takes
+    ///   over without those writes: lost data and, in DRBD's generations, a split brain,
+    ///   which converge cannot prevent (DRBD's fencing can). The other order (the
+    ///   tiebreaker's link first, then the data link) is drawn: the holder loses quorum at
+    ///   once and writes nothing.
+    ///
+    /// Both data nodes may be off at once: the first one back has only the tiebreaker, which
+    /// by DRBD's quorum rule never gives a node quorum it did not have, so it must stand by
+    /// (it may be the stale one) until the other returns.
+    fn failover_candidates(&self) -> Vec<(u32, Op)> {
+        let mut c = Vec::new();
+        for n in 0..self.nodes {
+            if self.on[n] && self.daemon[n] {
+                c.push((3, Op::Kill(n)));
+            }
+            if self.on[n] && !self.daemon[n] {
+                c.push((8, Op::Restart(n)));
+            }
+        }
+        for n in 0..TB {
+            if !self.on[n] {
+                c.push((7, Op::PowerOn(n)));
+            } else if !self.data_link_cut() {
+                c.push((3, Op::PowerOff(n)));
+            }
+        }
+        if self.data_link_cut() {
+            c.push((7, Op::Heal(0, 1)));
+        } else if !self.preferred {
+            c.push((3, Op::Cut(0, 1)));
+        }
+        for n in 0..TB {
+            if self.cut.contains(&(n, TB)) {
+                c.push((7, Op::Heal(n, TB)));
+            } else if !self.data_link_cut() {
+                c.push((3, Op::Cut(n, TB)));
+            }
+        }
+        if self.broken {
+            c.push((8, Op::FixManifest));
+        } else {
+            c.push((2, Op::BreakManifest));
+        }
+        c.push((10, Op::Write));
+        c.push((8, Op::Wait(0)));
+        c
     }
 
     /// The operations that make sense now, with their weights.
     fn candidates(&self) -> Vec<(u32, Op)> {
+        if self.failover {
+            return self.failover_candidates();
+        }
         let mut c = Vec::new();
         for n in 0..self.nodes {
             if n != self.pin {
@@ -265,9 +392,13 @@ impl Model {
             Op::ReleaseResync => self.resync_held = false,
             Op::Write | Op::Wait(_) => {}
             Op::HealAll => {
-                let pin = self.pin;
-                *self = Model::new(self.nodes);
-                self.pin = pin;
+                // What the manifest says of where the service runs stays.
+                *self = Model {
+                    pin: self.pin,
+                    failover: self.failover,
+                    preferred: self.preferred,
+                    ..Model::new(self.nodes)
+                };
             }
         }
     }
@@ -276,8 +407,13 @@ impl Model {
 /// The schedule for `nodes` nodes: `ops` random operations with a `heal all` after every
 /// `round` of them and at the end. A function of its arguments alone.
 fn schedule(seed: u64, nodes: usize, ops: usize, round: usize) -> Vec<Step> {
+    schedule_from(seed, Model::new(nodes), ops, round)
+}
+
+/// As [`schedule`], from the model of the world as it starts (pinned or failing over).
+fn schedule_from(seed: u64, start: Model, ops: usize, round: usize) -> Vec<Step> {
     let mut rng = fastrand::Rng::with_seed(seed);
-    let mut model = Model::new(nodes);
+    let mut model = start;
     let mut steps = Vec::new();
     for i in 0..ops {
         if i > 0 && i % round == 0 {
@@ -347,12 +483,135 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
+/// One node as the failover checker samples it.
+#[derive(Debug, Clone)]
+struct NodeView {
+    name: String,
+    primary: bool,
+    /// DRBD reports quorum on the node's resource.
+    quorum: bool,
+    /// Its daemon runs (and so can stop the stack).
+    daemon: bool,
+}
+
+/// The failover world's rules on Primaries, which need the sample before: one per sample.
+///
+/// - Never two Primaries that both have quorum: both could write. Two Primaries of which one
+///   has no quorum are the first caveat of docs/operations.md's automatic failover (the old
+///   holder, cut off, has not finished stopping when the majority promotes; DRBD's
+///   `on-no-quorum io-error` keeps it from writing): they are counted as windows, not failed,
+///   and the next rule bounds how long one lasts.
+/// - The minority never runs the service: a node that is Primary without quorum while its
+///   daemon runs must be Secondary within [`MINORITY_STOP`]. (Without its daemon nothing can
+///   stop it: a kill -9 is a fault of the schedule, and the clock starts when the daemon is
+///   started again.)
+/// - Never a promotion without quorum: a node Primary now and not Primary at the sample
+///   before, without quorum in both samples (quorum in either may mean it promoted with
+///   quorum and lost it, or gained it and promoted, within one sample's gap). DRBD refuses
+///   it (`(-25) No quorum`); this checks that nothing (converge's `--force`, a simulator
+///   fault) got around that.
+#[derive(Debug, Default)]
+struct Watch {
+    prev: BTreeMap<String, NodeView>,
+    /// Since when each node has been Primary without quorum, its daemon running.
+    minority: BTreeMap<String, Instant>,
+    longest_minority: Duration,
+    /// Since when two Primaries, one without quorum, have been seen.
+    window: Option<Instant>,
+    windows: u64,
+    longest_window: Duration,
+}
+
+impl Watch {
+    fn see(&mut self, now: Instant, views: &[NodeView], limit: Duration) -> Vec<String> {
+        let mut found = Vec::new();
+        let primaries: Vec<&NodeView> = views.iter().filter(|v| v.primary).collect();
+        let with_quorum: Vec<&str> = primaries
+            .iter()
+            .filter(|v| v.quorum)
+            .map(|v| v.name.as_str())
+            .collect();
+        if with_quorum.len() > 1 {
+            found.push(format!(
+                "two Primaries with quorum at once: {with_quorum:?}"
+            ));
+        }
+        if primaries.len() > 1 && with_quorum.len() <= 1 {
+            let since = *self.window.get_or_insert_with(|| {
+                self.windows += 1;
+                now
+            });
+            self.longest_window = self.longest_window.max(now - since);
+        } else {
+            self.window = None;
+        }
+        for v in views {
+            if let Some(prev) = self.prev.get(&v.name)
+                && v.primary
+                && !prev.primary
+                && !prev.quorum
+                && !v.quorum
+            {
+                found.push(format!("{} was promoted without quorum", v.name));
+            }
+            if v.primary && !v.quorum && v.daemon {
+                let since = *self.minority.entry(v.name.clone()).or_insert(now);
+                let held = now - since;
+                self.longest_minority = self.longest_minority.max(held);
+                if held > limit {
+                    found.push(format!(
+                        "{} stays Primary without quorum for over {limit:?} while its daemon runs",
+                        v.name
+                    ));
+                }
+            } else {
+                self.minority.remove(&v.name);
+            }
+        }
+        self.prev = views.iter().map(|v| (v.name.clone(), v.clone())).collect();
+        found
+    }
+}
+
+/// The failover checker's sample: the mount and split-brain rules of every world, and the
+/// [`Watch`]'s rules on Primaries in place of "never two Primaries".
+fn failover_violations(
+    world: &World,
+    watch: &Mutex<Watch>,
+    alive: &[AtomicBool],
+    limit: Duration,
+) -> Result<Vec<String>, String> {
+    let seen = look(world)?;
+    let primaries = seen.primaries();
+    let views: Vec<NodeView> = world
+        .nodes
+        .iter()
+        .zip(alive)
+        .map(|(n, alive)| NodeView {
+            name: n.name.clone(),
+            primary: primaries.contains(&&n.name),
+            quorum: seen.quorum(&n.name),
+            daemon: alive.load(Ordering::SeqCst),
+        })
+        .collect();
+    let mut found =
+        watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .see(Instant::now(), &views, limit);
+    found.extend(seen.mount_and_split_violations());
+    Ok(found)
+}
+
 /// Why a run failed, besides what the checker saw.
 type Failure = String;
 
 /// A run of one schedule on one world.
 struct Run<'g> {
     guard: &'g Guard,
+    /// Per node, whether its daemon runs (set before a kill, after a start): the failover
+    /// checker holds a Primary without quorum to stepping down only while its daemon runs.
+    alive: &'g [AtomicBool],
     names: Vec<String>,
     daemons: Vec<Option<Daemon>>,
     /// A process whose working directory is on the filesystem (`busy mount`).
@@ -388,7 +647,18 @@ impl<'g> Run<'g> {
     fn manifest_text(world: &World, model: &Model) -> String {
         let state = if model.up { "up" } else { "down" };
         let node = world.nodes[model.pin].name.as_str();
-        let text = seed_manifest_for(state, node, &world.mnt, &SandboxContainer::Vz);
+        let mut text = seed_manifest_for(state, node, &world.mnt, &SandboxContainer::Vz);
+        if model.failover {
+            let failback = if model.preferred {
+                "preferred"
+            } else {
+                "never"
+            };
+            text = text.replace(
+                &format!("node: {node}\n"),
+                &format!("nodes: [deb1, deb2]\nfailover: auto\nfailback: {failback}\n"),
+            );
+        }
         if model.broken {
             // Still this edit, but no longer YAML: an unclosed flow sequence.
             format!("{text}  extra: [unclosed\n")
@@ -403,16 +673,20 @@ impl<'g> Run<'g> {
         fs::write(&world.manifest, text).map_err(|e| format!("write the manifest: {e}"))
     }
 
-    /// The node that runs the service now: Primary with the filesystem mounted.
+    /// The node that runs the service now: Primary with the filesystem mounted, and, in the
+    /// failover world, quorum (a Primary without it is on its way down, and DRBD would fail
+    /// its writes: the simulator does not, see docs/testing.md).
     fn running_node(&self) -> Option<usize> {
         let world = self.world();
-        let all = world.drbd().ok()?;
+        let seen = look(&world).ok()?;
         (0..self.names.len()).find(|i| {
             let name = &self.names[*i];
-            all.get(name)
+            seen.drbd
+                .get(name)
                 .and_then(|n| n.resource(RES))
                 .is_some_and(|r| r.role == Role::Primary)
                 && mounted(&world, name)
+                && (!self.model.failover || seen.quorum(name))
         })
     }
 
@@ -552,6 +826,7 @@ impl<'g> Run<'g> {
     fn start_daemon(&mut self, i: usize) {
         let daemon = Daemon::start(&self.world(), &self.names[i]);
         self.daemons[i] = Some(daemon);
+        self.alive[i].store(true, Ordering::SeqCst);
     }
 
     /// Runs one operation; what it did, or why the run cannot go on.
@@ -568,6 +843,7 @@ impl<'g> Run<'g> {
             }
             Op::Kill(i) => {
                 self.model.apply(op);
+                self.alive[*i].store(false, Ordering::SeqCst);
                 match self.daemons[*i].take() {
                     Some(mut d) => {
                         d.kill9();
@@ -595,6 +871,7 @@ impl<'g> Run<'g> {
             Op::PowerOff(i) => {
                 self.model.apply(op);
                 let held = self.running_node() == Some(*i);
+                self.alive[*i].store(false, Ordering::SeqCst);
                 self.guard
                     .write()
                     .power_off(&self.names[*i])
@@ -697,7 +974,17 @@ impl<'g> Run<'g> {
         self.write_manifest()?;
         self.heals += 1;
         let healed = Instant::now();
-        let pin = self.model.pin;
+        // Where the service must run: where the manifest pins it; failing over, on either
+        // data node with `failback: never` (where it was, or where it went), on deb1 with
+        // `preferred`.
+        let targets = if !self.model.failover {
+            vec![self.model.pin]
+        } else if self.model.preferred {
+            vec![0]
+        } else {
+            vec![0, 1]
+        };
+        let pin;
         loop {
             // The stop flag goes wherever it can be reached; a node that cannot stop (its
             // stop script failing) holds the service until then.
@@ -706,13 +993,15 @@ impl<'g> Run<'g> {
             {
                 let _ = fs::remove_file(path);
             }
-            if self.live(pin) {
+            if let Some(t) = targets.iter().find(|t| self.live(**t)) {
+                pin = *t;
                 break;
             }
             if healed.elapsed() > LIVENESS {
+                let names: Vec<&str> = targets.iter().map(|t| self.name(*t)).collect();
                 return Err(format!(
                     "liveness: the service does not run on {} {LIVENESS:?} after every fault was healed: {}",
-                    self.name(pin),
+                    names.join(" or "),
                     self.describe()
                 ));
             }
@@ -856,23 +1145,64 @@ fn log_tails(world: &World, lines: usize) -> String {
         .join("\n")
 }
 
-fn safety_run(work: &Path, names: &[&str]) {
+/// A run on `names`, with the service pinned by `node:`; or, `failover`, on deb1 and deb2
+/// (diskful) and tb (a diskless tiebreaker) with the service failing over between deb1 and
+/// deb2.
+fn safety_run(work: &Path, names: &[&str], failover: bool) {
     let p = params();
-    let steps = schedule(p.seed, names.len(), p.ops, p.round);
-    let topology = format!("{} nodes", names.len());
+    let ops = p
+        .ops
+        .unwrap_or(if failover { FAILOVER_CI_OPS } else { CI_OPS });
+    let start = if failover {
+        // Half the seeds fail back (`preferred`), half do not.
+        Model::failover(p.seed % 2 == 1)
+    } else {
+        Model::new(names.len())
+    };
+    let steps = schedule_from(p.seed, start.clone(), ops, p.round);
+    let topology = if failover {
+        format!(
+            "failover, tiebreaker, failback {}",
+            if start.preferred {
+                "preferred"
+            } else {
+                "never"
+            }
+        )
+    } else {
+        format!("{} nodes", names.len())
+    };
     println!(
-        "safety_random ({topology}): seed {} ({} operations, heal all every {}); replay with CONVERGE_SAFETY_SEED={} CONVERGE_SAFETY_OPS={} CONVERGE_SAFETY_ROUND={}",
-        p.seed, p.ops, p.round, p.seed, p.ops, p.round
+        "safety_random ({topology}): seed {} ({ops} operations, heal all every {}); replay with CONVERGE_SAFETY_SEED={} CONVERGE_SAFETY_OPS={ops} CONVERGE_SAFETY_ROUND={}",
+        p.seed, p.round, p.seed, p.round
     );
-    let guard = Guard::new(World::create(work, Path::new(CONVERGE), names).expect("world"));
+    let world = if failover {
+        let specs: Vec<NodeSpec> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                if i == TB {
+                    NodeSpec::diskless(n)
+                } else {
+                    NodeSpec::diskful(n)
+                }
+            })
+            .collect();
+        World::create_with(work, Path::new(CONVERGE), &specs)
+    } else {
+        World::create(work, Path::new(CONVERGE), names)
+    };
+    let guard = Guard::new(world.expect("world"));
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     let private = private_area(&guard.read());
+    let alive: Vec<AtomicBool> = names.iter().map(|_| AtomicBool::new(false)).collect();
     let mut run = Run {
         guard: &guard,
+        alive: &alive,
         names: names.clone(),
         daemons: Vec::new(),
         busy: None,
-        model: Model::new(names.len()),
+        model: start,
         counter: 0,
         starts: 0,
         ran: Vec::new(),
@@ -884,13 +1214,25 @@ fn safety_run(work: &Path, names: &[&str]) {
         counter_file: private.join("var/log/counter"),
         starts_file: private.join("var/log/foo.starts"),
     };
+    if failover {
+        // The seed manifest pins the service to deb1; this one fails over.
+        run.write_manifest().expect("the failover manifest");
+    }
     for i in 0..names.len() {
         run.daemons.push(None);
         run.start_daemon(i);
     }
     let violated = AtomicBool::new(false);
+    let watch = Mutex::new(Watch::default());
     let (outcome, seen) = checked_by(
-        || violations(&guard.read()),
+        || {
+            let world = guard.read();
+            if failover {
+                failover_violations(&world, &watch, &alive, MINORITY_STOP)
+            } else {
+                violations(&world)
+            }
+        },
         SAMPLE,
         &violated,
         || -> Result<(), Failure> {
@@ -919,7 +1261,7 @@ fn safety_run(work: &Path, names: &[&str]) {
     );
     let elapsed = run.start.elapsed();
     let ops = steps.iter().filter(|s| s.op != Op::HealAll).count();
-    let summary = format!(
+    let mut summary = format!(
         "safety_random ({topology}): seed {}, {ops} operations, {} heal-all, {} samples ({} failed), violations {}, longest convergence {:.1?} (heal {}), {:.0?} in all",
         p.seed,
         run.heals,
@@ -930,17 +1272,28 @@ fn safety_run(work: &Path, names: &[&str]) {
         run.longest.1,
         elapsed
     );
+    if failover {
+        let watch = watch.lock().unwrap_or_else(|e| e.into_inner());
+        summary.push_str(&format!(
+            "; two Primaries, one without quorum (caveat): {} window(s), longest {:.2?}; longest Primary without quorum while its daemon ran {:.2?}",
+            watch.windows, watch.longest_window, watch.longest_minority
+        ));
+    }
     if let Some(dir) = std::env::var_os("CONVERGE_SAFETY_LOGS") {
         // For a look at what the daemons did, pass or fail: the world's directory goes away.
         let world = guard.read();
         let dir = Path::new(&dir);
         let _ = fs::create_dir_all(dir);
         for n in &world.nodes {
-            let to = dir.join(format!("{}nodes-{}.log", names.len(), n.name));
+            let to = dir.join(format!(
+                "{}-{}.log",
+                topology.replace([' ', ','], ""),
+                n.name
+            ));
             let _ = fs::copy(daemon_log(&world, &n.name), to);
         }
         let _ = fs::write(
-            dir.join(format!("{}nodes-schedule.txt", names.len())),
+            dir.join(format!("{}-schedule.txt", topology.replace([' ', ','], ""))),
             run.ran.join("\n"),
         );
     }
@@ -963,7 +1316,7 @@ fn safety_run(work: &Path, names: &[&str]) {
             seen.last_failure,
             run.ran.join("\n"),
             p.seed,
-            p.ops,
+            ops,
             p.round,
             log_tails(&world, 200),
         );
@@ -1022,16 +1375,168 @@ fn schedules_are_a_function_of_the_seed() {
 }
 
 #[test]
+fn failover_schedules_keep_to_their_operations() {
+    let names: Vec<String> = ["deb1", "deb2", "tb"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    let steps = schedule_from(7, Model::failover(false), 2000, 20);
+    let again = schedule_from(7, Model::failover(false), 2000, 20);
+    let shown = |steps: &[Step]| -> Vec<String> {
+        steps
+            .iter()
+            .map(|s| format!("{} {}", Shown(&s.op, &names), s.pause_ms))
+            .collect()
+    };
+    assert_eq!(shown(&steps), shown(&again));
+    let mut model = Model::failover(false);
+    let (mut both_off, mut isolated_tb_first) = (false, false);
+    for step in &steps {
+        match &step.op {
+            Op::Pin(_)
+            | Op::Desired(_)
+            | Op::StopFails
+            | Op::StopRecovers
+            | Op::Busy
+            | Op::Unbusy
+            | Op::HoldResync
+            | Op::ReleaseResync => panic!("not a failover operation: {step:?}"),
+            // The holder is never isolated in steps with the data link first (the caveat).
+            Op::PowerOff(n) => assert!(
+                *n < TB && model.on[*n] && !model.data_link_cut(),
+                "{step:?}"
+            ),
+            Op::PowerOn(n) => assert!(*n < TB && !model.on[*n], "{step:?}"),
+            Op::Cut(_, b) if *b == TB => assert!(!model.data_link_cut(), "{step:?}"),
+            Op::Cut(0, 1) => isolated_tb_first |= model.cut.contains(&(0, TB)),
+            _ => {}
+        }
+        model.apply(&step.op);
+        both_off |= !model.on[0] && !model.on[1];
+    }
+    assert!(both_off, "both data nodes never off at once");
+    assert!(
+        isolated_tb_first,
+        "deb1 never isolated the safe way (tiebreaker link first)"
+    );
+    let kinds: BTreeSet<String> = shown(&steps)
+        .iter()
+        .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .collect();
+    for kind in [
+        "kill -9",
+        "restart deb1",
+        "restart tb",
+        "power off",
+        "power on",
+        "cut deb1",
+        "cut deb2",
+        "heal deb2",
+        "break manifest",
+        "fix manifest",
+        "write",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k.starts_with(kind)),
+            "{kind} never drawn: {kinds:?}"
+        );
+    }
+    // Failing back, the data link stays whole.
+    let preferred = schedule_from(7, Model::failover(true), 2000, 20);
+    assert!(
+        !preferred.iter().any(|s| s.op == Op::Cut(0, 1)),
+        "cut deb1 deb2 drawn with failback: preferred"
+    );
+    assert!(preferred.iter().any(|s| s.op == Op::Cut(0, TB)));
+}
+
+/// The failover rules on Primaries, on samples made up for each case.
+#[test]
+fn the_failover_watch_sees_each_violation() {
+    let view = |name: &str, primary: bool, quorum: bool, daemon: bool| NodeView {
+        name: name.into(),
+        primary,
+        quorum,
+        daemon,
+    };
+    let limit = Duration::from_secs(10);
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + Duration::from_millis(n);
+
+    // Two Primaries with quorum: a violation. One of them without quorum: a caveat window.
+    let mut watch = Watch::default();
+    let both = [
+        view("deb1", true, true, true),
+        view("deb2", true, true, true),
+    ];
+    assert_eq!(
+        watch.see(t0, &both, limit),
+        vec!["two Primaries with quorum at once: [\"deb1\", \"deb2\"]".to_string()]
+    );
+    let mut watch = Watch::default();
+    let window = [
+        view("deb1", true, false, true),
+        view("deb2", true, true, true),
+    ];
+    assert!(watch.see(ms(0), &window, limit).is_empty());
+    assert!(watch.see(ms(400), &window, limit).is_empty());
+    assert_eq!(
+        (watch.windows, watch.longest_window),
+        (1, Duration::from_millis(400))
+    );
+
+    // A promotion without quorum in either sample; with quorum in one of them, none.
+    let mut watch = Watch::default();
+    watch.see(ms(0), &[view("deb2", false, false, true)], limit);
+    assert_eq!(
+        watch.see(ms(3), &[view("deb2", true, false, true)], limit),
+        vec!["deb2 was promoted without quorum".to_string()]
+    );
+    let mut watch = Watch::default();
+    watch.see(ms(0), &[view("deb2", false, true, true)], limit);
+    assert!(
+        watch
+            .see(ms(3), &[view("deb2", true, false, true)], limit)
+            .is_empty()
+    );
+
+    // Primary without quorum past the limit while the daemon runs; not while it is dead,
+    // and the clock starts again when it runs again.
+    let mut watch = Watch::default();
+    let minority = [view("deb1", true, false, true)];
+    assert!(watch.see(ms(0), &minority, limit).is_empty());
+    assert!(watch.see(ms(10_000), &minority, limit).is_empty());
+    assert_eq!(
+        watch.see(ms(10_001), &minority, limit),
+        vec!["deb1 stays Primary without quorum for over 10s while its daemon runs".to_string()]
+    );
+    let mut watch = Watch::default();
+    let dead = [view("deb1", true, false, false)];
+    assert!(watch.see(ms(0), &dead, limit).is_empty());
+    assert!(watch.see(ms(20_000), &dead, limit).is_empty());
+    assert!(watch.see(ms(20_001), &minority, limit).is_empty());
+    assert!(watch.see(ms(30_001), &minority, limit).is_empty());
+    assert_eq!(watch.see(ms(30_002), &minority, limit).len(), 1);
+}
+
+#[test]
+fn randomized_failover_on_a_tiebreaker_world() {
+    in_world_namespace("randomized_failover_on_a_tiebreaker_world", |work| {
+        safety_run(work, &["deb1", "deb2", "tb"], true);
+    });
+}
+
+#[test]
 fn two_nodes_stay_safe_under_a_random_schedule() {
     in_world_namespace("two_nodes_stay_safe_under_a_random_schedule", |work| {
-        safety_run(work, &["deb1", "deb2"]);
+        safety_run(work, &["deb1", "deb2"], false);
     });
 }
 
 #[test]
 fn three_nodes_stay_safe_under_a_random_schedule() {
     in_world_namespace("three_nodes_stay_safe_under_a_random_schedule", |work| {
-        safety_run(work, &["deb1", "deb2", "deb3"]);
+        safety_run(work, &["deb1", "deb2", "deb3"], false);
     });
 }
 
@@ -1083,6 +1588,23 @@ fn the_checker_sees_each_violation() {
             Some(11),
             "quorum refuses: {refused:?}"
         );
+        // The failover checker on the real world: deb1, Primary, has lost quorum (half the
+        // voters, no tiebreaker); its daemon "runs", so past the limit (none here) it is the
+        // minority running the service.
+        let alive = [AtomicBool::new(true), AtomicBool::new(true)];
+        let watch = Mutex::new(Watch::default());
+        let minority = |watch: &Mutex<Watch>| {
+            failover_violations(world, watch, &alive, Duration::ZERO).expect("sample")
+        };
+        minority(&watch);
+        std::thread::sleep(Duration::from_millis(5));
+        let seen = minority(&watch);
+        assert_eq!(
+            seen,
+            vec![
+                "deb1 stays Primary without quorum for over 0ns while its daemon runs".to_string()
+            ]
+        );
         let bin = world.bin.join("drbdsetup");
         for node in ["deb1", "deb2"] {
             ok(
@@ -1099,6 +1621,12 @@ fn the_checker_sees_each_violation() {
         );
         assert!(
             seen.contains(&"split brain: the data of deb1 and deb2 went separate ways".to_string()),
+            "{seen:?}"
+        );
+        // With quorum off, both have quorum: the failover checker's two Primaries.
+        let seen = minority(&Mutex::new(Watch::default()));
+        assert!(
+            seen.contains(&"two Primaries with quorum at once: [\"deb1\", \"deb2\"]".to_string()),
             "{seen:?}"
         );
 

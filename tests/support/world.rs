@@ -3,7 +3,7 @@
 //! daemons, what a node's DRBD, mounts and app look like, and a checker that samples every
 //! node while a scenario runs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use converge_core::observe::drbd::{ConnectionState, DiskState, Role};
-use converge_sim::world::{NodeProcess, World};
+use converge_core::observe::drbd::{ConnectionState, DiskState, Quorum, Role};
+use converge_sim::world::{NodeDrbd, NodeProcess, World};
 
 use super::CONVERGE;
 
@@ -192,57 +192,107 @@ pub fn app_running(world: &World, node: &str) -> bool {
     on_node(world, node, &private_area(world).join("var/run/foo")).is_some_and(|p| p.exists())
 }
 
-/// One look at every node: what breaks the safety rules at this instant.
-///
-/// - Two Primaries: from one read of the world file, which holds every node at one instant.
-/// - A node with the filesystem mounted while its resource is not Primary there (Secondary,
-///   or not up: a demotion or a `down` under a mount, or a mount of a Secondary): the
-///   node's mount table is read before and after the world file, and a mount counts only
-///   when the same mount (its id) is in both reads, so it was there when the world file was
-///   read; a mount alone in one read is one being made or taken off around the sample.
-/// - A split brain: two nodes whose data went separate ways (both Primary while apart).
-pub fn violations(world: &World) -> Result<Vec<String>, String> {
+/// One look at every node, at one instant: every node's DRBD (one read of the world file),
+/// the nodes whose mount of the filesystem was there throughout that read, and the pairs whose
+/// data went separate ways.
+pub struct Look {
+    pub drbd: BTreeMap<String, NodeDrbd>,
+    /// Nodes with the filesystem mounted while the world file was read: the node's mount table
+    /// is read before and after the world file, and a mount counts only when the same mount
+    /// (its id) is in both reads; a mount alone in one read is one being made or taken off
+    /// around the sample.
+    pub mounted: BTreeSet<String>,
+    pub diverged: Vec<(String, String)>,
+}
+
+pub fn look(world: &World) -> Result<Look, String> {
     let before: BTreeMap<&str, Vec<u32>> = world
         .nodes
         .iter()
         .map(|n| (n.name.as_str(), mounts_at_mnt(world, &n.name)))
         .collect();
-    let all = world.drbd().map_err(|e| e.to_string())?;
+    let drbd = world.drbd().map_err(|e| e.to_string())?;
     let diverged = world.diverged(RES).map_err(|e| e.to_string())?;
-    let mut found = Vec::new();
-    let primaries: Vec<&String> = all
+    let mounted = world
+        .nodes
         .iter()
-        .filter(|(_, n)| n.resource(RES).is_some_and(|r| r.role == Role::Primary))
-        .map(|(name, _)| name)
+        .filter(|node| {
+            let after = mounts_at_mnt(world, &node.name);
+            before
+                .get(node.name.as_str())
+                .is_some_and(|b| b.iter().any(|id| after.contains(id)))
+        })
+        .map(|node| node.name.clone())
         .collect();
+    Ok(Look {
+        drbd,
+        mounted,
+        diverged,
+    })
+}
+
+impl Look {
+    /// The nodes whose resource is Primary.
+    pub fn primaries(&self) -> Vec<&String> {
+        self.drbd
+            .iter()
+            .filter(|(_, n)| n.resource(RES).is_some_and(|r| r.role == Role::Primary))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    /// Whether DRBD reports quorum on every device of `node`'s resource (a resource that is
+    /// not up, or a quorum not reported, is none).
+    pub fn quorum(&self, node: &str) -> bool {
+        self.drbd
+            .get(node)
+            .and_then(|n| n.resource(RES))
+            .is_some_and(|r| {
+                !r.devices.is_empty() && r.devices.iter().all(|d| d.quorum == Quorum::Yes)
+            })
+    }
+
+    /// The rules but the one on Primaries: a mount on a node that is not Primary, a split
+    /// brain.
+    pub fn mount_and_split_violations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for node in &self.mounted {
+            let role = self
+                .drbd
+                .get(node)
+                .and_then(|n| n.resource(RES))
+                .map(|r| r.role.clone());
+            if role != Some(Role::Primary) {
+                let role = role.map_or("not up".to_string(), |r| r.to_string());
+                found.push(format!(
+                    "{node} has the filesystem mounted while its resource is {role}"
+                ));
+            }
+        }
+        for (a, b) in &self.diverged {
+            found.push(format!(
+                "split brain: the data of {a} and {b} went separate ways"
+            ));
+        }
+        found
+    }
+}
+
+/// One look at every node: what breaks the safety rules at this instant.
+///
+/// - Two Primaries: from one read of the world file, which holds every node at one instant.
+/// - A node with the filesystem mounted while its resource is not Primary there (Secondary,
+///   or not up: a demotion or a `down` under a mount, or a mount of a Secondary), counting a
+///   mount there throughout the read of the world file ([`Look::mounted`]).
+/// - A split brain: two nodes whose data went separate ways (both Primary while apart).
+pub fn violations(world: &World) -> Result<Vec<String>, String> {
+    let look = look(world)?;
+    let mut found = Vec::new();
+    let primaries = look.primaries();
     if primaries.len() > 1 {
         found.push(format!("two Primaries at once: {primaries:?}"));
     }
-    for node in &world.nodes {
-        let after = mounts_at_mnt(world, &node.name);
-        let throughout = before
-            .get(node.name.as_str())
-            .is_some_and(|b| b.iter().any(|id| after.contains(id)));
-        if !throughout {
-            continue;
-        }
-        let role = all
-            .get(&node.name)
-            .and_then(|n| n.resource(RES))
-            .map(|r| r.role.clone());
-        if role != Some(Role::Primary) {
-            let role = role.map_or("not up".to_string(), |r| r.to_string());
-            found.push(format!(
-                "{} has the filesystem mounted while its resource is {role}",
-                node.name
-            ));
-        }
-    }
-    for (a, b) in diverged {
-        found.push(format!(
-            "split brain: the data of {a} and {b} went separate ways"
-        ));
-    }
+    found.extend(look.mount_and_split_violations());
     Ok(found)
 }
 
