@@ -21,6 +21,11 @@ pub fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()
             }
             Outcome::Blocked { reason, .. } => writeln!(out, "{}: blocked: {reason}", s.service)?,
             Outcome::Waiting { reason, .. } => writeln!(out, "{}: waiting: {reason}", s.service)?,
+            Outcome::Requeue { reason, after, .. } => writeln!(
+                out,
+                "{}: waiting: {reason} (looked at again in {after:?})",
+                s.service
+            )?,
             Outcome::Interrupted { steps } => {
                 writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
             }

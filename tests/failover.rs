@@ -162,6 +162,71 @@ fn with_failback_preferred_the_service_moves_back_once_its_node_returns() {
     );
 }
 
+/// Rewrites the failover manifest in force with `state`, as a commit does (a new file renamed
+/// over it).
+fn commit_state(world: &World, state: &str) {
+    let text = fs::read_to_string(&world.manifest).expect("the manifest");
+    let (before, after) = if state == "down" {
+        ("state: up\n", "state: down\n")
+    } else {
+        ("state: down\n", "state: up\n")
+    };
+    assert!(text.contains(before), "{text}");
+    let staged = world.manifest.with_file_name(".commit.new");
+    fs::write(&staged, text.replace(before, after)).expect("write the commit");
+    fs::rename(&staged, &world.manifest).expect("rename the commit into place");
+}
+
+/// Regression (found by the randomized failover run, seed 42): a node waiting its rank before
+/// it promotes slept inside its reconcile, then promoted from the manifest it had read before
+/// the wait, although `state: down` had been committed meanwhile. The wait now spans
+/// reconciles: the one that promotes reads the manifests in force.
+#[test]
+fn regression_a_commit_during_the_rank_wait_is_obeyed_when_the_wait_ends() {
+    in_world_namespace(
+        "regression_a_commit_during_the_rank_wait_is_obeyed_when_the_wait_ends",
+        |work| {
+            // Long enough to commit in the middle of it.
+            let (guard, _daemons) = started(work, "", "failover_delay: 3s\n");
+            guard.write().power_off("deb1").expect("power off deb1");
+            let world = guard.read();
+            until("deb2 to start its rank wait", &world, || {
+                logs(&world)
+                    .contains("failover: this node may take the service; waiting 3s (listed 2nd)")
+            });
+            commit_state(&world, "down");
+            let committed = Instant::now();
+            checked(&world, || {
+                // Past the end of the wait, with margin: deb2 must not promote.
+                while committed.elapsed() < std::time::Duration::from_secs(6) {
+                    assert_ne!(
+                        role(&world, "deb2"),
+                        Some(Role::Primary),
+                        "deb2 promoted after state: down was committed"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+            });
+            assert!(!mounted(&world, "deb2"));
+            // Committed up again, deb2 waits its rank afresh and takes the service.
+            commit_state(&world, "up");
+            checked(&world, || {
+                until("deb2 to take the service over", &world, || {
+                    runs_on(&world, "deb2")
+                });
+            });
+            let log = logs(&world);
+            assert!(!log.contains(" ERROR "), "{log}");
+            assert_eq!(
+                log.matches("failover: this node may take the service; waiting 3s (listed 2nd)")
+                    .count(),
+                2,
+                "one wait before the commit, one after: {log}"
+            );
+        },
+    );
+}
+
 /// Whether `node` resyncs from `source` right now (its replication towards it is SyncTarget).
 fn sync_target_of(world: &World, node: &str, source: &str) -> bool {
     world.drbd().is_ok_and(|all| {

@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use super::desired::DesiredSet;
 use super::once::{Outcome, blocked_outcome, blocked_reason, reconcile_service};
+use super::rank::RankWait;
 use super::scheduler::Scheduler;
 use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
@@ -126,6 +127,9 @@ impl ServiceResult {
                 rolled_back: *rolled_back,
             },
             Outcome::Interrupted { .. } => ServiceResult::Interrupted,
+            Outcome::Requeue { reason, .. } => ServiceResult::Waiting {
+                reason: reason.clone(),
+            },
         }
     }
 
@@ -223,8 +227,10 @@ enum Message {
         outcome: Outcome,
         seen: Option<Seen>,
     },
-    Retry {
+    /// A timer armed after a reconcile fired: its retry after a failure, or its requeue.
+    Due {
         service: String,
+        why: &'static str,
     },
     /// A batched look at many services: the converged ones need nothing more.
     Batch {
@@ -251,6 +257,8 @@ pub struct Daemon {
     mounts_seen: BTreeSet<PathBuf>,
     /// Set at shutdown: a reconcile stops between two steps.
     stopping: Arc<AtomicBool>,
+    /// Since when this node may take each failover service (its rank wait, across reconciles).
+    waits: Arc<RankWait>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
     tasks: JoinSet<()>,
@@ -290,6 +298,7 @@ impl Daemon {
             notices: Vec::new(),
             mounts_seen: BTreeSet::new(),
             stopping: Arc::new(AtomicBool::new(false)),
+            waits: Arc::new(RankWait::default()),
             tx,
             rx,
             tasks: JoinSet::new(),
@@ -332,12 +341,9 @@ impl Daemon {
     fn handle(&mut self, message: Message) {
         let changed = match message {
             Message::Trigger(trigger) => self.on_trigger(trigger),
-            Message::Retry { service } => {
-                self.reasons
-                    .insert(service.clone(), "retry after failure".into());
-                let start = self
-                    .scheduler
-                    .retry_due(&service, tokio::time::Instant::now());
+            Message::Due { service, why } => {
+                self.reasons.insert(service.clone(), why.into());
+                let start = self.scheduler.due(&service, tokio::time::Instant::now());
                 self.start_all(start);
                 true
             }
@@ -651,10 +657,12 @@ impl Daemon {
         }
         let observer = Arc::clone(&self.observer);
         let stopping = Arc::clone(&self.stopping);
+        let waits = Arc::clone(&self.waits);
         let tx = self.tx.clone();
         let desired = service.desired_here(&self.config.node);
         self.tasks.spawn(async move {
-            let (outcome, seen) = run_one(&observer, &service, &stopping, still_blocked).await;
+            let (outcome, seen) =
+                run_one(&observer, &service, &stopping, &waits, still_blocked).await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
                 desired,
@@ -692,12 +700,10 @@ impl Daemon {
             .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());
         if let Some(delay) = finished.retry_in {
             tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
-            let tx = self.tx.clone();
-            let service = name.clone();
-            self.tasks.spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Message::Retry { service });
-            });
+            self.due_in(&name, delay, "retry after failure");
+        }
+        if let Some(delay) = finished.requeue_in {
+            self.due_in(&name, delay, "look again: the failover rank wait is over");
         }
         if pruned_down {
             tracing::info!(service = %name, "pruned service is down: forgotten");
@@ -707,6 +713,16 @@ impl Daemon {
             self.scheduler.forget(&name);
         }
         self.start_all(finished.start);
+    }
+
+    /// Sends [`Message::Due`] for `service` after `delay`.
+    fn due_in(&mut self, service: &str, delay: Duration, why: &'static str) {
+        let tx = self.tx.clone();
+        let service = service.to_string();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Message::Due { service, why });
+        });
     }
 
     fn write_view(&mut self) {
@@ -789,10 +805,12 @@ async fn run_one(
     observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
+    waits: &RankWait,
     still_blocked: Option<String>,
 ) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
+    waits.planned(&service.name, plan.placement.as_ref());
     let as_before = plan.blocked.as_ref().filter(|b| {
         plan.steps.is_empty() && still_blocked.as_deref() == Some(blocked_reason(b).as_str())
     });
@@ -807,7 +825,7 @@ async fn run_one(
         tracing::debug!(service = %service.name, "still {word}: {}", blocked_reason(blocked));
         blocked_outcome(blocked, 0)
     } else {
-        reconcile_service(observer, service, plan, stopping).await
+        reconcile_service(observer, service, plan, stopping, waits).await
     };
     // Nothing was run: what was observed is still the state.
     let after = if matches!(outcome, Outcome::Converged { steps: 0 }) || blocked_as_before {

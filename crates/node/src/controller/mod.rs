@@ -11,6 +11,7 @@ pub mod drbd_events;
 pub mod lock;
 pub mod mount_watch;
 pub mod once;
+pub mod rank;
 pub mod scheduler;
 pub mod trigger;
 pub mod watch;

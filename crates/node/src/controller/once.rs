@@ -15,6 +15,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::rank::{RankWait, Wait};
 use super::scheduler::Next;
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::observer::Observer;
@@ -51,19 +52,6 @@ fn ordinal(n: usize) -> String {
     format!("{n}{suffix}")
 }
 
-/// Sleeps `delay`, waking early when converge is stopping; false then.
-async fn sleep_unless_stopping(delay: Duration, stopping: &AtomicBool) -> bool {
-    let until = Instant::now() + delay;
-    while Instant::now() < until {
-        if stopping.load(Ordering::SeqCst) {
-            return false;
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        tokio::time::sleep(left.min(Duration::from_millis(100))).await;
-    }
-    !stopping.load(Ordering::SeqCst)
-}
-
 /// A service that needs more steps than this in one run is not converging (each step changes
 /// one resource; the deepest stack has a few dozen).
 pub const MAX_STEPS: usize = 64;
@@ -87,9 +75,30 @@ pub enum Outcome {
     },
     /// Converge is shutting down: stopped between two steps, with nothing half done.
     Interrupted { steps: usize },
+    /// To be looked at again `after` this long, with the manifests then in force: a failover
+    /// node waiting its rank before it promotes (see [`super::rank`]). `reason` says why.
+    Requeue {
+        steps: usize,
+        #[serde(with = "humantime_serde")]
+        after: Duration,
+        reason: String,
+    },
 }
 
 impl Outcome {
+    /// This outcome, with `earlier` steps taken before it (by runs it follows).
+    fn after(mut self, earlier: usize) -> Outcome {
+        match &mut self {
+            Outcome::Converged { steps }
+            | Outcome::Blocked { steps, .. }
+            | Outcome::Waiting { steps, .. }
+            | Outcome::Failed { steps, .. }
+            | Outcome::Interrupted { steps }
+            | Outcome::Requeue { steps, .. } => *steps += earlier,
+        }
+        self
+    }
+
     /// What the scheduler does next, as this outcome says: a converged or blocked service waits
     /// for a change, a failed one is retried after a backoff.
     pub fn next(&self) -> Next {
@@ -99,6 +108,7 @@ impl Outcome {
             }
             Outcome::Failed { .. } => Next::Retry,
             Outcome::Interrupted { .. } => Next::Stop,
+            Outcome::Requeue { after, .. } => Next::RequeueAfter(*after),
         }
     }
 }
@@ -116,15 +126,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting (any, none failed
-    /// or blocked).
+    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting or to be looked at
+    /// again (any, none failed or blocked).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
         if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
             1
         } else if outcomes().any(|o| matches!(o, Outcome::Blocked { .. })) {
             3
-        } else if outcomes().any(|o| matches!(o, Outcome::Waiting { .. })) {
+        } else if outcomes().any(|o| matches!(o, Outcome::Waiting { .. } | Outcome::Requeue { .. }))
+        {
             4
         } else {
             0
@@ -137,6 +148,7 @@ impl Report {
 pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
     let node = observer.observe(&services).await;
     let first = plan::plan(&services, &node);
+    let waits = Arc::new(RankWait::default());
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
@@ -150,9 +162,9 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
         }
         let observer = Arc::clone(&observer);
         let name = service.name.clone();
+        let waits = Arc::clone(&waits);
         let handle = tasks.spawn(async move {
-            let outcome =
-                reconcile_service(&observer, &service, service_plan, &AtomicBool::new(false)).await;
+            let outcome = reconcile_to_rest(&observer, &service, service_plan, &waits).await;
             ServiceReport {
                 service: service.name,
                 outcome,
@@ -186,8 +198,44 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
     Report { services: reports }
 }
 
+/// How many times one service of `reconcile --once` is looked at again after a requeue before
+/// it is reported waiting: a failover node's rank wait takes one; more mean its placement keeps
+/// changing under it.
+const MAX_REQUEUES: usize = 16;
+
+/// `reconcile --once` of one service: [`reconcile_service`] until it is converged, blocked or
+/// failed. A requeue is waited out here, then the service is observed and planned again: the
+/// manifests do not change during one run.
+async fn reconcile_to_rest(
+    observer: &Observer,
+    service: &Service,
+    mut plan: ServicePlan,
+    waits: &RankWait,
+) -> Outcome {
+    let stopping = AtomicBool::new(false);
+    let mut earlier = 0;
+    for _ in 0..MAX_REQUEUES {
+        match reconcile_service(observer, service, plan, &stopping, waits).await {
+            Outcome::Requeue { steps, after, .. } => {
+                earlier += steps;
+                tokio::time::sleep(after).await;
+                let node = observer.observe(std::slice::from_ref(service)).await;
+                plan = plan::plan_service(service, &node);
+            }
+            outcome => return outcome.after(earlier),
+        }
+    }
+    Outcome::Waiting {
+        steps: earlier,
+        reason: format!(
+            "looked at again {MAX_REQUEUES} times without coming to rest (its failover placement keeps changing)"
+        ),
+    }
+}
+
 /// Reconciles one service from `plan` (made from a fresh observation) until it is converged,
-/// blocked or failed.
+/// blocked or failed, or says when to look at it again (a failover node waiting its rank:
+/// `waits` remembers since when, across reconciles).
 ///
 /// `stopping` is checked between steps: once set, the service stops after the step in progress
 /// (which runs to its end or its timeout), so a shutdown never leaves an action half done.
@@ -196,6 +244,7 @@ pub async fn reconcile_service(
     service: &Service,
     mut plan: ServicePlan,
     stopping: &AtomicBool,
+    waits: &RankWait,
 ) -> Outcome {
     let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
     // A failover service's desired state comes from DRBD: the log says why it is what it is.
@@ -218,8 +267,6 @@ pub async fn reconcile_service(
     let mut done: Vec<Step> = Vec::new();
     // Optional resources whose action failed this run: warned about, then left out.
     let mut skipped: BTreeSet<ResourceId> = BTreeSet::new();
-    // A failover promotion waits its rank once per run, then looks again.
-    let mut contended = false;
     while done.len() < MAX_STEPS {
         if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
             tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
@@ -239,31 +286,35 @@ pub async fn reconcile_service(
             };
         };
         // A node listed before it that contends too (one it cannot see, bridged by a third
-        // node) promotes first, and DRBD refuses the later one.
-        let delay = match (&step.action, &plan.placement) {
-            (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) => observer
+        // node) promotes first, and DRBD refuses the later one. The wait spans reconciles, each
+        // with the manifests in force when it starts: see `rank`.
+        if let (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) =
+            (&step.action, &plan.placement)
+        {
+            let wait = observer
                 .config()
                 .failover_delay
-                .saturating_mul(u32::try_from(*rank).unwrap_or(u32::MAX)),
-            _ => Duration::ZERO,
-        };
-        if let Some(Decision::Take { rank }) = &plan.placement
-            && !delay.is_zero()
-            && !contended
-        {
-            contended = true;
-            ResourceLog::new(service, step.rid).info(format_args!(
-                "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
-                humantime::format_duration(delay),
-                ordinal(*rank + 1)
-            ));
-            if !sleep_unless_stopping(delay, stopping).await {
-                return Outcome::Interrupted { steps: done.len() };
+                .saturating_mul(u32::try_from(*rank).unwrap_or(u32::MAX));
+            match waits.check(&service.name, *rank, wait, Instant::now()) {
+                Wait::Over => waits.clear(&service.name),
+                Wait::Left { left, started } => {
+                    let reason = format!(
+                        "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
+                        humantime::format_duration(wait),
+                        ordinal(*rank + 1)
+                    );
+                    if started {
+                        ResourceLog::new(service, step.rid).info(&reason);
+                    }
+                    return Outcome::Requeue {
+                        steps: done.len(),
+                        after: left,
+                        reason: format!("{}: {reason}", step.rid),
+                    };
+                }
             }
-            let (_, next) = observe_and_plan(observer, service, service).await;
-            plan = next;
-            plan.steps.retain(|s| !skipped.contains(&s.rid));
-            continue;
+        } else {
+            waits.planned(&service.name, plan.placement.as_ref());
         }
         if let Err(error) = act::run_step(observer, service, &step).await {
             let optional = service.resource(step.rid).is_some_and(|r| r.optional);

@@ -4,7 +4,7 @@
 //!   once more afterwards, and any number of requests meanwhile merge into that one run;
 //! - at most `limit` reconciles at once; the others wait, first requested first started;
 //! - what happens after a reconcile is what the reconcile said ([`Next`]): wait for the next
-//!   request, or retry after a backoff that grows with consecutive failures (1 s doubling to
+//!   request, look again after a set time (any request meanwhile runs at once), or retry after a backoff that grows with consecutive failures (1 s doubling to
 //!   5 min, ±20 % jitter so services failing together do not retry in lockstep), reset by any
 //!   other result or by a fresh request from the manifests;
 //! - once stopping, nothing new starts.
@@ -24,6 +24,8 @@ pub enum Next {
     AwaitChange,
     /// Failed: try again after a backoff.
     Retry,
+    /// Look again after this long (a failover node waiting its rank), or sooner if requested.
+    RequeueAfter(Duration),
     /// Stopped by a shutdown: nothing more.
     Stop,
 }
@@ -41,6 +43,10 @@ enum Phase {
     Backoff {
         until: Instant,
     },
+    /// To be looked at again at `until`, or at the next request if it comes first.
+    Requeued {
+        until: Instant,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +62,11 @@ pub struct Finished {
     /// Reconciles to start now (this service again, or others that were waiting for a slot).
     pub start: Vec<String>,
     /// When this service failed: how long until its retry (the caller arms a timer and calls
-    /// [`Scheduler::retry_due`] then).
+    /// [`Scheduler::due`] then).
     pub retry_in: Option<Duration>,
+    /// When this service asked to be looked at again: how long until then (the caller arms a
+    /// timer and calls [`Scheduler::due`] then).
+    pub requeue_in: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -101,7 +110,7 @@ impl Scheduler {
             }
             Phase::Waiting => Vec::new(),
             Phase::Backoff { until } if until > now => Vec::new(),
-            Phase::Idle | Phase::Backoff { .. } => {
+            Phase::Idle | Phase::Backoff { .. } | Phase::Requeued { .. } => {
                 state.phase = Phase::Waiting;
                 self.waiting.push_back(name.to_string());
                 self.fill()
@@ -149,16 +158,30 @@ impl Scheduler {
                     finished.start = self.request(name, now);
                 }
             }
+            Next::RequeueAfter(delay) => {
+                state.failures = 0;
+                if again {
+                    // What it was requested for may change what it waits for: at once.
+                    state.phase = Phase::Idle;
+                    finished.start = self.request(name, now);
+                } else {
+                    state.phase = Phase::Requeued { until: now + delay };
+                    finished.requeue_in = Some(delay);
+                }
+            }
             Next::Stop => state.phase = Phase::Idle,
         }
         finished.start.extend(self.fill());
         finished
     }
 
-    /// The retry timer of `name` fired: it runs if it is still waiting for that retry.
-    pub fn retry_due(&mut self, name: &str, now: Instant) -> Vec<String> {
+    /// A timer of `name` (its retry, or its requeue) fired: it runs if it is still waiting for
+    /// that time.
+    pub fn due(&mut self, name: &str, now: Instant) -> Vec<String> {
         match self.services.get(name).map(|s| s.phase) {
-            Some(Phase::Backoff { until }) if until <= now => self.request(name, now),
+            Some(Phase::Backoff { until } | Phase::Requeued { until }) if until <= now => {
+                self.request(name, now)
+            }
             _ => Vec::new(),
         }
     }
@@ -284,14 +307,14 @@ mod tests {
             names(&[]),
             "an event does not cut it short"
         );
-        assert_eq!(s.retry_due("web", now), names(&[]), "not due yet");
+        assert_eq!(s.due("web", now), names(&[]), "not due yet");
         let later = now + Duration::from_secs(1);
-        assert_eq!(s.retry_due("web", later), names(&["web"]));
+        assert_eq!(s.due("web", later), names(&["web"]));
         let done = s.finished("web", Next::Retry, later, 200);
         assert_eq!(done.retry_in, Some(Duration::from_secs(2)), "doubled");
         assert_eq!(s.failures("web"), 2);
         let later = later + Duration::from_secs(2);
-        s.retry_due("web", later);
+        s.due("web", later);
         s.finished("web", Next::AwaitChange, later, 0);
         assert_eq!(s.failures("web"), 0);
         assert_eq!(s.request("web", later), names(&["web"]));
@@ -307,7 +330,64 @@ mod tests {
         assert_eq!(s.failures("web"), 0);
         // The timer of the cancelled backoff fires later: it starts nothing.
         s.finished("web", Next::AwaitChange, now, 0);
-        assert_eq!(s.retry_due("web", now + BACKOFF_MAX), names(&[]));
+        assert_eq!(s.due("web", now + BACKOFF_MAX), names(&[]));
+    }
+
+    #[test]
+    fn a_requeue_looks_again_at_its_time_without_holding_a_slot() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.request("web", now);
+        s.request("db", now);
+        let done = s.finished("web", Next::RequeueAfter(Duration::from_secs(1)), now, 0);
+        assert_eq!(done.requeue_in, Some(Duration::from_secs(1)));
+        assert_eq!(done.retry_in, None, "not a failure");
+        assert_eq!(done.start, names(&["db"]), "its slot is free meanwhile");
+        assert!(!s.is_running("web"));
+        s.finished("db", Next::AwaitChange, now, 0);
+        assert_eq!(s.due("web", now), names(&[]), "not due yet");
+        let later = now + Duration::from_secs(1);
+        assert_eq!(s.due("web", later), names(&["web"]));
+        s.finished("web", Next::AwaitChange, later, 0);
+        assert_eq!(s.due("web", later), names(&[]), "a timer runs it once");
+    }
+
+    #[test]
+    fn a_request_during_a_requeue_runs_at_once_and_the_timer_then_starts_nothing() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.request("web", now);
+        s.finished("web", Next::RequeueAfter(Duration::from_secs(1)), now, 0);
+        assert_eq!(
+            s.request("web", now),
+            names(&["web"]),
+            "a commit or an event meanwhile is looked at now, unlike during a backoff"
+        );
+        s.finished("web", Next::AwaitChange, now, 0);
+        assert_eq!(s.due("web", now + Duration::from_secs(1)), names(&[]));
+    }
+
+    #[test]
+    fn a_request_while_running_beats_the_requeue() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.request("web", now);
+        s.request("web", now);
+        let done = s.finished("web", Next::RequeueAfter(Duration::from_secs(1)), now, 0);
+        assert_eq!(done.start, names(&["web"]), "again, at once");
+        assert_eq!(done.requeue_in, None);
+    }
+
+    #[test]
+    fn a_requeue_is_not_a_failure_and_ends_a_backoff_count() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.request("web", now);
+        s.finished("web", Next::Retry, now, 0);
+        let later = now + BACKOFF_MAX;
+        s.due("web", later);
+        s.finished("web", Next::RequeueAfter(Duration::from_secs(1)), later, 0);
+        assert_eq!(s.failures("web"), 0);
     }
 
     #[test]
