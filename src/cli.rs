@@ -202,10 +202,11 @@ fn check_config(path: Option<&Path>, config: &Config, trust: Trust) -> Result<()
     if path.is_some() || file.exists() {
         problems.extend(trust::check(file, "config file").err());
     }
+    // Where each program is found now (a bare name through PATH, as it will be run): what is
+    // not found runs nothing yet, and is checked again right before each spawn all the same.
     for program in config.commands.programs() {
-        let program = Path::new(&program);
-        if program.is_absolute() && program.exists() {
-            problems.extend(trust::check(program, "program named by the config").err());
+        if let Some(found) = converge_node::exec::resolve(&program).filter(|p| p.exists()) {
+            problems.extend(trust::check(&found, "program named by the config").err());
         }
     }
     match trust {

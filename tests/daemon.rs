@@ -587,7 +587,7 @@ fn regression_a_script_changed_after_loading_is_checked_right_before_it_runs() {
     fs::remove_file(sb.path("web.up")).expect("drift");
     daemon.signal(libc::SIGHUP);
     let start = Instant::now();
-    while !view(&sb).contains("refusing app program") {
+    while !view(&sb).contains("refusing program") {
         assert!(
             start.elapsed() < WAIT,
             "the start was not refused in the daemon's view:\n{}\n{}",

@@ -240,3 +240,101 @@ fn an_untrusted_service_is_refused_alone() {
     assert!(out.contains("other: converged"), "{out}");
     assert!(other.exists() && !app.marker.exists(), "{out}");
 }
+
+/// Regression: an app's check ran as root from `plan` and `status` (and at every look of the
+/// daemon) although it was world-writable: only starts and stops were checked before they
+/// ran. Every program converge spawns is now checked right before it runs.
+#[test]
+fn regression_plan_and_status_do_not_run_an_untrusted_check() {
+    let app = App::new();
+    let checked = app.sb.path("check-ran");
+    let check = app
+        .sb
+        .script("init.d/C10foo", &format!("id -u > {}", checked.display()));
+    let (code, out) = app.converge(&["reconcile", "--once"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(checked.exists(), "the trusted check runs: {out}");
+    fs::remove_file(&checked).expect("remove the marker");
+    chmod(&check, 0o777);
+    for (command, exit) in [("plan", 2), ("status", 2)] {
+        let (code, out) = app.converge(&[command]);
+        assert_eq!(code, exit, "{command}: {out}");
+        assert!(
+            out.contains(&format!("refusing script of app#0 {}", check.display())),
+            "{command}: {out}"
+        );
+        assert!(!checked.exists(), "{command} ran the check: {out}");
+    }
+}
+
+/// Regression: a program the configuration names by a bare name (as every default does:
+/// `drbdadm`, `mount`, …) was never checked, nor was the PATH directory it is found in: one
+/// that others can write could hold a `umount` that root ran. It is now found as `execvp`
+/// finds it, checked there, and run from there.
+#[test]
+fn regression_a_program_found_in_an_untrusted_path_directory_is_refused() {
+    let app = App::new();
+    let evil = app.sb.path("evil");
+    let ran = app.sb.path("evil-ran");
+    let umount = app.sb.script(
+        "evil/my-umount",
+        &format!("touch {}; exit 0", ran.display()),
+    );
+    chmod(&evil, 0o777);
+    app.sb.config("commands:\n  umount: my-umount\n");
+    let path = format!("{}:/usr/bin:/bin", evil.display());
+    let run = |command: &str| {
+        let mut all: Vec<&str> = command.split(' ').collect();
+        let dir = app.sb.path("manifests");
+        all.push(dir.to_str().expect("utf-8"));
+        let out = app
+            .sb
+            .converge_cmd(&all)
+            .env("PATH", &path)
+            .output()
+            .expect("run converge");
+        assert_no_panic(&out);
+        (
+            out.status.code().unwrap_or(-1),
+            format!("{}{}", text(&out.stdout), text(&out.stderr)),
+        )
+    };
+    let (code, out) = run("validate");
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "warning: refusing program named by the config {}",
+            umount.display()
+        )),
+        "{out}"
+    );
+    let (code, out) = run("reconcile --once");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("on its path is writable"), "{out}");
+    assert!(!ran.exists(), "root ran it: {out}");
+}
+
+/// A manifest that is a symlink leaving the manifest directory is trusted only if where it
+/// leads passes the same rule: one into a directory others can write is refused (anyone could
+/// put a service there that root runs).
+#[test]
+fn a_manifest_symlink_leading_to_a_directory_others_can_write_is_refused() {
+    let app = App::new();
+    let shared = app.sb.path("shared");
+    fs::create_dir_all(&shared).expect("mkdir");
+    let target = shared.join("web.yaml");
+    fs::rename(app.sb.path("manifests/web.yaml"), &target).expect("move the manifest");
+    std::os::unix::fs::symlink(&target, app.sb.path("manifests/web.yaml")).expect("symlink");
+    chmod(&shared, 0o755);
+    let (code, out) = app.converge(&["reconcile", "--once"]);
+    assert_eq!(code, 0, "a trusted target is fine: {out}");
+    fs::remove_file(&app.marker).expect("the start ran");
+    chmod(&shared, 0o777);
+    let (code, out) = app.converge(&["reconcile", "--once"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refusing manifest"), "{out}");
+    assert!(out.contains(&format!("{}", shared.display())), "{out}");
+    let (code, out) = app.converge(&["validate"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("warning: refusing manifest"), "{out}");
+}

@@ -595,6 +595,21 @@ mod tests {
         }
     }
 
+    /// Regression: the default `log_dir` was `/var/tmp/converge`, in a world-writable
+    /// directory, so any local user who made it first owned where root writes its logs. Every
+    /// default place converge writes or reads what decides what it runs is under a directory
+    /// only root can write on a standard system.
+    #[test]
+    fn regression_no_default_place_lies_in_a_world_writable_directory() {
+        let c = Config::default();
+        for path in [&c.log_dir, &c.state_dir, &c.manifests] {
+            for shared in ["/tmp", "/var/tmp", "/dev/shm", "/run/user"] {
+                assert!(!path.starts_with(shared), "{}", path.display());
+            }
+        }
+        assert_eq!(c.log_dir, Path::new("/var/log/converge"));
+    }
+
     #[test]
     fn daemon_keys_are_read_and_checked() {
         let config =

@@ -21,6 +21,8 @@ pub mod confine;
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -66,6 +68,36 @@ pub enum ExecError {
     /// The caller could not note where it runs ([`Track::placed`]): nothing was run.
     #[error("not running {program}: {source}")]
     Track { program: String, source: io::Error },
+    /// The program (as found in PATH), or a directory on the way to it, could be changed by
+    /// someone other than root: nothing was run.
+    #[error("{0}")]
+    Untrusted(Box<crate::trust::Untrusted>),
+}
+
+/// Where `program` is: itself when it names a path (has a `/`), else the first executable file
+/// of that name in the directories of `PATH` (`/bin:/usr/bin` when it is unset), as `execvp`
+/// looks. `None` when there is none.
+pub fn resolve(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        return Some(PathBuf::from(program));
+    }
+    if program.is_empty() {
+        return None;
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/bin:/usr/bin".into());
+    std::env::split_paths(&path)
+        // An empty entry means the current directory, as execvp reads it.
+        .map(|dir| {
+            if dir.as_os_str().is_empty() {
+                PathBuf::from(".").join(program)
+            } else {
+                dir.join(program)
+            }
+        })
+        .find(|candidate| {
+            std::fs::metadata(candidate)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// Told where a command runs, by a caller that must be able to find it again after converge
@@ -377,8 +409,18 @@ async fn run_with(
     mode: &Mode,
 ) -> Result<Logged, ExecError> {
     let (program, args) = argv.split_first().ok_or(ExecError::Empty)?;
-    let mut command = Command::new(program);
+    // Right before each spawn, the file that will run is checked, wherever it is found: root
+    // runs it, so whoever could change it, or a directory on the way, could run anything as
+    // root. It is then run by the path that was checked (PATH is not searched twice); the
+    // program still sees the name it was given as its argv[0].
+    let resolved = resolve(program).ok_or_else(|| ExecError::NotFound {
+        program: program.clone(),
+    })?;
+    crate::trust::check(&resolved, "program")
+        .map_err(|untrusted| ExecError::Untrusted(Box::new(untrusted)))?;
+    let mut command = Command::new(&resolved);
     command
+        .arg0(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -640,6 +682,50 @@ mod tests {
                 "{mode:?}: a child of the timed-out command outlived the timeout"
             );
         }
+    }
+
+    /// Regression: only app starts and stops were checked before they ran; an app's check,
+    /// a probe or a program the config names ran as root whoever could change it.
+    #[tokio::test]
+    async fn regression_an_untrusted_program_is_never_spawned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let marker = dir.path().join("ran");
+        let program = dir.path().join("prog");
+        std::fs::write(&program, format!("#!/bin/sh\ntouch {}\n", marker.display()))
+            .expect("write");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let line = argv(&[&program.display().to_string()]);
+        let err = run(&line, Duration::from_secs(5))
+            .await
+            .expect_err("world-writable");
+        assert!(matches!(err, ExecError::Untrusted(_)), "{err}");
+        assert!(err.to_string().contains("refusing program"), "{err}");
+        assert!(!marker.exists(), "it ran");
+        // The same file made private runs.
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let out = run(&line, Duration::from_secs(5)).await.expect("runs");
+        assert!(out.success() && marker.exists());
+    }
+
+    #[test]
+    fn programs_are_found_as_execvp_finds_them() {
+        assert_eq!(
+            resolve("./x"),
+            Some(PathBuf::from("./x")),
+            "a path is itself"
+        );
+        assert_eq!(resolve(""), None);
+        assert_eq!(resolve("converge-no-such-program"), None);
+        let sh = resolve("sh").expect("sh in PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{}", sh.display());
+    }
+
+    #[tokio::test]
+    async fn a_program_found_in_path_keeps_its_name_as_argv0() {
+        let out = run(&argv(&["sh", "-c", "echo $0"]), Duration::from_secs(5))
+            .await
+            .expect("runs");
+        assert_eq!(out.stdout.trim(), "sh");
     }
 
     #[tokio::test]

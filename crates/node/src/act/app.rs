@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
 use crate::exec::LogFile;
-use crate::{secure, state, trust};
+use crate::{secure, state};
 use converge_core::command::{AppRuns, AppVerb};
 use converge_core::manifest::{AppCommands, AppSpec, Spec};
 use converge_core::shell::shell_line;
@@ -80,14 +80,8 @@ async fn run_all(ctx: &Ctx<'_>, verb: AppVerb, runs: &AppRuns) -> Result<(), Act
     }
     for run in runs {
         let argv = &run.argv;
-        // Checked again right before it runs, as root: it may have changed since the manifest
-        // was loaded. (Inside a container, the program is the container's business.)
-        if ctx.service.container().is_none()
-            && let Some(program) = argv.first()
-            && let Err(untrusted) = trust::check(Path::new(program), "app program")
-        {
-            return Err(ctx.failed(untrusted.to_string()));
-        }
+        // Its program is checked again right before it runs, as root, by `exec`, as every
+        // program converge runs: it may have changed since the manifest was loaded.
         ctx.log.info(format_args!("spawn: {}", shell_line(argv)));
         let path = log_path(ctx, &run.label);
         let (out, logs) = match open_log(&path, argv) {
