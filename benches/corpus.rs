@@ -156,6 +156,21 @@ fn main() {
             last.name = name.to_string();
         }
     }
+    // The corpus alone (its cases come first), apart from the generated extremes.
+    let corpus = &runs[..corpus_cases.min(runs.len())];
+    if let (Some(slow), Some(large)) = (
+        corpus.iter().max_by_key(|r| r.elapsed),
+        corpus.iter().max_by_key(|r| r.max_rss_kib),
+    ) {
+        println!(
+            "worst of the {} corpus cases: slowest {} — {:.1} ms; largest {} — peak RSS {} KiB",
+            corpus.len(),
+            slow.name,
+            slow.elapsed.as_secs_f64() * 1000.0,
+            large.name,
+            large.max_rss_kib
+        );
+    }
     let slowest = runs.iter().max_by_key(|r| r.elapsed).expect("runs");
     let largest = runs.iter().max_by_key(|r| r.max_rss_kib).expect("runs");
     let baseline = measure(

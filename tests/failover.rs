@@ -227,6 +227,54 @@ fn regression_a_commit_during_the_rank_wait_is_obeyed_when_the_wait_ends() {
     );
 }
 
+/// A holder whose partition loses quorum for a moment gives the service up (DRBD's
+/// `io-error` leaves it no choice), but does not take it back the moment quorum returns: it
+/// holds off twice `failover_delay` after its first loss (more after losses in a row), and the
+/// log says why, so that a flapping link does not start and stop the whole stack each time.
+#[test]
+fn a_holder_that_lost_quorum_for_a_moment_holds_off_before_it_takes_the_service_back() {
+    in_world_namespace(
+        "a_holder_that_lost_quorum_for_a_moment_holds_off_before_it_takes_the_service_back",
+        |work| {
+            // deb2's rank wait (3 s) outlasts the blink, so deb2 stands by for deb1 once the
+            // links are back; deb1's hold is 6 s ± 20 %.
+            let (guard, _daemons) = started(work, "", "failover_delay: 3s\n");
+            let world = guard.read();
+            checked(&world, || {
+                let cut = Instant::now();
+                world.cut("deb1", "tb").expect("cut deb1 from tb");
+                world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+                until("deb1 to give the service up", &world, || {
+                    role(&world, "deb1") == Some(Role::Secondary) && !mounted(&world, "deb1")
+                });
+                world.heal("deb1", "deb2").expect("heal deb1–deb2");
+                world.heal("deb1", "tb").expect("heal deb1–tb");
+                let mut back = None;
+                until("deb1 to take the service back", &world, || {
+                    if back.is_none() && role(&world, "deb1") == Some(Role::Primary) {
+                        back = Some(cut.elapsed());
+                    }
+                    runs_on(&world, "deb1")
+                });
+                let back = back.unwrap_or_else(|| cut.elapsed());
+                assert!(
+                    back >= std::time::Duration::from_millis(4800),
+                    "deb1 promoted {back:?} after the cut, before its hold (at least 4.8 s) ended"
+                );
+                assert_ne!(role(&world, "deb2"), Some(Role::Primary));
+            });
+            let log = logs(&world);
+            assert!(!log.contains(" ERROR "), "{log}");
+            assert!(
+                log.contains("failover: this node may take the service, but it lost it")
+                    && log.contains("(once in a row); holding off")
+                    && log.contains("before it takes it again (anti-flap)"),
+                "{log}"
+            );
+        },
+    );
+}
+
 /// Whether `node` resyncs from `source` right now (its replication towards it is SyncTarget).
 fn sync_target_of(world: &World, node: &str, source: &str) -> bool {
     world.drbd().is_ok_and(|all| {

@@ -243,8 +243,10 @@ impl Model {
     ///   other data node promotes), and a cut of the deb1–deb2 link in the middle of one is
     ///   the second caveat below: the holder, still Primary while it stops (the unmount
     ///   writes), keeps quorum through the tiebreaker and writes apart from the node that
-    ///   takes over next. (Seed 42 found it with `state down` 190 ms before `cut deb1 deb2`;
-    ///   see docs/testing.md for what converge did there.) `failback` is fixed for a run
+    ///   takes over next. (Seed 42 drew `state down` 190 ms before `cut deb1 deb2`, and found
+    ///   a real bug on the way: deb2 promoted after its rank wait from the manifest it had read
+    ///   before the commit; `regression_a_commit_during_the_rank_wait_is_obeyed_when_the_wait_ends`
+    ///   in tests/failover.rs guards the fix. The caveat stays.) `failback` is fixed for a run
     ///   instead, from the seed, and a run with `preferred`, where the node coming back
     ///   triggers such a hand-over, never cuts the deb1–deb2 link;
     /// - `stop fails`, `busy mount`: a holder that cannot stop stays Primary, mounted, after

@@ -23,8 +23,8 @@ use tokio::task::JoinSet;
 
 use super::desired::DesiredSet;
 use super::once::{Outcome, blocked_outcome, blocked_reason, reconcile_service};
-use super::rank::RankWait;
 use super::scheduler::Scheduler;
+use super::take_wait::TakeWait;
 use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
 use converge_core::config::Config;
@@ -258,7 +258,7 @@ pub struct Daemon {
     /// Set at shutdown: a reconcile stops between two steps.
     stopping: Arc<AtomicBool>,
     /// Since when this node may take each failover service (its rank wait, across reconciles).
-    waits: Arc<RankWait>,
+    waits: Arc<TakeWait>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
     tasks: JoinSet<()>,
@@ -298,7 +298,7 @@ impl Daemon {
             notices: Vec::new(),
             mounts_seen: BTreeSet::new(),
             stopping: Arc::new(AtomicBool::new(false)),
-            waits: Arc::new(RankWait::default()),
+            waits: Arc::new(TakeWait::default()),
             tx,
             rx,
             tasks: JoinSet::new(),
@@ -805,12 +805,12 @@ async fn run_one(
     observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
-    waits: &RankWait,
+    waits: &TakeWait,
     still_blocked: Option<String>,
 ) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
-    waits.planned(&service.name, plan.placement.as_ref());
+    super::once::planned(observer, waits, service, &plan);
     let as_before = plan.blocked.as_ref().filter(|b| {
         plan.steps.is_empty() && still_blocked.as_deref() == Some(blocked_reason(b).as_str())
     });

@@ -11,8 +11,8 @@ pub mod drbd_events;
 pub mod lock;
 pub mod mount_watch;
 pub mod once;
-pub mod rank;
 pub mod scheduler;
+pub mod take_wait;
 pub mod trigger;
 pub mod watch;
 

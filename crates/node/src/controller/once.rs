@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::rank::{RankWait, Wait};
 use super::scheduler::Next;
+use super::take_wait::{self, TakeWait, Wait, Why};
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::observer::Observer;
 use converge_core::command;
@@ -52,6 +52,31 @@ fn ordinal(n: usize) -> String {
     format!("{n}{suffix}")
 }
 
+/// `once`, `twice`, `3 times`…
+fn times(n: u32) -> String {
+    match n {
+        1 => "once".into(),
+        2 => "twice".into(),
+        n => format!("{n} times"),
+    }
+}
+
+/// `d` to the millisecond, for the log.
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Tells `waits` what `plan` decided for `service` (see [`TakeWait::planned`]).
+pub fn planned(observer: &Observer, waits: &TakeWait, service: &Service, plan: &ServicePlan) {
+    waits.planned(
+        &service.name,
+        plan.placement.as_ref(),
+        Instant::now(),
+        observer.config().failover_delay,
+        take_wait::seed(&service.name),
+    );
+}
+
 /// A service that needs more steps than this in one run is not converging (each step changes
 /// one resource; the deepest stack has a few dozen).
 pub const MAX_STEPS: usize = 64;
@@ -76,7 +101,7 @@ pub enum Outcome {
     /// Converge is shutting down: stopped between two steps, with nothing half done.
     Interrupted { steps: usize },
     /// To be looked at again `after` this long, with the manifests then in force: a failover
-    /// node waiting its rank before it promotes (see [`super::rank`]). `reason` says why.
+    /// node waiting its rank before it promotes (see [`super::take_wait`]). `reason` says why.
     Requeue {
         steps: usize,
         #[serde(with = "humantime_serde")]
@@ -148,7 +173,7 @@ impl Report {
 pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
     let node = observer.observe(&services).await;
     let first = plan::plan(&services, &node);
-    let waits = Arc::new(RankWait::default());
+    let waits = Arc::new(TakeWait::default());
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
@@ -210,7 +235,7 @@ async fn reconcile_to_rest(
     observer: &Observer,
     service: &Service,
     mut plan: ServicePlan,
-    waits: &RankWait,
+    waits: &TakeWait,
 ) -> Outcome {
     let stopping = AtomicBool::new(false);
     let mut earlier = 0;
@@ -244,7 +269,7 @@ pub async fn reconcile_service(
     service: &Service,
     mut plan: ServicePlan,
     stopping: &AtomicBool,
-    waits: &RankWait,
+    waits: &TakeWait,
 ) -> Outcome {
     let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
     // A failover service's desired state comes from DRBD: the log says why it is what it is.
@@ -287,7 +312,7 @@ pub async fn reconcile_service(
         };
         // A node listed before it that contends too (one it cannot see, bridged by a third
         // node) promotes first, and DRBD refuses the later one. The wait spans reconciles, each
-        // with the manifests in force when it starts: see `rank`.
+        // with the manifests in force when it starts: see `take_wait`.
         if let (Action::DrbdPrimary { .. }, Some(Decision::Take { rank })) =
             (&step.action, &plan.placement)
         {
@@ -296,14 +321,22 @@ pub async fn reconcile_service(
                 .failover_delay
                 .saturating_mul(u32::try_from(*rank).unwrap_or(u32::MAX));
             match waits.check(&service.name, *rank, wait, Instant::now()) {
-                Wait::Over => waits.clear(&service.name),
-                Wait::Left { left, started } => {
-                    let reason = format!(
-                        "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
-                        humantime::format_duration(wait),
-                        ordinal(*rank + 1)
-                    );
-                    if started {
+                Wait::Over => {}
+                Wait::Left { left, why, first } => {
+                    let reason = match why {
+                        Why::Rank => format!(
+                            "failover: this node may take the service; waiting {} (listed {}), so that a node listed before it that also may takes it first",
+                            humantime::format_duration(wait),
+                            ordinal(*rank + 1)
+                        ),
+                        Why::Lost { streak, hold } => format!(
+                            "failover: this node may take the service, but it lost it {} ago ({} in a row); holding off {} in all before it takes it again (anti-flap)",
+                            humantime::format_duration(round_ms(hold.saturating_sub(left))),
+                            times(streak),
+                            humantime::format_duration(round_ms(hold))
+                        ),
+                    };
+                    if first {
                         ResourceLog::new(service, step.rid).info(&reason);
                     }
                     return Outcome::Requeue {
@@ -314,7 +347,7 @@ pub async fn reconcile_service(
                 }
             }
         } else {
-            waits.planned(&service.name, plan.placement.as_ref());
+            planned(observer, waits, service, &plan);
         }
         if let Err(error) = act::run_step(observer, service, &step).await {
             let optional = service.resource(step.rid).is_some_and(|r| r.optional);
