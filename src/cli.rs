@@ -145,7 +145,7 @@ fn run(cli: Cli) -> Result<u8, String> {
     match cli.command {
         Command::Validate { dir } => {
             let config = load(Trust::Warn)?;
-            Ok(validate(&manifest_dir(&config, dir)))
+            validate(&config, &manifest_dir(&config, dir))
         }
         Command::Plan { dir, json } => {
             let config = load(Trust::Warn)?;
@@ -260,7 +260,7 @@ fn manifest_dir(config: &Config, dir: Option<PathBuf>) -> PathBuf {
     dir.unwrap_or_else(|| config.manifests.clone())
 }
 
-fn validate(dir: &Path) -> u8 {
+fn validate(config: &Config, dir: &Path) -> Result<u8, String> {
     // Lenient loading finds the same errors as a strict one, and keeps the warnings, which are
     // said whether or not there are errors.
     let loaded = manifest::load::load_dir_lenient_cached(dir, &mut ParseCache::default());
@@ -269,10 +269,18 @@ fn validate(dir: &Path) -> u8 {
     }
     if !loaded.errors.is_empty() {
         eprintln!("{}", manifest::LoadErrors(loaded.errors));
-        return exit::ERROR;
+        return Ok(exit::ERROR);
     }
     if let Err(e) = check_manifests(dir, loaded.services.clone(), Trust::Warn) {
         eprintln!("warning: {e}");
+    }
+    let (errors, warnings) = failover_against_drbd(config, &loaded.services)?;
+    for warning in &warnings {
+        eprintln!("{warning}");
+    }
+    if !errors.is_empty() {
+        eprintln!("{}", manifest::LoadErrors::new(errors));
+        return Ok(exit::ERROR);
     }
     let n = loaded.services.len();
     println!(
@@ -280,7 +288,55 @@ fn validate(dir: &Path) -> u8 {
         Escaped(&dir.to_string_lossy()),
         if n == 1 { "" } else { "s" }
     );
-    exit::OK
+    Ok(exit::OK)
+}
+
+/// Each `failover: auto` service against its DRBD resource as this node's DRBD configuration
+/// defines it (`drbdadm dump RES`): errors where failing over cannot work (no quorum, quorum
+/// that no survivor keeps, a listed node that is not a host or has no disk), warnings where an
+/// option works against it. Where the configuration cannot be read (no drbd-utils, the resource
+/// not defined for this host: a CI runner, a workstation) nothing is checked, and a warning
+/// says so.
+fn failover_against_drbd(
+    config: &Config,
+    services: &[Service],
+) -> Result<(Vec<manifest::LoadError>, Vec<manifest::LoadError>), String> {
+    let failing_over: Vec<(&Service, &manifest::Failover, &str)> = services
+        .iter()
+        .filter_map(|service| {
+            let failover = service.failover()?;
+            let res = service
+                .resources
+                .iter()
+                .find_map(|r| r.spec.as_drbd())
+                .map(|d| d.res.as_str())?;
+            Some((service, failover, res))
+        })
+        .collect();
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    if failing_over.is_empty() {
+        return Ok((errors, warnings));
+    }
+    let runtime = runtime()?;
+    for (service, failover, res) in failing_over {
+        let at = |message: String| manifest::load::error_at_key(service, "failover", message);
+        match runtime.block_on(converge_node::observer::drbd_configured_resource(config, res)) {
+            Ok(resource) => {
+                let check = plan::placement::check_config(failover, res, &resource);
+                errors.extend(check.errors.into_iter().map(at));
+                warnings.extend(
+                    check
+                        .warnings
+                        .into_iter()
+                        .map(|w| at(format!("warning: {w}"))),
+                );
+            }
+            Err(why) => warnings.push(at(format!(
+                "warning: not checked against DRBD's configuration on this node ({why}); run `converge validate` on a node of the service to check it"
+            ))),
+        }
+    }
+    Ok((errors, warnings))
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -368,6 +368,57 @@ fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_surv
     );
 }
 
+/// `converge validate` on a node reads the real DRBD configuration there (`drbdadm dump`): the
+/// world's resource, three nodes with a diskless tiebreaker, passes with no warning; the same
+/// service on a world of two nodes without a third is refused, with the reason.
+#[test]
+fn validate_checks_failover_against_the_drbd_configuration_of_the_node() {
+    in_world_namespace(
+        "validate_checks_failover_against_the_drbd_configuration_of_the_node",
+        |work| {
+            let validate = |world: &World| {
+                fail_over(world, "");
+                let config = world.node("deb1").expect("deb1").config.clone();
+                let config = config.to_string_lossy();
+                let dir = world.manifests.to_string_lossy();
+                let out = world
+                    .run("deb1", CONVERGE, &["--config", &config, "validate", &dir])
+                    .expect("validate runs");
+                (
+                    out.status.code(),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            };
+            {
+                let nodes = [
+                    NodeSpec::diskful("deb1"),
+                    NodeSpec::diskful("deb2"),
+                    NodeSpec::diskless("tb"),
+                ];
+                let guard = Guard::new(
+                    World::create_with(&work.join("three"), Path::new(CONVERGE), &nodes)
+                        .expect("world"),
+                );
+                let (code, stderr) = validate(&guard.read());
+                assert_eq!(code, Some(0), "{stderr}");
+                assert!(!stderr.contains("failover:"), "{stderr}");
+            }
+            let nodes = [NodeSpec::diskful("deb1"), NodeSpec::diskful("deb2")];
+            let guard = Guard::new(
+                World::create_with(&work.join("two"), Path::new(CONVERGE), &nodes).expect("world"),
+            );
+            let (code, stderr) = validate(&guard.read());
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(
+                stderr.contains(&format!(
+                    "failover: resource {RES} has two nodes and no third"
+                )),
+                "{stderr}"
+            );
+        },
+    );
+}
+
 /// The DRBD resource docs/operations.md shows for failover (three nodes, a diskless tiebreaker,
 /// quorum) is one real `drbdadm` accepts, and does what the docs say with: quorum options on
 /// every node, a diskless minor on the tiebreaker.

@@ -35,7 +35,7 @@ use converge_core::observe::drbd::{
 use converge_core::observe::drbdadm_role::{self, RoleError, RoleReport};
 use converge_core::observe::events2::{self, Events2State};
 use converge_core::observe::mountinfo::{self, DevNum, Mount, MountFields};
-use converge_core::observe::{ContainerState, drbdsetup_status, lxc, proc_drbd, vz};
+use converge_core::observe::{ContainerState, drbd_conf, drbdsetup_status, lxc, proc_drbd, vz};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::Config as ProptestConfig;
@@ -531,6 +531,29 @@ fn feed_every_parser(text: &str) -> Result<(), TestCaseError> {
 
     if let Ok(resources) = drbdsetup_status::parse_json(text) {
         check_drbd_model(&resources, false, "drbdsetup status")?;
+    }
+
+    // drbd.conf's syntax (`drbdsetup show`, `drbdadm dump`): named resources and hosts; an
+    // error names a line of the text.
+    let lines = text.lines().count();
+    match drbd_conf::parse_dump(text) {
+        Ok(resources) => {
+            for (name, config) in &resources {
+                prop_assert!(!name.is_empty() || text.contains("resource \"\""));
+                prop_assert!(
+                    config
+                        .hosts
+                        .iter()
+                        .all(|h| !h.name.is_empty() || text.contains("on \"\""))
+                );
+            }
+            let options = drbd_conf::parse(text);
+            prop_assert!(options.is_ok(), "drbdsetup show refuses what dump reads");
+        }
+        Err(e) => {
+            prop_assert!(e.line >= 1 && e.line <= lines.max(1), "{e}");
+            prop_assert!(drbd_conf::parse(text).is_err());
+        }
     }
 
     // mountinfo: one mount per non-blank line at most, each with a mount point; the tree walk

@@ -695,6 +695,23 @@ pub(crate) fn problems_to_errors(
     errors
 }
 
+/// A problem with `service` found after loading it (against a node's DRBD configuration, say),
+/// located at its manifest's top-level `key` as the loader locates its own problems. A file
+/// that cannot be read again is named without a location.
+pub fn error_at_key(service: &Service, key: &str, message: String) -> LoadError {
+    let Ok(text) = read_text(&service.source) else {
+        return LoadError::new(&service.source, message);
+    };
+    let problem = Problem {
+        path: vec![Seg::Key(Value::String(key.to_string()))],
+        at: At::Key,
+        message: message.clone(),
+    };
+    problems_to_errors(&service.source, without_bom(&text), vec![problem], 0)
+        .pop()
+        .unwrap_or_else(|| LoadError::new(&service.source, message))
+}
+
 /// Parses one manifest; `path` is recorded as the service's source and names the file in errors.
 pub fn parse_manifest(path: &Path, text: &str) -> Result<Service, Vec<LoadError>> {
     let Parsed { value, text } = parse_yaml(path, text)?;

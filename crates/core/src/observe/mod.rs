@@ -6,8 +6,8 @@
 //! number of services.
 
 pub mod drbd;
+pub mod drbd_conf;
 pub mod drbdadm_role;
-pub mod drbdsetup_show;
 pub mod drbdsetup_status;
 pub mod events2;
 pub mod lxc;
@@ -81,7 +81,7 @@ pub struct NodeState {
     /// The running options of the DRBD resources of services that fail over (`drbdsetup show`),
     /// by resource, for those up here: whether quorum is enforced decides whether DRBD's quorum
     /// report can be trusted. Absent: not asked (no such service, or the resource is down).
-    pub drbd_options: BTreeMap<String, Observed<drbdsetup_show::ResourceOptions>>,
+    pub drbd_options: BTreeMap<String, Observed<drbd_conf::ResourceOptions>>,
     pub mounts: Observed<Vec<Mount>>,
     /// Device numbers of the block devices the manifests and DRBD minors name
     /// (fs `dev`s and `/dev/drbdN`), for matching mounts by device rather than by name.

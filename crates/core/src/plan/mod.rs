@@ -283,35 +283,10 @@ impl Here {
             standby: !runs,
             placement: Some(decision),
             warnings: options
-                .map(|o| failover_warnings(res, o))
+                .map(|o| placement::option_warnings(res, o, placement::OptionsFrom::Running))
                 .unwrap_or_default(),
         }
     }
-}
-
-/// What in a failover service's running DRBD options works against it (`drbdsetup show`
-/// prints only what differs from DRBD's defaults, so an absent option is the default).
-fn failover_warnings(
-    res: &str,
-    options: &crate::observe::drbdsetup_show::ResourceOptions,
-) -> Vec<String> {
-    let mut warnings = Vec::new();
-    if options.auto_promote.as_deref() != Some("no") {
-        warnings.push(format!(
-            "resource {res} runs with auto-promote {}: opening its device (a mount) promotes it outside the failover decision; set `auto-promote no` in its options and run `drbdadm adjust {res}`",
-            options.auto_promote.as_deref().unwrap_or("yes (DRBD's default)")
-        ));
-    }
-    if options.on_no_quorum.as_deref() != Some("io-error") {
-        warnings.push(format!(
-            "resource {res} runs with on-no-quorum {}: a holder that loses quorum freezes its I/O and cannot unmount to give the service up; set `on-no-quorum io-error` and run `drbdadm adjust {res}`",
-            options
-                .on_no_quorum
-                .as_deref()
-                .unwrap_or("suspend-io (DRBD's default)")
-        ));
-    }
-    warnings
 }
 
 fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan {

@@ -20,8 +20,9 @@
 
 use serde::Serialize;
 
-use crate::manifest::Failback;
+use crate::manifest::{Failback, Failover};
 use crate::observe::drbd::{ConnectionState, DiskState, DrbdResource, Quorum, Role};
+use crate::observe::drbd_conf::{QuorumPolicy, ResourceConfig, ResourceOptions};
 
 /// What a node listed in `nodes` does about the service now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -199,6 +200,92 @@ pub fn decide(
         return Decision::StandBy(StandBy::Preferred { peer });
     }
     Decision::Take { rank: my_rank }
+}
+
+/// Where DRBD options were read: what decides how a warning reads and what fixes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptionsFrom {
+    /// `drbdsetup show`: what the kernel runs with now (fixed by editing, then `drbdadm adjust`).
+    Running,
+    /// `drbdadm dump`: the configuration files.
+    Files,
+}
+
+/// What in a failover resource's DRBD options works against failing over (an absent option is
+/// DRBD's default, as both `drbdsetup show` and a configuration file leave it out).
+pub fn option_warnings(res: &str, options: &ResourceOptions, from: OptionsFrom) -> Vec<String> {
+    let (verb, adjust) = match from {
+        OptionsFrom::Running => ("runs", format!(" and run `drbdadm adjust {res}`")),
+        OptionsFrom::Files => ("is configured", String::new()),
+    };
+    let mut warnings = Vec::new();
+    if options.auto_promote.as_deref() != Some("no") {
+        warnings.push(format!(
+            "resource {res} {verb} with auto-promote {}: opening its device (a mount) promotes it outside the failover decision; set `auto-promote no` in its options{adjust}",
+            options.auto_promote.as_deref().unwrap_or("yes (DRBD's default)")
+        ));
+    }
+    if options.on_no_quorum.as_deref() != Some("io-error") {
+        warnings.push(format!(
+            "resource {res} {verb} with on-no-quorum {}: a holder that loses quorum freezes its I/O and cannot unmount to give the service up; set `on-no-quorum io-error`{adjust}",
+            options
+                .on_no_quorum
+                .as_deref()
+                .unwrap_or("suspend-io (DRBD's default)")
+        ));
+    }
+    warnings
+}
+
+/// What a failover service's DRBD resource, as configured (`drbdadm dump RES` on a node),
+/// means for failing over: `errors` make failing over impossible or unsafe, `warnings` work
+/// against it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigCheck {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// Checks `failover`'s nodes against resource `res`'s configuration. Quorum must be enforced,
+/// and must survive the loss of any one node, or no survivor ever has quorum to take over:
+/// with `quorum majority`, that takes three hosts at least (two data nodes and a diskless
+/// tiebreaker).
+pub fn check_config(failover: &Failover, res: &str, config: &ResourceConfig) -> ConfigCheck {
+    let mut check = ConfigCheck::default();
+    let hosts: Vec<&str> = config.hosts.iter().map(|h| h.name.as_str()).collect();
+    for node in &failover.nodes {
+        match config.hosts.iter().find(|h| &h.name == node) {
+            None => check.errors.push(format!(
+                "{node} (in nodes) is not a host of DRBD resource {res} (its hosts: {})",
+                if hosts.is_empty() { "none".to_string() } else { hosts.join(", ") }
+            )),
+            Some(h) if h.diskless => check.errors.push(format!(
+                "{node} (in nodes) has no disk for DRBD resource {res} (disk none): it cannot run the service; list only nodes with the data"
+            )),
+            Some(_) => {}
+        }
+    }
+    let n = config.hosts.len();
+    let survivors = n.saturating_sub(1);
+    let example = "docs/examples/failover-tiebreaker.res";
+    match config.options.quorum {
+        QuorumPolicy::Off => check.errors.push(format!(
+            "failover: auto needs DRBD quorum, and resource {res} does not enforce it (no `quorum` in its options): without it a node cut off would take the service too; add `quorum majority;` and `on-no-quorum io-error;` to its options (see {example})"
+        )),
+        QuorumPolicy::Majority if n == 2 => check.errors.push(format!(
+            "resource {res} has two nodes and no third: once one is lost, the survivor is half of them, not a majority, so it never has quorum to take the service over; add a third node, a diskless tiebreaker is enough (`on tb {{ volume 0 {{ disk none; }} }}`, see {example})"
+        )),
+        QuorumPolicy::Majority if n < 2 => {}
+        QuorumPolicy::All => check.errors.push(format!(
+            "resource {res} has `quorum all`: once any node is lost no node has quorum, so the service never fails over; use `quorum majority` with three nodes or more"
+        )),
+        QuorumPolicy::AtLeast(k) if (survivors as u64) < u64::from(k) => check.errors.push(format!(
+            "resource {res} has `quorum {k}` with {n} node(s): once one is lost, {survivors} remain, fewer than {k}, so the service never fails over; lower it or add nodes (a diskless tiebreaker counts)"
+        )),
+        QuorumPolicy::Majority | QuorumPolicy::AtLeast(_) => {}
+    }
+    check.warnings = option_warnings(res, &config.options, OptionsFrom::Files);
+    check
 }
 
 #[cfg(test)]
@@ -459,5 +546,116 @@ mod tests {
             on("deb1", Failback::Never, &r),
             Decision::GiveUp(GiveUp::QuorumLost)
         );
+    }
+
+    mod config_check {
+        use super::super::*;
+        use crate::observe::drbd_conf::Host;
+
+        fn config(hosts: &[(&str, bool)], quorum: QuorumPolicy) -> ResourceConfig {
+            ResourceConfig {
+                options: ResourceOptions {
+                    quorum,
+                    on_no_quorum: Some("io-error".into()),
+                    auto_promote: Some("no".into()),
+                },
+                hosts: hosts
+                    .iter()
+                    .map(|(name, diskless)| Host {
+                        name: (*name).into(),
+                        diskless: *diskless,
+                    })
+                    .collect(),
+            }
+        }
+
+        fn failover(nodes: &[&str]) -> Failover {
+            Failover {
+                nodes: nodes.iter().map(|n| n.to_string()).collect(),
+                failback: Failback::Never,
+            }
+        }
+
+        /// (host, diskless)
+        type Hosts<'a> = &'a [(&'a str, bool)];
+
+        const TIEBREAKER: Hosts = &[("deb1", false), ("deb2", false), ("tb", true)];
+
+        #[test]
+        fn each_configuration_and_what_it_means_for_failing_over() {
+            use QuorumPolicy::*;
+            let two: Hosts = &[("deb1", false), ("deb2", false)];
+            let three: Hosts = &[("deb1", false), ("deb2", false), ("deb3", false)];
+            // (hosts, quorum, nodes, the error's fragment or none)
+            type Case<'a> = (Hosts<'a>, QuorumPolicy, &'a [&'a str], Option<&'a str>);
+            let cases: &[Case] = &[
+                (TIEBREAKER, Majority, &["deb1", "deb2"], None),
+                (three, Majority, &["deb1", "deb2", "deb3"], None),
+                (three, AtLeast(2), &["deb1", "deb2"], None),
+                (
+                    two,
+                    Majority,
+                    &["deb1", "deb2"],
+                    Some("two nodes and no third"),
+                ),
+                (
+                    TIEBREAKER,
+                    Off,
+                    &["deb1", "deb2"],
+                    Some("does not enforce it"),
+                ),
+                (TIEBREAKER, All, &["deb1", "deb2"], Some("`quorum all`")),
+                (
+                    TIEBREAKER,
+                    AtLeast(3),
+                    &["deb1", "deb2"],
+                    Some("fewer than 3"),
+                ),
+                (
+                    TIEBREAKER,
+                    Majority,
+                    &["deb1", "deb3"],
+                    Some("deb3 (in nodes) is not a host"),
+                ),
+                (
+                    TIEBREAKER,
+                    Majority,
+                    &["deb1", "tb"],
+                    Some("tb (in nodes) has no disk"),
+                ),
+            ];
+            for (hosts, quorum, nodes, error) in cases {
+                let check = check_config(&failover(nodes), "data", &config(hosts, *quorum));
+                match error {
+                    None => assert!(check.errors.is_empty(), "{hosts:?} {quorum:?}: {check:?}"),
+                    Some(fragment) => assert!(
+                        check.errors.len() == 1 && check.errors[0].contains(fragment),
+                        "{hosts:?} {quorum:?} {nodes:?}: {check:?}"
+                    ),
+                }
+                assert!(check.warnings.is_empty(), "{check:?}");
+            }
+        }
+
+        #[test]
+        fn options_against_failing_over_are_warnings_about_the_files() {
+            let mut c = config(TIEBREAKER, QuorumPolicy::Majority);
+            c.options.auto_promote = None;
+            c.options.on_no_quorum = Some("suspend-io".into());
+            let check = check_config(&failover(&["deb1", "deb2"]), "data", &c);
+            assert!(check.errors.is_empty(), "{check:?}");
+            assert_eq!(check.warnings.len(), 2, "{check:?}");
+            assert!(
+                check.warnings[0].contains("is configured with auto-promote yes (DRBD's default)")
+            );
+            assert!(check.warnings[1].contains("on-no-quorum suspend-io"));
+            assert!(!check.warnings.iter().any(|w| w.contains("drbdadm adjust")));
+            let running = option_warnings("data", &c.options, OptionsFrom::Running);
+            assert!(
+                running
+                    .iter()
+                    .all(|w| w.contains("runs with") && w.contains("drbdadm adjust data"))
+            );
+        }
     }
 }

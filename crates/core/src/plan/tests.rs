@@ -16,7 +16,7 @@ use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
     ReplicationState,
 };
-use crate::observe::drbdsetup_show::{QuorumPolicy, ResourceOptions};
+use crate::observe::drbd_conf::{QuorumPolicy, ResourceOptions};
 use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,

@@ -31,7 +31,7 @@ use converge_core::manifest::{
 };
 use converge_core::observe::{
     AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
-    aggregate_apps, drbdsetup_show, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
+    aggregate_apps, drbd_conf, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
 };
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
@@ -353,7 +353,7 @@ async fn observe_drbd_configured(observer: &Observer) -> Observed<BTreeSet<Strin
 async fn observe_drbd_options(
     observer: &Observer,
     names: &BTreeSet<&str>,
-) -> BTreeMap<String, Observed<drbdsetup_show::ResourceOptions>> {
+) -> BTreeMap<String, Observed<drbd_conf::ResourceOptions>> {
     let mut out = BTreeMap::new();
     for &res in names {
         let argv = vec![
@@ -363,7 +363,7 @@ async fn observe_drbd_options(
         ];
         let observed =
             match list(argv.clone(), "install drbd-utils or set commands.drbdsetup").await {
-                Ok(output) => match drbdsetup_show::parse(&output.stdout) {
+                Ok(output) => match drbd_conf::parse(&output.stdout) {
                     Ok(mut all) => match all.remove(res) {
                         Some(options) => Observed::Ok(options),
                         None => Observed::Unavailable(format!(
@@ -378,6 +378,20 @@ async fn observe_drbd_options(
         out.insert(res.to_string(), observed);
     }
     out
+}
+
+/// Resource `res` as the DRBD configuration files define it for this node (`drbdadm dump
+/// RES`): its hosts and options, what `converge validate` checks a failover service against.
+pub async fn drbd_configured_resource(
+    config: &converge_core::config::Config,
+    res: &str,
+) -> Result<drbd_conf::ResourceConfig, String> {
+    let argv = config.commands.drbdadm_argv(&["dump", res]);
+    let output = list(argv.clone(), "install drbd-utils or set commands.drbdadm").await?;
+    let mut all =
+        drbd_conf::parse_dump(&output.stdout).map_err(|e| format!("{}: {e}", argv.join(" ")))?;
+    all.remove(res)
+        .ok_or_else(|| format!("{} does not show resource {res}", argv.join(" ")))
 }
 
 /// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
