@@ -599,3 +599,173 @@ fn regression_a_script_changed_after_loading_is_checked_right_before_it_runs() {
     assert!(!is_up(&sb, "web"), "root ran it: {}", daemon.log());
     assert_eq!(daemon.stop(), 0);
 }
+
+/// A manifest of service `name` with an unknown key on every line, `bytes` long: as costly to
+/// parse as a file of that size gets (every line a problem to locate).
+fn unknown_keys(name: &str, bytes: usize) -> String {
+    let mut text = format!("service: {name}\nstate: up\n");
+    let mut i = 0;
+    while text.len() < bytes {
+        text.push_str(&format!("k{i}: 1\n"));
+        i += 1;
+    }
+    text
+}
+
+/// Seconds `converge validate` takes on a directory holding one such file of `bytes`: what a
+/// reload pays per file with this build, on this machine, now.
+fn parse_cost(sb: &Sandbox, bytes: usize) -> f64 {
+    let one = sb.path("calibrate");
+    fs::create_dir_all(&one).expect("mkdir");
+    fs::write(one.join("bad.yaml"), unknown_keys("bad", bytes)).expect("write");
+    let start = Instant::now();
+    let out = sb.converge(&["validate", one.to_str().expect("utf-8")]);
+    let cost = start.elapsed().as_secs_f64();
+    assert!(
+        text(&out.stdout).contains("unknown key") || text(&out.stderr).contains("unknown key"),
+        "{}",
+        text(&out.stderr)
+    );
+    fs::remove_dir_all(&one).expect("rm");
+    cost
+}
+
+/// `count` files of unknown keys, `bad-NNN.yaml`, written in `stage`, to be moved into the
+/// manifest directory at once: they sort after `a.yaml`, before `web.yaml`.
+fn stage_bad_files(stage: &Path, count: usize, bytes: usize) -> Vec<PathBuf> {
+    fs::create_dir_all(stage).expect("mkdir");
+    (0..count)
+        .map(|i| {
+            let path = stage.join(format!("bad-{i:03}.yaml"));
+            fs::write(&path, unknown_keys(&format!("bad{i}"), bytes)).expect("write");
+            path
+        })
+        .collect()
+}
+
+fn move_into(files: &[PathBuf], dir: &Path) {
+    for file in files {
+        fs::rename(file, dir.join(file.file_name().expect("name"))).expect("rename");
+    }
+}
+
+/// Waits for the manifest watcher (`--verbose`) to have passed a change on: the reload that
+/// reads it starts then.
+fn wait_for_reload(daemon: &Daemon, changes_before: usize) {
+    eventually("the reload to start", || {
+        daemon.log().matches("DEBUG   manifests changed").count() > changes_before
+    });
+}
+
+#[test]
+fn regression_sigterm_is_honoured_while_a_reload_parses_many_bad_files() {
+    // The daemon read the manifest directory on its event loop, and SIGTERM was not looked at
+    // until the read ended: ten files of 1 MiB of unknown keys, each bounded in cost but not
+    // all of them, held up the exit 4.6 s with the release build, 26.8 s with the debug one.
+    // The read is off the loop now, and abandoned between two files at shutdown, with nothing
+    // of it taken in.
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "up");
+    // The bound is a few files' parse; the unfixed daemon took them all, five times as long.
+    let bytes = 256 * 1024;
+    let per_file = parse_cost(&sb, bytes);
+    let bound = 3.0 + 2.0 * per_file;
+    let count = ((5.0 * bound / per_file).ceil() as usize).clamp(10, 300);
+    let mut files = stage_bad_files(&sb.path("stage"), count, bytes);
+    // A valid new service, read first: a reload abandoned after it must not bring it in.
+    app_manifest(&sb, &sb.path("stage"), "a", "up");
+    files.insert(0, sb.path("stage/a.yaml"));
+    let daemon = Daemon::start_with(&sb, &dir, &["--verbose"]);
+    eventually("web up", || is_up(&sb, "web"));
+    let changes = daemon.log().matches("DEBUG   manifests changed").count();
+    move_into(&files, &dir);
+    wait_for_reload(&daemon, changes);
+    // Well into the read: a.yaml read, bad files being parsed.
+    std::thread::sleep(Duration::from_secs_f64(2.0 * per_file));
+    let log_before = daemon.log();
+    assert!(
+        !log_before.contains("unknown key"),
+        "the reload ended before SIGTERM ({count} files of {per_file:.2} s): the test proves nothing\n{log_before}"
+    );
+    let mut daemon = daemon;
+    daemon.signal(libc::SIGTERM);
+    let sent = Instant::now();
+    // Waited for past the bound, to say how long it took.
+    let status = loop {
+        if let Some(status) = daemon.child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if sent.elapsed() > WAIT + Duration::from_secs_f64(5.0 * bound) {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed().as_secs_f64();
+    eprintln!(
+        "SIGTERM to exit: {took:.2} s (bound {bound:.1} s; {count} files of {per_file:.2} s)"
+    );
+    let log = daemon.log();
+    assert!(
+        took < bound,
+        "SIGTERM took {took:.1} s to exit{} (bound {bound:.1} s) while a reload parsed {count} files of {per_file:.2} s each:\n{log}",
+        if status.is_none() { " and more" } else { "" }
+    );
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{log}");
+    assert!(
+        log.contains("the manifest reload under way is abandoned"),
+        "{log}"
+    );
+    // Nothing of the abandoned reload took effect, nothing was torn down.
+    assert!(!log.contains("unknown key"), "{log}");
+    let view = view(&sb);
+    assert!(
+        view.contains("\"service\": \"web\"") && !view.contains("\"service\": \"a\""),
+        "{view}"
+    );
+    assert!(!view.contains("bad-"), "{view}");
+    assert!(!is_up(&sb, "a"), "a half-read reload was taken in:\n{log}");
+    assert!(is_up(&sb, "web"));
+}
+
+#[test]
+fn a_slow_reload_holds_up_neither_other_events_nor_a_change_made_during_it() {
+    // While a reload parses large broken files, SIGHUP still resyncs (the read is off the
+    // loop), and a manifest edited after the read went past it is read again after it.
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "a", "up");
+    app_manifest(&sb, &dir, "web", "up");
+    let bytes = 256 * 1024;
+    let per_file = parse_cost(&sb, bytes);
+    // A read of a few seconds, whatever the build.
+    let count = ((4.0 / per_file).ceil() as usize).clamp(4, 100);
+    let files = stage_bad_files(&sb.path("stage"), count, bytes);
+    let daemon = Daemon::start_with(&sb, &dir, &["--verbose"]);
+    eventually("both up", || is_up(&sb, "a") && is_up(&sb, "web"));
+    let changes = daemon.log().matches("DEBUG   manifests changed").count();
+    move_into(&files, &dir);
+    wait_for_reload(&daemon, changes);
+    // Drift, corrected on SIGHUP before the read ends.
+    fs::remove_file(sb.path("web.up")).expect("drift");
+    daemon.signal(libc::SIGHUP);
+    // a.yaml, read first, is edited while the bad files are parsed.
+    app_manifest(&sb, &dir, "a", "down");
+    eventually("web restarted after SIGHUP", || is_up(&sb, "web"));
+    eventually("the edit made during the read is read after it", || {
+        !is_up(&sb, "a")
+    });
+    let log = daemon.log();
+    let restarted = log
+        .find("web     INFO    reconcile: resync (SIGHUP)")
+        .unwrap_or_else(|| panic!("{log}"));
+    let read = log.find("unknown key").unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        restarted < read,
+        "the resync waited for the reload to end:\n{log}"
+    );
+    assert!(is_up(&sb, "web"), "nothing torn down by the broken files");
+    assert_eq!(daemon.stop(), 0);
+}

@@ -146,7 +146,7 @@ pub struct ManifestSet {
 
 /// Loads every manifest of `dir`; any problem in any file fails the whole load, listing all.
 pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
-    let scan = scan_dir(dir, &mut ParseCache::default());
+    let scan = scan_dir(dir, &mut ParseCache::default(), &|| false);
     if scan.errors.is_empty() {
         Ok(ManifestSet {
             services: scan.services,
@@ -184,7 +184,26 @@ pub struct Loaded {
 /// daemon, on every change): every file is still read, but one whose text is the same as last
 /// time is not parsed again. Also hashes what it read (see [`ContentHash`]).
 pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
-    let mut scan = scan_dir(dir, cache);
+    loaded(scan_dir(dir, cache, &|| false))
+}
+
+/// As [`load_dir_lenient_cached`], for a caller that may have to give up (the daemon, told to
+/// stop while a reload reads many large broken files): `stop` is asked before each file, and
+/// once it says so the load ends there, between two files, and gives `None`. Nothing of a
+/// stopped load is returned, so nothing half-read can be taken for the directory; what it
+/// parsed is kept in `cache` (a parse depends on the path and text alone), and a later load
+/// does not pay for it again. One file's cost is bounded (see [`MAX_FILE_BYTES`],
+/// [`MAX_DEPTH`], [`MAX_PROBLEMS_PER_FILE`]): so is the wait for a stop.
+pub fn load_dir_lenient_cached_until(
+    dir: &Path,
+    cache: &mut ParseCache,
+    stop: &dyn Fn() -> bool,
+) -> Option<Loaded> {
+    let scan = scan_dir(dir, cache, stop);
+    (!scan.stopped).then(|| loaded(scan))
+}
+
+fn loaded(mut scan: Scan) -> Loaded {
     sort_errors(&mut scan.errors);
     Loaded {
         services: scan.services,
@@ -198,7 +217,7 @@ pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
 /// parsed from: parsing is a function of the two, so an equal text gives the same service, or
 /// the same errors. Failures are kept too: a broken file is not parsed again on every reload
 /// until it changes (a big broken file once cost seconds per reload). Only the files found by
-/// the last load are kept.
+/// the last complete load are kept (with, after a stopped one, what it parsed).
 #[derive(Debug, Default)]
 pub struct ParseCache {
     parsed: HashMap<PathBuf, (Fingerprint, Result<Service, Vec<LoadError>>)>,
@@ -245,6 +264,8 @@ struct Scan {
     errors: Vec<LoadError>,
     warnings: Vec<LoadError>,
     content: ContentHash,
+    /// `stop` said to stop before every file was read: the rest of the scan is partial.
+    stopped: bool,
 }
 
 /// A hash over a directory's manifests as the loader reads them: names in order, each with its
@@ -288,13 +309,15 @@ impl ContentHash {
     }
 }
 
-fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
+/// The directory's manifests, read until `stop` says to stop (asked before each file).
+fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan {
     let mut scan = Scan {
         services: Vec::new(),
         skipped: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         content: ContentHash::default(),
+        stopped: false,
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -320,6 +343,13 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache) -> Scan {
     let mut known = std::mem::take(&mut cache.parsed);
     let mut seen = HashMap::new();
     for path in paths {
+        if stop() {
+            // The parses done so far are as good as any: kept, with the ones not reached.
+            known.extend(seen);
+            cache.parsed = known;
+            scan.stopped = true;
+            return scan;
+        }
         let is_manifest = path.file_name().is_some_and(is_manifest_name);
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
         let regular = fs::metadata(&path).map(|m| m.is_file());
@@ -2526,6 +2556,53 @@ resources:
         let edited = load_dir_lenient_cached(dir, &mut cache);
         assert_eq!(cache.parses(), 3);
         assert_eq!(edited.errors.len(), 1);
+    }
+
+    /// The daemon's shutdown waited for a reload to parse every file (ten large broken files:
+    /// seconds). A load asked to stop ends between two files, gives nothing of the directory,
+    /// and keeps what it parsed for the next load.
+    #[test]
+    fn a_stopped_load_ends_between_two_files_and_gives_nothing() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        fs::write(dir.join("a.yaml"), "service: a\nstate: down\n").expect("write");
+        fs::write(dir.join("b.yaml"), many_problems(16 * 1024)).expect("write");
+        fs::write(dir.join("c.yaml"), many_problems(16 * 1024)).expect("write");
+        fs::write(dir.join("d.yaml"), "service: d\nstate: down\n").expect("write");
+        let mut cache = ParseCache::default();
+        let asked = std::cell::Cell::new(0);
+        // Told to stop once two files are done: asked before each file, so a third time.
+        let stop = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 2
+        };
+        assert_eq!(load_dir_lenient_cached_until(dir, &mut cache, &stop), None);
+        assert_eq!(
+            asked.get(),
+            3,
+            "the load stopped at the first question that said so"
+        );
+        assert_eq!(cache.parses(), 2, "a.yaml and b.yaml, nothing after");
+        // Never told to stop: the whole directory, a.yaml and b.yaml from the cache.
+        let full = load_dir_lenient_cached_until(dir, &mut cache, &|| false).expect("complete");
+        assert_eq!(
+            cache.parses(),
+            4,
+            "only c.yaml and d.yaml were left to parse"
+        );
+        let names: Vec<&str> = full.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "d"]);
+        assert_eq!(
+            full,
+            load_dir_lenient_cached(dir, &mut ParseCache::default())
+        );
+        // Told to stop at once: nothing is read.
+        fs::write(dir.join("a.yaml"), "service: a\nstate: up\n").expect("write");
+        assert_eq!(
+            load_dir_lenient_cached_until(dir, &mut cache, &|| true),
+            None
+        );
+        assert_eq!(cache.parses(), 4);
     }
 
     #[test]

@@ -10,6 +10,12 @@
 //! The trigger's reason is logged and never used by the reconcile, which observes what it
 //! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
 //! change, for `converge status`.
+//!
+//! The manifest directory is read on a blocking thread, one read at a time, and what it found
+//! is taken in by the loop (see [`super::desired`]): a reload that parses many large broken
+//! files holds up neither the other events nor SIGTERM. A change arriving during a read is read
+//! again after it. At shutdown the read under way is abandoned between two files and never
+//! taken in: the manifests in force stay as they were.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::desired::DesiredSet;
+use super::desired::{DesiredSet, Read};
 use super::once::{Outcome, blocked_outcome, blocked_reason, reconcile_service};
 use super::scheduler::Scheduler;
 use super::take_wait::TakeWait;
@@ -29,6 +35,7 @@ use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
 use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
+use converge_core::manifest::load::ParseCache;
 use converge_core::manifest::{DesiredState, Service, Spec};
 use converge_core::plan::{BlockKind, plan_service};
 use converge_core::status::{ServiceStatus, Status, service_status};
@@ -238,6 +245,19 @@ enum Message {
         statuses: Vec<(String, Seen)>,
         to_reconcile: Vec<String>,
     },
+    /// A read of the manifest directory ended (see [`Daemon::start_reload`]); `Err` when its
+    /// thread panicked.
+    Read(Result<Box<ReadDone>, tokio::task::JoinError>),
+}
+
+/// A read of the manifest directory, back from its blocking thread.
+struct ReadDone {
+    /// Why it was read: the reason of the reconciles it asks for.
+    why: String,
+    /// The parse cache lent to the read.
+    cache: ParseCache,
+    /// What it found, and the revision that is; `None` when it gave up (the daemon stopping).
+    read: Option<(Read, Option<String>)>,
 }
 
 pub struct Daemon {
@@ -255,7 +275,16 @@ pub struct Daemon {
     revision: Option<String>,
     notices: Vec<String>,
     mounts_seen: BTreeSet<PathBuf>,
-    /// Set at shutdown: a reconcile stops between two steps.
+    /// The manifests' parse cache; lent to the read under way while there is one (`None` then).
+    cache: Option<ParseCache>,
+    /// A reload asked for while a read was under way, and why: started once that read is taken
+    /// in, so that a change it may have missed is read after it.
+    reload_again: Option<String>,
+    /// Whether a read of the manifests was taken in yet: until the first one nothing is in
+    /// force, and no view is written (the tests take the view for the daemon being up).
+    loaded: bool,
+    /// Set at shutdown: a reconcile stops between two steps, a read of the manifests between
+    /// two files.
     stopping: Arc<AtomicBool>,
     /// Since when this node may take each failover service (its rank wait, across reconciles).
     waits: Arc<TakeWait>,
@@ -297,6 +326,9 @@ impl Daemon {
             revision: None,
             notices: Vec::new(),
             mounts_seen: BTreeSet::new(),
+            cache: Some(ParseCache::default()),
+            reload_again: None,
+            loaded: false,
             stopping: Arc::new(AtomicBool::new(false)),
             waits: Arc::new(TakeWait::default()),
             tx,
@@ -307,13 +339,14 @@ impl Daemon {
         }
     }
 
-    /// Runs until `shutdown` resolves, then lets running actions finish and returns.
+    /// Runs until `shutdown` resolves, then lets running actions finish and returns; a read of
+    /// the manifests under way then ends after the file it is parsing, and is not taken in.
     pub async fn run(mut self, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        self.reload("start");
         self.mounts_seen = self.read_mount_points();
-        self.look_at_all("start");
-        self.write_view();
+        // Taken in by the loop as any read is; the first look at every service follows it.
+        // Until then `shutdown` is listened to as always.
+        self.start_reload("start");
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
@@ -324,9 +357,20 @@ impl Daemon {
         tracing::info!("shutting down: letting running actions finish; no service is stopped");
         self.stopping.store(true, Ordering::SeqCst);
         self.scheduler.stop();
-        while self.scheduler.any_running() {
+        if self.cache.is_none() {
+            tracing::info!(
+                "shutting down: the manifest reload under way is abandoned; the manifests in force stay as they were"
+            );
+        }
+        // The abandoned read ends after the file it is parsing, and is dropped: nothing of it
+        // is taken in. Waited for, so that no thread is left reading once this returns.
+        while self.scheduler.any_running() || self.cache.is_none() {
             match self.rx.recv().await {
                 Some(message @ Message::Done { .. }) => self.handle(message),
+                Some(Message::Read(done)) => {
+                    let cache = done.map_or_else(|_| ParseCache::default(), |d| d.cache);
+                    self.cache = Some(cache);
+                }
                 Some(_) => {}
                 None => break,
             }
@@ -361,6 +405,17 @@ impl Daemon {
                 statuses,
                 to_reconcile,
             } => self.on_batch(&why, statuses, to_reconcile),
+            Message::Read(Ok(done)) => self.on_read(*done),
+            Message::Read(Err(e)) => match e.try_into_panic() {
+                // A bug of the loader: the daemon dies of it, as it did when it read on its loop.
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // Only when the runtime shuts down.
+                Err(e) => {
+                    tracing::error!("the manifest reload did not end: {e}");
+                    self.cache = Some(ParseCache::default());
+                    false
+                }
+            },
         };
         // The resync of a converged node changes nothing and writes nothing: building the view
         // of every service only to find it unchanged was most of an idle daemon's work.
@@ -451,7 +506,11 @@ impl Daemon {
     fn on_trigger(&mut self, trigger: Trigger) -> bool {
         let reason = trigger.to_string();
         let names: Vec<String> = match &trigger {
-            Trigger::Manifests { .. } => self.reload(&reason),
+            Trigger::Manifests { .. } => {
+                // What it finds comes back as a read.
+                self.start_reload(&reason);
+                return false;
+            }
             Trigger::Resync { .. } => {
                 // What it finds comes back as a batch.
                 self.look_at_all(&reason);
@@ -491,18 +550,75 @@ impl Daemon {
         if !names.is_empty() {
             tracing::debug!("{reason}: {} service(s) to look at", names.len());
         }
-        // A reload may have changed errors, notices or the revision even with nothing to run.
-        let manifests = matches!(trigger, Trigger::Manifests { .. });
-        let changed = manifests || !names.is_empty();
+        let changed = !names.is_empty();
         for name in names {
-            // A manifest change is a new request: tried now, whatever the backoff said.
-            self.queue(&name, &reason, manifests);
+            self.queue(&name, &reason, false);
         }
         changed
     }
 
-    /// Re-reads the manifest directory; returns the services to reconcile because of it.
-    fn reload(&mut self, why: &str) -> Vec<String> {
+    /// Starts reading the manifest directory on a blocking thread, for `why`; what it finds
+    /// comes back as [`Message::Read`]. One read at a time: asked for while one is under way,
+    /// the next starts when that one is taken in (a change it may have missed is read then).
+    fn start_reload(&mut self, why: &str) {
+        let Some(mut cache) = self.cache.take() else {
+            tracing::debug!("{why}: a reload is under way; the directory is read again after it");
+            self.reload_again = Some(why.to_string());
+            return;
+        };
+        let dir = self.dir.clone();
+        let stopping = Arc::clone(&self.stopping);
+        let why = why.to_string();
+        // Read once: the loader hashes what it reads, and files it parsed before with the same
+        // text are not parsed again, so a reload that finds nothing new costs the reads alone.
+        // A shutdown stops the read between two files.
+        let reading = tokio::task::spawn_blocking(move || {
+            let stop = || stopping.load(Ordering::SeqCst);
+            let read = super::desired::read(&dir, &mut cache, &stop).map(|read| {
+                let revision = super::watch::revision_with_content(&dir, read.content())
+                    .ok()
+                    .map(|r| r.to_string());
+                (read, revision)
+            });
+            ReadDone { why, cache, read }
+        });
+        let tx = self.tx.clone();
+        self.tasks.spawn(async move {
+            let _ = tx.send(Message::Read(reading.await.map(Box::new)));
+        });
+    }
+
+    /// Takes in a read of the manifest directory, and starts the one asked for meanwhile;
+    /// says whether the view may have changed.
+    fn on_read(&mut self, done: ReadDone) -> bool {
+        let ReadDone { why, cache, read } = done;
+        self.cache = Some(cache);
+        // Gave up: only when stopping, which the loop is not.
+        let changed = read.is_some();
+        if let Some((read, revision)) = read {
+            let first = !self.loaded;
+            self.loaded = true;
+            let names = self.take_read(read, revision, first);
+            if first {
+                // Every service is looked at, the changed ones with the rest.
+                self.look_at_all(&why);
+            } else {
+                for name in names {
+                    // A manifest change is a new request: tried now, whatever the backoff said.
+                    self.queue(&name, &why, true);
+                }
+            }
+        }
+        if let Some(again) = self.reload_again.take() {
+            self.start_reload(&again);
+        }
+        // A reload may have changed errors, notices or the revision even with nothing to run.
+        changed
+    }
+
+    /// Takes in what a read of the manifest directory found (the `first` at start); returns
+    /// the services to reconcile because of it.
+    fn take_read(&mut self, read: Read, revision: Option<String>, first: bool) -> Vec<String> {
         let before_errors: Vec<String> = self
             .desired
             .errors
@@ -510,17 +626,12 @@ impl Daemon {
             .map(ToString::to_string)
             .collect();
         let before_warnings = self.desired.warnings.clone();
-        // Read once: the loader hashes what it reads, and files it parsed before with the same
-        // text are not parsed again, so a reload that finds nothing new costs the reads alone.
-        let reload = self.desired.reload(
-            &self.dir,
+        let reload = self.desired.take(
+            read,
             self.config.daemon.prune,
             self.config.daemon.allow_empty,
         );
-        let revision = super::watch::revision_with_content(&self.dir, reload.content)
-            .ok()
-            .map(|r| r.to_string());
-        if revision.is_some() && revision == self.revision && why != "start" {
+        if revision.is_some() && revision == self.revision && !first {
             // The same manifests give the same desired set: nothing changed, nothing to say.
             tracing::debug!(
                 "manifests unchanged (revision {})",
@@ -726,6 +837,10 @@ impl Daemon {
     }
 
     fn write_view(&mut self) {
+        if !self.loaded {
+            // Stopped during the first read: nothing is in force to say anything of.
+            return;
+        }
         let mut services: Vec<ServiceView> = Vec::new();
         for (service, pruning) in self.desired.in_force() {
             let mut view = self.views.get(&service.name).cloned().unwrap_or_default();

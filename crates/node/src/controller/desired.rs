@@ -7,13 +7,18 @@
 //!   brought down, then forgotten;
 //! - a directory that suddenly holds no valid manifest (emptied, unmounted, a bad sync) brings
 //!   nothing down unless `allow_empty`.
+//!
+//! A reload is two parts: [`read`] the directory (every file read, the changed ones parsed,
+//! trust checked: the part that takes time), then [`DesiredSet::take`] what was read (quick).
+//! The daemon reads off its event loop and takes the result on it; a read it gives up on (at
+//! shutdown) is never taken, so the set in force never holds part of a reload.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use converge_core::escape::excerpt;
-use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached};
+use converge_core::manifest::load::{ParseCache, claims_of, load_dir_lenient_cached_until};
 use converge_core::manifest::{DesiredState, LoadError, Service};
 
 use crate::trust;
@@ -40,6 +45,64 @@ pub struct Reload {
     pub content: u64,
 }
 
+/// What [`read`] found in the manifest directory, to be taken in by [`DesiredSet::take`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read {
+    /// A directory root may not trust (see [`trust`]): what is in force stays, with this as the
+    /// directory's error.
+    Refused(LoadError),
+    Loaded {
+        /// The manifests that parsed, validated and may be trusted.
+        services: Vec<Service>,
+        /// The problems of the others, file:line:column each, with the trust refusals.
+        errors: Vec<LoadError>,
+        /// See [`converge_core::manifest::load::Loaded::warnings`].
+        warnings: Vec<LoadError>,
+        /// See [`Reload::content`].
+        content: u64,
+    },
+}
+
+impl Read {
+    /// The hash of the manifests read (see [`Reload::content`]); 0 for a refused directory.
+    pub fn content(&self) -> u64 {
+        match self {
+            Read::Refused(_) => 0,
+            Read::Loaded { content, .. } => *content,
+        }
+    }
+}
+
+/// Reads the manifest directory `dir`: every file, parsing those whose text `cache` has not
+/// seen, and the trust checks. `stop` is asked before each file: once it says so, the read ends
+/// there and gives `None` (the wait is one file's parse at most, which the loader bounds).
+pub fn read(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Option<Read> {
+    if let Err(untrusted) = trust::check(dir, "manifest directory") {
+        return Some(Read::Refused(LoadError::new(dir, untrusted.to_string())));
+    }
+    let loaded = load_dir_lenient_cached_until(dir, cache, stop)?;
+    let mut errors = loaded.errors;
+    let mut trusted = Vec::with_capacity(loaded.services.len());
+    for service in loaded.services {
+        let problems = trust::check_manifest(&service);
+        if problems.is_empty() {
+            trusted.push(service);
+        } else {
+            errors.extend(
+                problems
+                    .iter()
+                    .map(|p| LoadError::new(&service.source, p.to_string())),
+            );
+        }
+    }
+    Some(Read::Loaded {
+        services: trusted,
+        errors,
+        warnings: loaded.warnings,
+        content: loaded.content,
+    })
+}
+
 #[derive(Debug, Default)]
 pub struct DesiredSet {
     /// Per manifest file, the version in force (the last good one).
@@ -56,39 +119,41 @@ pub struct DesiredSet {
     /// Positions in `reconciled` by service name.
     by_name: HashMap<String, usize>,
     /// Every reload reads every file; this spares parsing the ones whose text is unchanged.
+    /// [`DesiredSet::reload`]'s: a caller of [`read`] keeps its own.
     parsed: ParseCache,
 }
 
 impl DesiredSet {
-    /// Re-reads the whole directory. A directory root may not trust (see [`trust`]) changes
-    /// nothing: what is in force stays, with the reason as the directory's error. A manifest
-    /// root may not trust, or that makes root run a script or program it may not trust, is
-    /// refused as a broken file is: its last good version stays in force.
+    /// Re-reads the whole directory and takes it in, in one go: [`read`], then
+    /// [`DesiredSet::take`].
     pub fn reload(&mut self, dir: &Path, prune: bool, allow_empty: bool) -> Reload {
-        if let Err(untrusted) = trust::check(dir, "manifest directory") {
-            self.errors = vec![LoadError::new(dir, untrusted.to_string())];
-            return Reload::default();
+        match read(dir, &mut self.parsed, &|| false) {
+            Some(read) => self.take(read, prune, allow_empty),
+            // Never asked to stop, a read ends with the directory.
+            None => Reload::default(),
         }
-        let loaded = load_dir_lenient_cached(dir, &mut self.parsed);
-        self.warnings = loaded.warnings;
-        let mut errors = loaded.errors;
-        let mut trusted = Vec::with_capacity(loaded.services.len());
-        for service in loaded.services {
-            let problems = trust::check_manifest(&service);
-            if problems.is_empty() {
-                trusted.push(service);
-            } else {
-                errors.extend(
-                    problems
-                        .iter()
-                        .map(|p| LoadError::new(&service.source, p.to_string())),
-                );
+    }
+
+    /// Takes in what [`read`] found. A directory root may not trust changes nothing: what is in
+    /// force stays, with the reason as the directory's error. A manifest root may not trust, or
+    /// that makes root run a script or program it may not trust, is refused as a broken file
+    /// is: its last good version stays in force.
+    pub fn take(&mut self, read: Read, prune: bool, allow_empty: bool) -> Reload {
+        match read {
+            Read::Refused(error) => {
+                self.errors = vec![error];
+                Reload::default()
             }
-        }
-        let reload = self.apply(trusted, errors, prune, allow_empty);
-        Reload {
-            content: loaded.content,
-            ..reload
+            Read::Loaded {
+                services,
+                errors,
+                warnings,
+                content,
+            } => {
+                self.warnings = warnings;
+                let reload = self.apply(services, errors, prune, allow_empty);
+                Reload { content, ..reload }
+            }
         }
     }
 
