@@ -41,6 +41,7 @@ fn service(i: u32, state: DesiredState) -> Service {
                     res: format!("r{i}"),
                     stop: DrbdStop::Secondary,
                     allow_two_primaries: false,
+                    secondary_force: false,
                     up_by: UpBy::Converge,
                 }),
             ),

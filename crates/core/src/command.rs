@@ -160,7 +160,12 @@ pub fn for_step(
         Action::DrbdUp { res } => drbdadm(DrbdVerb::Up, res),
         Action::DrbdConnect { res } => drbdadm(DrbdVerb::Connect, res),
         Action::DrbdPrimary { res } => drbdadm(DrbdVerb::Primary, res),
-        Action::DrbdSecondary { res } => drbdadm(DrbdVerb::Secondary, res),
+        Action::DrbdSecondary { res, force: false } => drbdadm(DrbdVerb::Secondary, res),
+        Action::DrbdSecondary { res, force: true } => Program::Drbdadm {
+            verb: DrbdVerb::Secondary,
+            res: res.clone(),
+            argv: commands.drbdadm_argv(&[DrbdVerb::Secondary.as_str(), "--force", res]),
+        },
         Action::DrbdDown { res } => drbdadm(DrbdVerb::Down, res),
         Action::Mkdir { path } => Program::Mkdir { path: path.clone() },
         Action::Mount {
@@ -539,13 +544,35 @@ mod tests {
     }
 
     #[test]
+    fn a_forced_demotion_is_the_one_action_that_renders_force() {
+        let step = step(
+            ResourceId::new(Kind::Drbd, 0),
+            Action::DrbdSecondary {
+                res: "data".into(),
+                force: true,
+            },
+        );
+        let commands = Commands {
+            drbdsetup: "/usr/lib/converge/drbdsetup".into(),
+            ..Commands::default()
+        };
+        assert_eq!(
+            for_step(&step, &seed(), &commands, None).lines(),
+            ["drbdadm --drbdsetup=/usr/lib/converge/drbdsetup secondary --force data"]
+        );
+    }
+
+    #[test]
     fn no_action_ever_renders_force() {
         let vz = ContainerKind::Vz("101".into());
         let actions = [
             Action::DrbdUp { res: "data".into() },
             Action::DrbdConnect { res: "data".into() },
             Action::DrbdPrimary { res: "data".into() },
-            Action::DrbdSecondary { res: "data".into() },
+            Action::DrbdSecondary {
+                res: "data".into(),
+                force: false,
+            },
             Action::DrbdDown { res: "data".into() },
             Action::Mkdir {
                 path: "/drbdsvc".into(),

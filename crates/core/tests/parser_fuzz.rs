@@ -1416,8 +1416,14 @@ enum GenSpec {
 }
 
 fn gen_drbd() -> impl Strategy<Value = GenSpec> {
-    (safe_name(), any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
-        |(res, down, two, system)| {
+    (
+        safe_name(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(|(res, down, two, system, force)| {
             GenSpec::Drbd(DrbdSpec {
                 res,
                 stop: if down {
@@ -1426,6 +1432,7 @@ fn gen_drbd() -> impl Strategy<Value = GenSpec> {
                     DrbdStop::Secondary
                 },
                 allow_two_primaries: two,
+                secondary_force: force,
                 // `stop: down` with `up_by: system` is refused: generate what is valid.
                 up_by: if system && !down {
                     UpBy::System
@@ -1433,8 +1440,7 @@ fn gen_drbd() -> impl Strategy<Value = GenSpec> {
                     UpBy::Converge
                 },
             })
-        },
-    )
+        })
 }
 
 fn gen_fs() -> impl Strategy<Value = GenSpec> {
@@ -1637,6 +1643,7 @@ fn manifest_yaml(service: &Service, reverse: bool) -> String {
                     }),
                 );
                 m.insert(s("allow_two_primaries"), Value::Bool(d.allow_two_primaries));
+                m.insert(s("secondary_force"), Value::Bool(d.secondary_force));
                 m.insert(
                     s("up_by"),
                     s(match d.up_by {

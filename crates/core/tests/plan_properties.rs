@@ -567,23 +567,27 @@ fn drbd_spec(res: &'static str) -> impl Strategy<Value = ((bool, bool), DrbdSpec
         prop_oneof![Just(DrbdStop::Secondary), Just(DrbdStop::Down)],
         prop::bool::weighted(0.2),
         prop::bool::weighted(0.2),
+        prop::bool::weighted(0.3),
     )
-        .prop_map(move |(flags, stop, allow_two_primaries, system)| {
-            (
-                flags,
-                DrbdSpec {
-                    res: res.into(),
-                    stop,
-                    allow_two_primaries,
-                    // The reader refuses `up_by: system` with `stop: down`.
-                    up_by: if system && stop == DrbdStop::Secondary {
-                        UpBy::System
-                    } else {
-                        UpBy::Converge
+        .prop_map(
+            move |(flags, stop, allow_two_primaries, system, secondary_force)| {
+                (
+                    flags,
+                    DrbdSpec {
+                        res: res.into(),
+                        stop,
+                        allow_two_primaries,
+                        secondary_force,
+                        // The reader refuses `up_by: system` with `stop: down`.
+                        up_by: if system && stop == DrbdStop::Secondary {
+                            UpBy::System
+                        } else {
+                            UpBy::Converge
+                        },
                     },
-                },
-            )
-        })
+                )
+            },
+        )
 }
 
 fn fs_spec(
@@ -829,6 +833,11 @@ fn looks_like_drbd(path: &Path) -> bool {
     path.to_str().is_some_and(|p| p.starts_with("/dev/drbd"))
 }
 
+/// The DRBD spec of the resource a step acts on.
+fn spec_of<'s>(service: &'s Service, step: &Step) -> Option<&'s DrbdSpec> {
+    service.resource(step.rid).and_then(|r| r.spec.as_drbd())
+}
+
 /// The resource of `service` a step acts on, when its kind fits the action.
 fn target<'s>(service: &'s Service, step: &Step) -> Option<&'s Resource> {
     let resource = service.resource(step.rid).filter(|r| !r.disabled)?;
@@ -837,7 +846,7 @@ fn target<'s>(service: &'s Service, step: &Step) -> Option<&'s Resource> {
             Action::DrbdUp { res }
             | Action::DrbdConnect { res }
             | Action::DrbdPrimary { res }
-            | Action::DrbdSecondary { res }
+            | Action::DrbdSecondary { res, .. }
             | Action::DrbdDown { res },
             Spec::Drbd(d),
         ) => *res == d.res,
@@ -1006,7 +1015,7 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                 }
                 seen.roles.insert(res.clone(), Role::Primary);
             }
-            Action::DrbdSecondary { res } | Action::DrbdDown { res } => {
+            Action::DrbdSecondary { res, .. } | Action::DrbdDown { res } => {
                 let Some(observed) = seen.observed(res) else {
                     return Err(format!("{}: demotes a resource that is not up", at()));
                 };
@@ -1034,7 +1043,10 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                     }
                     // An open device is taken to be held by its mounts when an earlier step
                     // unmounts one of them (as the planner does); otherwise by a process.
-                    if device.open && !seen.unmounted_minors.contains(&device.minor) {
+                    // Only `secondary --force` may, when the manifest allows it.
+                    let forced = matches!(step.action, Action::DrbdSecondary { force: true, .. })
+                        && spec_of(service, step).is_some_and(|d| d.secondary_force);
+                    if device.open && !seen.unmounted_minors.contains(&device.minor) && !forced {
                         return Err(format!("{}: demotes {} held open", at(), path.display()));
                     }
                 }
@@ -1125,7 +1137,11 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
             }
             Action::Mkdir { .. } | Action::AppStart | Action::AppStop => {}
         }
-        // Rule: converge never uses --force, whatever it runs, with any configured drbdsetup.
+        // Rule: converge never uses --force, whatever it runs, with any configured drbdsetup,
+        // but to demote a resource whose manifest sets `secondary_force` (the demotion rule
+        // above keeps that from happening under a mount).
+        let may_force = matches!(step.action, Action::DrbdSecondary { force: true, .. })
+            && spec_of(service, step).is_some_and(|d| d.secondary_force);
         for commands in [
             Commands::default(),
             Commands {
@@ -1135,7 +1151,8 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
         ] {
             let scripts = node.scripts_of(&service.name, step.rid);
             for line in command::for_step(step, service, &commands, scripts).lines() {
-                if line.contains("--force") {
+                if line.contains("--force") && !(may_force && line.contains(" secondary --force "))
+                {
                     return Err(format!("{}: renders {line:?}", at()));
                 }
             }
@@ -1318,19 +1335,23 @@ impl World {
                 }
                 r.role = Role::Primary;
             }
-            Action::DrbdSecondary { res } | Action::DrbdDown { res } => {
+            Action::DrbdSecondary { res, force } => {
+                let r = up_resource(node, res)?;
+                // DRBD demotes a device in use only when forced (its I/O then fails).
+                if let Some(d) = r.devices.iter().find(|d| d.open && !force) {
+                    return Err(format!("{res}: minor {} is held open", d.minor));
+                }
+                r.role = Role::Secondary;
+            }
+            Action::DrbdDown { res } => {
                 let r = up_resource(node, res)?;
                 if let Some(d) = r.devices.iter().find(|d| d.open) {
                     return Err(format!("{res}: minor {} is held open", d.minor));
                 }
-                if matches!(step.action, Action::DrbdDown { .. }) {
-                    if let Observed::Ok(drbd) = &mut node.drbd {
-                        drbd.remove(res);
-                    }
-                    node.devices = devices_of(&node.drbd, self.static_nodes);
-                } else {
-                    r.role = Role::Secondary;
+                if let Observed::Ok(drbd) = &mut node.drbd {
+                    drbd.remove(res);
                 }
+                node.devices = devices_of(&node.drbd, self.static_nodes);
             }
             Action::Mkdir { path } => {
                 node.dirs.insert(path.clone());

@@ -1261,7 +1261,8 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
         }
         "secondary" => {
             let name = args.word(0)?.to_string();
-            tx.step(&name, |state, _| secondary(state, &name))
+            let force = args.flag("force");
+            tx.step(&name, |state, _| secondary(state, &name, force))
         }
         "down" => {
             let target = args.words.first().map_or("all", String::as_str);
@@ -1433,7 +1434,9 @@ fn primary(state: &mut State, peers: &dyn Peers, name: &str, force: bool) -> Res
     Ok(())
 }
 
-fn secondary(state: &mut State, name: &str) -> Result<(), Fail> {
+/// `secondary`, or with `force` (DRBD 9's `secondary --force`) even while the device is in
+/// use: the kernel then fails the holders' I/O; here the backing turns read-only under them.
+fn secondary(state: &mut State, name: &str, force: bool) -> Result<(), Fail> {
     let res = resource_mut(state, name)?;
     if res.role != Role::Primary {
         return Ok(());
@@ -1443,7 +1446,7 @@ fn secondary(state: &mut State, name: &str) -> Result<(), Fail> {
         .values()
         .filter_map(|d| d.backing.as_ref())
         .collect();
-    if backings.iter().any(|b| dev::is_open(b)) {
+    if !force && backings.iter().any(|b| dev::is_open(b)) {
         return Err(refused(name, SS_DEVICE_IN_USE));
     }
     for backing in backings {
@@ -1548,7 +1551,7 @@ fn detach_step(tx: &mut Tx, name: &str, volume: u32, obj: &str, client: bool) ->
 
 /// drbdsetup's `down`: secondary, disconnect, detach, then delete everything.
 fn down(tx: &mut Tx, name: &str) -> Result<(), Fail> {
-    tx.step(name, |state, _| secondary(state, name))?;
+    tx.step(name, |state, _| secondary(state, name, false))?;
     let peers: Vec<u32> = tx
         .state
         .resources

@@ -279,6 +279,23 @@ fn drbdadm_drives_a_service_lifecycle() {
             drbdsetup_status::parse_json(&node.sim_ok(&["status", "--json"])).expect("parses");
         assert!(status["data"].devices[0].open);
         mount.unmount();
+        // Held open by a process, nothing mounted: refused, unless forced (DRBD 9's
+        // `secondary --force`, which fails the holder's I/O: read-only here).
+        let mut holder = std::process::Command::new("sleep")
+            .arg("60")
+            .stdin(fs::File::open("/dev/drbd0").expect("open /dev/drbd0"))
+            .spawn()
+            .expect("a process holding the device");
+        let (code, stderr) = node.drbdadm_fails(&["secondary", "data"]);
+        assert_eq!(code, 11, "{stderr}");
+        assert!(
+            stderr.contains("Device is held open by someone"),
+            "{stderr}"
+        );
+        node.drbdadm_ok(&["secondary", "--force", "data"]);
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert_eq!(node.drbdadm_ok(&["role", "data"]), "Secondary\n");
         node.drbdadm_ok(&["secondary", "data"]);
         assert_eq!(getro("/dev/drbd0"), "1");
 

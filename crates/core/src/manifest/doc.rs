@@ -203,7 +203,8 @@ impl<'de> Deserialize<'de> for ResourcesDoc {
 
 /// `drbd#N`: a DRBD resource. Started with `drbdadm up` when it is not up, `drbdadm connect` when
 /// it is StandAlone, then `drbdadm primary`; never promoted while a peer is Primary (unless
-/// `allow_two_primaries`), never without UpToDate local data, never with `--force`.
+/// `allow_two_primaries`), never without UpToDate local data; `--force` only to demote, when
+/// `secondary_force` allows it and no filesystem of it is mounted.
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DrbdDoc {
@@ -230,6 +231,13 @@ pub struct DrbdDoc {
     /// it back).
     #[serde(default)]
     pub allow_two_primaries: bool,
+    /// Demote with `drbdadm secondary --force` when the device is held open by a process
+    /// converge does not manage (the filesystem already unmounted): DRBD then fails that
+    /// process's I/O instead of refusing. Never while a filesystem on the device is mounted.
+    /// Without it, such a demotion is refused and reported, and the node stays Primary (on a
+    /// quorum loss: stuck, said loudly). For a holder that must give a failover service up.
+    #[serde(default)]
+    pub secondary_force: bool,
     /// Who brings the resource up: `converge` (`drbdadm up`, and `connect` when it is
     /// StandAlone, where the service runs and where it stands by) or `system` (`drbd.service`
     /// or `drbd@RES.service` bring it up at boot: converge never runs `drbdadm up`, `connect`

@@ -1113,6 +1113,7 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         )
     });
     let allow_two_primaries = opt(r, f, "allow_two_primaries", false, Reader::bool);
+    let secondary_force = opt(r, f, "secondary_force", false, Reader::bool);
     let up_by = opt(r, f, "up_by", UpBy::default(), |r, n| {
         r.choice(n, &[("converge", UpBy::Converge), ("system", UpBy::System)])
     });
@@ -1127,6 +1128,7 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         res: res?,
         stop: stop?,
         allow_two_primaries: allow_two_primaries?,
+        secondary_force: secondary_force?,
         up_by: up_by?,
     })
 }
@@ -1630,6 +1632,7 @@ mod tests {
                 res: "data".into(),
                 stop: DrbdStop::Secondary,
                 allow_two_primaries: false,
+                secondary_force: false,
                 up_by: UpBy::Converge
             })
         );
@@ -1716,6 +1719,7 @@ resources:
                 res: "r1".into(),
                 stop: DrbdStop::Down,
                 allow_two_primaries: true,
+                secondary_force: false,
                 up_by: UpBy::Converge
             })
         );
@@ -1829,7 +1833,7 @@ resources:
         let text = "service: s\nstate: up\nresources:\n  drbd#0: {res: r, size: 1}\n";
         assert_eq!(
             error(text),
-            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, up_by, disabled, optional"
+            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, secondary_force, up_by, disabled, optional"
         );
         let text = "service: s\nstate: up\nstat: up\n";
         assert!(error(text).starts_with("3:1: stat: unknown key `stat`;"));
@@ -2647,7 +2651,7 @@ state: up
 node: n1
 rollback: false
 resources:
-  drbd#0: {res: r0, stop: down, allow_two_primaries: true, disabled: false, optional: true}
+  drbd#0: {res: r0, stop: down, allow_two_primaries: true, secondary_force: true, disabled: false, optional: true}
   fs#0:
     dev: /dev/drbd0
     mnt: /a

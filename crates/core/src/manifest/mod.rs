@@ -341,6 +341,8 @@ pub struct DrbdSpec {
     pub res: String,
     pub stop: DrbdStop,
     pub allow_two_primaries: bool,
+    /// May demote with `--force` when the device is held open but not mounted.
+    pub secondary_force: bool,
     pub up_by: UpBy,
 }
 

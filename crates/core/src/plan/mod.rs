@@ -45,8 +45,11 @@ pub enum Action {
     DrbdPrimary {
         res: String,
     },
+    /// `drbdadm secondary RES`; with `force` (`secondary_force: true`, the device held open and
+    /// nothing of it mounted) `drbdadm secondary --force RES`, which fails the holder's I/O.
     DrbdSecondary {
         res: String,
+        force: bool,
     },
     DrbdDown {
         res: String,

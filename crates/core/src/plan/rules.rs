@@ -250,28 +250,31 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             UpBy::System => DrbdStop::Secondary,
             UpBy::Converge => spec.stop,
         };
-        let action = match stop {
+        match stop {
             DrbdStop::Secondary if drbd.role == Role::Primary => {
-                Action::DrbdSecondary { res: res.into() }
+                let hazard = self.demote_hazard(drbd);
+                self.demote(resource, spec, hazard, format!("resource {res} is Primary"));
             }
             DrbdStop::Secondary => {
                 self.already(
                     resource.id,
                     format!("drbd resource {res} is already {}", drbd.role),
                 );
-                return;
             }
-            DrbdStop::Down => Action::DrbdDown { res: res.into() },
-        };
-        if let Some(reason) = self.demote_hazard(drbd) {
-            self.refuse(resource, reason);
-            return;
+            DrbdStop::Down => match self.demote_hazard(drbd) {
+                Some(Hazard::Mounted(why)) => self.refuse(resource, why),
+                // `drbdadm down` of a device in use fails whatever is forced.
+                Some(Hazard::HeldOpen(what)) => self.refuse(
+                    resource,
+                    format!("{what}; refusing to take resource {res} down"),
+                ),
+                None => self.step(
+                    resource.id,
+                    Action::DrbdDown { res: res.into() },
+                    format!("resource {res} is up and the service stops it with down"),
+                ),
+            },
         }
-        let reason = match stop {
-            DrbdStop::Secondary => format!("resource {res} is Primary"),
-            DrbdStop::Down => format!("resource {res} is up and the service stops it with down"),
-        };
-        self.step(resource.id, action, reason);
     }
 
     /// On a node that stands by: up, connected, Secondary, whatever the resource's `stop` says
@@ -326,13 +329,11 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             );
         }
         if drbd.role == Role::Primary {
-            if let Some(reason) = self.demote_hazard(drbd) {
-                self.refuse(resource, reason);
-                return;
-            }
-            self.step(
-                rid,
-                Action::DrbdSecondary { res: res.into() },
+            let hazard = self.demote_hazard(drbd);
+            self.demote(
+                resource,
+                spec,
+                hazard,
                 format!("resource {res} is Primary, and the service runs on {holder}"),
             );
             return;
@@ -347,7 +348,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
 
     /// Why demoting (or downing) this resource now would hurt: a mount of one of its devices that
     /// no earlier step unmounts, or a device held open by something converge does not manage.
-    fn demote_hazard(&self, drbd: &DrbdResource) -> Option<String> {
+    fn demote_hazard(&self, drbd: &DrbdResource) -> Option<Hazard> {
+        let mut held_open = None;
         for device in &drbd.devices {
             let path = drbd_device_path(device.minor);
             let mut unmounting = false;
@@ -355,29 +357,67 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 if self.unmounting(mount) {
                     unmounting = true;
                 } else {
-                    return Some(format!(
+                    return Some(Hazard::Mounted(format!(
                         "{} is mounted on {}; refusing to demote resource {} under a mounted filesystem",
                         path.display(),
                         mount.mount_point().display(),
                         drbd.name
-                    ));
+                    )));
                 }
             }
-            if device.open && !unmounting {
-                return Some(format!(
-                    "{} is held open by a process; refusing to demote resource {}",
-                    path.display(),
-                    drbd.name
-                ));
+            if device.open && !unmounting && held_open.is_none() {
+                held_open = Some(Hazard::HeldOpen(format!(
+                    "{} is held open by a process",
+                    path.display()
+                )));
             }
         }
         if let Observed::Unavailable(why) = &self.node.mounts {
-            return Some(format!(
+            return Some(Hazard::Mounted(format!(
                 "cannot tell whether {} is mounted: {why}",
                 drbd.name
-            ));
+            )));
         }
-        None
+        held_open
+    }
+
+    /// `drbdadm secondary` for `spec`'s resource, or the refusal `hazard` calls for: a device
+    /// held open (and nothing mounted) is demoted with `--force` when the manifest allows it.
+    fn demote(
+        &mut self,
+        resource: &Resource,
+        spec: &DrbdSpec,
+        hazard: Option<Hazard>,
+        reason: String,
+    ) {
+        let res = spec.res.as_str();
+        match hazard {
+            None => self.step(
+                resource.id,
+                Action::DrbdSecondary {
+                    res: res.into(),
+                    force: false,
+                },
+                reason,
+            ),
+            Some(Hazard::HeldOpen(what)) if spec.secondary_force => self.step(
+                resource.id,
+                Action::DrbdSecondary {
+                    res: res.into(),
+                    force: true,
+                },
+                format!(
+                    "{reason}; {what}, with no filesystem of it mounted: secondary_force demotes it anyway (that process's I/O fails)"
+                ),
+            ),
+            Some(Hazard::HeldOpen(what)) => self.refuse(
+                resource,
+                format!(
+                    "{what}; refusing to demote resource {res} (secondary_force: true would demote it with --force once nothing of it is mounted)"
+                ),
+            ),
+            Some(Hazard::Mounted(why)) => self.refuse(resource, why),
+        }
     }
 
     /// The DRBD resource a device belongs to, when it is a DRBD device: observed minors first,
@@ -831,4 +871,12 @@ fn state_word(state: ContainerState) -> &'static str {
         ContainerState::Frozen => "frozen",
         ContainerState::Aborting => "aborting",
     }
+}
+
+/// Why a demotion must wait, or be forced.
+enum Hazard {
+    /// A filesystem of the device is mounted (or the mounts cannot be read): never demoted.
+    Mounted(String),
+    /// A process holds the device open, nothing of it is mounted: forced only when allowed.
+    HeldOpen(String),
 }

@@ -45,6 +45,7 @@ fn drbd_spec() -> DrbdSpec {
         res: "data".into(),
         stop: DrbdStop::Secondary,
         allow_two_primaries: false,
+        secondary_force: false,
         up_by: UpBy::Converge,
     }
 }
@@ -241,7 +242,8 @@ fn short(action: &Action) -> String {
         Action::DrbdUp { res } => format!("up {res}"),
         Action::DrbdConnect { res } => format!("connect {res}"),
         Action::DrbdPrimary { res } => format!("primary {res}"),
-        Action::DrbdSecondary { res } => format!("secondary {res}"),
+        Action::DrbdSecondary { res, force: false } => format!("secondary {res}"),
+        Action::DrbdSecondary { res, force: true } => format!("secondary --force {res}"),
         Action::DrbdDown { res } => format!("down {res}"),
         Action::Mkdir { path } => format!("mkdir {}", path.display()),
         Action::Mount {
@@ -489,7 +491,77 @@ fn demotion_refused_while_the_device_is_held_open() {
     let mut node = node_at(Level::Primary);
     node.drbd_mut("data").devices[0].open = true;
     let plan = plan_service(&with_state(seed(), DesiredState::Down), &node);
-    assert!(plan.blocked.expect("blocked").reason.contains("held open"));
+    let reason = plan.blocked.expect("blocked").reason;
+    assert!(
+        reason.contains("/dev/drbd0 is held open by a process"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("secondary_force: true would demote it"),
+        "{reason}"
+    );
+}
+
+fn forcing(mut svc: Service, stop: DrbdStop) -> Service {
+    if let Spec::Drbd(d) = &mut svc.resources[0].spec {
+        d.secondary_force = true;
+        d.stop = stop;
+    }
+    svc
+}
+
+#[test]
+fn secondary_force_demotes_a_device_held_open_with_nothing_mounted() {
+    let mut node = node_at(Level::Primary);
+    node.drbd_mut("data").devices[0].open = true;
+    let svc = forcing(with_state(seed(), DesiredState::Down), DrbdStop::Secondary);
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["secondary --force data"]);
+    assert!(
+        plan.steps[0]
+            .reason
+            .contains("secondary_force demotes it anyway"),
+        "{}",
+        plan.steps[0].reason
+    );
+    // Nothing held open: a plain demotion, even when forcing is allowed.
+    let node = node_at(Level::Primary);
+    assert_eq!(actions(&plan_service(&svc, &node)), ["secondary data"]);
+}
+
+#[test]
+fn secondary_force_never_demotes_under_a_mount_nor_takes_a_device_in_use_down() {
+    let mut node = node_at(Level::Primary);
+    node.drbd_mut("data").devices[0].open = true;
+    if let Observed::Ok(mounts) = &mut node.mounts {
+        mounts.push(mount("/dev/drbd/by-res/data/0", DRBD0, "/mnt/rescue"));
+    }
+    let svc = forcing(with_state(seed(), DesiredState::Down), DrbdStop::Secondary);
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", actions(&plan));
+    let reason = plan.blocked.expect("blocked").reason;
+    assert!(reason.contains("mounted on /mnt/rescue"), "{reason}");
+    // Mounts that cannot be read are taken as a mount.
+    let mut node = node_at(Level::Primary);
+    node.drbd_mut("data").devices[0].open = true;
+    node.mounts = Observed::Unavailable("no mountinfo".into());
+    let plan = plan_service(&svc, &node);
+    assert!(
+        !actions(&plan).iter().any(|a| a.contains("--force")),
+        "{:?}",
+        actions(&plan)
+    );
+    // `stop: down` of a device in use fails whatever is forced: refused.
+    let mut node = node_at(Level::Primary);
+    node.drbd_mut("data").devices[0].open = true;
+    let svc = forcing(with_state(seed(), DesiredState::Down), DrbdStop::Down);
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", actions(&plan));
+    let reason = plan.blocked.expect("blocked").reason;
+    assert!(
+        reason.contains("refusing to take resource data down"),
+        "{reason}"
+    );
 }
 
 #[test]
@@ -1300,7 +1372,10 @@ fn an_actions_name_is_its_json_tag() {
         Action::DrbdUp { res: "r".into() },
         Action::DrbdConnect { res: "r".into() },
         Action::DrbdPrimary { res: "r".into() },
-        Action::DrbdSecondary { res: "r".into() },
+        Action::DrbdSecondary {
+            res: "r".into(),
+            force: false,
+        },
         Action::DrbdDown { res: "r".into() },
         Action::Mkdir { path: "/m".into() },
         Action::Mount {

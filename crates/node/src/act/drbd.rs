@@ -16,7 +16,7 @@ use crate::observer::probe::DrbdRoles;
 use converge_core::command::DrbdVerb;
 use converge_core::manifest::{DrbdSpec, Spec};
 use converge_core::observe::drbd::{PeerHold, PromoteGuard, Role};
-use converge_core::plan::waiting_for;
+use converge_core::plan::{Action, waiting_for};
 
 /// drbdadm waits for the peer in some calls (connect, primary with quorum); bound it.
 pub const DRBDADM_TIMEOUT: Duration = Duration::from_secs(120);
@@ -93,6 +93,33 @@ pub async fn state_change(
     }
     Err(ctx.failed(format!(
         "drbdadm {verb} {res}: still refused after {RETRIES} tries"
+    )))
+}
+
+/// Right before `drbdadm secondary --force`: the node is observed and the service planned
+/// again, and the forced demotion runs only if the planner still asks for it. Its rules (no
+/// filesystem of the device mounted, the mount table readable, `secondary_force` set) are the
+/// one place that decides; a plan seconds old may predate a mount.
+pub async fn confirm_forced_demotion(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
+    let node = ctx
+        .observer
+        .observe(std::slice::from_ref(ctx.service))
+        .await;
+    let plan = converge_core::plan::plan_service(ctx.service, &node);
+    let still = plan.steps.first().is_some_and(|step| {
+        step.rid == ctx.rid
+            && matches!(&step.action, Action::DrbdSecondary { res: r, force: true } if r == res)
+    });
+    if still {
+        return Ok(());
+    }
+    let now = match (plan.steps.first(), &plan.blocked) {
+        (Some(step), _) => format!("its next step is now {}", step.action.name()),
+        (None, Some(blocked)) => blocked.reason.clone(),
+        (None, None) => "nothing is left to do".to_string(),
+    };
+    Err(ctx.blocked(format!(
+        "not forcing resource {res} to Secondary: the node changed since the plan ({now})"
     )))
 }
 

@@ -31,6 +31,9 @@ pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Re
         _ => None,
     };
     let program = command::for_step(step, service, &ctx.config.commands, scripts.as_deref());
+    if let Action::DrbdSecondary { res, force: true } = &step.action {
+        drbd::confirm_forced_demotion(&ctx, res).await?;
+    }
     match &program {
         Program::Drbdadm {
             verb: DrbdVerb::Primary,
