@@ -26,6 +26,11 @@ pub fn write_report(out: &mut impl Write, report: &Report) -> std::io::Result<()
                 "{}: waiting: {reason} (looked at again in {after:?})",
                 s.service
             )?,
+            Outcome::Stuck { reason, .. } => writeln!(
+                out,
+                "{}: STUCK: lost quorum and cannot give the service up: {reason}",
+                s.service
+            )?,
             Outcome::Interrupted { steps } => {
                 writeln!(out, "{}: interrupted after {steps} action(s)", s.service)?
             }

@@ -275,6 +275,74 @@ fn a_holder_that_lost_quorum_for_a_moment_holds_off_before_it_takes_the_service_
     );
 }
 
+/// A holder cut off from both peers must give the service up, but a process it does not
+/// manage holds the DRBD device open: the planner refuses to demote it, and the node reports
+/// itself STUCK (log, status): Primary without quorum, DRBD failing its I/O, while the
+/// majority side takes the service over. Committing `secondary_force: true` frees it: the
+/// device, with nothing of it mounted, is demoted with `--force`.
+#[test]
+fn a_holder_that_cannot_give_the_service_up_says_it_is_stuck_and_secondary_force_frees_it() {
+    in_world_namespace(
+        "a_holder_that_cannot_give_the_service_up_says_it_is_stuck_and_secondary_force_frees_it",
+        |work| {
+            let (guard, _daemons) = started(work, "", "");
+            let world = guard.read();
+            let mut holder = world
+                .command("deb1", "sh")
+                .expect("deb1 is on")
+                .args(["-c", "exec sleep 600 < /dev/drbd0"])
+                .spawn()
+                .expect("a process holding /dev/drbd0 on deb1");
+            world.cut("deb1", "tb").expect("cut deb1 from tb");
+            world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+            until("deb1 to say it is stuck", &world, || {
+                status_of(&world, "deb1")
+                    .contains("STUCK: lost quorum and cannot give the service up")
+            });
+            // Everything above DRBD is stopped; DRBD stays Primary, held open.
+            assert_eq!(role(&world, "deb1"), Some(Role::Primary));
+            assert!(!mounted(&world, "deb1"));
+            until("deb2 to take the service over", &world, || {
+                runs_on(&world, "deb2")
+            });
+            let log = logs(&world);
+            assert!(
+                log.contains("STUCK: this node lost quorum and must give the service up, but cannot: drbd#0: /dev/drbd0 is held open by a process")
+                    && log.contains("secondary_force: true would demote it"),
+                "{log}"
+            );
+            // The fix, committed: deb1 demotes with --force at once (a commit is looked at
+            // without waiting for the retry).
+            let text = fs::read_to_string(&world.manifest).expect("manifest");
+            let staged = world.manifest.with_file_name(".commit.new");
+            fs::write(
+                &staged,
+                text.replace(
+                    "    res: data\n",
+                    "    res: data\n    secondary_force: true\n",
+                ),
+            )
+            .expect("write the commit");
+            fs::rename(&staged, &world.manifest).expect("commit");
+            until("deb1 to be forced to Secondary", &world, || {
+                role(&world, "deb1") == Some(Role::Secondary)
+            });
+            let _ = holder.kill();
+            let _ = holder.wait();
+            checked(&world, || {
+                world.heal("deb1", "deb2").expect("heal deb1–deb2");
+                world.heal("deb1", "tb").expect("heal deb1–tb");
+                until("every node to connect", &world, || {
+                    connected_everywhere(&world)
+                });
+                settled_on(&world, "deb2");
+            });
+            let log = logs(&world);
+            assert!(log.contains("drbdadm secondary --force data"), "{log}");
+        },
+    );
+}
+
 /// Whether `node` resyncs from `source` right now (its replication towards it is SyncTarget).
 fn sync_target_of(world: &World, node: &str, source: &str) -> bool {
     world.drbd().is_ok_and(|all| {

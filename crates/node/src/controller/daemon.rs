@@ -112,6 +112,10 @@ pub enum ServiceResult {
     },
     /// The daemon stopped between two steps.
     Interrupted,
+    /// This node lost quorum and cannot give the service up (see [`Outcome::Stuck`]).
+    Stuck {
+        reason: String,
+    },
     /// Its manifest was deleted and `prune` is off: left as it is, no longer reconciled.
     Orphaned,
 }
@@ -134,6 +138,9 @@ impl ServiceResult {
                 rolled_back: *rolled_back,
             },
             Outcome::Interrupted { .. } => ServiceResult::Interrupted,
+            Outcome::Stuck { reason, .. } => ServiceResult::Stuck {
+                reason: reason.clone(),
+            },
             Outcome::Requeue { reason, .. } => ServiceResult::Waiting {
                 reason: reason.clone(),
             },
@@ -161,6 +168,10 @@ impl std::fmt::Display for ServiceResult {
                 if *rolled_back { " (rolled back)" } else { "" }
             ),
             ServiceResult::Interrupted => f.write_str("interrupted"),
+            ServiceResult::Stuck { reason } => write!(
+                f,
+                "STUCK: lost quorum and cannot give the service up: {reason}"
+            ),
             ServiceResult::Orphaned => {
                 f.write_str("orphaned: manifest deleted, left as it is (prune: false)")
             }

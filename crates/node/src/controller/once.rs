@@ -22,7 +22,7 @@ use crate::observer::Observer;
 use converge_core::command;
 use converge_core::manifest::{DesiredState, Placement, ResourceId, Service};
 use converge_core::observe::NodeState;
-use converge_core::plan::placement::Decision;
+use converge_core::plan::placement::{Decision, GiveUp};
 use converge_core::plan::{self, Action, BlockKind, ServicePlan, Step};
 
 /// How a blocked service's reason reads in its outcome: `drbd#0: peer node-b is Primary`.
@@ -100,6 +100,11 @@ pub enum Outcome {
     },
     /// Converge is shutting down: stopped between two steps, with nothing half done.
     Interrupted { steps: usize },
+    /// A failover service this node must give up (its partition lost quorum) that it cannot
+    /// stop: a stop script fails, the filesystem stays busy, the device stays held open. The
+    /// node stays Primary without quorum (DRBD fails its I/O) and the other side may take the
+    /// service over. Retried as a failure is; said loudly.
+    Stuck { steps: usize, reason: String },
     /// To be looked at again `after` this long, with the manifests then in force: a failover
     /// node waiting its rank before it promotes (see [`super::take_wait`]). `reason` says why.
     Requeue {
@@ -119,6 +124,7 @@ impl Outcome {
             | Outcome::Waiting { steps, .. }
             | Outcome::Failed { steps, .. }
             | Outcome::Interrupted { steps }
+            | Outcome::Stuck { steps, .. }
             | Outcome::Requeue { steps, .. } => *steps += earlier,
         }
         self
@@ -131,7 +137,7 @@ impl Outcome {
             Outcome::Converged { .. } | Outcome::Blocked { .. } | Outcome::Waiting { .. } => {
                 Next::AwaitChange
             }
-            Outcome::Failed { .. } => Next::Retry,
+            Outcome::Failed { .. } | Outcome::Stuck { .. } => Next::Retry,
             Outcome::Interrupted { .. } => Next::Stop,
             Outcome::Requeue { after, .. } => Next::RequeueAfter(*after),
         }
@@ -151,11 +157,16 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 converged, 1 failed (any), 3 blocked (any, none failed), 4 waiting or to be looked at
+    /// 0 converged, 1 failed or stuck (any), 3 blocked (any, none failed), 4 waiting or to be looked at
     /// again (any, none failed or blocked).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
-        if outcomes().any(|o| matches!(o, Outcome::Failed { .. } | Outcome::Interrupted { .. })) {
+        if outcomes().any(|o| {
+            matches!(
+                o,
+                Outcome::Failed { .. } | Outcome::Interrupted { .. } | Outcome::Stuck { .. }
+            )
+        }) {
             1
         } else if outcomes().any(|o| matches!(o, Outcome::Blocked { .. })) {
             3
@@ -265,6 +276,33 @@ async fn reconcile_to_rest(
 /// `stopping` is checked between steps: once set, the service stops after the step in progress
 /// (which runs to its end or its timeout), so a shutdown never leaves an action half done.
 pub async fn reconcile_service(
+    observer: &Observer,
+    service: &Service,
+    plan: ServicePlan,
+    stopping: &AtomicBool,
+    waits: &TakeWait,
+) -> Outcome {
+    let giving_up = matches!(plan.placement, Some(Decision::GiveUp(GiveUp::QuorumLost)));
+    let outcome = reconcile_steps(observer, service, plan, stopping, waits).await;
+    match outcome {
+        Outcome::Blocked { steps, reason }
+        | Outcome::Failed {
+            steps,
+            error: reason,
+            ..
+        } if giving_up => {
+            tracing::error!(
+                service = %service.name,
+                "STUCK: this node lost quorum and must give the service up, but cannot: {reason}. It stays Primary without quorum (DRBD fails its I/O); the other side may take the service over. Fix what holds it (see docs/operations.md, \"Stuck\"); retried meanwhile"
+            );
+            Outcome::Stuck { steps, reason }
+        }
+        outcome => outcome,
+    }
+}
+
+/// [`reconcile_service`]'s steps.
+async fn reconcile_steps(
     observer: &Observer,
     service: &Service,
     mut plan: ServicePlan,
@@ -556,7 +594,25 @@ mod tests {
             report(vec![converged.clone(), blocked.clone()]).exit_code(),
             3
         );
-        assert_eq!(report(vec![blocked, failed, converged]).exit_code(), 1);
+        assert_eq!(
+            report(vec![blocked.clone(), failed, converged.clone()]).exit_code(),
+            1
+        );
         assert_eq!(report(vec![]).exit_code(), 0);
+        // A holder that cannot give the service up is as loud as a failure; one waiting its
+        // rank is waiting.
+        let stuck = Outcome::Stuck {
+            steps: 3,
+            reason: "held open".into(),
+        };
+        assert_eq!(report(vec![blocked, stuck.clone()]).exit_code(), 1);
+        assert_eq!(stuck.next(), Next::Retry);
+        let requeue = Outcome::Requeue {
+            steps: 0,
+            after: Duration::from_secs(1),
+            reason: "rank".into(),
+        };
+        assert_eq!(report(vec![converged, requeue.clone()]).exit_code(), 4);
+        assert_eq!(requeue.next(), Next::RequeueAfter(Duration::from_secs(1)));
     }
 }
