@@ -542,6 +542,34 @@ fn regression_a_manifest_directory_made_world_writable_after_start_is_refused() 
     assert_eq!(daemon.stop(), 0);
 }
 
+/// A manifest that becomes writable by others after the daemon loaded it (here `chmod 666`,
+/// then an edit that would stop the service) is refused at the reload, and its last good
+/// version stays in force: nothing is torn down on the word of a file anyone could have
+/// written. Regression: made private again, the edit was never taken (the text was the one
+/// already read, so the reload was taken for "unchanged" and nothing was reconciled).
+#[test]
+fn regression_an_untrusted_edit_keeps_the_last_good_version_and_is_taken_once_private() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "up");
+    let daemon = Daemon::start(&sb, &dir);
+    eventually("web up", || is_up(&sb, "web"));
+    let manifest = dir.join("web.yaml");
+    chmod(&manifest, 0o666);
+    let text = fs::read_to_string(&manifest).expect("read");
+    fs::write(&manifest, text.replace("state: up", "state: down")).expect("edit");
+    eventually("the manifest refused in the daemon's view", || {
+        view(&sb).contains("refusing manifest")
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(is_up(&sb, "web"), "torn down: {}", daemon.log());
+    // Made private again, the edit is taken: the service stops.
+    chmod(&manifest, 0o644);
+    eventually("web down", || !is_up(&sb, "web"));
+    assert_eq!(daemon.stop(), 0);
+}
+
 #[test]
 fn regression_a_symlink_swap_to_a_directory_others_can_write_is_refused() {
     let sb = Sandbox::new();

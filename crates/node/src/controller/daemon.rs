@@ -642,7 +642,19 @@ impl Daemon {
             self.config.daemon.prune,
             self.config.daemon.allow_empty,
         );
-        if revision.is_some() && revision == self.revision && !first {
+        let after_errors: Vec<String> = self
+            .desired
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        // The same text can give another desired set: a manifest refused for its permissions,
+        // made private again, is taken in with the content it already had.
+        let same_set = reload.changed.is_empty()
+            && reload.removed.is_empty()
+            && after_errors == before_errors
+            && self.desired.warnings == before_warnings;
+        if revision.is_some() && revision == self.revision && !first && same_set {
             // The same manifests give the same desired set: nothing changed, nothing to say.
             tracing::debug!(
                 "manifests unchanged (revision {})",
@@ -650,12 +662,6 @@ impl Daemon {
             );
             return Vec::new();
         }
-        let after_errors: Vec<String> = self
-            .desired
-            .errors
-            .iter()
-            .map(ToString::to_string)
-            .collect();
         // Logged once per change, not on every look.
         if after_errors != before_errors {
             for error in &after_errors {
