@@ -209,9 +209,16 @@ fn main() {
         largest.max_rss_kib,
         largest.elapsed.as_secs_f64() * 1000.0
     );
+    // Every generated extreme, and any corpus case past 50 ms or 20 MiB.
     let mut heavy: Vec<&Run> = runs
         .iter()
-        .filter(|r| r.elapsed > Duration::from_millis(50) || r.max_rss_kib > 20 * 1024)
+        .enumerate()
+        .filter(|(i, r)| {
+            *i >= corpus_cases
+                || r.elapsed > Duration::from_millis(50)
+                || r.max_rss_kib > 20 * 1024
+        })
+        .map(|(_, r)| r)
         .collect();
     heavy.sort_by_key(|r| std::cmp::Reverse(r.elapsed));
     for run in heavy {
