@@ -214,9 +214,7 @@ fn main() {
         .iter()
         .enumerate()
         .filter(|(i, r)| {
-            *i >= corpus_cases
-                || r.elapsed > Duration::from_millis(50)
-                || r.max_rss_kib > 20 * 1024
+            *i >= corpus_cases || r.elapsed > Duration::from_millis(50) || r.max_rss_kib > 20 * 1024
         })
         .map(|(_, r)| r)
         .collect();
