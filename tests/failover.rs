@@ -104,6 +104,13 @@ fn status_of(world: &World, node: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Cuts deb1 off from both peers, the tiebreaker's link first: cut the other way round, deb1
+/// would keep quorum through the tiebreaker while apart from deb2, and write.
+fn cut_off_deb1(world: &World) {
+    world.cut("deb1", "tb").expect("cut deb1 from tb");
+    world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+}
+
 /// `node` runs the service: Primary, mounted, the app started.
 fn runs_on(world: &World, node: &str) -> bool {
     role(world, node) == Some(Role::Primary) && mounted(world, node) && app_running(world, node)
@@ -242,8 +249,7 @@ fn a_holder_that_lost_quorum_for_a_moment_holds_off_before_it_takes_the_service_
             let world = guard.read();
             checked(&world, || {
                 let cut = Instant::now();
-                world.cut("deb1", "tb").expect("cut deb1 from tb");
-                world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+                cut_off_deb1(&world);
                 until("deb1 to give the service up", &world, || {
                     role(&world, "deb1") == Some(Role::Secondary) && !mounted(&world, "deb1")
                 });
@@ -293,8 +299,7 @@ fn a_holder_that_cannot_give_the_service_up_says_it_is_stuck_and_secondary_force
                 .args(["-c", "exec sleep 600 < /dev/drbd0"])
                 .spawn()
                 .expect("a process holding /dev/drbd0 on deb1");
-            world.cut("deb1", "tb").expect("cut deb1 from tb");
-            world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+            cut_off_deb1(&world);
             until("deb1 to say it is stuck", &world, || {
                 status_of(&world, "deb1")
                     .contains("STUCK: lost quorum and cannot give the service up")
@@ -378,8 +383,7 @@ fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_surv
             let world = guard.read();
             checked(&world, || {
                 let cut = Instant::now();
-                world.cut("deb1", "tb").expect("cut deb1 from tb");
-                world.cut("deb1", "deb2").expect("cut deb1 from deb2");
+                cut_off_deb1(&world);
                 // deb1 gives the service up: unmounted, then Secondary.
                 until("deb1 to give the service up", &world, || {
                     role(&world, "deb1") == Some(Role::Secondary) && !mounted(&world, "deb1")
