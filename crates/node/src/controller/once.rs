@@ -157,8 +157,8 @@ pub struct Report {
 }
 
 impl Report {
-    /// 0 converged, 1 failed or stuck (any), 3 blocked (any, none failed), 4 waiting or to be looked at
-    /// again (any, none failed or blocked).
+    /// 0 converged, 1 failed or stuck (any), 3 blocked (any, none failed), 4 waiting or to be
+    /// looked at again (any, none failed or blocked).
     pub fn exit_code(&self) -> u8 {
         let outcomes = || self.services.iter().map(|s| &s.outcome);
         if outcomes().any(|o| {
