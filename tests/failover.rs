@@ -111,6 +111,14 @@ fn cut_off_deb1(world: &World) {
     world.cut("deb1", "deb2").expect("cut deb1 from deb2");
 }
 
+/// Waits for `converge status` on deb1 to say deb2 holds the service: the daemon's view is
+/// written when its reconcile ends, a moment after the node settled.
+fn deb1_says_it_stands_by_for_deb2(world: &World) {
+    until("deb1's status to say it stands by for deb2", world, || {
+        status_of(world, "deb1").contains("failover: standby here: deb2 holds it (Primary)")
+    });
+}
+
 /// `node` runs the service: Primary, mounted, the app started.
 fn runs_on(world: &World, node: &str) -> bool {
     role(world, node) == Some(Role::Primary) && mounted(world, node) && app_running(world, node)
@@ -134,12 +142,7 @@ fn the_survivor_takes_the_service_when_its_node_loses_power_and_keeps_it_when_it
                 // failback: never — deb1 stands by, the service stays on deb2.
                 settled_on(&world, "deb2");
             });
-            // The daemon's view is written when its reconcile ends, a moment after the node
-            // settled.
-            until("deb1's status to say it stands by for deb2", &world, || {
-                status_of(&world, "deb1")
-                    .contains("failover: standby here: deb2 holds it (Primary)")
-            });
+            deb1_says_it_stands_by_for_deb2(&world);
             let log = logs(&world);
             assert!(!log.contains(" ERROR "), "{log}");
             // The world's resource has the options failover needs: no warning about them.
@@ -423,10 +426,7 @@ fn a_node_cut_off_from_both_peers_gives_the_service_up_and_resyncs_from_the_surv
                 });
                 settled_on(&world, "deb2");
             });
-            until("deb1's status to say it stands by for deb2", &world, || {
-                status_of(&world, "deb1")
-                    .contains("failover: standby here: deb2 holds it (Primary)")
-            });
+            deb1_says_it_stands_by_for_deb2(&world);
             let log = logs(&world);
             assert!(!log.contains(" ERROR "), "{log}");
             // deb1's log says why it stopped.
