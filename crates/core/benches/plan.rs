@@ -159,6 +159,7 @@ fn converged_node() -> NodeState {
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
         scripts: BTreeMap::new(),
+        quorum_frozen: BTreeMap::new(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }

@@ -58,9 +58,28 @@ pub enum Program {
         stop: Vec<String>,
         timeout: Duration,
     },
+    /// Record that converge froze the container, freeze it, and wait for its freezer to say
+    /// frozen (or freezing: a task blocked on suspended I/O keeps it there) within `timeout`.
+    ContainerFreeze {
+        container: ContainerKind,
+        freeze: Vec<String>,
+        timeout: Duration,
+    },
+    /// Thaw the container; then forget converge's freeze record (`stop` false) or mark it as
+    /// thawed to be stopped (`stop` true).
+    ContainerThaw {
+        container: ContainerKind,
+        thaw: Vec<String>,
+        stop: bool,
+    },
     /// An app's start or stop commands.
     App { verb: AppVerb, runs: AppRuns },
 }
+
+/// How long `lxc-freeze` may take. It waits until every task of the container is frozen, and a
+/// task blocked in the kernel on I/O DRBD suspends is not: past this the freezer stays at
+/// FREEZING, which holds the rest as frozen does.
+pub const FREEZE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DrbdVerb {
@@ -236,6 +255,16 @@ pub fn for_step(
             stop: container_stop_argv(commands, container, stop_timeout),
             timeout: stop_timeout,
         },
+        Action::ContainerFreeze { container } => Program::ContainerFreeze {
+            container: container.clone(),
+            freeze: freeze_argv(&commands.lxc_freeze, container),
+            timeout: FREEZE_TIMEOUT,
+        },
+        Action::ContainerThaw { container, stop } => Program::ContainerThaw {
+            container: container.clone(),
+            thaw: freeze_argv(&commands.lxc_unfreeze, container),
+            stop: *stop,
+        },
         Action::AppStart => app(service, step.rid, commands, AppVerb::Start, scripts),
         Action::AppStop => app(service, step.rid, commands, AppVerb::Stop, scripts),
     }
@@ -330,6 +359,13 @@ fn container_stop_argv(
     }
 }
 
+/// `lxc-freeze -n NAME` or `lxc-unfreeze -n NAME`. Only LXC containers are ever frozen: the
+/// manifest reader refuses `on_quorum_loss: freeze` for any other, so only they are planned
+/// a freeze, and only they have a freeze record to be thawed by.
+fn freeze_argv(program: &str, container: &ContainerKind) -> Vec<String> {
+    vec![program.to_string(), "-n".into(), container.id().to_string()]
+}
+
 /// A command that succeeds once the container can run programs.
 fn operational_argv(commands: &Commands, container: &ContainerKind) -> Vec<String> {
     commands.in_container(Some(container), vec!["/bin/true".into()])
@@ -391,6 +427,21 @@ impl Program {
             Program::ContainerStop { stop, timeout, .. } => vec![
                 shell_line(stop),
                 format!("wait for container down status{}", within(timeout)),
+            ],
+            Program::ContainerFreeze {
+                freeze, timeout, ..
+            } => vec![
+                "record that converge froze the container".into(),
+                shell_line(freeze),
+                format!("wait for container frozen status{}", within(timeout)),
+            ],
+            Program::ContainerThaw { thaw, stop, .. } => vec![
+                shell_line(thaw),
+                if *stop {
+                    "record that the container is thawed to be stopped".into()
+                } else {
+                    "forget converge's freeze record".into()
+                },
             ],
             Program::App { verb, runs } => match runs {
                 AppRuns::Listed(runs) if runs.is_empty() => {

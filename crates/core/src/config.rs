@@ -100,6 +100,8 @@ pub struct Commands {
     pub lxc_info: String,
     pub lxc_attach: String,
     pub lxc_ls: String,
+    pub lxc_freeze: String,
+    pub lxc_unfreeze: String,
 }
 
 impl Default for Commands {
@@ -118,6 +120,8 @@ impl Default for Commands {
             lxc_info: "lxc-info".into(),
             lxc_attach: "lxc-attach".into(),
             lxc_ls: "lxc-ls".into(),
+            lxc_freeze: "lxc-freeze".into(),
+            lxc_unfreeze: "lxc-unfreeze".into(),
         }
     }
 }
@@ -178,7 +182,7 @@ impl Commands {
     /// The config key and the field it sets. Which keys exist is [`CommandsDoc`]'s to say: the
     /// reader asserts (debug builds) that each key here is one of its keys, and a test that
     /// each of its keys is here.
-    fn slots(&mut self) -> [(&'static str, &mut String); 13] {
+    fn slots(&mut self) -> [(&'static str, &mut String); 15] {
         [
             ("drbdadm", &mut self.drbdadm),
             ("drbdsetup", &mut self.drbdsetup),
@@ -193,6 +197,8 @@ impl Commands {
             ("lxc-info", &mut self.lxc_info),
             ("lxc-attach", &mut self.lxc_attach),
             ("lxc-ls", &mut self.lxc_ls),
+            ("lxc-freeze", &mut self.lxc_freeze),
+            ("lxc-unfreeze", &mut self.lxc_unfreeze),
         ]
     }
 }
@@ -362,6 +368,15 @@ pub struct CommandsDoc {
     #[serde(rename = "lxc-ls")]
     #[schemars(pattern(PROGRAM_PATTERN))]
     pub lxc_ls: String,
+    /// Freezes an LXC container whose node lost quorum, for `on_quorum_loss: freeze`
+    /// (`lxc-freeze -n NAME`).
+    #[serde(rename = "lxc-freeze")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_freeze: String,
+    /// Thaws a container converge froze (`lxc-unfreeze -n NAME`).
+    #[serde(rename = "lxc-unfreeze")]
+    #[schemars(pattern(PROGRAM_PATTERN))]
+    pub lxc_unfreeze: String,
 }
 
 impl Default for CommandsDoc {
@@ -381,6 +396,8 @@ impl Default for CommandsDoc {
             lxc_info: c.lxc_info,
             lxc_attach: c.lxc_attach,
             lxc_ls: c.lxc_ls,
+            lxc_freeze: c.lxc_freeze,
+            lxc_unfreeze: c.lxc_unfreeze,
         }
     }
 }
@@ -659,6 +676,8 @@ commands:
   lxc-info: /l/lxc-info
   lxc-attach: /l/lxc-attach
   lxc-ls: /l/lxc-ls
+  lxc-freeze: /l/lxc-freeze
+  lxc-unfreeze: /l/lxc-unfreeze
 ";
         let c = parse(text).expect("valid");
         assert_eq!(c.node, "deb1");
@@ -683,6 +702,8 @@ commands:
                 lxc_info: "/l/lxc-info".into(),
                 lxc_attach: "/l/lxc-attach".into(),
                 lxc_ls: "/l/lxc-ls".into(),
+                lxc_freeze: "/l/lxc-freeze".into(),
+                lxc_unfreeze: "/l/lxc-unfreeze".into(),
             }
         );
     }
@@ -807,7 +828,7 @@ commands:
                 "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
                 "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
                 "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
-                "/etc/converge/config.yaml:9:3: commands.lxc_start: unknown key `lxc_start`; allowed keys: drbdadm, drbdsetup, e2fsck, mount, umount, fuser, vzctl, vzlist, lxc-start, lxc-stop, lxc-info, lxc-attach, lxc-ls",
+                "/etc/converge/config.yaml:9:3: commands.lxc_start: unknown key `lxc_start`; allowed keys: drbdadm, drbdsetup, e2fsck, mount, umount, fuser, vzctl, vzlist, lxc-start, lxc-stop, lxc-info, lxc-attach, lxc-ls, lxc-freeze, lxc-unfreeze",
             ]
         );
     }

@@ -135,7 +135,7 @@ fn status_with_plan(
                 match &r.spec {
                     Spec::Drbd(d) => drbd_status(node, &d.res),
                     Spec::Fs(f) => fs_status(node, &f.dev, &f.mnt),
-                    Spec::Container(c) => container_status(node, &c.kind),
+                    Spec::Container(c) => container_status(node, &service.name, &c.kind),
                     Spec::App(_) => app_status(service, node, r.id),
                 }
             };
@@ -278,7 +278,7 @@ fn fs_status(node: &NodeState, dev: &std::path::Path, mnt: &std::path::Path) -> 
     }
 }
 
-fn container_status(node: &NodeState, kind: &ContainerKind) -> (Status, String) {
+fn container_status(node: &NodeState, service: &str, kind: &ContainerKind) -> (Status, String) {
     let observed = match kind {
         ContainerKind::Vz(_) => &node.vz,
         ContainerKind::Lxc(_) => &node.lxc,
@@ -298,7 +298,13 @@ fn container_status(node: &NodeState, kind: &ContainerKind) -> (Status, String) 
         ContainerState::Absent => (Status::Down, "not found on this node".into()),
         ContainerState::Starting => (Status::Warn, "starting".into()),
         ContainerState::Stopping => (Status::Warn, "stopping".into()),
-        ContainerState::Frozen => (Status::Warn, "frozen".into()),
+        ContainerState::Frozen => match node.quorum_frozen.get(service) {
+            Some(_) => (
+                Status::Warn,
+                "frozen by converge: this node lost quorum (on_quorum_loss: freeze)".into(),
+            ),
+            None => (Status::Warn, "frozen".into()),
+        },
         ContainerState::Aborting => (Status::Warn, "aborting".into()),
     }
 }
@@ -388,6 +394,7 @@ mod tests {
             lxc: Observed::Ok(BTreeMap::new()),
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
+            quorum_frozen: BTreeMap::new(),
         }
     }
 
@@ -396,6 +403,36 @@ mod tests {
             "service: web\nstate: up\nnode: {node}\nresources:\n  drbd#0:\n    res: data\n"
         );
         parse_manifest(Path::new("/m/web.yaml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_container_converge_froze_on_a_quorum_loss_says_so() {
+        let text = "service: web\nstate: up\nnodes: [deb1, deb2]\nfailover: auto\non_quorum_loss: freeze\nresources:\n  drbd#0: {res: data}\n  container#0: {type: lxc, name: web}\n";
+        let service = parse_manifest(Path::new("/m/web.yaml"), text).expect("valid");
+        let mut node = node_with(Role::Primary, Vec::new());
+        node.lxc = Observed::Ok(BTreeMap::from([(
+            "web".to_string(),
+            ContainerState::Frozen,
+        )]));
+        let container = |node: &NodeState| {
+            let status = service_status(&service, node);
+            (
+                status.resources[1].status,
+                status.resources[1].detail.clone(),
+            )
+        };
+        assert_eq!(container(&node), (Warn, "frozen".to_string()));
+        node.quorum_frozen.insert(
+            "web".into(),
+            crate::observe::QuorumFreeze { stopping: false },
+        );
+        assert_eq!(
+            container(&node),
+            (
+                Warn,
+                "frozen by converge: this node lost quorum (on_quorum_loss: freeze)".to_string()
+            )
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - a node takes it only with quorum reported and enforced, and UpToDate data;
 //! - a Primary without quorum gives the service up.
 
-use converge_core::manifest::Failback;
+use converge_core::manifest::{Failback, OnQuorumLoss};
 use converge_core::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, DrbdResource, Quorum,
     ReplicationState, Role,
@@ -28,6 +28,7 @@ struct Cluster {
     /// Whether quorum is enforced (`quorum majority`); `off` reports quorum everywhere.
     enforced: bool,
     failback: Failback,
+    on_quorum_loss: OnQuorumLoss,
 }
 
 impl Cluster {
@@ -115,6 +116,7 @@ impl Cluster {
                     &nodes,
                     NAMES[i],
                     self.failback,
+                    self.on_quorum_loss,
                     self.view(i).as_ref(),
                     self.enforced,
                 )
@@ -140,16 +142,20 @@ fn cluster() -> impl Strategy<Value = Cluster> {
         prop::array::uniform3(prop::array::uniform3(prop::bool::weighted(0.7))),
         prop::bool::weighted(0.8),
         prop_oneof![Just(Failback::Never), Just(Failback::Preferred)],
+        prop_oneof![Just(OnQuorumLoss::Stop), Just(OnQuorumLoss::Freeze)],
     )
-        .prop_map(|(up, primary, disk, links, enforced, failback)| Cluster {
-            up,
-            // A node whose resource is down is not Primary.
-            primary: [0, 1, 2].map(|i| up[i] && primary[i]),
-            disk,
-            links,
-            enforced,
-            failback,
-        })
+        .prop_map(
+            |(up, primary, disk, links, enforced, failback, on_quorum_loss)| Cluster {
+                up,
+                // A node whose resource is down is not Primary.
+                primary: [0, 1, 2].map(|i| up[i] && primary[i]),
+                disk,
+                links,
+                enforced,
+                failback,
+                on_quorum_loss,
+            },
+        )
 }
 
 fn takes(d: &Decision) -> bool {
@@ -190,10 +196,14 @@ proptest! {
     }
 
     #[test]
-    fn a_primary_without_quorum_gives_it_up(c in cluster()) {
+    fn a_primary_without_quorum_gives_it_up_or_freezes_as_the_manifest_says(c in cluster()) {
         for (i, d) in c.decisions().iter().enumerate() {
             if c.up[i] && c.primary[i] && c.quorum(i) == Quorum::No {
-                prop_assert_eq!(d, &Decision::GiveUp(GiveUp::QuorumLost));
+                let want = match c.on_quorum_loss {
+                    OnQuorumLoss::Stop => Decision::GiveUp(GiveUp::QuorumLost),
+                    OnQuorumLoss::Freeze => Decision::Freeze,
+                };
+                prop_assert_eq!(d, &want);
             }
         }
     }

@@ -496,6 +496,7 @@ fn quiet_node() -> impl Strategy<Value = NodeState> {
                 lxc: stopped([ALPHA.lxc, BETA.lxc]),
                 apps: BTreeMap::new(),
                 scripts: BTreeMap::new(),
+                quorum_frozen: BTreeMap::new(),
                 drbd_configured: None,
                 drbd_options: Default::default(),
             }
@@ -548,6 +549,7 @@ fn any_node() -> impl Strategy<Value = NodeState> {
                     scripts,
                     drbd_configured,
                     drbd_options: Default::default(),
+                    quorum_frozen: Default::default(),
                 }
             },
         )
@@ -1135,6 +1137,14 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                     ));
                 }
             }
+            // Only a holder that lost quorum under `on_quorum_loss: freeze` freezes, and only a
+            // container converge froze is thawed: neither exists among these services.
+            Action::ContainerFreeze { .. } | Action::ContainerThaw { .. } => {
+                return Err(format!(
+                    "{}: a freeze or thaw with no freeze policy and no freeze record",
+                    at()
+                ));
+            }
             Action::Mkdir { .. } | Action::AppStart | Action::AppStop => {}
         }
         // Rule: converge never uses --force, whatever it runs, with any configured drbdsetup,
@@ -1440,6 +1450,9 @@ impl World {
                 states.insert(container.id().to_string(), next);
                 // The container is the service's own (one service, one container): its apps.
                 node.apps.remove(&service.name);
+            }
+            Action::ContainerFreeze { .. } | Action::ContainerThaw { .. } => {
+                return Err("no service here freezes on a quorum loss".into());
             }
             Action::AppStart | Action::AppStop => {
                 if let Some(container) = service.container() {

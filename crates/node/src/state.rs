@@ -1,8 +1,10 @@
 //! converge's own state on disk, under `state_dir`: what it cannot observe on the node.
 //!
-//! Today that is the start of apps that have no check: an app with no way to ask "are you
+//! That is the start of apps that have no check: an app with no way to ask "are you
 //! running?" is taken as up from a successful start until it is stopped, its container starts
-//! or stops, or the node reboots (the record names the boot it belongs to).
+//! or stops, or the node reboots (the record names the boot it belongs to). And a container
+//! converge froze on a quorum loss ([`FreezeRecord`]): a freeze looks the same whoever made it,
+//! and converge thaws only its own.
 //!
 //! Records are written atomically and durably ([`write_atomic`]), so a crash or a power cut
 //! leaves the old record or the new one, never half of one. App records live in
@@ -278,8 +280,8 @@ pub fn forget_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
     }
 }
 
-/// Forgets every app start of a service: its container started or stopped, so whatever ran
-/// inside is gone.
+/// Forgets every app start of a service, and converge's freeze of its container: its
+/// container started or stopped, so whatever ran inside is gone.
 pub fn forget_service_apps(state_dir: &Path, service: &str) -> io::Result<()> {
     let dir = records_dir(state_dir);
     let prefix = service_prefix(service);
@@ -306,6 +308,65 @@ fn remove_prefixed(dir: &Path, prefix: &str) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a freeze record holds, as the last part of its file name: `web@container-0.freeze.json`.
+const FREEZE_SUFFIX: &str = ".freeze.json";
+
+/// converge froze a service's container because the node lost quorum (`on_quorum_loss:
+/// freeze`). Written before the freeze, so that a converge killed during it still knows the
+/// freeze is its own; gone once the container is thawed to run on, or stopped or started
+/// ([`forget_service_apps`]). Only for this boot: a reboot thaws everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreezeRecord {
+    pub boot_id: String,
+    /// When, in seconds since the epoch.
+    pub frozen_at: u64,
+    /// Thawed to be stopped: see [`converge_core::observe::QuorumFreeze`].
+    pub stopping: bool,
+}
+
+/// Records that converge froze (or is about to freeze) the container `rid` of `service`;
+/// `stopping` once it is thawed to be stopped. A record rewritten keeps when it was frozen.
+pub fn record_freeze(
+    state_dir: &Path,
+    service: &str,
+    rid: ResourceId,
+    stopping: bool,
+) -> io::Result<()> {
+    let frozen_at = read_freeze(state_dir, service, rid).map_or_else(
+        || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        },
+        |r| r.frozen_at,
+    );
+    let record = FreezeRecord {
+        boot_id: boot_id().to_string(),
+        frozen_at,
+        stopping,
+    };
+    let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    let path = records_dir(state_dir).join(record_name(service, rid, FREEZE_SUFFIX));
+    write_atomic(&path, &json)
+}
+
+/// converge's freeze record for the container `rid` of `service`, when there is one of this
+/// boot.
+pub fn read_freeze(state_dir: &Path, service: &str, rid: ResourceId) -> Option<FreezeRecord> {
+    let path = records_dir(state_dir).join(record_name(service, rid, FREEZE_SUFFIX));
+    let text = crate::secure::read_input(&path, RECORD_MAX).ok()?;
+    let record: FreezeRecord = serde_json::from_slice(&text).ok()?;
+    (record.boot_id == boot_id()).then_some(record)
+}
+
+pub fn forget_freeze(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
+    let path = records_dir(state_dir).join(record_name(service, rid, FREEZE_SUFFIX));
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Where app records lived before they moved to one flat directory: `apps/SERVICE/app-N.json`
@@ -423,6 +484,45 @@ mod tests {
     /// The longest service name the manifest allows has its records, with the largest resource
     /// number: the file names derived from it fit (a 300-byte name once failed with "File name
     /// too long" after its start had run).
+    #[test]
+    fn a_freeze_record_is_of_this_boot_keeps_its_time_and_goes_with_the_container() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ct = ResourceId::new(Kind::Container, 0);
+        assert_eq!(read_freeze(dir.path(), "web", ct), None);
+        record_freeze(dir.path(), "web", ct, false).expect("record");
+        let frozen = read_freeze(dir.path(), "web", ct).expect("recorded");
+        assert!(!frozen.stopping);
+        // Thawed to be stopped: the same freeze, now marked.
+        let path = records_dir(dir.path()).join("web@container-0.freeze.json");
+        let mut older = frozen.clone();
+        older.frozen_at -= 60;
+        std::fs::write(&path, serde_json::to_vec(&older).expect("json")).expect("write");
+        record_freeze(dir.path(), "web", ct, true).expect("record");
+        let stopping = read_freeze(dir.path(), "web", ct).expect("recorded");
+        assert!(stopping.stopping);
+        assert_eq!(stopping.frozen_at, older.frozen_at);
+        // Another service's is its own; an app start record is not a freeze.
+        assert_eq!(read_freeze(dir.path(), "web2", ct), None);
+        assert!(
+            AppStarts::read(dir.path(), &[("web", ct)])
+                .get("web", ct)
+                .is_none()
+        );
+        // Of another boot: nothing (a reboot thawed everything).
+        let mut other = stopping.clone();
+        other.boot_id = "another-boot".into();
+        std::fs::write(&path, serde_json::to_vec(&other).expect("json")).expect("write");
+        assert_eq!(read_freeze(dir.path(), "web", ct), None);
+        // The container stopped or started: forgotten with the apps' records.
+        record_freeze(dir.path(), "web", ct, false).expect("record");
+        forget_service_apps(dir.path(), "web").expect("forget");
+        assert_eq!(read_freeze(dir.path(), "web", ct), None);
+        record_freeze(dir.path(), "web", ct, false).expect("record");
+        forget_freeze(dir.path(), "web", ct).expect("forget");
+        assert_eq!(read_freeze(dir.path(), "web", ct), None);
+        forget_freeze(dir.path(), "web", ct).expect("forgetting none is fine");
+    }
+
     #[test]
     fn the_longest_service_name_has_its_records() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -965,6 +965,7 @@ fn change(env: &Env, tx: &mut Tx, args: &Args) -> Result<(), Fail> {
                         devices: Default::default(),
                         connections: Default::default(),
                         quorumless: Default::default(),
+                        force_io_failures: false,
                     });
                 Ok(())
             })
@@ -1430,7 +1431,7 @@ fn primary(state: &mut State, peers: &dyn Peers, name: &str, force: bool) -> Res
             device.disk = "UpToDate".to_string();
         }
     }
-    res.role = Role::Primary;
+    res.become_primary();
     Ok(())
 }
 

@@ -90,7 +90,11 @@ pub fn status_text(
             let _ = write!(out, " suspended:{}", drbd_view::suspended_word(suspended));
         }
         if v {
-            out.push_str(" force-io-failures:no");
+            out.push_str(if res.force_io_failures {
+                " force-io-failures:yes"
+            } else {
+                " force-io-failures:no"
+            });
         }
         out.push('\n');
 
@@ -244,11 +248,12 @@ pub fn status_json(
         first = false;
         let _ = write!(
             out,
-            "{{\n  \"name\": {},\n  \"node-id\": {},\n  \"role\": \"{}\",\n  \"suspended\": {suspended},\n  \"suspended-user\": false,\n  \"suspended-no-data\": false,\n  \"suspended-fencing\": false,\n  \"suspended-quorum\": {suspended},\n  \"force-io-failures\": false,\n  \"write-ordering\": \"flush\",\n  \"devices\": [\n",
+            "{{\n  \"name\": {},\n  \"node-id\": {},\n  \"role\": \"{}\",\n  \"suspended\": {suspended},\n  \"suspended-user\": false,\n  \"suspended-no-data\": false,\n  \"suspended-fencing\": false,\n  \"suspended-quorum\": {suspended},\n  \"force-io-failures\": {force_io_failures},\n  \"write-ordering\": \"flush\",\n  \"devices\": [\n",
             json_str(&res.name),
             res.node_id,
             res.role.as_str(),
             suspended = drbd_view::suspended_quorum(res),
+            force_io_failures = res.force_io_failures,
         );
         let devices: Vec<String> = res
             .devices

@@ -121,6 +121,19 @@ pub struct Resource {
     /// when no other peer is unknown. Kernel memory: gone with `down`.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub quorumless: BTreeSet<u32>,
+    /// DRBD made this Primary Secondary because a peer outdated it while its I/O was
+    /// suspended (`on-suspended-primary-outdated force-secondary`): the I/O it held, and any
+    /// new I/O, fails (`force-io-failures:yes`) until it is promoted again or goes down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_io_failures: bool,
+}
+
+impl Resource {
+    /// Promoted: Primary, with working I/O (a forced demotion's failures end).
+    pub fn become_primary(&mut self) {
+        self.role = Role::Primary;
+        self.force_io_failures = false;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -384,6 +397,7 @@ mod tests {
                 devices: BTreeMap::new(),
                 connections: BTreeMap::new(),
                 quorumless: BTreeSet::new(),
+                force_io_failures: false,
             },
         );
         let _lock = store.lock(LockMode::Exclusive).expect("lock");

@@ -210,6 +210,13 @@ pub fn writes_blocked(res: &Resource) -> bool {
     !has_quorum(res)
 }
 
+/// Whether DRBD makes a Primary whose I/O it suspends Secondary once a peer outdates it
+/// (`on-suspended-primary-outdated force-secondary`, DRBD 9.1.7 on; the default,
+/// `disconnect`, only drops the connection).
+pub fn forces_secondary_when_outdated(res: &Resource) -> bool {
+    resource_option(res, "on-suspended-primary-outdated") == Some("force-secondary")
+}
+
 /// DRBD's `is_suspended_quorum` (drbd_state.c): I/O is frozen for lack of quorum, which
 /// drbdsetup reports as `suspended:quorum`: the policy is `suspend-io` and some device has
 /// no quorum (whatever the role).
@@ -462,6 +469,9 @@ pub enum Obj {
         /// field existed had none.
         #[serde(default)]
         suspended_quorum: bool,
+        /// DRBD fails the I/O of a Primary it forced to Secondary (`force-io-failures:yes`).
+        #[serde(default)]
+        force_io_failures: bool,
         may_promote: bool,
         promotion_score: u32,
     },
@@ -581,6 +591,7 @@ impl Obj {
             Obj::Resource {
                 role,
                 suspended_quorum,
+                force_io_failures,
                 may_promote,
                 promotion_score,
                 ..
@@ -590,7 +601,10 @@ impl Obj {
                     "suspended",
                     format!(" suspended:{}", suspended_word(*suspended_quorum)),
                 ),
-                ("force-io-failures", " force-io-failures:no".to_string()),
+                (
+                    "force-io-failures",
+                    format!(" force-io-failures:{}", yes_no(*force_io_failures)),
+                ),
                 (
                     "promotion",
                     format!(
@@ -697,6 +711,7 @@ pub fn snapshot(
         name: res.name.clone(),
         role: res.role,
         suspended_quorum: suspended_quorum(res),
+        force_io_failures: res.force_io_failures,
         may_promote,
         promotion_score,
     }];
@@ -952,6 +967,7 @@ pub(crate) mod tests_support {
                 devices,
                 connections,
                 quorumless: BTreeSet::new(),
+                force_io_failures: false,
             },
         );
         state

@@ -535,6 +535,10 @@ enum Outcome {
     Sync { from: String, to: String },
     /// Same data, and `node` learns from its UpToDate peer that it is UpToDate again.
     Refresh { node: String },
+    /// `node`, a Primary whose I/O is suspended for lack of quorum, meets a peer with newer
+    /// data, which outdates it: with `on-suspended-primary-outdated force-secondary` DRBD
+    /// makes it Secondary and fails the I/O it held (it then resyncs as any node behind).
+    ForceSecondary { node: String },
 }
 
 /// Applies DRBD's rules between the nodes after a change: stale resyncs stop, connected pairs
@@ -641,6 +645,28 @@ fn handshake(world: &WorldState, name: &str, a: &str, b: &str) -> Option<Outcome
             b: b.to_string(),
         })
     };
+    // Before the two-Primaries rule: the node that took over is Primary too, and this is how
+    // DRBD lets the old one rejoin.
+    if attached(ra) && attached(rb) {
+        let (ma, mb) = (world.meta(name, a)?, world.meta(name, b)?);
+        let outdated_by = |r: &Resource, mine: u64, theirs: u64| {
+            primary(r)
+                && view::suspended_quorum(r)
+                && view::forces_secondary_when_outdated(r)
+                && mine != theirs
+                && world.descends(name, mine, theirs)
+        };
+        if outdated_by(ra, ma.generation, mb.generation) {
+            return Some(Outcome::ForceSecondary {
+                node: a.to_string(),
+            });
+        }
+        if outdated_by(rb, mb.generation, ma.generation) {
+            return Some(Outcome::ForceSecondary {
+                node: b.to_string(),
+            });
+        }
+    }
     if primary(ra) && primary(rb) && !(ab.allows_two_primaries() && ba.allows_two_primaries()) {
         return drop();
     }
@@ -721,6 +747,12 @@ fn apply(world: &mut WorldState, name: &str, outcome: Outcome) {
             }
             set_disks(world, &to, name, "Inconsistent");
             clear_discard(world, name, &from, &to);
+        }
+        Outcome::ForceSecondary { node } => {
+            if let Some(res) = world.resource_mut(&node, name) {
+                res.role = Role::Secondary;
+                res.force_io_failures = true;
+            }
         }
         Outcome::Refresh { node } => {
             if let Some(meta) = world
@@ -859,6 +891,7 @@ mod tests {
                 devices: BTreeMap::new(),
                 connections: BTreeMap::new(),
                 quorumless: BTreeSet::new(),
+                force_io_failures: false,
             };
             res.devices.insert(
                 0,
@@ -947,7 +980,7 @@ mod tests {
         if checked.is_ok()
             && let Some(r) = state.resources.get_mut("data")
         {
-            r.role = Role::Primary;
+            r.become_primary();
         }
         world.nodes.insert(node.to_string(), state);
         settle(world);
@@ -1474,6 +1507,71 @@ mod tests {
         heal(&mut w, "n1", "n2");
         assert!(quorum(&w, "n1") && !suspended(&w, "n1"));
         assert_eq!(generation(&w, "n1"), generation(&w, "n2"));
+    }
+
+    /// `on-suspended-primary-outdated force-secondary` (DRBD 9.1.7): the frozen old Primary
+    /// rejoins the side that took over as a Secondary, its held I/O failed, and resyncs.
+    #[test]
+    fn a_suspended_primary_outdated_by_the_majority_is_forced_secondary_when_they_meet() {
+        let mut w = tiebreaker_world();
+        set_option(&mut w, "on-suspended-primary-outdated", "force-secondary");
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        cut(&mut w, "n1", "n3");
+        cut(&mut w, "n1", "n2");
+        assert!(suspended(&w, "n1"));
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        // The tiebreaker alone neither hands quorum back nor outdates it (no data).
+        heal(&mut w, "n1", "n3");
+        assert_eq!(res(&w, "n1").role, Role::Primary);
+        assert!(suspended(&w, "n1") && !res(&w, "n1").force_io_failures);
+        // Meeting n2, whose data is newer: Secondary, its I/O failed, then n2's SyncTarget.
+        w.hold_resync = true;
+        heal(&mut w, "n1", "n2");
+        let r1 = res(&w, "n1");
+        assert_eq!(r1.role, Role::Secondary);
+        assert!(r1.force_io_failures);
+        assert_eq!(disk(&w, "n1"), "Inconsistent");
+        assert!(quorum(&w, "n1") && !suspended(&w, "n1"));
+        w.hold_resync = false;
+        assert!(finish_resyncs(&mut w));
+        assert_eq!(disk(&w, "n1"), "UpToDate");
+        assert_eq!(generation(&w, "n1"), generation(&w, "n2"));
+        assert_eq!(sees(&w, "n1", "n2"), connected(Role::Primary, "UpToDate"));
+        assert_eq!(w.diverged("data"), []);
+        // Promoted again some day, its I/O works again.
+        set_role(&mut w, "n2", Role::Secondary);
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        assert!(!res(&w, "n1").force_io_failures);
+    }
+
+    #[test]
+    fn a_suspended_primary_that_meets_the_majority_again_before_it_moved_on_resumes() {
+        let mut w = tiebreaker_world();
+        set_option(&mut w, "on-suspended-primary-outdated", "force-secondary");
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        cut(&mut w, "n1", "n3");
+        cut(&mut w, "n1", "n2");
+        assert!(suspended(&w, "n1"));
+        // Nobody took over: the same data; n1 stays Primary, its I/O resumes.
+        heal(&mut w, "n1", "n2");
+        let r1 = res(&w, "n1");
+        assert_eq!(r1.role, Role::Primary);
+        assert!(!r1.force_io_failures);
+        assert!(quorum(&w, "n1") && !suspended(&w, "n1"));
+        assert_eq!(sees(&w, "n2", "n1"), connected(Role::Primary, "UpToDate"));
+    }
+
+    #[test]
+    fn without_force_secondary_a_suspended_primary_and_the_new_one_do_not_connect() {
+        let mut w = tiebreaker_world();
+        assert_eq!(promote(&mut w, "n1"), Ok(()));
+        cut(&mut w, "n1", "n3");
+        cut(&mut w, "n1", "n2");
+        assert_eq!(promote(&mut w, "n2"), Ok(()));
+        heal(&mut w, "n1", "n2");
+        assert_eq!(res(&w, "n1").role, Role::Primary);
+        assert!(suspended(&w, "n1"));
+        assert_eq!(sees(&w, "n1", "n2").0, "StandAlone");
     }
 
     #[test]

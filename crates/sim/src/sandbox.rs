@@ -260,14 +260,10 @@ pub struct ResHost {
 /// The seed resource ([`RESOURCE`], minor 0 on `disk` with internal metadata), one `on`
 /// section per host (a diskless host's overrides the disk with `disk none`, as drbd.conf(5)
 /// has it); three or more hosts are joined by a connection mesh, as DRBD 9 needs.
-pub fn drbd_res(disk: &str, hosts: &[ResHost], quorum: bool) -> String {
+pub fn drbd_res(disk: &str, hosts: &[ResHost], options: Option<&str>) -> String {
     let mut text = format!("resource {RESOURCE} {{\n");
-    if quorum {
-        // What DRBD recommends for a cluster that must never run two Primaries: a node
-        // promotes only in a partition that holds a majority of the nodes. auto-promote off:
-        // the simulator never promotes on open, and failover (converge's decision) needs it
-        // off.
-        text.push_str("  options { auto-promote no; quorum majority; on-no-quorum io-error; }\n");
+    if let Some(options) = options {
+        text.push_str(&format!("  options {{ {options} }}\n"));
     }
     text.push_str(&format!(
         "  device /dev/drbd0;\n  disk {disk};\n  meta-disk internal;\n"
@@ -543,7 +539,7 @@ impl Sandbox {
                 diskless: false,
             },
         ];
-        fs::write(&drbd_conf, drbd_res(&disk, &hosts, false)).map_err(io("write drbd.conf"))?;
+        fs::write(&drbd_conf, drbd_res(&disk, &hosts, None)).map_err(io("write drbd.conf"))?;
         // converge runs drbdadm without -c, as on a real node: give this namespace its own
         // /etc/drbd.conf.
         if !Path::new("/etc/drbd.conf").exists() {
@@ -803,6 +799,20 @@ pub fn lxc_path() -> Result<PathBuf, SandboxError> {
 /// up for a node without a bridge, its log in `work`, /var/run a tmpfs as on a real system,
 /// and the app's scripts inside. Destroys it again when a later step fails.
 fn create_lxc_container(work: &Path, mnt: &Path, name: &str) -> Result<(), SandboxError> {
+    let here = |step: &str, program: &str, args: &[&str]| run(step, program, args, &[], None);
+    create_lxc_container_with(&here, work, mnt, &lxc_rootfs(mnt, name), name)
+}
+
+/// [`create_lxc_container`], with `lxc-create` run by `run` (inside a world's node, where
+/// `mnt` is mounted), and the rootfs reached at `rootfs_here` from this process (the same
+/// directory, through the node's root).
+pub fn create_lxc_container_with(
+    run: &Runner<'_>,
+    work: &Path,
+    mnt: &Path,
+    rootfs_here: &Path,
+    name: &str,
+) -> Result<(), SandboxError> {
     let rootfs = lxc_rootfs(mnt, name);
     let rootfs_s = rootfs.to_string_lossy().into_owned();
     if rootfs_s.contains(char::is_whitespace) {
@@ -816,8 +826,6 @@ fn create_lxc_container(work: &Path, mnt: &Path, name: &str) -> Result<(), Sandb
         &format!("create LXC container {name}"),
         "lxc-create",
         &["-n", name, "-t", "busybox", "-B", "dir", "--dir", &rootfs_s],
-        &[],
-        None,
     )?;
     let guard = LxcGuard(Some(name.to_string()));
     let config = lxc_path()?.join(name).join("config");
@@ -838,8 +846,9 @@ fn create_lxc_container(work: &Path, mnt: &Path, name: &str) -> Result<(), Sandb
     ]);
     fs::write(&config, lines.join("\n") + "\n")
         .map_err(io(format!("write {}", config.display())))?;
-    fs::create_dir_all(rootfs.join("var/log")).map_err(io("create the container's /var/log"))?;
-    write_app_scripts(&rootfs)?;
+    fs::create_dir_all(rootfs_here.join("var/log"))
+        .map_err(io("create the container's /var/log"))?;
+    write_app_scripts(rootfs_here)?;
     guard.disarm();
     Ok(())
 }

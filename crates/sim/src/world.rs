@@ -47,8 +47,9 @@ use crate::drbd_view::Peers;
 use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
 use crate::sandbox::{
     NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
-    define_container, drbd_res, in_path, loops_over, node_config, path_with, populate_container,
-    populate_devfs, seed_data, seed_manifest_for,
+    create_lxc_container_with, define_container, destroy_lxc, drbd_res, in_path, loops_over,
+    lxc_rootfs, node_config, path_with, populate_container, populate_devfs, seed_data,
+    seed_manifest_for,
 };
 
 /// What a world needs on top of [`REQUIRED_PROGRAMS`].
@@ -115,10 +116,41 @@ pub struct World {
     pub service: String,
     /// In node-id order.
     pub nodes: Vec<WorldNode>,
+    /// The seed service's container: the OpenVZ simulator's, or a real LXC container (its
+    /// configuration in the host's lxcpath, its rootfs on the filesystem: each node runs its
+    /// own in its own namespaces).
+    pub container: SandboxContainer,
     /// `converge-world-TAG` under the cgroup v2 mount, when there is one.
     cgroup: Option<PathBuf>,
     torn_down: bool,
 }
+
+/// How a world's service and resource are set up, beyond its nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorldSetup {
+    pub container: SandboxContainer,
+    /// The DRBD resource's `options` section once the seed is made (quorum, its policies).
+    pub drbd_options: String,
+}
+
+impl Default for WorldSetup {
+    /// The OpenVZ simulator's container; quorum by majority, failing I/O without it.
+    fn default() -> WorldSetup {
+        WorldSetup {
+            container: SandboxContainer::Vz,
+            drbd_options: DEFAULT_QUORUM_OPTIONS.to_string(),
+        }
+    }
+}
+
+/// What DRBD recommends for a cluster that must never run two Primaries: a node promotes only
+/// in a partition that holds a majority of the nodes. auto-promote off: the simulator never
+/// promotes on open, and failover (converge's decision) needs it off.
+pub const DEFAULT_QUORUM_OPTIONS: &str = "auto-promote no; quorum majority; on-no-quorum io-error;";
+
+/// For a holder that freezes on a quorum loss (`on_quorum_loss: freeze`): I/O suspended
+/// without quorum, and the node demoted by DRBD when it meets the side that took over.
+pub const FREEZE_QUORUM_OPTIONS: &str = "auto-promote no; quorum majority; on-no-quorum suspend-io; on-suspended-primary-outdated force-secondary;";
 
 /// A node to create: its name (its hostname, and its `on` section) and whether it has a
 /// disk.
@@ -285,6 +317,36 @@ pub fn remove_world_cgroup(work: &Path) -> Vec<String> {
     }
 }
 
+/// Thaws every freezer cgroup of LXC container `name` (cgroup v1's `freezer.state`, v2's
+/// `cgroup.freeze`, wherever LXC made them), whichever node froze it.
+fn thaw_lxc_cgroups(name: &str) {
+    fn walk(dir: &Path, name: &str, depth: usize) {
+        if depth > 6 {
+            return;
+        }
+        let Ok(entries) = fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("lxc.payload.{name}"))
+            {
+                let _ = fs::write(path.join("freezer.state"), "THAWED");
+                let _ = fs::write(path.join("cgroup.freeze"), "0");
+            } else {
+                walk(&path, name, depth + 1);
+            }
+        }
+    }
+    walk(Path::new("/sys/fs/cgroup"), name, 0);
+}
+
 /// Where cgroup v2 is mounted, from this process's mountinfo.
 fn cgroup2_root() -> Option<PathBuf> {
     let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -412,6 +474,18 @@ impl World {
     /// As [`World::create`], with diskless nodes among them (`NodeSpec::diskless`): two
     /// diskful nodes and a tiebreaker, say. The first node has a disk: the seed is made there.
     pub fn create_with(work: &Path, sim: &Path, nodes: &[NodeSpec]) -> Result<World, SandboxError> {
+        World::create_setup(work, sim, nodes, WorldSetup::default())
+    }
+
+    /// As [`World::create_with`], with the container and DRBD options of `setup`. An LXC
+    /// container's name must be unique on the host (its configuration is in the host's
+    /// lxcpath); the world destroys it when torn down.
+    pub fn create_setup(
+        work: &Path,
+        sim: &Path,
+        nodes: &[NodeSpec],
+        setup: WorldSetup,
+    ) -> Result<World, SandboxError> {
         if !(2..=3).contains(&nodes.len()) {
             return Err(step_error(
                 "world",
@@ -491,6 +565,7 @@ impl World {
             disk,
             service: SERVICE.to_string(),
             nodes: Vec::new(),
+            container: setup.container.clone(),
             cgroup,
             torn_down: false,
             world_dir,
@@ -517,11 +592,11 @@ impl World {
                 holder: None,
             });
         }
-        world.build()?;
+        world.build(&setup.drbd_options)?;
         Ok(world)
     }
 
-    fn build(&mut self) -> Result<(), SandboxError> {
+    fn build(&mut self, drbd_options: &str) -> Result<(), SandboxError> {
         let hosts: Vec<ResHost> = self
             .nodes
             .iter()
@@ -534,7 +609,7 @@ impl World {
         // The seed is made on the first node alone, which quorum would not let promote: the
         // resource file gets its quorum once the seed is made (written in place: every node's
         // /etc/drbd.conf is a bind mount of this very file).
-        fs::write(&self.res_file, drbd_res(&self.disk, &hosts, false))
+        fs::write(&self.res_file, drbd_res(&self.disk, &hosts, None))
             .map_err(io("write the resource file"))?;
         for index in 0..self.nodes.len() {
             fs::create_dir_all(&self.nodes[index].sim_dir)
@@ -554,15 +629,33 @@ impl World {
         let drbdsetup = format!("--drbdsetup={}", self.bin.join("drbdsetup").display());
         // The filesystem is mounted in the node's namespace: reach it through the holder's
         // root, which resolves paths in that namespace.
-        let private = Path::new(&format!("/proc/{holder}/root"))
-            .join(self.mnt.strip_prefix("/").unwrap_or(&self.mnt))
-            .join("vz/private")
-            .join(crate::sandbox::CTID);
-        seed_data(&here, &[drbdsetup.as_str()], &self.mnt, || {
-            populate_container(&private)
-        })?;
-        fs::write(&self.res_file, drbd_res(&self.disk, &hosts, true))
-            .map_err(io("write the resource file"))?;
+        let fs_root = Path::new(&format!("/proc/{holder}/root"))
+            .join(self.mnt.strip_prefix("/").unwrap_or(&self.mnt));
+        let container = self.container.clone();
+        seed_data(
+            &here,
+            &[drbdsetup.as_str()],
+            &self.mnt,
+            || match &container {
+                SandboxContainer::Vz => {
+                    populate_container(&fs_root.join("vz/private").join(crate::sandbox::CTID))
+                }
+                // Made inside the first node, where the filesystem is mounted: its rootfs on it,
+                // its configuration in the host's lxcpath, which every node shares.
+                SandboxContainer::Lxc { name } => create_lxc_container_with(
+                    &here,
+                    &self.work,
+                    &self.mnt,
+                    &lxc_rootfs(&fs_root, name),
+                    name,
+                ),
+            },
+        )?;
+        fs::write(
+            &self.res_file,
+            drbd_res(&self.disk, &hosts, Some(drbd_options)),
+        )
+        .map_err(io("write the resource file"))?;
 
         let first_rev = Path::new(REVS).join("0");
         fs::create_dir_all(self.work.join(&first_rev)).map_err(io("create manifests"))?;
@@ -572,7 +665,9 @@ impl World {
             for dir in [&node.state_dir, &node.log_dir] {
                 fs::create_dir_all(dir).map_err(io("create the node's directories"))?;
             }
-            define_container(&self.bin, &self.mnt, &[("CONVERGE_SIM_DIR", &node.sim_dir)])?;
+            if self.container == SandboxContainer::Vz {
+                define_container(&self.bin, &self.mnt, &[("CONVERGE_SIM_DIR", &node.sim_dir)])?;
+            }
             let paths = NodePaths {
                 manifests: &self.manifests,
                 state_dir: &node.state_dir,
@@ -621,7 +716,7 @@ impl World {
         let name = self.manifest.file_name().unwrap_or_default();
         fs::write(
             dir.join(name),
-            seed_manifest_for(state, node, &self.mnt, &SandboxContainer::Vz),
+            seed_manifest_for(state, node, &self.mnt, &self.container),
         )
         .map_err(io("write the manifest"))?;
         let staged = self.work.join(".manifests.new");
@@ -647,7 +742,7 @@ impl World {
         let staged = self.manifest.with_file_name(format!(".{name}.new"));
         fs::write(
             &staged,
-            seed_manifest_for(state, node, &self.mnt, &SandboxContainer::Vz),
+            seed_manifest_for(state, node, &self.mnt, &self.container),
         )
         .map_err(io("write the manifest"))?;
         let at = SystemTime::now();
@@ -663,14 +758,41 @@ impl World {
                 .and_then(|n| n.resource(crate::sandbox::RESOURCE))
                 .is_some_and(|r| r.role == Role::Primary)
         });
-        primary
-            && self.mounted_on(node)
-            && self
-                .on_node(
-                    node,
-                    &self.mnt.join("vz/private").join(crate::sandbox::CTID),
-                )
-                .is_some_and(|private| private.join("var/run/foo").exists())
+        primary && self.mounted_on(node) && self.app_running_on(node)
+    }
+
+    /// Whether the seed app runs on `node`: its start script's `/var/run/foo` is in the
+    /// container (the OpenVZ simulator's private area; for LXC, the container's own root,
+    /// found through its init, whose /var/run is a tmpfs: this works while it is frozen).
+    pub fn app_running_on(&self, node: &str) -> bool {
+        let root = match &self.container {
+            SandboxContainer::Vz => self.on_node(
+                node,
+                &self.mnt.join("vz/private").join(crate::sandbox::CTID),
+            ),
+            SandboxContainer::Lxc { name } => self
+                .lxc_init(node, name)
+                .map(|pid| PathBuf::from(format!("/proc/{pid}/root"))),
+        };
+        root.is_some_and(|root| root.join("var/run/foo").exists())
+    }
+
+    /// The pid of the LXC container `name`'s init on `node`, when it runs there.
+    pub fn lxc_init(&self, node: &str, name: &str) -> Option<u32> {
+        let out = self.run(node, "lxc-info", &["-n", name, "-p", "-H"]).ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        text(&out.stdout).trim().parse().ok()
+    }
+
+    /// The state `lxc-info -s` gives of the LXC container `name` on `node` (`RUNNING`,
+    /// `FROZEN`, `STOPPED`…).
+    pub fn lxc_state(&self, node: &str, name: &str) -> Option<String> {
+        let out = self.run(node, "lxc-info", &["-n", name, "-s", "-H"]).ok()?;
+        out.status
+            .success()
+            .then(|| text(&out.stdout).trim().to_string())
     }
 
     /// Whether `node` stands by for the seed service: its DRBD resource up, Secondary and
@@ -1134,6 +1256,10 @@ impl World {
         }
         self.torn_down = true;
         let mut problems = Vec::new();
+        // A task frozen by cgroup v1's freezer does not die of SIGKILL until it is thawed.
+        if let SandboxContainer::Lxc { name } = &self.container {
+            thaw_lxc_cgroups(name);
+        }
         for index in 0..self.nodes.len() {
             if let Err(e) = self.kill_node(index) {
                 problems.push(e.to_string());
@@ -1159,6 +1285,11 @@ impl World {
         detach(&self.disk);
         if let Some(cgroup) = &self.cgroup {
             problems.extend(remove_cgroup_tree(cgroup));
+        }
+        if let SandboxContainer::Lxc { name } = &self.container
+            && let Err(e) = destroy_lxc(name)
+        {
+            problems.push(e.to_string());
         }
         problems
     }

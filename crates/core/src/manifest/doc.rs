@@ -25,7 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, Failback, FailoverMode,
-    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, ResourceId, Service, UpBy,
+    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, ResourceId,
+    Service, UpBy,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
@@ -103,6 +104,16 @@ pub struct ManifestDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Failback")]
     pub failback: Option<Failback>,
+    /// With `failover: auto`, what the node holding the service does when its partition loses
+    /// quorum: `stop` (default; apps, container, unmount, `drbdadm secondary`, in order) or
+    /// `freeze` (freeze the LXC container and keep DRBD Primary and the filesystem mounted while
+    /// DRBD suspends the I/O: thawed when quorum comes back; thawed and stopped once DRBD has
+    /// demoted the node because the other side took over). `freeze` needs an `lxc` container
+    /// and the DRBD options `on-no-quorum suspend-io` and `on-suspended-primary-outdated
+    /// force-secondary` (operations.md, "Freezing on a quorum loss").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "OnQuorumLoss")]
+    pub on_quorum_loss: Option<OnQuorumLoss>,
     /// The resources by id, `KIND#N`: `drbd#0`, `fs#1`, `container#0`, `app#2` (N without
     /// leading zeros). They start in kind order (drbd, fs, container, app), then N ascending, and
     /// stop in reverse. Absent or empty: a service with nothing to manage.

@@ -29,8 +29,8 @@ use super::schema::{
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
     DrbdStop, EXT_TYPES, Failback, Failover, FailoverMode, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, Placement, Resource, ResourceId, Service, Spec, UpBy,
-    is_ext,
+    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, Placement, Resource, ResourceId,
+    Service, Spec, UpBy, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -856,6 +856,16 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         )
         .map(Some)
     });
+    let on_quorum_loss = opt(r, &f, "on_quorum_loss", None, |r, n| {
+        r.choice(
+            n,
+            &[
+                ("stop", OnQuorumLoss::Stop),
+                ("freeze", OnQuorumLoss::Freeze),
+            ],
+        )
+        .map(Some)
+    });
     let rollback = opt(r, &f, "rollback", Service::DEFAULT_ROLLBACK, Reader::bool);
     let resources = opt(r, &f, "resources", Vec::new(), read_resources);
     let placement = read_placement(
@@ -866,6 +876,7 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
             nodes: nodes?,
             failover: failover?,
             failback: failback?,
+            on_quorum_loss: on_quorum_loss?,
         },
         resources.as_deref().unwrap_or_default(),
     );
@@ -877,6 +888,33 @@ fn read_service(r: &mut Reader, value: &Value, source: &Path) -> Option<Service>
         resources: resources?,
         source: source.to_path_buf(),
     })
+}
+
+/// `on_quorum_loss: freeze` freezes the service's container: it needs one, enabled, and one
+/// LXC can freeze. OpenVZ cannot: `vzctl suspend` checkpoints the container to a dump file
+/// and stops it, which needs the very I/O DRBD holds while quorum is lost.
+fn check_freezable(r: &mut Reader, at: &Node, resources: &[Resource]) -> bool {
+    let containers: Vec<&Resource> = resources
+        .iter()
+        .filter(|res| res.spec.as_container().is_some())
+        .collect();
+    let why = match containers.as_slice() {
+        [] => "`on_quorum_loss: freeze` freezes the service's container, and this service has none: add an `lxc` container, or use `on_quorum_loss: stop`".to_string(),
+        [res] if res.disabled => format!(
+            "`on_quorum_loss: freeze` freezes the service's container, and {} is disabled: enable it, or use `on_quorum_loss: stop`",
+            res.id
+        ),
+        [res] => match res.spec.as_container().map(|c| &c.kind) {
+            Some(ContainerKind::Lxc(_)) => return true,
+            _ => format!(
+                "`on_quorum_loss: freeze` needs an `lxc` container, and {} is `vz`: OpenVZ's `vzctl suspend` checkpoints the container to a dump file and stops it, which needs the I/O DRBD holds without quorum; use `on_quorum_loss: stop`",
+                res.id
+            ),
+        },
+        _ => return true,
+    };
+    r.error(at, why);
+    false
 }
 
 /// `nodes:` — node names, each once.
@@ -908,6 +946,7 @@ struct PlacementKeys {
     nodes: Option<Vec<String>>,
     failover: Option<FailoverMode>,
     failback: Option<Failback>,
+    on_quorum_loss: Option<OnQuorumLoss>,
 }
 
 /// Where the service runs, from `node`, `nodes`, `failover` and `failback`, which only some
@@ -942,6 +981,16 @@ fn read_placement(
             "`failback` applies to a service that fails over by itself: set `failover: auto` (with `nodes`), or remove `failback`",
         );
         ok = false;
+    }
+    if keys.on_quorum_loss.is_some() && !auto {
+        r.key_error(
+            &at("on_quorum_loss"),
+            "`on_quorum_loss` applies to a service that fails over by itself: set `failover: auto` (with `nodes`), or remove `on_quorum_loss`",
+        );
+        ok = false;
+    }
+    if auto && keys.on_quorum_loss == Some(OnQuorumLoss::Freeze) {
+        ok &= check_freezable(r, &at("on_quorum_loss"), resources);
     }
     if auto {
         if let Some(nodes) = &keys.nodes
@@ -999,6 +1048,9 @@ fn read_placement(
         (None, Some(nodes), Some(FailoverMode::Auto)) => Placement::Failover(Failover {
             nodes,
             failback: keys.failback.unwrap_or(Failover::DEFAULT_FAILBACK),
+            on_quorum_loss: keys
+                .on_quorum_loss
+                .unwrap_or(Failover::DEFAULT_ON_QUORUM_LOSS),
         }),
         (None, Some(nodes), _) => match nodes.into_iter().next() {
             Some(node) => Placement::Pinned { node },
@@ -1513,14 +1565,61 @@ mod tests {
             Placement::Failover(Failover {
                 nodes: vec!["deb1".into(), "deb2".into(), "deb3".into()],
                 failback: Failback::Never,
+                on_quorum_loss: OnQuorumLoss::Stop,
             })
         );
         assert_eq!(
-            svc("nodes: [a, b]\nfailover: auto\nfailback: preferred\n").placement,
+            svc("nodes: [a, b]\nfailover: auto\nfailback: preferred\non_quorum_loss: stop\n")
+                .placement,
             Placement::Failover(Failover {
                 nodes: vec!["a".into(), "b".into()],
                 failback: Failback::Preferred,
+                on_quorum_loss: OnQuorumLoss::Stop,
             })
+        );
+    }
+
+    #[test]
+    fn on_quorum_loss_freeze_needs_an_enabled_lxc_container() {
+        let auto = "service: s\nstate: up\nnodes: [a, b]\nfailover: auto\non_quorum_loss: freeze\nresources:\n  drbd#0: {res: r0}\n";
+        let svc =
+            parse(&format!("{auto}  container#0: {{type: lxc, name: web}}\n")).expect("valid");
+        assert_eq!(
+            svc.failover().map(|f| f.on_quorum_loss),
+            Some(OnQuorumLoss::Freeze)
+        );
+        let cases: &[(&str, &str)] = &[
+            (
+                "",
+                "5:17: on_quorum_loss: `on_quorum_loss: freeze` freezes the service's container, and this service has none",
+            ),
+            (
+                "  container#0: {type: vz, ctid: 101}\n",
+                "5:17: on_quorum_loss: `on_quorum_loss: freeze` needs an `lxc` container, and container#0 is `vz`: OpenVZ's `vzctl suspend` checkpoints",
+            ),
+            (
+                "  container#0: {type: lxc, name: web, disabled: true}\n",
+                "5:17: on_quorum_loss: `on_quorum_loss: freeze` freezes the service's container, and container#0 is disabled",
+            ),
+        ];
+        for (extra, want) in cases {
+            let got = error(&format!("{auto}{extra}"));
+            assert!(
+                got.starts_with(want),
+                "{extra:?}:\n got  {got}\n want {want}…"
+            );
+        }
+        let got = error(
+            "service: s\nstate: up\nnodes: [a, b]\non_quorum_loss: freeze\nresources:\n  drbd#0: {res: r0}\n  container#0: {type: lxc, name: web}\n",
+        );
+        assert!(
+            got.starts_with("4:1: on_quorum_loss: `on_quorum_loss` applies to a service that fails over by itself"),
+            "{got}"
+        );
+        let got = error(&auto.replace("freeze", "pause"));
+        assert!(
+            got.starts_with("5:17: on_quorum_loss: expected one of stop, freeze"),
+            "{got}"
         );
     }
 
@@ -1542,7 +1641,7 @@ mod tests {
             ),
             (
                 "nodes: [a, b]\non_quorum_loss: stop\n",
-                "4:1: on_quorum_loss: unknown key",
+                "4:1: on_quorum_loss: `on_quorum_loss` applies to a service that fails over by itself",
             ),
             (
                 "nodes: [a]\nfailover: auto\n",
@@ -2268,7 +2367,7 @@ resources:
         let shown = printable(&found).join("\n");
         assert_eq!(
             shown,
-            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, nodes, failover, failback, resources, rollback (they are not quoted back, as this may be any file)"
+            "/m/t.yaml:1:1: not a manifest: none of its 40 top-level keys is one of service, state, node, nodes, failover, failback, on_quorum_loss, resources, rollback (they are not quoted back, as this may be any file)"
         );
         let Err(found) = parse(&shadow.replace(":::\n", ":::x\n")) else {
             panic!("expected errors")
@@ -2682,6 +2781,7 @@ state: down
 nodes: [n1, n2]
 failover: auto
 failback: preferred
+on_quorum_loss: freeze
 resources:
   drbd#0: {res: r1, up_by: system}
   container#0: {type: lxc, name: web}

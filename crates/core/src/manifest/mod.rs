@@ -148,6 +148,22 @@ pub enum Failback {
     Preferred,
 }
 
+/// `on_quorum_loss:` of a service that fails over: what the node holding it does when DRBD
+/// says its partition lost quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[schemars(inline, description = "")]
+pub enum OnQuorumLoss {
+    /// Stop the stack in order (apps, container, unmount, `drbdadm secondary`): the other side
+    /// takes the service over on its own data.
+    Stop,
+    /// Freeze the LXC container (`lxc-freeze`) and keep the rest (Primary, mounted) while DRBD
+    /// holds the I/O (`on-no-quorum suspend-io`): quorum back soon, it thaws and runs on; the
+    /// other side took over meanwhile, DRBD demotes this node when they meet
+    /// (`on-suspended-primary-outdated force-secondary`), and it thaws and stops.
+    Freeze,
+}
+
 /// Where a service runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -166,10 +182,12 @@ pub struct Failover {
     /// In order of preference; at least two, each once.
     pub nodes: Vec<String>,
     pub failback: Failback,
+    pub on_quorum_loss: OnQuorumLoss,
 }
 
 impl Failover {
     pub const DEFAULT_FAILBACK: Failback = Failback::Never;
+    pub const DEFAULT_ON_QUORUM_LOSS: OnQuorumLoss = OnQuorumLoss::Stop;
 
     pub fn lists(&self, node: &str) -> bool {
         self.nodes.iter().any(|n| n == node)

@@ -42,6 +42,9 @@ pub struct ResourceOptions {
     pub on_no_quorum: Option<String>,
     /// `auto-promote` as printed (`no`, `yes`); `None`: DRBD's default (yes).
     pub auto_promote: Option<String>,
+    /// `on-suspended-primary-outdated` as printed (`force-secondary`); `None`: DRBD's default
+    /// (`disconnect`).
+    pub on_suspended_primary_outdated: Option<String>,
 }
 
 impl Default for ResourceOptions {
@@ -50,6 +53,7 @@ impl Default for ResourceOptions {
             quorum: QuorumPolicy::Off,
             on_no_quorum: None,
             auto_promote: None,
+            on_suspended_primary_outdated: None,
         }
     }
 }
@@ -190,6 +194,9 @@ fn parse_config(
                     ("quorum", Some(v)) => options.quorum = quorum_policy(&v).map_err(err)?,
                     ("on-no-quorum", Some(v)) => options.on_no_quorum = Some(v),
                     ("auto-promote", Some(v)) => options.auto_promote = Some(v),
+                    ("on-suspended-primary-outdated", Some(v)) => {
+                        options.on_suspended_primary_outdated = Some(v)
+                    }
                     _ => {}
                 }
             }
@@ -301,6 +308,7 @@ resource "plain" {
                 quorum: QuorumPolicy::Majority,
                 on_no_quorum: Some("io-error".into()),
                 auto_promote: Some("no".into()),
+                on_suspended_primary_outdated: None,
             }
         );
         assert!(all["data"].quorum.is_enforced());
@@ -310,6 +318,7 @@ resource "plain" {
                 quorum: QuorumPolicy::Off,
                 on_no_quorum: None,
                 auto_promote: None,
+                on_suspended_primary_outdated: None,
             }
         );
         assert!(!all["plain"].quorum.is_enforced());
@@ -323,6 +332,8 @@ resource "plain" {
     /// As drbdadm 9.x dumps docs/examples/failover-tiebreaker.res on deb1.
     const DUMP_TIEBREAKER: &str =
         include_str!("../../tests/fixtures/drbd_conf/dump-tiebreaker.txt");
+    /// As drbdadm 9.x dumps docs/examples/freeze-tiebreaker.res on deb1.
+    const DUMP_FREEZE: &str = include_str!("../../tests/fixtures/drbd_conf/dump-freeze.txt");
     /// Two hosts, no third; auto-promote on and suspend-io.
     const DUMP_TWO_NODES: &str = include_str!("../../tests/fixtures/drbd_conf/dump-two-nodes.txt");
 
@@ -347,12 +358,24 @@ resource "plain" {
                 quorum: QuorumPolicy::Majority,
                 on_no_quorum: Some("io-error".into()),
                 auto_promote: Some("no".into()),
+                on_suspended_primary_outdated: None,
             }
         );
         let web = &parse_dump(DUMP_TWO_NODES).expect("parses")["web"];
         assert_eq!(web.hosts, [host("deb1", false), host("deb2", false)]);
         assert_eq!(web.options.auto_promote.as_deref(), Some("yes"));
         assert_eq!(web.options.on_no_quorum.as_deref(), Some("suspend-io"));
+        // docs/examples/freeze-tiebreaker.res, for `on_quorum_loss: freeze`.
+        let freeze = &parse_dump(DUMP_FREEZE).expect("parses")["data"];
+        assert_eq!(
+            freeze.options,
+            ResourceOptions {
+                quorum: QuorumPolicy::Majority,
+                on_no_quorum: Some("suspend-io".into()),
+                auto_promote: Some("no".into()),
+                on_suspended_primary_outdated: Some("force-secondary".into()),
+            }
+        );
     }
 
     #[test]

@@ -59,6 +59,17 @@ pub enum ContainerState {
     Aborting,
 }
 
+/// converge's record of a container it froze because the node running the service lost quorum
+/// (`on_quorum_loss: freeze`): what tells its freeze from one made by someone else, which
+/// converge never undoes. Kept for this boot, until the container is thawed to run on, or
+/// stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QuorumFreeze {
+    /// Thawed to be stopped (the service goes down here): its apps' I/O may fail, and their
+    /// stop scripts are not run; the container's stop ends them.
+    pub stopping: bool,
+}
+
 /// What the checks of one app resource said.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppObservation {
@@ -96,6 +107,8 @@ pub struct NodeState {
     /// Per service, per app with a scripts directory whose host runs: the names in that
     /// directory, for its checks and for showing which scripts a start or stop would run.
     pub scripts: BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
+    /// By service: the containers converge froze on a quorum loss ([`QuorumFreeze`]).
+    pub quorum_frozen: BTreeMap<String, QuorumFreeze>,
 }
 
 impl NodeState {

@@ -165,6 +165,7 @@ mod tests {
             lxc: Observed::Ok(BTreeMap::new()),
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
+            quorum_frozen: BTreeMap::new(),
             drbd_configured: None,
             drbd_options: Default::default(),
         }

@@ -87,6 +87,17 @@ pub enum Action {
     ContainerStop {
         container: ContainerKind,
     },
+    /// Freeze an LXC container (`lxc-freeze`) whose node lost quorum (`on_quorum_loss:
+    /// freeze`), recording that converge froze it.
+    ContainerFreeze {
+        container: ContainerKind,
+    },
+    /// Thaw (`lxc-unfreeze`) a container converge froze on a quorum loss: to run on (`stop`
+    /// false: the record goes), or to be stopped next (`stop` true: the record says so).
+    ContainerThaw {
+        container: ContainerKind,
+        stop: bool,
+    },
     /// Run the app's start commands (S* scripts in name order, or `start`).
     AppStart,
     /// Run the app's stop commands (K* scripts in name order, or `stop`).
@@ -110,6 +121,8 @@ impl Action {
             Action::ContainerWaitUp { .. } => "container_wait_up",
             Action::ContainerWaitDown { .. } => "container_wait_down",
             Action::ContainerStop { .. } => "container_stop",
+            Action::ContainerFreeze { .. } => "container_freeze",
+            Action::ContainerThaw { .. } => "container_thaw",
             Action::AppStart => "app_start",
             Action::AppStop => "app_stop",
         }
@@ -126,6 +139,7 @@ impl Action {
                 | Action::Mount { .. }
                 | Action::ContainerStart { .. }
                 | Action::ContainerWaitUp { .. }
+                | Action::ContainerThaw { stop: false, .. }
                 | Action::AppStart
         )
     }
@@ -224,6 +238,8 @@ struct Here {
     desired: DesiredState,
     /// Keep DRBD up and Secondary, everything above it down.
     standby: bool,
+    /// Hold the service frozen ([`placement::Decision::Freeze`]).
+    freeze: bool,
     placement: Option<placement::Decision>,
     /// What in the running DRBD configuration works against failing over.
     warnings: Vec<String>,
@@ -236,6 +252,7 @@ impl Here {
         let fixed = Here {
             desired,
             standby,
+            freeze: false,
             placement: None,
             warnings: Vec::new(),
         };
@@ -270,14 +287,18 @@ impl Here {
             &failover.nodes,
             &node.node,
             failover.failback,
+            failover.on_quorum_loss,
             resources.get(res),
             enforced,
         );
-        let runs = matches!(
-            decision,
-            placement::Decision::Keep | placement::Decision::Take { .. }
-        );
+        let freeze = decision == placement::Decision::Freeze;
+        let runs = freeze
+            || matches!(
+                decision,
+                placement::Decision::Keep | placement::Decision::Take { .. }
+            );
         Here {
+            freeze,
             desired: if runs {
                 DesiredState::Up
             } else {
@@ -286,7 +307,14 @@ impl Here {
             standby: !runs,
             placement: Some(decision),
             warnings: options
-                .map(|o| placement::option_warnings(res, o, placement::OptionsFrom::Running))
+                .map(|o| {
+                    placement::option_warnings(
+                        res,
+                        o,
+                        failover.on_quorum_loss,
+                        placement::OptionsFrom::Running,
+                    )
+                })
                 .unwrap_or_default(),
         }
     }
@@ -298,6 +326,7 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
     let mut planner = rules::ServicePlanner::new(service, index, here.standby);
     match desired {
         DesiredState::Frozen => {}
+        DesiredState::Up if here.freeze => planner.freeze(),
         DesiredState::Up => planner.up(),
         DesiredState::Down => planner.down(),
     }

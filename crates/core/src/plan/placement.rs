@@ -20,7 +20,7 @@
 
 use serde::Serialize;
 
-use crate::manifest::{Failback, Failover};
+use crate::manifest::{Failback, Failover, OnQuorumLoss};
 use crate::observe::drbd::{ConnectionState, DiskState, DrbdResource, Quorum, Role};
 use crate::observe::drbd_conf::{QuorumPolicy, ResourceConfig, ResourceOptions};
 
@@ -35,9 +35,13 @@ pub enum Decision {
     /// is listed, the longer it waits before promoting, so that a better-placed node that is
     /// also contending wins the race.
     Take { rank: usize },
-    /// This node holds the service but gives it up (stops it down to Secondary, or freezes
-    /// it on a quorum loss when the manifest says so).
+    /// This node holds the service but gives it up (stops it down to Secondary).
     GiveUp(GiveUp),
+    /// This node holds the service and DRBD says its partition lost quorum, and the manifest
+    /// says `on_quorum_loss: freeze`: the container is frozen, DRBD stays Primary and the
+    /// filesystem mounted while DRBD holds the I/O. Quorum back, it is [`Decision::Keep`]
+    /// again (thawed); DRBD demoting this node makes it stand by (thawed and stopped).
+    Freeze,
     /// This node stands by: another node holds the service or should take it, or this one
     /// cannot.
     StandBy(StandBy),
@@ -72,9 +76,12 @@ pub enum StandBy {
 }
 
 impl Decision {
-    /// Whether the service runs here (or is about to).
+    /// Whether the service runs here (or is about to, or is held here frozen).
     pub fn runs_here(&self) -> bool {
-        matches!(self, Decision::Keep | Decision::Take { .. })
+        matches!(
+            self,
+            Decision::Keep | Decision::Take { .. } | Decision::Freeze
+        )
     }
 }
 
@@ -90,6 +97,9 @@ impl std::fmt::Display for Decision {
             Decision::GiveUp(GiveUp::QuorumLost) => {
                 f.write_str("gives the service up: DRBD says this node's partition lost quorum")
             }
+            Decision::Freeze => f.write_str(
+                "holds the service frozen: DRBD says this node's partition lost quorum (on_quorum_loss: freeze); it thaws when quorum returns, and stops if DRBD demotes this node",
+            ),
             Decision::GiveUp(GiveUp::Failback { to }) => write!(
                 f,
                 "gives the service back to {to}, listed before this node (failback: preferred)"
@@ -132,6 +142,7 @@ pub fn decide(
     nodes: &[String],
     this: &str,
     failback: Failback,
+    on_quorum_loss: OnQuorumLoss,
     res: Option<&DrbdResource>,
     quorum_enforced: bool,
 ) -> Decision {
@@ -161,7 +172,10 @@ pub fn decide(
 
     if res.role == Role::Primary {
         if quorum == Quorum::No {
-            return Decision::GiveUp(GiveUp::QuorumLost);
+            return match on_quorum_loss {
+                OnQuorumLoss::Stop => Decision::GiveUp(GiveUp::QuorumLost),
+                OnQuorumLoss::Freeze => Decision::Freeze,
+            };
         }
         if failback == Failback::Preferred
             && let Some(to) = preferred()
@@ -211,9 +225,15 @@ pub enum OptionsFrom {
     Files,
 }
 
-/// What in a failover resource's DRBD options works against failing over (an absent option is
-/// DRBD's default, as both `drbdsetup show` and a configuration file leave it out).
-pub fn option_warnings(res: &str, options: &ResourceOptions, from: OptionsFrom) -> Vec<String> {
+/// What in a failover resource's DRBD options works against failing over, for a holder that
+/// does `on_quorum_loss` when its partition loses quorum (an absent option is DRBD's default,
+/// as both `drbdsetup show` and a configuration file leave it out).
+pub fn option_warnings(
+    res: &str,
+    options: &ResourceOptions,
+    on_quorum_loss: OnQuorumLoss,
+    from: OptionsFrom,
+) -> Vec<String> {
     let (verb, adjust) = match from {
         OptionsFrom::Running => ("runs", format!(" and run `drbdadm adjust {res}`")),
         OptionsFrom::Files => ("is configured", String::new()),
@@ -225,14 +245,34 @@ pub fn option_warnings(res: &str, options: &ResourceOptions, from: OptionsFrom) 
             options.auto_promote.as_deref().unwrap_or("yes (DRBD's default)")
         ));
     }
-    if options.on_no_quorum.as_deref() != Some("io-error") {
-        warnings.push(format!(
-            "resource {res} {verb} with on-no-quorum {}: a holder that loses quorum freezes its I/O and cannot unmount to give the service up; set `on-no-quorum io-error`{adjust}",
-            options
-                .on_no_quorum
-                .as_deref()
-                .unwrap_or("suspend-io (DRBD's default)")
-        ));
+    let on_no_quorum = options
+        .on_no_quorum
+        .as_deref()
+        .unwrap_or("suspend-io (DRBD's default)");
+    match on_quorum_loss {
+        OnQuorumLoss::Stop => {
+            if options.on_no_quorum.as_deref() != Some("io-error") {
+                warnings.push(format!(
+                    "resource {res} {verb} with on-no-quorum {on_no_quorum}: a holder that loses quorum freezes its I/O and cannot unmount to give the service up; set `on-no-quorum io-error`{adjust}, or `on_quorum_loss: freeze` in the manifest"
+                ));
+            }
+        }
+        OnQuorumLoss::Freeze => {
+            if options.on_no_quorum.as_deref() == Some("io-error") {
+                warnings.push(format!(
+                    "resource {res} {verb} with on-no-quorum io-error: a holder that loses quorum sees its I/O fail, so the container it freezes (on_quorum_loss: freeze) has nothing left to resume; set `on-no-quorum suspend-io`{adjust}"
+                ));
+            }
+            if options.on_suspended_primary_outdated.as_deref() != Some("force-secondary") {
+                warnings.push(format!(
+                    "resource {res} {verb} with on-suspended-primary-outdated {}: once the other side has taken the service over, a frozen holder that meets it again stays Primary with its I/O suspended, and DRBD does not reconnect it; set `on-suspended-primary-outdated force-secondary` (DRBD 9.1.7 or later){adjust}",
+                    options
+                        .on_suspended_primary_outdated
+                        .as_deref()
+                        .unwrap_or("disconnect (DRBD's default)")
+                ));
+            }
+        }
     }
     warnings
 }
@@ -284,7 +324,12 @@ pub fn check_config(failover: &Failover, res: &str, config: &ResourceConfig) -> 
         )),
         QuorumPolicy::Majority | QuorumPolicy::AtLeast(_) => {}
     }
-    check.warnings = option_warnings(res, &config.options, OptionsFrom::Files);
+    check.warnings = option_warnings(
+        res,
+        &config.options,
+        failover.on_quorum_loss,
+        OptionsFrom::Files,
+    );
     check
 }
 
@@ -356,7 +401,7 @@ mod tests {
     }
 
     fn on(this: &str, failback: Failback, r: &DrbdResource) -> Decision {
-        decide(&nodes(), this, failback, Some(r), true)
+        decide(&nodes(), this, failback, OnQuorumLoss::Stop, Some(r), true)
     }
 
     use DiskState::{Outdated, UpToDate};
@@ -419,11 +464,25 @@ mod tests {
         // `quorum off` reports quorum everywhere: not to be trusted.
         let reported = res(Secondary, UpToDate, Quorum::Yes, vec![cut("deb1")]);
         assert_eq!(
-            decide(&nodes(), "deb2", Failback::Never, Some(&reported), false),
+            decide(
+                &nodes(),
+                "deb2",
+                Failback::Never,
+                OnQuorumLoss::Stop,
+                Some(&reported),
+                false
+            ),
             Decision::StandBy(StandBy::QuorumNotEnforced)
         );
         assert_eq!(
-            decide(&nodes(), "deb2", Failback::Never, None, true),
+            decide(
+                &nodes(),
+                "deb2",
+                Failback::Never,
+                OnQuorumLoss::Stop,
+                None,
+                true
+            ),
             Decision::StandBy(StandBy::NotUp)
         );
     }
@@ -558,6 +617,7 @@ mod tests {
                     quorum,
                     on_no_quorum: Some("io-error".into()),
                     auto_promote: Some("no".into()),
+                    on_suspended_primary_outdated: None,
                 },
                 hosts: hosts
                     .iter()
@@ -573,6 +633,7 @@ mod tests {
             Failover {
                 nodes: nodes.iter().map(|n| n.to_string()).collect(),
                 failback: Failback::Never,
+                on_quorum_loss: OnQuorumLoss::Stop,
             }
         }
 
@@ -650,12 +711,49 @@ mod tests {
             );
             assert!(check.warnings[1].contains("on-no-quorum suspend-io"));
             assert!(!check.warnings.iter().any(|w| w.contains("drbdadm adjust")));
-            let running = option_warnings("data", &c.options, OptionsFrom::Running);
+            let running =
+                option_warnings("data", &c.options, OnQuorumLoss::Stop, OptionsFrom::Running);
             assert!(
                 running
                     .iter()
                     .all(|w| w.contains("runs with") && w.contains("drbdadm adjust data"))
             );
+        }
+
+        /// A holder that freezes wants the opposite of one that stops: I/O suspended, not
+        /// failed, and DRBD demoting it when it meets the node that took over.
+        #[test]
+        fn a_freezing_holder_wants_suspend_io_and_force_secondary() {
+            let freeze = Failover {
+                on_quorum_loss: OnQuorumLoss::Freeze,
+                ..failover(&["deb1", "deb2"])
+            };
+            let mut c = config(TIEBREAKER, QuorumPolicy::Majority);
+            // As config() has it: io-error, and no on-suspended-primary-outdated.
+            let check = check_config(&freeze, "data", &c);
+            assert!(check.errors.is_empty(), "{check:?}");
+            assert_eq!(check.warnings.len(), 2, "{check:?}");
+            assert!(
+                check.warnings[0].contains(
+                    "on-no-quorum io-error: a holder that loses quorum sees its I/O fail"
+                ),
+                "{check:?}"
+            );
+            assert!(
+                check.warnings[1]
+                    .contains("on-suspended-primary-outdated disconnect (DRBD's default)"),
+                "{check:?}"
+            );
+            // What docs/examples/freeze-tiebreaker.res sets: nothing to say.
+            c.options.on_no_quorum = None;
+            c.options.on_suspended_primary_outdated = Some("force-secondary".into());
+            assert_eq!(check_config(&freeze, "data", &c), ConfigCheck::default());
+            c.options.on_no_quorum = Some("suspend-io".into());
+            assert_eq!(check_config(&freeze, "data", &c), ConfigCheck::default());
+            // The same options under `stop` warn about the suspended I/O.
+            let stop = check_config(&failover(&["deb1", "deb2"]), "data", &c);
+            assert_eq!(stop.warnings.len(), 1, "{stop:?}");
+            assert!(stop.warnings[0].contains("or `on_quorum_loss: freeze` in the manifest"));
         }
     }
 }

@@ -12,7 +12,9 @@ use crate::manifest::{
     ResourceId, Service, Spec, UpBy,
 };
 use crate::observe::drbd::{PromoteGuard, device_path as drbd_device_path};
-use crate::observe::{ContainerState, DrbdResource, Mount, NodeState, Observed, Role};
+use crate::observe::{
+    ContainerState, DrbdResource, Mount, NodeState, Observed, QuorumFreeze, Role,
+};
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
 fn looks_like_drbd_device(dev: &Path) -> bool {
@@ -39,6 +41,8 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     mount_planned: bool,
     /// A step that leaves the service's container running is planned: its apps can follow.
     container_start_planned: bool,
+    /// The container is thawed first: its apps are looked at once it runs again.
+    thaw_planned: bool,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -56,6 +60,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             satisfied: Vec::new(),
             mount_planned: false,
             container_start_planned: false,
+            thaw_planned: false,
         }
     }
 
@@ -124,6 +129,74 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 Spec::App(_) => self.up_app(resource),
             }
         }
+    }
+
+    /// The holder lost quorum and holds the service frozen (`on_quorum_loss: freeze`): the
+    /// container is frozen, and nothing else is touched. DRBD holds the I/O (`on-no-quorum
+    /// suspend-io`), so an unmount or a demotion would hang, and the apps are frozen with the
+    /// container.
+    pub(super) fn freeze(&mut self) {
+        for resource in self.enabled() {
+            match &resource.spec {
+                Spec::Container(spec) => self.freeze_container(resource, spec),
+                Spec::App(_) => self.already(resource.id, "frozen with its container"),
+                Spec::Drbd(_) | Spec::Fs(_) => self.already(
+                    resource.id,
+                    "kept while frozen: DRBD holds the I/O until quorum returns or DRBD demotes this node",
+                ),
+            }
+        }
+    }
+
+    fn freeze_container(&mut self, resource: &Resource, spec: &ContainerSpec) {
+        let Some(state) = self.container_state(resource, &spec.kind) else {
+            return;
+        };
+        let (rid, id) = (resource.id, spec.kind.id());
+        match state {
+            ContainerState::Running | ContainerState::Starting => self.step(
+                rid,
+                Action::ContainerFreeze {
+                    container: spec.kind.clone(),
+                },
+                format!(
+                    "container {id} is {}, and this node's partition lost quorum (on_quorum_loss: freeze)",
+                    state_word(state)
+                ),
+            ),
+            ContainerState::Frozen => self.already(rid, format!("container {id} is frozen")),
+            other => self.already(
+                rid,
+                format!("container {id} is {}: nothing to freeze", state_word(other)),
+            ),
+        }
+    }
+
+    /// The record of a freeze converge made on a quorum loss, for this service.
+    fn quorum_frozen(&self) -> Option<QuorumFreeze> {
+        self.node.quorum_frozen.get(&self.service.name).copied()
+    }
+
+    /// The service's DRBD resource, when DRBD suspends its I/O here (no quorum under
+    /// `on-no-quorum suspend-io`, or another reason DRBD gives).
+    fn suspended_drbd(&self) -> Option<&'a str> {
+        let Observed::Ok(all) = &self.node.drbd else {
+            return None;
+        };
+        self.enabled()
+            .filter_map(|r| r.spec.as_drbd())
+            .map(|d| d.res.as_str())
+            .find(|res| all.get(*res).is_some_and(|r| r.suspended))
+    }
+
+    /// Whether the service's DRBD resource is Primary here.
+    fn drbd_primary_here(&self) -> bool {
+        let Observed::Ok(all) = &self.node.drbd else {
+            return false;
+        };
+        self.enabled()
+            .filter_map(|r| r.spec.as_drbd())
+            .any(|d| all.get(&d.res).is_some_and(|r| r.role == Role::Primary))
     }
 
     pub(super) fn down(&mut self) {
@@ -722,6 +795,29 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 resource,
                 format!("container {id} does not exist on this node"),
             ),
+            ContainerState::Frozen if self.quorum_frozen().is_some() => {
+                match self.suspended_drbd() {
+                    Some(res) => self.wait(
+                        resource,
+                        format!(
+                            "container {id} stays frozen while DRBD suspends the I/O of resource {res}; it is thawed once DRBD resumes it"
+                        ),
+                    ),
+                    None => {
+                        self.step(
+                            rid,
+                            Action::ContainerThaw {
+                                container: container(),
+                                stop: false,
+                            },
+                            format!(
+                                "converge froze container {id} when this node lost quorum, and the service runs here again"
+                            ),
+                        );
+                        self.thaw_planned = true;
+                    }
+                }
+            }
             ContainerState::Frozen => self.refuse(
                 resource,
                 format!("container {id} is frozen; converge does not thaw containers"),
@@ -752,6 +848,33 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                     Action::ContainerWaitDown { container },
                     format!("container {id} is stopping"),
                 );
+            }
+            ContainerState::Frozen if self.quorum_frozen().is_some() => {
+                match self.suspended_drbd() {
+                    Some(res) => self.wait(
+                        resource,
+                        format!(
+                            "container {id} stays frozen: DRBD suspends the I/O of resource {res}, and stopping it now would hang; it stops once DRBD resumes the I/O or demotes this node"
+                        ),
+                    ),
+                    None => {
+                        self.step(
+                            rid,
+                            Action::ContainerThaw {
+                                container: container.clone(),
+                                stop: true,
+                            },
+                            format!(
+                                "converge froze container {id} when this node lost quorum, and the service stops here"
+                            ),
+                        );
+                        self.step(
+                            rid,
+                            Action::ContainerStop { container },
+                            format!("container {id} is thawed to be stopped"),
+                        );
+                    }
+                }
             }
             ContainerState::Frozen => self.refuse(
                 resource,
@@ -787,6 +910,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
 
     fn up_app(&mut self, resource: &Resource) {
         let rid = resource.id;
+        if self.thaw_planned {
+            return;
+        }
         if !self.app_host_running() {
             let disabled_container = self
                 .service
@@ -833,6 +959,15 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
 
     fn down_app(&mut self, resource: &Resource) {
         if !self.app_host_running() {
+            return;
+        }
+        if self.quorum_frozen().is_some_and(|f| f.stopping) && !self.drbd_primary_here() {
+            // DRBD demoted this node under the frozen service: the apps' I/O fails, and a
+            // stop script could only fail on it and hold the stop up.
+            self.already(
+                resource.id,
+                "not stopped by its scripts: DRBD demoted this node under it, so its I/O fails; the container's stop ends it",
+            );
             return;
         }
         match self.app_status(resource.id) {

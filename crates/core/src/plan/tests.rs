@@ -11,7 +11,8 @@ use crate::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec,
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
-use crate::manifest::{Failback, Failover, Placement};
+use crate::manifest::{Failback, Failover, OnQuorumLoss, Placement};
+use crate::observe::QuorumFreeze;
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
     ReplicationState,
@@ -231,6 +232,7 @@ fn node_at(level: Level) -> NodeState {
         lxc: Observed::Ok(BTreeMap::new()),
         apps,
         scripts: BTreeMap::new(),
+        quorum_frozen: BTreeMap::new(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }
@@ -257,6 +259,15 @@ fn short(action: &Action) -> String {
         Action::ContainerWaitUp { container } => format!("wait-up {}", container.id()),
         Action::ContainerWaitDown { container } => format!("wait-down {}", container.id()),
         Action::ContainerStop { container } => format!("stop {}", container.id()),
+        Action::ContainerFreeze { container } => format!("freeze {}", container.id()),
+        Action::ContainerThaw {
+            container,
+            stop: false,
+        } => format!("thaw {}", container.id()),
+        Action::ContainerThaw {
+            container,
+            stop: true,
+        } => format!("thaw-to-stop {}", container.id()),
         Action::AppStart => "app start".into(),
         Action::AppStop => "app stop".into(),
     }
@@ -1291,6 +1302,31 @@ fn apply(node: &mut NodeState, action: &Action) {
                 ContainerState::Stopped,
             )]));
             node.apps.clear();
+            node.quorum_frozen.clear();
+        }
+        Action::ContainerFreeze { .. } => {
+            node.vz = Observed::Ok(BTreeMap::from([(
+                "101".to_string(),
+                ContainerState::Frozen,
+            )]));
+            node.quorum_frozen.insert(
+                "drbdsvc.opensvc.com".into(),
+                QuorumFreeze { stopping: false },
+            );
+        }
+        Action::ContainerThaw { stop, .. } => {
+            node.vz = Observed::Ok(BTreeMap::from([(
+                "101".to_string(),
+                ContainerState::Running,
+            )]));
+            if *stop {
+                node.quorum_frozen.insert(
+                    "drbdsvc.opensvc.com".into(),
+                    QuorumFreeze { stopping: true },
+                );
+            } else {
+                node.quorum_frozen.clear();
+            }
         }
         Action::AppStart | Action::AppStop => {
             let status = if matches!(action, Action::AppStart) {
@@ -1414,6 +1450,7 @@ fn failing_over(failback: Failback) -> Service {
     svc.placement = Placement::Failover(Failover {
         nodes: vec!["deb2".into(), "deb1".into()],
         failback,
+        on_quorum_loss: OnQuorumLoss::Stop,
     });
     svc
 }
@@ -1442,6 +1479,7 @@ fn cut_off(level: Level, quorum: Quorum, enforced: bool) -> NodeState {
             },
             on_no_quorum: Some("io-error".into()),
             auto_promote: Some("no".into()),
+            on_suspended_primary_outdated: None,
         }),
     );
     node
@@ -1549,6 +1587,7 @@ fn a_failover_service_warns_of_running_drbd_options_that_work_against_it() {
             quorum: QuorumPolicy::Majority,
             on_no_quorum: None,
             auto_promote: None,
+            on_suspended_primary_outdated: None,
         }),
     );
     let plan = plan_service(&svc, &node);
@@ -1571,4 +1610,194 @@ fn a_failover_service_warns_of_running_drbd_options_that_work_against_it() {
         node: "deb1".into(),
     };
     assert!(plan_service(&pinned, &node).warnings.is_empty());
+}
+
+/// The seed service failing over with `on_quorum_loss: freeze`.
+fn freezing() -> Service {
+    let mut svc = failing_over(Failback::Never);
+    if let Placement::Failover(f) = &mut svc.placement {
+        f.on_quorum_loss = OnQuorumLoss::Freeze;
+    }
+    svc
+}
+
+/// `node` with the seed's container frozen, by converge (`record`) or not.
+fn with_frozen_container(mut node: NodeState, record: Option<QuorumFreeze>) -> NodeState {
+    node.vz = Observed::Ok(BTreeMap::from([(
+        "101".to_string(),
+        ContainerState::Frozen,
+    )]));
+    if let Some(record) = record {
+        node.quorum_frozen
+            .insert("drbdsvc.opensvc.com".into(), record);
+    }
+    node
+}
+
+/// Runs the first step of each plan on the model ([`apply`]) until the plan is empty; the
+/// actions run, in order.
+fn run_to_rest(svc: &Service, mut node: NodeState) -> (Vec<String>, ServicePlan) {
+    let mut ran = Vec::new();
+    for _ in 0..20 {
+        let plan = plan_service(svc, &node);
+        let Some(step) = plan.steps.first() else {
+            return (ran, plan);
+        };
+        ran.push(short(&step.action));
+        apply(&mut node, &step.action);
+    }
+    panic!("no rest after 20 steps: {ran:?}");
+}
+
+#[test]
+fn a_freezing_holder_that_loses_quorum_freezes_the_container_and_keeps_the_rest() {
+    let svc = freezing();
+    let mut node = cut_off(Level::AppUp, Quorum::No, true);
+    node.drbd_mut("data").suspended = true;
+    let plan = plan_service(&svc, &node);
+    assert_eq!(plan.placement, Some(Decision::Freeze));
+    assert_eq!(plan.desired, DesiredState::Up);
+    // No unmount, no demotion: either would hang on the I/O DRBD holds.
+    assert_eq!(actions(&plan), ["freeze 101"]);
+    let (ran, rest) = run_to_rest(&svc, node.clone());
+    assert_eq!(ran, ["freeze 101"]);
+    assert!(rest.is_converged(), "{rest:?}");
+    // Frozen already (by anyone): nothing to do; stopped: nothing to freeze, and the rest is
+    // kept all the same.
+    let frozen = with_frozen_container(node.clone(), None);
+    assert!(plan_service(&svc, &frozen).is_converged());
+    let mut stopped = node;
+    stopped.vz = Observed::Ok(BTreeMap::from([(
+        "101".to_string(),
+        ContainerState::Stopped,
+    )]));
+    let plan = plan_service(&svc, &stopped);
+    assert!(plan.is_converged(), "{:?}", plan.steps);
+    assert!(
+        plan.satisfied
+            .iter()
+            .any(|(_, note)| note.contains("nothing to freeze")),
+        "{:?}",
+        plan.satisfied
+    );
+}
+
+#[test]
+fn quorum_back_thaws_only_what_converge_froze_and_only_once_drbd_resumes_the_io() {
+    let svc = freezing();
+    let record = Some(QuorumFreeze { stopping: false });
+    let back = with_frozen_container(cut_off(Level::AppUp, Quorum::Yes, true), record);
+    let plan = plan_service(&svc, &back);
+    assert_eq!(plan.placement, Some(Decision::Keep));
+    // The apps are looked at once the container runs again, not planned blind.
+    assert_eq!(actions(&plan), ["thaw 101"]);
+    let (ran, rest) = run_to_rest(&svc, back.clone());
+    assert_eq!(ran, ["thaw 101"]);
+    assert!(rest.is_converged(), "{rest:?}");
+    // Still suspended (quorum reported back, I/O not resumed yet): it waits, as DRBD's next
+    // event will say.
+    let mut suspended = back;
+    suspended.drbd_mut("data").suspended = true;
+    let plan = plan_service(&svc, &suspended);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    assert!(
+        blocked
+            .reason
+            .contains("stays frozen while DRBD suspends the I/O of resource data")
+    );
+    // Frozen by someone else: converge does not thaw it.
+    let theirs = with_frozen_container(cut_off(Level::AppUp, Quorum::Yes, true), None);
+    let plan = plan_service(&svc, &theirs);
+    assert_eq!(
+        plan.blocked.map(|b| (b.kind, b.reason)),
+        Some((
+            BlockKind::Refused,
+            "container 101 is frozen; converge does not thaw containers".to_string()
+        ))
+    );
+}
+
+#[test]
+fn a_frozen_holder_drbd_demoted_is_thawed_and_stopped_without_its_apps_stop_scripts() {
+    // The other side took the service over; when the partition healed, DRBD found this node
+    // outdated and forced it Secondary (`on-suspended-primary-outdated force-secondary`): the
+    // filesystem is still mounted, the container frozen.
+    let svc = freezing();
+    let mut node = with_frozen_container(
+        node_at(Level::AppUp),
+        Some(QuorumFreeze { stopping: false }),
+    );
+    node.drbd_options = cut_off(Level::AppUp, Quorum::Yes, true).drbd_options;
+    let r = node.drbd_mut("data");
+    r.role = Role::Secondary;
+    r.connections[0].peer_role = Role::Primary;
+    let plan = plan_service(&svc, &node);
+    assert!(
+        matches!(plan.placement, Some(Decision::StandBy(_))),
+        "{:?}",
+        plan.placement
+    );
+    assert_eq!(
+        actions(&plan),
+        ["thaw-to-stop 101", "stop 101", "umount /drbdsvc"]
+    );
+    let (ran, rest) = run_to_rest(&svc, node.clone());
+    assert_eq!(ran, ["thaw-to-stop 101", "stop 101", "umount /drbdsvc"]);
+    assert!(rest.is_converged(), "{rest:?}");
+    // Thawed to be stopped: the apps are not stopped by their scripts (their I/O fails).
+    let mut thawed = node;
+    thawed.vz = Observed::Ok(BTreeMap::from([(
+        "101".to_string(),
+        ContainerState::Running,
+    )]));
+    thawed.quorum_frozen.insert(
+        "drbdsvc.opensvc.com".into(),
+        QuorumFreeze { stopping: true },
+    );
+    let plan = plan_service(&svc, &thawed);
+    assert_eq!(actions(&plan), ["stop 101", "umount /drbdsvc"]);
+    assert!(
+        plan.satisfied
+            .iter()
+            .any(|(_, note)| note.contains("not stopped by its scripts")),
+        "{:?}",
+        plan.satisfied
+    );
+}
+
+#[test]
+fn a_frozen_holder_told_to_stop_while_drbd_suspends_its_io_waits() {
+    // `state: down` committed while this node is frozen without quorum: stopping now would
+    // hang on the suspended I/O.
+    let svc = with_state(freezing(), DesiredState::Down);
+    let mut node = with_frozen_container(
+        cut_off(Level::AppUp, Quorum::No, true),
+        Some(QuorumFreeze { stopping: false }),
+    );
+    node.drbd_mut("data").suspended = true;
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    assert!(
+        blocked.reason.contains("stopping it now would hang"),
+        "{}",
+        blocked.reason
+    );
+    // Once DRBD resumes the I/O, it stops in order, the apps by their scripts (this node is
+    // still Primary: their I/O works).
+    node.drbd_mut("data").suspended = false;
+    let (ran, _) = run_to_rest(&svc, node);
+    assert_eq!(
+        ran,
+        [
+            "thaw-to-stop 101",
+            "app stop",
+            "stop 101",
+            "umount /drbdsvc",
+            "secondary data"
+        ]
+    );
 }

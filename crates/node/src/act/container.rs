@@ -254,6 +254,104 @@ pub async fn stop(
     wait_down(ctx, container, timeout, Some(deadline)).await
 }
 
+/// Freezes a container whose node lost quorum. The record comes first: a freeze converge did
+/// not record would look like anyone's, and converge never thaws those. A freezer that stays
+/// at FREEZING past `timeout` (a task blocked on the I/O DRBD suspends cannot be frozen until
+/// it is resumed) holds the container as a frozen one does, and counts as frozen.
+pub async fn freeze(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    freeze: &[String],
+    timeout: Duration,
+) -> Result<(), ActError> {
+    let id = container.id();
+    crate::state::record_freeze(&ctx.config.state_dir, &ctx.service.name, ctx.rid, false).map_err(
+        |e| {
+            ctx.failed(format!(
+                "cannot record the freeze of container {id}, so it is not frozen: {e}"
+            ))
+        },
+    )?;
+    ctx.log.info("record that converge froze the container");
+    let out = ctx.run(freeze, timeout).await;
+    let state = probe_state(ctx, container).await?;
+    match (&out, state) {
+        (Ok(out), ContainerState::Frozen) if out.success() => Ok(()),
+        (_, ContainerState::Frozen) => {
+            let how = match &out {
+                Ok(out) => out.describe_end(),
+                Err(e) => e.to_string(),
+            };
+            ctx.log.warn(format_args!(
+                "{} {how}, and container {id} is frozen (or freezing: a task blocked on suspended I/O is frozen once DRBD resumes it)",
+                shell_line(freeze)
+            ));
+            Ok(())
+        }
+        (_, state) => {
+            // Not frozen: the record must not make a later freeze by someone else look like
+            // converge's.
+            if let Err(e) =
+                crate::state::forget_freeze(&ctx.config.state_dir, &ctx.service.name, ctx.rid)
+            {
+                ctx.log
+                    .warn(format_args!("cannot forget the freeze record: {e}"));
+            }
+            Err(match out {
+                Ok(out) if !out.success() => ctx.ended_badly(freeze, &out),
+                Ok(_) => ctx.failed(format!(
+                    "{} succeeded, and container {id} is {state:?}, not frozen",
+                    shell_line(freeze)
+                )),
+                Err(e) => e,
+            })
+        }
+    }
+}
+
+/// Thaws a container converge froze: to run on (`stop` false: its record goes once it runs),
+/// or to be stopped next (`stop` true: recorded before the thaw, so that the stop that follows
+/// knows the apps' I/O may fail, whenever it runs).
+pub async fn thaw(
+    ctx: &Ctx<'_>,
+    container: &ContainerKind,
+    thaw: &[String],
+    stop: bool,
+) -> Result<(), ActError> {
+    let id = container.id();
+    let (state_dir, service) = (&ctx.config.state_dir, &ctx.service.name);
+    if stop {
+        crate::state::record_freeze(state_dir, service, ctx.rid, true).map_err(|e| {
+            ctx.failed(format!(
+                "cannot record that container {id} is thawed to be stopped: {e}"
+            ))
+        })?;
+        ctx.log
+            .info("record that the container is thawed to be stopped");
+    }
+    let out = ctx.run(thaw, PROBE_TIMEOUT).await?;
+    let state = probe_state(ctx, container).await?;
+    if state == ContainerState::Frozen {
+        if !out.success() {
+            ctx.log.output(&format!("{}{}", out.stdout, out.stderr));
+            return Err(ctx.ended_badly(thaw, &out));
+        }
+        return Err(ctx.failed(format!(
+            "{} succeeded, and container {id} is still frozen",
+            shell_line(thaw)
+        )));
+    }
+    if !stop {
+        crate::state::forget_freeze(state_dir, service, ctx.rid).map_err(|e| {
+            ctx.failed(format!(
+                "container {id} is thawed, but converge's record of its freeze stays: {e}"
+            ))
+        })?;
+        ctx.log.info("forget converge's freeze record");
+    }
+    Ok(())
+}
+
 /// Waits for down status until `deadline` (default: `timeout` from now).
 pub async fn wait_down(
     ctx: &Ctx<'_>,

@@ -80,6 +80,16 @@ pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Re
             stop,
             timeout,
         } => container::stop(&ctx, container, stop, *timeout).await,
+        Program::ContainerFreeze {
+            container,
+            freeze,
+            timeout,
+        } => container::freeze(&ctx, container, freeze, *timeout).await,
+        Program::ContainerThaw {
+            container,
+            thaw,
+            stop,
+        } => container::thaw(&ctx, container, thaw, *stop).await,
         Program::App { verb, runs } => app::run(&ctx, *verb, runs).await,
     }
 }

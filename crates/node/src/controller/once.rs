@@ -397,7 +397,15 @@ async fn reconcile_steps(
                 plan.steps.retain(|s| !skipped.contains(&s.rid));
                 continue;
             }
-            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
+            return handle_error(
+                observer,
+                service,
+                rolls_back(&plan),
+                &done,
+                Some(&step),
+                error,
+            )
+            .await;
         }
         done.push(step.clone());
         let (node, next) = observe_and_plan(observer, service, service).await;
@@ -415,13 +423,32 @@ async fn reconcile_steps(
                     step.reason
                 ),
             };
-            return handle_error(observer, service, plan.desired, &done, Some(&step), error).await;
+            return handle_error(
+                observer,
+                service,
+                rolls_back(&plan),
+                &done,
+                Some(&step),
+                error,
+            )
+            .await;
         }
     }
     Outcome::Failed {
         steps: done.len(),
         error: format!("not converged after {MAX_STEPS} steps"),
         rolled_back: false,
+    }
+}
+
+/// What a failed step of `plan` leaves to [`handle_error`]: the desired state a rollback undoes
+/// a start of, or none. A holder that freezes on a quorum loss never rolls back: stopping what
+/// it failed to freeze would hang on the I/O DRBD suspends.
+fn rolls_back(plan: &ServicePlan) -> DesiredState {
+    if plan.placement == Some(Decision::Freeze) {
+        DesiredState::Frozen
+    } else {
+        plan.desired
     }
 }
 

@@ -190,7 +190,11 @@ impl TakeWait {
             if !matches!(placement, Some(Decision::Take { .. })) {
                 memory.count = None;
             }
-            let losing = matches!(placement, Some(Decision::GiveUp(GiveUp::QuorumLost)));
+            // Frozen on the loss, it is lost too if DRBD then demotes this node.
+            let losing = matches!(
+                placement,
+                Some(Decision::GiveUp(GiveUp::QuorumLost) | Decision::Freeze)
+            );
             match (&mut memory.loss, losing) {
                 (Some(loss), true) if loss.giving_up => {}
                 (loss, true) => {

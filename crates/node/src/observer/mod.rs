@@ -27,11 +27,11 @@ use crate::{secure, state};
 use converge_core::command::{program_name, scripts_for};
 use converge_core::config::Config;
 use converge_core::manifest::{
-    AppCommands, AppSpec, AppStatus, ContainerKind, ResourceId, Service, Spec,
+    AppCommands, AppSpec, AppStatus, ContainerKind, OnQuorumLoss, ResourceId, Service, Spec,
 };
 use converge_core::observe::{
     AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
-    aggregate_apps, drbd_conf, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
+    QuorumFreeze, aggregate_apps, drbd_conf, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
 };
 
 /// Listing programs answer in well under a second; this only bounds a hung one.
@@ -197,11 +197,37 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         scripts: BTreeMap::new(),
         drbd_configured,
         drbd_options,
+        quorum_frozen: quorum_frozen(config, services),
     };
     let (apps, scripts) = observe_apps(observer, services, &node).await;
     node.apps = apps;
     node.scripts = scripts;
     node
+}
+
+/// The services whose container converge froze on a quorum loss, from its records of this boot
+/// (looked for only where the manifest says `on_quorum_loss: freeze`).
+fn quorum_frozen(config: &Config, services: &[Service]) -> BTreeMap<String, QuorumFreeze> {
+    services
+        .iter()
+        .filter(|s| {
+            s.failover()
+                .is_some_and(|f| f.on_quorum_loss == OnQuorumLoss::Freeze)
+        })
+        .filter_map(|s| {
+            let container = s
+                .resources
+                .iter()
+                .find(|r| !r.disabled && r.spec.as_container().is_some())?;
+            let record = state::read_freeze(&config.state_dir, &s.name, container.id)?;
+            Some((
+                s.name.clone(),
+                QuorumFreeze {
+                    stopping: record.stopping,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// The device number of a block device; `None` when the path is missing or not a block device
@@ -476,6 +502,19 @@ type AppsSeen = (
     BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
 );
 
+/// Whether DRBD suspends the I/O of one of the service's resources.
+fn drbd_suspended(service: &Service, node: &NodeState) -> bool {
+    let Observed::Ok(all) = &node.drbd else {
+        return false;
+    };
+    service
+        .resources
+        .iter()
+        .filter(|r| !r.disabled)
+        .filter_map(|r| r.spec.as_drbd())
+        .any(|d| all.get(&d.res).is_some_and(|r| r.suspended))
+}
+
 /// Lists the scripts directories and runs the checks of every app whose host (node or
 /// container) is running.
 async fn observe_apps(observer: &Observer, services: &[Service], node: &NodeState) -> AppsSeen {
@@ -494,6 +533,12 @@ async fn observe_apps(observer: &Observer, services: &[Service], node: &NodeStat
             if observed.ok().and_then(|m| m.get(kind.id())) != Some(&ContainerState::Running) {
                 continue;
             }
+        }
+        // A check that reads the service's filesystem would hang on I/O DRBD suspends (no
+        // quorum under `on-no-quorum suspend-io`), and a process blocked there cannot even be
+        // killed at its timeout: its apps are not looked at until DRBD resumes the I/O.
+        if drbd_suspended(service, node) {
+            continue;
         }
         for resource in service.resources.iter().filter(|r| !r.disabled) {
             let Spec::App(spec) = &resource.spec else {
