@@ -89,6 +89,10 @@ impl Daemon {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
     /// `kill -9` (what it was running goes on in its cgroup).
     pub fn kill9(&mut self) {
         self.process.kill9().expect("kill -9 the daemon");

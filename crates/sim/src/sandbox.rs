@@ -63,6 +63,8 @@ pub const LXC_PROGRAMS: &[(&str, &str)] = &[
     ("lxc-ls", "lxc"),
     ("lxc-destroy", "lxc"),
     ("lxc-config", "lxc"),
+    ("lxc-freeze", "lxc"),
+    ("lxc-unfreeze", "lxc"),
     ("busybox", "busybox-static"),
 ];
 
@@ -928,9 +930,10 @@ pub fn destroy_lxc(name: &str) -> Result<(), SandboxError> {
 
 /// Removes the empty cgroups LXC leaves behind for `name` after a failed start
 /// (`lxc.monitor.NAME`, `lxc.payload.NAME`, and their `-N` retries: "Failed to destroy …
-/// Device or resource busy" while its monitor was still in them). Best effort: a cgroup
-/// still in use is not removable anyway.
-fn remove_lxc_cgroups(name: &str) {
+/// Device or resource busy" while its monitor was still in them), and those of a container
+/// killed rather than stopped (a world's node powered off), with what LXC made inside them
+/// (`.lxc`). Best effort: a cgroup still in use is not removable anyway.
+pub fn remove_lxc_cgroups(name: &str) {
     let ours = |dir: &str| {
         ["lxc.monitor.", "lxc.payload."].iter().any(|kind| {
             dir.strip_prefix(kind)
@@ -955,8 +958,23 @@ fn remove_lxc_cgroups(name: &str) {
         };
         for entry in entries.flatten() {
             if ours(&entry.file_name().to_string_lossy()) {
-                let _ = fs::remove_dir(entry.path());
+                remove_dirs_below(&entry.path(), 0);
             }
         }
     }
+}
+
+/// Removes `dir` and the directories below it, deepest first (a cgroup with children cannot
+/// be removed).
+fn remove_dirs_below(dir: &Path, depth: usize) {
+    if depth < 8
+        && let Ok(entries) = fs::read_dir(dir)
+    {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_dirs_below(&entry.path(), depth + 1);
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
 }

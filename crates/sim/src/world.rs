@@ -48,8 +48,8 @@ use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
 use crate::sandbox::{
     NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
     create_lxc_container_with, define_container, destroy_lxc, drbd_res, in_path, loops_over,
-    lxc_rootfs, node_config, path_with, populate_container, populate_devfs, seed_data,
-    seed_manifest_for,
+    lxc_rootfs, node_config, path_with, populate_container, populate_devfs, remove_lxc_cgroups,
+    seed_data, seed_manifest_for,
 };
 
 /// What a world needs on top of [`REQUIRED_PROGRAMS`].
@@ -409,6 +409,61 @@ fn kill_cgroup(cgroup: &Path) -> Result<(), SandboxError> {
             ));
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The processes descending from those in mount namespace `ns` that are in another one (an
+/// LXC container's), with their own descendants.
+fn outside_descendants(ns: &OsStr) -> Vec<i32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let parents: Vec<(i32, i32)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "PID (COMM) STATE PPID …": COMM may hold spaces and parentheses.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            Some((pid, ppid))
+        })
+        .collect();
+    let inside: std::collections::BTreeSet<i32> = processes_in(ns).into_iter().collect();
+    let mut found: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+    let mut frontier: Vec<i32> = inside.iter().copied().collect();
+    while let Some(parent) = frontier.pop() {
+        for (pid, _) in parents.iter().filter(|(_, ppid)| *ppid == parent) {
+            if !inside.contains(pid) && found.insert(*pid) {
+                frontier.push(*pid);
+            }
+        }
+    }
+    found.into_iter().collect()
+}
+
+/// Thaws the cgroup v1 freezer cgroup of `pid`, when it has one that is not the root.
+fn thaw_v1_freezer_of(pid: i32) {
+    let Ok(text) = fs::read_to_string(format!("/proc/{pid}/cgroup")) else {
+        return;
+    };
+    for line in text.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        if controllers.split(',').any(|c| c == "freezer") && path != "/" {
+            let state = Path::new("/sys/fs/cgroup/freezer")
+                .join(path.trim_start_matches('/'))
+                .join("freezer.state");
+            let _ = fs::write(state, "THAWED");
+        }
     }
 }
 
@@ -1137,6 +1192,19 @@ impl World {
             return Ok(());
         };
         let ns = fs::read_link(format!("/proc/{}/ns/mnt", holder.id()));
+        // An LXC container the node started lives in namespaces and (LXC escapes to the root
+        // cgroup) cgroups of its own, a child of its monitor, which is the node's: found by
+        // descent before anything dies (orphans lose their parent), thawed (a task cgroup v1
+        // froze dies of SIGKILL only once thawed), and killed with the node.
+        if let Ok(ns) = &ns {
+            for pid in outside_descendants(ns.as_os_str()) {
+                thaw_v1_freezer_of(pid);
+                // SAFETY: kill(2) with a pid read from /proc; at worst it is gone (ESRCH).
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
         let mut result = match &node.cgroup {
             Some(cgroup) => kill_cgroup(cgroup),
             None => Ok(()),
@@ -1286,10 +1354,12 @@ impl World {
         if let Some(cgroup) = &self.cgroup {
             problems.extend(remove_cgroup_tree(cgroup));
         }
-        if let SandboxContainer::Lxc { name } = &self.container
-            && let Err(e) = destroy_lxc(name)
-        {
-            problems.push(e.to_string());
+        if let SandboxContainer::Lxc { name } = &self.container {
+            if let Err(e) = destroy_lxc(name) {
+                problems.push(e.to_string());
+            }
+            // Killed with their nodes, the containers never removed their cgroups.
+            remove_lxc_cgroups(name);
         }
         problems
     }

@@ -958,16 +958,16 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     }
 
     fn down_app(&mut self, resource: &Resource) {
-        if !self.app_host_running() {
-            return;
-        }
-        if self.quorum_frozen().is_some_and(|f| f.stopping) && !self.drbd_primary_here() {
-            // DRBD demoted this node under the frozen service: the apps' I/O fails, and a
-            // stop script could only fail on it and hold the stop up.
+        if self.quorum_frozen().is_some() && !self.drbd_primary_here() {
+            // DRBD demoted this node under the service converge froze: the apps' I/O fails,
+            // and a stop script could only fail on it and hold the stop up.
             self.already(
                 resource.id,
                 "not stopped by its scripts: DRBD demoted this node under it, so its I/O fails; the container's stop ends it",
             );
+            return;
+        }
+        if !self.app_host_running() {
             return;
         }
         match self.app_status(resource.id) {
