@@ -236,6 +236,46 @@ fn missing_explicit_config_is_one_clear_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
+/// `on_quorum_loss: freeze` wants the DRBD options a freezing holder needs: the freeze
+/// example's resource passes with nothing to say; the io-error one used for stopping gets two
+/// warnings, with the fix.
+#[test]
+fn validate_checks_a_freezing_service_against_the_options_freezing_needs() {
+    let fixtures =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/core/tests/fixtures/drbd_conf");
+    let sb = Sandbox::new();
+    let dir = sb.path("m");
+    sb.write(
+        "m/web.yaml",
+        "service: web\nstate: up\nnodes: [deb1, deb2]\nfailover: auto\non_quorum_loss: freeze\nresources:\n  drbd#0:\n    res: data\n  container#0:\n    type: lxc\n    name: web\n",
+    );
+    let validate = |fixture: &str| {
+        let dump = fs::read_to_string(fixtures.join(fixture)).expect("fixture");
+        let drbdadm = sb.program("drbdadm", &dump, 0);
+        let config = sb.config(&format!("commands:\n  drbdadm: {}\n", drbdadm.display()));
+        let out = converge(&config, &["validate", dir.to_str().expect("utf-8")]);
+        assert_no_panic(&out);
+        (out.status.code(), text(&out.stderr))
+    };
+    // docs/examples/freeze-tiebreaker.res, as drbdadm dumps it.
+    let (code, stderr) = validate("dump-freeze.txt");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    // docs/examples/failover-tiebreaker.res (on-no-quorum io-error, no force-secondary).
+    let (code, stderr) = validate("dump-tiebreaker.txt");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("warning: resource data is configured with on-no-quorum io-error: a holder that loses quorum sees its I/O fail")
+            && stderr.contains("set `on-no-quorum suspend-io`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("on-suspended-primary-outdated disconnect (DRBD's default)")
+            && stderr.contains("set `on-suspended-primary-outdated force-secondary`"),
+        "{stderr}"
+    );
+}
+
 /// `failover: auto` is checked against the node's DRBD configuration (`drbdadm dump RES`):
 /// two nodes without a third cannot keep quorum after losing one, so `validate` refuses it,
 /// located at `failover:`, with the reason and the fix; a configuration with a diskless

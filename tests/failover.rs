@@ -491,34 +491,16 @@ fn validate_checks_failover_against_the_drbd_configuration_of_the_node() {
     );
 }
 
-/// The DRBD resource docs/operations.md shows for failover (three nodes, a diskless tiebreaker,
-/// quorum) is one real `drbdadm` accepts, and does what the docs say with: quorum options on
-/// every node, a diskless minor on the tiebreaker.
+/// The DRBD resources docs/operations.md shows for failover (three nodes, a diskless
+/// tiebreaker, quorum; one for holders that stop, one for holders that freeze) are ones real
+/// `drbdadm` accepts, and do what the docs say with: their quorum options on every node, a
+/// diskless minor on the tiebreaker.
 #[test]
-fn the_documented_tiebreaker_resource_is_what_drbdadm_runs() {
+fn the_documented_tiebreaker_resources_are_what_drbdadm_runs() {
     if !converge_sim::testing::is_root() {
         eprintln!("skipping: needs root (a UTS namespace per host name)");
         return;
     }
-    let example =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/failover-tiebreaker.res");
-    let up = |host: &str| {
-        let script = format!(
-            "hostname {host} && drbdadm -c {} --dry-run --drbdsetup=/bin/true up data",
-            example.display()
-        );
-        let out = std::process::Command::new("unshare")
-            .args(["--uts", "sh", "-c", &script])
-            .output();
-        match out {
-            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).into_owned(),
-            Ok(out) => panic!(
-                "drbdadm refused the example as {host}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => panic!("unshare: {e}"),
-        }
-    };
     if std::process::Command::new("drbdadm")
         .arg("--version")
         .output()
@@ -529,16 +511,50 @@ fn the_documented_tiebreaker_resource_is_what_drbdadm_runs() {
         eprintln!("skipping: drbdadm not installed (drbd-utils)");
         return;
     }
-    for host in ["deb1", "deb2", "tb"] {
-        let commands = up(host);
-        assert!(
-            commands.contains("new-resource data")
-                && commands.contains("--auto-promote=no")
-                && commands.contains("--quorum=majority")
-                && commands.contains("--on-no-quorum=io-error"),
-            "{host}: {commands}"
-        );
-        let diskless = commands.contains("new-minor data 0 0 --diskless");
-        assert_eq!(diskless, host == "tb", "{host}: {commands}");
+    let examples: [(&str, &[&str]); 2] = [
+        ("failover-tiebreaker.res", &["--on-no-quorum=io-error"]),
+        (
+            "freeze-tiebreaker.res",
+            &[
+                "--on-no-quorum=suspend-io",
+                "--on-suspended-primary-outdated=force-secondary",
+            ],
+        ),
+    ];
+    for (file, options) in examples {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/examples")
+            .join(file);
+        let up = |host: &str| {
+            let script = format!(
+                "hostname {host} && drbdadm -c {} --dry-run --drbdsetup=/bin/true up data",
+                example.display()
+            );
+            let out = std::process::Command::new("unshare")
+                .args(["--uts", "sh", "-c", &script])
+                .output();
+            match out {
+                Ok(out) if out.status.success() => {
+                    String::from_utf8_lossy(&out.stdout).into_owned()
+                }
+                Ok(out) => panic!(
+                    "drbdadm refused {file} as {host}: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+                Err(e) => panic!("unshare: {e}"),
+            }
+        };
+        for host in ["deb1", "deb2", "tb"] {
+            let commands = up(host);
+            assert!(
+                commands.contains("new-resource data")
+                    && commands.contains("--auto-promote=no")
+                    && commands.contains("--quorum=majority")
+                    && options.iter().all(|o| commands.contains(o)),
+                "{file}, {host}: {commands}"
+            );
+            let diskless = commands.contains("new-minor data 0 0 --diskless");
+            assert_eq!(diskless, host == "tb", "{file}, {host}: {commands}");
+        }
     }
 }

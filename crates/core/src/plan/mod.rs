@@ -14,7 +14,9 @@
 //! - never `secondary`/`down` while a filesystem on that DRBD device is mounted (and not unmounted
 //!   earlier in the same plan) or the device is held open;
 //! - never fsck or mount a DRBD device that is not locally Primary (or promoted earlier in the plan);
-//! - a frozen service gets no action.
+//! - a frozen service gets no action;
+//! - a frozen container is thawed only when converge froze it (`on_quorum_loss: freeze`, its
+//!   record in [`NodeState::quorum_frozen`]), and not while DRBD suspends the service's I/O.
 
 mod index;
 pub mod placement;
