@@ -435,14 +435,17 @@ impl Program {
                 shell_line(freeze),
                 format!("wait for container frozen status{}", within(timeout)),
             ],
-            Program::ContainerThaw { thaw, stop, .. } => vec![
+            // In the order they run: the record of a thaw to stop comes first, so that the
+            // stop after it knows, whenever it runs.
+            Program::ContainerThaw {
+                thaw, stop: true, ..
+            } => vec![
+                "record that the container is thawed to be stopped".into(),
                 shell_line(thaw),
-                if *stop {
-                    "record that the container is thawed to be stopped".into()
-                } else {
-                    "forget converge's freeze record".into()
-                },
             ],
+            Program::ContainerThaw {
+                thaw, stop: false, ..
+            } => vec![shell_line(thaw), "forget converge's freeze record".into()],
             Program::App { verb, runs } => match runs {
                 AppRuns::Listed(runs) if runs.is_empty() => {
                     vec![format!(
@@ -614,6 +617,44 @@ mod tests {
     }
 
     #[test]
+    fn a_freeze_and_a_thaw_render_what_runs_and_what_is_recorded() {
+        let lxc = ContainerKind::Lxc("web".into());
+        let rid = ResourceId::new(Kind::Container, 0);
+        let commands = Commands {
+            lxc_freeze: "/opt/lxc/lxc-freeze".into(),
+            ..Commands::default()
+        };
+        let lines = |action| for_step(&step(rid, action), &seed(), &commands, None).lines();
+        assert_eq!(
+            lines(Action::ContainerFreeze {
+                container: lxc.clone()
+            }),
+            [
+                "record that converge froze the container",
+                "/opt/lxc/lxc-freeze -n web",
+                "wait for container frozen status (within 10s)"
+            ]
+        );
+        assert_eq!(
+            lines(Action::ContainerThaw {
+                container: lxc.clone(),
+                stop: false
+            }),
+            ["lxc-unfreeze -n web", "forget converge's freeze record"]
+        );
+        assert_eq!(
+            lines(Action::ContainerThaw {
+                container: lxc,
+                stop: true
+            }),
+            [
+                "record that the container is thawed to be stopped",
+                "lxc-unfreeze -n web"
+            ]
+        );
+    }
+
+    #[test]
     fn no_action_ever_renders_force() {
         let vz = ContainerKind::Vz("101".into());
         let actions = [
@@ -648,7 +689,16 @@ mod tests {
             Action::ContainerWaitDown {
                 container: vz.clone(),
             },
-            Action::ContainerStop { container: vz },
+            Action::ContainerStop {
+                container: vz.clone(),
+            },
+            Action::ContainerFreeze {
+                container: vz.clone(),
+            },
+            Action::ContainerThaw {
+                container: vz,
+                stop: true,
+            },
             Action::AppStart,
             Action::AppStop,
         ];

@@ -1434,7 +1434,16 @@ fn an_actions_name_is_its_json_tag() {
         Action::ContainerWaitDown {
             container: container.clone(),
         },
-        Action::ContainerStop { container },
+        Action::ContainerStop {
+            container: container.clone(),
+        },
+        Action::ContainerFreeze {
+            container: container.clone(),
+        },
+        Action::ContainerThaw {
+            container,
+            stop: false,
+        },
         Action::AppStart,
         Action::AppStop,
     ];

@@ -575,6 +575,32 @@ async fn roll_back(observer: &Observer, service: &Service, touched: &BTreeSet<Re
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_freeze_is_never_rolled_back_a_failed_start_is() {
+        let plan = |placement: Option<Decision>| ServicePlan {
+            service: "web".into(),
+            desired: DesiredState::Up,
+            steps: Vec::new(),
+            blocked: None,
+            warnings: Vec::new(),
+            satisfied: Vec::new(),
+            placement,
+        };
+        // handle_error rolls back only what `desired: up` started.
+        assert_eq!(
+            rolls_back(&plan(Some(Decision::Freeze))),
+            DesiredState::Frozen
+        );
+        assert_eq!(rolls_back(&plan(Some(Decision::Keep))), DesiredState::Up);
+        assert_eq!(
+            rolls_back(&plan(Some(Decision::Take { rank: 1 }))),
+            DesiredState::Up
+        );
+        assert_eq!(rolls_back(&plan(None)), DesiredState::Up);
+    }
+
     #[test]
     fn ordinals_read_as_english() {
         let got: Vec<String> = [1, 2, 3, 4, 11, 12, 13, 21, 22, 101, 111]
