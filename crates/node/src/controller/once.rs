@@ -615,8 +615,6 @@ mod tests {
         );
     }
 
-    use super::*;
-
     fn report(outcomes: Vec<Outcome>) -> Report {
         Report {
             services: outcomes
