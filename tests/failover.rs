@@ -19,8 +19,8 @@ use converge_sim::world::{NodeSpec, World};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, RES, app_running, checked, connected_everywhere, logs, mounted, role,
-    settled_on, until,
+    Daemon, Guard, RES, app_running, checked, connected_everywhere, cut_off_deb1, logs, mounted,
+    role, settled_on, status_of, until,
 };
 
 /// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1,
@@ -88,27 +88,6 @@ fn power_cut_on_deb1(guard: &Guard, waits: &str) {
         )),
         "{log}"
     );
-}
-
-/// `converge status` on `node`.
-fn status_of(world: &World, node: &str) -> String {
-    let config = world
-        .node(node)
-        .expect("node")
-        .config
-        .to_string_lossy()
-        .into_owned();
-    let out = world
-        .run(node, CONVERGE, &["--config", &config, "status"])
-        .expect("status runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Cuts deb1 off from both peers, the tiebreaker's link first: cut the other way round, deb1
-/// would keep quorum through the tiebreaker while apart from deb2, and write.
-fn cut_off_deb1(world: &World) {
-    world.cut("deb1", "tb").expect("cut deb1 from tb");
-    world.cut("deb1", "deb2").expect("cut deb1 from deb2");
 }
 
 /// Waits for `converge status` on deb1 to say deb2 holds the service: the daemon's view is

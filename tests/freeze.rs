@@ -17,74 +17,31 @@ mod support;
 
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use converge_core::observe::drbd::Role;
-use converge_sim::sandbox::{SandboxContainer, destroy_lxc, lxc_containers, missing_lxc_programs};
-use converge_sim::testing::{in_world_namespace, is_root};
+use converge_sim::sandbox::SandboxContainer;
+use converge_sim::testing::in_world_namespace;
 use converge_sim::world::{FREEZE_QUORUM_OPTIONS, NodeSpec, World, WorldSetup};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, RES, checked_by, connected_everywhere, logs, look, mounted, on_node, role, until,
+    Daemon, Guard, RES, checked_with, connected_everywhere, cut_off_deb1, logs, look, mounted,
+    on_node, role, status_of, until,
 };
 
-/// Set by `converge_sim::testing` in the re-run child.
-const INSIDE: &str = "CONVERGE_TEST_NAMESPACE_WORK";
 const PREFIX: &str = "cvf-";
 
-/// The container's name for test `tag`: the same in the parent and in its namespace child
-/// (`unshare` execs the child, whose parent is this test binary).
-fn container_name(tag: &str) -> String {
-    let pid = if std::env::var_os(INSIDE).is_some() {
-        std::os::unix::process::parent_id()
-    } else {
-        std::process::id()
-    };
-    format!("{PREFIX}{tag}-{pid}")
-}
-
-/// In the parent: destroys, however the test ended, the containers this test binary made.
-struct Sweep;
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        let pid = format!("-{}", std::process::id());
-        for name in lxc_containers(PREFIX)
-            .into_iter()
-            .filter(|n| n.ends_with(&pid))
-        {
-            if let Err(e) = destroy_lxc(&name) {
-                eprintln!("cannot destroy LXC container {name}: {e}");
-            }
-        }
-    }
-}
-
-/// Runs `scenario` in a world namespace, with the LXC programs checked first (in CI a missing
-/// one is a failure) and the containers swept afterwards.
+/// Runs `scenario` in a world namespace, with the LXC programs checked first and the
+/// containers swept afterwards.
 fn freeze_test(test: &str, scenario: fn(&Path)) {
-    if std::env::var_os(INSIDE).is_none() && is_root() {
-        let missing = missing_lxc_programs();
-        if !missing.is_empty() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: not installed in CI: {}",
-                missing.join(", ")
-            );
-            eprintln!("skipping {test}: not installed: {}", missing.join(", "));
-            return;
-        }
-    }
-    let _sweep = (std::env::var_os(INSIDE).is_none() && is_root()).then_some(Sweep);
-    in_world_namespace(test, scenario);
+    support::lxc::lxc_test(test, PREFIX, None, in_world_namespace, scenario);
 }
 
 /// The world, the LXC container's name, and a daemon on each node; the service runs on deb1.
 /// `config` is added to each node's configuration.
 fn started(work: &Path, tag: &str, config: &str) -> (Guard, String, Vec<Daemon>) {
-    let name = container_name(tag);
+    let name = support::lxc::container_name(PREFIX, tag);
     let nodes = [
         NodeSpec::diskful("deb1"),
         NodeSpec::diskful("deb2"),
@@ -153,20 +110,6 @@ fn starts(world: &World, node: &str) -> usize {
         .map_or(0, |t| t.lines().count())
 }
 
-/// `converge status` on `node`.
-fn status_of(world: &World, node: &str) -> String {
-    let config = world
-        .node(node)
-        .expect("node")
-        .config
-        .to_string_lossy()
-        .into_owned();
-    let out = world
-        .run(node, CONVERGE, &["--config", &config, "status"])
-        .expect("status runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// What breaks the rules at one instant when a holder freezes: two Primaries that can both
 /// write (a frozen holder's I/O is suspended by DRBD: it is Primary and cannot write), or a
 /// split brain. A mount on a node DRBD itself demoted is what converge then cleans up; the
@@ -192,30 +135,6 @@ fn violations(world: &World) -> Result<Vec<String>, String> {
     Ok(found)
 }
 
-fn checked(world: &World, scenario: impl FnOnce()) {
-    let violated = AtomicBool::new(false);
-    let ((), seen) = checked_by(
-        || violations(world),
-        Duration::from_millis(2),
-        &violated,
-        scenario,
-    );
-    assert!(seen.samples > 0, "the checker sampled nothing");
-    assert!(
-        seen.violations.is_empty(),
-        "safety violated: {:?}\n{}",
-        seen.violations,
-        logs(world)
-    );
-}
-
-/// Cuts deb1 off from both peers, the tiebreaker's link first (cut the other way round, deb1
-/// would keep quorum through the tiebreaker while apart from deb2).
-fn cut_off_deb1(world: &World) {
-    world.cut("deb1", "tb").expect("cut deb1 from tb");
-    world.cut("deb1", "deb2").expect("cut deb1 from deb2");
-}
-
 /// deb1 froze the service: its container frozen, its DRBD Primary with I/O suspended, the
 /// filesystem still mounted.
 fn frozen_on_deb1(world: &World) -> bool {
@@ -239,7 +158,7 @@ fn a_holder_frozen_for_a_moment_thaws_and_runs_on_without_a_restart() {
                 status.contains("converged: yes")
                     && status.contains("failover: holds the service frozen: DRBD says this node's partition lost quorum (on_quorum_loss: freeze)")
             };
-            checked(&world, || {
+            checked_with(&world, violations, || {
                 cut_off_deb1(&world);
                 until("deb1 to freeze the service", &world, || {
                     frozen_on_deb1(&world)
@@ -294,7 +213,7 @@ fn a_frozen_holder_the_other_side_took_over_from_is_demoted_by_drbd_then_thawed_
             let (guard, _name, _daemons) = started(work, "long", "");
             let world = guard.read();
             let cut = Instant::now();
-            checked(&world, || {
+            checked_with(&world, violations, || {
                 cut_off_deb1(&world);
                 until("deb2 to take the service over", &world, || {
                     runs_on(&world, "deb2")

@@ -13,69 +13,27 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use converge_sim::sandbox::{destroy_lxc, lxc_containers, lxc_rootfs, missing_lxc_programs};
-use converge_sim::testing::{in_namespace, is_root};
+use converge_sim::sandbox::lxc_rootfs;
+use converge_sim::testing::in_namespace;
 use support::node::{Run, assert_sequence};
 use support::text;
 
-/// Set by `converge_sim::testing::in_namespace` in the re-run child.
-const INSIDE: &str = "CONVERGE_TEST_NAMESPACE_WORK";
 const PREFIX: &str = "cvt-";
 
-/// The container's name for test `tag`: the same in the parent and in its namespace child
-/// (`unshare` execs the child, whose parent is this test binary).
 fn container_name(tag: &str) -> String {
-    let pid = if std::env::var_os(INSIDE).is_some() {
-        std::os::unix::process::parent_id()
-    } else {
-        std::process::id()
-    };
-    format!("{PREFIX}{tag}-{pid}")
+    support::lxc::container_name(PREFIX, tag)
 }
 
-/// In the parent: destroys, when the test ends however it ends, every container this test
-/// binary made for `tag` — the sandbox's drop may not have run (a killed child).
-struct Sweep {
-    name: String,
-}
-
-impl Drop for Sweep {
-    fn drop(&mut self) {
-        let pid = format!("-{}", std::process::id());
-        let mut leftovers: Vec<String> = lxc_containers(PREFIX)
-            .into_iter()
-            .filter(|n| n.ends_with(&pid))
-            .collect();
-        if !leftovers.contains(&self.name) {
-            leftovers.push(self.name.clone());
-        }
-        for name in leftovers {
-            if let Err(e) = destroy_lxc(&name) {
-                eprintln!("cannot destroy LXC container {name}: {e}");
-            }
-        }
-    }
-}
-
-/// Runs `scenario` as `converge_sim::testing::in_namespace` does, with the LXC programs checked first (in
-/// CI a missing one is a failure) and the container swept afterwards.
+/// Runs `scenario` in a private mount namespace, with the LXC programs checked first and the
+/// container swept afterwards.
 fn lxc_test(test: &str, tag: &str, scenario: fn(&Path)) {
-    if std::env::var_os(INSIDE).is_none() && is_root() {
-        let missing = missing_lxc_programs();
-        if !missing.is_empty() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: not installed in CI: {}",
-                missing.join(", ")
-            );
-            eprintln!("skipping {test}: not installed: {}", missing.join(", "));
-            return;
-        }
-    }
-    let _sweep = (std::env::var_os(INSIDE).is_none() && is_root()).then(|| Sweep {
-        name: container_name(tag),
-    });
-    in_namespace(test, scenario);
+    support::lxc::lxc_test(
+        test,
+        PREFIX,
+        Some(container_name(tag)),
+        in_namespace,
+        scenario,
+    );
 }
 
 /// A sandboxed node whose container is a real LXC one (destroyed with the node).

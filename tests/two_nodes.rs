@@ -21,7 +21,9 @@ use converge_sim::testing::in_world_namespace;
 use converge_sim::world::{NodeSpec, World};
 
 use support::CONVERGE;
-use support::world::{Daemon, Guard, RES, checked, logs, mounted, role, settled_on, until};
+use support::world::{
+    Daemon, Guard, RES, checked, logs, mounted, role, settled_on, status_of, until,
+};
 
 fn marker(world: &World) -> std::path::PathBuf {
     world.mnt.join("marker")
@@ -172,18 +174,6 @@ fn a_switchover_both_ways_while_a_diskless_tiebreaker_stands_by() {
             }
         },
     );
-}
-
-fn status_of(world: &World, node: &str) -> String {
-    let config = world.node(node).expect("node").config.clone();
-    let out = world
-        .run(
-            node,
-            CONVERGE,
-            &["--config", &config.to_string_lossy(), "status"],
-        )
-        .expect("status runs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

@@ -362,9 +362,18 @@ pub fn checked_by<T>(
 
 /// Runs `scenario` while a checker samples the world every 2 ms; panics with what it saw.
 pub fn checked(world: &World, scenario: impl FnOnce()) {
+    checked_with(world, violations, scenario);
+}
+
+/// [`checked`], with the rules `rules` says are broken at one instant.
+pub fn checked_with(
+    world: &World,
+    rules: fn(&World) -> Result<Vec<String>, String>,
+    scenario: impl FnOnce(),
+) {
     let violated = AtomicBool::new(false);
     let ((), seen) = checked_by(
-        || violations(world),
+        || rules(world),
         Duration::from_millis(2),
         &violated,
         scenario,
@@ -372,9 +381,31 @@ pub fn checked(world: &World, scenario: impl FnOnce()) {
     assert!(seen.samples > 0, "the checker sampled nothing");
     assert!(
         seen.violations.is_empty(),
-        "safety violated: {:?}",
-        seen.violations
+        "safety violated: {:?}\n{}",
+        seen.violations,
+        logs(world)
     );
+}
+
+/// `converge status` on `node`.
+pub fn status_of(world: &World, node: &str) -> String {
+    let config = world
+        .node(node)
+        .expect("node")
+        .config
+        .to_string_lossy()
+        .into_owned();
+    let out = world
+        .run(node, CONVERGE, &["--config", &config, "status"])
+        .expect("status runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Cuts deb1 off from both peers, the tiebreaker's link first: cut the other way round, deb1
+/// would keep quorum through the tiebreaker while apart from deb2, and write.
+pub fn cut_off_deb1(world: &World) {
+    world.cut("deb1", "tb").expect("cut deb1 from tb");
+    world.cut("deb1", "deb2").expect("cut deb1 from deb2");
 }
 
 /// The service comes up on `node`, every other node stands by: Secondary, connected.
