@@ -236,6 +236,15 @@ fn missing_explicit_config_is_one_clear_line() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
+/// `converge validate DIR` with a fake `drbdadm` printing `dump`: its exit code and stderr.
+fn validate_with_drbdadm_dump(sb: &Sandbox, dir: &Path, dump: &str) -> (Option<i32>, String) {
+    let drbdadm = sb.program("drbdadm", dump, 0);
+    let config = sb.config(&format!("commands:\n  drbdadm: {}\n", drbdadm.display()));
+    let out = converge(&config, &["validate", dir.to_str().expect("utf-8")]);
+    assert_no_panic(&out);
+    (out.status.code(), text(&out.stderr))
+}
+
 /// `on_quorum_loss: freeze` wants the DRBD options a freezing holder needs: the freeze
 /// example's resource passes with nothing to say; the io-error one used for stopping gets two
 /// warnings, with the fix.
@@ -251,11 +260,7 @@ fn validate_checks_a_freezing_service_against_the_options_freezing_needs() {
     );
     let validate = |fixture: &str| {
         let dump = fs::read_to_string(fixtures.join(fixture)).expect("fixture");
-        let drbdadm = sb.program("drbdadm", &dump, 0);
-        let config = sb.config(&format!("commands:\n  drbdadm: {}\n", drbdadm.display()));
-        let out = converge(&config, &["validate", dir.to_str().expect("utf-8")]);
-        assert_no_panic(&out);
-        (out.status.code(), text(&out.stderr))
+        validate_with_drbdadm_dump(&sb, &dir, &dump)
     };
     // docs/examples/freeze-tiebreaker.res, as drbdadm dumps it.
     let (code, stderr) = validate("dump-freeze.txt");
@@ -290,13 +295,7 @@ fn validate_refuses_failover_on_two_nodes_without_a_tiebreaker() {
         "m/web.yaml",
         "service: web\nstate: up\nnodes: [deb1, deb2]\nfailover: auto\nresources:\n  drbd#0:\n    res: web\n",
     );
-    let validate = |dump: &str| {
-        let drbdadm = sb.program("drbdadm", dump, 0);
-        let config = sb.config(&format!("commands:\n  drbdadm: {}\n", drbdadm.display()));
-        let out = converge(&config, &["validate", dir.to_str().expect("utf-8")]);
-        assert_no_panic(&out);
-        (out.status.code(), text(&out.stderr))
-    };
+    let validate = |dump: &str| validate_with_drbdadm_dump(&sb, &dir, dump);
     let two = fs::read_to_string(fixtures.join("dump-two-nodes.txt")).expect("fixture");
     let (code, stderr) = validate(&two);
     assert_eq!(code, Some(1), "{stderr}");

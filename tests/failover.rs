@@ -19,21 +19,9 @@ use converge_sim::world::{NodeSpec, World};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, RES, app_running, checked, connected_everywhere, cut_off_deb1, logs, mounted,
-    role, settled_on, status_of, until,
+    Daemon, Guard, RES, app_running, checked, connected_everywhere, cut_off_deb1, fail_over, logs,
+    mounted, role, settled_on, status_of, until,
 };
-
-/// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1,
-/// with `extra` keys.
-fn fail_over(world: &World, extra: &str) {
-    let text = fs::read_to_string(&world.manifest).expect("the seed manifest");
-    assert!(text.contains("node: deb1\n"), "{text}");
-    let text = text.replace(
-        "node: deb1\n",
-        &format!("nodes: [deb1, deb2]\nfailover: auto\n{extra}"),
-    );
-    fs::write(&world.manifest, text).expect("write the manifest");
-}
 
 /// Three nodes (deb1 and deb2 with data, tb a diskless tiebreaker), the service failing over
 /// between deb1 and deb2 (`extra` manifest keys), running on deb1, a daemon on each node, each
@@ -47,12 +35,7 @@ fn started(work: &Path, extra: &str, config: &str) -> (Guard, Vec<Daemon>) {
     let guard = Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
     let daemons = {
         let world = guard.read();
-        fail_over(&world, extra);
-        for node in &world.nodes {
-            let mut text = fs::read_to_string(&node.config).expect("node config");
-            text.push_str(config);
-            fs::write(&node.config, text).expect("node config");
-        }
+        fail_over(&world, extra, config);
         let daemons = ["deb1", "deb2", "tb"]
             .map(|n| Daemon::start(&world, n))
             .into();
@@ -428,7 +411,7 @@ fn validate_checks_failover_against_the_drbd_configuration_of_the_node() {
         "validate_checks_failover_against_the_drbd_configuration_of_the_node",
         |work| {
             let validate = |world: &World| {
-                fail_over(world, "");
+                fail_over(world, "", "");
                 let config = world.node("deb1").expect("deb1").config.clone();
                 let config = config.to_string_lossy();
                 let dir = world.manifests.to_string_lossy();

@@ -26,8 +26,8 @@ use converge_sim::world::{FREEZE_QUORUM_OPTIONS, NodeSpec, World, WorldSetup};
 
 use support::CONVERGE;
 use support::world::{
-    Daemon, Guard, RES, checked_with, connected_everywhere, cut_off_deb1, logs, look, mounted,
-    on_node, role, status_of, until,
+    Daemon, Guard, RES, checked_with, connected_everywhere, cut_off_deb1, fail_over, logs, look,
+    mounted, on_node, role, status_of, until,
 };
 
 const PREFIX: &str = "cvf-";
@@ -55,18 +55,7 @@ fn started(work: &Path, tag: &str, config: &str) -> (Guard, String, Vec<Daemon>)
     let guard = Guard::new(world);
     let daemons = {
         let world = guard.read();
-        let text = fs::read_to_string(&world.manifest).expect("the seed manifest");
-        assert!(text.contains("node: deb1\n"), "{text}");
-        let text = text.replace(
-            "node: deb1\n",
-            "nodes: [deb1, deb2]\nfailover: auto\non_quorum_loss: freeze\n",
-        );
-        fs::write(&world.manifest, text).expect("write the manifest");
-        for node in &world.nodes {
-            let mut text = fs::read_to_string(&node.config).expect("node config");
-            text.push_str(config);
-            fs::write(&node.config, text).expect("node config");
-        }
+        fail_over(&world, "on_quorum_loss: freeze\n", config);
         let daemons = ["deb1", "deb2", "tb"]
             .map(|n| Daemon::start(&world, n))
             .into();

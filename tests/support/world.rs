@@ -387,6 +387,23 @@ pub fn checked_with(
     );
 }
 
+/// The world's seed manifest, failing over between deb1 and deb2 instead of pinned to deb1,
+/// with `extra` keys; and `config` added to every node's configuration.
+pub fn fail_over(world: &World, extra: &str, config: &str) {
+    let text = fs::read_to_string(&world.manifest).expect("the seed manifest");
+    assert!(text.contains("node: deb1\n"), "{text}");
+    let text = text.replace(
+        "node: deb1\n",
+        &format!("nodes: [deb1, deb2]\nfailover: auto\n{extra}"),
+    );
+    fs::write(&world.manifest, text).expect("write the manifest");
+    for node in &world.nodes {
+        let mut text = fs::read_to_string(&node.config).expect("node config");
+        text.push_str(config);
+        fs::write(&node.config, text).expect("node config");
+    }
+}
+
 /// `converge status` on `node`.
 pub fn status_of(world: &World, node: &str) -> String {
     let config = world

@@ -1509,16 +1509,25 @@ mod tests {
         assert_eq!(generation(&w, "n1"), generation(&w, "n2"));
     }
 
-    /// `on-suspended-primary-outdated force-secondary` (DRBD 9.1.7): the frozen old Primary
-    /// rejoins the side that took over as a Secondary, its held I/O failed, and resyncs.
-    #[test]
-    fn a_suspended_primary_outdated_by_the_majority_is_forced_secondary_when_they_meet() {
+    /// The tiebreaker world with `on-suspended-primary-outdated force-secondary` where `force`,
+    /// n1 Primary and then cut off from both peers: its I/O suspended for lack of quorum.
+    fn suspended_holder(force: bool) -> WorldState {
         let mut w = tiebreaker_world();
-        set_option(&mut w, "on-suspended-primary-outdated", "force-secondary");
+        if force {
+            set_option(&mut w, "on-suspended-primary-outdated", "force-secondary");
+        }
         assert_eq!(promote(&mut w, "n1"), Ok(()));
         cut(&mut w, "n1", "n3");
         cut(&mut w, "n1", "n2");
         assert!(suspended(&w, "n1"));
+        w
+    }
+
+    /// `on-suspended-primary-outdated force-secondary` (DRBD 9.1.7): the frozen old Primary
+    /// rejoins the side that took over as a Secondary, its held I/O failed, and resyncs.
+    #[test]
+    fn a_suspended_primary_outdated_by_the_majority_is_forced_secondary_when_they_meet() {
+        let mut w = suspended_holder(true);
         assert_eq!(promote(&mut w, "n2"), Ok(()));
         // The tiebreaker alone neither hands quorum back nor outdates it (no data).
         heal(&mut w, "n1", "n3");
@@ -1546,12 +1555,7 @@ mod tests {
 
     #[test]
     fn a_suspended_primary_that_meets_the_majority_again_before_it_moved_on_resumes() {
-        let mut w = tiebreaker_world();
-        set_option(&mut w, "on-suspended-primary-outdated", "force-secondary");
-        assert_eq!(promote(&mut w, "n1"), Ok(()));
-        cut(&mut w, "n1", "n3");
-        cut(&mut w, "n1", "n2");
-        assert!(suspended(&w, "n1"));
+        let mut w = suspended_holder(true);
         // Nobody took over: the same data; n1 stays Primary, its I/O resumes.
         heal(&mut w, "n1", "n2");
         let r1 = res(&w, "n1");
@@ -1563,10 +1567,7 @@ mod tests {
 
     #[test]
     fn without_force_secondary_a_suspended_primary_and_the_new_one_do_not_connect() {
-        let mut w = tiebreaker_world();
-        assert_eq!(promote(&mut w, "n1"), Ok(()));
-        cut(&mut w, "n1", "n3");
-        cut(&mut w, "n1", "n2");
+        let mut w = suspended_holder(false);
         assert_eq!(promote(&mut w, "n2"), Ok(()));
         heal(&mut w, "n1", "n2");
         assert_eq!(res(&w, "n1").role, Role::Primary);
