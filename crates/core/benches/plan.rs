@@ -160,6 +160,7 @@ fn converged_node() -> NodeState {
         apps,
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
+        split_brains: Default::default(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }

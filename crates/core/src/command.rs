@@ -177,7 +177,12 @@ pub fn for_step(
     };
     match &step.action {
         Action::DrbdUp { res } => drbdadm(DrbdVerb::Up, res),
-        Action::DrbdConnect { res } => drbdadm(DrbdVerb::Connect, res),
+        Action::DrbdConnect { res, peer: None } => drbdadm(DrbdVerb::Connect, res),
+        // drbdadm names one connection of a resource `RES:PEER` (the peer's host name).
+        Action::DrbdConnect {
+            res,
+            peer: Some(peer),
+        } => drbdadm(DrbdVerb::Connect, &format!("{res}:{peer}")),
         Action::DrbdPrimary { res } => drbdadm(DrbdVerb::Primary, res),
         Action::DrbdSecondary { res, force: false } => drbdadm(DrbdVerb::Secondary, res),
         Action::DrbdSecondary { res, force: true } => Program::Drbdadm {
@@ -659,7 +664,14 @@ mod tests {
         let vz = ContainerKind::Vz("101".into());
         let actions = [
             Action::DrbdUp { res: "data".into() },
-            Action::DrbdConnect { res: "data".into() },
+            Action::DrbdConnect {
+                res: "data".into(),
+                peer: None,
+            },
+            Action::DrbdConnect {
+                res: "data".into(),
+                peer: Some("deb2".into()),
+            },
             Action::DrbdPrimary { res: "data".into() },
             Action::DrbdSecondary {
                 res: "data".into(),

@@ -11,8 +11,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
-use crate::observe::drbd::{ConnectionState, DrbdResource, Quorum, Role};
-use crate::observe::{ContainerState, NodeState, Observed};
+use crate::observe::drbd::{ConnectionState, DrbdConnection, DrbdResource, Quorum, Role};
+use crate::observe::{ContainerState, NodeState, Observed, SplitBrain};
 use crate::plan::placement::Decision;
 use crate::plan::{Blocked, plan_service};
 
@@ -211,7 +211,20 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
     let Some(drbd) = resources.get(res) else {
         return (Status::Down, format!("resource {res} is not up"));
     };
-    let detail = drbd_detail(drbd);
+    let split = node
+        .split_brains
+        .get(res)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let detail = drbd_detail(drbd, split);
+    // A split brain is the operator's to resolve, whatever the role.
+    if drbd
+        .connections
+        .iter()
+        .any(|c| split_brain_of(c, split).is_some())
+    {
+        return (Status::Warn, detail);
+    }
     match drbd.role {
         Role::Primary => (Status::Up, detail),
         Role::Secondary => (Status::StandbyUp, detail),
@@ -223,7 +236,7 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
 /// 8.4 does not name it), and its connection when it is not connected: `peer deb2 Unknown,
 /// DUnknown, Connecting`. A device DRBD says has lost quorum adds `no quorum` (where it says
 /// nothing, nothing is added: most resources have no quorum configured).
-fn drbd_detail(drbd: &DrbdResource) -> String {
+fn drbd_detail(drbd: &DrbdResource, split: &[SplitBrain]) -> String {
     let local_disk: Vec<String> = drbd.devices.iter().map(|d| d.disk.to_string()).collect();
     let local_disk = if local_disk.is_empty() {
         "Diskless".to_string()
@@ -256,8 +269,23 @@ fn drbd_detail(drbd: &DrbdResource) -> String {
         if conn.state != ConnectionState::Connected {
             detail.push_str(&format!(", {}", conn.state));
         }
+        if let Some(split) = split_brain_of(conn, split) {
+            detail.push_str(&format!(
+                ", SPLIT BRAIN since {} (resolve by hand: docs/operations.md, \"Split brain\")",
+                split.since
+            ));
+        }
     }
     detail
+}
+
+/// The split brain recorded for a connection that is not established (once it is, the split
+/// brain was resolved).
+fn split_brain_of<'a>(conn: &DrbdConnection, split: &'a [SplitBrain]) -> Option<&'a SplitBrain> {
+    let name = conn.name.as_deref()?;
+    (conn.state != ConnectionState::Connected)
+        .then(|| split.iter().find(|s| s.peer == name))
+        .flatten()
 }
 
 fn fs_status(node: &NodeState, dev: &std::path::Path, mnt: &std::path::Path) -> (Status, String) {
@@ -395,6 +423,7 @@ mod tests {
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
             quorum_frozen: BTreeMap::new(),
+            split_brains: Default::default(),
         }
     }
 
@@ -403,6 +432,42 @@ mod tests {
             "service: web\nstate: up\nnode: {node}\nresources:\n  drbd#0:\n    res: data\n"
         );
         parse_manifest(Path::new("/m/web.yaml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_split_brain_says_so_with_what_to_do_until_the_connection_is_back() {
+        let mut node = node_with(
+            Role::Primary,
+            vec![peer(
+                Some("deb2"),
+                ConnectionState::StandAlone,
+                Role::Unknown,
+                DiskState::DUnknown,
+            )],
+        );
+        node.split_brains.insert(
+            "data".into(),
+            vec![SplitBrain {
+                peer: "deb2".into(),
+                since: "2026-12-07T01:00:00Z".into(),
+            }],
+        );
+        let status = service_status(&pinned("deb1"), &node);
+        assert_eq!(status.resources[0].status, Warn);
+        assert_eq!(
+            status.resources[0].detail,
+            "Primary, UpToDate; peer deb2 Unknown, DUnknown, StandAlone, SPLIT BRAIN since 2026-12-07T01:00:00Z (resolve by hand: docs/operations.md, \"Split brain\")"
+        );
+        assert!(!status.converged);
+        // Connected again: resolved, whatever the record says.
+        if let Observed::Ok(all) = &mut node.drbd {
+            let c = &mut all.get_mut("data").expect("data").connections[0];
+            c.state = ConnectionState::Connected;
+            c.peer_role = Role::Secondary;
+        }
+        let status = service_status(&pinned("deb1"), &node);
+        assert_eq!(status.resources[0].status, Up);
+        assert!(!status.resources[0].detail.contains("SPLIT"));
     }
 
     #[test]

@@ -497,6 +497,7 @@ fn quiet_node() -> impl Strategy<Value = NodeState> {
                 apps: BTreeMap::new(),
                 scripts: BTreeMap::new(),
                 quorum_frozen: BTreeMap::new(),
+                split_brains: Default::default(),
                 drbd_configured: None,
                 drbd_options: Default::default(),
             }
@@ -550,6 +551,7 @@ fn any_node() -> impl Strategy<Value = NodeState> {
                     drbd_configured,
                     drbd_options: Default::default(),
                     quorum_frozen: Default::default(),
+                    split_brains: Default::default(),
                 }
             },
         )
@@ -846,7 +848,7 @@ fn target<'s>(service: &'s Service, step: &Step) -> Option<&'s Resource> {
     let fits = match (&step.action, &resource.spec) {
         (
             Action::DrbdUp { res }
-            | Action::DrbdConnect { res }
+            | Action::DrbdConnect { res, .. }
             | Action::DrbdPrimary { res }
             | Action::DrbdSecondary { res, .. }
             | Action::DrbdDown { res },
@@ -1319,11 +1321,12 @@ impl World {
                 );
                 node.devices = devices_of(&node.drbd, self.static_nodes);
             }
-            Action::DrbdConnect { res } => {
+            Action::DrbdConnect { res, peer } => {
                 let (_, peer_role) = self.fate_of(res);
                 let r = up_resource(node, res)?;
                 for c in &mut r.connections {
-                    if c.state == ConnectionState::StandAlone {
+                    let this_one = peer.is_none() || c.name == *peer;
+                    if this_one && c.state == ConnectionState::StandAlone {
                         c.state = ConnectionState::Connected;
                         c.peer_role = peer_role.clone();
                     }

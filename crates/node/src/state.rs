@@ -369,6 +369,90 @@ pub fn forget_freeze(state_dir: &Path, service: &str, rid: ResourceId) -> io::Re
     }
 }
 
+/// Where split brains DRBD reported are kept: `split-brain/RES@PEER.json`.
+const SPLIT_BRAIN_DIR: &str = "split-brain";
+/// More records than this are not read: no node has that many connections.
+const MAX_SPLIT_BRAINS: usize = 1024;
+
+/// A split brain DRBD reported on resource `res`'s connection to `peer`: kept until the
+/// connection is seen established again (a person resolved it). Not tied to a boot: diverged
+/// data stays diverged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitBrainRecord {
+    pub res: String,
+    pub peer: String,
+    /// When converge saw DRBD report it, RFC 3339.
+    pub since: String,
+}
+
+/// `RES@PEER.json`, when both names are safe in a file name (DRBD resource names are; a
+/// connection name is a host name): no `/`, no leading `.`, no `@`.
+fn split_brain_name(res: &str, peer: &str) -> Option<String> {
+    let safe = |n: &str| !n.is_empty() && !n.starts_with('.') && !n.contains(['/', '@', '\0']);
+    (safe(res) && safe(peer)).then(|| format!("{res}@{peer}.json"))
+}
+
+/// Records a split brain of `res` with `peer`, unless one is recorded already (its first
+/// sighting is kept). Returns whether it was new.
+pub fn record_split_brain(state_dir: &Path, res: &str, peer: &str) -> io::Result<bool> {
+    let name = split_brain_name(res, peer).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("resource {res:?} or peer {peer:?} cannot name a file"),
+        )
+    })?;
+    let path = state_dir.join(SPLIT_BRAIN_DIR).join(name);
+    if crate::secure::read_input(&path, RECORD_MAX).is_ok() {
+        return Ok(false);
+    }
+    let record = SplitBrainRecord {
+        res: res.to_string(),
+        peer: peer.to_string(),
+        since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+    };
+    let json = serde_json::to_vec(&record).map_err(io::Error::other)?;
+    write_atomic(&path, &json)?;
+    Ok(true)
+}
+
+/// Forgets the split brain of `res` with `peer`; returns whether there was one.
+pub fn forget_split_brain(state_dir: &Path, res: &str, peer: &str) -> io::Result<bool> {
+    let Some(name) = split_brain_name(res, peer) else {
+        return Ok(false);
+    };
+    match std::fs::remove_file(state_dir.join(SPLIT_BRAIN_DIR).join(name)) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every split brain recorded, by resource. Unreadable or foreign files are skipped.
+pub fn split_brains(state_dir: &Path) -> Vec<SplitBrainRecord> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join(SPLIT_BRAIN_DIR)) else {
+        return Vec::new();
+    };
+    let mut records: Vec<SplitBrainRecord> = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && name.ends_with(".json")
+        })
+        .take(MAX_SPLIT_BRAINS)
+        .filter_map(|e| {
+            let text = crate::secure::read_input(&e.path(), RECORD_MAX).ok()?;
+            let record: SplitBrainRecord = serde_json::from_slice(&text).ok()?;
+            // The file must be the record's own: a record copied under another name is not.
+            (split_brain_name(&record.res, &record.peer).as_deref()
+                == Some(&*e.file_name().to_string_lossy()))
+            .then_some(record)
+        })
+        .collect();
+    records.sort_by(|a, b| (&a.res, &a.peer).cmp(&(&b.res, &b.peer)));
+    records
+}
+
 /// Where app records lived before they moved to one flat directory: `apps/SERVICE/app-N.json`
 /// and `apps/SERVICE/app-N.scripts.json`.
 const LEGACY_APPS_DIR: &str = "apps";
@@ -521,6 +605,47 @@ mod tests {
         forget_freeze(dir.path(), "web", ct).expect("forget");
         assert_eq!(read_freeze(dir.path(), "web", ct), None);
         forget_freeze(dir.path(), "web", ct).expect("forgetting none is fine");
+    }
+
+    #[test]
+    fn a_split_brain_is_recorded_once_listed_and_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(split_brains(dir.path()).is_empty());
+        assert!(record_split_brain(dir.path(), "web", "deb2").expect("record"));
+        let first = split_brains(dir.path());
+        assert_eq!(first.len(), 1);
+        assert_eq!(
+            (first[0].res.as_str(), first[0].peer.as_str()),
+            ("web", "deb2")
+        );
+        // Seen again: the first sighting stays.
+        assert!(!record_split_brain(dir.path(), "web", "deb2").expect("record"));
+        assert_eq!(split_brains(dir.path()), first);
+        assert!(record_split_brain(dir.path(), "data", "tb").expect("record"));
+        let peers: Vec<(String, String)> = split_brains(dir.path())
+            .into_iter()
+            .map(|r| (r.res, r.peer))
+            .collect();
+        assert_eq!(
+            peers,
+            [
+                ("data".to_string(), "tb".to_string()),
+                ("web".to_string(), "deb2".to_string())
+            ]
+        );
+        // A name that cannot be a file is refused, never written elsewhere.
+        assert!(record_split_brain(dir.path(), "web", "../x").is_err());
+        assert!(record_split_brain(dir.path(), "web", ".hidden").is_err());
+        // A record under another record's name is not believed.
+        std::fs::copy(
+            dir.path().join("split-brain/web@deb2.json"),
+            dir.path().join("split-brain/web@deb3.json"),
+        )
+        .expect("copy");
+        assert_eq!(split_brains(dir.path()).len(), 2);
+        assert!(forget_split_brain(dir.path(), "web", "deb2").expect("forget"));
+        assert!(!forget_split_brain(dir.path(), "web", "deb2").expect("forget"));
+        assert_eq!(split_brains(dir.path()).len(), 1);
     }
 
     #[test]

@@ -768,6 +768,38 @@ fn upsert_peer_device(connection: &mut DrbdConnection, p: &Picked<'_>) -> Option
     Some(changed)
 }
 
+/// What an event says of a split brain on one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SplitBrainNews<'a> {
+    /// DRBD called the `split-brain` handler: the split brain was not resolved by DRBD's
+    /// after-split-brain policies, and the connection is being dropped (StandAlone).
+    Found { res: &'a str, peer: &'a str },
+    /// The connection is established again: whatever split brain there was is resolved.
+    Connected { res: &'a str, peer: &'a str },
+}
+
+/// The split-brain news of one event, if any. DRBD says a split brain only once, by calling
+/// its handler (`call helper … helper:split-brain`); after that the connection is merely
+/// StandAlone, as after a `disconnect`: whoever wants to tell them apart later must remember.
+pub fn split_brain_news<'a>(event: &Event<'a>) -> Option<SplitBrainNews<'a>> {
+    let res = event.fields.get("name")?;
+    let peer = event.fields.get("conn-name")?;
+    match (event.action, event.object?) {
+        (Action::Call, Object::Helper) if event.fields.get("helper") == Some("split-brain") => {
+            Some(SplitBrainNews::Found { res, peer })
+        }
+        (Action::Change | Action::Exists | Action::Create, Object::Connection)
+            if event
+                .fields
+                .get("connection")
+                .is_some_and(|c| current_value(c) == "Connected") =>
+        {
+            Some(SplitBrainNews::Connected { res, peer })
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -1782,5 +1814,35 @@ change resource name:r suspended:user,quorum",
         // Generous: unoptimised test builds are several times slower than the benchmark target.
         eprintln!("TIMING {elapsed:?}");
         assert!(elapsed.as_millis() < 500, "took {elapsed:?}");
+    }
+
+    #[test]
+    fn a_split_brain_is_news_once_and_so_is_the_connection_that_ends_it() {
+        let text = include_str!("../../tests/fixtures/events2/web-split-brain.test");
+        let news: Vec<SplitBrainNews<'_>> = text
+            .lines()
+            .filter_map(|l| parse_line(l).ok().flatten())
+            .filter_map(|e| split_brain_news(&e))
+            .collect();
+        // The fixture holds the plain run and the `--timestamps` one: each says it once.
+        // `initial-split-brain` is called first, whatever DRBD's policies then do: not news.
+        let found = SplitBrainNews::Found {
+            res: "web",
+            peer: "deb2",
+        };
+        let connected = SplitBrainNews::Connected {
+            res: "web",
+            peer: "deb2",
+        };
+        assert_eq!(news, [connected.clone(), found.clone(), connected, found]);
+        for quiet in [
+            "response helper name:web peer-node-id:1 conn-name:deb2 volume:0 minor:1 helper:split-brain status:0",
+            "change connection name:web peer-node-id:1 conn-name:deb2 connection:StandAlone",
+            "call helper name:web peer-node-id:1 conn-name:deb2 volume:0 minor:1 helper:before-resync-target",
+            "change resource name:web role:Primary",
+        ] {
+            let event = parse_line(quiet).expect("parses").expect("an event");
+            assert_eq!(split_brain_news(&event), None, "{quiet}");
+        }
     }
 }

@@ -70,6 +70,17 @@ pub struct QuorumFreeze {
     pub stopping: bool,
 }
 
+/// DRBD found a split brain on a connection (its `split-brain` handler was called): each side
+/// wrote what the other has not, and only a person may say whose writes to throw away.
+/// converge's record of it (`state_dir`), kept until the connection is seen Connected again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SplitBrain {
+    /// The peer's connection name (its host name).
+    pub peer: String,
+    /// When it was seen, RFC 3339.
+    pub since: String,
+}
+
 /// What the checks of one app resource said.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppObservation {
@@ -109,6 +120,8 @@ pub struct NodeState {
     pub scripts: BTreeMap<String, BTreeMap<ResourceId, Vec<String>>>,
     /// By service: the containers converge froze on a quorum loss ([`QuorumFreeze`]).
     pub quorum_frozen: BTreeMap<String, QuorumFreeze>,
+    /// By DRBD resource: the split brains DRBD reported ([`SplitBrain`]).
+    pub split_brains: BTreeMap<String, Vec<SplitBrain>>,
 }
 
 impl NodeState {

@@ -166,6 +166,7 @@ mod tests {
             apps: BTreeMap::new(),
             scripts: BTreeMap::new(),
             quorum_frozen: BTreeMap::new(),
+            split_brains: Default::default(),
             drbd_configured: None,
             drbd_options: Default::default(),
         }

@@ -40,9 +40,12 @@ pub enum Action {
     DrbdUp {
         res: String,
     },
-    /// `drbdadm connect RES`: reconnect a StandAlone resource.
+    /// Reconnect StandAlone connections: `drbdadm connect RES:PEER` for the one to `peer`, or
+    /// `drbdadm connect RES` for all (every connection of the resource StandAlone).
     DrbdConnect {
         res: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peer: Option<String>,
     },
     DrbdPrimary {
         res: String,

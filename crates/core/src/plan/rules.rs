@@ -11,7 +11,9 @@ use crate::manifest::{
     AppStatus, ContainerKind, ContainerSpec, DrbdSpec, DrbdStop, FsSpec, Kind, Resource,
     ResourceId, Service, Spec, UpBy,
 };
-use crate::observe::drbd::{PromoteGuard, device_path as drbd_device_path};
+use crate::observe::drbd::{
+    ConnectionState, DrbdConnection, PromoteGuard, device_path as drbd_device_path,
+};
 use crate::observe::{
     ContainerState, DrbdResource, Mount, NodeState, Observed, QuorumFreeze, Role,
 };
@@ -260,12 +262,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !drbd.is_standalone() {
             self.already(rid, format!("drbd resource {res} is already up"));
         }
-        if drbd.is_standalone() && !system {
-            self.step(
-                rid,
-                Action::DrbdConnect { res: res.into() },
-                format!("resource {res} is StandAlone"),
-            );
+        if !self.reconnect(resource, drbd, res, system, "") {
+            return;
         }
         if drbd.role == Role::Primary {
             self.already(rid, format!("drbd resource {res} is already Primary"));
@@ -394,12 +392,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             }
             return;
         };
-        if drbd.is_standalone() && !system {
-            self.step(
-                rid,
-                Action::DrbdConnect { res: res.into() },
-                format!("resource {res} is StandAlone; a standby replicates"),
-            );
+        if !self.reconnect(resource, drbd, res, system, "; a standby replicates") {
+            return;
         }
         if drbd.role == Role::Primary {
             let hazard = self.demote_hazard(drbd);
@@ -417,6 +411,71 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 format!("drbd resource {res} stands by ({})", drbd.role),
             );
         }
+    }
+
+    /// Plans the reconnection of the resource's StandAlone connections (none with `up_by:
+    /// system`): all at once when every one is StandAlone, else each by its peer. A connection
+    /// DRBD found a split brain on is never reconnected: false, the resource refused, with
+    /// what to do. `why` ends the reason of each step.
+    fn reconnect(
+        &mut self,
+        resource: &Resource,
+        drbd: &DrbdResource,
+        res: &str,
+        system: bool,
+        why: &str,
+    ) -> bool {
+        let standalone: Vec<&DrbdConnection> = drbd
+            .connections
+            .iter()
+            .filter(|c| c.state == ConnectionState::StandAlone)
+            .collect();
+        let split = standalone.iter().find_map(|c| {
+            let name = c.name.as_deref()?;
+            self.node
+                .split_brains
+                .get(res)?
+                .iter()
+                .find(|s| s.peer == name)
+        });
+        if let Some(split) = split {
+            self.refuse(
+                resource,
+                format!(
+                    "resource {res} is in split brain with {} (seen {}): both sides wrote what the other has not, and converge never chooses whose writes to discard; resolve it by hand (docs/operations.md, \"Split brain\")",
+                    split.peer, split.since
+                ),
+            );
+            return false;
+        }
+        if system || standalone.is_empty() {
+            return true;
+        }
+        if standalone.len() == drbd.connections.len() {
+            self.step(
+                resource.id,
+                Action::DrbdConnect {
+                    res: res.into(),
+                    peer: None,
+                },
+                format!("resource {res} is StandAlone{why}"),
+            );
+            return true;
+        }
+        for c in standalone {
+            self.step(
+                resource.id,
+                Action::DrbdConnect {
+                    res: res.into(),
+                    peer: c.name.clone(),
+                },
+                format!(
+                    "the connection of resource {res} to {} is StandAlone{why}",
+                    c.peer_label()
+                ),
+            );
+        }
+        true
     }
 
     /// Why demoting (or downing) this resource now would hurt: a mount of one of its devices that

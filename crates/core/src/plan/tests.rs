@@ -12,7 +12,6 @@ use crate::manifest::{
     Fsck, Kind, Resource, ResourceId, Service, Spec, UpBy,
 };
 use crate::manifest::{Failback, Failover, OnQuorumLoss, Placement};
-use crate::observe::QuorumFreeze;
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdDevice, DrbdPeerDevice, Quorum,
     ReplicationState,
@@ -22,6 +21,7 @@ use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
 };
+use crate::observe::{QuorumFreeze, SplitBrain};
 
 const DRBD0: DevNum = DevNum {
     major: 147,
@@ -233,6 +233,7 @@ fn node_at(level: Level) -> NodeState {
         apps,
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
+        split_brains: Default::default(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }
@@ -242,7 +243,11 @@ fn node_at(level: Level) -> NodeState {
 fn short(action: &Action) -> String {
     match action {
         Action::DrbdUp { res } => format!("up {res}"),
-        Action::DrbdConnect { res } => format!("connect {res}"),
+        Action::DrbdConnect { res, peer: None } => format!("connect {res}"),
+        Action::DrbdConnect {
+            res,
+            peer: Some(peer),
+        } => format!("connect {res}:{peer}"),
         Action::DrbdPrimary { res } => format!("primary {res}"),
         Action::DrbdSecondary { res, force: false } => format!("secondary {res}"),
         Action::DrbdSecondary { res, force: true } => format!("secondary --force {res}"),
@@ -1406,7 +1411,10 @@ fn an_actions_name_is_its_json_tag() {
     let container = ContainerKind::Vz("101".into());
     let all = [
         Action::DrbdUp { res: "r".into() },
-        Action::DrbdConnect { res: "r".into() },
+        Action::DrbdConnect {
+            res: "r".into(),
+            peer: None,
+        },
         Action::DrbdPrimary { res: "r".into() },
         Action::DrbdSecondary {
             res: "r".into(),
@@ -1809,4 +1817,85 @@ fn a_frozen_holder_told_to_stop_while_drbd_suspends_its_io_waits() {
             "secondary data"
         ]
     );
+}
+
+/// `node_at(level)` with a second peer, tb, connected and Secondary beside deb2.
+fn with_tb(level: Level) -> NodeState {
+    let mut node = node_at(level);
+    let r = node.drbd_mut("data");
+    let mut tb = r.connections[0].clone();
+    tb.peer_node_id = Some(2);
+    tb.name = Some("tb".into());
+    tb.peer_role = Role::Secondary;
+    r.connections.push(tb);
+    node
+}
+
+#[test]
+fn a_standalone_connection_beside_connected_ones_is_reconnected_alone() {
+    let mut node = with_tb(Level::AppUp);
+    node.drbd_mut("data").connections[1].state = ConnectionState::StandAlone;
+    let plan = plan_service(&seed(), &node);
+    assert_eq!(actions(&plan), ["connect data:tb"]);
+    assert_eq!(
+        plan.steps[0].reason,
+        "the connection of resource data to peer tb is StandAlone"
+    );
+    // Every connection StandAlone: the whole resource at once, as before.
+    let mut node = with_tb(Level::AppUp);
+    for c in &mut node.drbd_mut("data").connections {
+        c.state = ConnectionState::StandAlone;
+    }
+    assert_eq!(actions(&plan_service(&seed(), &node)), ["connect data"]);
+    // A standby reconnects the same way.
+    let mut node = with_tb(Level::Secondary);
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+    let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+    assert_eq!(actions(&plan), ["connect data:deb2"]);
+    assert!(
+        plan.steps[0]
+            .reason
+            .ends_with("is StandAlone; a standby replicates")
+    );
+}
+
+#[test]
+fn a_split_brain_is_never_reconnected_and_stops_the_service_where_it_is() {
+    let split = |node: &mut NodeState| {
+        node.split_brains.insert(
+            "data".into(),
+            vec![SplitBrain {
+                peer: "deb2".into(),
+                since: "2026-12-07T01:00:00Z".into(),
+            }],
+        );
+    };
+    for (svc, level) in [
+        (seed(), Level::AppUp),
+        (seed(), Level::Secondary),
+        (pinned_to_deb2(DrbdStop::Secondary), Level::Secondary),
+    ] {
+        let mut node = with_tb(level);
+        node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+        node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+        split(&mut node);
+        let plan = plan_service(&svc, &node);
+        assert!(plan.steps.is_empty(), "{level:?}: {:?}", plan.steps);
+        let blocked = plan.blocked.expect("refused");
+        assert_eq!(blocked.kind, BlockKind::Refused);
+        assert_eq!(
+            blocked.reason,
+            "resource data is in split brain with deb2 (seen 2026-12-07T01:00:00Z): both sides wrote what the other has not, and converge never chooses whose writes to discard; resolve it by hand (docs/operations.md, \"Split brain\")"
+        );
+    }
+    // Resolved by hand (connected again): the record alone changes nothing.
+    let mut node = with_tb(Level::AppUp);
+    split(&mut node);
+    assert!(plan_service(&seed(), &node).is_converged());
+    // A split brain with another peer than the StandAlone one is not this connection's.
+    let mut node = with_tb(Level::AppUp);
+    node.drbd_mut("data").connections[1].state = ConnectionState::StandAlone;
+    split(&mut node);
+    assert_eq!(actions(&plan_service(&seed(), &node)), ["connect data:tb"]);
 }

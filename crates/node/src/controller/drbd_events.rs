@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,8 +22,9 @@ use tokio::task::JoinHandle;
 
 use super::trigger::{Trigger, TriggerSender};
 use crate::exec::confine::{self, Cell};
+use crate::state;
 use converge_core::config::Config;
-use converge_core::observe::events2::{Events2State, parse_line};
+use converge_core::observe::events2::{Events2State, SplitBrainNews, parse_line, split_brain_news};
 
 /// The first restart delay; it doubles on each failure in a row, up to [`MAX_BACKOFF`].
 pub const INITIAL_BACKOFF: Duration = Duration::from_secs(1);
@@ -72,6 +74,7 @@ impl DrbdEvents {
         let child = Arc::new(Mutex::new(ChildSlot::default()));
         let task = tokio::spawn(supervise(
             config.commands.drbdsetup.clone(),
+            config.state_dir.clone(),
             tx,
             Arc::clone(&child),
         ));
@@ -132,14 +135,19 @@ enum RunEnd {
     },
 }
 
-async fn supervise(program: String, tx: TriggerSender, child: Arc<Mutex<ChildSlot>>) {
+async fn supervise(
+    program: String,
+    state_dir: PathBuf,
+    tx: TriggerSender,
+    child: Arc<Mutex<ChildSlot>>,
+) {
     let mut backoff = INITIAL_BACKOFF;
     // The same failure over and over (drbdsetup not installed, no DRBD module) is reported once,
     // not once a minute for the life of the daemon.
     let mut last_problem: Option<String> = None;
     loop {
         let started = Instant::now();
-        let (error, dump_done) = match run_once(&program, &tx, &child).await {
+        let (error, dump_done) = match run_once(&program, &state_dir, &tx, &child).await {
             RunEnd::Stop => return,
             RunEnd::Restart { error, dump_done } => (error, dump_done),
         };
@@ -165,7 +173,12 @@ async fn supervise(program: String, tx: TriggerSender, child: Arc<Mutex<ChildSlo
     }
 }
 
-async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) -> RunEnd {
+async fn run_once(
+    program: &str,
+    state_dir: &Path,
+    tx: &TriggerSender,
+    slot: &Mutex<ChildSlot>,
+) -> RunEnd {
     let (mut child, cell) = match spawn(program) {
         Ok(spawned) => spawned,
         Err(error) => {
@@ -190,7 +203,7 @@ async fn run_once(program: &str, tx: &TriggerSender, slot: &Mutex<ChildSlot>) ->
             // A quiet stream would otherwise keep the child alive long after the daemon stopped
             // listening.
             Some(stdout) => tokio::select! {
-                end = read_events(program, stdout, tx) => end,
+                end = read_events(program, stdout, tx, Some(state_dir)) => end,
                 () = tx.closed() => Ended::Stop,
             },
             None => Ended::Eof { dump_done: false },
@@ -345,7 +358,13 @@ impl<R: AsyncRead + Unpin> Lines<R> {
     }
 }
 
-async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &TriggerSender) -> Ended {
+/// Reads the stream; with `state_dir`, keeps the split brains it reports there.
+async fn read_events(
+    program: &str,
+    stdout: impl AsyncRead + Unpin,
+    tx: &TriggerSender,
+    state_dir: Option<&Path>,
+) -> Ended {
     let mut lines = Lines::new(stdout);
     let mut state = Events2State::new();
     let mut buf = Vec::new();
@@ -377,6 +396,9 @@ async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &Trigger
                 continue;
             }
         };
+        if let (Some(dir), Some(news)) = (state_dir, split_brain_news(&event)) {
+            note_split_brain(dir, &news);
+        }
         let dump_was_done = state.initial_dump_done();
         let changed = state.apply(&event);
         if state.events_lost() {
@@ -398,6 +420,36 @@ async fn read_events(program: &str, stdout: impl AsyncRead + Unpin, tx: &Trigger
             && tx.send(trigger).is_err()
         {
             return Ended::Stop;
+        }
+    }
+}
+
+/// Keeps what the stream says of split brains in `state_dir` (DRBD says it once, when it calls
+/// its handler; after that the connection is only StandAlone), and says it: at error level
+/// once when found, at info level when the connection is back.
+fn note_split_brain(state_dir: &Path, news: &SplitBrainNews<'_>) {
+    match news {
+        SplitBrainNews::Found { res, peer } => {
+            match state::record_split_brain(state_dir, res, peer) {
+                Ok(true) => tracing::error!(
+                    "resource {res}: split brain with {peer}: both sides wrote what the other has not, and DRBD dropped the connection. converge does not reconnect it and never chooses whose writes to discard: resolve it by hand (docs/operations.md, \"Split brain\")"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "resource {res}: split brain with {peer}, which converge cannot record ({e}): it will take the connection for merely StandAlone"
+                ),
+            }
+        }
+        SplitBrainNews::Connected { res, peer } => {
+            match state::forget_split_brain(state_dir, res, peer) {
+                Ok(true) => tracing::info!(
+                    "resource {res}: connected to {peer} again: the split brain is resolved"
+                ),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(
+                    "resource {res}: connected to {peer} again, but the record of its split brain stays: {e}"
+                ),
+            }
         }
     }
 }
@@ -467,7 +519,7 @@ mod tests {
         let long = vec![b'x'; 3 * MAX_LINE + 7];
         let stream = [&long[..], b"\nexists -\n"].concat();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let end = read_events("drbdsetup", &stream[..], &tx).await;
+        let end = read_events("drbdsetup", &stream[..], &tx, None).await;
         assert!(matches!(end, Ended::Eof { dump_done: true }));
         assert!(matches!(
             rx.try_recv(),
@@ -475,5 +527,30 @@ mod tests {
         ));
         let tail = stderr_tail("drbdsetup", Some(&stream[..])).await;
         assert_eq!(tail, "exists -");
+    }
+
+    #[tokio::test]
+    async fn a_split_brain_in_the_stream_is_kept_until_the_connection_is_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
+        // The plain run: from its first line after the command to the exit code.
+        let plain: String = fixture
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("124"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        read_events("drbdsetup", plain.as_bytes(), &tx, Some(dir.path())).await;
+        let records = state::split_brains(dir.path());
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(
+            (records[0].res.as_str(), records[0].peer.as_str()),
+            ("web", "deb2")
+        );
+        // Resolved by hand: the next stream (a restarted child's dump) sees it connected.
+        let later = "exists connection name:web peer-node-id:1 conn-name:deb2 connection:Connected role:Secondary\nexists -\n";
+        read_events("drbdsetup", later.as_bytes(), &tx, Some(dir.path())).await;
+        assert!(state::split_brains(dir.path()).is_empty());
     }
 }

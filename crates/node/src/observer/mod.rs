@@ -29,6 +29,7 @@ use converge_core::config::Config;
 use converge_core::manifest::{
     AppCommands, AppSpec, AppStatus, ContainerKind, OnQuorumLoss, ResourceId, Service, Spec,
 };
+use converge_core::observe::SplitBrain;
 use converge_core::observe::{
     AppObservation, ContainerState, DevNum, DrbdResources, Mount, NodeState, Observed,
     QuorumFreeze, aggregate_apps, drbd_conf, drbdsetup_status, lxc, mountinfo, proc_drbd, vz,
@@ -198,11 +199,25 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         drbd_configured,
         drbd_options,
         quorum_frozen: quorum_frozen(config, services),
+        split_brains: split_brains(config),
     };
     let (apps, scripts) = observe_apps(observer, services, &node).await;
     node.apps = apps;
     node.scripts = scripts;
     node
+}
+
+/// The split brains DRBD reported, as converge recorded them (`state_dir/split-brain`), by
+/// resource.
+fn split_brains(config: &Config) -> BTreeMap<String, Vec<SplitBrain>> {
+    let mut by_res: BTreeMap<String, Vec<SplitBrain>> = BTreeMap::new();
+    for record in state::split_brains(&config.state_dir) {
+        by_res.entry(record.res).or_default().push(SplitBrain {
+            peer: record.peer,
+            since: record.since,
+        });
+    }
+    by_res
 }
 
 /// The services whose container converge froze on a quorum loss, from its records of this boot
