@@ -904,6 +904,28 @@ fn world_change<T>(
         }
     }
     let settled = world_snapshots(world, scope, local, open);
+    // The handlers DRBD ran come before the state they led to (a split brain's, before the
+    // connection goes StandAlone): each called, then answered (status 0, no handler
+    // configured to say otherwise).
+    let t = view::now_micros();
+    for (node, call) in std::mem::take(&mut world.helper_calls) {
+        let mut response = call.clone();
+        if let view::Obj::Helper { status, .. } = &mut response {
+            *status = Some(0);
+        }
+        let node_events = events.entry(node).or_default();
+        for (action, obj) in [
+            (view::Action::Call, call),
+            (view::Action::Response, response),
+        ] {
+            node_events.push(Event {
+                t,
+                action,
+                obj,
+                changed: Vec::new(),
+            });
+        }
+    }
     emit(&before, &settled, events);
     if world::finish_resyncs(world) {
         let after = world_snapshots(world, scope, local, open);

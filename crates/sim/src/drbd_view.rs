@@ -514,6 +514,18 @@ pub enum Obj {
         peer: String,
         established: bool,
     },
+    /// A handler DRBD runs for a connection's volume (`call helper`, then `response helper
+    /// … status:N`): never in a snapshot, only in events.
+    Helper {
+        name: String,
+        peer_node_id: u32,
+        conn_name: String,
+        volume: u32,
+        minor: u32,
+        helper: String,
+        /// The handler's exit status, on the `response`.
+        status: Option<i32>,
+    },
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -533,7 +545,8 @@ impl Obj {
             | Obj::Connection { name, .. }
             | Obj::Device { name, .. }
             | Obj::PeerDevice { name, .. }
-            | Obj::Path { name, .. } => name,
+            | Obj::Path { name, .. }
+            | Obj::Helper { name, .. } => name,
         }
     }
 
@@ -577,6 +590,17 @@ impl Obj {
                 ..
             } => format!(
                 "path name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} local:{local} peer:{peer}"
+            ),
+            Obj::Helper {
+                name,
+                peer_node_id,
+                conn_name,
+                volume,
+                minor,
+                helper,
+                ..
+            } => format!(
+                "helper name:{name} peer-node-id:{peer_node_id} conn-name:{conn_name} volume:{volume} minor:{minor} helper:{helper}"
             ),
         }
     }
@@ -658,6 +682,10 @@ impl Obj {
                     format!(" established:{}", yes_no(*established)),
                 )]
             }
+            Obj::Helper { status, .. } => status
+                .map(|status| ("status", format!(" status:{status}")))
+                .into_iter()
+                .collect(),
         }
     }
 
@@ -672,14 +700,14 @@ impl Obj {
             Obj::PeerDevice { .. } => {
                 " received:0 sent:0 out-of-sync:0 pending:0 unacked:0".to_string()
             }
-            Obj::Path { .. } => String::new(),
+            Obj::Path { .. } | Obj::Helper { .. } => String::new(),
         }
     }
 
     /// Destroy order: the parts before what holds them.
     fn destroy_rank(&self) -> u8 {
         match self {
-            Obj::Path { .. } => 0,
+            Obj::Path { .. } | Obj::Helper { .. } => 0,
             Obj::PeerDevice { .. } => 1,
             Obj::Connection { .. } => 2,
             Obj::Device { .. } => 3,
@@ -770,6 +798,10 @@ pub enum Action {
     Create,
     Change,
     Destroy,
+    /// A handler is run (`call helper`).
+    Call,
+    /// A handler returned (`response helper`).
+    Response,
 }
 
 impl Action {
@@ -778,6 +810,8 @@ impl Action {
             Action::Exists => "exists",
             Action::Create => "create",
             Action::Change => "change",
+            Action::Call => "call",
+            Action::Response => "response",
             Action::Destroy => "destroy",
         }
     }

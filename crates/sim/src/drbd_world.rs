@@ -135,6 +135,10 @@ pub struct WorldState {
     /// Resyncs wait for `sim-world resync release` instead of completing at once.
     #[serde(default)]
     pub hold_resync: bool,
+    /// The handlers DRBD ran during the last change, by node, in order (`call helper`): for
+    /// the change's events, never kept.
+    #[serde(skip)]
+    pub helper_calls: Vec<(String, view::Obj)>,
 }
 
 /// One resource's data across the world.
@@ -535,6 +539,10 @@ enum Outcome {
     Sync { from: String, to: String },
     /// Same data, and `node` learns from its UpToDate peer that it is UpToDate again.
     Refresh { node: String },
+    /// Both wrote what the other has not, and neither was told to discard its data: a split
+    /// brain. DRBD runs its `initial-split-brain`, then (unresolved) `split-brain` handlers
+    /// on both sides and drops the connection (both StandAlone).
+    SplitBrain { a: String, b: String },
     /// `node`, a Primary whose I/O is suspended for lack of quorum, meets a peer with newer
     /// data, which outdates it: with `on-suspended-primary-outdated force-secondary` DRBD
     /// makes it Secondary and fails the I/O it held (it then resyncs as any node behind).
@@ -727,13 +735,25 @@ fn handshake(world: &WorldState, name: &str, a: &str, b: &str) -> Option<Outcome
     ) {
         (true, false) => sync(b, mb, a, ra),
         (false, true) => sync(a, ma, b, rb),
-        _ => drop(),
+        _ => Some(Outcome::SplitBrain {
+            a: a.to_string(),
+            b: b.to_string(),
+        }),
     }
 }
 
 fn apply(world: &mut WorldState, name: &str, outcome: Outcome) {
     match outcome {
         Outcome::Drop { a, b } => drop_connection(world, name, &a, &b),
+        Outcome::SplitBrain { a, b } => {
+            for (me, other) in [(&a, &b), (&b, &a)] {
+                let calls = split_brain_calls(world, name, me, other);
+                world
+                    .helper_calls
+                    .extend(calls.into_iter().map(|c| (me.clone(), c)));
+            }
+            drop_connection(world, name, &a, &b);
+        }
         Outcome::Sync { from, to } => {
             let generation = world.meta(name, &from).map(|m| m.generation);
             if let (Some(generation), Some(meta)) = (
@@ -765,6 +785,29 @@ fn apply(world: &mut WorldState, name: &str, outcome: Outcome) {
             set_disks(world, &node, name, "UpToDate");
         }
     }
+}
+
+/// The handlers `me` runs for its volumes with a disk when it finds a split brain with
+/// `other`, in order.
+fn split_brain_calls(world: &WorldState, name: &str, me: &str, other: &str) -> Vec<view::Obj> {
+    let (Some(mine), Some(theirs)) = (world.resource(me, name), world.resource(other, name)) else {
+        return Vec::new();
+    };
+    let mut calls = Vec::new();
+    for helper in ["initial-split-brain", "split-brain"] {
+        for device in mine.devices.values().filter(|d| d.backing.is_some()) {
+            calls.push(view::Obj::Helper {
+                name: name.to_string(),
+                peer_node_id: theirs.node_id,
+                conn_name: other.to_string(),
+                volume: device.volume,
+                minor: device.minor,
+                helper: helper.to_string(),
+                status: None,
+            });
+        }
+    }
+    calls
 }
 
 /// `--discard-my-data` applies to one handshake.
@@ -1174,9 +1217,31 @@ mod tests {
         assert_eq!(promote(&mut w, "n2"), Ok(()));
         assert_eq!(w.diverged("data"), [("n1".to_string(), "n2".to_string())]);
         set_role(&mut w, "n2", Role::Secondary);
+        w.helper_calls.clear();
         heal(&mut w, "n1", "n2");
         assert_eq!(sees(&w, "n1", "n2"), unknown("StandAlone"));
         assert_eq!(sees(&w, "n2", "n1"), unknown("StandAlone"));
+        // Each side ran DRBD's handlers for it, about the other, as the kernel does.
+        let calls: Vec<(String, String, String)> = w
+            .helper_calls
+            .drain(..)
+            .filter_map(|(node, obj)| match obj {
+                view::Obj::Helper {
+                    conn_name, helper, ..
+                } => Some((node, conn_name, helper)),
+                _ => None,
+            })
+            .collect();
+        let call = |n: &str, p: &str, h: &str| (n.to_string(), p.to_string(), h.to_string());
+        assert_eq!(
+            calls,
+            [
+                call("n1", "n2", "initial-split-brain"),
+                call("n1", "n2", "split-brain"),
+                call("n2", "n1", "initial-split-brain"),
+                call("n2", "n1", "split-brain"),
+            ]
+        );
         // Connecting again finds the same split brain.
         for (node, peer) in [("n1", 1), ("n2", 0)] {
             if let Some(r) = w.resource_mut(node, "data") {
