@@ -1,4 +1,7 @@
-//! A DRBD split brain is reported and left alone: two simulated nodes without quorum, the
+//! DRBD connections on two simulated nodes, a daemon on each: a connection dropped by hand is
+//! reconnected by itself; a split brain is reported and left alone.
+//!
+//! The split brain: two simulated nodes without quorum, the
 //! seed service pinned to deb1, a daemon on each. While their link is cut, deb1 writes (it
 //! runs the service) and deb2 is promoted by hand (its daemon demotes it again, too late: it
 //! wrote). When the link is back, DRBD finds the split brain, runs its handlers and drops the
@@ -121,6 +124,33 @@ fn a_split_brain_is_reported_never_reconnected_and_forgotten_once_resolved_by_ha
                         .iter()
                         .all(|n| !status_of(&world, n).contains("SPLIT BRAIN"))
             });
+            settled_on(&world, "deb1");
+        },
+    );
+}
+
+/// A connection dropped without a split brain (`drbdadm disconnect` by hand, here) is no
+/// business of a person: the daemon reconnects it by itself.
+#[test]
+fn a_connection_dropped_by_hand_is_reconnected_by_itself() {
+    in_world_namespace(
+        "a_connection_dropped_by_hand_is_reconnected_by_itself",
+        |work| {
+            let nodes = [NodeSpec::diskful("deb1"), NodeSpec::diskful("deb2")];
+            let guard =
+                Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
+            let world = guard.read();
+            let _daemons: Vec<Daemon> = ["deb1", "deb2"]
+                .iter()
+                .map(|n| Daemon::start(&world, n))
+                .collect();
+            settled_on(&world, "deb1");
+            drbdadm(&world, "deb2", &["disconnect", RES]);
+            until("deb2's daemon to reconnect", &world, || {
+                logs(&world).contains("drbdadm connect data") && connected_everywhere(&world)
+            });
+            let log = logs(&world);
+            assert!(!log.contains("split brain"), "{log}");
             settled_on(&world, "deb1");
         },
     );
