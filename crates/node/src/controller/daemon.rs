@@ -27,10 +27,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
+use super::Waits;
 use super::desired::{DesiredSet, Read};
 use super::once::{Outcome, blocked_outcome, blocked_reason, reconcile_service};
 use super::scheduler::Scheduler;
-use super::take_wait::TakeWait;
 use super::trigger::{Trigger, TriggerSender};
 use crate::observer::Observer;
 use converge_core::config::Config;
@@ -298,7 +298,7 @@ pub struct Daemon {
     /// two files.
     stopping: Arc<AtomicBool>,
     /// Since when this node may take each failover service (its rank wait, across reconciles).
-    waits: Arc<TakeWait>,
+    waits: Arc<Waits>,
     tx: mpsc::UnboundedSender<Message>,
     rx: mpsc::UnboundedReceiver<Message>,
     tasks: JoinSet<()>,
@@ -341,7 +341,7 @@ impl Daemon {
             reload_again: None,
             loaded: false,
             stopping: Arc::new(AtomicBool::new(false)),
-            waits: Arc::new(TakeWait::default()),
+            waits: Arc::new(Waits::default()),
             tx,
             rx,
             tasks: JoinSet::new(),
@@ -937,7 +937,7 @@ async fn run_one(
     observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
-    waits: &TakeWait,
+    waits: &Waits,
     still_blocked: Option<String>,
 ) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;

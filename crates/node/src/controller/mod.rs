@@ -11,6 +11,7 @@ pub mod drbd_events;
 pub mod lock;
 pub mod mount_watch;
 pub mod once;
+pub mod reconnect_wait;
 pub mod scheduler;
 pub mod take_wait;
 pub mod trigger;
@@ -98,4 +99,12 @@ pub async fn serve(
     }
     watcher.stop();
     Ok(())
+}
+
+/// What the controller remembers of a service between its reconciles: the waits before a
+/// failover node promotes, and the backoff between reconnections of a DRBD connection.
+#[derive(Debug, Default)]
+pub struct Waits {
+    pub take: take_wait::TakeWait,
+    pub reconnect: reconnect_wait::ReconnectWait,
 }

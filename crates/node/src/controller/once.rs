@@ -15,8 +15,9 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::Waits;
 use super::scheduler::Next;
-use super::take_wait::{self, TakeWait, Wait, Why};
+use super::take_wait::{self, Wait, Why};
 use crate::act::{self, ActError, log::ResourceLog};
 use crate::observer::Observer;
 use converge_core::command;
@@ -66,15 +67,39 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Tells `waits` what `plan` decided for `service` (see [`TakeWait::planned`]).
-pub fn planned(observer: &Observer, waits: &TakeWait, service: &Service, plan: &ServicePlan) {
-    waits.planned(
+/// Tells `waits` what `plan` decided for `service` (see [`take_wait::TakeWait::planned`] and
+/// [`super::reconnect_wait::ReconnectWait::planned`]).
+pub fn planned(observer: &Observer, waits: &Waits, service: &Service, plan: &ServicePlan) {
+    waits.take.planned(
         &service.name,
         plan.placement.as_ref(),
         Instant::now(),
         observer.config().failover_delay,
         take_wait::seed(&service.name),
     );
+    let resources: Vec<&str> = service
+        .resources
+        .iter()
+        .filter_map(|r| r.spec.as_drbd())
+        .map(|d| d.res.as_str())
+        .collect();
+    let reconnected: Vec<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::DrbdConnect { res, peer } => Some(connection_key(res, peer.as_deref())),
+            _ => None,
+        })
+        .collect();
+    waits.reconnect.planned(&resources, &reconnected);
+}
+
+/// A connection as drbdadm names it: `RES`, or `RES:PEER`.
+fn connection_key(res: &str, peer: Option<&str>) -> String {
+    match peer {
+        Some(peer) => format!("{res}:{peer}"),
+        None => res.to_string(),
+    }
 }
 
 /// A service that needs more steps than this in one run is not converging (each step changes
@@ -184,7 +209,7 @@ impl Report {
 pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
     let node = observer.observe(&services).await;
     let first = plan::plan(&services, &node);
-    let waits = Arc::new(TakeWait::default());
+    let waits = Arc::new(Waits::default());
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
@@ -246,7 +271,7 @@ async fn reconcile_to_rest(
     observer: &Observer,
     service: &Service,
     mut plan: ServicePlan,
-    waits: &TakeWait,
+    waits: &Waits,
 ) -> Outcome {
     let stopping = AtomicBool::new(false);
     let mut earlier = 0;
@@ -280,7 +305,7 @@ pub async fn reconcile_service(
     service: &Service,
     plan: ServicePlan,
     stopping: &AtomicBool,
-    waits: &TakeWait,
+    waits: &Waits,
 ) -> Outcome {
     let giving_up = matches!(plan.placement, Some(Decision::GiveUp(GiveUp::QuorumLost)));
     let outcome = reconcile_steps(observer, service, plan, stopping, waits).await;
@@ -307,7 +332,7 @@ async fn reconcile_steps(
     service: &Service,
     mut plan: ServicePlan,
     stopping: &AtomicBool,
-    waits: &TakeWait,
+    waits: &Waits,
 ) -> Outcome {
     let service_log = |message: String| tracing::info!(service = %service.name, "{message}");
     // A failover service's desired state comes from DRBD: the log says why it is what it is.
@@ -358,7 +383,7 @@ async fn reconcile_steps(
                 .config()
                 .failover_delay
                 .saturating_mul(u32::try_from(*rank).unwrap_or(u32::MAX));
-            match waits.check(&service.name, *rank, wait, Instant::now()) {
+            match waits.take.check(&service.name, *rank, wait, Instant::now()) {
                 Wait::Over => {}
                 Wait::Left { left, why, first } => {
                     let reason = match why {
@@ -386,6 +411,25 @@ async fn reconcile_steps(
             }
         } else {
             planned(observer, waits, service, &plan);
+        }
+        // A connection that keeps falling back to StandAlone is reconnected less and less
+        // often: see `reconnect_wait`.
+        if let Action::DrbdConnect { res, peer } = &step.action {
+            let connection = connection_key(res, peer.as_deref());
+            if let Some((left, count)) = waits.reconnect.left(&connection, Instant::now()) {
+                let reason = format!(
+                    "connection {connection} is StandAlone again after {count} reconnection{} in a row; reconnecting in {}",
+                    if count == 1 { "" } else { "s" },
+                    humantime::format_duration(round_ms(left))
+                );
+                ResourceLog::new(service, step.rid).info(&reason);
+                return Outcome::Requeue {
+                    steps: done.len(),
+                    after: left,
+                    reason: format!("{}: {reason}", step.rid),
+                };
+            }
+            waits.reconnect.attempted(&connection, Instant::now());
         }
         if let Err(error) = act::run_step(observer, service, &step).await {
             let optional = service.resource(step.rid).is_some_and(|r| r.optional);
