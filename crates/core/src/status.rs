@@ -11,7 +11,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Service, Spec};
-use crate::observe::drbd::{ConnectionState, DrbdConnection, DrbdResource, Quorum, Role};
+use crate::observe::drbd::{
+    ConnectionState, DiskState, DrbdConnection, DrbdResource, Quorum, ReplicationState, Role,
+};
 use crate::observe::{ContainerState, NodeState, Observed, SplitBrain};
 use crate::plan::placement::Decision;
 use crate::plan::{Blocked, plan_service};
@@ -217,12 +219,18 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
         .map(Vec::as_slice)
         .unwrap_or_default();
     let detail = drbd_detail(drbd, split);
-    // A split brain is the operator's to resolve, whatever the role.
-    if drbd
+    // A split brain is the operator's to resolve, whatever the role; a Primary that lost its
+    // disk runs on its peers' (DRBD reads and writes over the network), one failure from none.
+    let disk_lost = drbd.role == Role::Primary
+        && drbd
+            .devices
+            .iter()
+            .any(|d| !d.client && matches!(d.disk, DiskState::Failed | DiskState::Diskless));
+    let split_brain = drbd
         .connections
         .iter()
-        .any(|c| split_brain_of(c, split).is_some())
-    {
+        .any(|c| split_brain_of(c, split).is_some());
+    if disk_lost || split_brain {
         return (Status::Warn, detail);
     }
     match drbd.role {
@@ -266,6 +274,21 @@ fn drbd_detail(drbd: &DrbdResource, split: &[SplitBrain]) -> String {
             conn.peer_label(),
             conn.peer_role
         ));
+        // A resync in progress, with how far it got (`SyncTarget 42.1%`).
+        for p in &conn.peer_devices {
+            if matches!(
+                p.replication,
+                ReplicationState::SyncSource
+                    | ReplicationState::SyncTarget
+                    | ReplicationState::PausedSyncS
+                    | ReplicationState::PausedSyncT
+            ) {
+                detail.push_str(&format!(", {}", p.replication));
+                if let Some(percent) = p.percent_in_sync {
+                    detail.push_str(&format!(" {percent:.1}%"));
+                }
+            }
+        }
         if conn.state != ConnectionState::Connected {
             detail.push_str(&format!(", {}", conn.state));
         }
@@ -432,6 +455,46 @@ mod tests {
             "service: web\nstate: up\nnode: {node}\nresources:\n  drbd#0:\n    res: data\n"
         );
         parse_manifest(Path::new("/m/web.yaml"), &text).expect("valid")
+    }
+
+    #[test]
+    fn a_resync_shows_how_far_it_got_and_a_primary_without_its_disk_warns() {
+        let mut syncing = peer(
+            Some("deb2"),
+            ConnectionState::Connected,
+            Role::Primary,
+            DiskState::UpToDate,
+        );
+        syncing.peer_devices[0].replication = ReplicationState::SyncTarget;
+        syncing.peer_devices[0].percent_in_sync = Some(42.06);
+        let mut node = node_with(Role::Secondary, vec![syncing]);
+        if let Observed::Ok(all) = &mut node.drbd {
+            all.get_mut("data").expect("data").devices[0].disk = DiskState::Inconsistent;
+        }
+        let status = service_status(&pinned("deb2"), &node);
+        assert_eq!(
+            status.resources[0].detail,
+            "Secondary, Inconsistent; peer deb2 Primary, UpToDate, SyncTarget 42.1%"
+        );
+        // A Primary whose disk failed (DRBD detached it) goes on over the network: warn.
+        let mut node = node_with(
+            Role::Primary,
+            vec![peer(
+                Some("deb2"),
+                ConnectionState::Connected,
+                Role::Secondary,
+                DiskState::UpToDate,
+            )],
+        );
+        if let Observed::Ok(all) = &mut node.drbd {
+            all.get_mut("data").expect("data").devices[0].disk = DiskState::Diskless;
+        }
+        let status = service_status(&pinned("deb1"), &node);
+        assert_eq!(status.resources[0].status, Warn);
+        assert_eq!(
+            status.resources[0].detail,
+            "Primary, Diskless; peer deb2 Secondary, UpToDate"
+        );
     }
 
     #[test]
