@@ -440,8 +440,8 @@ impl Program {
                 shell_line(freeze),
                 format!("wait for container frozen status{}", within(timeout)),
             ],
-            // In the order they run: the record of a thaw to stop comes first, so that the
-            // stop after it knows, whenever it runs.
+            // In the order they run: the record of a thaw to stop comes first, so that a
+            // converge killed right after the thaw still finds the container its own.
             Program::ContainerThaw {
                 thaw, stop: true, ..
             } => vec![

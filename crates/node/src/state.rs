@@ -402,7 +402,13 @@ pub fn record_split_brain(state_dir: &Path, res: &str, peer: &str) -> io::Result
         )
     })?;
     let path = state_dir.join(SPLIT_BRAIN_DIR).join(name);
-    if crate::secure::read_input(&path, RECORD_MAX).is_ok() {
+    // Only a record that reads back as one counts: a damaged file is replaced, or the split
+    // brain it stands for would be neither listed nor refused.
+    let recorded = crate::secure::read_input(&path, RECORD_MAX)
+        .ok()
+        .and_then(|text| serde_json::from_slice::<SplitBrainRecord>(&text).ok())
+        .is_some_and(|r| r.res == res && r.peer == peer);
+    if recorded {
         return Ok(false);
     }
     let record = SplitBrainRecord {
@@ -642,6 +648,10 @@ mod tests {
             dir.path().join("split-brain/web@deb3.json"),
         )
         .expect("copy");
+        assert_eq!(split_brains(dir.path()).len(), 2);
+        // A damaged record is replaced, not taken for one.
+        std::fs::write(dir.path().join("split-brain/data@tb.json"), b"{").expect("write");
+        assert!(record_split_brain(dir.path(), "data", "tb").expect("record"));
         assert_eq!(split_brains(dir.path()).len(), 2);
         assert!(forget_split_brain(dir.path(), "web", "deb2").expect("forget"));
         assert!(!forget_split_brain(dir.path(), "web", "deb2").expect("forget"));

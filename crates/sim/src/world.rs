@@ -332,11 +332,19 @@ fn thaw_lxc_cgroups(name: &str) {
                 continue;
             }
             let path = entry.path();
-            if entry
-                .file_name()
+            let file_name = entry.file_name();
+            // `lxc.payload.NAME` or a retry `lxc.payload.NAME-N`, never another container's.
+            let ours = file_name
                 .to_string_lossy()
-                .starts_with(&format!("lxc.payload.{name}"))
-            {
+                .strip_prefix("lxc.payload.")
+                .and_then(|rest| rest.strip_prefix(name))
+                .is_some_and(|rest| {
+                    rest.is_empty()
+                        || rest
+                            .strip_prefix('-')
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+            if ours {
                 let _ = fs::write(path.join("freezer.state"), "THAWED");
                 let _ = fs::write(path.join("cgroup.freeze"), "0");
             } else {

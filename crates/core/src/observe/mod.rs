@@ -65,8 +65,9 @@ pub enum ContainerState {
 /// stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct QuorumFreeze {
-    /// Thawed to be stopped (the service goes down here): its apps' I/O may fail, and their
-    /// stop scripts are not run; the container's stop ends them.
+    /// Thawed to be stopped (the service goes down here): the container's stop comes next.
+    /// (Whether its apps' stop scripts run is DRBD's role's to say: not once DRBD demoted the
+    /// node, when their I/O fails.)
     pub stopping: bool,
 }
 

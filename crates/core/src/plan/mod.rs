@@ -133,7 +133,8 @@ impl Action {
         }
     }
 
-    /// Whether the action leaves the service further up (used for `rollback` later).
+    /// Whether the action leaves the service further up (used for `rollback` later). A thaw is
+    /// not: the container ran before it was frozen, and a rollback must not stop it.
     pub fn is_start(&self) -> bool {
         matches!(
             self,
@@ -144,7 +145,6 @@ impl Action {
                 | Action::Mount { .. }
                 | Action::ContainerStart { .. }
                 | Action::ContainerWaitUp { .. }
-                | Action::ContainerThaw { stop: false, .. }
                 | Action::AppStart
         )
     }
@@ -332,8 +332,14 @@ fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan 
     match desired {
         DesiredState::Frozen => {}
         DesiredState::Up if here.freeze => planner.freeze(),
-        DesiredState::Up => planner.up(),
-        DesiredState::Down => planner.down(),
+        DesiredState::Up => {
+            planner.up();
+            planner.hold_while_suspended();
+        }
+        DesiredState::Down => {
+            planner.down();
+            planner.hold_while_suspended();
+        }
     }
     let (steps, blocked, mut warnings, satisfied) = planner.finish();
     warnings.extend(here.warnings);

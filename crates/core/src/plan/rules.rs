@@ -174,6 +174,29 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         }
     }
 
+    /// While DRBD suspends the service's I/O, nothing that does I/O on it is done: an app's
+    /// start, check or stop, a container's start or stop, an unmount or a demotion would hang
+    /// on the held I/O (uninterruptibly, past any timeout). Called after [`Self::up`] or
+    /// [`Self::down`] (never after [`Self::freeze`], whose freeze does no I/O): what they
+    /// planned waits until DRBD resumes the I/O or demotes this node.
+    pub(super) fn hold_while_suspended(&mut self) {
+        let Some(res) = self.suspended_drbd() else {
+            return;
+        };
+        let Some(first) = self.steps.first() else {
+            return;
+        };
+        let rid = first.rid;
+        self.steps.clear();
+        self.blocked = Some(Blocked {
+            rid,
+            kind: BlockKind::Waiting,
+            reason: format!(
+                "DRBD suspends the I/O of resource {res} (no quorum, or another reason DRBD gives): acting now would hang; waiting until DRBD resumes it or demotes this node"
+            ),
+        });
+    }
+
     /// The record of a freeze converge made on a quorum loss, for this service.
     fn quorum_frozen(&self) -> Option<QuorumFreeze> {
         self.node.quorum_frozen.get(&self.service.name).copied()
@@ -392,9 +415,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             }
             return;
         };
-        if !self.reconnect(resource, drbd, res, system, "; a standby replicates") {
-            return;
-        }
+        // Demoting discards nothing: it goes first, split brain or not.
         if drbd.role == Role::Primary {
             let hazard = self.demote_hazard(drbd);
             self.demote(
@@ -403,6 +424,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 hazard,
                 format!("resource {res} is Primary, and the service runs on {holder}"),
             );
+            return;
+        }
+        if !self.reconnect(resource, drbd, res, system, "; a standby replicates") {
             return;
         }
         if !drbd.is_standalone() || system {
@@ -803,6 +827,20 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         container: impl Fn() -> ContainerKind,
     ) {
         match state {
+            // converge's record of a freeze outlived it (killed between the thaw and the
+            // record's removal): forgotten through a thaw, which finds nothing to thaw, or a
+            // later freeze by someone else would look like converge's.
+            ContainerState::Running if self.quorum_frozen().is_some() => {
+                self.step(
+                    rid,
+                    Action::ContainerThaw {
+                        container: container(),
+                        stop: false,
+                    },
+                    format!("container {id} runs, and converge's record of freezing it is stale"),
+                );
+                self.thaw_planned = true;
+            }
             ContainerState::Running => {
                 self.already(rid, format!("container {id} is already running"))
             }

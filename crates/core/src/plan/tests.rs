@@ -1899,3 +1899,72 @@ fn a_split_brain_is_never_reconnected_and_stops_the_service_where_it_is() {
     split(&mut node);
     assert_eq!(actions(&plan_service(&seed(), &node)), ["connect data:tb"]);
 }
+
+#[test]
+fn nothing_that_does_io_is_planned_while_drbd_suspends_it() {
+    // A pinned service on a node whose DRBD suspends the I/O (DRBD's default on-no-quorum,
+    // fencing…): told to stop, with the container already stopped, it would unmount and demote.
+    let svc = with_state(seed(), DesiredState::Down);
+    let mut node = node_at(Level::Mounted);
+    node.drbd_mut("data").suspended = true;
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    assert!(
+        blocked
+            .reason
+            .starts_with("DRBD suspends the I/O of resource data"),
+        "{}",
+        blocked.reason
+    );
+    // Up, its app's check skipped (it would hang too): no start planned blind either.
+    let mut node = node_at(Level::ContainerRunning);
+    node.drbd_mut("data").suspended = true;
+    let plan = plan_service(&seed(), &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Waiting));
+    // Resumed: it goes on.
+    node.drbd_mut("data").suspended = false;
+    assert_eq!(actions(&plan_service(&seed(), &node)), ["app start"]);
+}
+
+#[test]
+fn regression_a_stale_freeze_record_is_forgotten_before_someone_elses_freeze_could_be_taken_for_it()
+{
+    // converge was killed between its thaw and the removal of its record: the container runs,
+    // the record stays. A thaw that finds nothing to thaw forgets it.
+    let svc = freezing();
+    let mut node = cut_off(Level::AppUp, Quorum::Yes, true);
+    node.quorum_frozen.insert(
+        "drbdsvc.opensvc.com".into(),
+        QuorumFreeze { stopping: false },
+    );
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["thaw 101"]);
+    let (ran, rest) = run_to_rest(&svc, node);
+    assert_eq!(ran, ["thaw 101"]);
+    assert!(rest.is_converged(), "{rest:?}");
+}
+
+#[test]
+fn a_standby_primary_in_split_brain_is_demoted_first() {
+    let mut node = with_tb(Level::Primary);
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+    node.split_brains.insert(
+        "data".into(),
+        vec![SplitBrain {
+            peer: "deb2".into(),
+            since: "2026-12-07T01:00:00Z".into(),
+        }],
+    );
+    let svc = pinned_to_deb2(DrbdStop::Secondary);
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["secondary data"]);
+    // Demoted, the split brain refuses the rest (no reconnection).
+    node.drbd_mut("data").role = Role::Secondary;
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Refused));
+}

@@ -310,8 +310,8 @@ pub async fn freeze(
 }
 
 /// Thaws a container converge froze: to run on (`stop` false: its record goes once it runs),
-/// or to be stopped next (`stop` true: recorded before the thaw, so that the stop that follows
-/// knows the apps' I/O may fail, whenever it runs).
+/// or to be stopped next (`stop` true: recorded before the thaw, so that a converge killed
+/// right after it still finds the container its own, thawed for a stop).
 pub async fn thaw(
     ctx: &Ctx<'_>,
     container: &ContainerKind,

@@ -67,8 +67,7 @@ fn round_ms(d: Duration) -> Duration {
     Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Tells `waits` what `plan` decided for `service` (see [`take_wait::TakeWait::planned`] and
-/// [`super::reconnect_wait::ReconnectWait::planned`]).
+/// Tells `waits` what `plan` decided for `service` (see [`take_wait::TakeWait::planned`]).
 pub fn planned(observer: &Observer, waits: &Waits, service: &Service, plan: &ServicePlan) {
     waits.take.planned(
         &service.name,
@@ -77,21 +76,6 @@ pub fn planned(observer: &Observer, waits: &Waits, service: &Service, plan: &Ser
         observer.config().failover_delay,
         take_wait::seed(&service.name),
     );
-    let resources: Vec<&str> = service
-        .resources
-        .iter()
-        .filter_map(|r| r.spec.as_drbd())
-        .map(|d| d.res.as_str())
-        .collect();
-    let reconnected: Vec<String> = plan
-        .steps
-        .iter()
-        .filter_map(|s| match &s.action {
-            Action::DrbdConnect { res, peer } => Some(connection_key(res, peer.as_deref())),
-            _ => None,
-        })
-        .collect();
-    waits.reconnect.planned(&resources, &reconnected);
 }
 
 /// A connection as drbdadm names it: `RES`, or `RES:PEER`.
@@ -209,7 +193,11 @@ impl Report {
 pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> Report {
     let node = observer.observe(&services).await;
     let first = plan::plan(&services, &node);
-    let waits = Arc::new(Waits::default());
+    // One run reconnects a connection at most once a reconcile: no backoff to wait out.
+    let waits = Arc::new(Waits {
+        reconnect: super::reconnect_wait::ReconnectWait::off(),
+        ..Waits::default()
+    });
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
@@ -355,6 +343,14 @@ async fn reconcile_steps(
     let mut done: Vec<Step> = Vec::new();
     // Optional resources whose action failed this run: warned about, then left out.
     let mut skipped: BTreeSet<ResourceId> = BTreeSet::new();
+    // Reconnections held back by their backoff, left out of this run (the rest goes on), and
+    // when to look again for them.
+    let mut held: Vec<String> = Vec::new();
+    let mut again: Option<Duration> = None;
+    let not_held = |held: &[String], s: &Step| match &s.action {
+        Action::DrbdConnect { res, peer } => !held.contains(&connection_key(res, peer.as_deref())),
+        _ => true,
+    };
     while done.len() < MAX_STEPS {
         if stopping.load(Ordering::SeqCst) && !plan.steps.is_empty() {
             tracing::info!(service = %service.name, "shutting down: {} step(s) left for next time", plan.steps.len());
@@ -370,7 +366,14 @@ async fn reconcile_steps(
                     }
                     blocked_outcome(&blocked, done.len())
                 }
-                None => Outcome::Converged { steps: done.len() },
+                None => match again {
+                    Some(after) => Outcome::Requeue {
+                        steps: done.len(),
+                        after,
+                        reason: format!("reconnecting {} after its backoff", held.join(", ")),
+                    },
+                    None => Outcome::Converged { steps: done.len() },
+                },
             };
         };
         // A node listed before it that contends too (one it cannot see, bridged by a third
@@ -417,17 +420,15 @@ async fn reconcile_steps(
         if let Action::DrbdConnect { res, peer } = &step.action {
             let connection = connection_key(res, peer.as_deref());
             if let Some((left, count)) = waits.reconnect.left(&connection, Instant::now()) {
-                let reason = format!(
+                ResourceLog::new(service, step.rid).info(format_args!(
                     "connection {connection} is StandAlone again after {count} reconnection{} in a row; reconnecting in {}",
                     if count == 1 { "" } else { "s" },
                     humantime::format_duration(round_ms(left))
-                );
-                ResourceLog::new(service, step.rid).info(&reason);
-                return Outcome::Requeue {
-                    steps: done.len(),
-                    after: left,
-                    reason: format!("{}: {reason}", step.rid),
-                };
+                ));
+                held.push(connection);
+                again = Some(again.map_or(left, |a| a.min(left)));
+                plan.steps.retain(|s| not_held(&held, s));
+                continue;
             }
             waits.reconnect.attempted(&connection, Instant::now());
         }
@@ -454,7 +455,8 @@ async fn reconcile_steps(
         done.push(step.clone());
         let (node, next) = observe_and_plan(observer, service, service).await;
         plan = next;
-        plan.steps.retain(|s| !skipped.contains(&s.rid));
+        plan.steps
+            .retain(|s| !skipped.contains(&s.rid) && not_held(&held, s));
         // A step that succeeded but left the node as it was would be planned forever.
         if plan.steps.first() == Some(&step) {
             let scripts = node.scripts_of(&service.name, step.rid);

@@ -6,9 +6,11 @@
 //! those falls back with an event that starts a reconcile, which would reconnect at once, as
 //! often as the handshake fails. So the Nth reconnection in a row of the same connection waits
 //! [`FIRST`] × 2^(N-2) after the one before it (the first and second go at once and after
-//! [`FIRST`]), at most [`MAX`]; the reconcile says "look again then" instead of sleeping. A
-//! connection the plan no longer reconnects (established again, or its service down) starts
-//! from the beginning. A split brain is never reconnected at all (the planner refuses it).
+//! [`FIRST`]), at most [`MAX`]; the reconcile leaves it out and goes on with the rest, then
+//! says "look again then" instead of sleeping. Reconnections more than [`FORGET_AFTER`] apart
+//! are not "in a row": a connection that held that long starts from the beginning. (Whether
+//! it is connected now says little: a handshake DRBD refuses passes through Connected first.)
+//! A split brain is never reconnected at all (the planner refuses it).
 //!
 //! The memory is the process's: the daemon keeps it for its life; each `reconcile --once` run
 //! starts without one.
@@ -23,6 +25,8 @@ use tokio::time::Instant;
 pub const FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between two reconnections.
 pub const MAX: Duration = Duration::from_secs(300);
+/// Reconnections further apart than this are not in a row.
+pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone, Copy)]
 struct Attempts {
@@ -35,9 +39,20 @@ struct Attempts {
 #[derive(Debug, Default)]
 pub struct ReconnectWait {
     attempts: Mutex<HashMap<String, Attempts>>,
+    /// `reconcile --once`: one run reconnects at most once anyway, and must not wait out a
+    /// backoff meant for a daemon's life.
+    off: bool,
 }
 
 impl ReconnectWait {
+    /// No backoff: every reconnection goes at once.
+    pub fn off() -> ReconnectWait {
+        ReconnectWait {
+            off: true,
+            ..ReconnectWait::default()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Attempts>> {
         self.attempts
             .lock()
@@ -47,7 +62,13 @@ impl ReconnectWait {
     /// How long before `connection` may be reconnected again (`None`: now), and how many
     /// reconnections in a row it had.
     pub fn left(&self, connection: &str, now: Instant) -> Option<(Duration, u32)> {
+        if self.off {
+            return None;
+        }
         let attempts = *self.lock().get(connection)?;
+        if now.saturating_duration_since(attempts.last) > FORGET_AFTER {
+            return None;
+        }
         let wait = FIRST
             .saturating_mul(1 << (attempts.count.saturating_sub(1)).min(16))
             .min(MAX);
@@ -55,24 +76,17 @@ impl ReconnectWait {
         (waited < wait).then(|| (wait - waited, attempts.count))
     }
 
-    /// `connection` was reconnected at `now`.
+    /// `connection` was reconnected at `now`. Connections not reconnected for
+    /// [`FORGET_AFTER`] are forgotten, so that the memory stays as small as the node's trouble.
     pub fn attempted(&self, connection: &str, now: Instant) {
         let mut all = self.lock();
+        all.retain(|_, a| now.saturating_duration_since(a.last) <= FORGET_AFTER);
         let attempts = all.entry(connection.to_string()).or_insert(Attempts {
             count: 0,
             last: now,
         });
         attempts.count = attempts.count.saturating_add(1);
         attempts.last = now;
-    }
-
-    /// Forgets the connections of DRBD resources `resources` that are not in `reconnected`
-    /// (those the last plan reconnects): they start from the beginning next time.
-    pub fn planned(&self, resources: &[&str], reconnected: &[String]) {
-        self.lock().retain(|connection, _| {
-            let res = connection.split(':').next().unwrap_or(connection);
-            !resources.contains(&res) || reconnected.iter().any(|r| r == connection)
-        });
     }
 }
 
@@ -111,19 +125,31 @@ mod tests {
     }
 
     #[test]
-    fn a_connection_the_plan_no_longer_reconnects_starts_again() {
+    fn off_never_holds_a_reconnection_back() {
+        let waits = ReconnectWait::off();
+        let t0 = Instant::now();
+        for _ in 0..5 {
+            waits.attempted("data", t0);
+        }
+        assert_eq!(waits.left("data", t0), None);
+    }
+
+    #[test]
+    fn reconnections_far_apart_are_not_in_a_row() {
         let waits = ReconnectWait::default();
         let t0 = Instant::now();
-        for c in ["data:deb2", "data:tb", "web"] {
-            waits.attempted(c, t0);
+        for _ in 0..5 {
+            waits.attempted("data:deb2", t0);
         }
-        // data's plan reconnects only tb now; web is another service's.
-        waits.planned(&["data"], &["data:tb".to_string()]);
-        assert_eq!(waits.left("data:deb2", t0), None);
-        assert!(waits.left("data:tb", t0).is_some());
-        assert!(waits.left("web", t0).is_some());
-        waits.planned(&["data", "web"], &[]);
-        assert_eq!(waits.left("data:tb", t0), None);
-        assert_eq!(waits.left("web", t0), None);
+        let late = t0 + FORGET_AFTER + Duration::from_secs(1);
+        assert_eq!(waits.left("data:deb2", late), None);
+        // A new run of them starts from the beginning, and the old one is gone.
+        waits.attempted("data:deb2", late);
+        assert_eq!(
+            waits.left("data:deb2", late),
+            Some((FIRST, 1)),
+            "counted afresh"
+        );
+        assert_eq!(waits.lock().len(), 1);
     }
 }
