@@ -40,6 +40,23 @@ fn standalone_both_ways(world: &World) -> bool {
         && connection(world, "deb2", "deb1") == Some(ConnectionState::StandAlone)
 }
 
+/// Two nodes set up as `setup` says, a daemon on each, the seed service running on deb1.
+fn running_on_deb1(work: &Path, setup: WorldSetup) -> (Guard, Vec<Daemon>) {
+    let nodes = [NodeSpec::diskful("deb1"), NodeSpec::diskful("deb2")];
+    let guard =
+        Guard::new(World::create_setup(work, Path::new(CONVERGE), &nodes, setup).expect("world"));
+    let daemons = {
+        let world = guard.read();
+        let daemons = ["deb1", "deb2"]
+            .iter()
+            .map(|n| Daemon::start(&world, n))
+            .collect();
+        settled_on(&world, "deb1");
+        daemons
+    };
+    (guard, daemons)
+}
+
 /// Runs `drbdadm ARGS` on `node`, which must succeed.
 fn drbdadm(world: &World, node: &str, args: &[&str]) {
     world
@@ -62,16 +79,8 @@ fn a_split_brain_is_reported_never_reconnected_and_forgotten_once_resolved_by_ha
                 container: SandboxContainer::Vz,
                 drbd_options: "auto-promote no;".to_string(),
             };
-            let nodes = [NodeSpec::diskful("deb1"), NodeSpec::diskful("deb2")];
-            let guard = Guard::new(
-                World::create_setup(work, Path::new(CONVERGE), &nodes, setup).expect("world"),
-            );
+            let (guard, _daemons) = running_on_deb1(work, setup);
             let world = guard.read();
-            let _daemons: Vec<Daemon> = ["deb1", "deb2"]
-                .iter()
-                .map(|n| Daemon::start(&world, n))
-                .collect();
-            settled_on(&world, "deb1");
 
             world.cut("deb1", "deb2").expect("cut");
             drbdadm(&world, "deb2", &["primary", RES]);
@@ -136,15 +145,8 @@ fn a_connection_dropped_by_hand_is_reconnected_by_itself() {
     in_world_namespace(
         "a_connection_dropped_by_hand_is_reconnected_by_itself",
         |work| {
-            let nodes = [NodeSpec::diskful("deb1"), NodeSpec::diskful("deb2")];
-            let guard =
-                Guard::new(World::create_with(work, Path::new(CONVERGE), &nodes).expect("world"));
+            let (guard, _daemons) = running_on_deb1(work, WorldSetup::default());
             let world = guard.read();
-            let _daemons: Vec<Daemon> = ["deb1", "deb2"]
-                .iter()
-                .map(|n| Daemon::start(&world, n))
-                .collect();
-            settled_on(&world, "deb1");
             drbdadm(&world, "deb2", &["disconnect", RES]);
             until("deb2's daemon to reconnect", &world, || {
                 logs(&world).contains("drbdadm connect data") && connected_everywhere(&world)

@@ -935,16 +935,9 @@ pub fn destroy_lxc(name: &str) -> Result<(), SandboxError> {
 /// (`.lxc`). Best effort: a cgroup still in use is not removable anyway.
 pub fn remove_lxc_cgroups(name: &str) {
     let ours = |dir: &str| {
-        ["lxc.monitor.", "lxc.payload."].iter().any(|kind| {
-            dir.strip_prefix(kind)
-                .and_then(|rest| rest.strip_prefix(name))
-                .is_some_and(|rest| {
-                    rest.is_empty()
-                        || rest
-                            .strip_prefix('-')
-                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                })
-        })
+        ["lxc.monitor.", "lxc.payload."]
+            .iter()
+            .any(|kind| is_lxc_cgroup_of(dir, kind, name))
     };
     let root = Path::new("/sys/fs/cgroup");
     // cgroup v2 has them at the root; v1 (and the hybrid layout) in each hierarchy.
@@ -962,6 +955,19 @@ pub fn remove_lxc_cgroups(name: &str) {
             }
         }
     }
+}
+
+/// Whether the cgroup directory `dir` is LXC's `KIND` one of container `name`
+/// (`lxc.payload.NAME`, or a retry `lxc.payload.NAME-N`), never another container's.
+pub fn is_lxc_cgroup_of(dir: &str, kind: &str, name: &str) -> bool {
+    dir.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix(name))
+        .is_some_and(|rest| {
+            rest.is_empty()
+                || rest
+                    .strip_prefix('-')
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
 }
 
 /// Removes `dir` and the directories below it, deepest first (a cgroup with children cannot

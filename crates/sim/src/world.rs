@@ -47,9 +47,9 @@ use crate::drbd_view::Peers;
 use crate::drbd_world::{WorldPeers, load_world, valid_node_name};
 use crate::sandbox::{
     NodePaths, REQUIRED_PROGRAMS, ResHost, SERVICE, SandboxContainer, SandboxError,
-    create_lxc_container_with, define_container, destroy_lxc, drbd_res, in_path, loops_over,
-    lxc_rootfs, node_config, path_with, populate_container, populate_devfs, remove_lxc_cgroups,
-    seed_data, seed_manifest_for,
+    create_lxc_container_with, define_container, destroy_lxc, drbd_res, in_path, is_lxc_cgroup_of,
+    loops_over, lxc_rootfs, node_config, path_with, populate_container, populate_devfs,
+    remove_lxc_cgroups, seed_data, seed_manifest_for,
 };
 
 /// What a world needs on top of [`REQUIRED_PROGRAMS`].
@@ -332,18 +332,7 @@ fn thaw_lxc_cgroups(name: &str) {
                 continue;
             }
             let path = entry.path();
-            let file_name = entry.file_name();
-            // `lxc.payload.NAME` or a retry `lxc.payload.NAME-N`, never another container's.
-            let ours = file_name
-                .to_string_lossy()
-                .strip_prefix("lxc.payload.")
-                .and_then(|rest| rest.strip_prefix(name))
-                .is_some_and(|rest| {
-                    rest.is_empty()
-                        || rest
-                            .strip_prefix('-')
-                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                });
+            let ours = is_lxc_cgroup_of(&entry.file_name().to_string_lossy(), "lxc.payload.", name);
             if ours {
                 let _ = fs::write(path.join("freezer.state"), "THAWED");
                 let _ = fs::write(path.join("cgroup.freeze"), "0");

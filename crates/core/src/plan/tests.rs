@@ -744,9 +744,7 @@ fn up_by_system(mut svc: Service) -> Service {
 fn up_by_system_leaves_up_and_connect_to_the_system() {
     // Where the service runs: a resource not up is waited for, never brought up.
     let plan = plan_service(&up_by_system(seed()), &node_at(Level::NotConfigured));
-    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-    let blocked = plan.blocked.expect("waits");
-    assert_eq!(blocked.kind, BlockKind::Waiting);
+    let blocked = waiting(plan);
     assert!(
         blocked.reason.contains("up_by: system"),
         "{}",
@@ -1629,6 +1627,14 @@ fn a_failover_service_warns_of_running_drbd_options_that_work_against_it() {
     assert!(plan_service(&pinned, &node).warnings.is_empty());
 }
 
+/// The block of a plan that waits with nothing to do first.
+fn waiting(plan: ServicePlan) -> Blocked {
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("waits");
+    assert_eq!(blocked.kind, BlockKind::Waiting);
+    blocked
+}
+
 /// The seed service failing over with `on_quorum_loss: freeze`.
 fn freezing() -> Service {
     let mut svc = failing_over(Failback::Never);
@@ -1716,9 +1722,7 @@ fn quorum_back_thaws_only_what_converge_froze_and_only_once_drbd_resumes_the_io(
     let mut suspended = back;
     suspended.drbd_mut("data").suspended = true;
     let plan = plan_service(&svc, &suspended);
-    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-    let blocked = plan.blocked.expect("waits");
-    assert_eq!(blocked.kind, BlockKind::Waiting);
+    let blocked = waiting(plan);
     assert!(
         blocked
             .reason
@@ -1795,9 +1799,7 @@ fn a_frozen_holder_told_to_stop_while_drbd_suspends_its_io_waits() {
     );
     node.drbd_mut("data").suspended = true;
     let plan = plan_service(&svc, &node);
-    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-    let blocked = plan.blocked.expect("waits");
-    assert_eq!(blocked.kind, BlockKind::Waiting);
+    let blocked = waiting(plan);
     assert!(
         blocked.reason.contains("stopping it now would hang"),
         "{}",
@@ -1908,9 +1910,7 @@ fn nothing_that_does_io_is_planned_while_drbd_suspends_it() {
     let mut node = node_at(Level::Mounted);
     node.drbd_mut("data").suspended = true;
     let plan = plan_service(&svc, &node);
-    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
-    let blocked = plan.blocked.expect("waits");
-    assert_eq!(blocked.kind, BlockKind::Waiting);
+    let blocked = waiting(plan);
     assert!(
         blocked
             .reason
