@@ -43,6 +43,7 @@ fn service(i: u32, state: DesiredState) -> Service {
                     allow_two_primaries: false,
                     secondary_force: false,
                     up_by: UpBy::Converge,
+                    config: None,
                 }),
             ),
             res(

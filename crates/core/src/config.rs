@@ -30,6 +30,7 @@ const DEFAULT_STATE_DIR: &str = "/var/lib/converge";
 const DEFAULT_LOG_DIR: &str = "/var/log/converge";
 const DEFAULT_PROC_DRBD: &str = "/proc/drbd";
 const DEFAULT_MOUNTINFO: &str = "/proc/self/mountinfo";
+const DEFAULT_DRBD_CONF_DIR: &str = "/etc/drbd.d";
 
 /// A program converge runs: a bare name, found through PATH, or an absolute path; see
 /// `read_program`.
@@ -45,6 +46,9 @@ pub struct Config {
     pub log_dir: PathBuf,
     pub proc_drbd: PathBuf,
     pub mountinfo: PathBuf,
+    /// Where a `drbd#N` resource file named by a manifest (`config:`) is installed, as
+    /// `RES.res`: a directory drbdadm's configuration includes (`include "drbd.d/*.res"`).
+    pub drbd_conf_dir: PathBuf,
     pub commands: Commands,
     /// How long a node listed Nth among a failover service's nodes waits, N-1 times, before
     /// it promotes (see operations.md, "Automatic failover on DRBD quorum").
@@ -212,6 +216,7 @@ impl Default for Config {
             log_dir: PathBuf::from(DEFAULT_LOG_DIR),
             proc_drbd: PathBuf::from(DEFAULT_PROC_DRBD),
             mountinfo: PathBuf::from(DEFAULT_MOUNTINFO),
+            drbd_conf_dir: PathBuf::from(DEFAULT_DRBD_CONF_DIR),
             commands: Commands::default(),
             failover_delay: Config::DEFAULT_FAILOVER_DELAY,
             daemon: DaemonConfig::default(),
@@ -268,6 +273,11 @@ pub struct ConfigDoc {
     /// The mount table, in /proc/PID/mountinfo format.
     #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
     pub mountinfo: String,
+    /// Where converge installs the DRBD resource file a manifest names (`config:` of a
+    /// `drbd#N`), as `RES.res`: a directory the DRBD configuration (/etc/drbd.conf) includes.
+    /// Files in it that no manifest names are left alone.
+    #[schemars(pattern(ABSOLUTE_PATH_PATTERN))]
+    pub drbd_conf_dir: String,
     /// The programs converge runs, each a program name (looked up in PATH) or an absolute path.
     /// Every external program goes through here, which serves non-standard installs and lets
     /// tests point converge at a simulator.
@@ -306,6 +316,7 @@ impl Default for ConfigDoc {
             log_dir: DEFAULT_LOG_DIR.into(),
             proc_drbd: DEFAULT_PROC_DRBD.into(),
             mountinfo: DEFAULT_MOUNTINFO.into(),
+            drbd_conf_dir: DEFAULT_DRBD_CONF_DIR.into(),
             commands: CommandsDoc::default(),
             failover_delay: duration_text(Config::DEFAULT_FAILOVER_DELAY),
             debounce: duration_text(daemon.debounce),
@@ -497,6 +508,7 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
         ("log_dir", &mut config.log_dir),
         ("proc_drbd", &mut config.proc_drbd),
         ("mountinfo", &mut config.mountinfo),
+        ("drbd_conf_dir", &mut config.drbd_conf_dir),
     ] {
         if let Some(path) = f.get(key).and_then(|n| r.absolute_path(&n)) {
             *slot = path;
@@ -714,7 +726,7 @@ commands:
     fn the_reader_reads_every_key_of_the_model() {
         let mut text = String::from(
             "node: n\nmanifests: /m\nstate_dir: /s\nlog_dir: /l\nproc_drbd: /p\nmountinfo: /i\n\
-             failover_delay: 2s\ndebounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
+             drbd_conf_dir: /d\nfailover_delay: 2s\ndebounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
         );
         for key in COMMANDS_KEYS.names() {
             text.push_str(&format!("  {key}: /usr/bin/{key}\n"));
@@ -755,7 +767,8 @@ commands:
                 &doc.state_dir,
                 &doc.log_dir,
                 &doc.proc_drbd,
-                &doc.mountinfo
+                &doc.mountinfo,
+                &doc.drbd_conf_dir
             ]
             .map(Path::new),
             [
@@ -763,7 +776,8 @@ commands:
                 &config.state_dir,
                 &config.log_dir,
                 &config.proc_drbd,
-                &config.mountinfo
+                &config.mountinfo,
+                &config.drbd_conf_dir
             ]
             .map(PathBuf::as_path)
         );
@@ -824,7 +838,7 @@ commands:
                 "/etc/converge/config.yaml:1:7: node: invalid node name \"-x\": must not start with `-` (it would be taken for an option)",
                 "/etc/converge/config.yaml:2:12: manifests: must be an absolute path, got \"etc/manifests\"",
                 "/etc/converge/config.yaml:3:10: log_dir: invalid type: sequence, expected a string",
-                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
+                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
                 "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
                 "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
                 "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
@@ -904,7 +918,7 @@ commands:
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
+                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
                 path.display()
             )
         );

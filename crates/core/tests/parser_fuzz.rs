@@ -1422,8 +1422,9 @@ fn gen_drbd() -> impl Strategy<Value = GenSpec> {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
+        prop::option::of(prop::collection::vec(safe_name(), 1..3)),
     )
-        .prop_map(|(res, down, two, system, force)| {
+        .prop_map(|(res, down, two, system, force, config)| {
             GenSpec::Drbd(DrbdSpec {
                 res,
                 stop: if down {
@@ -1439,6 +1440,7 @@ fn gen_drbd() -> impl Strategy<Value = GenSpec> {
                 } else {
                     UpBy::Converge
                 },
+                config: config.map(|parts| std::path::PathBuf::from(parts.join("/"))),
             })
         })
 }
@@ -1651,6 +1653,9 @@ fn manifest_yaml(service: &Service, reverse: bool) -> String {
                         UpBy::System => "system",
                     }),
                 );
+                if let Some(config) = &d.config {
+                    m.insert(s("config"), s(&config.display().to_string()));
+                }
             }
             Spec::Fs(f) => {
                 m.insert(s("dev"), s(&f.dev.display().to_string()));

@@ -588,6 +588,7 @@ fn drbd_spec(res: &'static str) -> impl Strategy<Value = ((bool, bool), DrbdSpec
                         } else {
                             UpBy::Converge
                         },
+                        config: None,
                     },
                 )
             },

@@ -25,13 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AppSpec, AppStatus, ContainerSpec, DesiredState, DrbdStop, EXT_TYPES, Failback, FailoverMode,
-    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, ResourceId,
-    Service, UpBy,
+    FsSpec, Fsck, Kind, MAX_DRBD_RESOURCE_NAME, MAX_RES_FILE_NAME, MAX_SERVICE_NAME, OnQuorumLoss,
+    ResourceId, Service, UpBy,
 };
 
 /// A name handed to a program as one argument (`[A-Za-z0-9_.-]`, not starting with `-`, which
 /// would read as an option, nor `.`); the reader's `name_problem` is the same rule.
 pub const NAME_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
+/// `config:` of a `drbd#N`: names as [`NAME_PATTERN`], joined by `/`.
+pub const RES_FILE_PATTERN: &str = "^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$";
 pub const ABSOLUTE_PATH_PATTERN: &str = "^/";
 /// A `..` component, which a manifest's paths must not have (the reader's `normal_path`).
 pub const DOT_DOT_PATTERN: &str = r"(^|/)\.\.(/|$)";
@@ -256,6 +258,21 @@ pub struct DrbdDoc {
     /// waits while the resource is not up). Not with `stop: down`.
     #[serde(default)]
     pub up_by: UpBy,
+    /// The resource's DRBD configuration file in the manifest directory, relative to it (e.g.
+    /// `drbd/data.res`), so that one git repository carries it to every node. converge installs
+    /// it as `RES.res` in the DRBD configuration directory (`drbd_conf_dir`, /etc/drbd.d),
+    /// atomically and only when it differs, after `drbdadm` accepted it together with the rest
+    /// of the configuration (a file drbdadm refuses never replaces the installed one); then
+    /// `drbdadm adjust RES` applies it where the resource is up. Each part of the path a safe
+    /// name (no `..`, nothing hidden). Held to the manifests' trust rules: its handlers run as
+    /// root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        with = "String",
+        pattern(RES_FILE_PATTERN),
+        length(max = MAX_RES_FILE_NAME)
+    )]
+    pub config: Option<String>,
     /// Ignore the resource entirely: neither observed nor acted on.
     #[serde(default)]
     pub disabled: bool,

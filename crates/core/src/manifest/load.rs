@@ -25,12 +25,13 @@ use super::locate::{self, Positions, Record, within};
 pub use super::locate::{Location, MAX_DEPTH};
 use super::schema::{
     At, FieldPath, Fields, KeyText, Keys, Node, Problem, Reader, Seg, describe, describe_shape,
+    name_problem,
 };
 use super::{
     AppCommands, AppSpec, AppStatus, ContainerKind, ContainerSpec, DesiredState, DrbdSpec,
     DrbdStop, EXT_TYPES, Failback, Failover, FailoverMode, FsSpec, Fsck, Kind,
-    MAX_DRBD_RESOURCE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, Placement, Resource, ResourceId,
-    Service, Spec, UpBy, is_ext,
+    MAX_DRBD_RESOURCE_NAME, MAX_RES_FILE_NAME, MAX_SERVICE_NAME, OnQuorumLoss, Placement, Resource,
+    ResourceId, Service, Spec, UpBy, is_ext,
 };
 
 /// Larger files are refused unread: no hand-written manifest comes anywhere near this, and it
@@ -1169,6 +1170,10 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
     let up_by = opt(r, f, "up_by", UpBy::default(), |r, n| {
         r.choice(n, &[("converge", UpBy::Converge), ("system", UpBy::System)])
     });
+    let config = match f.get("config") {
+        Some(n) => read_res_file(r, &n).map(Some),
+        None => Some(None),
+    };
     if let (Some(DrbdStop::Down), Some(UpBy::System), Some(n)) = (stop, up_by, f.get("stop")) {
         r.error(
             &n,
@@ -1182,7 +1187,38 @@ fn read_drbd(r: &mut Reader, f: &Fields, id: ResourceId, claims: &mut Claims) ->
         allow_two_primaries: allow_two_primaries?,
         secondary_force: secondary_force?,
         up_by: up_by?,
+        config: config?,
     })
+}
+
+/// `config:` of a `drbd#N`: a file in the manifest directory, named relative to it, each part
+/// a safe name. Nothing outside the directory: `..` and absolute paths are refused, so the
+/// same git checkout carries the file to every node, and so that what root installs as DRBD's
+/// configuration is held to the manifest directory's trust.
+fn read_res_file(r: &mut Reader, n: &Node) -> Option<PathBuf> {
+    let text = r.string(n)?;
+    let problem = if text.starts_with('/') {
+        Some(
+            "must be relative to the manifest directory (e.g. `drbd/data.res`), not absolute"
+                .to_string(),
+        )
+    } else if text.len() > MAX_RES_FILE_NAME {
+        Some(format!("longer than {MAX_RES_FILE_NAME} bytes"))
+    } else {
+        text.split('/').find_map(|part| {
+            name_problem(part).map(|p| {
+                format!(
+                    "each part of the path {p} (`{}`), so it stays in the manifest directory",
+                    excerpt(part)
+                )
+            })
+        })
+    };
+    if let Some(problem) = problem {
+        r.error(n, format!("{problem}, got {}", excerpt(&text)));
+        return None;
+    }
+    Some(PathBuf::from(text))
 }
 
 /// Why drbdadm would not take `res` (already a safe name) for that one resource, if it would not.
@@ -1732,7 +1768,8 @@ mod tests {
                 stop: DrbdStop::Secondary,
                 allow_two_primaries: false,
                 secondary_force: false,
-                up_by: UpBy::Converge
+                up_by: UpBy::Converge,
+                config: None
             })
         );
         assert_eq!(
@@ -1819,7 +1856,8 @@ resources:
                 stop: DrbdStop::Down,
                 allow_two_primaries: true,
                 secondary_force: false,
-                up_by: UpBy::Converge
+                up_by: UpBy::Converge,
+                config: None
             })
         );
         let Spec::Fs(fs) = &svc.resources[1].spec else {
@@ -1901,6 +1939,41 @@ resources:
     }
 
     #[test]
+    fn drbd_config_is_a_file_inside_the_manifest_directory() {
+        let text = "service: s\nstate: up\nresources:\n  drbd#0: {res: r, config: drbd/r.res}\n";
+        let svc = parse_manifest(Path::new("/m/s.yaml"), text).expect("valid");
+        let spec = svc.resources[0].spec.as_drbd().expect("drbd");
+        assert_eq!(spec.config.as_deref(), Some(Path::new("drbd/r.res")));
+        assert_eq!(
+            spec.config_file(&svc.source).as_deref(),
+            Some(Path::new("/m/drbd/r.res"))
+        );
+        assert_eq!(
+            spec.installed_file(Path::new("/etc/drbd.d")),
+            Path::new("/etc/drbd.d/r.res")
+        );
+        for (bad, why) in [
+            (
+                "/etc/drbd.d/r.res",
+                "must be relative to the manifest directory",
+            ),
+            ("../r.res", "must not start with `.`"),
+            ("drbd/../../r.res", "must not start with `.`"),
+            ("drbd//r.res", "must not be empty"),
+            ("drbd/.r.res", "must not start with `.`"),
+            ("'drbd/r res'", "only letters, digits"),
+        ] {
+            let text =
+                format!("service: s\nstate: up\nresources:\n  drbd#0: {{res: r, config: {bad}}}\n");
+            let err = error(&text);
+            assert!(
+                err.contains("4:28: resources.drbd#0.config: ") && err.contains(why),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn up_by_system_refuses_stop_down_and_reads_both_values() {
         let text =
             "service: s\nstate: up\nresources:\n  drbd#0: {res: r, stop: down, up_by: system}\n";
@@ -1932,7 +2005,7 @@ resources:
         let text = "service: s\nstate: up\nresources:\n  drbd#0: {res: r, size: 1}\n";
         assert_eq!(
             error(text),
-            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, secondary_force, up_by, disabled, optional"
+            "4:20: resources.drbd#0.size: unknown key `size`; allowed keys: res, stop, allow_two_primaries, secondary_force, up_by, config, disabled, optional"
         );
         let text = "service: s\nstate: up\nstat: up\n";
         assert!(error(text).starts_with("3:1: stat: unknown key `stat`;"));
@@ -2750,7 +2823,7 @@ state: up
 node: n1
 rollback: false
 resources:
-  drbd#0: {res: r0, stop: down, allow_two_primaries: true, secondary_force: true, disabled: false, optional: true}
+  drbd#0: {res: r0, stop: down, allow_two_primaries: true, secondary_force: true, config: drbd/r0.res, disabled: false, optional: true}
   fs#0:
     dev: /dev/drbd0
     mnt: /a

@@ -362,7 +362,32 @@ pub struct DrbdSpec {
     /// May demote with `--force` when the device is held open but not mounted.
     pub secondary_force: bool,
     pub up_by: UpBy,
+    /// `config:`: the resource file in the manifest directory, relative to it, that converge
+    /// installs as `RES.res` in the DRBD configuration directory (see [`DrbdSpec::config_file`]).
+    pub config: Option<PathBuf>,
 }
+
+impl DrbdSpec {
+    /// Where the resource file named by `config:` is, for the manifest at `manifest`.
+    pub fn config_file(&self, manifest: &std::path::Path) -> Option<PathBuf> {
+        let rel = self.config.as_ref()?;
+        Some(
+            manifest
+                .parent()
+                .unwrap_or(std::path::Path::new("/"))
+                .join(rel),
+        )
+    }
+
+    /// Where converge installs the resource file in `conf_dir`: `RES.res`, one per resource,
+    /// so that what it manages is known by name and nothing else in the directory is touched.
+    pub fn installed_file(&self, conf_dir: &std::path::Path) -> PathBuf {
+        conf_dir.join(format!("{}.res", self.res))
+    }
+}
+
+/// The longest `config:` path, in bytes.
+pub const MAX_RES_FILE_NAME: usize = 1024;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

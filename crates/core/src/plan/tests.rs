@@ -48,6 +48,7 @@ fn drbd_spec() -> DrbdSpec {
         allow_two_primaries: false,
         secondary_force: false,
         up_by: UpBy::Converge,
+        config: None,
     }
 }
 
