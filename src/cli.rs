@@ -274,7 +274,10 @@ fn validate(config: &Config, dir: &Path) -> Result<u8, String> {
     if let Err(e) = check_manifests(dir, loaded.services.clone(), Trust::Warn) {
         eprintln!("warning: {e}");
     }
-    let (errors, warnings) = failover_against_drbd(config, &loaded.services)?;
+    let (mut errors, mut warnings) = res_files_against_drbd(config, &loaded.services)?;
+    let (more_errors, more_warnings) = failover_against_drbd(config, &loaded.services)?;
+    errors.extend(more_errors);
+    warnings.extend(more_warnings);
     for warning in &warnings {
         eprintln!("{warning}");
     }
@@ -291,6 +294,58 @@ fn validate(config: &Config, dir: &Path) -> Result<u8, String> {
     Ok(exit::OK)
 }
 
+/// Each DRBD resource file a manifest names (`config:`), as drbdadm reads it in place of the
+/// installed one: an error, at the `config:` key, where drbdadm refuses it or it cannot be
+/// read; a warning where it has no section for this node (checked as far as drbdadm goes)
+/// or drbdadm is not installed (not checked).
+fn res_files_against_drbd(
+    config: &Config,
+    services: &[Service],
+) -> Result<(Vec<manifest::LoadError>, Vec<manifest::LoadError>), String> {
+    use converge_node::observer::drbd_file::{self, Check};
+    let (mut errors, mut warnings) = (Vec::new(), Vec::new());
+    let mut runtime = None;
+    for service in services {
+        for resource in service.resources.iter().filter(|r| !r.disabled) {
+            let Some(spec) = resource.spec.as_drbd() else {
+                continue;
+            };
+            let Some(file) = spec.config_file(&service.source) else {
+                continue;
+            };
+            let rid = resource.id.to_string();
+            let at = |message: String| {
+                manifest::load::error_at_path(service, &["resources", &rid, "config"], message)
+            };
+            if let Err(e) = secure::read_input(&file, drbd_file::MAX_RES_FILE_BYTES) {
+                errors.push(at(format!("cannot read {}: {e}", file.display())));
+                continue;
+            }
+            let runtime = match &mut runtime {
+                Some(runtime) => runtime,
+                None => runtime.insert(self::runtime()?),
+            };
+            let installed = spec.installed_file(&config.drbd_conf_dir);
+            match runtime.block_on(drbd_file::check(config, &file, &installed, &spec.res)) {
+                Check::Accepted => {}
+                Check::Refused(why) => {
+                    errors.push(at(format!("drbdadm refuses {}: {why}", file.display())));
+                }
+                Check::NotHere => warnings.push(at(format!(
+                    "warning: {} has no section for this node ({}): checked as far as drbdadm goes on a node it does not name",
+                    file.display(),
+                    config.node
+                ))),
+                Check::Unchecked(why) => warnings.push(at(format!(
+                    "warning: {} not checked with drbdadm ({why})",
+                    file.display()
+                ))),
+            }
+        }
+    }
+    Ok((errors, warnings))
+}
+
 /// Each `failover: auto` service against its DRBD resource as this node's DRBD configuration
 /// defines it (`drbdadm dump RES`): errors where failing over cannot work (no quorum, quorum
 /// that no survivor keeps, a listed node that is not a host or has no disk), warnings where an
@@ -301,16 +356,12 @@ fn failover_against_drbd(
     config: &Config,
     services: &[Service],
 ) -> Result<(Vec<manifest::LoadError>, Vec<manifest::LoadError>), String> {
-    let failing_over: Vec<(&Service, &manifest::Failover, &str)> = services
+    let failing_over: Vec<(&Service, &manifest::Failover, &manifest::DrbdSpec)> = services
         .iter()
         .filter_map(|service| {
             let failover = service.failover()?;
-            let res = service
-                .resources
-                .iter()
-                .find_map(|r| r.spec.as_drbd())
-                .map(|d| d.res.as_str())?;
-            Some((service, failover, res))
+            let spec = service.resources.iter().find_map(|r| r.spec.as_drbd())?;
+            Some((service, failover, spec))
         })
         .collect();
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
@@ -318,9 +369,16 @@ fn failover_against_drbd(
         return Ok((errors, warnings));
     }
     let runtime = runtime()?;
-    for (service, failover, res) in failing_over {
+    for (service, failover, spec) in failing_over {
+        let res = spec.res.as_str();
         let at = |message: String| manifest::load::error_at_key(service, "failover", message);
-        match runtime.block_on(converge_node::observer::drbd_configured_resource(config, res)) {
+        // Against the resource file the manifest names, when it names one: what will run.
+        let file = spec.config_file(&service.source);
+        let installed = spec.installed_file(&config.drbd_conf_dir);
+        let file = file.as_deref().map(|f| (f, installed.as_path()));
+        match runtime.block_on(converge_node::observer::drbd_configured_resource(
+            config, res, file,
+        )) {
             Ok(resource) => {
                 let check = plan::placement::check_config(failover, res, &resource);
                 errors.extend(check.errors.into_iter().map(at));
@@ -356,7 +414,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
     };
     let (services, _) = check_manifests(dir, services, Trust::Warn)?;
     trusted_state_dir(config)?;
-    let observer = Observer::new(std::sync::Arc::new(config.clone()));
+    let observer = Observer::new(std::sync::Arc::new(config.clone())).with_drift();
     let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
     let mut out = std::io::stdout().lock();
@@ -497,7 +555,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
         return Ok(exit::ERROR);
     };
     let (services, _) = check_manifests(dir, services, Trust::Warn)?;
-    let observer = Observer::new(std::sync::Arc::new(config.clone()));
+    let observer = Observer::new(std::sync::Arc::new(config.clone())).with_drift();
     let node = runtime()?.block_on(observer.observe(&services));
     let statuses: Vec<ServiceStatus> = converge_core::status::statuses(&services, &node);
     let mut out = std::io::stdout().lock();

@@ -162,6 +162,9 @@ fn converged_node() -> NodeState {
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
         split_brains: Default::default(),
+        drbd_files: Default::default(),
+        drbd_adjust: Default::default(),
+        drbd_drift: Default::default(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }

@@ -20,6 +20,17 @@ pub enum Program {
         res: String,
         argv: Vec<String>,
     },
+    /// Install a DRBD resource file: copy `from` to `staged` (beside `to`, a name drbd.conf's
+    /// `*.res` does not include), have drbdadm check that very copy with the rest of the
+    /// configuration (`check`), then rename it over `to`. A copy drbdadm refuses is removed and
+    /// `to` stays as it was.
+    DrbdInstall {
+        res: String,
+        from: PathBuf,
+        staged: PathBuf,
+        to: PathBuf,
+        check: Vec<String>,
+    },
     /// Create a missing mount point (mode 0755); no program.
     Mkdir { path: PathBuf },
     /// `e2fsck -p` (when the filesystem is checked), then `mount`.
@@ -88,6 +99,7 @@ pub enum DrbdVerb {
     Primary,
     Secondary,
     Down,
+    Adjust,
 }
 
 impl DrbdVerb {
@@ -98,6 +110,7 @@ impl DrbdVerb {
             DrbdVerb::Primary => "primary",
             DrbdVerb::Secondary => "secondary",
             DrbdVerb::Down => "down",
+            DrbdVerb::Adjust => "adjust",
         }
     }
 }
@@ -141,6 +154,30 @@ pub enum AppRuns {
     /// The scripts directory lives in a container that is not running yet: its scripts are
     /// listed when the action runs. `wrapper` is what each runs behind (`vzctl exec2 101`).
     Unlisted { dir: PathBuf, wrapper: Vec<String> },
+}
+
+/// How drbdadm checks a resource file before converge installs it: `drbdadm -t FILE -E
+/// INSTALLED dump RES` reads the whole configuration (`/etc/drbd.conf`, so `global_common.conf`
+/// and every other resource) with FILE in place of INSTALLED, and fails with its own message on
+/// a syntax error, a resource defined twice, or RES missing or not for this host.
+pub fn res_file_check_argv(
+    commands: &Commands,
+    file: &Path,
+    installed: &Path,
+    res: &str,
+) -> Vec<String> {
+    let file = file.display().to_string();
+    let installed = installed.display().to_string();
+    commands.drbdadm_argv(&["-t", &file, "-E", &installed, "dump", res])
+}
+
+/// The copy of a resource file drbdadm checks before it replaces `installed`: hidden, and not
+/// ending in `.res`, so that drbd.conf's `include "drbd.d/*.res"` never reads it.
+pub fn staged_res_file(installed: &Path) -> PathBuf {
+    let name = installed
+        .file_name()
+        .map_or_else(|| "resource".into(), |n| n.to_string_lossy().into_owned());
+    installed.with_file_name(format!(".{name}.converge-new"))
 }
 
 /// The scripts of a scripts directory that run for `prefix` (S, K or C), in name order: names
@@ -191,6 +228,17 @@ pub fn for_step(
             argv: commands.drbdadm_argv(&[DrbdVerb::Secondary.as_str(), "--force", res]),
         },
         Action::DrbdDown { res } => drbdadm(DrbdVerb::Down, res),
+        Action::DrbdAdjust { res } => drbdadm(DrbdVerb::Adjust, res),
+        Action::DrbdInstall { res, from, to } => {
+            let staged = staged_res_file(to);
+            Program::DrbdInstall {
+                res: res.clone(),
+                from: from.clone(),
+                check: res_file_check_argv(commands, &staged, to, res),
+                staged,
+                to: to.clone(),
+            }
+        }
         Action::Mkdir { path } => Program::Mkdir { path: path.clone() },
         Action::Mount {
             dev,
@@ -382,6 +430,24 @@ impl Program {
         let within = |t: &Duration| format!(" (within {})", humantime::format_duration(*t));
         match self {
             Program::Drbdadm { argv, .. } => vec![shell_line(argv)],
+            Program::DrbdInstall {
+                res,
+                from,
+                staged,
+                to,
+                check,
+            } => vec![
+                format!(
+                    "copy {} to {} (mode 0600)",
+                    quote(&from.display().to_string()),
+                    quote(&staged.display().to_string())
+                ),
+                shell_line(check),
+                format!(
+                    "record that resource {res} is to be adjusted; rename it to {}",
+                    quote(&to.display().to_string())
+                ),
+            ],
             Program::Mkdir { path } => {
                 vec![format!(
                     "mkdir -m 0755 {}",

@@ -14,7 +14,7 @@ use crate::manifest::{AppStatus, ContainerKind, DesiredState, ResourceId, Servic
 use crate::observe::drbd::{
     ConnectionState, DiskState, DrbdConnection, DrbdResource, Quorum, ReplicationState, Role,
 };
-use crate::observe::{ContainerState, NodeState, Observed, SplitBrain};
+use crate::observe::{ContainerState, DrbdFileState, NodeState, Observed, SplitBrain};
 use crate::plan::placement::Decision;
 use crate::plan::{Blocked, plan_service};
 
@@ -210,15 +210,21 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
         Observed::Ok(r) => r,
         Observed::Unavailable(why) => return (Status::Warn, format!("cannot observe: {why}")),
     };
+    let (file_warns, file) = file_detail(node, res);
     let Some(drbd) = resources.get(res) else {
-        return (Status::Down, format!("resource {res} is not up"));
+        let status = if file_warns {
+            Status::Warn
+        } else {
+            Status::Down
+        };
+        return (status, format!("resource {res} is not up{file}"));
     };
     let split = node
         .split_brains
         .get(res)
         .map(Vec::as_slice)
         .unwrap_or_default();
-    let detail = drbd_detail(drbd, split);
+    let detail = drbd_detail(drbd, split) + &file;
     // A split brain is the operator's to resolve, whatever the role; a Primary that lost its
     // disk runs on its peers' (DRBD reads and writes over the network), one failure from none.
     let disk_lost = drbd.role == Role::Primary
@@ -230,7 +236,7 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
         .connections
         .iter()
         .any(|c| split_brain_of(c, split).is_some());
-    if disk_lost || split_brain {
+    if disk_lost || split_brain || file_warns {
         return (Status::Warn, detail);
     }
     match drbd.role {
@@ -238,6 +244,48 @@ fn drbd_status(node: &NodeState, res: &str) -> (Status, String) {
         Role::Secondary => (Status::StandbyUp, detail),
         _ => (Status::Warn, detail),
     }
+}
+
+/// The resource file converge manages for `res` (`config:`), when something is to say of
+/// it: to be installed, refused, not applied yet, or drift of the running resource from it
+/// (what `drbdadm -d adjust` would run). True when it is a warning: refused, or drift.
+fn file_detail(node: &NodeState, res: &str) -> (bool, String) {
+    let Some(file) = node.drbd_files.get(res) else {
+        return (false, String::new());
+    };
+    let (source, installed) = (file.source.display(), file.installed.display());
+    let (mut warns, mut detail) = match &file.state {
+        DrbdFileState::Installed => (false, String::new()),
+        DrbdFileState::Differs { missing: true } => (
+            false,
+            format!("; {source} is to be installed as {installed}"),
+        ),
+        DrbdFileState::Differs { missing: false } => (
+            false,
+            format!("; {source} differs from the installed {installed}: to be installed"),
+        ),
+        DrbdFileState::Refused { why, .. } => (true, format!("; FILE REFUSED: {why}")),
+        DrbdFileState::NotHere => (false, format!("; {source} has no section for this node")),
+    };
+    if node.drbd_adjust.contains(res) {
+        detail.push_str(&format!(
+            "; {installed} is installed but not applied yet (drbdadm adjust {res})"
+        ));
+    }
+    match node.drbd_drift.get(res) {
+        Some(Observed::Ok(lines)) if !lines.is_empty() => {
+            warns = true;
+            detail.push_str(&format!(
+                "; DRIFT: the running resource differs from {installed}; `drbdadm adjust {res}` would run: {}",
+                lines.join("; ")
+            ));
+        }
+        Some(Observed::Unavailable(why)) => {
+            detail.push_str(&format!("; drift not known: {why}"));
+        }
+        _ => {}
+    }
+    (warns, detail)
 }
 
 /// `Primary, UpToDate; peer deb2 Secondary, UpToDate` — every peer (`the peer` where DRBD
@@ -447,6 +495,9 @@ mod tests {
             scripts: BTreeMap::new(),
             quorum_frozen: BTreeMap::new(),
             split_brains: Default::default(),
+            drbd_files: Default::default(),
+            drbd_adjust: Default::default(),
+            drbd_drift: Default::default(),
         }
     }
 

@@ -498,6 +498,9 @@ fn quiet_node() -> impl Strategy<Value = NodeState> {
                 scripts: BTreeMap::new(),
                 quorum_frozen: BTreeMap::new(),
                 split_brains: Default::default(),
+                drbd_files: Default::default(),
+                drbd_adjust: Default::default(),
+                drbd_drift: Default::default(),
                 drbd_configured: None,
                 drbd_options: Default::default(),
             }
@@ -552,6 +555,9 @@ fn any_node() -> impl Strategy<Value = NodeState> {
                     drbd_options: Default::default(),
                     quorum_frozen: Default::default(),
                     split_brains: Default::default(),
+                    drbd_files: Default::default(),
+                    drbd_adjust: Default::default(),
+                    drbd_drift: Default::default(),
                 }
             },
         )
@@ -972,7 +978,9 @@ fn check_service_plan(service: &Service, sp: &ServicePlan, node: &NodeState) -> 
                 seen.roles.insert(res.clone(), Role::Secondary);
                 seen.brought_up.insert(res.clone());
             }
-            Action::DrbdConnect { .. } => {}
+            // Never generated here (no `config:`); the planner's tables cover them.
+            Action::DrbdConnect { .. } | Action::DrbdInstall { .. } | Action::DrbdAdjust { .. } => {
+            }
             Action::DrbdPrimary { res } => {
                 let allow_two = resource
                     .spec
@@ -1277,6 +1285,9 @@ impl World {
     /// Runs `step` of `service` on `node`; `Err` when the node refuses it.
     fn run(&mut self, node: &mut NodeState, service: &Service, step: &Step) -> Result<(), String> {
         match &step.action {
+            Action::DrbdInstall { .. } | Action::DrbdAdjust { .. } => {
+                return Err("no service here names a resource file".into());
+            }
             Action::DrbdUp { res } => {
                 let (disk, peer_role) = self.fate_of(res);
                 let Observed::Ok(drbd) = &mut node.drbd else {

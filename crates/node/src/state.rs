@@ -459,6 +459,52 @@ pub fn split_brains(state_dir: &Path) -> Vec<SplitBrainRecord> {
     records
 }
 
+/// Where converge notes the DRBD resources whose file it installed and has not applied yet:
+/// `drbd-adjust/RES`, an empty file.
+const ADJUST_DIR: &str = "drbd-adjust";
+/// More records than this are not read: no node has that many DRBD resources.
+const MAX_ADJUSTS: usize = 100_000;
+
+/// Whether `res` can name a record file: DRBD resource names the manifest reader takes can.
+fn adjust_record(state_dir: &Path, res: &str) -> io::Result<PathBuf> {
+    if res.is_empty() || res.starts_with('.') || res.contains(['/', '\0']) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("resource {res:?} cannot name a file"),
+        ));
+    }
+    Ok(state_dir.join(ADJUST_DIR).join(res))
+}
+
+/// Notes that the installed file of `res` is about to change and is not applied yet. Written
+/// before the file is replaced, so that a converge killed between the two still applies it
+/// (`drbdadm adjust`) next time. Not tied to a boot: after a reboot the adjust is a no-op.
+pub fn record_adjust(state_dir: &Path, res: &str) -> io::Result<()> {
+    write_atomic(&adjust_record(state_dir, res)?, b"")
+}
+
+/// Forgets that `res` waits for an adjust: it ran, or `drbdadm up` read the whole file.
+pub fn forget_adjust(state_dir: &Path, res: &str) -> io::Result<()> {
+    match std::fs::remove_file(adjust_record(state_dir, res)?) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The DRBD resources whose installed file is not applied yet.
+pub fn adjusts_pending(state_dir: &Path) -> std::collections::BTreeSet<String> {
+    let Ok(entries) = std::fs::read_dir(state_dir.join(ADJUST_DIR)) else {
+        return Default::default();
+    };
+    entries
+        .flatten()
+        .take(MAX_ADJUSTS)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !name.starts_with('.'))
+        .collect()
+}
+
 /// Where app records lived before they moved to one flat directory: `apps/SERVICE/app-N.json`
 /// and `apps/SERVICE/app-N.scripts.json`.
 const LEGACY_APPS_DIR: &str = "apps";
@@ -611,6 +657,25 @@ mod tests {
         forget_freeze(dir.path(), "web", ct).expect("forget");
         assert_eq!(read_freeze(dir.path(), "web", ct), None);
         forget_freeze(dir.path(), "web", ct).expect("forgetting none is fine");
+    }
+
+    #[test]
+    fn an_adjust_record_lives_until_forgotten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(adjusts_pending(dir.path()).is_empty());
+        record_adjust(dir.path(), "data").expect("record");
+        record_adjust(dir.path(), "web").expect("record");
+        assert_eq!(
+            adjusts_pending(dir.path()).into_iter().collect::<Vec<_>>(),
+            ["data", "web"]
+        );
+        forget_adjust(dir.path(), "data").expect("forget");
+        forget_adjust(dir.path(), "data").expect("forgetting twice is fine");
+        assert_eq!(
+            adjusts_pending(dir.path()).into_iter().collect::<Vec<_>>(),
+            ["web"]
+        );
+        assert!(record_adjust(dir.path(), "../x").is_err());
     }
 
     #[test]

@@ -49,14 +49,28 @@ pub fn check_manifest(service: &Service) -> Vec<Untrusted> {
     problems
 }
 
-/// The problems of what a service makes root run on the host: each app's scripts directory and
-/// the scripts in it, and each app program (argv[0]). An app inside a container runs there, as
+/// The problems of what a service makes root run on the host: each DRBD resource file it
+/// names (`config:`), each app's scripts directory and the scripts in it, and each app program
+/// (argv[0]). An app inside a container runs there, as
 /// the container's root: its files are the container's business, not the host's.
 pub fn check_service(service: &Service) -> Vec<Untrusted> {
-    if service.container().is_some() {
-        return Vec::new();
-    }
     let mut problems = Vec::new();
+    // A DRBD resource file decides what root runs too: its handlers.
+    for resource in service.resources.iter().filter(|r| !r.disabled) {
+        let Some(file) = resource
+            .spec
+            .as_drbd()
+            .and_then(|d| d.config_file(&service.source))
+        else {
+            continue;
+        };
+        if let Err(e) = check(&file, &format!("DRBD resource file of {}", resource.id)) {
+            problems.push(e);
+        }
+    }
+    if service.container().is_some() {
+        return problems;
+    }
     for resource in service.resources.iter().filter(|r| !r.disabled) {
         let Spec::App(app) = &resource.spec else {
             continue;

@@ -730,11 +730,19 @@ pub(crate) fn problems_to_errors(
 /// located at its manifest's top-level `key` as the loader locates its own problems. A file
 /// that cannot be read again is named without a location.
 pub fn error_at_key(service: &Service, key: &str, message: String) -> LoadError {
+    error_at_path(service, &[key], message)
+}
+
+/// As [`error_at_key`], at a nested key: `["resources", "drbd#0", "config"]`.
+pub fn error_at_path(service: &Service, keys: &[&str], message: String) -> LoadError {
     let Ok(text) = read_text(&service.source) else {
         return LoadError::new(&service.source, message);
     };
     let problem = Problem {
-        path: vec![Seg::Key(Value::String(key.to_string()))],
+        path: keys
+            .iter()
+            .map(|k| Seg::Key(Value::String((*k).to_string())))
+            .collect(),
         at: At::Key,
         message: message.clone(),
     };

@@ -82,6 +82,33 @@ pub struct SplitBrain {
     pub since: String,
 }
 
+/// A DRBD resource file a manifest names (`config:` of a `drbd#N`), against the one installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DrbdFile {
+    /// The file in the manifest directory.
+    pub source: PathBuf,
+    /// Where converge installs it: `RES.res` in the DRBD configuration directory.
+    pub installed: PathBuf,
+    pub state: DrbdFileState,
+}
+
+/// How the manifest directory's resource file stands against the installed one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DrbdFileState {
+    /// The installed file is the manifest directory's, byte for byte.
+    Installed,
+    /// The installed file differs or is missing, and drbdadm accepts the new one with the rest
+    /// of the configuration: it is to be installed.
+    Differs { missing: bool },
+    /// drbdadm refuses the new file (its own message), or it cannot be read: the installed one,
+    /// if any, stays as it is.
+    Refused { why: String, missing: bool },
+    /// The file defines the resource without a section for this node (`on HOST`): nothing
+    /// to install here.
+    NotHere,
+}
+
 /// What the checks of one app resource said.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppObservation {
@@ -123,6 +150,16 @@ pub struct NodeState {
     pub quorum_frozen: BTreeMap<String, QuorumFreeze>,
     /// By DRBD resource: the split brains DRBD reported ([`SplitBrain`]).
     pub split_brains: BTreeMap<String, Vec<SplitBrain>>,
+    /// By DRBD resource: the resource file its manifest names (`config:`), when one does.
+    pub drbd_files: BTreeMap<String, DrbdFile>,
+    /// DRBD resources whose file converge installed and has not applied yet (`drbdadm
+    /// adjust`): its record, kept until the adjust succeeds, so that a crash between the two
+    /// does not leave the running resource on the old configuration unnoticed.
+    pub drbd_adjust: BTreeSet<String>,
+    /// By DRBD resource up here with a file converge manages: what `drbdadm -d adjust RES`
+    /// would run, the drift of the running configuration from the installed file. Asked only
+    /// by `converge status` and `converge plan` (one `drbdadm` each); empty otherwise.
+    pub drbd_drift: BTreeMap<String, Observed<Vec<String>>>,
 }
 
 impl NodeState {

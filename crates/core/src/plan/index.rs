@@ -167,6 +167,9 @@ mod tests {
             scripts: BTreeMap::new(),
             quorum_frozen: BTreeMap::new(),
             split_brains: Default::default(),
+            drbd_files: Default::default(),
+            drbd_adjust: Default::default(),
+            drbd_drift: Default::default(),
             drbd_configured: None,
             drbd_options: Default::default(),
         }

@@ -59,6 +59,17 @@ pub enum Action {
     DrbdDown {
         res: String,
     },
+    /// Install the resource file a manifest names (`config:`) as `to` in the DRBD
+    /// configuration directory, once drbdadm accepts it.
+    DrbdInstall {
+        res: String,
+        from: PathBuf,
+        to: PathBuf,
+    },
+    /// `drbdadm adjust RES`: bring the running resource in line with its installed file.
+    DrbdAdjust {
+        res: String,
+    },
     /// Create a missing mount point (mode 0755).
     Mkdir {
         path: PathBuf,
@@ -119,6 +130,8 @@ impl Action {
             Action::DrbdPrimary { .. } => "drbd_primary",
             Action::DrbdSecondary { .. } => "drbd_secondary",
             Action::DrbdDown { .. } => "drbd_down",
+            Action::DrbdInstall { .. } => "drbd_install",
+            Action::DrbdAdjust { .. } => "drbd_adjust",
             Action::Mkdir { .. } => "mkdir",
             Action::Mount { .. } => "mount",
             Action::Umount { .. } => "umount",

@@ -15,7 +15,7 @@ use crate::observe::drbd::{
     ConnectionState, DrbdConnection, PromoteGuard, device_path as drbd_device_path,
 };
 use crate::observe::{
-    ContainerState, DrbdResource, Mount, NodeState, Observed, QuorumFreeze, Role,
+    ContainerState, DrbdFileState, DrbdResource, Mount, NodeState, Observed, QuorumFreeze, Role,
 };
 
 /// Whether a path names a DRBD device by the names DRBD's udev rules create.
@@ -45,6 +45,8 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     container_start_planned: bool,
     /// The container is thawed first: its apps are looked at once it runs again.
     thaw_planned: bool,
+    /// DRBD resources whose file a step installs.
+    installing: BTreeSet<&'a str>,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -63,6 +65,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             mount_planned: false,
             container_start_planned: false,
             thaw_planned: false,
+            installing: BTreeSet::new(),
         }
     }
 
@@ -257,6 +260,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         let res = spec.res.as_str();
         let rid = resource.id;
         let system = spec.up_by == UpBy::System;
+        if !self.drbd_file(resource, spec, true, observed.contains_key(res)) {
+            return;
+        }
         let Some(drbd) = observed.get(res) else {
             if system {
                 self.wait(
@@ -288,6 +294,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !self.reconnect(resource, drbd, res, system, "") {
             return;
         }
+        self.adjust(resource.id, res);
         if drbd.role == Role::Primary {
             self.already(rid, format!("drbd resource {res} is already Primary"));
             self.primary.insert(res);
@@ -330,6 +337,9 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             return;
         };
         let res = spec.res.as_str();
+        if !self.drbd_file(resource, spec, false, observed.contains_key(res)) {
+            return;
+        }
         if self.standby {
             self.standby_drbd(resource, spec, observed.get(res));
             return;
@@ -348,12 +358,16 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             DrbdStop::Secondary if drbd.role == Role::Primary => {
                 let hazard = self.demote_hazard(drbd);
                 self.demote(resource, spec, hazard, format!("resource {res} is Primary"));
+                if self.blocked.is_none() {
+                    self.adjust(resource.id, res);
+                }
             }
             DrbdStop::Secondary => {
                 self.already(
                     resource.id,
                     format!("drbd resource {res} is already {}", drbd.role),
                 );
+                self.adjust(resource.id, res);
             }
             DrbdStop::Down => match self.demote_hazard(drbd) {
                 Some(Hazard::Mounted(why)) => self.refuse(resource, why),
@@ -393,6 +407,14 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 return;
             }
             match self.node.drbd_configured.as_ref() {
+                // drbdadm accepted the file being installed for this very node.
+                _ if self.installing.contains(res) => self.step(
+                    rid,
+                    Action::DrbdUp { res: res.into() },
+                    format!(
+                        "resource {res} is not up, and this node stands by for it (the service runs on {holder})"
+                    ),
+                ),
                 Some(Observed::Ok(here)) if here.contains(res) => self.step(
                     rid,
                     Action::DrbdUp { res: res.into() },
@@ -429,12 +451,109 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !self.reconnect(resource, drbd, res, system, "; a standby replicates") {
             return;
         }
+        self.adjust(rid, res);
         if !drbd.is_standalone() || system {
             self.already(
                 rid,
                 format!("drbd resource {res} stands by ({})", drbd.role),
             );
         }
+    }
+
+    /// The resource file the manifest names (`config:`), against the installed one: a step
+    /// installs it when it differs and drbdadm accepts it. A file drbdadm refuses leaves the
+    /// installed one in place, with a warning; the service is refused only where it runs here
+    /// and has nothing to run on (nothing installed and the resource not up, or no section
+    /// for this node). False when refused.
+    fn drbd_file(
+        &mut self,
+        resource: &Resource,
+        spec: &'a DrbdSpec,
+        runs_here: bool,
+        up: bool,
+    ) -> bool {
+        let res = spec.res.as_str();
+        let Some(file) = self.node.drbd_files.get(res) else {
+            return true;
+        };
+        let rid = resource.id;
+        let name = spec.config.as_deref().unwrap_or(&file.source).display();
+        let installed = file.installed.display();
+        match &file.state {
+            DrbdFileState::Installed => {
+                self.already(rid, format!("{name} is installed as {installed}"));
+            }
+            DrbdFileState::Differs { missing } => {
+                let reason = if *missing {
+                    format!("{name} is not installed ({installed} does not exist)")
+                } else {
+                    format!("{name} differs from the installed {installed}")
+                };
+                self.step(
+                    rid,
+                    Action::DrbdInstall {
+                        res: res.into(),
+                        from: file.source.clone(),
+                        to: file.installed.clone(),
+                    },
+                    reason,
+                );
+                self.installing.insert(res);
+            }
+            DrbdFileState::Refused { why, missing } => {
+                if *missing && runs_here && !up {
+                    self.refuse(
+                        resource,
+                        format!(
+                            "{name} is refused and nothing is installed for resource {res}: {why}"
+                        ),
+                    );
+                    return false;
+                }
+                let kept = if *missing {
+                    "nothing is installed".to_string()
+                } else {
+                    format!("{installed} stays as it is")
+                };
+                self.warnings
+                    .push(format!("{rid}: {name} is refused: {why}; {kept}"));
+            }
+            DrbdFileState::NotHere if runs_here => {
+                self.refuse(
+                    resource,
+                    format!(
+                        "{name} defines resource {res} without a section for this node ({}): add an `on {}` section, or run the service where the file has one",
+                        self.node.node, self.node.node
+                    ),
+                );
+                return false;
+            }
+            DrbdFileState::NotHere => {
+                self.already(
+                    rid,
+                    format!("{name} has no section for this node: nothing to install here"),
+                );
+            }
+        }
+        true
+    }
+
+    /// `drbdadm adjust` of a resource that is up here, when its file is installed by an
+    /// earlier step or was installed without being applied yet (converge's record).
+    fn adjust(&mut self, rid: ResourceId, res: &str) {
+        let installing = self.installing.contains(res);
+        if !installing && !self.node.drbd_adjust.contains(res) {
+            return;
+        }
+        let reason = match self.node.drbd_drift.get(res) {
+            _ if installing => format!("resource {res} is up and its file changes"),
+            Some(Observed::Ok(lines)) if !lines.is_empty() => format!(
+                "resource {res} runs on its former file; adjust runs: {}",
+                lines.join("; ")
+            ),
+            _ => format!("the installed file of resource {res} is not applied yet"),
+        };
+        self.step(rid, Action::DrbdAdjust { res: res.into() }, reason);
     }
 
     /// Plans the reconnection of the resource's StandAlone connections (none with `up_by:

@@ -21,7 +21,7 @@ use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
 };
-use crate::observe::{QuorumFreeze, SplitBrain};
+use crate::observe::{DrbdFile, DrbdFileState, QuorumFreeze, SplitBrain};
 
 const DRBD0: DevNum = DevNum {
     major: 147,
@@ -235,6 +235,9 @@ fn node_at(level: Level) -> NodeState {
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
         split_brains: Default::default(),
+        drbd_files: Default::default(),
+        drbd_adjust: Default::default(),
+        drbd_drift: Default::default(),
         drbd_configured: None,
         drbd_options: Default::default(),
     }
@@ -253,6 +256,8 @@ fn short(action: &Action) -> String {
         Action::DrbdSecondary { res, force: false } => format!("secondary {res}"),
         Action::DrbdSecondary { res, force: true } => format!("secondary --force {res}"),
         Action::DrbdDown { res } => format!("down {res}"),
+        Action::DrbdInstall { res, .. } => format!("install {res}"),
+        Action::DrbdAdjust { res } => format!("adjust {res}"),
         Action::Mkdir { path } => format!("mkdir {}", path.display()),
         Action::Mount {
             mnt, fsck: true, ..
@@ -1256,7 +1261,17 @@ fn disabled_resources_are_ignored() {
 /// What a well-behaved node does when a step runs: the model the convergence test applies.
 fn apply(node: &mut NodeState, action: &Action) {
     match action {
-        Action::DrbdUp { .. } => {
+        Action::DrbdInstall { res, .. } => {
+            if let Some(file) = node.drbd_files.get_mut(res) {
+                file.state = DrbdFileState::Installed;
+            }
+            node.drbd_adjust.insert(res.clone());
+        }
+        Action::DrbdAdjust { res } => {
+            node.drbd_adjust.remove(res);
+        }
+        Action::DrbdUp { res } => {
+            node.drbd_adjust.remove(res);
             if let Observed::Ok(d) = &mut node.drbd {
                 d.insert(
                     "data".into(),
@@ -1967,5 +1982,181 @@ fn a_standby_primary_in_split_brain_is_demoted_first() {
     node.drbd_mut("data").role = Role::Secondary;
     let plan = plan_service(&svc, &node);
     assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Refused));
+}
+
+/// The seed service naming its resource file (`config: drbd/data.res`), and a node whose file
+/// for it stands as `state`.
+fn with_file(state: DrbdFileState, node: &mut NodeState) -> Service {
+    let mut svc = seed();
+    if let Spec::Drbd(d) = &mut svc.resources[0].spec {
+        d.config = Some(PathBuf::from("drbd/data.res"));
+    }
+    node.drbd_files.insert(
+        "data".into(),
+        DrbdFile {
+            source: PathBuf::from("/m/drbd/data.res"),
+            installed: PathBuf::from("/etc/drbd.d/data.res"),
+            state,
+        },
+    );
+    svc
+}
+
+#[test]
+fn a_resource_file_that_differs_is_installed_then_applied_where_the_resource_is_up() {
+    // Not up: installed, then `up` reads it.
+    let mut node = node_at(Level::NotConfigured);
+    let svc = with_file(DrbdFileState::Differs { missing: true }, &mut node);
+    let plan = plan_service(&svc, &node);
+    assert_eq!(
+        actions(&plan)[..3],
+        ["install data", "up data", "primary data"]
+    );
+    assert_eq!(
+        plan.steps[0].reason,
+        "drbd/data.res is not installed (/etc/drbd.d/data.res does not exist)"
+    );
+    let (ran, rest) = run_to_rest(&svc, node);
+    assert_eq!(ran[..2], ["install data", "up data"]);
+    assert!(!ran.contains(&"adjust data".to_string()), "{ran:?}");
+    assert!(rest.is_converged(), "{rest:?}");
+    // Up and running: installed, then adjusted; nothing else moves.
+    let mut node = node_at(Level::AppUp);
+    let svc = with_file(DrbdFileState::Differs { missing: false }, &mut node);
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["install data", "adjust data"]);
+    assert_eq!(
+        plan.steps[0].reason,
+        "drbd/data.res differs from the installed /etc/drbd.d/data.res"
+    );
+    let (ran, rest) = run_to_rest(&svc, node);
+    assert_eq!(ran, ["install data", "adjust data"]);
+    assert!(rest.is_converged(), "{rest:?}");
+}
+
+#[test]
+fn an_installed_file_not_applied_yet_is_adjusted_with_what_adjust_will_run() {
+    // converge was killed between the install and the adjust: its record says so.
+    let mut node = node_at(Level::AppUp);
+    let svc = with_file(DrbdFileState::Installed, &mut node);
+    node.drbd_adjust.insert("data".into());
+    node.drbd_drift.insert(
+        "data".into(),
+        Observed::Ok(vec!["drbdsetup net-options data 1 --protocol=A".into()]),
+    );
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["adjust data"]);
+    assert_eq!(
+        plan.steps[0].reason,
+        "resource data runs on its former file; adjust runs: drbdsetup net-options data 1 --protocol=A"
+    );
+    // Drift alone (someone ran drbdsetup by hand) is shown by status, not corrected.
+    node.drbd_adjust.clear();
+    assert!(plan_service(&svc, &node).is_converged());
+    // Standing by, and going down with `stop: secondary`, it is applied too.
+    let mut node = with_tb(Level::Secondary);
+    let svc = with_file(DrbdFileState::Installed, &mut node);
+    node.drbd_adjust.insert("data".into());
+    let standby = pinned_to_deb2(DrbdStop::Secondary);
+    let mut standby_with_file = standby.clone();
+    standby_with_file.resources[0] = svc.resources[0].clone();
+    assert_eq!(
+        actions(&plan_service(&standby_with_file, &node)),
+        ["adjust data"]
+    );
+    let down = with_state(svc, DesiredState::Down);
+    assert_eq!(actions(&plan_service(&down, &node)), ["adjust data"]);
+}
+
+#[test]
+fn a_refused_file_keeps_the_installed_one_and_the_service_runs_on() {
+    let why = "/m/s.yaml:5:13: resources.drbd#0.config: /m/drbd/data.res: drbdadm refuses it: parse error";
+    let mut node = node_at(Level::AppUp);
+    let svc = with_file(
+        DrbdFileState::Refused {
+            why: why.into(),
+            missing: false,
+        },
+        &mut node,
+    );
+    let plan = plan_service(&svc, &node);
+    assert!(plan.is_converged(), "{plan:?}");
+    assert_eq!(
+        plan.warnings,
+        [format!(
+            "drbd#0: drbd/data.res is refused: {why}; /etc/drbd.d/data.res stays as it is"
+        )]
+    );
+    // Nothing installed and the resource not up: nothing to bring up, said at the resource.
+    let mut node = node_at(Level::NotConfigured);
+    let svc = with_file(
+        DrbdFileState::Refused {
+            why: why.into(),
+            missing: true,
+        },
+        &mut node,
+    );
+    let plan = plan_service(&svc, &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    let blocked = plan.blocked.expect("refused");
+    assert_eq!(blocked.kind, BlockKind::Refused);
+    assert!(blocked.reason.contains(why), "{}", blocked.reason);
+    // Where the service does not run, a refused file is a warning only.
+    let down = with_state(svc, DesiredState::Down);
+    let plan = plan_service(&down, &node);
+    assert!(
+        plan.blocked.is_none() && plan.warnings.len() == 1,
+        "{plan:?}"
+    );
+}
+
+#[test]
+fn a_file_without_this_node_refuses_the_service_here_and_is_no_standby() {
+    let mut node = node_at(Level::NotConfigured);
+    let svc = with_file(DrbdFileState::NotHere, &mut node);
+    let plan = plan_service(&svc, &node);
+    let blocked = plan.blocked.expect("refused");
+    assert_eq!(
+        blocked.reason,
+        "drbd/data.res defines resource data without a section for this node (deb1): add an `on deb1` section, or run the service where the file has one"
+    );
+    let mut standby = pinned_to_deb2(DrbdStop::Secondary);
+    standby.resources[0] = svc.resources[0].clone();
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::new()));
+    let plan = plan_service(&standby, &node);
+    assert!(plan.is_converged(), "{plan:?}");
+}
+
+#[test]
+fn a_standby_installs_the_file_and_brings_the_resource_up() {
+    // Not configured for this node yet: the file being installed is, as drbdadm said.
+    let mut node = node_at(Level::NotConfigured);
+    node.drbd_configured = Some(Observed::Ok(BTreeSet::new()));
+    let file_svc = with_file(DrbdFileState::Differs { missing: true }, &mut node);
+    let mut standby = pinned_to_deb2(DrbdStop::Secondary);
+    standby.resources[0] = file_svc.resources[0].clone();
+    assert_eq!(
+        actions(&plan_service(&standby, &node)),
+        ["install data", "up data"]
+    );
+}
+
+#[test]
+fn a_split_brain_holds_the_adjust_of_a_new_file_but_not_its_install() {
+    let mut node = with_tb(Level::AppUp);
+    let svc = with_file(DrbdFileState::Differs { missing: false }, &mut node);
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+    node.split_brains.insert(
+        "data".into(),
+        vec![SplitBrain {
+            peer: "deb2".into(),
+            since: "2026-12-07T01:00:00Z".into(),
+        }],
+    );
+    // adjust would connect the split-brain connection: never.
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["install data"]);
     assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Refused));
 }

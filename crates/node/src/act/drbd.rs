@@ -1,4 +1,5 @@
-//! DRBD: `drbdadm up|connect|primary|secondary|down RES`.
+//! DRBD: `drbdadm up|connect|primary|secondary|down|adjust RES`, and installing a resource
+//! file a manifest names.
 //!
 //! Right before promoting, the peers' roles are read again (`drbdadm role`, and on DRBD 9
 //! `drbdsetup status --json`, where `role` shows only the local one): the plan was made from an
@@ -9,10 +10,13 @@
 //! peers it cannot see when DRBD reports quorum, and DRBD's exit 11 there may mean another node
 //! won the race: after the retries it waits, as a standby does, instead of failing.
 
+use std::path::Path;
 use std::time::Duration;
 
 use super::ctx::{ActError, Ctx};
+use crate::observer::drbd_file::{self, MAX_RES_FILE_BYTES};
 use crate::observer::probe::DrbdRoles;
+use crate::secure;
 use converge_core::command::DrbdVerb;
 use converge_core::manifest::{DrbdSpec, Spec};
 use converge_core::observe::drbd::{PeerHold, PromoteGuard, Role};
@@ -135,6 +139,97 @@ pub async fn run_once(ctx: &Ctx<'_>, argv: &[String]) -> Result<(), ActError> {
     }
     ctx.log.output(&out.stderr);
     Err(ctx.ended_badly(argv, &out))
+}
+
+/// `drbdadm up` or `adjust`: the running resource takes its installed file, so converge's
+/// record that the file is not applied yet goes.
+pub async fn apply_file(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
+    run_once(ctx, argv).await?;
+    crate::state::forget_adjust(&ctx.config.state_dir, res).map_err(|e| {
+        ctx.failed(format!(
+            "resource {res} took its file, but the record that it waited for it stays: {e}"
+        ))
+    })
+}
+
+/// Installs the resource file `from` as `to`: a private copy beside it (`staged`), checked by
+/// drbdadm with the rest of the configuration (`check`), then renamed over `to`. The record
+/// that the resource waits for an adjust is written before the rename, so a converge killed
+/// in between still applies it. A copy drbdadm refuses is removed, and `to` stays as it was.
+pub async fn install(
+    ctx: &Ctx<'_>,
+    res: &str,
+    from: &Path,
+    staged: &Path,
+    to: &Path,
+    check: &[String],
+) -> Result<(), ActError> {
+    let dir = to
+        .parent()
+        .ok_or_else(|| ctx.failed(format!("{} has no directory", to.display())))?;
+    // Whoever can write there can make root run anything (a handler): converge does not add
+    // its file to a directory it would not trust.
+    match secure::check_path(dir, "DRBD configuration directory") {
+        Ok(resolved) if resolved.missing.is_empty() => {}
+        Ok(_) => {
+            return Err(ctx.failed(format!(
+                "the DRBD configuration directory {} does not exist: install drbd-utils, or set drbd_conf_dir to the directory drbd.conf includes",
+                dir.display()
+            )));
+        }
+        Err(e) => return Err(ctx.failed(e.to_string())),
+    }
+    let text = secure::read_input(from, MAX_RES_FILE_BYTES)
+        .map_err(|e| ctx.failed(format!("cannot read {}: {e}", from.display())))?;
+    ctx.log.info(format_args!(
+        "install {} as {}",
+        from.display(),
+        to.display()
+    ));
+    write_private(staged, &text)
+        .map_err(|e| ctx.failed(format!("cannot write {}: {e}", staged.display())))?;
+    let checked = ctx.probe(check, DRBDADM_TIMEOUT).await;
+    let refused = match checked {
+        Ok(out) if out.success() => None,
+        Ok(out) => Some(format!(
+            "drbdadm refuses {}: {}",
+            from.display(),
+            drbd_file::drbdadm_complaint(&out.stderr, &out.stdout)
+                .replace(&*staged.to_string_lossy(), &from.to_string_lossy())
+        )),
+        Err(e) => Some(e.to_string()),
+    };
+    if let Some(why) = refused {
+        let _ = std::fs::remove_file(staged);
+        return Err(ctx.failed(format!("{why}; {} stays as it was", to.display())));
+    }
+    let installed = crate::state::record_adjust(&ctx.config.state_dir, res)
+        .and_then(|()| std::fs::rename(staged, to))
+        .and_then(|()| std::fs::File::open(dir)?.sync_all());
+    if let Err(e) = installed {
+        let _ = std::fs::remove_file(staged);
+        return Err(ctx.failed(format!("cannot install {}: {e}", to.display())));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a new file at `path`, mode 0600 (a resource file may hold the
+/// connection's shared secret), never through a symlink: whatever is at `path` is removed
+/// first (unlink does not follow a link), and the file is created exclusively.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 pub async fn primary(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {

@@ -46,10 +46,23 @@ pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Re
             argv,
         } => drbd::state_change(&ctx, *verb, res, argv).await,
         Program::Drbdadm {
-            verb: DrbdVerb::Up | DrbdVerb::Connect,
+            verb: DrbdVerb::Connect,
             argv,
             ..
         } => drbd::run_once(&ctx, argv).await,
+        // `up` reads the whole installed file, as `adjust` would.
+        Program::Drbdadm {
+            verb: DrbdVerb::Up | DrbdVerb::Adjust,
+            res,
+            argv,
+        } => drbd::apply_file(&ctx, res, argv).await,
+        Program::DrbdInstall {
+            res,
+            from,
+            staged,
+            to,
+            check,
+        } => drbd::install(&ctx, res, from, staged, to, check).await,
         Program::Mkdir { path } => fs::mkdir(&ctx, path),
         Program::Mount { fsck, mount } => fs::mount(&ctx, fsck.as_deref(), mount).await,
         Program::Umount { umount, kill } => fs::umount(&ctx, umount, kill.as_deref()).await,

@@ -60,6 +60,9 @@ pub enum Read {
         warnings: Vec<LoadError>,
         /// See [`Reload::content`].
         content: u64,
+        /// By service: a digest of the DRBD resource files it names (`config:`), which are
+        /// desired state too: a commit that changes only one of them changes the service.
+        files: BTreeMap<String, u64>,
     },
 }
 
@@ -95,12 +98,45 @@ pub fn read(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Opti
             );
         }
     }
+    let files: BTreeMap<String, u64> = trusted
+        .iter()
+        .filter_map(|s| Some((s.name.clone(), files_digest(s)?)))
+        .collect();
+    // The revision covers the resource files as well as the manifests.
+    let content = files
+        .values()
+        .fold(loaded.content, |acc, d| acc.rotate_left(5) ^ d);
     Some(Read::Loaded {
         services: trusted,
         errors,
         warnings: loaded.warnings,
-        content: loaded.content,
+        content,
+        files,
     })
+}
+
+/// A digest of the DRBD resource files `service` names, as they read now (an unreadable one
+/// by its error); `None` when it names none.
+fn files_digest(service: &Service) -> Option<u64> {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut hasher = DefaultHasher::new();
+    let mut any = false;
+    for resource in service.resources.iter().filter(|r| !r.disabled) {
+        let Some(file) = resource
+            .spec
+            .as_drbd()
+            .and_then(|d| d.config_file(&service.source))
+        else {
+            continue;
+        };
+        any = true;
+        file.hash(&mut hasher);
+        match crate::secure::read_input(&file, crate::observer::drbd_file::MAX_RES_FILE_BYTES) {
+            Ok(bytes) => bytes.hash(&mut hasher),
+            Err(e) => e.to_string().hash(&mut hasher),
+        }
+    }
+    any.then(|| hasher.finish())
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +157,8 @@ pub struct DesiredSet {
     /// Every reload reads every file; this spares parsing the ones whose text is unchanged.
     /// [`DesiredSet::reload`]'s: a caller of [`read`] keeps its own.
     parsed: ParseCache,
+    /// By service, the digest of its DRBD resource files last read (see [`Read::Loaded`]).
+    files: BTreeMap<String, u64>,
 }
 
 impl DesiredSet {
@@ -149,9 +187,17 @@ impl DesiredSet {
                 errors,
                 warnings,
                 content,
+                files,
             } => {
                 self.warnings = warnings;
-                let reload = self.apply(services, errors, prune, allow_empty);
+                let mut reload = self.apply(services, errors, prune, allow_empty);
+                for service in self.reconciled.iter() {
+                    let name = &service.name;
+                    if files.get(name) != self.files.get(name) && !reload.changed.contains(name) {
+                        reload.changed.push(name.clone());
+                    }
+                }
+                self.files = files;
                 Reload { content, ..reload }
             }
         }
@@ -454,6 +500,36 @@ mod tests {
                 .is_some_and(|s| s.source == Path::new("/m/b.yaml"))
         );
         assert!(set.errors.is_empty());
+    }
+
+    /// A DRBD resource file is desired state: a change to it alone (a commit that touches
+    /// only `drbd/r0.res`) makes its service changed, and the revision another one.
+    #[test]
+    fn a_change_to_a_resource_file_alone_changes_its_service() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            tmp.path().join("a.yaml"),
+            "service: a\nstate: up\nresources:\n  drbd#0: {res: r0, config: drbd/r0.res}\n",
+        )
+        .expect("write");
+        std::fs::write(tmp.path().join("b.yaml"), "service: b\nstate: down\n").expect("write");
+        std::fs::create_dir(tmp.path().join("drbd")).expect("mkdir");
+        std::fs::write(tmp.path().join("drbd/r0.res"), "resource r0 {}\n").expect("write");
+        let mut set = DesiredSet::default();
+        let mut cache = ParseCache::default();
+        let mut take = |set: &mut DesiredSet| {
+            let read = read(tmp.path(), &mut cache, &|| false).expect("read");
+            set.take(read, false, false)
+        };
+        let first = take(&mut set);
+        assert_eq!(first.changed, ["a", "b"]);
+        let same = take(&mut set);
+        assert!(same.changed.is_empty(), "{same:?}");
+        assert_eq!(same.content, first.content);
+        std::fs::write(tmp.path().join("drbd/r0.res"), "resource r0 { }\n").expect("write");
+        let edited = take(&mut set);
+        assert_eq!(edited.changed, ["a"]);
+        assert_ne!(edited.content, first.content);
     }
 
     /// A directory named like a manifest is said on every reload that finds it (the daemon

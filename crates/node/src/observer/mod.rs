@@ -12,6 +12,7 @@
 //! with its timeout). DRBD 8.4 has no name in /proc/drbd, so there `drbdadm sh-minor` runs once
 //! per DRBD resource.
 
+pub mod drbd_file;
 pub mod probe;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -62,6 +63,10 @@ const MAX_SCRIPT_ENTRIES: usize = 10_000;
 pub struct Observer {
     config: Arc<Config>,
     cache: Mutex<Cache>,
+    /// What drbdadm said of resource files, by contents.
+    res_checks: Mutex<drbd_file::CheckCache>,
+    /// Ask `drbdadm -d adjust` for the drift of each resource whose file converge manages.
+    drift: bool,
 }
 
 #[derive(Debug, Default)]
@@ -89,7 +94,17 @@ impl Observer {
         Observer {
             config,
             cache: Mutex::default(),
+            res_checks: Mutex::default(),
+            drift: false,
         }
+    }
+
+    /// An observer that also asks, at each pass, what `drbdadm -d adjust` would change in each
+    /// resource up here whose file converge manages: for `converge status` and `converge plan`,
+    /// which show the drift. One drbdadm per such resource and pass, so the daemon does not.
+    pub fn with_drift(mut self) -> Observer {
+        self.drift = true;
+        self
     }
 
     pub fn config(&self) -> &Config {
@@ -186,8 +201,17 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         .filter_map(|path| block_device_number(&path).map(|n| (path, n)))
         .collect();
 
+    let drbd_files = drbd_file::observe(config, services, &observer.res_checks).await;
+    let drbd_drift = if observer.drift {
+        observe_drift(observer, &drbd, &drbd_files).await
+    } else {
+        BTreeMap::new()
+    };
     let mut node = NodeState {
         node: config.node.clone(),
+        drbd_files,
+        drbd_drift,
+        drbd_adjust: state::adjusts_pending(&config.state_dir),
         drbd,
         mounts,
         devices,
@@ -205,6 +229,38 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
     node.apps = apps;
     node.scripts = scripts;
     node
+}
+
+/// What `drbdadm -d adjust RES` would run for each resource up here whose file converge
+/// manages: nothing when the running resource matches its installed file.
+async fn observe_drift(
+    observer: &Observer,
+    drbd: &Observed<DrbdResources>,
+    files: &BTreeMap<String, converge_core::observe::DrbdFile>,
+) -> BTreeMap<String, Observed<Vec<String>>> {
+    let Observed::Ok(up) = drbd else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for res in files.keys().filter(|res| up.contains_key(*res)) {
+        let argv = observer
+            .config()
+            .commands
+            .drbdadm_argv(&["-d", "adjust", res]);
+        let observed = match list(argv, "install drbd-utils or set commands.drbdadm").await {
+            Ok(out) => Observed::Ok(
+                out.stdout
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.contains("modinfo"))
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            Err(why) => Observed::Unavailable(why),
+        };
+        out.insert(res.clone(), observed);
+    }
+    out
 }
 
 /// The split brains DRBD reported, as converge recorded them (`state_dir/split-brain`), by
@@ -320,7 +376,7 @@ async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<D
     }
     // DRBD 8.x: /proc/drbd is keyed by minor; drbdadm says which minors each resource uses.
     // That only changes with the DRBD configuration, so it is asked once per configuration.
-    let stamp = drbd_config_stamp();
+    let stamp = drbd_config_stamp(&observer.config().drbd_conf_dir);
     let known = observer.cache().minors.take();
     let mut cache = known
         .filter(|c| c.stamp == stamp)
@@ -371,7 +427,7 @@ async fn observe_drbd(observer: &Observer, names: &BTreeSet<&str>) -> Observed<D
 /// The DRBD resources whose configuration has a section for this host: `drbdadm
 /// sh-resources`, asked once per DRBD configuration (it only changes with it).
 async fn observe_drbd_configured(observer: &Observer) -> Observed<BTreeSet<String>> {
-    let stamp = drbd_config_stamp();
+    let stamp = drbd_config_stamp(&observer.config().drbd_conf_dir);
     if let Some((known, names)) = &observer.cache().configured
         && *known == stamp
     {
@@ -423,11 +479,19 @@ async fn observe_drbd_options(
 
 /// Resource `res` as the DRBD configuration files define it for this node (`drbdadm dump
 /// RES`): its hosts and options, what `converge validate` checks a failover service against.
+/// With `file` (the resource file a manifest names, and the installed one it replaces), as it
+/// will be once that file is installed.
 pub async fn drbd_configured_resource(
     config: &converge_core::config::Config,
     res: &str,
+    file: Option<(&Path, &Path)>,
 ) -> Result<drbd_conf::ResourceConfig, String> {
-    let argv = config.commands.drbdadm_argv(&["dump", res]);
+    let argv = match file {
+        Some((file, installed)) => {
+            converge_core::command::res_file_check_argv(&config.commands, file, installed, res)
+        }
+        None => config.commands.drbdadm_argv(&["dump", res]),
+    };
     let output = list(argv.clone(), "install drbd-utils or set commands.drbdadm").await?;
     let mut all =
         drbd_conf::parse_dump(&output.stdout).map_err(|e| format!("{}: {e}", argv.join(" ")))?;
@@ -435,12 +499,13 @@ pub async fn drbd_configured_resource(
         .ok_or_else(|| format!("{} does not show resource {res}", argv.join(" ")))
 }
 
-/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files.
+/// Where drbdadm reads the DRBD configuration: the names → minors map depends on these files,
+/// and on those of the configured `drbd_conf_dir`.
 const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
 
 /// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
-/// every file in /etc/drbd.d. Any edit changes it.
-fn drbd_config_stamp() -> String {
+/// every file in /etc/drbd.d and in `conf_dir`. Any edit changes it.
+fn drbd_config_stamp(conf_dir: &Path) -> String {
     let mut parts = Vec::new();
     let mut add = |path: &Path| {
         if let Ok(meta) = std::fs::metadata(path) {
@@ -456,8 +521,7 @@ fn drbd_config_stamp() -> String {
             ));
         }
     };
-    for root in DRBD_CONFIG_FILES {
-        let root = Path::new(root);
+    for root in DRBD_CONFIG_FILES.iter().map(Path::new).chain([conf_dir]) {
         add(root);
         if let Ok(entries) = std::fs::read_dir(root) {
             let mut files: Vec<PathBuf> =
