@@ -78,6 +78,7 @@ fn a_split_brain_is_reported_never_reconnected_and_forgotten_once_resolved_by_ha
             let setup = WorldSetup {
                 container: SandboxContainer::Vz,
                 drbd_options: "auto-promote no;".to_string(),
+                res_files: false,
             };
             let (guard, _daemons) = running_on_deb1(work, setup);
             let world = guard.read();

@@ -50,6 +50,7 @@ fn started(work: &Path, tag: &str, config: &str) -> (Guard, String, Vec<Daemon>)
     let setup = WorldSetup {
         container: SandboxContainer::Lxc { name: name.clone() },
         drbd_options: FREEZE_QUORUM_OPTIONS.to_string(),
+        res_files: false,
     };
     let world = World::create_setup(work, Path::new(CONVERGE), &nodes, setup).expect("world");
     let guard = Guard::new(world);

@@ -75,6 +75,24 @@ const GONE_WITHIN: Duration = Duration::from_secs(10);
 /// A node's mount table is read with this cap: thousands of mounts fit.
 const MOUNTINFO_CAP: u64 = 16 << 20;
 
+/// Copies a file, or a directory and what is in it (a checkout's `drbd/` next to its
+/// manifests); anything else is left out.
+fn copy_tree(from: &Path, to: &Path) -> Result<(), SandboxError> {
+    let kind = fs::symlink_metadata(from)
+        .map_err(io("copy the manifests"))?
+        .file_type();
+    if kind.is_file() {
+        fs::copy(from, to).map_err(io("copy the manifests"))?;
+    } else if kind.is_dir() {
+        fs::create_dir_all(to).map_err(io("copy the manifests"))?;
+        for entry in fs::read_dir(from).map_err(io("copy the manifests"))? {
+            let entry = entry.map_err(io("copy the manifests"))?;
+            copy_tree(&entry.path(), &to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 fn step_error(step: impl Into<String>, detail: impl Into<String>) -> SandboxError {
     SandboxError::Step {
         step: step.into(),
@@ -123,6 +141,8 @@ pub struct World {
     /// `converge-world-TAG` under the cgroup v2 mount, when there is one.
     cgroup: Option<PathBuf>,
     torn_down: bool,
+    /// See [`WorldSetup::res_files`].
+    res_files: bool,
 }
 
 /// How a world's service and resource are set up, beyond its nodes.
@@ -131,6 +151,11 @@ pub struct WorldSetup {
     pub container: SandboxContainer,
     /// The DRBD resource's `options` section once the seed is made (quorum, its policies).
     pub drbd_options: String,
+    /// Each node reads its resource from a configuration directory of its own
+    /// ([`WorldNode::drbd_conf_dir`], converge's `drbd_conf_dir`; its /etc/drbd.conf includes
+    /// `*.res` there), where converge installs the file a manifest names; otherwise every node
+    /// binds the shared resource file itself.
+    pub res_files: bool,
 }
 
 impl Default for WorldSetup {
@@ -139,6 +164,7 @@ impl Default for WorldSetup {
         WorldSetup {
             container: SandboxContainer::Vz,
             drbd_options: DEFAULT_QUORUM_OPTIONS.to_string(),
+            res_files: false,
         }
     }
 }
@@ -204,6 +230,18 @@ pub struct WorldNode {
 }
 
 impl WorldNode {
+    /// Its DRBD configuration directory, in a world set up with
+    /// [`WorldSetup::res_files`]: converge's `drbd_conf_dir`.
+    pub fn drbd_conf_dir(&self) -> PathBuf {
+        self.dir.join("drbd.d")
+    }
+
+    /// Its own /etc/drbd.conf, in such a world: it includes `*.res` of
+    /// [`WorldNode::drbd_conf_dir`].
+    fn drbd_conf(&self) -> PathBuf {
+        self.dir.join("drbd.conf")
+    }
+
     /// The holder's pid, the way into the node's namespaces; `None` while powered off.
     pub fn holder_pid(&self) -> Option<u32> {
         self.holder.as_ref().map(Child::id)
@@ -621,6 +659,7 @@ impl World {
             cgroup,
             torn_down: false,
             world_dir,
+            res_files: setup.res_files,
         };
         for (id, spec) in nodes.iter().enumerate() {
             let name = spec.name.as_str();
@@ -709,6 +748,10 @@ impl World {
         )
         .map_err(io("write the resource file"))?;
 
+        if self.res_files {
+            self.use_res_files()?;
+        }
+
         let first_rev = Path::new(REVS).join("0");
         fs::create_dir_all(self.work.join(&first_rev)).map_err(io("create manifests"))?;
         std::os::unix::fs::symlink(&first_rev, &self.manifests)
@@ -726,10 +769,48 @@ impl World {
                 log_dir: &node.log_dir,
                 proc_drbd: &node.proc_drbd,
             };
-            fs::write(&node.config, node_config(&node.name, &paths))
+            let mut config = node_config(&node.name, &paths);
+            if self.res_files {
+                config.push_str(&format!(
+                    "drbd_conf_dir: {}\n",
+                    node.drbd_conf_dir().display()
+                ));
+            }
+            fs::write(&node.config, config)
                 .map_err(io(format!("write {}", node.config.display())))?;
         }
         self.set_state("up", &first).map(drop)
+    }
+
+    /// Moves every node from the shared resource file to a configuration directory of its own
+    /// holding it as `data.res` (see [`WorldSetup::res_files`]), bound in place of the shared
+    /// file on its /etc/drbd.conf.
+    fn use_res_files(&self) -> Result<(), SandboxError> {
+        let text = fs::read_to_string(&self.res_file).map_err(io("read the resource file"))?;
+        for node in &self.nodes {
+            let dir = node.drbd_conf_dir();
+            fs::create_dir_all(&dir).map_err(io("create the node's drbd.d"))?;
+            fs::write(dir.join(format!("{}.res", crate::sandbox::RESOURCE)), &text)
+                .map_err(io("write the node's resource file"))?;
+            fs::write(
+                node.drbd_conf(),
+                format!("include \"{}/*.res\";\n", dir.display()),
+            )
+            .map_err(io("write the node's drbd.conf"))?;
+            let conf = node.drbd_conf().to_string_lossy().into_owned();
+            self.checked(
+                &node.name,
+                "resource files",
+                "mount",
+                &["--bind", &conf, "/etc/drbd.conf"],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The resource file as the world made it (quorum options included).
+    pub fn res_text(&self) -> Result<String, SandboxError> {
+        fs::read_to_string(&self.res_file).map_err(io("read the resource file"))
     }
 
     /// Publishes a new revision of the manifests as git-sync does: a complete copy of the
@@ -756,14 +837,7 @@ impl World {
         fs::create_dir_all(&dir).map_err(io("create the new revision"))?;
         for entry in fs::read_dir(&self.manifests).map_err(io("list the manifests"))? {
             let entry = entry.map_err(io("list the manifests"))?;
-            if entry
-                .file_type()
-                .map_err(io("list the manifests"))?
-                .is_file()
-            {
-                fs::copy(entry.path(), dir.join(entry.file_name()))
-                    .map_err(io("copy the manifests"))?;
-            }
+            copy_tree(&entry.path(), &dir.join(entry.file_name()))?;
         }
         let name = self.manifest.file_name().unwrap_or_default();
         fs::write(
@@ -957,7 +1031,14 @@ impl World {
         }
         self.nodes[index].holder = Some(child);
         let staging = staging.to_string_lossy().into_owned();
-        let res_file = self.res_file.to_string_lossy().into_owned();
+        // A node powered on again in a world of resource files reads its own.
+        let own = self.nodes[index].drbd_conf();
+        let res_file = if self.res_files && own.exists() {
+            own
+        } else {
+            self.res_file.clone()
+        };
+        let res_file = res_file.to_string_lossy().into_owned();
         let address = format!("{}/8", self.nodes[index].address);
         let mut steps: Vec<(&str, Vec<&str>)> = vec![
             ("private /dev", vec!["mount", "--move", &staging, "/dev"]),

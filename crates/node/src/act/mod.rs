@@ -34,38 +34,54 @@ pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Re
     if let Action::DrbdSecondary { res, force: true } = &step.action {
         drbd::confirm_forced_demotion(&ctx, res).await?;
     }
-    match &program {
+    let done = run_program(&ctx, &program).await;
+    // Applied or replaced: the drift seen before says nothing of the resource now.
+    if let Program::Drbdadm {
+        verb: DrbdVerb::Up | DrbdVerb::Adjust | DrbdVerb::Down,
+        res,
+        ..
+    }
+    | Program::DrbdInstall { res, .. } = &program
+        && done.is_ok()
+    {
+        observer.forget_drift(res);
+    }
+    done
+}
+
+async fn run_program(ctx: &Ctx<'_>, program: &Program) -> Result<(), ActError> {
+    match program {
         Program::Drbdadm {
             verb: DrbdVerb::Primary,
             res,
             argv,
-        } => drbd::primary(&ctx, res, argv).await,
+        } => drbd::primary(ctx, res, argv).await,
         Program::Drbdadm {
             verb: verb @ (DrbdVerb::Secondary | DrbdVerb::Down),
             res,
             argv,
-        } => drbd::state_change(&ctx, *verb, res, argv).await,
+        } => drbd::state_change(ctx, *verb, res, argv).await,
         Program::Drbdadm {
             verb: DrbdVerb::Connect,
             argv,
             ..
-        } => drbd::run_once(&ctx, argv).await,
+        } => drbd::run_once(ctx, argv).await,
         // `up` reads the whole installed file, as `adjust` would.
         Program::Drbdadm {
             verb: DrbdVerb::Up | DrbdVerb::Adjust,
             res,
             argv,
-        } => drbd::apply_file(&ctx, res, argv).await,
+        } => drbd::apply_file(ctx, res, argv).await,
         Program::DrbdInstall {
             res,
             from,
             staged,
             to,
             check,
-        } => drbd::install(&ctx, res, from, staged, to, check).await,
-        Program::Mkdir { path } => fs::mkdir(&ctx, path),
-        Program::Mount { fsck, mount } => fs::mount(&ctx, fsck.as_deref(), mount).await,
-        Program::Umount { umount, kill } => fs::umount(&ctx, umount, kill.as_deref()).await,
+        } => drbd::install(ctx, res, from, staged, to, check).await,
+        Program::Mkdir { path } => fs::mkdir(ctx, path),
+        Program::Mount { fsck, mount } => fs::mount(ctx, fsck.as_deref(), mount).await,
+        Program::Umount { umount, kill } => fs::umount(ctx, umount, kill.as_deref()).await,
         Program::ContainerStart {
             container,
             start,
@@ -78,31 +94,31 @@ pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Re
                 operational,
                 abandon: abandon.as_deref(),
             };
-            container::start(&ctx, container, commands, *timeout).await
+            container::start(ctx, container, commands, *timeout).await
         }
         Program::ContainerWaitUp {
             container,
             operational,
             timeout,
-        } => container::wait_up(&ctx, container, operational, *timeout).await,
+        } => container::wait_up(ctx, container, operational, *timeout).await,
         Program::ContainerWaitDown { container, timeout } => {
-            container::wait_down(&ctx, container, *timeout, None).await
+            container::wait_down(ctx, container, *timeout, None).await
         }
         Program::ContainerStop {
             container,
             stop,
             timeout,
-        } => container::stop(&ctx, container, stop, *timeout).await,
+        } => container::stop(ctx, container, stop, *timeout).await,
         Program::ContainerFreeze {
             container,
             freeze,
             timeout,
-        } => container::freeze(&ctx, container, freeze, *timeout).await,
+        } => container::freeze(ctx, container, freeze, *timeout).await,
         Program::ContainerThaw {
             container,
             thaw,
             stop,
-        } => container::thaw(&ctx, container, thaw, *stop).await,
-        Program::App { verb, runs } => app::run(&ctx, *verb, runs).await,
+        } => container::thaw(ctx, container, thaw, *stop).await,
+        Program::App { verb, runs } => app::run(ctx, *verb, runs).await,
     }
 }

@@ -492,7 +492,7 @@ impl Daemon {
         let tx = self.tx.clone();
         let why = why.to_string();
         self.tasks.spawn(async move {
-            let node = observer.observe(&idle).await;
+            let node = observer.observe_with_drift(&idle).await;
             let mut statuses = Vec::new();
             let mut to_reconcile = Vec::new();
             for (status, service) in converge_core::status::statuses(&idle, &node)

@@ -198,6 +198,18 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
         reconnect: super::reconnect_wait::ReconnectWait::off(),
         ..Waits::default()
     });
+    // Each service's DRBD resources, for the report's look at their files.
+    let services_by_name: std::collections::HashMap<String, Vec<String>> = services
+        .iter()
+        .map(|s| {
+            let res = s
+                .resources
+                .iter()
+                .filter_map(|r| r.spec.as_drbd().map(|d| d.res.clone()))
+                .collect();
+            (s.name.clone(), res)
+        })
+        .collect();
     let mut tasks = JoinSet::new();
     let mut names = std::collections::HashMap::new();
     let mut reports = Vec::new();
@@ -243,8 +255,38 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
             }
         }
     }
+    // A resource file drbdadm refused kept the installed one in force, as a broken manifest
+    // keeps its last good version: the service may be as it was, but what the directory
+    // asks for is not in force, which a run meant to apply it (CI) must not call a success.
+    for report in &mut reports {
+        if !matches!(report.outcome, Outcome::Converged { .. }) {
+            continue;
+        }
+        if let Some(why) = refused_file(&node, &services_by_name, &report.service) {
+            report.outcome = Outcome::Failed {
+                steps: 0,
+                error: why,
+                rolled_back: false,
+            };
+        }
+    }
     reports.sort_by(|a, b| a.service.cmp(&b.service));
     Report { services: reports }
+}
+
+/// Why a resource file the service names is refused, when one is.
+fn refused_file(
+    node: &converge_core::observe::NodeState,
+    services: &std::collections::HashMap<String, Vec<String>>,
+    service: &str,
+) -> Option<String> {
+    services
+        .get(service)?
+        .iter()
+        .find_map(|res| match &node.drbd_files.get(res)?.state {
+            converge_core::observe::DrbdFileState::Refused { why, .. } => Some(why.clone()),
+            _ => None,
+        })
 }
 
 /// How many times one service of `reconcile --once` is looked at again after a requeue before

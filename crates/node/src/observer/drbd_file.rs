@@ -196,6 +196,15 @@ async fn file_state(
             missing,
         },
     };
+    // Said once per content: what is checked again comes from the cache.
+    if let DrbdFileState::Refused { why, .. } = &state {
+        let kept = if missing {
+            "nothing is installed".to_string()
+        } else {
+            format!("{} stays in force", installed_path.display())
+        };
+        tracing::error!(service = %service.name, "{why}; {kept}");
+    }
     let mut cache = lock(cache);
     // Edits come one at a time; a cache this large has only stale entries.
     if cache.len() >= 4096 {

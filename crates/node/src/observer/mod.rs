@@ -65,8 +65,12 @@ pub struct Observer {
     cache: Mutex<Cache>,
     /// What drbdadm said of resource files, by contents.
     res_checks: Mutex<drbd_file::CheckCache>,
-    /// Ask `drbdadm -d adjust` for the drift of each resource whose file converge manages.
+    /// Ask `drbdadm -d adjust` for the drift of each resource whose file converge manages, at
+    /// every pass.
     drift: bool,
+    /// The drift last asked for, by resource, given to the passes that do not ask (see
+    /// [`Observer::observe_with_drift`]); a resource converge applies its file to is dropped.
+    drift_seen: Mutex<BTreeMap<String, Observed<Vec<String>>>>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +100,7 @@ impl Observer {
             cache: Mutex::default(),
             res_checks: Mutex::default(),
             drift: false,
+            drift_seen: Mutex::default(),
         }
     }
 
@@ -118,11 +123,26 @@ impl Observer {
 
     /// Observes everything `services` depend on, in one pass.
     pub async fn observe(&self, services: &[Service]) -> NodeState {
-        observe(self, services).await
+        observe(self, services, self.drift).await
+    }
+
+    /// As [`Observer::observe`], asking for the drift too: the daemon's look at everything
+    /// (at start, each resync, SIGHUP). What it finds is given to the passes in between.
+    pub async fn observe_with_drift(&self, services: &[Service]) -> NodeState {
+        observe(self, services, true).await
+    }
+
+    /// Forgets the drift seen of `res`: converge just applied its file (`up`, `adjust`), or
+    /// installed another.
+    pub fn forget_drift(&self, res: &str) {
+        self.drift_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(res);
     }
 }
 
-async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
+async fn observe(observer: &Observer, services: &[Service], drift: bool) -> NodeState {
     let config = observer.config();
     let enabled = || {
         services
@@ -202,10 +222,29 @@ async fn observe(observer: &Observer, services: &[Service]) -> NodeState {
         .collect();
 
     let drbd_files = drbd_file::observe(config, services, &observer.res_checks).await;
-    let drbd_drift = if observer.drift {
-        observe_drift(observer, &drbd, &drbd_files).await
+    let drbd_drift = if drift {
+        let fresh = observe_drift(observer, &drbd, &drbd_files).await;
+        let mut seen = observer
+            .drift_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for res in drbd_files.keys() {
+            match fresh.get(res) {
+                Some(lines) => seen.insert(res.clone(), lines.clone()),
+                None => seen.remove(res),
+            };
+        }
+        fresh
     } else {
-        BTreeMap::new()
+        let seen = observer
+            .drift_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        drbd_files
+            .keys()
+            .filter(|res| matches!(&drbd, Observed::Ok(up) if up.contains_key(*res)))
+            .filter_map(|res| Some((res.clone(), seen.get(res)?.clone())))
+            .collect()
     };
     let mut node = NodeState {
         node: config.node.clone(),
