@@ -270,13 +270,23 @@ async fn drbd(config: &Config, services: &[Service], host: &str) -> Vec<Finding>
     let utils = match run_tool(&argv).await {
         Ok(out) if out.success() => match rules::parse_drbdadm_version(&out.stdout) {
             Some(v) => UtilsFact::Version(v),
-            None => UtilsFact::Failed(format!("no DRBDADM_VERSION in what {} printed", argv.join(" "))),
+            None => UtilsFact::Failed(format!(
+                "no DRBDADM_VERSION in what {} printed",
+                argv.join(" ")
+            )),
         },
         Ok(out) => UtilsFact::Failed(failure(&argv, &out)),
-        Err(ExecError::NotFound { program }) => UtilsFact::NotInstalled(format!("{program} not found")),
+        Err(ExecError::NotFound { program }) => {
+            UtilsFact::NotInstalled(format!("{program} not found"))
+        }
         Err(e) => UtilsFact::Failed(e.to_string()),
     };
-    findings.extend(rules::drbd_versions(&config.proc_drbd, &proc, &utils, in_use));
+    findings.extend(rules::drbd_versions(
+        &config.proc_drbd,
+        &proc,
+        &utils,
+        in_use,
+    ));
     let UtilsFact::Version(_) = utils else {
         if in_use || config.drbd_conf_dir.exists() {
             findings.push(Finding::skipped(
@@ -443,7 +453,11 @@ fn filesystems(config: &Config, services: &[Service], host: Option<&Uname>) -> V
         };
     // The kernel asks for module `fs-TYPE` when a mount needs a type it lacks.
     let aliases: BTreeMap<String, String> = host
-        .map(|h| Path::new("/lib/modules").join(&h.release).join("modules.alias"))
+        .map(|h| {
+            Path::new("/lib/modules")
+                .join(&h.release)
+                .join("modules.alias")
+        })
         .and_then(|p| secure::read_input_text(&p, MODULES_ALIAS_MAX).ok())
         .map(|text| {
             text.lines()

@@ -239,13 +239,15 @@ fn resource_options_rules() {
         promoted_by: vec![],
         failovers: vec![],
     };
-    let table: Vec<(
-        &ResourceUse,
+    /// (usage, configuration, on-no-data-accessible, severities, a message's text)
+    type Case<'a> = (
+        &'a ResourceUse<'a>,
         ResourceConfig,
-        Option<&str>,
+        Option<&'a str>,
         Vec<Severity>,
-        &str,
-    )> = vec![
+        &'a str,
+    );
+    let table: Vec<Case> = vec![
         (
             &pinned,
             config("    auto-promote no;\n", &two),
@@ -563,7 +565,9 @@ fn lvm_rules() {
         line: 1,
         message: "x".into(),
     }));
-    let table: Vec<(&LvmConfFact, bool, &[(String, String)], Vec<Severity>)> = vec![
+    /// (lvm.conf, the cache file exists, DRBD disks on LVM, severities)
+    type Case<'a> = (&'a LvmConfFact, bool, &'a [(String, String)], Vec<Severity>);
+    let table: Vec<Case> = vec![
         (&good, false, &on_lvm, vec![Ok, Ok]),
         (&good, false, &[], vec![Ok]),
         (&no_filter, false, &on_lvm, vec![Ok, Warn]),
