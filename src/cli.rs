@@ -101,6 +101,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check this node read-only (DRBD, LVM, filesystems, containers, converge itself): each
+    /// finding with what to do. Exit 0 all good, 2 warnings only, 1 an error.
+    Doctor {
+        /// Print the findings as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
     /// DRBD behind the real drbdadm, a loop device with ext3, real LXC when installed, simulated
     /// OpenVZ otherwise), showing the log; with `--nodes 2`, move it between two simulated
@@ -174,6 +181,7 @@ fn run(cli: Cli) -> Result<u8, String> {
             let config = load(Trust::Warn)?;
             status_command(&config, &manifest_dir(&config, dir), json)
         }
+        Command::Doctor { json } => crate::doctor::run(config_path.as_deref(), json),
         #[cfg(feature = "sim")]
         Command::Demo { nodes, failover } => crate::demo::run(nodes, failover),
     }

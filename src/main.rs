@@ -9,6 +9,7 @@
 mod cli;
 #[cfg(feature = "sim")]
 mod demo;
+mod doctor;
 mod render;
 
 use std::process::ExitCode;

@@ -8,6 +8,7 @@
 
 pub mod command;
 pub mod config;
+pub mod doctor;
 pub mod escape;
 pub mod fsutil;
 pub mod manifest;

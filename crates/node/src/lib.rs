@@ -10,6 +10,7 @@
 
 pub mod act;
 pub mod controller;
+pub mod doctor;
 pub mod exec;
 pub mod in_progress;
 pub mod observer;

@@ -227,6 +227,88 @@ fn parse_config(
     Ok(out)
 }
 
+/// What `drbdadm dump` says of a resource beyond [`ResourceConfig`], for `converge doctor`:
+/// kept apart so that the model placement decides on stays as small as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DumpDetails {
+    /// `on-no-data-accessible` as printed; `None`: DRBD's default (io-error).
+    pub on_no_data_accessible: Option<String>,
+    /// Backing disks named in the resource's own volumes: every host's unless its `on`
+    /// section names its own.
+    pub disks: Vec<String>,
+    /// Backing disks named in each host's `on` section, by host.
+    pub host_disks: BTreeMap<String, Vec<String>>,
+}
+
+impl DumpDetails {
+    /// The backing disks of `host` (`disk none` left out).
+    pub fn disks_of(&self, host: &str) -> &[String] {
+        self.host_disks.get(host).unwrap_or(&self.disks)
+    }
+}
+
+/// [`DumpDetails`] of every resource `drbdadm dump` printed, by name; the syntax is read as
+/// [`parse_dump`] reads it, so what one refuses the other does too.
+pub fn parse_dump_details(text: &str) -> Result<BTreeMap<String, DumpDetails>, ShowError> {
+    // The same walk as parse_config validates the syntax first.
+    parse_config(text, "drbdadm dump")?;
+    let mut out: BTreeMap<String, DumpDetails> = BTreeMap::new();
+    let mut open: Vec<(String, Option<String>)> = Vec::new();
+    let mut current: Option<String> = None;
+    for raw in text.lines() {
+        let stmt = strip_comment(raw).trim();
+        if stmt.is_empty() {
+            continue;
+        }
+        if stmt == "}" {
+            open.pop();
+            if open.is_empty() {
+                current = None;
+            }
+            continue;
+        }
+        if let Some(head) = stmt.strip_suffix('{') {
+            let mut words = head.split_whitespace();
+            let word = words.next().unwrap_or_default().to_string();
+            let name = words.next().map(unquote);
+            if open.is_empty() {
+                current = name.clone();
+                if let Some(res) = &name {
+                    out.entry(res.clone()).or_default();
+                }
+            }
+            open.push((word, name));
+            continue;
+        }
+        let (Some(res), Some(body)) = (current.as_ref(), stmt.strip_suffix(';')) else {
+            continue;
+        };
+        let mut words = body.split_whitespace();
+        let (Some(key), Some(value)) = (words.next(), words.next().map(unquote)) else {
+            continue;
+        };
+        let Some(details) = out.get_mut(res) else {
+            continue;
+        };
+        let sections: Vec<&str> = open.iter().skip(1).map(|(w, _)| w.as_str()).collect();
+        match (sections.as_slice(), key) {
+            (["options"], "on-no-data-accessible") => details.on_no_data_accessible = Some(value),
+            (["volume"], "disk") if value != "none" => details.disks.push(value),
+            // `disk none` still says the host has its own (no) disks.
+            (["on", "volume"] | ["on"], "disk") => {
+                if let Some((_, Some(host))) = open.get(1) {
+                    let own = details.host_disks.entry(host.clone()).or_default();
+                    if value != "none" {
+                        own.push(value);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The line without its `# comment` (drbdsetup adds units: `65536; # bytes`); a `#` inside
 /// quotes is text.
 fn strip_comment(line: &str) -> &str {
@@ -472,5 +554,17 @@ resource "plain" {
             assert_eq!(e.line, line, "{text:?}: {e}");
             assert!(e.message.contains(what), "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn details_of_a_dump_name_the_disks_per_host_and_on_no_data_accessible() {
+        let text = "resource data {\n    volume 0 {\n        device /dev/drbd0 minor 0;\n        disk /dev/vg0/data;\n        meta-disk internal;\n    }\n    on deb1 {\n        node-id 0;\n    }\n    on deb2 {\n        volume 0 {\n            disk /dev/sdb1;\n        }\n    }\n    on tb {\n        volume 0 {\n            disk none;\n        }\n    }\n    options {\n        on-no-data-accessible suspend-io;\n    }\n}\n";
+        let all = parse_dump_details(text).expect("parses");
+        let data = &all["data"];
+        assert_eq!(data.on_no_data_accessible.as_deref(), Some("suspend-io"));
+        assert_eq!(data.disks_of("deb1"), ["/dev/vg0/data".to_string()]);
+        assert_eq!(data.disks_of("deb2"), ["/dev/sdb1".to_string()]);
+        assert!(data.disks_of("tb").is_empty());
+        assert!(parse_dump_details("resource x {\n").is_err());
     }
 }
