@@ -71,11 +71,14 @@ pub async fn examine(config: &Config, config_path: Option<&Path>, dir: &Path) ->
             findings.push(untrusted_finding(&program, &e));
         }
     }
-    findings.push(trusted(
-        &dir.display().to_string(),
-        dir,
-        "manifest directory",
-    ));
+    // A directory that is not there is said once, by the load below.
+    if dir.exists() {
+        findings.push(trusted(
+            &dir.display().to_string(),
+            dir,
+            "manifest directory",
+        ));
+    }
     let loaded = load_dir_lenient_cached(dir, &mut ParseCache::default());
     findings.extend(rules::manifest_errors(dir, &loaded.errors));
     let services = loaded.services;
