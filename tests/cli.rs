@@ -334,3 +334,114 @@ fn validate_refuses_failover_on_two_nodes_without_a_tiebreaker() {
         text(&out.stderr)
     );
 }
+
+/// A resource file a manifest names (`config:`): `plan` shows its install (drbdadm's check of
+/// the very copy, then the rename) before `up`; `validate` runs drbdadm's check on it and,
+/// refused, fails at the `config:` key with drbdadm's message.
+#[test]
+fn a_resource_file_is_checked_by_drbdadm_installed_in_the_plan_and_refused_at_its_key() {
+    let sb = Sandbox::new();
+    let proc_drbd = sb.write("proc-drbd", "version: 9.2.8 (api:2/proto:86-122)\n");
+    let drbdsetup = sb.program("drbdsetup", "[]\n", 0);
+    let vzlist = sb.program("vzlist", "       101 stopped\n", 0);
+    let mountinfo = sb.write(
+        "mountinfo",
+        "22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw\n",
+    );
+    // drbdadm's check: the file after -t is refused when it holds a typo.
+    let drbdadm = sb.script(
+        "drbdadm",
+        "while [ $# -gt 0 ]; do [ \"$1\" = -t ] && f=$2; shift; done\n\
+         if grep -q optoins \"$f\"; then echo \"$f:2: Parse error: 'TK_STRING | {' expected\" >&2; exit 10; fi",
+    );
+    let conf_dir = sb.path("drbd.d");
+    fs::create_dir_all(&conf_dir).expect("mkdir");
+    fs::write(conf_dir.join("data.res"), "resource data { }\n").expect("write");
+    let config = sb.config(&format!(
+        "proc_drbd: {}\nmountinfo: {}\ndrbd_conf_dir: {}\ncommands:\n  drbdadm: {}\n  drbdsetup: {}\n  vzlist: {}\n",
+        proc_drbd.display(),
+        mountinfo.display(),
+        conf_dir.display(),
+        drbdadm.display(),
+        drbdsetup.display(),
+        vzlist.display()
+    ));
+    let manifests = sb.path("manifests");
+    fs::create_dir_all(manifests.join("drbd")).expect("mkdir");
+    let seed = fs::read_to_string(Path::new(SEED).join("drbdsvc.yaml")).expect("seed manifest");
+    let manifest = seed
+        .replace("/drbdsvc\n", &format!("{}/drbdsvc\n", sb.root().display()))
+        .replace(
+            "    res: data                  # DRBD resource name, defined in /etc/drbd.d/data.res\n",
+            "    res: data\n    config: drbd/data.res\n",
+        );
+    assert!(manifest.contains("config: drbd/data.res"), "{manifest}");
+    fs::write(manifests.join("drbdsvc.yaml"), &manifest).expect("write");
+    let source = manifests.join("drbd/data.res");
+    fs::write(
+        &source,
+        "resource data {\n  options { auto-promote no; }\n}\n",
+    )
+    .expect("write");
+    let dir = manifests.to_str().expect("utf-8 path");
+
+    let out = converge(&config, &["plan", dir]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let installed = conf_dir.join("data.res").display().to_string();
+    let staged = conf_dir
+        .join(".data.res.converge-new")
+        .display()
+        .to_string();
+    for expected in [
+        format!(
+            "+ drbd#0       copy {} to {staged} (mode 0600)    # drbd/data.res differs from the installed {installed}",
+            source.display()
+        ),
+        format!(
+            "drbdadm --drbdsetup={} -t {staged} -E {installed} dump data",
+            drbdsetup.display()
+        ),
+        format!("record that resource data is to be adjusted; rename it to {installed}"),
+        "up data    # resource data is not up".to_string(),
+    ] {
+        assert!(
+            stdout.contains(&expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    // plan writes nothing.
+    assert_eq!(
+        fs::read_to_string(conf_dir.join("data.res")).expect("installed"),
+        "resource data { }\n"
+    );
+    let out = converge(&config, &["validate", dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    fs::write(
+        &source,
+        "resource data {\n  optoins { auto-promote no; }\n}\n",
+    )
+    .expect("write");
+    let out = converge(&config, &["validate", dir]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "drbdsvc.yaml:7:5: resources.drbd#0.config: drbdadm refuses {}: {}:2: Parse error",
+            source.display(),
+            source.display()
+        )),
+        "{stderr}"
+    );
+    // The plan keeps the installed file and says why.
+    let out = converge(&config, &["plan", dir]);
+    let stdout = text(&out.stdout);
+    assert!(!stdout.contains("copy "), "{stdout}");
+    assert!(
+        stdout.contains("~ warning: drbd#0: drbd/data.res is refused: ")
+            && stdout.contains(&format!("{installed} stays as it is")),
+        "{stdout}"
+    );
+}
