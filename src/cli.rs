@@ -314,13 +314,7 @@ fn res_files_against_drbd(
     let (mut errors, mut warnings) = (Vec::new(), Vec::new());
     let mut runtime = None;
     for service in services {
-        for resource in service.resources.iter().filter(|r| !r.disabled) {
-            let Some(spec) = resource.spec.as_drbd() else {
-                continue;
-            };
-            let Some(file) = spec.config_file(&service.source) else {
-                continue;
-            };
+        for (resource, spec, file) in service.drbd_files() {
             let rid = resource.id.to_string();
             let at = |message: String| {
                 manifest::load::error_at_path(service, &["resources", &rid, "config"], message)

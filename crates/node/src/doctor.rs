@@ -359,13 +359,11 @@ async fn drbd(config: &Config, services: &[Service], host: &str) -> Vec<Finding>
         )),
     }
     for service in services {
-        for spec in service.resources.iter().filter_map(|r| r.spec.as_drbd()) {
-            if let Some(file) = spec.config_file(&service.source) {
-                files.entry(file).or_default().push(service.name.clone());
-                files
-                    .entry(spec.installed_file(&config.drbd_conf_dir))
-                    .and_modify(|named| named.push(service.name.clone()));
-            }
+        for (_, spec, file) in service.drbd_files() {
+            files.entry(file).or_default().push(service.name.clone());
+            files
+                .entry(spec.installed_file(&config.drbd_conf_dir))
+                .and_modify(|named| named.push(service.name.clone()));
         }
     }
     for (path, mut named_by) in files {

@@ -56,14 +56,7 @@ pub fn check_manifest(service: &Service) -> Vec<Untrusted> {
 pub fn check_service(service: &Service) -> Vec<Untrusted> {
     let mut problems = Vec::new();
     // A DRBD resource file decides what root runs too: its handlers.
-    for resource in service.resources.iter().filter(|r| !r.disabled) {
-        let Some(file) = resource
-            .spec
-            .as_drbd()
-            .and_then(|d| d.config_file(&service.source))
-        else {
-            continue;
-        };
+    for (resource, _, file) in service.drbd_files() {
         if let Err(e) = check(&file, &format!("DRBD resource file of {}", resource.id)) {
             problems.push(e);
         }

@@ -263,6 +263,18 @@ impl Service {
         self.resources.iter().find(|r| r.id == id)
     }
 
+    /// The DRBD resource files the service names (`config:`): each enabled `drbd#N` that names
+    /// one, with where the file is.
+    pub fn drbd_files(&self) -> impl Iterator<Item = (&Resource, &DrbdSpec, PathBuf)> {
+        self.resources
+            .iter()
+            .filter(|r| !r.disabled)
+            .filter_map(|r| {
+                let spec = r.spec.as_drbd()?;
+                Some((r, spec, spec.config_file(&self.source)?))
+            })
+    }
+
     /// The service's container, when it has one: apps run inside it.
     ///
     /// A disabled container still hosts the apps: `disabled` means converge does not start or

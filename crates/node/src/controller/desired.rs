@@ -121,14 +121,7 @@ fn files_digest(service: &Service) -> Option<u64> {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut hasher = DefaultHasher::new();
     let mut any = false;
-    for resource in service.resources.iter().filter(|r| !r.disabled) {
-        let Some(file) = resource
-            .spec
-            .as_drbd()
-            .and_then(|d| d.config_file(&service.source))
-        else {
-            continue;
-        };
+    for (_, _, file) in service.drbd_files() {
         any = true;
         file.hash(&mut hasher);
         match crate::secure::read_input(&file, crate::observer::drbd_file::MAX_RES_FILE_BYTES) {

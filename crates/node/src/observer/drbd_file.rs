@@ -116,13 +116,7 @@ pub(super) async fn observe(
 ) -> BTreeMap<String, DrbdFile> {
     let mut out = BTreeMap::new();
     for service in services {
-        for resource in service.resources.iter().filter(|r| !r.disabled) {
-            let Some(spec) = resource.spec.as_drbd() else {
-                continue;
-            };
-            let Some(source) = spec.config_file(&service.source) else {
-                continue;
-            };
+        for (resource, spec, source) in service.drbd_files() {
             let installed = spec.installed_file(&config.drbd_conf_dir);
             let state = file_state(config, service, resource.id, spec, &source, cache).await;
             out.insert(
