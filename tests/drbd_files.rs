@@ -317,3 +317,49 @@ fn drift_of_the_running_resource_from_its_file_shows_in_status() {
         },
     );
 }
+
+#[test]
+fn a_file_that_takes_a_peer_away_is_installed_but_not_applied_by_itself() {
+    in_world_namespace(
+        "a_file_that_takes_a_peer_away_is_installed_but_not_applied_by_itself",
+        |work| {
+            let (guard, _daemons, text) = running_on_deb1(work);
+            let world = guard.read();
+            let without_deb2: String = text
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("on deb2"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            assert_ne!(
+                without_deb2, text,
+                "the world's resource text has an `on deb2` line"
+            );
+            replace(&source(&world), &without_deb2);
+            replace(
+                &world.manifest,
+                &format!("{}# the resource file changed\n", manifest(&world)),
+            );
+            until(
+                "deb1's daemon to leave the adjust to a person",
+                &world,
+                || logs(&world).contains("not applying the new file of resource data by itself"),
+            );
+            let log = logs(&world);
+            assert!(
+                log.contains("takes apart or changes what runs")
+                    && log.contains("run `drbdadm adjust data` by hand"),
+                "{log}"
+            );
+            // Installed on deb1 (drbdadm accepts it), not on deb2 (no section for it), and
+            // nothing taken apart: the nodes stay connected, the service runs on.
+            assert_eq!(installed(&world, "deb1"), without_deb2);
+            assert_eq!(installed(&world, "deb2"), text);
+            assert!(support::world::connected_everywhere(&world), "{log}");
+            assert!(world.runs_on("deb1"), "{log}");
+            until("deb1's status to say it", &world, || {
+                let status = status_of(&world, "deb1");
+                status.contains("not applied yet") && status.contains("blocked")
+            });
+        },
+    );
+}

@@ -171,6 +171,78 @@ pub fn res_file_check_argv(
     commands.drbdadm_argv(&["-t", &file, "-E", &installed, "dump", res])
 }
 
+/// `drbdadm -d adjust RES`: what `adjust` would run, one command a line, without running it.
+pub fn adjust_dry_run_argv(commands: &Commands, res: &str) -> Vec<String> {
+    commands.drbdadm_argv(&["-d", "adjust", res])
+}
+
+/// The `drbdsetup` verbs an automatic `adjust` may run: options, and what a new volume, peer
+/// or path needs. Anything else takes apart or changes the role of what runs (`detach`,
+/// `disconnect`, `del-peer`, `del-minor`, `down`, `secondary`…): that is for a person to run.
+const ADJUST_MAY: [&str; 11] = [
+    "resource-options",
+    "disk-options",
+    "net-options",
+    "peer-device-options",
+    "new-peer",
+    "new-path",
+    "new-minor",
+    "resize",
+    "attach",
+    "connect",
+    "new-resource",
+];
+
+/// Why converge does not run the `adjust` whose dry run printed `lines`, if it does not:
+/// the first line it leaves to a person, and why. `connect` and `attach` pass only for a peer
+/// and a volume the same run adds (`new-peer`, `new-minor`): on an existing one they would
+/// reconnect a dropped connection or re-attach a detached disk, which converge does only
+/// under its own rules. `drbdmeta` lines (a new volume's activity log) pass.
+pub fn adjust_refusal(lines: &[String]) -> Option<String> {
+    let words =
+        |line: &str| -> Vec<String> { line.split_whitespace().map(str::to_string).collect() };
+    let all: Vec<Vec<String>> = lines.iter().map(|l| words(l)).collect();
+    // `new-peer RES N`, `new-minor RES MINOR VOL`: what this run adds.
+    let added = |verb: &str, index: usize, value: &str| {
+        all.iter().any(|w| {
+            w.len() > index + 1
+                && w[0].ends_with("drbdsetup")
+                && w[1] == verb
+                && w[index + 1] == value
+        })
+    };
+    for (line, w) in lines.iter().zip(&all) {
+        let Some(program) = w.first() else {
+            continue;
+        };
+        if program.ends_with("drbdmeta") {
+            continue;
+        }
+        let verb = w.get(1).map(String::as_str).unwrap_or_default();
+        if !program.ends_with("drbdsetup") || !ADJUST_MAY.contains(&verb) {
+            return Some(format!("`{line}` takes apart or changes what runs"));
+        }
+        let target = w.get(3).map(String::as_str).unwrap_or_default();
+        match verb {
+            // `connect RES PEER_ID`
+            "connect" if !added("new-peer", 2, target) => {
+                return Some(format!(
+                    "`{line}` would reconnect a connection that is down"
+                ));
+            }
+            // `attach MINOR LOWER META META_INDEX`
+            "attach" => {
+                let minor = w.get(2).map(String::as_str).unwrap_or_default();
+                if !added("new-minor", 2, minor) {
+                    return Some(format!("`{line}` would re-attach a detached disk"));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// The copy of a resource file drbdadm checks before it replaces `installed`: hidden, and not
 /// ending in `.res`, so that drbd.conf's `include "drbd.d/*.res"` never reads it.
 pub fn staged_res_file(installed: &Path) -> PathBuf {
@@ -800,6 +872,45 @@ mod tests {
                     assert!(!line.is_empty());
                 }
             }
+        }
+    }
+
+    #[test]
+    fn an_automatic_adjust_changes_options_and_adds_but_takes_nothing_apart() {
+        let lines = |text: &str| -> Vec<String> { text.lines().map(str::to_string).collect() };
+        for fine in [
+            "drbdsetup resource-options data --set-defaults --auto-promote=no",
+            "drbdsetup net-options data 1 --protocol=A",
+            // A new peer, with its path and connection.
+            "drbdsetup new-peer data 2 --_name=deb3\ndrbdsetup new-path data 2 ipv4:127.0.0.1:7789 ipv4:127.0.0.3:7789\ndrbdsetup connect data 2",
+            // A new volume, attached.
+            "drbdsetup new-minor data 1 1\ndrbdmeta 1 v09 /dev/loop1 internal apply-al\n/usr/sbin/drbdsetup attach 1 /dev/loop1 /dev/loop1 internal",
+            "",
+        ] {
+            assert_eq!(adjust_refusal(&lines(fine)), None, "{fine}");
+        }
+        for (refused, why) in [
+            (
+                "drbdsetup connect data 1",
+                "would reconnect a connection that is down",
+            ),
+            (
+                "drbdsetup attach 0 /dev/loop0 /dev/loop0 internal",
+                "would re-attach a detached disk",
+            ),
+            ("drbdsetup disconnect data 1", "takes apart"),
+            ("drbdsetup del-peer data 1", "takes apart"),
+            ("drbdsetup detach 0", "takes apart"),
+            ("drbdsetup del-minor 0", "takes apart"),
+            ("drbdsetup down data", "takes apart"),
+            ("drbdsetup secondary data", "takes apart"),
+            ("modprobe drbd", "takes apart"),
+        ] {
+            let said = adjust_refusal(&lines(&format!(
+                "drbdsetup net-options data 1 --protocol=C\n{refused}"
+            )))
+            .unwrap_or_else(|| panic!("{refused} passed"));
+            assert!(said.contains(refused) && said.contains(why), "{said}");
         }
     }
 }

@@ -480,7 +480,12 @@ fn adjust_record(state_dir: &Path, res: &str) -> io::Result<PathBuf> {
 /// before the file is replaced, so that a converge killed between the two still applies it
 /// (`drbdadm adjust`) next time. Not tied to a boot: after a reboot the adjust is a no-op.
 pub fn record_adjust(state_dir: &Path, res: &str) -> io::Result<()> {
-    write_atomic(&adjust_record(state_dir, res)?, b"")
+    let path = adjust_record(state_dir, res)?;
+    // converge's own directory, checked before each write as in-progress/ is: a record
+    // planted or removed by someone else would make it adjust, or not.
+    crate::secure::ensure_private_dir(&state_dir.join(ADJUST_DIR), "drbd-adjust records")
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    write_atomic(&path, b"")
 }
 
 /// Forgets that `res` waits for an adjust: it ran, or `drbdadm up` read the whole file.

@@ -12,7 +12,7 @@ use crate::manifest::{
     ResourceId, Service, Spec, UpBy,
 };
 use crate::observe::drbd::{
-    ConnectionState, DrbdConnection, PromoteGuard, device_path as drbd_device_path,
+    ConnectionState, DiskState, DrbdConnection, PromoteGuard, device_path as drbd_device_path,
 };
 use crate::observe::{
     ContainerState, DrbdFileState, DrbdResource, Mount, NodeState, Observed, QuorumFreeze, Role,
@@ -47,6 +47,10 @@ pub(super) struct ServicePlanner<'n: 'a, 'a> {
     thaw_planned: bool,
     /// DRBD resources whose file a step installs.
     installing: BTreeSet<&'a str>,
+    /// Steps that go after all the others: applying a new DRBD file to a running resource
+    /// changes nothing the rest of the stack needs, and one the act layer leaves to a person
+    /// (see `adjust`) must not hold up, say, an app's restart.
+    last: Vec<Step>,
 }
 
 impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
@@ -66,6 +70,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             container_start_planned: false,
             thaw_planned: false,
             installing: BTreeSet::new(),
+            last: Vec::new(),
         }
     }
 
@@ -133,6 +138,14 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 Spec::Container(spec) => self.up_container(resource, spec),
                 Spec::App(_) => self.up_app(resource),
             }
+        }
+        self.add_last();
+    }
+
+    /// The steps kept for the end, once everything else is planned unblocked.
+    fn add_last(&mut self) {
+        if self.blocked.is_none() {
+            self.steps.append(&mut self.last);
         }
     }
 
@@ -239,6 +252,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 Spec::Drbd(spec) => self.down_drbd(resource, spec),
             }
         }
+        self.add_last();
     }
 
     // ---- DRBD ----
@@ -294,7 +308,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !self.reconnect(resource, drbd, res, system, "") {
             return;
         }
-        self.adjust(resource.id, res);
+        self.adjust(resource.id, drbd);
         if drbd.role == Role::Primary {
             self.already(rid, format!("drbd resource {res} is already Primary"));
             self.primary.insert(res);
@@ -359,7 +373,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                 let hazard = self.demote_hazard(drbd);
                 self.demote(resource, spec, hazard, format!("resource {res} is Primary"));
                 if self.blocked.is_none() {
-                    self.adjust(resource.id, res);
+                    self.adjust(resource.id, drbd);
                 }
             }
             DrbdStop::Secondary => {
@@ -367,7 +381,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
                     resource.id,
                     format!("drbd resource {res} is already {}", drbd.role),
                 );
-                self.adjust(resource.id, res);
+                self.adjust(resource.id, drbd);
             }
             DrbdStop::Down => match self.demote_hazard(drbd) {
                 Some(Hazard::Mounted(why)) => self.refuse(resource, why),
@@ -451,7 +465,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         if !self.reconnect(resource, drbd, res, system, "; a standby replicates") {
             return;
         }
-        self.adjust(rid, res);
+        self.adjust(rid, drbd);
         if !drbd.is_standalone() || system {
             self.already(
                 rid,
@@ -539,10 +553,36 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     }
 
     /// `drbdadm adjust` of a resource that is up here, when its file is installed by an
-    /// earlier step or was installed without being applied yet (converge's record).
-    fn adjust(&mut self, rid: ResourceId, res: &str) {
+    /// earlier step or was installed without being applied yet (converge's record). Not while
+    /// a connection is StandAlone or a local disk is detached: `adjust` would also connect and
+    /// attach them, bypassing the rules converge keeps for those (reconnection with backoff,
+    /// never a split brain, never for `up_by: system`; a disk detached after I/O errors stays
+    /// detached). It waits for them, with a warning; the act layer checks the rest.
+    fn adjust(&mut self, rid: ResourceId, drbd: &DrbdResource) {
+        let res = drbd.name.as_str();
         let installing = self.installing.contains(res);
         if !installing && !self.node.drbd_adjust.contains(res) {
+            return;
+        }
+        let standalone: Vec<String> = drbd
+            .connections
+            .iter()
+            .filter(|c| c.state == ConnectionState::StandAlone)
+            .map(DrbdConnection::peer_label)
+            .collect();
+        let detached = drbd
+            .devices
+            .iter()
+            .any(|d| !d.client && matches!(d.disk, DiskState::Diskless | DiskState::Failed));
+        if !standalone.is_empty() || detached {
+            let why = if standalone.is_empty() {
+                "the local disk is detached".to_string()
+            } else {
+                format!("the connection to {} is StandAlone", standalone.join(", "))
+            };
+            self.warnings.push(format!(
+                "{rid}: the new file of resource {res} waits to be applied (drbdadm adjust): {why}, and adjust would connect or attach it too, which converge does only under its own rules"
+            ));
             return;
         }
         let reason = match self.node.drbd_drift.get(res) {
@@ -553,7 +593,11 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             ),
             _ => format!("the installed file of resource {res} is not applied yet"),
         };
-        self.step(rid, Action::DrbdAdjust { res: res.into() }, reason);
+        self.last.push(Step {
+            rid,
+            action: Action::DrbdAdjust { res: res.into() },
+            reason,
+        });
     }
 
     /// Plans the reconnection of the resource's StandAlone connections (none with `up_by:

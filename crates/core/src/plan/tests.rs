@@ -2051,6 +2051,14 @@ fn an_installed_file_not_applied_yet_is_adjusted_with_what_adjust_will_run() {
         plan.steps[0].reason,
         "resource data runs on its former file; adjust runs: drbdsetup net-options data 1 --protocol=A"
     );
+    // It comes last: one the act layer leaves to a person never holds up the rest.
+    let mut down_app = node_at(Level::ContainerRunning);
+    let svc_app = with_file(DrbdFileState::Installed, &mut down_app);
+    down_app.drbd_adjust.insert("data".into());
+    assert_eq!(
+        actions(&plan_service(&svc_app, &down_app)),
+        ["app start", "adjust data"]
+    );
     // Drift alone (someone ran drbdsetup by hand) is shown by status, not corrected.
     node.drbd_adjust.clear();
     assert!(plan_service(&svc, &node).is_converged());
@@ -2159,4 +2167,45 @@ fn a_split_brain_holds_the_adjust_of_a_new_file_but_not_its_install() {
     let plan = plan_service(&svc, &node);
     assert_eq!(actions(&plan), ["install data"]);
     assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Refused));
+}
+
+#[test]
+fn adjust_waits_while_a_connection_is_standalone_or_the_disk_detached() {
+    // A pending adjust with the connection StandAlone: reconnected first (under its own
+    // rules), adjusted after; under `up_by: system`, never connected by converge, so the
+    // adjust waits, said.
+    let mut node = with_tb(Level::AppUp);
+    let svc = with_file(DrbdFileState::Installed, &mut node);
+    node.drbd_adjust.insert("data".into());
+    node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+    let plan = plan_service(&svc, &node);
+    assert_eq!(actions(&plan), ["connect data:deb2"]);
+    assert_eq!(
+        plan.warnings,
+        [
+            "drbd#0: the new file of resource data waits to be applied (drbdadm adjust): the connection to peer deb2 is StandAlone, and adjust would connect or attach it too, which converge does only under its own rules"
+        ]
+    );
+    let mut system = svc.clone();
+    if let Spec::Drbd(d) = &mut system.resources[0].spec {
+        d.up_by = UpBy::System;
+    }
+    let plan = plan_service(&system, &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.warnings.len(), 1, "{plan:?}");
+    // A local disk detached (after I/O errors, say) is not re-attached by an adjust.
+    let mut node = with_tb(Level::AppUp);
+    let svc = with_file(DrbdFileState::Installed, &mut node);
+    node.drbd_adjust.insert("data".into());
+    node.drbd_mut("data").devices[0].disk = DiskState::Diskless;
+    let plan = plan_service(&svc, &node);
+    assert!(
+        !actions(&plan).contains(&"adjust data".to_string()),
+        "{:?}",
+        plan.steps
+    );
+    assert!(
+        plan.warnings[0].contains("the local disk is detached"),
+        "{plan:?}"
+    );
 }

@@ -17,7 +17,7 @@ use super::ctx::{ActError, Ctx};
 use crate::observer::drbd_file::{self, MAX_RES_FILE_BYTES};
 use crate::observer::probe::DrbdRoles;
 use crate::secure;
-use converge_core::command::DrbdVerb;
+use converge_core::command::{self, DrbdVerb};
 use converge_core::manifest::{DrbdSpec, Spec};
 use converge_core::observe::drbd::{PeerHold, PromoteGuard, Role};
 use converge_core::plan::{Action, waiting_for};
@@ -141,10 +141,43 @@ pub async fn run_once(ctx: &Ctx<'_>, argv: &[String]) -> Result<(), ActError> {
     Err(ctx.ended_badly(argv, &out))
 }
 
-/// `drbdadm up` or `adjust`: the running resource takes its installed file, so converge's
-/// record that the file is not applied yet goes.
-pub async fn apply_file(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
+/// `drbdadm up`: the resource comes up on its installed file, so converge's record that the
+/// file is not applied yet goes.
+pub async fn up(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
     run_once(ctx, argv).await?;
+    applied(ctx, res)
+}
+
+/// `drbdadm adjust`: first what it would run (`drbdadm -d adjust`), which must only change
+/// options or add (see [`command::adjust_refusal`]): the plan was made from an observation
+/// that may be seconds old, and a connection that dropped since, or a file that removes a
+/// volume or a peer, would have adjust take apart what runs. Then the adjust, retried as a
+/// state change is (exit 11), and the record goes.
+pub async fn adjust(ctx: &Ctx<'_>, res: &str, argv: &[String]) -> Result<(), ActError> {
+    let dry = command::adjust_dry_run_argv(&ctx.config.commands, res);
+    let out = ctx.probe(&dry, DRBDADM_TIMEOUT).await?;
+    if !out.success() {
+        ctx.log.output(&out.stderr);
+        return Err(ctx.ended_badly(&dry, &out));
+    }
+    let lines: Vec<String> = out
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("modinfo"))
+        .map(str::to_string)
+        .collect();
+    if let Some(why) = command::adjust_refusal(&lines) {
+        return Err(ctx.blocked(format!(
+            "not applying the new file of resource {res} by itself: {why}; check `drbdadm -d adjust {res}` and run `drbdadm adjust {res}` by hand when it is what you want"
+        )));
+    }
+    state_change(ctx, DrbdVerb::Adjust, res, argv).await?;
+    applied(ctx, res)
+}
+
+/// The resource took its installed file: converge's record that it waited for it goes.
+fn applied(ctx: &Ctx<'_>, res: &str) -> Result<(), ActError> {
     crate::state::forget_adjust(&ctx.config.state_dir, res).map_err(|e| {
         ctx.failed(format!(
             "resource {res} took its file, but the record that it waited for it stays: {e}"
@@ -164,6 +197,9 @@ pub async fn install(
     to: &Path,
     check: &[String],
 ) -> Result<(), ActError> {
+    // One install at a time: each is checked against the others as installed, so two files
+    // that clash (one minor, one port) cannot both pass while neither is in place yet.
+    let _one_at_a_time = INSTALLING.lock().await;
     let dir = to
         .parent()
         .ok_or_else(|| ctx.failed(format!("{} has no directory", to.display())))?;
@@ -210,8 +246,41 @@ pub async fn install(
         let _ = std::fs::remove_file(staged);
         return Err(ctx.failed(format!("cannot install {}: {e}", to.display())));
     }
-    Ok(())
+    read_where_installed(ctx, res, to).await
 }
+
+/// Whether drbdadm reads the resource from the file just installed (its `dump` says where
+/// each resource is defined): a `drbd_conf_dir` that /etc/drbd.conf does not include would
+/// take the file where DRBD never reads it, and every check would pass on the old one.
+async fn read_where_installed(ctx: &Ctx<'_>, res: &str, to: &Path) -> Result<(), ActError> {
+    let argv = ctx.config.commands.drbdadm_argv(&["dump", res]);
+    let out = ctx.probe(&argv, DRBDADM_TIMEOUT).await?;
+    let defined_at = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("# defined at "))
+        .and_then(|at| at.rsplit_once(':').map(|(file, _)| file.to_string()));
+    let same = |file: &str| {
+        let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+        canonical(Path::new(file)).is_some_and(|f| Some(f) == canonical(to))
+    };
+    match defined_at {
+        Some(file) if same(&file) => Ok(()),
+        Some(file) => Err(ctx.failed(format!(
+            "{} is installed, but drbdadm reads resource {res} from {file}: set drbd_conf_dir to the directory /etc/drbd.conf includes, or remove the other definition",
+            to.display()
+        ))),
+        None => Err(ctx.failed(format!(
+            "{} is installed, but `{}` does not say where resource {res} is defined ({})",
+            to.display(),
+            argv.join(" "),
+            nonempty(&out.last_line(), "no output")
+        ))),
+    }
+}
+
+/// Held by an install from its check to its rename.
+static INSTALLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Writes `bytes` to a new file at `path`, mode 0600 (a resource file may hold the
 /// connection's shared secret), never through a symlink: whatever is at `path` is removed

@@ -66,12 +66,16 @@ async fn run_program(ctx: &Ctx<'_>, program: &Program) -> Result<(), ActError> {
             argv,
             ..
         } => drbd::run_once(ctx, argv).await,
-        // `up` reads the whole installed file, as `adjust` would.
         Program::Drbdadm {
-            verb: DrbdVerb::Up | DrbdVerb::Adjust,
+            verb: DrbdVerb::Up,
             res,
             argv,
-        } => drbd::apply_file(ctx, res, argv).await,
+        } => drbd::up(ctx, res, argv).await,
+        Program::Drbdadm {
+            verb: DrbdVerb::Adjust,
+            res,
+            argv,
+        } => drbd::adjust(ctx, res, argv).await,
         Program::DrbdInstall {
             res,
             from,

@@ -198,15 +198,11 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
         reconnect: super::reconnect_wait::ReconnectWait::off(),
         ..Waits::default()
     });
-    // Each service's DRBD resources, for the report's look at their files.
+    // Each service's DRBD resources with a file, for the report's look at those files.
     let services_by_name: std::collections::HashMap<String, Vec<String>> = services
         .iter()
         .map(|s| {
-            let res = s
-                .resources
-                .iter()
-                .filter_map(|r| r.spec.as_drbd().map(|d| d.res.clone()))
-                .collect();
+            let res = s.drbd_files().map(|(_, d, _)| d.res.clone()).collect();
             (s.name.clone(), res)
         })
         .collect();

@@ -64,16 +64,18 @@ pub async fn check(config: &Config, file: &Path, installed: &Path, res: &str) ->
     if let Some(last) = all.last_mut() {
         *last = "all".into();
     }
-    let defined = match exec::run(&all, CHECK_TIMEOUT).await {
-        Ok(out) if out.success() => drbd_conf::parse_dump(&out.stdout)
-            .map(|resources| resources.contains_key(res))
-            .unwrap_or(false),
-        _ => false,
+    // The whole configuration's dump: read whole (up to the listings' cap), never its tail.
+    let dumped = match exec::run_parsed(&all, CHECK_TIMEOUT, crate::observer::LISTING_MAX).await {
+        Ok(out) if out.success() => {
+            drbd_conf::parse_dump(&out.stdout).map_err(|e| format!("{}: {e}", all.join(" ")))
+        }
+        Ok(out) => Err(format!("{} {}", all.join(" "), out.describe_end())),
+        Err(e) => Err(e.to_string()),
     };
-    if defined {
-        Check::NotHere
-    } else {
-        Check::Refused(format!("it does not define resource {res}"))
+    match dumped {
+        Ok(resources) if resources.contains_key(res) => Check::NotHere,
+        Ok(_) => Check::Refused(format!("it does not define resource {res}")),
+        Err(why) => Check::Unchecked(why),
     }
 }
 
@@ -98,9 +100,9 @@ pub fn drbdadm_complaint(stderr: &str, stdout: &str) -> String {
     }
 }
 
-/// What was checked, by the contents it was checked on: (resource, hash of the new file, hash
-/// of the installed one or none) → the answer.
-pub type CheckCache = BTreeMap<(String, u64, Option<u64>), DrbdFileState>;
+/// What was checked, by what it was checked on: (resource, hash of the new file, hash of the
+/// installed one or none, the stamp of the rest of the DRBD configuration) → the answer.
+pub type CheckCache = BTreeMap<(String, u64, Option<u64>, String), DrbdFileState>;
 
 fn digest(bytes: &[u8]) -> u64 {
     let mut hasher = DefaultHasher::new();
@@ -169,15 +171,23 @@ async fn file_state(
     if installed.as_deref() == Some(new.as_slice()) {
         return DrbdFileState::Installed;
     }
+    // drbdadm's answer depends on the rest of the configuration too (global_common.conf,
+    // the other resources): its stamp is part of what the answer is kept by.
     let key = (
         spec.res.clone(),
         digest(&new),
         installed.as_deref().map(digest),
+        crate::observer::drbd_config_stamp(&config.drbd_conf_dir),
     );
     if let Some(known) = lock(cache).get(&key) {
         return known.clone();
     }
-    let state = match check(config, source, &installed_path, &spec.res).await {
+    let checked = check(config, source, &installed_path, &spec.res).await;
+    // drbdadm read the path: kept only if it still holds what was hashed (a checkout may
+    // have replaced it meanwhile), and never when drbdadm could not be asked (that passes).
+    let keep = !matches!(checked, Check::Unchecked(_))
+        && secure::read_input(source, MAX_RES_FILE_BYTES).is_ok_and(|now| now == new);
+    let state = match checked {
         Check::Accepted => DrbdFileState::Differs { missing },
         Check::NotHere => DrbdFileState::NotHere,
         Check::Refused(why) => DrbdFileState::Refused {
@@ -190,8 +200,13 @@ async fn file_state(
             missing,
         },
     };
-    // Said once per content: what is checked again comes from the cache.
-    if let DrbdFileState::Refused { why, .. } = &state {
+    // Said once per content: what is checked again comes from the cache (an answer not kept
+    // is said at each pass it is asked again, at debug level).
+    if let DrbdFileState::Refused { why, .. } = &state
+        && !keep
+    {
+        tracing::debug!(service = %service.name, "{why}");
+    } else if let DrbdFileState::Refused { why, .. } = &state {
         let kept = if missing {
             "nothing is installed".to_string()
         } else {
@@ -199,12 +214,14 @@ async fn file_state(
         };
         tracing::error!(service = %service.name, "{why}; {kept}");
     }
-    let mut cache = lock(cache);
-    // Edits come one at a time; a cache this large has only stale entries.
-    if cache.len() >= 4096 {
-        cache.clear();
+    if keep {
+        let mut cache = lock(cache);
+        // Edits come one at a time; a cache this large has only stale entries.
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(key, state.clone());
     }
-    cache.insert(key, state.clone());
     state
 }
 

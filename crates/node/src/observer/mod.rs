@@ -282,10 +282,7 @@ async fn observe_drift(
     };
     let mut out = BTreeMap::new();
     for res in files.keys().filter(|res| up.contains_key(*res)) {
-        let argv = observer
-            .config()
-            .commands
-            .drbdadm_argv(&["-d", "adjust", res]);
+        let argv = converge_core::command::adjust_dry_run_argv(&observer.config().commands, res);
         let observed = match list(argv, "install drbd-utils or set commands.drbdadm").await {
             Ok(out) => Observed::Ok(
                 out.stdout
@@ -544,7 +541,7 @@ const DRBD_CONFIG_FILES: [&str; 2] = ["/etc/drbd.conf", "/etc/drbd.d"];
 
 /// A fingerprint of the DRBD configuration: path, size and mtime of /etc/drbd.conf and of
 /// every file in /etc/drbd.d and in `conf_dir`. Any edit changes it.
-fn drbd_config_stamp(conf_dir: &Path) -> String {
+pub(crate) fn drbd_config_stamp(conf_dir: &Path) -> String {
     let mut parts = Vec::new();
     let mut add = |path: &Path| {
         if let Ok(meta) = std::fs::metadata(path) {
