@@ -307,6 +307,8 @@ pub struct Daemon {
     drbd_events: Option<super::drbd_events::DrbdEvents>,
     /// The view last written (without its time), to skip writes that change nothing.
     last_view: Option<DaemonView>,
+    /// What systemd is told (`Type=notify`), when it listens.
+    notifier: super::notify::Notifier,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -347,6 +349,7 @@ impl Daemon {
             tasks: JoinSet::new(),
             drbd_events: None,
             last_view: None,
+            notifier: super::notify::Notifier::from_env(),
         }
     }
 
@@ -358,13 +361,18 @@ impl Daemon {
         // Taken in by the loop as any read is; the first look at every service follows it.
         // Until then `shutdown` is listened to as always.
         self.start_reload("start");
+        // Pinged from this loop, which handles every event: if it stops turning, the pings
+        // stop, and systemd restarts converge.
+        let mut watchdog = self.notifier.watchdog_period().map(tokio::time::interval);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 Some(message) = self.rx.recv() => self.handle(message),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+                () = tick(&mut watchdog) => self.notifier.watchdog(),
             }
         }
+        self.notifier.stopping();
         tracing::info!("shutting down: letting running actions finish; no service is stopped");
         self.stopping.store(true, Ordering::SeqCst);
         self.scheduler.stop();
@@ -376,7 +384,15 @@ impl Daemon {
         // The abandoned read ends after the file it is parsing, and is dropped: nothing of it
         // is taken in. Waited for, so that no thread is left reading once this returns.
         while self.scheduler.any_running() || self.cache.is_none() {
-            match self.rx.recv().await {
+            // systemd keeps watching while the unit stops: the pings go on until the end.
+            let message = tokio::select! {
+                message = self.rx.recv() => message,
+                () = tick(&mut watchdog) => {
+                    self.notifier.watchdog();
+                    continue;
+                }
+            };
+            match message {
                 Some(message @ Message::Done { .. }) => self.handle(message),
                 Some(Message::Read(done)) => {
                     let cache = done.map_or_else(|_| ParseCache::default(), |d| d.cache);
@@ -909,6 +925,7 @@ impl Daemon {
             services,
             updated: String::new(),
         };
+        self.notifier.view(&view);
         // A resync that changed nothing rewrites nothing.
         if self.last_view.as_ref() == Some(&view) {
             return;
@@ -927,6 +944,16 @@ impl Daemon {
             }
             Err(e) => tracing::warn!("cannot encode the daemon's view: {e}"),
         }
+    }
+}
+
+/// The next watchdog tick, when there is a watchdog; never otherwise.
+async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
+    match watchdog {
+        Some(interval) => {
+            interval.tick().await;
+        }
+        None => std::future::pending().await,
     }
 }
 

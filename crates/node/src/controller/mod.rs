@@ -10,6 +10,7 @@ pub mod desired;
 pub mod drbd_events;
 pub mod lock;
 pub mod mount_watch;
+pub mod notify;
 pub mod once;
 pub mod reconnect_wait;
 pub mod scheduler;
