@@ -445,3 +445,43 @@ fn a_resource_file_is_checked_by_drbdadm_installed_in_the_plan_and_refused_at_it
         "{stdout}"
     );
 }
+
+/// The configuration file the package installs (a conffile) is one converge reads: every key
+/// in it commented out, all defaults.
+#[test]
+fn the_packaged_configuration_file_is_valid() {
+    let sb = Sandbox::new();
+    let shipped = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/deb/config.yaml"
+    ))
+    .expect("packaging/deb/config.yaml");
+    let config = sb.write("config.yaml", &shipped);
+    let manifests = sb.path("manifests");
+    fs::create_dir_all(&manifests).expect("mkdir");
+    let out = converge(&config, &["validate", manifests.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // Each key it mentions is one converge knows: uncommented, the file still loads.
+    let uncommented: String = shipped
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter(|l| {
+            l.split_once(": ").is_some_and(|(key, _)| {
+                key != "node" && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            })
+        })
+        .map(|l| format!("{}\n", l.split(" #").next().unwrap_or(l).trim_end()))
+        .collect();
+    assert!(
+        uncommented.contains("drbd_conf_dir: /etc/drbd.d"),
+        "{uncommented}"
+    );
+    let config = sb.write("uncommented.yaml", &uncommented);
+    let out = converge(&config, &["validate", manifests.to_str().expect("utf-8")]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{uncommented}\n{}",
+        text(&out.stderr)
+    );
+}
