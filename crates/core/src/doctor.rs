@@ -183,13 +183,14 @@ pub fn split_fix(message: &str) -> (String, String) {
     }
 }
 
-/// What a program printed on stderr, for a message: its lines without drbd-utils' `modinfo:
-/// not found` noise (machines without the module), joined by spaces.
+/// What a program printed on stderr, for a message: its lines without drbd-utils' modinfo
+/// noise (machines without the module print `modinfo: not found` without kmod, `modinfo:
+/// ERROR: Module drbd not found.` with it), joined by spaces.
 pub fn tool_message(stderr: &str) -> String {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("modinfo: not found"))
+        .filter(|l| !l.is_empty() && !l.contains("modinfo"))
         .collect();
     // A parse error comes first; a long tail repeats it.
     let shown: Vec<&str> = lines.into_iter().take(4).collect();

@@ -102,6 +102,9 @@ fn tool_message_drops_the_modinfo_noise() {
         tool_message(stderr),
         "/x/bad.res:2: Parse error: ';' expected, but got '}' (TK 125)"
     );
+    // With kmod installed, modinfo itself says the module is missing.
+    let stderr = "modinfo: ERROR: Module drbd not found.\n/x/bad.res:2: Parse error\n";
+    assert_eq!(tool_message(stderr), "/x/bad.res:2: Parse error");
 }
 
 #[test]
