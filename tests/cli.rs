@@ -95,9 +95,15 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
 
     let out = converge(
         &config,
-        &["plan", manifests.to_str().expect("utf-8 path"), "--json"],
+        &[
+            "plan",
+            manifests.to_str().expect("utf-8 path"),
+            "--output",
+            "json",
+        ],
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json is JSON");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("plan --output json is JSON");
     assert_eq!(
         doc["plan"]["services"][0]["steps"][0]["action"]["action"],
         "drbd_up"
