@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::manual::{self, Shell};
 use crate::render;
 use converge_core::config::Config;
 use converge_core::escape::Escaped;
@@ -29,12 +30,40 @@ pub mod exit {
     pub const CHANGES: u8 = 2;
 }
 
+/// What `converge --version` says: the version and the git revision it was built from
+/// (`unknown` for a build without git: see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (revision ",
+    env!("CONVERGE_GIT_REVISION"),
+    ")"
+);
+
+/// A command's exit codes, as the section of its long help that the manual pages turn into
+/// their EXIT STATUS ([`crate::manual`]): one `N  meaning` line per code; a line indented
+/// further continues the one above.
+macro_rules! exit_status {
+    ($($line:literal),+ $(,)?) => {
+        concat!("Exit status:\n", $("  ", $line, "\n"),+)
+    };
+}
+
+/// Keeps DRBD-backed services on this node as their manifests say
+///
+/// A service is an ordered stack of resources: a DRBD disk, a filesystem on it, a container
+/// (OpenVZ or LXC) and the app scripts inside, written in a YAML manifest as `up` or `down`.
+/// converge observes this node, plans the difference and acts until the node matches, never
+/// promoting beside a Primary peer nor demoting under a mount. It is node-local: which node
+/// runs a service is set by the manifest, or decided from DRBD's quorum with `failover: auto`.
 #[derive(Debug, Parser)]
-#[command(
-    name = "converge",
-    version,
-    about = "Keeps DRBD-backed services on this node as their manifests say"
-)]
+#[command(name = "converge", version = VERSION, after_long_help = exit_status!(
+    "0  success: valid, converged, nothing to do",
+    "1  an error, a command-line error included",
+    "2  plan, status: changes needed; doctor: warnings",
+    "3  reconcile: a safety rule blocks a service",
+    "4  reconcile: a service waits (for a peer, or for DRBD)",
+    "Each command's own codes are in its help: converge help COMMAND.",
+))]
 pub struct Cli {
     /// Node configuration file [default: /etc/converge/config.yaml, all defaults when missing]
     #[arg(long, global = true, value_name = "FILE")]
@@ -44,76 +73,221 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// How a command prints its result, or writes its log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+// `--output` of the commands that print a result and write no log. (Plain comments on the
+// flattened structs: clap would take a doc comment for the command's own description.)
+#[derive(Debug, Args)]
+pub struct Output {
+    /// How the result is printed: text for people, json for programs
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+    output: Format,
+    /// The former name of `--output json`, kept for existing scripts
+    #[arg(long, hide = true, conflicts_with = "output")]
+    json: bool,
+}
+
+impl Output {
+    fn format(&self) -> Format {
+        if self.json { Format::Json } else { self.output }
+    }
+}
+
+// For the commands that read no node configuration: the global `--config` is hidden from their
+// help (clap does not put a global option on a command that has one of its name) and refused
+// when given, so that no one believes it was used.
+#[derive(Debug, Args)]
+pub struct NoConfig {
+    #[arg(long, hide = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check manifests: every error with file:line:column. Exit 0 valid, 1 invalid.
+    /// Check the manifests: every error, with file:line:column
+    ///
+    /// Loads every manifest of the directory and reports every problem as
+    /// `file:line:column: field: message`, warnings included. A `failover: auto` service is also
+    /// checked against this node's DRBD configuration (`drbdadm dump`: quorum that survives a
+    /// node loss, its nodes hosts with a disk), or said unchecked where that cannot be read. A
+    /// DRBD resource file a manifest names (`config:`) is checked by drbdadm: an error at the
+    /// `config:` key, with drbdadm's own message. Changes nothing: fit for CI, before a merge.
+    #[command(after_long_help = exit_status!(
+        "0  every manifest is valid",
+        "1  some manifest is invalid, or an error",
+    ))]
     Validate {
         /// Manifest directory [default: `manifests` from the node configuration]
         dir: Option<PathBuf>,
     },
-    /// Observe this node and print what it would take to match the manifests.
-    /// Exit 0 nothing to do, 2 changes needed (or refused), 1 error.
+    /// Show what it would take for this node to match the manifests
+    ///
+    /// Observes this node and prints, per service, the actions still needed, each with its
+    /// reason and the commands it runs (down to each script of an app), and what blocks. Changes
+    /// nothing and writes nothing. `--output json` prints the observation and the plan.
+    #[command(after_long_help = exit_status!(
+        "0  nothing to do",
+        "2  changes needed, or refused by a safety rule",
+        "1  an error (an invalid manifest, an unreadable file)",
+    ))]
     Plan {
         /// Manifest directory [default: `manifests` from the node configuration]
         dir: Option<PathBuf>,
-        /// Print the plan and the observation as JSON
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: Output,
     },
-    /// Observe, plan and act until every service matches its manifest, then exit.
-    /// Exit 0 converged, 1 failed (an action failed or a manifest is invalid), 3 blocked
-    /// (a safety rule refused).
+    /// Act until this node matches the manifests, then exit
+    ///
+    /// Observe, plan, run the first action, observe again…, per service, until every service is
+    /// converged, blocked, waiting or failed. A start that fails midway is rolled back. Takes
+    /// the node's lock: refused while `converge run` or another reconcile holds it. It always
+    /// runs once and exits (the daemon is `converge run`): `--once` may be left out, and is
+    /// accepted for existing scripts. `--dry-run` prints the plan and runs nothing.
+    ///
+    /// The log lines of the actions go to stdout as they run, then the report, one line per
+    /// service (with `--output json`: the report as one JSON line, the last).
+    #[command(after_long_help = exit_status!(
+        "0  every service converged",
+        "1  an action failed, a service is stuck, a manifest or the configuration is",
+        "   refused, another converge holds the lock, or an error",
+        "3  a safety rule blocks a service (none failed)",
+        "4  a service waits for a peer to step down or come into sight, or for the",
+        "   system to bring DRBD up (none failed or blocked)",
+        "With --dry-run, those of converge plan.",
+    ))]
     Reconcile {
-        /// Run one reconcile and exit (the long-running daemon is `converge run`)
-        #[arg(long, required = true)]
+        /// What reconcile always does: run once, then exit (accepted for existing scripts)
+        #[arg(long)]
         once: bool,
         /// Manifest directory [default: `manifests` from the node configuration]
         dir: Option<PathBuf>,
         /// Print the plan and run nothing (exit codes as `converge plan`)
         #[arg(long)]
         dry_run: bool,
-        /// Log JSON lines instead of text
-        #[arg(long)]
+        /// How the report (with --dry-run: the plan) is printed: text, or json for programs
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        output: Format,
+        /// How the log lines are written: the OpenSVC agent's text, or json lines
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        log_format: Format,
+        /// The former flag: json log lines and a json report (`--log-format json --output json`)
+        #[arg(long, hide = true, conflicts_with_all = ["output", "log_format"])]
         json: bool,
     },
-    /// Run as a daemon: keep every service as its manifest says, reacting to manifest edits
-    /// (GitOps symlink swaps included), DRBD events and mount changes, with a periodic resync.
-    /// SIGHUP resyncs now; SIGTERM/SIGINT let the running action finish and exit 0 (services
-    /// are never stopped because converge stops).
+    /// Run as the daemon: keep this node as the manifests say
+    ///
+    /// Reacts to manifest edits (GitOps symlink swaps included), DRBD events and mount changes,
+    /// with a periodic resync, and logs why each reconcile started. SIGHUP resyncs now;
+    /// SIGTERM and SIGINT let the running action finish, then exit: services are never stopped
+    /// because converge stops. Takes the node's lock, as `reconcile` does. It prints no result
+    /// of its own: its log, and `converge status` for its view.
+    #[command(after_long_help = exit_status!(
+        "0  stopped by SIGTERM or SIGINT",
+        "1  it cannot start (an untrusted configuration or manifest directory, another",
+        "   converge holds the lock) or stops on an error",
+    ))]
     Run {
         /// Manifest directory (may be a symlink that is swapped) [default: `manifests` from the
         /// node configuration]
         dir: Option<PathBuf>,
-        /// Log JSON lines instead of text
-        #[arg(long)]
+        /// How the log lines are written: the OpenSVC agent's text, or json lines
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        log_format: Format,
+        /// The former name of `--log-format json`, kept for existing scripts
+        #[arg(long, hide = true, conflicts_with = "log_format")]
         json: bool,
         /// Also log debug events: what the watchers saw, reloads that found nothing new,
         /// batched looks
         #[arg(long, short)]
         verbose: bool,
     },
-    /// Show each service and resource as observed now: up, down, warn, n/a, stdby up.
-    /// Exit 0 when every service is converged, 2 when some is not, 1 on error.
+    /// Show each service and resource as observed now
+    ///
+    /// Each resource up, down, warn, n/a or stdby up, with a detail line; per service where it
+    /// runs (the nodes DRBD shows Primary), what it waits for or what blocks it, and every DRBD
+    /// peer with its role, disk and connection; a DRBD resource file refused or not applied
+    /// yet, and drift of the running resource from its file. While `converge run` runs, its view
+    /// instead: manifest errors, last results, next retries. Changes nothing.
+    #[command(after_long_help = exit_status!(
+        "0  every service converged",
+        "2  some service is not (or, from the daemon's view, not settled yet, or a",
+        "   manifest has an error)",
+        "1  an error",
+    ))]
     Status {
         /// Manifest directory [default: `manifests` from the node configuration]
         dir: Option<PathBuf>,
-        /// Print JSON
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: Output,
     },
-    /// Check this node read-only (DRBD, LVM, filesystems, containers, converge itself): each
-    /// finding with what to do. Exit 0 all good, 2 warnings only, 1 an error.
+    /// Check this node before converge is trusted with it
+    ///
+    /// A read-only preflight: the DRBD module and drbd-utils, each DRBD resource's configuration
+    /// and `.res` file, LVM's settings for DRBD, filesystem and container support, and
+    /// converge's own files, permissions and systemd unit; each finding with what to do. It
+    /// changes nothing and runs only listing and version programs.
+    #[command(after_long_help = exit_status!(
+        "0  all good",
+        "2  warnings only",
+        "1  an error found, or the check could not run",
+    ))]
     Doctor {
-        /// Print the findings as JSON
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        output: Output,
     },
-    /// Bring the OpenSVC documentation's service up and down on a sandboxed node (simulated
-    /// DRBD behind the real drbdadm, a loop device with ext3, real LXC when installed, simulated
-    /// OpenVZ otherwise), showing the log; with `--nodes 2`, move it between two simulated
-    /// nodes that each run `converge run`. Needs root. (Development builds only: a packaged
-    /// converge has no simulators.)
+    /// Print the completion script for a shell
+    ///
+    /// Generated from this binary's command line. Installed for bash in
+    /// /usr/share/bash-completion/completions/converge, for zsh as `_converge` in a directory
+    /// of `$fpath` (/usr/share/zsh/vendor-completions), for fish in
+    /// /usr/share/fish/vendor_completions.d/converge.fish.
+    #[command(after_long_help = exit_status!(
+        "0  printed",
+        "1  an error (a node configuration given, stdout not writable)",
+    ))]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: Shell,
+        #[command(flatten)]
+        no_config: NoConfig,
+    },
+    /// Write the manual pages: converge.1, and one per command
+    ///
+    /// `converge.1`, and `converge-COMMAND.1` for each command `converge help` lists, generated
+    /// from this binary's command line, for a package build: the pages name the commands of the
+    /// binary that runs this (a packaged build has no `demo`). Hidden from `converge help`.
+    #[command(hide = true, after_long_help = exit_status!(
+        "0  written",
+        "1  an error (a node configuration given, a page not writable)",
+    ))]
+    Man {
+        /// Where the pages are written (created if missing)
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        #[command(flatten)]
+        no_config: NoConfig,
+    },
+    /// Bring a service up and down on a sandboxed node, showing the log
+    ///
+    /// The OpenSVC documentation's service on a sandboxed node: simulated DRBD behind the real
+    /// drbdadm, a loop device with ext3, a real LXC container when LXC is installed, a
+    /// simulated OpenVZ one otherwise. With `--nodes 2`, simulated nodes each run `converge
+    /// run` and the service moves between them; with `--failover`, a node loses power and
+    /// another takes the service over. Needs root; everything is removed at the end. It writes
+    /// each simulated node's configuration itself, and refuses to be given one. Development
+    /// builds only: a packaged converge has no simulators.
     #[cfg(feature = "sim")]
+    #[command(after_long_help = exit_status!(
+        "0  done",
+        "1  a failure or Ctrl-C (after cleaning up)",
+    ))]
     Demo {
         /// Simulated nodes: 1 brings the service up and down on one; 2 or 3 run a daemon on
         /// each and move the service from the first to the last by editing `node:`, and back
@@ -124,12 +298,17 @@ pub enum Command {
         /// takes the service over, deb1 comes back and stands by
         #[arg(long, conflicts_with = "nodes")]
         failover: bool,
+        #[command(flatten)]
+        no_config: NoConfig,
     },
 }
 
 /// Runs the command line; errors are printed here, in one clear line each.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(command_line_error(&e)),
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(message) => {
@@ -138,6 +317,18 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code)
+}
+
+/// What clap says, and the exit code: 0 for `--help` and `--version`, 1 for a command-line
+/// error. (clap's own 2 would read as `plan`'s and `status`'s "changes needed".)
+fn command_line_error(e: &clap::Error) -> u8 {
+    // A closed stdout (`converge --help | head`) or stderr leaves nothing to tell anyone.
+    let _ = e.print();
+    if e.use_stderr() {
+        exit::ERROR
+    } else {
+        exit::OK
+    }
 }
 
 fn run(cli: Cli) -> Result<u8, String> {
@@ -154,36 +345,100 @@ fn run(cli: Cli) -> Result<u8, String> {
             let config = load(Trust::Warn)?;
             validate(&config, &manifest_dir(&config, dir))
         }
-        Command::Plan { dir, json } => {
+        Command::Plan { dir, output } => {
             let config = load(Trust::Warn)?;
-            plan_command(&config, &manifest_dir(&config, dir), json)
+            plan_command(&config, &manifest_dir(&config, dir), output.format())
         }
         Command::Reconcile {
             once: _,
             dir,
             dry_run,
+            output,
+            log_format,
             json,
         } => {
+            // The former `--json` meant both: JSON log lines, then the report as JSON.
+            let (output, log_format) = if json {
+                (Format::Json, Format::Json)
+            } else {
+                (output, log_format)
+            };
             if dry_run {
                 let config = load(Trust::Warn)?;
-                return plan_command(&config, &manifest_dir(&config, dir), json);
+                return plan_command(&config, &manifest_dir(&config, dir), output);
             }
             let config = load(Trust::Refuse)?;
             let dir = manifest_dir(&config, dir);
-            reconcile_command(config, &dir, json)
+            reconcile_command(config, &dir, output, log_format)
         }
-        Command::Run { dir, json, verbose } => {
+        Command::Run {
+            dir,
+            log_format,
+            json,
+            verbose,
+        } => {
+            let log_format = if json { Format::Json } else { log_format };
             let config = load(Trust::Refuse)?;
             let dir = manifest_dir(&config, dir);
-            run_daemon(config, dir, json, verbose)
+            run_daemon(config, dir, log_format, verbose)
         }
-        Command::Status { dir, json } => {
+        Command::Status { dir, output } => {
             let config = load(Trust::Warn)?;
-            status_command(&config, &manifest_dir(&config, dir), json)
+            status_command(&config, &manifest_dir(&config, dir), output.format())
         }
-        Command::Doctor { json } => crate::doctor::run(config_path.as_deref(), json),
+        Command::Doctor { output } => {
+            crate::doctor::run(config_path.as_deref(), output.format() == Format::Json)
+        }
+        Command::Completions { shell, no_config } => {
+            refuse_config(
+                "completions",
+                config_path.as_ref().or(no_config.config.as_ref()),
+            )?;
+            let script = manual::completions(shell, Cli::command());
+            write_stdout(&script, "the completion script")?;
+            Ok(exit::OK)
+        }
+        Command::Man { dir, no_config } => {
+            refuse_config("man", config_path.as_ref().or(no_config.config.as_ref()))?;
+            let written = manual::write_pages(Cli::command(), &dir)?;
+            let names: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+            write_stdout(
+                format!("{}\n", names.join("\n")).as_bytes(),
+                "the pages' names",
+            )?;
+            Ok(exit::OK)
+        }
         #[cfg(feature = "sim")]
-        Command::Demo { nodes, failover } => crate::demo::run(nodes, failover),
+        Command::Demo {
+            nodes,
+            failover,
+            no_config,
+        } => {
+            refuse_config("demo", config_path.as_ref().or(no_config.config.as_ref()))?;
+            crate::demo::run(nodes, failover)
+        }
+    }
+}
+
+/// A command that reads no node configuration refuses `--config` rather than ignore it.
+fn refuse_config(command: &str, config: Option<&PathBuf>) -> Result<(), String> {
+    match config {
+        None => Ok(()),
+        Some(path) => Err(format!(
+            "{command} reads no node configuration: --config {} would not be used",
+            Escaped(&path.to_string_lossy())
+        )),
+    }
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`converge completions bash | head`) is no error.
+fn write_stdout(bytes: &[u8], what: &str) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write {what}: {e}"))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -406,7 +661,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+fn plan_command(config: &Config, dir: &Path, output: Format) -> Result<u8, String> {
     let services = match manifest::load_dir(dir) {
         Ok(set) => set.services,
         Err(errors) => {
@@ -420,7 +675,7 @@ fn plan_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
     let node = runtime()?.block_on(observer.observe(&services));
     let plan = plan::plan(&services, &node);
     let mut out = std::io::stdout().lock();
-    let written = if json {
+    let written = if output == Format::Json {
         let doc = serde_json::json!({ "node": node, "plan": plan });
         serde_json::to_writer_pretty(&mut out, &doc)
             .map_err(std::io::Error::from)
@@ -451,14 +706,19 @@ fn load_services(dir: &Path) -> Option<Vec<Service>> {
     }
 }
 
-fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, String> {
+fn reconcile_command(
+    config: Config,
+    dir: &Path,
+    output: Format,
+    log_format: Format,
+) -> Result<u8, String> {
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
     let (services, refused) = check_manifests(dir, services, Trust::Refuse)?;
     secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;
-    converge_node::act::log::init(json, false);
+    converge_node::act::log::init(log_format == Format::Json, false);
     take_over(&config);
     let observer = std::sync::Arc::new(Observer::new(std::sync::Arc::new(config)));
     let mut report = runtime()?.block_on(once::reconcile_once(observer, services));
@@ -480,7 +740,7 @@ fn reconcile_command(config: Config, dir: &Path, json: bool) -> Result<u8, Strin
     }
     report.services.sort_by(|a, b| a.service.cmp(&b.service));
     let mut out = std::io::stdout().lock();
-    let written = if json {
+    let written = if output == Format::Json {
         serde_json::to_writer(&mut out, &report)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
@@ -522,13 +782,18 @@ fn migrate_state(config: &Config) {
     }
 }
 
-fn run_daemon(config: Config, dir: PathBuf, json: bool, verbose: bool) -> Result<u8, String> {
+fn run_daemon(
+    config: Config,
+    dir: PathBuf,
+    log_format: Format,
+    verbose: bool,
+) -> Result<u8, String> {
     // Manifests make converge run scripts as root: a directory others can change is refused
     // (each manifest and what it runs is checked at every reload, and refused alone).
     trust::check(&dir, "manifest directory").map_err(|e| e.to_string())?;
     secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "run").map_err(|e| e.to_string())?;
-    converge_node::act::log::init(json, verbose);
+    converge_node::act::log::init(log_format == Format::Json, verbose);
     take_over(&config);
     let config = std::sync::Arc::new(config);
     runtime()?
@@ -545,13 +810,13 @@ fn trusted_state_dir(config: &Config) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String> {
+fn status_command(config: &Config, dir: &Path, output: Format) -> Result<u8, String> {
     trusted_state_dir(config)?;
     // While a daemon runs, its view is the truth (including manifest errors it keeps in force).
     if let Some(holder) = lock::holder(&config.state_dir).filter(|h| h.contains(", run, "))
         && let Some(view) = converge_node::controller::daemon::read_view(&config.state_dir)
     {
-        return daemon_status(&holder, &view, json);
+        return daemon_status(&holder, &view, output);
     }
     let Some(services) = load_services(dir) else {
         return Ok(exit::ERROR);
@@ -561,7 +826,7 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
     let node = runtime()?.block_on(observer.observe(&services));
     let statuses: Vec<ServiceStatus> = converge_core::status::statuses(&services, &node);
     let mut out = std::io::stdout().lock();
-    let written = if json {
+    let written = if output == Format::Json {
         serde_json::to_writer_pretty(&mut out, &statuses)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
@@ -583,10 +848,10 @@ fn status_command(config: &Config, dir: &Path, json: bool) -> Result<u8, String>
 fn daemon_status(
     holder: &str,
     view: &converge_node::controller::daemon::DaemonView,
-    json: bool,
+    output: Format,
 ) -> Result<u8, String> {
     let mut out = std::io::stdout().lock();
-    let written = if json {
+    let written = if output == Format::Json {
         serde_json::to_writer_pretty(&mut out, view)
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
@@ -642,6 +907,84 @@ mod tests {
             result,
             ..ServiceView::default()
         }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_command_has_a_summary_a_description_and_its_exit_codes() {
+        let cli = Cli::command();
+        for cmd in std::iter::once(&cli).chain(cli.get_subcommands()) {
+            let name = cmd.get_name();
+            let about = cmd.get_about().map(ToString::to_string).unwrap_or_default();
+            let long = cmd
+                .get_long_about()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                !about.is_empty() && !about.contains('\n') && about.len() <= 70,
+                "{name}: the summary is one short line: {about:?}"
+            );
+            assert!(
+                long.starts_with(&format!("{about}\n\n")) && long.len() > about.len() + 2,
+                "{name}: the summary, then a description: {long:?}"
+            );
+            let codes = cmd
+                .get_after_long_help()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            assert!(
+                codes.starts_with(&format!("{}\n  0  ", manual::EXIT_HEADING)),
+                "{name}: exit codes: {codes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_pages_name_every_command_and_option_of_the_command_line() {
+        let pages = manual::pages(Cli::command()).expect("pages");
+        let page = |name: &str| {
+            pages
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, text)| String::from_utf8_lossy(text).replace("\\-", "-"))
+        };
+        let main = page("converge.1").expect("converge.1");
+        let mut cli = Cli::command();
+        cli.build();
+        for cmd in cli.get_subcommands() {
+            let name = cmd.get_name();
+            let file = format!("converge-{name}.1");
+            if cmd.is_hide_set() || name == "help" {
+                assert!(page(&file).is_none(), "{file} is written");
+                assert!(!main.contains(&format!("converge-{name}(")), "{main}");
+                continue;
+            }
+            assert!(main.contains(&format!("converge-{name}(1)")), "{main}");
+            let text = page(&file).unwrap_or_else(|| panic!("no {file}"));
+            for arg in cmd.get_arguments() {
+                let shown = match arg.get_long() {
+                    Some(long) => format!("--{long}"),
+                    None => arg.get_id().to_string().to_uppercase(),
+                };
+                assert_eq!(
+                    text.contains(&shown),
+                    !arg.is_hide_set(),
+                    "{file} and {shown}:\n{text}"
+                );
+            }
+            assert!(text.contains(".SH \"EXIT STATUS\""), "{text}");
+        }
+        assert_eq!(
+            pages.len(),
+            1 + cli
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+                .count()
+        );
     }
 
     #[test]

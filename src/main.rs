@@ -1,5 +1,6 @@
-//! The `converge` binary: the command line ([`cli`]) over the library crates, and the text
-//! renderers of its results ([`render`]).
+//! The `converge` binary: the command line ([`cli`]) over the library crates, the text
+//! renderers of its results ([`render`]), and the manual pages and completions generated from
+//! the command line ([`manual`]).
 //!
 //! Built with the `sim` feature (the default, for development), it also runs the demo and, run
 //! under the name of a simulated tool (a symlink called `drbdsetup`, `vzctl`…), is that
@@ -10,6 +11,7 @@ mod cli;
 #[cfg(feature = "sim")]
 mod demo;
 mod doctor;
+mod manual;
 mod render;
 
 use std::process::ExitCode;

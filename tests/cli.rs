@@ -95,9 +95,15 @@ fn plan_lists_the_seed_sequence_from_a_down_node() {
 
     let out = converge(
         &config,
-        &["plan", manifests.to_str().expect("utf-8 path"), "--json"],
+        &[
+            "plan",
+            manifests.to_str().expect("utf-8 path"),
+            "--output",
+            "json",
+        ],
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("plan --json is JSON");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("plan --output json is JSON");
     assert_eq!(
         doc["plan"]["services"][0]["steps"][0]["action"]["action"],
         "drbd_up"
@@ -484,4 +490,142 @@ fn the_packaged_configuration_file_is_valid() {
         "{uncommented}\n{}",
         text(&out.stderr)
     );
+}
+
+/// A host app service `web` in `m/`: S10web creates a marker, C10web checks it.
+fn host_app(sb: &Sandbox, state: &str) -> String {
+    let marker = sb.path("web.up");
+    sb.script("web.d/S10web", &format!("touch {}", marker.display()));
+    sb.script("web.d/K10web", &format!("rm -f {}", marker.display()));
+    sb.script("web.d/C10web", &format!("test -e {}", marker.display()));
+    sb.write(
+        "m/web.yaml",
+        &format!(
+            "service: web\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n",
+            sb.path("web.d").display()
+        ),
+    );
+    sb.path("m").to_string_lossy().into_owned()
+}
+
+fn is_json(line: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v.is_object())
+}
+
+/// stdout's lines, and the last one as JSON (the report) when it is.
+fn lines_and_report(out: &std::process::Output) -> (Vec<String>, Option<serde_json::Value>) {
+    let stdout = text(&out.stdout);
+    let lines: Vec<String> = stdout.lines().map(str::to_string).collect();
+    let report = lines
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("services").is_some());
+    (lines, report)
+}
+
+#[test]
+fn reconcile_without_once_runs_once_and_output_and_log_format_choose_each_stream() {
+    let sb = Sandbox::new();
+    sb.config("");
+    let dir = host_app(&sb, "up");
+
+    // `--once` may be left out: one reconcile, the agent's log lines, then the text report.
+    let out = sb.converge(&["reconcile", &dir]);
+    assert_no_panic(&out);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("APP     INFO    spawn: "), "{stdout}");
+    assert!(
+        stdout.ends_with("web: converged (1 action(s))\n"),
+        "{stdout}"
+    );
+    assert!(sb.path("web.up").exists());
+
+    // --output json: the log stays text, the report is the last line, as JSON.
+    let out = sb.converge(&["reconcile", "--once", &dir, "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (lines, report) = lines_and_report(&out);
+    let report = report.unwrap_or_else(|| panic!("no JSON report last: {lines:?}"));
+    assert_eq!(report["services"][0]["service"], "web", "{report}");
+    assert!(lines.len() > 1 && !is_json(&lines[0]), "{lines:?}");
+
+    // --log-format json: JSON log lines, the text report.
+    let out = sb.converge(&["reconcile", &dir, "--log-format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (lines, report) = lines_and_report(&out);
+    assert!(report.is_none(), "{lines:?}");
+    let (report_line, log) = lines.split_last().expect("output");
+    assert_eq!(report_line, "web: converged (0 action(s))");
+    assert!(
+        !log.is_empty() && log.iter().all(|l| is_json(l)),
+        "{lines:?}"
+    );
+
+    // The former --json keeps its meaning: both in JSON.
+    let out = sb.converge(&["reconcile", "--once", &dir, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (lines, report) = lines_and_report(&out);
+    assert!(report.is_some(), "{lines:?}");
+    assert!(lines.iter().all(|l| is_json(l)), "{lines:?}");
+    let both = sb.converge(&[
+        "reconcile",
+        &dir,
+        "--log-format",
+        "json",
+        "--output",
+        "json",
+    ]);
+    let (both_lines, _) = lines_and_report(&both);
+    assert_eq!(both_lines.len(), lines.len(), "{both_lines:?}");
+
+    // --json beside one of its successors is a command-line error, not a guess.
+    for extra in [["--output", "text"], ["--log-format", "json"]] {
+        let out = sb.converge(&["reconcile", &dir, "--json", extra[0], extra[1]]);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}");
+        assert!(
+            text(&out.stderr).contains("cannot be used with"),
+            "{extra:?}"
+        );
+    }
+}
+
+#[test]
+fn output_json_and_the_former_json_print_the_same_on_plan_status_and_doctor() {
+    let sb = Sandbox::new();
+    sb.config(&format!(
+        "manifests: {}\nproc_drbd: {}/no-proc-drbd\n",
+        sb.path("m").display(),
+        sb.root().display()
+    ));
+    let dir = host_app(&sb, "down");
+    for command in [&["plan", &dir][..], &["status", &dir], &["doctor"]] {
+        let new: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(["--output", "json"])
+            .collect();
+        let old: Vec<&str> = command.iter().copied().chain(["--json"]).collect();
+        let (new, old) = (sb.converge(&new), sb.converge(&old));
+        assert_no_panic(&new);
+        assert_eq!(new.status.code(), old.status.code(), "{command:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&new.stdout)
+            .unwrap_or_else(|e| panic!("{command:?} --output json: {e}: {}", text(&new.stdout)));
+        assert!(doc.is_object() || doc.is_array(), "{command:?}");
+        assert_eq!(text(&new.stdout), text(&old.stdout), "{command:?}");
+        let plain = sb.converge(command);
+        assert!(
+            serde_json::from_slice::<serde_json::Value>(&plain.stdout).is_err(),
+            "{command:?} prints text by default"
+        );
+        let explicit: Vec<&str> = command
+            .iter()
+            .copied()
+            .chain(["--output", "text"])
+            .collect();
+        assert_eq!(
+            text(&sb.converge(&explicit).stdout),
+            text(&plain.stdout),
+            "{command:?}"
+        );
+    }
 }

@@ -797,3 +797,30 @@ fn a_slow_reload_holds_up_neither_other_events_nor_a_change_made_during_it() {
     assert!(is_up(&sb, "web"), "nothing torn down by the broken files");
     assert_eq!(daemon.stop(), 0);
 }
+
+#[test]
+fn log_format_json_and_the_former_json_write_json_lines() {
+    let sb = Sandbox::new();
+    daemon_config(&sb, "");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web", "up");
+    for option in [&["--log-format", "json"][..], &["--json"]] {
+        // The view is removed so that the start waits for this daemon's.
+        let _ = fs::remove_file(sb.path("state/daemon.json"));
+        let daemon = Daemon::start_with(&sb, &dir, option);
+        eventually("web goes up", || is_up(&sb, "web"));
+        eventually("a reconcile is logged", || {
+            daemon.log().contains("reconcile")
+        });
+        let log = daemon.log();
+        assert_eq!(daemon.stop(), 0, "{log}");
+        let lines: Vec<&str> = log.lines().collect();
+        assert!(!lines.is_empty());
+        for line in lines {
+            let event: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("{option:?}: not JSON ({e}): {line}"));
+            assert!(event["level"].is_string(), "{line}");
+        }
+        fs::remove_file(sb.path("web.up")).expect("marker");
+    }
+}

@@ -77,14 +77,14 @@ fn node(res: &str, lvm: Option<&str>) -> Sandbox {
     sb
 }
 
-/// `converge doctor [--json]` on the node, in its own namespaces.
+/// `converge doctor [--output json]` on the node, in its own namespaces.
 fn doctor(sb: &Sandbox, json: bool) -> Output {
     let script = format!(
         "hostname deb1 && mount -t overlay overlay -o lowerdir={}:/etc /etc && exec {} --config {} doctor{}",
         sb.path("etc").display(),
         CONVERGE,
         sb.path("config.yaml").display(),
-        if json { " --json" } else { "" }
+        if json { " --output json" } else { "" }
     );
     let out = Command::new("unshare")
         .args(["-m", "-u", "--propagation", "private", "sh", "-c", &script])
@@ -95,7 +95,7 @@ fn doctor(sb: &Sandbox, json: bool) -> Output {
     out
 }
 
-/// The findings of `doctor --json`, and its exit code.
+/// The findings of `doctor --output json`, and its exit code.
 fn findings(sb: &Sandbox) -> (Option<i32>, Vec<serde_json::Value>) {
     let out = doctor(sb, true);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -339,7 +339,7 @@ fn an_invalid_manifest_is_an_error_pointing_at_validate() {
         "manifests: {0}/m\nproc_drbd: {0}/no-proc-drbd\n",
         sb.root().display()
     ));
-    let out = sb.converge(&["doctor", "--json"]);
+    let out = sb.converge(&["doctor", "--output", "json"]);
     assert_no_panic(&out);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -5,9 +5,9 @@
 //! FS#1    INFO    mount -t ext3 -o defaults /dev/drbd0 /drbdsvc
 //! ```
 //!
-//! Events go through `tracing` with the fields `service` and `resource`, so `--json` gets the
-//! same events as JSON lines (with the service name, which the text format leaves out as the
-//! agent does).
+//! Events go through `tracing` with the fields `service` and `resource`, so `--log-format json`
+//! gets the same events as JSON lines (with the service name, which the text format leaves out as
+//! the agent does).
 
 use std::fmt;
 
