@@ -180,6 +180,31 @@ pub enum Command {
         #[arg(long, hide = true, conflicts_with_all = ["output", "log_format"])]
         json: bool,
     },
+    /// Reconcile one service now, and wait for the result
+    ///
+    /// With `converge run` running, asks it (through its control socket in `state_dir`, which
+    /// only root can reach) to reconcile the service now, cancelling any backoff, and waits for
+    /// a reconcile that starts after the request to end. Without a daemon, reconciles that one
+    /// service as `converge reconcile` would, taking the node's lock.
+    #[command(after_long_help = exit_status!(
+        "0  the service converged",
+        "1  it failed or is stuck, no such service is in force, no answer in time, or an error",
+        "3  a safety rule blocks it",
+        "4  it waits for a peer to step down or come into sight",
+    ))]
+    Trigger {
+        /// The service, as its manifest names it (`service:`)
+        service: String,
+        /// Manifest directory, without a daemon [default: `manifests` from the node
+        /// configuration]
+        dir: Option<PathBuf>,
+        /// How long to wait for the daemon's answer
+        #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// How the result is printed: text, or json for programs
+        #[arg(long, value_enum, value_name = "FORMAT", default_value_t)]
+        output: Format,
+    },
     /// Run as the daemon: keep this node as the manifests say
     ///
     /// Reacts to manifest edits (GitOps symlink swaps included), DRBD events and mount changes,
@@ -370,6 +395,15 @@ fn run(cli: Cli) -> Result<u8, String> {
             let config = load(Trust::Refuse)?;
             let dir = manifest_dir(&config, dir);
             reconcile_command(config, &dir, output, log_format)
+        }
+        Command::Trigger {
+            service,
+            dir,
+            timeout,
+            output,
+        } => {
+            let config = load(Trust::Refuse)?;
+            trigger_command(config, dir, &service, timeout, output)
         }
         Command::Run {
             dir,
@@ -706,15 +740,83 @@ fn load_services(dir: &Path) -> Option<Vec<Service>> {
     }
 }
 
+/// `converge trigger SERVICE`: asks the daemon, or without one reconciles that service alone.
+fn trigger_command(
+    config: Config,
+    dir: Option<PathBuf>,
+    service: &str,
+    timeout: std::time::Duration,
+    output: Format,
+) -> Result<u8, String> {
+    use converge_node::controller::control::{self, Answer, AskError};
+    trusted_state_dir(&config)?;
+    let asked = runtime()?.block_on(control::ask(&config.state_dir, service, timeout));
+    let (service, result) = match asked {
+        Ok(Answer::Done { service, result }) => (service, result),
+        Ok(Answer::Unknown { service }) => {
+            return Err(format!(
+                "no service {service} is in force in the running daemon (see converge status)"
+            ));
+        }
+        Err(AskError::NoDaemon(_)) => {
+            let dir = manifest_dir(&config, dir);
+            return reconcile_services(config, &dir, Some(service), output, Format::Text);
+        }
+        Err(e @ AskError::Timeout(_)) => {
+            return Err(format!(
+                "{e}: the reconcile of {service} may still run (see converge status)"
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if output == Format::Json {
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "service": service, "result": result }),
+        )
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out))
+    } else {
+        writeln!(out, "{service}: {result}")
+    };
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(format!("cannot write the result: {e}"));
+    }
+    Ok(result.exit_code())
+}
+
 fn reconcile_command(
     config: Config,
     dir: &Path,
     output: Format,
     log_format: Format,
 ) -> Result<u8, String> {
-    let Some(services) = load_services(dir) else {
+    reconcile_services(config, dir, None, output, log_format)
+}
+
+/// `reconcile --once` of every service in `dir`, or of `only` that one.
+fn reconcile_services(
+    config: Config,
+    dir: &Path,
+    only: Option<&str>,
+    output: Format,
+    log_format: Format,
+) -> Result<u8, String> {
+    let Some(mut services) = load_services(dir) else {
         return Ok(exit::ERROR);
     };
+    if let Some(name) = only {
+        services.retain(|s| s.name == name);
+        if services.is_empty() {
+            return Err(format!(
+                "no service {name} in {}",
+                Escaped(&dir.to_string_lossy())
+            ));
+        }
+    }
     let (services, refused) = check_manifests(dir, services, Trust::Refuse)?;
     secure::ensure_private_dir(&config.log_dir, "log_dir").map_err(|e| e.to_string())?;
     let _lock = lock::acquire(&config.state_dir, "reconcile --once").map_err(|e| e.to_string())?;

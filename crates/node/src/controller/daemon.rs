@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use super::Waits;
@@ -144,6 +144,22 @@ impl ServiceResult {
             Outcome::Requeue { reason, .. } => ServiceResult::Waiting {
                 reason: reason.clone(),
             },
+        }
+    }
+
+    /// The exit code of `converge trigger` answered with this result: as `reconcile --once`'s
+    /// for the same outcome (0 converged, 1 failed or stuck, 3 blocked, 4 waiting).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ServiceResult::Converged => 0,
+            ServiceResult::Blocked { .. } => 3,
+            ServiceResult::Waiting { .. } => 4,
+            ServiceResult::Failed { .. }
+            | ServiceResult::Stuck { .. }
+            | ServiceResult::Interrupted
+            | ServiceResult::Orphaned
+            | ServiceResult::Pending
+            | ServiceResult::Running => 1,
         }
     }
 
@@ -309,6 +325,13 @@ pub struct Daemon {
     last_view: Option<DaemonView>,
     /// What systemd is told (`Type=notify`), when it listens.
     notifier: super::notify::Notifier,
+    /// Requests from `converge trigger` ([`super::control`]).
+    asks_tx: mpsc::UnboundedSender<super::control::Ask>,
+    asks_rx: mpsc::UnboundedReceiver<super::control::Ask>,
+    /// Answers owed, by service: for the next reconcile to start (asked while none or another
+    /// ran), and for the one running.
+    asked: BTreeMap<String, Vec<oneshot::Sender<super::control::Answer>>>,
+    answering: BTreeMap<String, Vec<oneshot::Sender<super::control::Answer>>>,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -328,6 +351,7 @@ pub fn trigger_sender(daemon: &Daemon) -> TriggerSender {
 impl Daemon {
     pub fn new(config: Arc<Config>, dir: PathBuf) -> Daemon {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (asks_tx, asks_rx) = mpsc::unbounded_channel();
         Daemon {
             observer: Arc::new(Observer::new(Arc::clone(&config))),
             scheduler: Scheduler::new(config.daemon.concurrency),
@@ -350,7 +374,16 @@ impl Daemon {
             drbd_events: None,
             last_view: None,
             notifier: super::notify::Notifier::from_env(),
+            asks_tx,
+            asks_rx,
+            asked: BTreeMap::new(),
+            answering: BTreeMap::new(),
         }
+    }
+
+    /// Where `converge trigger`'s requests go ([`super::control::listen`]).
+    pub fn ask_sender(&self) -> mpsc::UnboundedSender<super::control::Ask> {
+        self.asks_tx.clone()
     }
 
     /// Runs until `shutdown` resolves, then lets running actions finish and returns; a read of
@@ -370,6 +403,7 @@ impl Daemon {
                 Some(message) = self.rx.recv() => self.handle(message),
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 () = tick(&mut watchdog) => self.notifier.watchdog(),
+                Some(ask) = self.asks_rx.recv() => self.on_ask(ask),
             }
         }
         self.notifier.stopping();
@@ -750,6 +784,20 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// `converge trigger SERVICE`: a reconcile now (a new request: any backoff is cancelled),
+    /// answered when a reconcile that starts after the request ends.
+    fn on_ask(&mut self, ask: super::control::Ask) {
+        let name = ask.service;
+        if self.desired.get(&name).is_none() {
+            let _ = ask
+                .reply
+                .send(super::control::Answer::Unknown { service: name });
+            return;
+        }
+        self.asked.entry(name.clone()).or_default().push(ask.reply);
+        self.queue(&name, "asked by converge trigger", true);
+    }
+
     /// Asks for a reconcile of `name` (one in force), for `reason`; `afresh` for a new request
     /// from the manifests, which cancels a backoff.
     fn queue(&mut self, name: &str, reason: &str, afresh: bool) {
@@ -781,8 +829,20 @@ impl Daemon {
         let Some(service) = self.desired.get(name) else {
             // Gone from the manifests while it waited for a slot.
             self.scheduler.forget(name);
+            for reply in self.asked.remove(name).unwrap_or_default() {
+                let _ = reply.send(super::control::Answer::Unknown {
+                    service: name.to_string(),
+                });
+            }
             return;
         };
+        // Those who asked before this start get its result.
+        if let Some(replies) = self.asked.remove(name) {
+            self.answering
+                .entry(name.to_string())
+                .or_default()
+                .extend(replies);
+        }
         let view = self.views.entry(name.to_string()).or_default();
         // A blocked service is looked at again on every event and resync, and stays blocked
         // for as long as the cause lasts: said once, then quiet until something changes.
@@ -839,6 +899,12 @@ impl Daemon {
             view.saw(seen);
         }
         view.result = ServiceResult::of(&outcome);
+        for reply in self.answering.remove(&name).unwrap_or_default() {
+            let _ = reply.send(super::control::Answer::Done {
+                service: name.clone(),
+                result: view.result.clone(),
+            });
+        }
         view.next_retry = finished
             .retry_in
             .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());

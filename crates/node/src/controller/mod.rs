@@ -5,6 +5,7 @@
 //! started. Services are independent and run in parallel; the steps of one service run strictly
 //! in order, one at a time, each followed by a fresh observation of that service.
 
+pub mod control;
 pub mod daemon;
 pub mod desired;
 pub mod drbd_events;
@@ -41,6 +42,15 @@ pub async fn serve(
 
     let daemon = daemon::Daemon::new(std::sync::Arc::clone(&config), dir.clone());
     let tx = daemon::trigger_sender(&daemon);
+    // `converge trigger`: without the socket, it reconciles by itself (after the daemon
+    // stopped) or says the daemon is not reachable.
+    let control = match control::listen(&config.state_dir, daemon.ask_sender()) {
+        Ok(control) => Some(control),
+        Err(e) => {
+            tracing::warn!("no control socket (converge trigger cannot reach this daemon): {e}");
+            None
+        }
+    };
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signals)?;
@@ -93,6 +103,9 @@ pub async fn serve(
         }
     };
     daemon.run(shutdown).await;
+    if let Some(control) = control {
+        control.stop();
+    }
     resync.abort();
     hup_task.abort();
     if let Some(m) = mounts {

@@ -1,0 +1,120 @@
+//! `converge trigger SERVICE`: a reconcile of one service now, with its result. With a daemon
+//! running, through its control socket (the daemon's resync here is an hour away, and nothing
+//! watches the app: only the request makes it look); without one, a reconcile of that service
+//! alone.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Sandbox, text};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A host app whose start creates `NAME.up`, whose check looks for it.
+fn app_manifest(sb: &Sandbox, dir: &Path, name: &str) {
+    let marker = sb.path(&format!("{name}.up"));
+    sb.script(
+        &format!("{name}.d/S10app"),
+        &format!("touch {}", marker.display()),
+    );
+    sb.script(
+        &format!("{name}.d/C10app"),
+        &format!("test -e {}", marker.display()),
+    );
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!(
+            "service: {name}\nstate: up\nresources:\n  app#0:\n    scripts: {}\n",
+            sb.path(&format!("{name}.d")).display()
+        ),
+    )
+    .expect("write manifest");
+}
+
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < WAIT, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_running_daemon_reconciles_the_service_asked_for_at_once_and_answers() {
+    let sb = Sandbox::new();
+    sb.config("debounce: 50ms\nresync: 1h\n");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web");
+    app_manifest(&sb, &dir, "db");
+    let _daemon = Daemon(
+        sb.converge_cmd(&["run", dir.to_str().expect("utf-8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("converge run"),
+    );
+    until("both apps to start", || {
+        sb.path("web.up").exists() && sb.path("db.up").exists()
+    });
+    until("the control socket", || {
+        sb.path("state/control.sock").exists()
+    });
+    // Drift nobody watches: only a request makes the daemon look now.
+    fs::remove_file(sb.path("web.up")).expect("rm");
+    fs::remove_file(sb.path("db.up")).expect("rm");
+    let out = sb.converge(&["trigger", "web"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "web: converged\n");
+    assert!(sb.path("web.up").exists(), "web was started again");
+    assert!(!sb.path("db.up").exists(), "db was not asked for");
+
+    let out = sb.converge(&["trigger", "db", "--output", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["service"], "db");
+    assert_eq!(doc["result"]["kind"], "converged");
+    assert!(sb.path("db.up").exists());
+
+    let out = sb.converge(&["trigger", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no service nope is in force in the running daemon"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn without_a_daemon_the_service_asked_for_is_reconciled_alone() {
+    let sb = Sandbox::new();
+    sb.config("debounce: 50ms\nresync: 1h\n");
+    let dir = sb.path("manifests");
+    app_manifest(&sb, &dir, "web");
+    app_manifest(&sb, &dir, "db");
+    let dir = dir.to_str().expect("utf-8");
+    let out = sb.converge(&["trigger", "web", dir]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(sb.path("web.up").exists());
+    assert!(!sb.path("db.up").exists(), "only web was reconciled");
+    let out = sb.converge(&["trigger", "nope", dir]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("no service nope in"),
+        "{}",
+        text(&out.stderr)
+    );
+}
