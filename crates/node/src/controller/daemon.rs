@@ -37,6 +37,8 @@ use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
 use converge_core::manifest::load::ParseCache;
 use converge_core::manifest::{DesiredState, Service, Spec};
+use converge_core::metrics::{ResultKind, ServiceObservation};
+use converge_core::observe::NodeState;
 use converge_core::plan::{BlockKind, plan_service};
 use converge_core::status::{ServiceStatus, Status, service_status};
 
@@ -147,6 +149,21 @@ impl ServiceResult {
         }
     }
 
+    /// The kind, for the metrics (`converge_service_result`).
+    pub fn kind(&self) -> ResultKind {
+        match self {
+            ServiceResult::Pending => ResultKind::Pending,
+            ServiceResult::Running => ResultKind::Running,
+            ServiceResult::Converged => ResultKind::Converged,
+            ServiceResult::Blocked { .. } => ResultKind::Blocked,
+            ServiceResult::Waiting { .. } => ResultKind::Waiting,
+            ServiceResult::Failed { .. } => ResultKind::Failed,
+            ServiceResult::Interrupted => ResultKind::Interrupted,
+            ServiceResult::Stuck { .. } => ResultKind::Stuck,
+            ServiceResult::Orphaned => ResultKind::Orphaned,
+        }
+    }
+
     /// Whether the service is where its manifest wants it, as far as the daemon knows; an
     /// orphan is not: nothing keeps it anywhere.
     pub fn is_settled(&self) -> bool {
@@ -188,10 +205,12 @@ struct Seen {
     standby: bool,
     drbd: Vec<String>,
     failover: Option<String>,
+    /// The same, typed, for the metrics.
+    observation: ServiceObservation,
 }
 
 impl Seen {
-    fn of(status: &ServiceStatus, service: &Service) -> Seen {
+    fn of(status: &ServiceStatus, service: &Service, node: &NodeState) -> Seen {
         let drbd = status
             .resources
             .iter()
@@ -213,6 +232,7 @@ impl Seen {
                 .as_ref()
                 .and_then(|f| f.decision.as_ref())
                 .map(ToString::to_string),
+            observation: ServiceObservation::of(status, service, node),
         }
     }
 }
@@ -244,6 +264,8 @@ enum Message {
         desired: DesiredState,
         outcome: Outcome,
         seen: Option<Seen>,
+        /// How long the reconcile took.
+        took: Duration,
     },
     /// A timer armed after a reconcile fired: its retry after a failure, or its requeue.
     Due {
@@ -307,6 +329,8 @@ pub struct Daemon {
     drbd_events: Option<super::drbd_events::DrbdEvents>,
     /// The view last written (without its time), to skip writes that change nothing.
     last_view: Option<DaemonView>,
+    /// Where the daemon's metrics go, when configured (`metrics:`).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -347,7 +371,14 @@ impl Daemon {
             tasks: JoinSet::new(),
             drbd_events: None,
             last_view: None,
+            metrics: None,
         }
+    }
+
+    /// The daemon, telling `metrics` what it learns.
+    pub fn with_metrics(mut self, metrics: Option<crate::metrics::Metrics>) -> Daemon {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `shutdown` resolves, then lets running actions finish and returns; a read of
@@ -391,6 +422,9 @@ impl Daemon {
             events.stop();
         }
         self.write_view();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop().await;
+        }
     }
 
     fn handle(&mut self, message: Message) {
@@ -407,7 +441,14 @@ impl Daemon {
                 desired,
                 outcome,
                 seen,
+                took,
             } => {
+                if let Some(metrics) = &self.metrics {
+                    if let Some(seen) = &seen {
+                        metrics.saw(&service, &seen.observation);
+                    }
+                    metrics.reconciled(ServiceResult::of(&outcome).kind(), took);
+                }
                 self.on_done(service, desired, outcome, seen);
                 true
             }
@@ -444,6 +485,9 @@ impl Daemon {
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
         for (name, seen) in statuses {
+            if let Some(metrics) = &self.metrics {
+                metrics.saw(&name, &seen.observation);
+            }
             let running = self.scheduler.is_running(&name);
             let converged = seen.converged;
             let view = self.views.entry(name).or_default();
@@ -502,7 +546,7 @@ impl Daemon {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                let seen = Seen::of(&status, service);
+                let seen = Seen::of(&status, service, &node);
                 statuses.push((status.service, seen));
             }
             let _ = tx.send(Message::Batch {
@@ -610,6 +654,9 @@ impl Daemon {
             let first = !self.loaded;
             self.loaded = true;
             let names = self.take_read(read, revision, first);
+            if let Some(metrics) = &self.metrics {
+                metrics.reloaded(!self.desired.errors.is_empty());
+            }
             if first {
                 // Every service is looked at, the changed ones with the rest.
                 self.look_at_all(&why);
@@ -789,6 +836,7 @@ impl Daemon {
         let tx = self.tx.clone();
         let desired = service.desired_here(&self.config.node);
         self.tasks.spawn(async move {
+            let began = std::time::Instant::now();
             let (outcome, seen) =
                 run_one(&observer, &service, &stopping, &waits, still_blocked).await;
             let _ = tx.send(Message::Done {
@@ -796,6 +844,7 @@ impl Daemon {
                 desired,
                 outcome,
                 seen,
+                took: began.elapsed(),
             });
         });
     }
@@ -909,6 +958,15 @@ impl Daemon {
             services,
             updated: String::new(),
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.in_force(
+                view.revision.as_deref(),
+                view.errors.len(),
+                view.services
+                    .iter()
+                    .map(|s| (s.service.as_str(), s.result.kind())),
+            );
+        }
         // A resync that changed nothing rewrites nothing.
         if self.last_view.as_ref() == Some(&view) {
             return;
@@ -966,7 +1024,7 @@ async fn run_one(
         observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
-    (outcome, Some(Seen::of(&status, service)))
+    (outcome, Some(Seen::of(&status, service, &after)))
 }
 
 fn jitter_seed(name: &str, failures: u32) -> u64 {

@@ -26,6 +26,8 @@ pub enum ServeError {
     Watch(#[from] watch::WatchError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// `converge run`: the daemon with its event sources — the manifest watcher, the mount table
@@ -38,7 +40,11 @@ pub async fn serve(
     use tokio::signal::unix::{SignalKind, signal};
     use trigger::Trigger;
 
-    let daemon = daemon::Daemon::new(std::sync::Arc::clone(&config), dir.clone());
+    // Before anything else starts: a metrics address taken, or a textfile directory refused,
+    // stops the start here.
+    let metrics = crate::metrics::Metrics::start(&config.metrics).await?;
+    let daemon =
+        daemon::Daemon::new(std::sync::Arc::clone(&config), dir.clone()).with_metrics(metrics);
     let tx = daemon::trigger_sender(&daemon);
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signals)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signals)?;
