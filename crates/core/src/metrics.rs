@@ -770,7 +770,7 @@ impl Text {
             self.out.push('}');
         }
         self.out.push(' ');
-        self.out.push_str(&format_value(value));
+        push_value(value, &mut self.out);
         self.out.push('\n');
     }
 }
@@ -782,7 +782,13 @@ pub fn escape_label_value(value: &str, out: &mut String) {
     while !value.is_char_boundary(end) {
         end -= 1;
     }
-    for c in value[..end].chars() {
+    let value = &value[..end];
+    // Most values (names, states) need no escape: copied whole.
+    if !value.contains(['\\', '"', '\n']) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
@@ -800,6 +806,22 @@ pub fn escape_help(help: &str, out: &mut String) {
             '\n' => out.push_str("\\n"),
             c => out.push(c),
         }
+    }
+}
+
+/// Appends [`format_value`]`(value)` to `out`, without a string of its own for the 0s and 1s
+/// most samples are.
+fn push_value(value: f64, out: &mut String) {
+    if value == 0.0 {
+        out.push('0');
+    } else if value == 1.0 {
+        out.push('1');
+    } else if value.is_finite() {
+        use std::fmt::Write as _;
+        // Writing to a String cannot fail.
+        let _ = write!(out, "{value}");
+    } else {
+        out.push_str(&format_value(value));
     }
 }
 
