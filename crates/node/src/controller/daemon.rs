@@ -205,12 +205,13 @@ struct Seen {
     standby: bool,
     drbd: Vec<String>,
     failover: Option<String>,
-    /// The same, typed, for the metrics.
-    observation: ServiceObservation,
+    /// The same, typed, for the metrics; only when they are on.
+    observation: Option<ServiceObservation>,
 }
 
 impl Seen {
-    fn of(status: &ServiceStatus, service: &Service, node: &NodeState) -> Seen {
+    /// `node`: the observation `status` comes from, when the metrics are on.
+    fn of(status: &ServiceStatus, service: &Service, node: Option<&NodeState>) -> Seen {
         let drbd = status
             .resources
             .iter()
@@ -232,7 +233,7 @@ impl Seen {
                 .as_ref()
                 .and_then(|f| f.decision.as_ref())
                 .map(ToString::to_string),
-            observation: ServiceObservation::of(status, service, node),
+            observation: node.map(|node| ServiceObservation::of(status, service, node)),
         }
     }
 }
@@ -444,8 +445,8 @@ impl Daemon {
                 took,
             } => {
                 if let Some(metrics) = &self.metrics {
-                    if let Some(seen) = &seen {
-                        metrics.saw(&service, &seen.observation);
+                    if let Some(observation) = seen.as_ref().and_then(|s| s.observation.as_ref()) {
+                        metrics.saw(&service, observation);
                     }
                     metrics.reconciled(ServiceResult::of(&outcome).kind(), took);
                 }
@@ -485,8 +486,8 @@ impl Daemon {
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
         for (name, seen) in statuses {
-            if let Some(metrics) = &self.metrics {
-                metrics.saw(&name, &seen.observation);
+            if let (Some(metrics), Some(observation)) = (&self.metrics, &seen.observation) {
+                metrics.saw(&name, observation);
             }
             let running = self.scheduler.is_running(&name);
             let converged = seen.converged;
@@ -535,6 +536,7 @@ impl Daemon {
         let observer = Arc::clone(&self.observer);
         let tx = self.tx.clone();
         let why = why.to_string();
+        let metrics_on = self.metrics.is_some();
         self.tasks.spawn(async move {
             let node = observer.observe_with_drift(&idle).await;
             let mut statuses = Vec::new();
@@ -546,7 +548,7 @@ impl Daemon {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                let seen = Seen::of(&status, service, &node);
+                let seen = Seen::of(&status, service, metrics_on.then_some(&node));
                 statuses.push((status.service, seen));
             }
             let _ = tx.send(Message::Batch {
@@ -835,10 +837,18 @@ impl Daemon {
         let waits = Arc::clone(&self.waits);
         let tx = self.tx.clone();
         let desired = service.desired_here(&self.config.node);
+        let metrics_on = self.metrics.is_some();
         self.tasks.spawn(async move {
             let began = std::time::Instant::now();
-            let (outcome, seen) =
-                run_one(&observer, &service, &stopping, &waits, still_blocked).await;
+            let (outcome, seen) = run_one(
+                &observer,
+                &service,
+                &stopping,
+                &waits,
+                still_blocked,
+                metrics_on,
+            )
+            .await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
                 desired,
@@ -990,13 +1000,15 @@ impl Daemon {
 
 /// Observes and reconciles one service; returns the outcome and the status after it.
 /// `still_blocked`: the reason it was blocked for last time, if it was; blocked again for that
-/// same reason with nothing it could do first, it is not logged again.
+/// same reason with nothing it could do first, it is not logged again. `metrics_on`: the status
+/// after it is also taken for the metrics.
 async fn run_one(
     observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
     waits: &Waits,
     still_blocked: Option<String>,
+    metrics_on: bool,
 ) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
@@ -1024,7 +1036,10 @@ async fn run_one(
         observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
-    (outcome, Some(Seen::of(&status, service, &after)))
+    (
+        outcome,
+        Some(Seen::of(&status, service, metrics_on.then_some(&after))),
+    )
 }
 
 fn jitter_seed(name: &str, failures: u32) -> u64 {
