@@ -1,5 +1,9 @@
 //! Planner cost at scale: 1,000 services of the seed's shape (drbd → fs → container → app).
 //! Target (2-core machine): < 5 ms for the whole plan. Results in docs/performance.md.
+//!
+//! Beside it, what the daemon's metrics add when they are on, for the same 1,000 services: the
+//! typed observation of each (taken at every look) and the rendering of the whole text (at
+//! every scrape and textfile write), compared with the plan of the same look.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -194,5 +198,64 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(plan, benches);
+/// The metrics of `services` observed converged on `node`: the daemon's state after a look.
+fn metrics_benches(c: &mut Criterion) {
+    use converge_core::metrics::{
+        ActionResult, Histogram, ResultKind, ServiceMetrics, ServiceObservation, Snapshot, render,
+    };
+    let node = converged_node();
+    let up: Vec<Service> = (0..SERVICES)
+        .map(|i| service(i, DesiredState::Up))
+        .collect();
+    let statuses = converge_core::status::statuses(&up, &node);
+    c.bench_function("metrics/observations of 1000 services", |b| {
+        b.iter(|| {
+            statuses
+                .iter()
+                .zip(&up)
+                .map(|(status, service)| ServiceObservation::of(status, service, &node))
+                .collect::<Vec<_>>()
+        })
+    });
+    let observations: Vec<ServiceObservation> = statuses
+        .iter()
+        .zip(&up)
+        .map(|(status, service)| ServiceObservation::of(status, service, &node))
+        .collect();
+    let mut histogram = Histogram::default();
+    for i in 0..SERVICES {
+        histogram.observe(f64::from(i) / 100.0);
+    }
+    let snapshot = Snapshot {
+        version: "0.1.0",
+        revision: Some("0123456789abcdef (content 0123456789abcdef)"),
+        services: up
+            .iter()
+            .zip(&observations)
+            .map(|(service, observation)| ServiceMetrics {
+                service: &service.name,
+                result: ResultKind::Converged,
+                observation: Some(observation),
+                last_success: Some(1_765_000_000.0),
+            })
+            .collect(),
+        reconcile_seconds: Some(&histogram),
+        actions: BTreeMap::from([
+            (("drbd_primary", ActionResult::Ok), 1000),
+            (("mount", ActionResult::Ok), 1000),
+        ]),
+        ..Snapshot::default()
+    };
+    let text = render(&snapshot);
+    println!(
+        "metrics of {SERVICES} services: {} lines, {} bytes",
+        text.lines().count(),
+        text.len()
+    );
+    c.bench_function("metrics/render 1000 services", |b| {
+        b.iter(|| render(std::hint::black_box(&snapshot)))
+    });
+}
+
+criterion_group!(plan, benches, metrics_benches);
 criterion_main!(plan);

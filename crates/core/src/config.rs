@@ -55,6 +55,24 @@ pub struct Config {
     pub failover_delay: std::time::Duration,
     /// The daemon (`converge run`); unused by the one-shot commands.
     pub daemon: DaemonConfig,
+    /// The daemon's Prometheus metrics: off unless configured.
+    pub metrics: MetricsConfig,
+}
+
+/// Where `converge run` exports its metrics (Prometheus text format); neither by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MetricsConfig {
+    /// `GET /metrics` is served over HTTP on this address.
+    pub listen: Option<std::net::SocketAddr>,
+    /// A node_exporter textfile (`*.prom`), replaced after each reconcile or look.
+    pub textfile: Option<PathBuf>,
+}
+
+impl MetricsConfig {
+    /// Whether anything is exported.
+    pub fn is_on(&self) -> bool {
+        self.listen.is_some() || self.textfile.is_some()
+    }
 }
 
 /// How `converge run` behaves.
@@ -220,6 +238,7 @@ impl Default for Config {
             commands: Commands::default(),
             failover_delay: Config::DEFAULT_FAILOVER_DELAY,
             daemon: DaemonConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -304,6 +323,9 @@ pub struct ConfigDoc {
     /// The daemon: a directory with no valid manifest may prune everything (otherwise pruning is
     /// suspended while it is empty).
     pub allow_empty: bool,
+    /// The daemon's Prometheus metrics (text format): served over HTTP, written for
+    /// node_exporter's textfile collector, or both. Off by default.
+    pub metrics: MetricsDoc,
 }
 
 impl Default for ConfigDoc {
@@ -324,8 +346,34 @@ impl Default for ConfigDoc {
             concurrency: daemon.concurrency as u64,
             prune: daemon.prune,
             allow_empty: daemon.allow_empty,
+            metrics: MetricsDoc::default(),
         }
     }
+}
+
+/// A listening address: an IP address (IPv6 in brackets) and a port. No host names: the
+/// address is bound as it is written, never looked up.
+pub const LISTEN_PATTERN: &str = r"^(\[[0-9A-Fa-f:.]+\]|[0-9.]+):[0-9]+$";
+
+/// `metrics`: where the daemon exports its metrics, in Prometheus' text format. Each key
+/// turns one way on; with neither, nothing is exported.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+#[schemars(extend("type" = ["object", "null"]))]
+pub struct MetricsDoc {
+    /// Serve `GET /metrics` over HTTP on this address, e.g. `127.0.0.1:9942` (the loopback
+    /// only, for a Prometheus on the node or a proxy). Another address exposes the node's
+    /// services and DRBD states to whoever reaches it: firewall it. Port 0 takes a free port,
+    /// logged at start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", pattern(LISTEN_PATTERN))]
+    pub listen: Option<String>,
+    /// Write the metrics to this file for node_exporter's textfile collector, replaced (by
+    /// rename, never written through a symlink) after each reconcile or look, at most once a
+    /// second. Must end in `.prom`; its directory must be one converge trusts, as `state_dir`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String", pattern(ABSOLUTE_PATH_PATTERN))]
+    pub textfile: Option<String>,
 }
 
 /// `commands`: each a program name, looked up in PATH, or an absolute path; a name has no `/`,
@@ -415,6 +463,7 @@ impl Default for CommandsDoc {
 
 static TOP_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<ConfigDoc>);
 static COMMANDS_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<CommandsDoc>);
+static METRICS_KEYS: LazyLock<Keys> = LazyLock::new(Keys::of::<MetricsDoc>);
 
 impl Config {
     pub const DEFAULT_FAILOVER_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
@@ -556,7 +605,47 @@ fn read_config(r: &mut Reader, value: &Value) -> Config {
             *slot = b;
         }
     }
+    if let Some(n) = f.get("metrics") {
+        read_metrics(r, &n, &mut config.metrics);
+    }
     config
+}
+
+fn read_metrics(r: &mut Reader, node: &Node, metrics: &mut MetricsConfig) {
+    let Some(f) = r.fields(node, Some(&METRICS_KEYS), true) else {
+        return;
+    };
+    if let Some(n) = f.get("listen")
+        && let Some(text) = r.nonempty_string(&n)
+    {
+        // Parsed, never resolved: a host name would make the daemon's start depend on DNS.
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => metrics.listen = Some(addr),
+            Err(_) => r.error(
+                &n,
+                format!(
+                    "must be an IP address and a port, such as 127.0.0.1:9942 or [::1]:9942, got {}",
+                    excerpt(&text)
+                ),
+            ),
+        }
+    }
+    if let Some(n) = f.get("textfile")
+        && let Some(path) = r.absolute_path(&n)
+    {
+        // node_exporter reads only `*.prom` files: any other name would be written in vain.
+        if path.extension().is_some_and(|e| e == "prom") && path.file_stem().is_some() {
+            metrics.textfile = Some(path);
+        } else {
+            r.error(
+                &n,
+                format!(
+                    "must end in `.prom` (node_exporter's textfile collector reads only those), got {}",
+                    excerpt(&path.to_string_lossy())
+                ),
+            );
+        }
+    }
 }
 
 fn read_commands(r: &mut Reader, node: &Node, commands: &mut Commands) {
@@ -657,6 +746,48 @@ mod tests {
     }
 
     #[test]
+    fn metrics_are_off_by_default_and_each_way_is_checked() {
+        assert!(!Config::default().metrics.is_on());
+        let config = parse("metrics:\n  listen: 127.0.0.1:9942\n  textfile: /var/lib/node-exporter/converge.prom\n")
+            .expect("valid");
+        assert_eq!(
+            config.metrics.listen,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9942)))
+        );
+        assert_eq!(
+            config.metrics.textfile.as_deref(),
+            Some(Path::new("/var/lib/node-exporter/converge.prom"))
+        );
+        let v6 = parse("metrics: {listen: '[::1]:9942'}\n").expect("valid");
+        assert_eq!(v6.metrics.listen.map(|a| a.port()), Some(9942));
+        assert!(v6.metrics.is_on() && v6.metrics.textfile.is_none());
+        // An empty section turns nothing on.
+        assert!(!parse("metrics:\n").expect("valid").metrics.is_on());
+        let errs = errors(
+            "metrics:\n  listen: localhost:9942\n  textfile: /var/lib/converge.txt\n  port: 1\n",
+        );
+        assert_eq!(
+            errs,
+            [
+                "/etc/converge/config.yaml:2:11: metrics.listen: must be an IP address and a port, such as 127.0.0.1:9942 or [::1]:9942, got \"localhost:9942\"",
+                "/etc/converge/config.yaml:3:13: metrics.textfile: must end in `.prom` (node_exporter's textfile collector reads only those), got \"/var/lib/converge.txt\"",
+                "/etc/converge/config.yaml:4:3: metrics.port: unknown key `port`; allowed keys: listen, textfile",
+            ]
+        );
+        let errs = errors("metrics:\n  textfile: converge.prom\n  listen: 127.0.0.1\n");
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        // In the file's order.
+        assert!(
+            errs[0].contains("2:13: metrics.textfile: must be an absolute path"),
+            "{errs:?}"
+        );
+        assert!(
+            errs[1].contains("3:11: metrics.listen: must be an IP address and a port"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn empty_file_means_defaults() {
         for text in ["", "# nothing here\n", "{}"] {
             let config = parse(text).expect(text);
@@ -726,7 +857,8 @@ commands:
     fn the_reader_reads_every_key_of_the_model() {
         let mut text = String::from(
             "node: n\nmanifests: /m\nstate_dir: /s\nlog_dir: /l\nproc_drbd: /p\nmountinfo: /i\n\
-             drbd_conf_dir: /d\nfailover_delay: 2s\ndebounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\ncommands:\n",
+             drbd_conf_dir: /d\nfailover_delay: 2s\ndebounce: 1s\nresync: 1m\nconcurrency: 2\nprune: true\nallow_empty: true\n\
+             metrics:\n  listen: 127.0.0.1:9942\n  textfile: /t/converge.prom\ncommands:\n",
         );
         for key in COMMANDS_KEYS.names() {
             text.push_str(&format!("  {key}: /usr/bin/{key}\n"));
@@ -737,10 +869,12 @@ commands:
         let value: Value = serde_yaml::from_str(&text).expect("yaml");
         let schema = crate::schema_files::config_schema();
         let models = crate::schema_files::models(&ConfigDoc::schema_name(), &schema);
-        assert_eq!(models.len(), 2, "{models:?}");
+        assert_eq!(models.len(), 3, "{models:?}");
         for (model, keys) in &models {
             let mapping = if model == COMMANDS_KEYS.model() {
                 &value["commands"]
+            } else if model == METRICS_KEYS.model() {
+                &value["metrics"]
             } else {
                 &value
             };
@@ -838,7 +972,7 @@ commands:
                 "/etc/converge/config.yaml:1:7: node: invalid node name \"-x\": must not start with `-` (it would be taken for an option)",
                 "/etc/converge/config.yaml:2:12: manifests: must be an absolute path, got \"etc/manifests\"",
                 "/etc/converge/config.yaml:3:10: log_dir: invalid type: sequence, expected a string",
-                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
+                "/etc/converge/config.yaml:4:1: statedir: unknown key `statedir`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty, metrics",
                 "/etc/converge/config.yaml:6:12: commands.drbdadm: must not be empty",
                 "/etc/converge/config.yaml:7:10: commands.mount: must be a program name or an absolute path, got \"sbin/mount\"",
                 "/etc/converge/config.yaml:8:11: commands.umount: must be a single program name, without arguments, got \"umount -l\"",
@@ -918,7 +1052,7 @@ commands:
         assert_eq!(
             err.to_string(),
             format!(
-                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty",
+                "{}:2:1: bogus: unknown key `bogus`; allowed keys: node, manifests, state_dir, log_dir, proc_drbd, mountinfo, drbd_conf_dir, commands, failover_delay, debounce, resync, concurrency, prune, allow_empty, metrics",
                 path.display()
             )
         );

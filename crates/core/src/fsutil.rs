@@ -21,6 +21,17 @@ use std::path::{Path, PathBuf};
 /// (a rename replaces a symlink at `path` rather than writing through it), and then the
 /// directory is synced so the rename itself is on disk. The directory is created if missing.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_as(path, contents, None)
+}
+
+/// [`write_atomic`], the new file given `mode` whatever the umask: for a file another program
+/// reads as another user (node_exporter's textfile collector), which a umask of 077 would
+/// otherwise hide from it.
+pub fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_as(path, contents, Some(mode))
+}
+
+fn write_atomic_as(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -35,6 +46,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!(".{}.tmp.{unique:016x}", name.to_string_lossy()));
     let written = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        if let Some(mode) = mode {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&tmp, path)
@@ -254,6 +269,19 @@ mod tests {
         assert_eq!(fs::read_to_string(&victim).expect("read"), "precious");
         assert_eq!(fs::read(&path).expect("read"), b"{}");
         assert!(!fs::symlink_metadata(&path).expect("stat").is_symlink());
+    }
+
+    #[test]
+    fn write_atomic_with_mode_sets_the_mode_whatever_it_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("converge.prom");
+        fs::write(&path, "old").expect("write");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        write_atomic_with_mode(&path, b"new", 0o644).expect("write");
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o644);
+        assert_eq!(fs::read(&path).expect("read"), b"new");
     }
 
     #[test]

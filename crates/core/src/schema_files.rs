@@ -12,7 +12,7 @@ use std::path::Path;
 use schemars::{JsonSchema, Schema};
 use serde_json::Value;
 
-use crate::config::{ConfigDoc, PROGRAM_PATTERN};
+use crate::config::{ConfigDoc, LISTEN_PATTERN, PROGRAM_PATTERN};
 use crate::manifest::doc::{
     ABSOLUTE_PATH_PATTERN, DURATION_PATTERN, ManifestDoc, NAME_PATTERN, OPTIONS_PATTERN, generator,
 };
@@ -199,6 +199,7 @@ fn type_words(root: &Value, schema: &Value) -> String {
                 Some(DURATION_PATTERN) => "duration".to_owned(),
                 Some(OPTIONS_PATTERN) => "string without spaces".to_owned(),
                 Some(PROGRAM_PATTERN) => "program".to_owned(),
+                Some(LISTEN_PATTERN) => "address:port".to_owned(),
                 _ => "string".to_owned(),
             }
         }

@@ -19,11 +19,24 @@ pub mod lxc;
 use crate::observer::Observer;
 use converge_core::command::{self, DrbdVerb, Program};
 use converge_core::manifest::Service;
+use converge_core::metrics::ActionResult;
 use converge_core::plan::{Action, Step};
 pub use ctx::{ActError, Ctx};
 
-/// Carries out one planned step.
+/// Carries out one planned step, and counts it for the metrics by its kind and how it ended.
 pub async fn run_step(observer: &Observer, service: &Service, step: &Step) -> Result<(), ActError> {
+    let done = carry_out(observer, service, step).await;
+    let result = match &done {
+        Ok(()) => ActionResult::Ok,
+        Err(ActError::Failed { .. }) => ActionResult::Failed,
+        Err(ActError::Blocked { .. }) => ActionResult::Blocked,
+        Err(ActError::Waiting { .. }) => ActionResult::Waiting,
+    };
+    crate::metrics::count_action(step.action.name(), result);
+    done
+}
+
+async fn carry_out(observer: &Observer, service: &Service, step: &Step) -> Result<(), ActError> {
     let ctx = Ctx::new(observer, service, step.rid, step.action.name());
     // A start or stop runs what the scripts directory holds now, not what it held when planned.
     let scripts = match step.action {

@@ -37,6 +37,8 @@ use converge_core::config::Config;
 use converge_core::fsutil::write_atomic;
 use converge_core::manifest::load::ParseCache;
 use converge_core::manifest::{DesiredState, Service, Spec};
+use converge_core::metrics::{ResultKind, ServiceObservation};
+use converge_core::observe::NodeState;
 use converge_core::plan::{BlockKind, plan_service};
 use converge_core::status::{ServiceStatus, Status, service_status};
 
@@ -163,6 +165,21 @@ impl ServiceResult {
         }
     }
 
+    /// The kind, for the metrics (`converge_service_result`).
+    pub fn kind(&self) -> ResultKind {
+        match self {
+            ServiceResult::Pending => ResultKind::Pending,
+            ServiceResult::Running => ResultKind::Running,
+            ServiceResult::Converged => ResultKind::Converged,
+            ServiceResult::Blocked { .. } => ResultKind::Blocked,
+            ServiceResult::Waiting { .. } => ResultKind::Waiting,
+            ServiceResult::Failed { .. } => ResultKind::Failed,
+            ServiceResult::Interrupted => ResultKind::Interrupted,
+            ServiceResult::Stuck { .. } => ResultKind::Stuck,
+            ServiceResult::Orphaned => ResultKind::Orphaned,
+        }
+    }
+
     /// Whether the service is where its manifest wants it, as far as the daemon knows; an
     /// orphan is not: nothing keeps it anywhere.
     pub fn is_settled(&self) -> bool {
@@ -204,10 +221,13 @@ struct Seen {
     standby: bool,
     drbd: Vec<String>,
     failover: Option<String>,
+    /// The same, typed, for the metrics; only when they are on.
+    observation: Option<ServiceObservation>,
 }
 
 impl Seen {
-    fn of(status: &ServiceStatus, service: &Service) -> Seen {
+    /// `node`: the observation `status` comes from, when the metrics are on.
+    fn of(status: &ServiceStatus, service: &Service, node: Option<&NodeState>) -> Seen {
         let drbd = status
             .resources
             .iter()
@@ -229,6 +249,7 @@ impl Seen {
                 .as_ref()
                 .and_then(|f| f.decision.as_ref())
                 .map(ToString::to_string),
+            observation: node.map(|node| ServiceObservation::of(status, service, node)),
         }
     }
 }
@@ -260,6 +281,8 @@ enum Message {
         desired: DesiredState,
         outcome: Outcome,
         seen: Option<Seen>,
+        /// How long the reconcile took.
+        took: Duration,
     },
     /// A timer armed after a reconcile fired: its retry after a failure, or its requeue.
     Due {
@@ -332,6 +355,8 @@ pub struct Daemon {
     /// ran), and for the one running.
     asked: BTreeMap<String, Vec<oneshot::Sender<super::control::Answer>>>,
     answering: BTreeMap<String, Vec<oneshot::Sender<super::control::Answer>>>,
+    /// Where the daemon's metrics go, when configured (`metrics:`).
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 /// `Trigger`s sent here reach the scheduler.
@@ -378,12 +403,19 @@ impl Daemon {
             asks_rx,
             asked: BTreeMap::new(),
             answering: BTreeMap::new(),
+            metrics: None,
         }
     }
 
     /// Where `converge trigger`'s requests go ([`super::control::listen`]).
     pub fn ask_sender(&self) -> mpsc::UnboundedSender<super::control::Ask> {
         self.asks_tx.clone()
+    }
+
+    /// The daemon, telling `metrics` what it learns.
+    pub fn with_metrics(mut self, metrics: Option<crate::metrics::Metrics>) -> Daemon {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `shutdown` resolves, then lets running actions finish and returns; a read of
@@ -441,6 +473,9 @@ impl Daemon {
             events.stop();
         }
         self.write_view();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop().await;
+        }
     }
 
     fn handle(&mut self, message: Message) {
@@ -457,7 +492,14 @@ impl Daemon {
                 desired,
                 outcome,
                 seen,
+                took,
             } => {
+                if let Some(metrics) = &self.metrics {
+                    if let Some(observation) = seen.as_ref().and_then(|s| s.observation.as_ref()) {
+                        metrics.saw(&service, observation);
+                    }
+                    metrics.reconciled(ServiceResult::of(&outcome).kind(), took);
+                }
                 self.on_done(service, desired, outcome, seen);
                 true
             }
@@ -494,6 +536,9 @@ impl Daemon {
     ) -> bool {
         let mut changed = !to_reconcile.is_empty();
         for (name, seen) in statuses {
+            if let (Some(metrics), Some(observation)) = (&self.metrics, &seen.observation) {
+                metrics.saw(&name, observation);
+            }
             let running = self.scheduler.is_running(&name);
             let converged = seen.converged;
             let view = self.views.entry(name).or_default();
@@ -541,6 +586,7 @@ impl Daemon {
         let observer = Arc::clone(&self.observer);
         let tx = self.tx.clone();
         let why = why.to_string();
+        let metrics_on = self.metrics.is_some();
         self.tasks.spawn(async move {
             let node = observer.observe_with_drift(&idle).await;
             let mut statuses = Vec::new();
@@ -552,7 +598,7 @@ impl Daemon {
                 if !status.converged {
                     to_reconcile.push(status.service.clone());
                 }
-                let seen = Seen::of(&status, service);
+                let seen = Seen::of(&status, service, metrics_on.then_some(&node));
                 statuses.push((status.service, seen));
             }
             let _ = tx.send(Message::Batch {
@@ -660,6 +706,9 @@ impl Daemon {
             let first = !self.loaded;
             self.loaded = true;
             let names = self.take_read(read, revision, first);
+            if let Some(metrics) = &self.metrics {
+                metrics.reloaded(!self.desired.errors.is_empty());
+            }
             if first {
                 // Every service is looked at, the changed ones with the rest.
                 self.look_at_all(&why);
@@ -864,14 +913,24 @@ impl Daemon {
         let waits = Arc::clone(&self.waits);
         let tx = self.tx.clone();
         let desired = service.desired_here(&self.config.node);
+        let metrics_on = self.metrics.is_some();
         self.tasks.spawn(async move {
-            let (outcome, seen) =
-                run_one(&observer, &service, &stopping, &waits, still_blocked).await;
+            let began = std::time::Instant::now();
+            let (outcome, seen) = run_one(
+                &observer,
+                &service,
+                &stopping,
+                &waits,
+                still_blocked,
+                metrics_on,
+            )
+            .await;
             let _ = tx.send(Message::Done {
                 service: service.name.clone(),
                 desired,
                 outcome,
                 seen,
+                took: began.elapsed(),
             });
         });
     }
@@ -992,6 +1051,15 @@ impl Daemon {
             updated: String::new(),
         };
         self.notifier.view(&view);
+        if let Some(metrics) = &self.metrics {
+            metrics.in_force(
+                view.revision.as_deref(),
+                view.errors.len(),
+                view.services
+                    .iter()
+                    .map(|s| (s.service.as_str(), s.result.kind())),
+            );
+        }
         // A resync that changed nothing rewrites nothing.
         if self.last_view.as_ref() == Some(&view) {
             return;
@@ -1025,13 +1093,15 @@ async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
 
 /// Observes and reconciles one service; returns the outcome and the status after it.
 /// `still_blocked`: the reason it was blocked for last time, if it was; blocked again for that
-/// same reason with nothing it could do first, it is not logged again.
+/// same reason with nothing it could do first, it is not logged again. `metrics_on`: the status
+/// after it is also taken for the metrics.
 async fn run_one(
     observer: &Observer,
     service: &Service,
     stopping: &AtomicBool,
     waits: &Waits,
     still_blocked: Option<String>,
+    metrics_on: bool,
 ) -> (Outcome, Option<Seen>) {
     let node = observer.observe(std::slice::from_ref(service)).await;
     let plan = plan_service(service, &node);
@@ -1059,7 +1129,10 @@ async fn run_one(
         observer.observe(std::slice::from_ref(service)).await
     };
     let status = service_status(service, &after);
-    (outcome, Some(Seen::of(&status, service)))
+    (
+        outcome,
+        Some(Seen::of(&status, service, metrics_on.then_some(&after))),
+    )
 }
 
 fn jitter_seed(name: &str, failures: u32) -> u64 {

@@ -28,6 +28,8 @@ pub enum ServeError {
     Watch(#[from] watch::WatchError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
 }
 
 /// `converge run`: the daemon with its event sources — the manifest watcher, the mount table
@@ -40,10 +42,14 @@ pub async fn serve(
     use tokio::signal::unix::{SignalKind, signal};
     use trigger::Trigger;
 
-    let daemon = daemon::Daemon::new(std::sync::Arc::clone(&config), dir.clone());
+    // Before anything else starts: a metrics address taken, or a textfile directory refused,
+    // stops the start here.
+    let metrics = crate::metrics::Metrics::start(&config.metrics).await?;
+    let daemon =
+        daemon::Daemon::new(std::sync::Arc::clone(&config), dir.clone()).with_metrics(metrics);
     let tx = daemon::trigger_sender(&daemon);
-    // `converge trigger`: without the socket, it reconciles by itself (after the daemon
-    // stopped) or says the daemon is not reachable.
+    // `converge trigger` asks through it. Without it, trigger finds no daemon and reconciles
+    // by itself, which this daemon's lock refuses, naming the holder: said, not fatal.
     let control = match control::listen(&config.state_dir, daemon.ask_sender()) {
         Ok(control) => Some(control),
         Err(e) => {
