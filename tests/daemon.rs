@@ -96,29 +96,7 @@ fn daemon_config(sb: &Sandbox, extra: &str) {
 
 /// A host app whose S script creates `marker`, K removes it, C checks it.
 fn app_manifest(sb: &Sandbox, dir: &Path, name: &str, state: &str) {
-    let marker = sb.path(&format!("{name}.up"));
-    let scripts = sb.path(&format!("{name}.d"));
-    sb.script(
-        &format!("{name}.d/S10app"),
-        &format!("touch {}", marker.display()),
-    );
-    sb.script(
-        &format!("{name}.d/K10app"),
-        &format!("rm -f {}", marker.display()),
-    );
-    sb.script(
-        &format!("{name}.d/C10app"),
-        &format!("test -e {}", marker.display()),
-    );
-    fs::create_dir_all(dir).expect("mkdir");
-    fs::write(
-        dir.join(format!("{name}.yaml")),
-        format!(
-            "service: {name}\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n",
-            scripts.display()
-        ),
-    )
-    .expect("write manifest");
+    support::host_app_manifest(sb, dir, name, state, "");
 }
 
 fn is_up(sb: &Sandbox, name: &str) -> bool {

@@ -15,28 +15,9 @@ use support::Sandbox;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A host app whose start creates `NAME.up`, whose check looks for it; the first start
-/// takes a moment, so that READY=1 has something to wait for.
+/// A host app; its first start takes a moment, so that READY=1 has something to wait for.
 fn app_manifest(sb: &Sandbox, dir: &Path, name: &str) {
-    let marker = sb.path(&format!("{name}.up"));
-    let scripts = sb.path(&format!("{name}.d"));
-    sb.script(
-        &format!("{name}.d/S10app"),
-        &format!("sleep 0.3; touch {}", marker.display()),
-    );
-    sb.script(
-        &format!("{name}.d/C10app"),
-        &format!("test -e {}", marker.display()),
-    );
-    fs::create_dir_all(dir).expect("mkdir");
-    fs::write(
-        dir.join(format!("{name}.yaml")),
-        format!(
-            "service: {name}\nstate: up\nresources:\n  app#0:\n    scripts: {}\n",
-            scripts.display()
-        ),
-    )
-    .expect("write manifest");
+    support::host_app_manifest(sb, dir, name, "up", "sleep 0.3");
 }
 
 /// Every datagram the daemon sent until `done` says so (or WAIT passes), one string each.

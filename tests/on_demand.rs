@@ -16,24 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 /// A host app whose start creates `NAME.up`, whose check looks for it.
 fn app_manifest(sb: &Sandbox, dir: &Path, name: &str) {
-    let marker = sb.path(&format!("{name}.up"));
-    sb.script(
-        &format!("{name}.d/S10app"),
-        &format!("touch {}", marker.display()),
-    );
-    sb.script(
-        &format!("{name}.d/C10app"),
-        &format!("test -e {}", marker.display()),
-    );
-    fs::create_dir_all(dir).expect("mkdir");
-    fs::write(
-        dir.join(format!("{name}.yaml")),
-        format!(
-            "service: {name}\nstate: up\nresources:\n  app#0:\n    scripts: {}\n",
-            sb.path(&format!("{name}.d")).display()
-        ),
-    )
-    .expect("write manifest");
+    support::host_app_manifest(sb, dir, name, "up", "");
 }
 
 struct Daemon(Child);

@@ -134,3 +134,31 @@ pub fn assert_no_panic(out: &Output) {
         "{err}"
     );
 }
+
+/// A host app service `name` in `dir`, desired `state`: S10app runs `start_first` (a shell
+/// line, may be empty), then creates `name.up` in the sandbox; K10app removes it; C10app checks
+/// it.
+pub fn host_app_manifest(sb: &Sandbox, dir: &Path, name: &str, state: &str, start_first: &str) {
+    let marker = sb.path(&format!("{name}.up"));
+    sb.script(
+        &format!("{name}.d/S10app"),
+        &format!("{start_first}\ntouch {}", marker.display()),
+    );
+    sb.script(
+        &format!("{name}.d/K10app"),
+        &format!("rm -f {}", marker.display()),
+    );
+    sb.script(
+        &format!("{name}.d/C10app"),
+        &format!("test -e {}", marker.display()),
+    );
+    fs::create_dir_all(dir).expect("mkdir");
+    fs::write(
+        dir.join(format!("{name}.yaml")),
+        format!(
+            "service: {name}\nstate: {state}\nresources:\n  app#0:\n    scripts: {}\n",
+            sb.path(&format!("{name}.d")).display()
+        ),
+    )
+    .expect("write manifest");
+}
