@@ -92,6 +92,14 @@ pub fn write_daemon_view(
         if let Some(retry) = &s.next_retry {
             writeln!(out, "  next retry at {retry}")?;
         }
+        // The newest first: when, what it came to, how long it took, why it ran.
+        for r in &s.history {
+            writeln!(
+                out,
+                "  reconciled {}: {} in {} ms ({})",
+                r.at, r.result, r.took_ms, r.trigger
+            )?;
+        }
     }
     Ok(())
 }

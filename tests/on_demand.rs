@@ -79,6 +79,30 @@ fn a_running_daemon_reconciles_the_service_asked_for_at_once_and_answers() {
         "{}",
         text(&out.stderr)
     );
+
+    // The status keeps each service's last reconciles, newest first, with why they ran.
+    let out = sb.converge(&["status", "--output", "json"]);
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).expect("view json");
+    assert_eq!(view["version"], 1, "{view}");
+    let web = view["services"]
+        .as_array()
+        .expect("services")
+        .iter()
+        .find(|s| s["service"] == "web")
+        .expect("web");
+    let history = web["history"].as_array().expect("history");
+    assert!(history.len() >= 2, "{web}");
+    assert_eq!(history[0]["trigger"], "asked by converge trigger", "{web}");
+    assert_eq!(history[0]["result"]["kind"], "converged");
+    assert!(history[0]["took_ms"].is_u64() && history[0]["at"].is_string());
+    let out = sb.converge(&["status"]);
+    let status = text(&out.stdout);
+    assert!(
+        status.contains("reconciled ")
+            && status.contains("converged in ")
+            && status.contains(" ms (asked by converge trigger)"),
+        "{status}"
+    );
 }
 
 #[test]

@@ -44,9 +44,19 @@ use converge_core::status::{ServiceStatus, Status, service_status};
 
 pub const STATUS_FILE: &str = "daemon.json";
 
+/// The shape of `daemon.json`: raised when a field changes meaning or goes (a new field
+/// keeps it).
+pub const VIEW_VERSION: u32 = 1;
+
+/// How many reconciles of each service the view keeps.
+pub const HISTORY: usize = 5;
+
 /// The daemon's view, as written to `state_dir/daemon.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonView {
+    /// [`VIEW_VERSION`]; 0 in a view written before it was kept.
+    #[serde(default)]
+    pub version: u32,
     pub pid: u32,
     pub node: String,
     pub manifests: PathBuf,
@@ -84,8 +94,23 @@ pub struct ServiceView {
     pub failover: Option<String>,
     pub result: ServiceResult,
     pub last_reconcile: Option<String>,
+    /// The last [`HISTORY`] reconciles, the newest first.
+    #[serde(default)]
+    pub history: Vec<Reconciled>,
     pub next_retry: Option<String>,
     pub source: PathBuf,
+}
+
+/// One reconcile of a service, for its history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciled {
+    /// When it ended, RFC 3339.
+    pub at: String,
+    /// Why it started: the event, the request (`asked by converge trigger`), a retry.
+    pub trigger: String,
+    /// How long it took, in milliseconds.
+    pub took_ms: u64,
+    pub result: ServiceResult,
 }
 
 /// Where a service stands with the daemon. Serialized with a stable tag (`"kind"`), so that
@@ -322,6 +347,8 @@ pub struct Daemon {
     views: BTreeMap<String, ServiceView>,
     /// Why each requested service will reconcile, logged when it starts.
     reasons: BTreeMap<String, String>,
+    /// Why each running reconcile started, for its history.
+    running_reasons: BTreeMap<String, String>,
     revision: Option<String>,
     notices: Vec<String>,
     mounts_seen: BTreeSet<PathBuf>,
@@ -385,6 +412,7 @@ impl Daemon {
             desired: DesiredSet::default(),
             views: BTreeMap::new(),
             reasons: BTreeMap::new(),
+            running_reasons: BTreeMap::new(),
             revision: None,
             notices: Vec::new(),
             mounts_seen: BTreeSet::new(),
@@ -500,7 +528,7 @@ impl Daemon {
                     }
                     metrics.reconciled(ServiceResult::of(&outcome).kind(), took);
                 }
-                self.on_done(service, desired, outcome, seen);
+                self.on_done(service, desired, outcome, seen, took);
                 true
             }
             Message::Batch {
@@ -902,6 +930,8 @@ impl Daemon {
             _ => None,
         };
         view.result = ServiceResult::Running;
+        self.running_reasons
+            .insert(name.to_string(), reason.clone());
         // Why, for the operator; the reconcile itself never learns it.
         if still_blocked.is_some() {
             tracing::debug!(service = %name, "reconcile: {reason}");
@@ -941,6 +971,7 @@ impl Daemon {
         desired: DesiredState,
         outcome: Outcome,
         seen: Option<Seen>,
+        took: Duration,
     ) {
         // Only a run that brought it down: one that started before the manifest was deleted
         // (and converged it up) leaves the pruning to the run that follows.
@@ -953,7 +984,21 @@ impl Daemon {
             self.scheduler
                 .finished(&name, outcome.next(), now, jitter_seed(&name, failures + 1));
         let view = self.views.entry(name.clone()).or_default();
-        view.last_reconcile = Some(now_text());
+        let at = now_text();
+        view.last_reconcile = Some(at.clone());
+        view.history.insert(
+            0,
+            Reconciled {
+                at,
+                trigger: self
+                    .running_reasons
+                    .remove(&name)
+                    .unwrap_or_else(|| "requested".to_string()),
+                took_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+                result: ServiceResult::of(&outcome),
+            },
+        );
+        view.history.truncate(HISTORY);
         if let Some(seen) = seen {
             view.saw(seen);
         }
@@ -1036,6 +1081,7 @@ impl Daemon {
         }
         services.sort_by(|a, b| a.service.cmp(&b.service));
         let view = DaemonView {
+            version: VIEW_VERSION,
             pid: std::process::id(),
             node: self.config.node.clone(),
             manifests: self.dir.clone(),
