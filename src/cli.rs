@@ -991,6 +991,7 @@ mod tests {
 
     fn view(services: Vec<ServiceView>) -> DaemonView {
         DaemonView {
+            version: 1,
             pid: 1,
             node: "deb1".into(),
             manifests: "/m".into(),
