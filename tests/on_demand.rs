@@ -56,6 +56,11 @@ fn a_running_daemon_reconciles_the_service_asked_for_at_once_and_answers() {
     until("the control socket", || {
         sb.path("state/control.sock").exists()
     });
+    // Settled: the first reconciles ended, their checks after the start included (status
+    // exits 0 once the daemon found every service converged).
+    until("the daemon to settle", || {
+        sb.converge(&["status"]).status.code() == Some(0)
+    });
     // Drift nobody watches: only a request makes the daemon look now.
     fs::remove_file(sb.path("web.up")).expect("rm");
     fs::remove_file(sb.path("db.up")).expect("rm");

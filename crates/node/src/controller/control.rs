@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
-use super::daemon::ServiceResult;
+use super::view::ServiceResult;
 
 /// The socket's name in `state_dir`.
 pub const SOCKET: &str = "control.sock";

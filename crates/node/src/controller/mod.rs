@@ -17,6 +17,7 @@ pub mod reconnect_wait;
 pub mod scheduler;
 pub mod take_wait;
 pub mod trigger;
+pub mod view;
 pub mod watch;
 
 use converge_core::config::Config;

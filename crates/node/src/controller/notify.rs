@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
-use super::daemon::{DaemonView, ServiceResult};
+use super::view::{DaemonView, ServiceResult};
 
 /// The longest STATUS= line sent: systemctl shows one line.
 const STATUS_MAX: usize = 200;
@@ -154,7 +154,7 @@ fn one_line(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::daemon::ServiceView;
+    use crate::controller::view::ServiceView;
 
     fn service(name: &str, result: ServiceResult) -> ServiceView {
         ServiceView {
