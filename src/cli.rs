@@ -539,8 +539,9 @@ fn check_manifests(
     }
     let mut kept = Vec::with_capacity(services.len());
     let mut refused = Vec::new();
+    let mut checks = trust::Checks::default();
     for service in services {
-        let problems = trust::check_manifest(&service);
+        let problems = trust::check_manifest(&service, &mut checks);
         match trust {
             _ if problems.is_empty() => kept.push(service),
             Trust::Warn => {

@@ -1,5 +1,7 @@
-//! Planner cost at scale: 1,000 services of the seed's shape (drbd → fs → container → app).
-//! Target (2-core machine): < 5 ms for the whole plan. Results in docs/performance.md.
+//! Planner cost at scale: 100, 1,000 and 10,000 services of the seed's shape (drbd → fs →
+//! container → app), converged and all to stop. Targets (2-core machine): 10,000 converged
+//! ≤ 30 ms, all to stop ≤ 50 ms, and a cost linear in the services: the bench prints the
+//! exponent k of time ∝ Nᵏ between the sizes. Results in docs/performance.md.
 //!
 //! Beside it, what the daemon's metrics add when they are on, for the same 1,000 services: the
 //! typed observation of each (taken at every look) and the rendering of the whole text (at
@@ -23,6 +25,8 @@ use converge_core::observe::{
 };
 use criterion::{Criterion, criterion_group, criterion_main};
 
+const SIZES: [u32; 3] = [100, 1_000, 10_000];
+/// The metrics' figures are taken at this size only.
 const SERVICES: u32 = 1_000;
 
 fn service(i: u32, state: DesiredState) -> Service {
@@ -87,14 +91,14 @@ fn service(i: u32, state: DesiredState) -> Service {
 }
 
 /// A node where every service is fully up: the no-op pass, which is what runs most often.
-fn converged_node() -> NodeState {
+fn converged_node(services: u32) -> NodeState {
     let mut drbd = BTreeMap::new();
     let mut mounts = Vec::new();
     let mut devices = BTreeMap::new();
     let mut dirs = BTreeSet::new();
     let mut vz = BTreeMap::new();
     let mut apps = BTreeMap::new();
-    for i in 0..SERVICES {
+    for i in 0..services {
         let dev = DevNum {
             major: 147,
             minor: i,
@@ -175,27 +179,76 @@ fn converged_node() -> NodeState {
 }
 
 fn benches(c: &mut Criterion) {
-    let node = converged_node();
-    let up: Vec<Service> = (0..SERVICES)
-        .map(|i| service(i, DesiredState::Up))
-        .collect();
-    assert!(converge_core::plan::plan(&up, &node).is_converged());
-    c.bench_function("plan/1000 services converged", |b| {
-        b.iter(|| converge_core::plan::plan(std::hint::black_box(&up), std::hint::black_box(&node)))
-    });
+    let mut converged = Vec::new();
+    let mut to_stop = Vec::new();
+    for n in SIZES {
+        let node = converged_node(n);
+        let up: Vec<Service> = (0..n).map(|i| service(i, DesiredState::Up)).collect();
+        assert!(converge_core::plan::plan(&up, &node).is_converged());
+        c.bench_function(&format!("plan/{n} services converged"), |b| {
+            b.iter(|| {
+                converge_core::plan::plan(std::hint::black_box(&up), std::hint::black_box(&node))
+            })
+        });
+        converged.push((n, median_plan_time(&up, &node)));
 
-    let down: Vec<Service> = (0..SERVICES)
-        .map(|i| service(i, DesiredState::Down))
-        .collect();
-    assert_eq!(
-        converge_core::plan::plan(&down, &node).step_count(),
-        4 * SERVICES as usize
-    );
-    c.bench_function("plan/1000 services all to stop", |b| {
-        b.iter(|| {
-            converge_core::plan::plan(std::hint::black_box(&down), std::hint::black_box(&node))
+        let down: Vec<Service> = (0..n).map(|i| service(i, DesiredState::Down)).collect();
+        assert_eq!(
+            converge_core::plan::plan(&down, &node).step_count(),
+            4 * n as usize
+        );
+        c.bench_function(&format!("plan/{n} services all to stop"), |b| {
+            b.iter(|| {
+                converge_core::plan::plan(std::hint::black_box(&down), std::hint::black_box(&node))
+            })
+        });
+        to_stop.push((n, median_plan_time(&down, &node)));
+    }
+    print_exponents("converged", &converged);
+    print_exponents("all to stop", &to_stop);
+}
+
+/// The median of a few plans, timed apart from criterion so that the sizes can be compared in
+/// one line. It is this thread's CPU time, not the wall clock:
+/// on a shared machine other processes' load stretches the wall-clock time of a plan but not
+/// the CPU time it takes. Criterion's (wall-clock) figures stay the reference for each size.
+fn median_plan_time(services: &[Service], node: &NodeState) -> Duration {
+    let runs = 15;
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = thread_cpu_time();
+            std::hint::black_box(converge_core::plan::plan(
+                std::hint::black_box(services),
+                std::hint::black_box(node),
+            ));
+            thread_cpu_time() - start
         })
-    });
+        .collect();
+    times.sort();
+    times[runs / 2]
+}
+
+/// The CPU time this thread has run.
+fn thread_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid timespec for the call to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// k in time ∝ Nᵏ between consecutive sizes: 1 is linear, 2 quadratic.
+fn print_exponents(what: &str, figures: &[(u32, Duration)]) {
+    for pair in figures.windows(2) {
+        let ((n0, t0), (n1, t1)) = (pair[0], pair[1]);
+        let k = (t1.as_secs_f64() / t0.as_secs_f64()).ln() / (f64::from(n1) / f64::from(n0)).ln();
+        println!(
+            "plan, {what}: {n0} services {t0:.2?}, {n1} services {t1:.2?} (CPU time, medians of 15): exponent {k:.2}"
+        );
+    }
 }
 
 /// The metrics of `services` observed converged on `node`: the daemon's state after a look.
@@ -203,7 +256,7 @@ fn metrics_benches(c: &mut Criterion) {
     use converge_core::metrics::{
         ActionResult, Histogram, ResultKind, ServiceMetrics, ServiceObservation, Snapshot, render,
     };
-    let node = converged_node();
+    let node = converged_node(SERVICES);
     let up: Vec<Service> = (0..SERVICES)
         .map(|i| service(i, DesiredState::Up))
         .collect();

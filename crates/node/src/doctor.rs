@@ -82,8 +82,9 @@ pub async fn examine(config: &Config, config_path: Option<&Path>, dir: &Path) ->
     let loaded = load_dir_lenient_cached(dir, &mut ParseCache::default());
     findings.extend(rules::manifest_errors(dir, &loaded.errors));
     let services = loaded.services;
+    let mut checks = trust::Checks::default();
     for service in &services {
-        let problems = trust::check_manifest(service);
+        let problems = trust::check_manifest(service, &mut checks);
         if problems.is_empty() {
             findings.push(Finding::ok(
                 Area::Converge,

@@ -22,7 +22,7 @@
 //! - [`read_input`] opens an input file without blocking (a FIFO swapped in after a check would
 //!   hang an `open` forever) and reads it with a cap ([`converge_core::fsutil::read_capped_open`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -309,6 +309,24 @@ pub struct Resolved {
 /// A missing part is not an error: what exists is checked, and the rest is returned for the
 /// caller to create.
 pub fn check_path(target: &Path, what: &str) -> Result<Resolved, SecureError> {
+    check_path_in(target, what, &mut Passed::default())
+}
+
+/// The directories that passed as ancestors ([`Entry::Ancestor`]) in one pass of checks, by
+/// their resolved path: a reload checks every manifest and every program its services name,
+/// and they share their directories (10,000 manifests in one directory, one `/bin/true` for
+/// all). Kept for one pass only, so that a change of owner or mode is seen at the next.
+#[derive(Debug, Default)]
+pub struct Passed {
+    dirs: HashSet<PathBuf>,
+}
+
+/// [`check_path`], skipping the directories `passed` holds and adding those that pass.
+pub fn check_path_in(
+    target: &Path,
+    what: &str,
+    passed: &mut Passed,
+) -> Result<Resolved, SecureError> {
     if !target.is_absolute() {
         return Err(io_error(what, target, target)(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -317,13 +335,18 @@ pub fn check_path(target: &Path, what: &str) -> Result<Resolved, SecureError> {
     }
     let root = Path::new("/");
     let mut pending = names(target);
-    let meta = fs::symlink_metadata(root).map_err(io_error(what, target, root))?;
-    let role = if pending.is_empty() {
-        Entry::Itself
-    } else {
-        Entry::Ancestor
-    };
-    check_metadata(what, target, root, role, &meta)?;
+    if pending.is_empty() || !passed.dirs.contains(root) {
+        let meta = fs::symlink_metadata(root).map_err(io_error(what, target, root))?;
+        let role = if pending.is_empty() {
+            Entry::Itself
+        } else {
+            Entry::Ancestor
+        };
+        check_metadata(what, target, root, role, &meta)?;
+        if role == Entry::Ancestor {
+            passed.dirs.insert(root.to_path_buf());
+        }
+    }
     let mut current = root.to_path_buf();
     let mut links = 0;
     while let Some(name) = pending.pop_front() {
@@ -333,6 +356,10 @@ pub fn check_path(target: &Path, what: &str) -> Result<Resolved, SecureError> {
             continue;
         }
         let next = current.join(&name);
+        if !pending.is_empty() && passed.dirs.contains(&next) {
+            current = next;
+            continue;
+        }
         let meta = match fs::symlink_metadata(&next) {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -377,6 +404,9 @@ pub fn check_path(target: &Path, what: &str) -> Result<Resolved, SecureError> {
                 target: target.to_path_buf(),
                 path: next,
             });
+        }
+        if !last {
+            passed.dirs.insert(next.clone());
         }
         current = next;
     }
@@ -583,6 +613,44 @@ mod tests {
         // An operator may open it to readers.
         chmod(&dir, 0o750);
         ensure_private_dir(&dir, "log_dir").expect("0750");
+    }
+
+    #[test]
+    fn a_pass_looks_at_shared_directories_once_and_still_judges_each_path() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let good = tmp.path().join("good");
+        let shared = tmp.path().join("shared");
+        for dir in [&good, &shared] {
+            fs::create_dir(dir).expect("mkdir");
+            fs::write(dir.join("a.yaml"), "x").expect("write");
+        }
+        chmod(&shared, 0o1777);
+        let mut passed = Passed::default();
+        check_path_in(&good.join("a.yaml"), "manifest", &mut passed).expect("trusted");
+        assert!(passed.dirs.contains(&good) && passed.dirs.contains(Path::new("/")));
+        // A sticky world-writable directory passes on the way (its entries are safe)…
+        check_path_in(&shared.join("a.yaml"), "manifest", &mut passed).expect("sticky above");
+        assert!(passed.dirs.contains(&shared));
+        // …but not as the path asked about, though the pass holds it as an ancestor.
+        let err = permission(
+            check_path_in(&shared, "manifest directory", &mut passed).expect_err("1777 itself"),
+        );
+        assert_eq!(err.path, shared);
+        // A file the pass has not seen is looked at, whatever its directory.
+        chmod(&good.join("a.yaml"), 0o666);
+        let err = permission(
+            check_path_in(&good.join("a.yaml"), "manifest", &mut passed).expect_err("0666"),
+        );
+        assert_eq!(err.mode, 0o666);
+        // A directory that fails is not held: the next path below it fails too.
+        chmod(&shared, 0o777);
+        let mut passed = Passed::default();
+        for _ in 0..2 {
+            let err = permission(
+                check_path_in(&shared.join("a.yaml"), "manifest", &mut passed).expect_err("0777"),
+            );
+            assert_eq!(err.path, shared);
+        }
     }
 
     #[test]

@@ -3,58 +3,130 @@
 //! "what is mounted here?" and "is this device mounted anywhere?".
 
 use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashMap};
-use std::ops::Bound;
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::observe::drbd::device_path;
-use crate::observe::{DevNum, Mount, NodeState};
+use crate::manifest::{ContainerKind, ResourceId};
+use crate::observe::{AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState};
+
+/// foldhash instead of std's SipHash: the keys are short paths and numbers, hashed about ten
+/// times per service and plan; SipHash's cost was a fifth of a 10,000-service plan. foldhash
+/// is seeded per process, so keys from the mount table cannot be chosen to collide.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A path as bytes. Paths are compared and hashed as bytes, not as [`Path`]s (which parse
+/// their components for every comparison and hash, the largest single cost of a plan): the
+/// manifest's paths are normal (the reader's `normal_path`: absolute, no `//`, `.` or trailing
+/// `/`), as are the kernel's mount points, so for them byte equality is path equality.
+fn bytes(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
+}
+
+/// The minor of a `/dev/drbdN` path, written as [`crate::observe::drbd::device_path`] writes
+/// it (no leading zero).
+fn drbd_minor(path: &Path) -> Option<u32> {
+    let digits = bytes(path).strip_prefix(b"/dev/drbd")?;
+    match digits {
+        [b'0'] => Some(0),
+        [b'1'..=b'9', rest @ ..] if rest.iter().all(u8::is_ascii_digit) => {
+            std::str::from_utf8(digits).ok()?.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// The mounts under one key, in mount order. Almost every key has one: it takes no allocation.
+enum Mounts<'a> {
+    One(&'a Mount),
+    Many(Vec<&'a Mount>),
+}
+
+impl<'a> Mounts<'a> {
+    fn push(&mut self, mount: &'a Mount) {
+        match self {
+            Mounts::One(first) => *self = Mounts::Many(vec![*first, mount]),
+            Mounts::Many(all) => all.push(mount),
+        }
+    }
+
+    fn as_slice(&self) -> &[&'a Mount] {
+        match self {
+            Mounts::One(one) => std::slice::from_ref(one),
+            Mounts::Many(all) => all,
+        }
+    }
+}
+
+fn add<'a, K: std::hash::Hash + Eq>(map: &mut Map<K, Mounts<'a>>, key: K, mount: &'a Mount) {
+    map.entry(key)
+        .and_modify(|m| m.push(mount))
+        .or_insert(Mounts::One(mount));
+}
 
 pub(super) struct NodeIndex<'a> {
     node: &'a NodeState,
     /// Mount points, each with its mounts in mount order (the last one is on top).
-    by_point: HashMap<&'a Path, Vec<&'a Mount>>,
-    /// Mount points in path order, where the descendants of a path follow it contiguously;
-    /// built on first use, since only stopping asks for sub-mounts.
-    sorted_points: OnceCell<BTreeSet<&'a Path>>,
-    by_dev: HashMap<DevNum, Vec<&'a Mount>>,
-    by_source: HashMap<&'a str, Vec<&'a Mount>>,
-    /// DRBD device → the resource it belongs to, by device number and by `/dev/drbdN` path.
-    drbd_by_dev: HashMap<DevNum, &'a str>,
-    drbd_by_path: HashMap<std::path::PathBuf, &'a str>,
+    by_point: Map<&'a [u8], Mounts<'a>>,
+    /// Mount points in byte order, where the descendants of `/a` are the contiguous run of
+    /// those starting with `/a/`; built on first use, since only stopping asks for sub-mounts.
+    sorted_points: OnceCell<Vec<&'a [u8]>>,
+    by_dev: Map<DevNum, Mounts<'a>>,
+    by_source: Map<&'a str, Mounts<'a>>,
+    /// The device numbers the observation found for the manifests' device paths.
+    devices: Map<&'a [u8], DevNum>,
+    /// DRBD device → the resource it belongs to, by minor (its `/dev/drbdN` path) and by
+    /// device number (any other path to it).
+    drbd_by_minor: Map<u32, &'a str>,
+    drbd_by_dev: Map<DevNum, &'a str>,
+    /// The observation's maps that grow with the services, by name: a service asks each of
+    /// them a few times, and a lookup in a `BTreeMap` of 10,000 names is 13 string comparisons.
+    drbd: Map<&'a str, &'a DrbdResource>,
+    vz: Map<&'a str, ContainerState>,
+    lxc: Map<&'a str, ContainerState>,
+    apps: Map<&'a str, &'a std::collections::BTreeMap<ResourceId, AppObservation>>,
 }
 
 impl<'a> NodeIndex<'a> {
     pub(super) fn new(node: &'a NodeState) -> Self {
+        let mounts = node.mounts.ok().map_or(&[][..], Vec::as_slice);
         let mut index = NodeIndex {
             node,
-            by_point: HashMap::new(),
+            by_point: Map::with_capacity_and_hasher(mounts.len(), Default::default()),
             sorted_points: OnceCell::new(),
-            by_dev: HashMap::new(),
-            by_source: HashMap::new(),
-            drbd_by_dev: HashMap::new(),
-            drbd_by_path: HashMap::new(),
+            by_dev: Map::with_capacity_and_hasher(mounts.len(), Default::default()),
+            by_source: Map::with_capacity_and_hasher(mounts.len(), Default::default()),
+            devices: node.devices.iter().map(|(p, d)| (bytes(p), *d)).collect(),
+            drbd_by_minor: Map::default(),
+            drbd_by_dev: Map::default(),
+            drbd: (node.drbd.ok().into_iter().flatten())
+                .map(|(name, r)| (name.as_str(), r))
+                .collect(),
+            vz: (node.vz.ok().into_iter().flatten())
+                .map(|(id, state)| (id.as_str(), *state))
+                .collect(),
+            lxc: (node.lxc.ok().into_iter().flatten())
+                .map(|(id, state)| (id.as_str(), *state))
+                .collect(),
+            apps: node
+                .apps
+                .iter()
+                .map(|(service, apps)| (service.as_str(), apps))
+                .collect(),
         };
-        for mount in node.mounts.ok().into_iter().flatten() {
-            index
-                .by_point
-                .entry(mount.mount_point())
-                .or_default()
-                .push(mount);
-            index.by_dev.entry(mount.dev).or_default().push(mount);
-            index
-                .by_source
-                .entry(mount.source())
-                .or_default()
-                .push(mount);
+        for mount in mounts {
+            add(&mut index.by_point, bytes(mount.mount_point()), mount);
+            add(&mut index.by_dev, mount.dev, mount);
+            add(&mut index.by_source, mount.source(), mount);
         }
         for (name, resource) in node.drbd.ok().into_iter().flatten() {
             for device in &resource.devices {
-                let path = device_path(device.minor);
-                if let Some(dev) = node.devices.get(&path) {
-                    index.drbd_by_dev.insert(*dev, name.as_str());
-                }
-                index.drbd_by_path.insert(path, name.as_str());
+                index.drbd_by_minor.insert(device.minor, name.as_str());
+            }
+        }
+        for (path, dev) in &node.devices {
+            if let Some(name) = drbd_minor(path).and_then(|m| index.drbd_by_minor.get(&m)) {
+                index.drbd_by_dev.insert(*dev, name);
             }
         }
         index
@@ -64,14 +136,45 @@ impl<'a> NodeIndex<'a> {
         self.node
     }
 
+    /// The DRBD resource `res` as observed, when DRBD could be observed and it is up.
+    pub(super) fn drbd(&self, res: &str) -> Option<&'a DrbdResource> {
+        self.drbd.get(res).copied()
+    }
+
+    /// The container's state when its tool could be observed; absent from the listing is
+    /// [`ContainerState::Absent`].
+    pub(super) fn container(&self, kind: &ContainerKind) -> Option<ContainerState> {
+        let (observed, states) = match kind {
+            ContainerKind::Vz(_) => (self.node.vz.ok(), &self.vz),
+            ContainerKind::Lxc(_) => (self.node.lxc.ok(), &self.lxc),
+        };
+        observed?;
+        Some(
+            states
+                .get(kind.id())
+                .copied()
+                .unwrap_or(ContainerState::Absent),
+        )
+    }
+
+    /// What the observation says of one app of `service`.
+    pub(super) fn app(&self, service: &str, rid: ResourceId) -> Option<&'a AppObservation> {
+        self.apps.get(service).and_then(|apps| apps.get(&rid))
+    }
+
+    /// The device number observed for the device path `dev`, if it is a block device.
+    fn device_number(&self, dev: &Path) -> Option<DevNum> {
+        self.devices.get(bytes(dev)).copied()
+    }
+
     /// The visible mount at `mnt`.
     pub(super) fn top_mount_at(&self, mnt: &Path) -> Option<&'a Mount> {
-        self.by_point.get(mnt).and_then(|m| m.last().copied())
+        self.stack_at(mnt).last().copied()
     }
 
     /// The mounts at `mnt`, bottom to top (the last one is visible).
     pub(super) fn stack_at(&self, mnt: &Path) -> &[&'a Mount] {
-        self.by_point.get(mnt).map_or(&[], Vec::as_slice)
+        self.by_point.get(bytes(mnt)).map_or(&[], Mounts::as_slice)
     }
 
     /// Every mount of the device `dev`: by source name, or by device number when `dev` is a
@@ -80,10 +183,10 @@ impl<'a> NodeIndex<'a> {
         let mut found: Vec<&Mount> = dev
             .to_str()
             .and_then(|d| self.by_source.get(d))
-            .cloned()
-            .unwrap_or_default();
-        if let Some(number) = self.node.devices.get(dev) {
-            for mount in self.by_dev.get(number).into_iter().flatten() {
+            .map_or(&[][..], Mounts::as_slice)
+            .to_vec();
+        if let Some(number) = self.device_number(dev) {
+            for mount in self.by_dev.get(&number).map_or(&[][..], Mounts::as_slice) {
                 if !found.iter().any(|m| std::ptr::eq(*m, *mount)) {
                     found.push(mount);
                 }
@@ -94,18 +197,27 @@ impl<'a> NodeIndex<'a> {
 
     /// Whether `mount` is of the device `dev`.
     pub(super) fn is_device(&self, dev: &Path, mount: &Mount) -> bool {
-        Path::new(mount.source()) == dev || self.node.devices.get(dev) == Some(&mount.dev)
+        mount.source().as_bytes() == bytes(dev) || self.device_number(dev) == Some(mount.dev)
     }
 
     /// Mount points strictly below `mnt`, deepest first.
     pub(super) fn submounts_below(&self, mnt: &Path) -> Vec<&'a Path> {
-        let sorted = self
-            .sorted_points
-            .get_or_init(|| self.by_point.keys().copied().collect());
-        let mut below: Vec<&Path> = sorted
-            .range::<Path, _>((Bound::Excluded(mnt), Bound::Unbounded))
-            .copied()
-            .take_while(|point| point.starts_with(mnt))
+        let sorted = self.sorted_points.get_or_init(|| {
+            let mut points: Vec<&[u8]> = self.by_point.keys().copied().collect();
+            points.sort_unstable();
+            points
+        });
+        let mut prefix = bytes(mnt).to_vec();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        let first = sorted.partition_point(|p| *p < prefix.as_slice());
+        let mut below: Vec<&Path> = sorted[first..]
+            .iter()
+            .take_while(|p| p.starts_with(&prefix))
+            // `/` is its own prefix's only point that is not below it.
+            .filter(|p| p.len() > prefix.len())
+            .map(|p| Path::new(std::ffi::OsStr::from_bytes(p)))
             .collect();
         below.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
         below
@@ -113,13 +225,11 @@ impl<'a> NodeIndex<'a> {
 
     /// The observed DRBD resource whose device `dev` is, by path or device number.
     pub(super) fn drbd_resource_of(&self, dev: &Path) -> Option<&'a str> {
-        self.drbd_by_path
-            .get(dev)
+        drbd_minor(dev)
+            .and_then(|m| self.drbd_by_minor.get(&m))
             .or_else(|| {
-                self.node
-                    .devices
-                    .get(dev)
-                    .and_then(|n| self.drbd_by_dev.get(n))
+                self.device_number(dev)
+                    .and_then(|n| self.drbd_by_dev.get(&n))
             })
             .copied()
     }
@@ -189,5 +299,37 @@ mod tests {
             index.top_mount_at(Path::new("/a-x")).map(|m| m.dev.minor),
             Some(4)
         );
+    }
+
+    #[test]
+    fn the_root_is_not_below_itself_and_everything_else_is() {
+        let node = node_with_mounts(&["/", "/a", "/a/b", "/b"]);
+        let index = NodeIndex::new(&node);
+        assert_eq!(
+            index.submounts_below(Path::new("/")),
+            [Path::new("/a/b"), Path::new("/a"), Path::new("/b")]
+        );
+        assert!(index.submounts_below(Path::new("/b")).is_empty());
+    }
+
+    #[test]
+    fn drbd_minors_are_read_only_from_the_paths_drbd_device_path_writes() {
+        for (path, minor) in [
+            ("/dev/drbd0", Some(0)),
+            ("/dev/drbd7", Some(7)),
+            ("/dev/drbd1000", Some(1000)),
+            ("/dev/drbd4294967295", Some(u32::MAX)),
+            ("/dev/drbd4294967296", None),
+            ("/dev/drbd01", None),
+            ("/dev/drbd", None),
+            ("/dev/drbd1p1", None),
+            ("/dev/drbd/by-res/data/0", None),
+            ("/dev/sdb1", None),
+        ] {
+            assert_eq!(drbd_minor(Path::new(path)), minor, "{path}");
+            if let Some(minor) = minor {
+                assert_eq!(crate::observe::drbd::device_path(minor), Path::new(path));
+            }
+        }
     }
 }

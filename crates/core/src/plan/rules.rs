@@ -221,23 +221,19 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     /// The service's DRBD resource, when DRBD suspends its I/O here (no quorum under
     /// `on-no-quorum suspend-io`, or another reason DRBD gives).
     fn suspended_drbd(&self) -> Option<&'a str> {
-        let Observed::Ok(all) = &self.node.drbd else {
-            return None;
-        };
         self.enabled()
             .filter_map(|r| r.spec.as_drbd())
             .map(|d| d.res.as_str())
-            .find(|res| all.get(*res).is_some_and(|r| r.suspended))
+            .find(|res| self.index.drbd(res).is_some_and(|r| r.suspended))
     }
 
     /// Whether the service's DRBD resource is Primary here.
     fn drbd_primary_here(&self) -> bool {
-        let Observed::Ok(all) = &self.node.drbd else {
-            return false;
-        };
-        self.enabled()
-            .filter_map(|r| r.spec.as_drbd())
-            .any(|d| all.get(&d.res).is_some_and(|r| r.role == Role::Primary))
+        self.enabled().filter_map(|r| r.spec.as_drbd()).any(|d| {
+            self.index
+                .drbd(&d.res)
+                .is_some_and(|r| r.role == Role::Primary)
+        })
     }
 
     pub(super) fn down(&mut self) {
@@ -257,27 +253,29 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
 
     // ---- DRBD ----
 
-    fn drbd_observed(&mut self, resource: &Resource) -> Option<&'a crate::observe::DrbdResources> {
+    /// False (and refused) when DRBD could not be observed.
+    fn drbd_observed(&mut self, resource: &Resource) -> bool {
         match &self.node.drbd {
-            Observed::Ok(map) => Some(map),
+            Observed::Ok(_) => true,
             Observed::Unavailable(why) => {
                 self.refuse(resource, format!("cannot observe DRBD: {why}"));
-                None
+                false
             }
         }
     }
 
     fn up_drbd(&mut self, resource: &Resource, spec: &'a DrbdSpec) {
-        let Some(observed) = self.drbd_observed(resource) else {
+        if !self.drbd_observed(resource) {
             return;
-        };
+        }
         let res = spec.res.as_str();
         let rid = resource.id;
         let system = spec.up_by == UpBy::System;
-        if !self.drbd_file(resource, spec, true, observed.contains_key(res)) {
+        let observed = self.index.drbd(res);
+        if !self.drbd_file(resource, spec, true, observed.is_some()) {
             return;
         }
-        let Some(drbd) = observed.get(res) else {
+        let Some(drbd) = observed else {
             if system {
                 self.wait(
                     resource,
@@ -347,18 +345,19 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     }
 
     fn down_drbd(&mut self, resource: &Resource, spec: &'a DrbdSpec) {
-        let Some(observed) = self.drbd_observed(resource) else {
+        if !self.drbd_observed(resource) {
             return;
-        };
+        }
         let res = spec.res.as_str();
-        if !self.drbd_file(resource, spec, false, observed.contains_key(res)) {
+        let observed = self.index.drbd(res);
+        if !self.drbd_file(resource, spec, false, observed.is_some()) {
             return;
         }
         if self.standby {
-            self.standby_drbd(resource, spec, observed.get(res));
+            self.standby_drbd(resource, spec, observed);
             return;
         }
-        let Some(drbd) = observed.get(res) else {
+        let Some(drbd) = observed else {
             self.already(resource.id, format!("drbd resource {res} is already down"));
             return;
         };
@@ -955,17 +954,11 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
             ContainerKind::Vz(_) => (&self.node.vz, "OpenVZ"),
             ContainerKind::Lxc(_) => (&self.node.lxc, "LXC"),
         };
-        match observed {
-            Observed::Ok(map) => Some(
-                map.get(kind.id())
-                    .copied()
-                    .unwrap_or(ContainerState::Absent),
-            ),
-            Observed::Unavailable(why) => {
-                self.refuse(resource, format!("cannot observe {tool} containers: {why}"));
-                None
-            }
+        if let Observed::Unavailable(why) = observed {
+            self.refuse(resource, format!("cannot observe {tool} containers: {why}"));
+            return None;
         }
+        self.index.container(kind)
     }
 
     fn up_container(&mut self, resource: &Resource, spec: &ContainerSpec) {
@@ -1154,18 +1147,11 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         let Some(container) = self.service.container() else {
             return true;
         };
-        let observed = match &container.kind {
-            ContainerKind::Vz(_) => &self.node.vz,
-            ContainerKind::Lxc(_) => &self.node.lxc,
-        };
-        observed.ok().and_then(|m| m.get(container.kind.id())) == Some(&ContainerState::Running)
+        self.index.container(&container.kind) == Some(ContainerState::Running)
     }
 
     fn app_status(&self, rid: ResourceId) -> Option<&'a crate::observe::AppObservation> {
-        self.node
-            .apps
-            .get(&self.service.name)
-            .and_then(|apps| apps.get(&rid))
+        self.index.app(&self.service.name, rid)
     }
 
     fn up_app(&mut self, resource: &Resource) {

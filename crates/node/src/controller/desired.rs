@@ -86,8 +86,9 @@ pub fn read(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Opti
     let loaded = load_dir_lenient_cached_until(dir, cache, stop)?;
     let mut errors = loaded.errors;
     let mut trusted = Vec::with_capacity(loaded.services.len());
+    let mut checks = trust::Checks::default();
     for service in loaded.services {
-        let problems = trust::check_manifest(&service);
+        let problems = trust::check_manifest(&service, &mut checks);
         if problems.is_empty() {
             trusted.push(service);
         } else {
@@ -266,16 +267,27 @@ impl DesiredSet {
             .values()
             .map(|s| (s.name.as_str(), s))
             .collect();
+        let mut orphans_back = false;
         for service in next.values() {
             // A service that comes back is no orphan.
-            self.orphans.remove(&service.name);
+            orphans_back |= self.orphans.remove(&service.name).is_some();
             if before.get(service.name.as_str()) != Some(&service) {
                 reload.changed.push(service.name.clone());
             }
         }
+        // Equal services from the same files (and no orphan gone or come): the set reconciled
+        // is the one built last time, and stays shared. Rebuilding it copies every service,
+        // a third of a reload of 10,000 unchanged manifests.
+        let same = reload.changed.is_empty()
+            && reload.removed.is_empty()
+            && !orphans_back
+            && next.len() == self.by_file.len()
+            && next.keys().eq(self.by_file.keys());
         self.by_file = next;
         self.errors = errors;
-        self.rebuild();
+        if !same {
+            self.rebuild();
+        }
         reload
     }
 
@@ -588,6 +600,42 @@ mod tests {
         let r = set.apply(vec![svc("/m/a.yaml", "a", "down")], vec![], false, false);
         assert_eq!(r.changed, ["a"]);
         assert!(set.errors.is_empty());
+    }
+
+    #[test]
+    fn an_unchanged_reload_keeps_the_set_reconciled_and_any_change_rebuilds_it() {
+        let both = || vec![svc("/m/a.yaml", "a", "up"), svc("/m/b.yaml", "b", "up")];
+        let mut set = DesiredSet::default();
+        set.apply(both(), vec![], true, false);
+        let first = set.reconciled();
+        set.apply(both(), vec![], true, false);
+        assert!(Arc::ptr_eq(&first, &set.reconciled()), "nothing changed");
+        // A broken file keeps its last good version: still the same set.
+        set.apply(
+            vec![svc("/m/a.yaml", "a", "up")],
+            vec![error("/m/b.yaml")],
+            true,
+            false,
+        );
+        assert!(Arc::ptr_eq(&first, &set.reconciled()), "b kept as it was");
+        let changed = vec![svc("/m/a.yaml", "a", "down"), svc("/m/b.yaml", "b", "up")];
+        set.apply(changed, vec![], true, false);
+        let reconciled = set.reconciled();
+        assert!(!Arc::ptr_eq(&first, &reconciled));
+        assert_eq!(reconciled[0].state, DesiredState::Down);
+        // b deleted and pruned: it stays reconciled, as down.
+        set.apply(vec![svc("/m/a.yaml", "a", "down")], vec![], true, false);
+        let pruned = set.reconciled();
+        assert_eq!(pruned.len(), 2);
+        assert_eq!(pruned[1].state, DesiredState::Down);
+        // b back: no orphan any more, and up again.
+        set.apply(changed_back(), vec![], true, false);
+        assert_eq!(set.reconciled()[1].state, DesiredState::Up);
+        assert!(set.orphan("b").is_none());
+
+        fn changed_back() -> Vec<Service> {
+            vec![svc("/m/a.yaml", "a", "down"), svc("/m/b.yaml", "b", "up")]
+        }
     }
 
     #[test]
