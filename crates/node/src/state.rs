@@ -111,7 +111,7 @@ pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io:
     // The new file may have the inode number of one just deleted (ext4 reuses them at once),
     // which the cache may still hold: what is cached for this name must be this record.
     match std::fs::symlink_metadata(&path) {
-        Ok(meta) => remember(&dir, name, meta.ino(), record),
+        Ok(meta) => remember(&dir, name, meta.ino(), &record),
         Err(_) => forget_cached(&dir, |n| n == name),
     }
     Ok(())
@@ -144,8 +144,9 @@ fn list_start_records(dir: &Path) -> io::Result<Vec<(String, u64)>> {
 /// The app starts recorded for one observation.
 #[derive(Debug, Default)]
 pub struct AppStarts {
-    /// By file name; only records of this boot.
-    records: HashMap<String, AppStartRecord>,
+    /// When each app started (seconds since the epoch), by record file name; only records of
+    /// this boot.
+    records: HashMap<String, u64>,
 }
 
 /// Start records already read, by records directory and file name: (inode, content). Records
@@ -153,7 +154,8 @@ pub struct AppStarts {
 /// then; converge's own writes and deletions update this at once, since a deleted record's
 /// inode number is soon reused. Only valid records of this boot are kept: a file that could not
 /// be read or parsed, or is of another boot, is read again each time (they are rare).
-type KnownStarts = HashMap<PathBuf, HashMap<String, (u64, AppStartRecord)>>;
+/// Only the start time is kept: the boot id is checked once, when the file is read.
+type KnownStarts = HashMap<PathBuf, HashMap<String, (u64, u64)>>;
 
 fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
     static KNOWN: OnceLock<Mutex<KnownStarts>> = OnceLock::new();
@@ -163,11 +165,11 @@ fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
         .unwrap_or_else(PoisonError::into_inner)
 }
 
-fn remember(dir: &Path, name: String, ino: u64, record: AppStartRecord) {
+fn remember(dir: &Path, name: String, ino: u64, record: &AppStartRecord) {
     known_starts()
         .entry(dir.to_path_buf())
         .or_default()
-        .insert(name, (ino, record));
+        .insert(name, (ino, record.started_at));
 }
 
 fn forget_cached(dir: &Path, matches: impl Fn(&str) -> bool) {
@@ -200,7 +202,7 @@ impl AppStarts {
                 .filter_map(|&(service, rid)| {
                     let name = record_name(service, rid, START_SUFFIX);
                     let record = Self::read_one(&dir, &name)?;
-                    Some((name, record))
+                    Some((name, record.started_at))
                 })
                 .collect()
         };
@@ -232,39 +234,42 @@ impl AppStarts {
             forget_cached(dir, |n| n == name);
             return None;
         };
-        remember(dir, name.to_string(), ino, record.clone());
+        remember(dir, name.to_string(), ino, &record);
         Some(record)
     }
 
     /// Every valid start record of this boot among `listing` (file name, inode) of `dir`, by
     /// file name.
-    fn read_listed(dir: &Path, listing: Vec<(String, u64)>) -> HashMap<String, AppStartRecord> {
+    fn read_listed(dir: &Path, listing: Vec<(String, u64)>) -> HashMap<String, u64> {
         // Held while reading: two resyncs at once then share the work instead of repeating it.
         let mut known_dirs = known_starts();
         let known = known_dirs.remove(dir).unwrap_or_default();
-        let mut now: HashMap<String, (u64, AppStartRecord)> = HashMap::new();
+        let mut now: HashMap<String, (u64, u64)> = HashMap::with_capacity(listing.len());
         for (name, ino) in listing {
-            let record = match known.get(&name) {
-                Some((seen, record)) if *seen == ino => Some(record.clone()),
+            let started_at = match known.get(&name) {
+                Some((seen, started_at)) if *seen == ino => Some(*started_at),
                 _ => crate::secure::read_input(&dir.join(&name), RECORD_MAX)
                     .ok()
-                    .and_then(|text| parse_start(&text)),
+                    .and_then(|text| parse_start(&text))
+                    .map(|record| record.started_at),
             };
-            if let Some(record) = record {
-                now.insert(name, (ino, record));
+            if let Some(started_at) = started_at {
+                now.insert(name, (ino, started_at));
             }
         }
         let records = now
             .iter()
-            .map(|(name, (_, record))| (name.clone(), record.clone()))
+            .map(|(name, (_, started_at))| (name.clone(), *started_at))
             .collect();
         known_dirs.insert(dir.to_path_buf(), now);
         records
     }
 
-    /// The start of an app in this boot, when recorded.
-    pub fn get(&self, service: &str, rid: ResourceId) -> Option<&AppStartRecord> {
-        self.records.get(&record_name(service, rid, START_SUFFIX))
+    /// When an app started in this boot (seconds since the epoch), when recorded.
+    pub fn started_at(&self, service: &str, rid: ResourceId) -> Option<u64> {
+        self.records
+            .get(&record_name(service, rid, START_SUFFIX))
+            .copied()
     }
 }
 
@@ -598,10 +603,8 @@ mod tests {
         records_dir(state_dir).join(record_name(service, rid, START_SUFFIX))
     }
 
-    fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<AppStartRecord> {
-        AppStarts::read(state_dir, &[(service, rid)])
-            .get(service, rid)
-            .cloned()
+    fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<u64> {
+        AppStarts::read(state_dir, &[(service, rid)]).started_at(service, rid)
     }
 
     #[test]
@@ -610,8 +613,12 @@ mod tests {
         let rid = ResourceId::new(Kind::App, 1);
         assert_eq!(start_of(dir.path(), "svc", rid), None);
         record_app_start(dir.path(), "svc", rid).expect("write");
-        let record = start_of(dir.path(), "svc", rid).expect("recorded");
-        assert_eq!(record.boot_id, boot_id());
+        start_of(dir.path(), "svc", rid).expect("recorded");
+        let text = std::fs::read(app_record_path(dir.path(), "svc", rid)).expect("record");
+        assert_eq!(
+            parse_start(&text).map(|r| r.boot_id).as_deref(),
+            Some(boot_id())
+        );
         // Another service's records are not touched by forgetting this one's.
         record_app_start(dir.path(), "svc2", rid).expect("write");
         forget_service_apps(dir.path(), "svc").expect("forget");
@@ -646,7 +653,7 @@ mod tests {
         assert_eq!(read_freeze(dir.path(), "web2", ct), None);
         assert!(
             AppStarts::read(dir.path(), &[("web", ct)])
-                .get("web", ct)
+                .started_at("web", ct)
                 .is_none()
         );
         // Of another boot: nothing (a reboot thawed everything).
@@ -760,11 +767,11 @@ mod tests {
         let listed = read_all(dir.path(), &names, rid);
         for (i, name) in names.iter().enumerate() {
             assert_eq!(
-                listed.get(name, rid).cloned(),
+                listed.started_at(name, rid),
                 start_of(dir.path(), name, rid),
                 "{name}"
             );
-            assert_eq!(listed.get(name, rid).is_some(), i % 2 == 0, "{name}");
+            assert_eq!(listed.started_at(name, rid).is_some(), i % 2 == 0, "{name}");
         }
     }
 
@@ -777,7 +784,11 @@ mod tests {
         for name in &names {
             record_app_start(dir.path(), name, rid).expect("write");
         }
-        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+        assert!(
+            read_all(dir.path(), &names, rid)
+                .started_at("svc0", rid)
+                .is_some()
+        );
         // Deleted, replaced by one of another boot, created.
         std::fs::remove_file(app_record_path(dir.path(), "svc0", rid)).expect("rm");
         let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
@@ -785,10 +796,10 @@ mod tests {
         let extra = ResourceId::new(Kind::App, 7);
         record_app_start(dir.path(), "svc2", extra).expect("write");
         let listed = read_all(dir.path(), &names, rid);
-        assert!(listed.get("svc0", rid).is_none(), "deleted");
-        assert!(listed.get("svc1", rid).is_none(), "another boot");
-        assert!(listed.get("svc2", extra).is_some(), "created");
-        assert!(listed.get("svc3", rid).is_some(), "unchanged");
+        assert!(listed.started_at("svc0", rid).is_none(), "deleted");
+        assert!(listed.started_at("svc1", rid).is_none(), "another boot");
+        assert!(listed.started_at("svc2", extra).is_some(), "created");
+        assert!(listed.started_at("svc3", rid).is_some(), "unchanged");
     }
 
     #[test]
@@ -807,7 +818,9 @@ mod tests {
             "read on its own"
         );
         assert!(
-            read_all(dir.path(), &names, rid).get("svc1", rid).is_some(),
+            read_all(dir.path(), &names, rid)
+                .started_at("svc1", rid)
+                .is_some(),
             "listed"
         );
         for name in ["svc0", "svc1"] {
@@ -815,7 +828,9 @@ mod tests {
             std::fs::write(app_record_path(dir.path(), name, rid), other_boot).expect("write");
         }
         let listed = read_all(dir.path(), &names, rid);
-        assert!(listed.get("svc0", rid).is_some() && listed.get("svc1", rid).is_some());
+        assert!(
+            listed.started_at("svc0", rid).is_some() && listed.started_at("svc1", rid).is_some()
+        );
         // Read on its own, a record is always read afresh.
         assert_eq!(start_of(dir.path(), "svc0", rid), None);
     }
@@ -833,17 +848,33 @@ mod tests {
         }
         let other_boot = br#"{"boot_id":"not-this-boot","started_at":1}"#;
         write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
-        assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+        assert!(
+            read_all(dir.path(), &names, rid)
+                .started_at("svc0", rid)
+                .is_none()
+        );
         for _ in 0..3 {
             forget_service_apps(dir.path(), "svc0").expect("forget");
             record_app_start(dir.path(), "svc0", rid).expect("write");
-            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_some());
+            assert!(
+                read_all(dir.path(), &names, rid)
+                    .started_at("svc0", rid)
+                    .is_some()
+            );
             forget_app_start(dir.path(), "svc0", rid).expect("forget");
-            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+            assert!(
+                read_all(dir.path(), &names, rid)
+                    .started_at("svc0", rid)
+                    .is_none()
+            );
             record_app_start(dir.path(), "svc0", rid).expect("write");
             assert!(start_of(dir.path(), "svc0", rid).is_some());
             write_atomic(&app_record_path(dir.path(), "svc0", rid), other_boot).expect("write");
-            assert!(read_all(dir.path(), &names, rid).get("svc0", rid).is_none());
+            assert!(
+                read_all(dir.path(), &names, rid)
+                    .started_at("svc0", rid)
+                    .is_none()
+            );
         }
     }
 
@@ -859,11 +890,11 @@ mod tests {
         // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
         let failing = |_: &Path| Err(io::Error::from(rustix::io::Errno::IO));
         let starts = AppStarts::read_with(dir.path(), &owners, failing);
-        assert!(names.iter().all(|n| starts.get(n, rid).is_some()));
+        assert!(names.iter().all(|n| starts.started_at(n, rid).is_some()));
         // No directory at all: no record.
         let missing = |_: &Path| Err(io::Error::from(io::ErrorKind::NotFound));
         let starts = AppStarts::read_with(dir.path(), &owners, missing);
-        assert!(names.iter().all(|n| starts.get(n, rid).is_none()));
+        assert!(names.iter().all(|n| starts.started_at(n, rid).is_none()));
     }
 
     #[test]
@@ -881,10 +912,7 @@ mod tests {
             "half a write is dropped"
         );
         let rid = ResourceId::new(Kind::App, 0);
-        assert_eq!(
-            start_of(dir.path(), "web", rid).map(|r| r.started_at),
-            Some(7)
-        );
+        assert_eq!(start_of(dir.path(), "web", rid), Some(7));
         assert!(
             !records_dir(dir.path())
                 .join("web@app-0.scripts.json")

@@ -705,8 +705,8 @@ async fn observe_apps(observer: &Observer, services: &[Service], node: &NodeStat
     }
     let starts = state::AppStarts::read(&config.state_dir, &unchecked);
     for (service, rid) in unchecked {
-        if let Some(record) = starts.get(service, rid) {
-            let started = std::time::UNIX_EPOCH + Duration::from_secs(record.started_at);
+        if let Some(started_at) = starts.started_at(service, rid) {
+            let started = std::time::UNIX_EPOCH + Duration::from_secs(started_at);
             let detail = format!(
                 "started {} (no check; recorded by converge)",
                 humantime::format_rfc3339_seconds(started)
