@@ -337,7 +337,9 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
                 .push(LoadError::io(dir, "manifest directory", &e)),
         }
     }
-    paths.sort();
+    // By bytes: the paths differ only in their last component, so this is the order of
+    // `Path`'s component-wise comparison, at a fraction of its cost with 10,000 files.
+    paths.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
 
     // (service, text): the text is kept to locate `service` if the name turns out duplicated.
     let mut loaded: Vec<(Service, String)> = Vec::new();
@@ -353,10 +355,9 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
         }
         let is_manifest = path.file_name().is_some_and(is_manifest_name);
         // Following symlinks: a linked manifest counts, a FIFO or directory would not read.
-        let regular = fs::metadata(&path).map(|m| m.is_file());
-        match (is_manifest, regular) {
+        match (is_manifest, fs::metadata(&path)) {
             (false, _) => scan.skipped.push(path),
-            (true, Ok(false)) => {
+            (true, Ok(meta)) if !meta.is_file() => {
                 let warning = not_a_file(&path);
                 // In the hash too, so that the daemon notices one appearing, and says so.
                 scan.content.add(&path, Err(&warning));
@@ -368,7 +369,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
                 scan.content.add(&path, Err(&error));
                 scan.errors.push(error);
             }
-            (true, Ok(true)) => match read_text(&path) {
+            (true, Ok(meta)) => match read_text_sized(&path, meta.len()) {
                 Err(e) => {
                     scan.content.add(&path, Err(&e));
                     scan.errors.push(e);
@@ -544,13 +545,26 @@ pub fn claims_of(service: &Service) -> Vec<Claim> {
 
 /// Reads a file as UTF-8 text, refusing oversized files and locating the first invalid byte.
 pub(crate) fn read_text(path: &Path) -> Result<String, LoadError> {
+    read_text_sized(path, 0)
+}
+
+/// [`read_text`] of a file whose size is about `size`: read in one go (one `read` for the
+/// text, one to see the end) instead of growing the buffer from a small probe.
+fn read_text_sized(path: &Path, size: u64) -> Result<String, LoadError> {
     let file = fs::File::open(path).map_err(|e| LoadError::io(path, "file", &e))?;
-    read_opened(path, file)
+    read_opened_sized(path, file, size)
 }
 
 /// [`read_text`] for a file already open, so callers can tell "missing" from other failures.
 pub(crate) fn read_opened(path: &Path, file: fs::File) -> Result<String, LoadError> {
-    let mut bytes = Vec::new();
+    read_opened_sized(path, file, 0)
+}
+
+fn read_opened_sized(path: &Path, file: fs::File, size: u64) -> Result<String, LoadError> {
+    // One byte more than the size, so that the read that finds the end needs no room; never
+    // more than the cap, whatever the size says.
+    let capacity = usize::try_from(size.min(MAX_FILE_BYTES) + 1).unwrap_or(0);
+    let mut bytes = Vec::with_capacity(capacity);
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| LoadError::io(path, "file", &e))?;
