@@ -184,8 +184,9 @@ pub struct Daemon {
     /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
     /// DRBD runs no such child at all.
     drbd_events: Option<super::drbd_events::DrbdEvents>,
-    /// The view last written (without its time), to skip writes that change nothing.
-    last_view: Option<DaemonView>,
+    /// A hash of the view last written (without its time), to skip writes that change nothing.
+    /// A hash, not a copy: a copy of every service's view was 7 MB at 10,000 services.
+    last_view: Option<u64>,
     /// When the view was last built, and when it is to be built next: a change came within
     /// [`VIEW_EVERY`] of the last.
     view_built: Option<tokio::time::Instant>,
@@ -283,7 +284,10 @@ impl Daemon {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 () = tick(&mut watchdog) => self.notifier.watchdog(),
                 Some(ask) = self.asks_rx.recv() => self.on_ask(ask),
-                () = until(self.view_due) => self.write_view(),
+                () = until(self.view_due) => {
+                    self.write_view();
+                    self.give_back_memory();
+                }
             }
         }
         self.notifier.stopping();
@@ -331,6 +335,10 @@ impl Daemon {
     }
 
     fn handle(&mut self, message: Message) {
+        let work_ended = matches!(
+            message,
+            Message::Done { .. } | Message::Batch { .. } | Message::Read(_)
+        );
         let changed = match message {
             Message::Trigger(trigger) => self.on_trigger(trigger),
             Message::Due { service, why } => {
@@ -376,6 +384,18 @@ impl Daemon {
         // of every service only to find it unchanged was most of an idle daemon's work.
         if changed {
             self.view_changed();
+        }
+        if work_ended {
+            self.give_back_memory();
+        }
+    }
+
+    /// Once nothing runs any more, what the work just ended freed goes back to the kernel: a
+    /// start with 1,000 services left 3.6 MB free in malloc's heap, resident (see
+    /// [`crate::memory::give_back`]).
+    fn give_back_memory(&self) {
+        if !self.scheduler.any_running() && self.cache.is_some() {
+            crate::memory::give_back();
         }
     }
 
@@ -946,10 +966,14 @@ impl Daemon {
             );
         }
         // A resync that changed nothing rewrites nothing.
-        if self.last_view.as_ref() == Some(&view) {
-            return;
+        let mut hashing = Hashing::default();
+        if serde_json::to_writer(&mut hashing, &view).is_ok() {
+            let hash = std::hash::Hasher::finish(&hashing.0);
+            if self.last_view == Some(hash) {
+                return;
+            }
+            self.last_view = Some(hash);
         }
-        self.last_view = Some(view.clone());
         let view = DaemonView {
             updated: now_text(),
             ..view
@@ -977,6 +1001,21 @@ async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
+    }
+}
+
+/// A hash of what is written to it, without keeping it.
+#[derive(Default)]
+struct Hashing(std::collections::hash_map::DefaultHasher);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
