@@ -860,15 +860,21 @@ impl Daemon {
             view.saw(seen);
         }
         view.result = ServiceResult::of(&outcome);
-        for reply in self.answering.remove(&name).unwrap_or_default() {
-            let _ = reply.send(super::control::Answer::Done {
-                service: name.clone(),
-                result: view.result.clone(),
-            });
-        }
         view.next_retry = finished
             .retry_in
             .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());
+        let result = view.result.clone();
+        let replies = self.answering.remove(&name).unwrap_or_default();
+        if !replies.is_empty() {
+            // Whoever asked reads the status next: written now, not when the next write is due.
+            self.write_view();
+        }
+        for reply in replies {
+            let _ = reply.send(super::control::Answer::Done {
+                service: name.clone(),
+                result: result.clone(),
+            });
+        }
         if let Some(delay) = finished.retry_in {
             tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
             self.due_in(&name, delay, "retry after failure");
