@@ -8,8 +8,8 @@
 //! relevant event or resync.
 //!
 //! The trigger's reason is logged and never used by the reconcile, which observes what it
-//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
-//! change, for `converge status`.
+//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after a
+//! change, at most once a second ([`VIEW_EVERY`]), for `converge status`.
 //!
 //! The manifest directory is read on a blocking thread, one read at a time, and what it found
 //! is taken in by the loop (see [`super::desired`]): a reload that parses many large broken
