@@ -1,14 +1,22 @@
 //! End-to-end daemon figures for docs/performance.md (not criterion: each sample is a real
 //! `converge run` process reacting to real files, signals and the DRBD simulator).
 //!
-//! - manifest edit → first action, p50/p99 (target p50 ≤ 300 ms with the default debounce);
+//! - manifest edit → first action, p50/p99, and the same beyond the debounce (the latency less
+//!   the quiet period the daemon waits by design);
 //! - peer demote → local promote (target ≤ 1 s; root only: a sandboxed node with the DRBD
 //!   simulator in a private mount namespace);
-//! - idle CPU and RSS of a daemon holding 100 and 1,000 converged services over 60 s (target
-//!   ≤ 0.1 % of a core, ≤ 30 MB).
+//! - idle CPU, wake-ups and RSS of a daemon holding 100, 1,000 and 10,000 converged services
+//!   over 60 s, per thread.
 //!
-//! `cargo bench --bench daemon` runs all; `-- edit`, `-- promote`, `-- idle` pick one. Set
-//! CONVERGE_BENCH_IDLE_SECS to shorten the idle window while trying things out.
+//! `cargo bench --bench daemon` runs all; `-- edit`, `-- promote`, `-- idle` pick one.
+//! Environment:
+//! - CONVERGE_BENCH_IDLE_SECS: the idle window (60), shorter while trying things out;
+//! - CONVERGE_BENCH_SERVICES: the idle service counts, comma-separated (100,1000,10000);
+//! - CONVERGE_BENCH_RESYNC: the daemon's `resync` in the idle runs (its default, 30s); `1h`
+//!   shows what an idle daemon costs between two resyncs;
+//! - CONVERGE_BENCH_SAMPLES: edits per edit run (100);
+//! - CONVERGE_BENCH_BIN: the `converge` binary to run instead of this build's, to compare two
+//!   builds in one session (an old release binary kept aside).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -19,6 +27,20 @@ use std::time::{Duration, Instant};
 
 const CONVERGE: &str = env!("CARGO_BIN_EXE_converge");
 const INSIDE: &str = "CONVERGE_BENCH_NAMESPACE_WORK";
+/// The daemon's default quiet period, which the edit runs keep.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// The `converge` binary the runs start: this build's, or CONVERGE_BENCH_BIN's.
+fn converge() -> PathBuf {
+    std::env::var_os("CONVERGE_BENCH_BIN").map_or_else(|| PathBuf::from(CONVERGE), PathBuf::from)
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
 
 fn main() {
     if let Some(work) = std::env::var_os(INSIDE) {
@@ -39,12 +61,15 @@ fn main() {
         promote();
     }
     if wants("idle") {
-        let secs = std::env::var("CONVERGE_BENCH_IDLE_SECS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(60);
-        for n in [100, 1000] {
-            idle(n, Duration::from_secs(secs));
+        let secs = env_or("CONVERGE_BENCH_IDLE_SECS", 60);
+        let counts: Vec<usize> = std::env::var("CONVERGE_BENCH_SERVICES")
+            .unwrap_or_else(|_| "100,1000,10000".into())
+            .split(',')
+            .filter_map(|n| n.trim().parse().ok())
+            .collect();
+        let resync = std::env::var("CONVERGE_BENCH_RESYNC").ok();
+        for n in counts {
+            idle(n, Duration::from_secs(secs), resync.as_deref());
         }
     }
 }
@@ -68,7 +93,7 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
 }
 
 fn start_daemon(config: &Path, manifests: &Path, log: &Path) -> Child {
-    Command::new(CONVERGE)
+    Command::new(converge())
         .arg("--config")
         .arg(config)
         .arg("run")
@@ -86,11 +111,17 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
-fn wait_for(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+fn wait_for(what: &str, timeout: Duration, check: impl FnMut() -> bool) {
+    wait_every(what, timeout, Duration::from_millis(2), check);
+}
+
+/// Checks every `every`: a check that parses a large view must not take a core from the daemon
+/// it measures.
+fn wait_every(what: &str, timeout: Duration, every: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(every);
     }
 }
 
@@ -101,6 +132,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ms_fine(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// Edit a manifest (state up ↔ down), measure until the app's start/stop script runs, with
@@ -133,7 +168,10 @@ fn edit_to_action(others: usize) {
         )
         .expect("manifest");
     }
-    let cfg = config(dir, "resync: 1h\n");
+    let cfg = config(
+        dir,
+        &format!("resync: 1h\ndebounce: {}ms\n", DEBOUNCE.as_millis()),
+    );
     let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
     wait_for("the daemon", Duration::from_secs(20), || {
         dir.join("state/daemon.json").exists()
@@ -145,7 +183,7 @@ fn edit_to_action(others: usize) {
             .map_or(0, |d| d.as_nanos())
     };
     let mut samples = Vec::new();
-    for i in 0..30 {
+    for i in 0..env_or("CONVERGE_BENCH_SAMPLES", 100) {
         let (state, verb) = if i % 2 == 0 {
             ("up", "start")
         } else {
@@ -169,13 +207,20 @@ fn edit_to_action(others: usize) {
     }
     stop(daemon);
     samples.sort();
+    // What the daemon adds to the quiet period it keeps by design.
+    let beyond: Vec<Duration> = samples.iter().map(|s| s.saturating_sub(DEBOUNCE)).collect();
     println!(
-        "edit → first action ({} service(s) in force, debounce 200 ms, {} samples): p50 {}, p99 {}, max {}",
+        "edit → first action ({} service(s) in force, debounce {}, {} samples): p50 {}, p99 {}, max {}; \
+         beyond the debounce: p50 {}, p99 {}, max {}",
         others + 1,
+        ms(DEBOUNCE),
         samples.len(),
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.99)),
-        ms(*samples.last().expect("samples"))
+        ms(*samples.last().expect("samples")),
+        ms_fine(percentile(&beyond, 0.5)),
+        ms_fine(percentile(&beyond, 0.99)),
+        ms_fine(*beyond.last().expect("samples")),
     );
 }
 
@@ -201,7 +246,7 @@ fn promote() {
 
 fn promote_inside(work: &Path) {
     use converge_sim::sandbox::Sandbox;
-    let sb = Sandbox::create(work, Path::new(CONVERGE)).unwrap_or_else(|e| panic!("{e}"));
+    let sb = Sandbox::create(work, &converge()).unwrap_or_else(|e| panic!("{e}"));
     let mut cfg = fs::read_to_string(&sb.config).expect("config");
     cfg.push_str("debounce: 50ms\nresync: 1h\n");
     fs::write(&sb.config, cfg).expect("config");
@@ -218,7 +263,7 @@ fn promote_inside(work: &Path) {
     let drbdsetup = sb.bin.join("drbdsetup").display().to_string();
     let role = || run(&drbdsetup, &["role", "data"]).trim().to_string();
     let mut samples = Vec::new();
-    let mut daemon = Command::new(CONVERGE)
+    let mut daemon = Command::new(converge())
         .arg("--config")
         .arg(&sb.config)
         .arg("run")
@@ -253,7 +298,7 @@ fn promote_inside(work: &Path) {
     unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
     sb.set_state("down").expect("down");
-    let _ = Command::new(CONVERGE)
+    let _ = Command::new(converge())
         .arg("--config")
         .arg(&sb.config)
         .args(["reconcile", "--once"])
@@ -286,9 +331,16 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(14) + get(15)
 }
 
-/// CPU time of each live thread, in nanoseconds (schedstat's first field), by thread id, with
-/// the thread's name.
-fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, u64)> {
+/// What one thread had used at some point: CPU time in nanoseconds and how many times it ran
+/// (schedstat's first and third fields: a thread that wakes up runs once more).
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadUse {
+    ns: u64,
+    runs: u64,
+}
+
+/// Each live thread's use so far, by thread id, with the thread's name.
+fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, ThreadUse)> {
     let mut threads = BTreeMap::new();
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return threads;
@@ -298,11 +350,16 @@ fn thread_cpu(pid: u32) -> BTreeMap<u32, (String, u64)> {
             continue;
         };
         let name = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        let ns = fs::read_to_string(task.path().join("schedstat"))
-            .ok()
-            .and_then(|t| t.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        threads.insert(tid, (name.trim().to_string(), ns));
+        let stat = fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        let fields: Vec<u64> = stat
+            .split_whitespace()
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let used = ThreadUse {
+            ns: fields.first().copied().unwrap_or(0),
+            runs: fields.get(2).copied().unwrap_or(0),
+        };
+        threads.insert(tid, (name.trim().to_string(), used));
     }
     threads
 }
@@ -323,18 +380,24 @@ fn converged_in_view(view: &Path) -> usize {
     })
 }
 
-fn rss_kib(pid: u32) -> u64 {
+/// A field of /proc/PID/status, in KiB (0 when absent).
+fn status_kib(pid: u32, field: &str) -> u64 {
     fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 
+fn mb(kib: u64) -> String {
+    format!("{:.1} MB", kib as f64 / 1024.0)
+}
+
 /// N converged services (apps without a check: their start is recorded, so watching them
-/// costs a file read per resync), idle for `window`.
-fn idle(n: usize, window: Duration) {
+/// costs a look at the records per resync), idle for `window`; `resync` is the daemon's
+/// setting (its default when `None`).
+fn idle(n: usize, window: Duration, resync: Option<&str>) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     let manifests = dir.join("manifests");
@@ -346,14 +409,26 @@ fn idle(n: usize, window: Duration) {
         )
         .expect("manifest");
     }
-    let cfg = config(dir, "");
+    let cfg = config(
+        dir,
+        &resync.map_or(String::new(), |r| format!("resync: {r}\n")),
+    );
     let daemon = start_daemon(&cfg, &manifests, &dir.join("daemon.log"));
     let pid = daemon.id();
     let view = dir.join("state/daemon.json");
-    wait_for("all services converged", Duration::from_secs(600), || {
-        converged_in_view(&view) == n
-    });
-    std::thread::sleep(Duration::from_secs(2));
+    let began = Instant::now();
+    // Starting each app takes a few ms, 8 at once: 10,000 take a minute or two.
+    let settle = Duration::from_secs(60 + n as u64 / 10);
+    wait_every(
+        "all services converged",
+        settle,
+        Duration::from_millis(500),
+        || converged_in_view(&view) == n,
+    );
+    let converged_in = began.elapsed();
+    // Past the blocking pool's keep-alive (10 s): the threads of the start's reads have ended
+    // and take nothing from the window.
+    std::thread::sleep(Duration::from_secs(12));
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let ticks_before = cpu_ticks(pid);
@@ -363,7 +438,10 @@ fn idle(n: usize, window: Duration) {
     let threads_after = thread_cpu(pid);
     let ticks = (cpu_ticks(pid) - ticks_before) as f64 / hz;
     let elapsed = started.elapsed().as_secs_f64();
-    let rss = rss_kib(pid);
+    let rss = status_kib(pid, "VmRSS");
+    let anon = status_kib(pid, "RssAnon");
+    let file = status_kib(pid, "RssFile");
+    let peak = status_kib(pid, "VmHWM");
     stop(daemon);
     // Per thread: a thread that ended during the window took its time with it (stat's total
     // keeps it, in 10 ms steps); say so rather than report too little.
@@ -371,24 +449,34 @@ fn idle(n: usize, window: Duration) {
         .keys()
         .filter(|t| !threads_after.contains_key(t))
         .count();
-    let mut per_thread: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    let mut per_thread: BTreeMap<String, (f64, u64, usize)> = BTreeMap::new();
     for (tid, (name, after)) in &threads_after {
-        let before = threads_before.get(tid).map_or(0, |(_, ns)| *ns);
+        let before = threads_before
+            .get(tid)
+            .map_or(ThreadUse::default(), |(_, u)| *u);
         let slot = per_thread.entry(name.clone()).or_default();
-        slot.0 += after.saturating_sub(before) as f64 / 1e9;
-        slot.1 += 1;
+        slot.0 += after.ns.saturating_sub(before.ns) as f64 / 1e9;
+        slot.1 += after.runs.saturating_sub(before.runs);
+        slot.2 += 1;
     }
-    let used: f64 = per_thread.values().map(|(secs, _)| secs).sum();
+    let used: f64 = per_thread.values().map(|(secs, _, _)| secs).sum();
+    let wakes: u64 = per_thread.values().map(|(_, runs, _)| runs).sum();
     println!(
-        "idle, {n} converged services, {elapsed:.0} s (resync 30 s): CPU {:.3} % of a core \
-         (stat, 10 ms steps: {:.3} %), RSS {:.1} MB",
+        "idle, {n} converged services (converged after {:.0} s), {elapsed:.0} s, resync {}: \
+         CPU {:.3} % of a core (stat, 10 ms steps: {:.3} %), {wakes} thread runs; \
+         RSS {} (anon {}, file {}; peak {})",
+        converged_in.as_secs_f64(),
+        resync.unwrap_or("30s (default)"),
         100.0 * used / elapsed,
         100.0 * ticks / elapsed,
-        rss as f64 / 1024.0
+        mb(rss),
+        mb(anon),
+        mb(file),
+        mb(peak),
     );
-    for (name, (secs, count)) in &per_thread {
+    for (name, (secs, runs, count)) in &per_thread {
         println!(
-            "  {name} ×{count}: {:.1} ms ({:.3} %)",
+            "  {name} ×{count}: {:.1} ms ({:.3} %), ran {runs} time(s)",
             secs * 1000.0,
             100.0 * secs / elapsed
         );

@@ -899,6 +899,8 @@ fn run_daemon(
     converge_node::act::log::init(log_format == Format::Json, verbose);
     take_over(&config);
     let config = std::sync::Arc::new(config);
+    // Before the runtime's threads start: each would take an arena of its own.
+    converge_node::memory::one_arena();
     runtime()?
         .block_on(converge_node::controller::serve(config, dir))
         .map_err(|e| e.to_string())?;

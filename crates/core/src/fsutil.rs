@@ -21,17 +21,30 @@ use std::path::{Path, PathBuf};
 /// (a rename replaces a symlink at `path` rather than writing through it), and then the
 /// directory is synced so the rename itself is on disk. The directory is created if missing.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    write_atomic_as(path, contents, None)
+    write_atomic_as(path, contents, None, true)
+}
+
+/// [`write_atomic`] without the fsyncs: a reader sees the old file or the new one, but after a
+/// power cut the file may be missing, empty or old. For files that matter only while this boot
+/// lasts, or that are written again anyway: each fsync waits for a journal commit, which takes
+/// milliseconds, and tens of them on a disk that others keep busy.
+pub fn write_replace(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_as(path, contents, None, false)
 }
 
 /// [`write_atomic`], the new file given `mode` whatever the umask: for a file another program
 /// reads as another user (node_exporter's textfile collector), which a umask of 077 would
 /// otherwise hide from it.
 pub fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    write_atomic_as(path, contents, Some(mode))
+    write_atomic_as(path, contents, Some(mode), true)
 }
 
-fn write_atomic_as(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
+fn write_atomic_as(
+    path: &Path,
+    contents: &[u8],
+    mode: Option<u32>,
+    durable: bool,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -51,13 +64,18 @@ fn write_atomic_as(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Resul
             file.set_permissions(fs::Permissions::from_mode(mode))?;
         }
         file.write_all(contents)?;
-        file.sync_all()?;
+        if durable {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if let Err(e) = written {
         // The temporary file is removed whatever went wrong: no debris in the directory.
         let _ = fs::remove_file(&tmp);
         return Err(e);
+    }
+    if !durable {
+        return Ok(());
     }
     // The rename is durable only once the directory entry is: fsync the directory.
     File::open(dir)?.sync_all()

@@ -5,7 +5,7 @@
 //! script running; the next run saw the app down and started it again while the first was
 //! still starting it (begin, begin, end, end). A command outlives converge (it must: services
 //! are never stopped because converge stops); so before converge spawns a state-changing
-//! command it writes, durably ([`write_atomic`]), what it is about to run and where it will run
+//! command it writes, atomically ([`write_replace`]), what it is about to run and where it will run
 //! (its cgroup, see [`crate::exec::confine`]), and, right after the spawn, its pid; it removes
 //! the record once the command has ended.
 //!
@@ -15,6 +15,12 @@
 //! did, and removes the record. Only then does it observe and plan: what the interrupted
 //! command did is seen, and an action that completed is not run again. A record of an earlier
 //! boot is dropped: its processes ended with that boot.
+//!
+//! A record is therefore not synced to disk: it matters only while this boot lasts, and a
+//! killed converge leaves the page cache as it was. After a power cut a record may be missing,
+//! empty or whole: of an earlier boot, or unreadable, it is dropped either way. The two fsyncs
+//! it once took sat between the plan and the spawn of every action, several ms each (tens on a
+//! busy disk: see docs/perf-daemon-notes.md).
 //!
 //! Records are `state_dir/in-progress/SERVICE@RESOURCE.json` (`web@app-0.json`), one per
 //! service and resource (a resource runs one command at a time), in a private directory
@@ -31,7 +37,7 @@ use serde::{Deserialize, Serialize};
 use crate::exec::confine::{self, Placement};
 use crate::exec::{KILL_GRACE, Track};
 use crate::{secure, state};
-use converge_core::fsutil::write_atomic;
+use converge_core::fsutil::write_replace;
 use converge_core::manifest::ResourceId;
 use converge_core::shell::shell_line;
 
@@ -193,7 +199,7 @@ impl Recorder {
 
     fn write(&self, record: &InProgress) -> io::Result<()> {
         let json = serde_json::to_vec(record).map_err(io::Error::other)?;
-        write_atomic(&self.path, &json)
+        write_replace(&self.path, &json)
     }
 }
 

@@ -7,13 +7,15 @@
 //! the actions running, for the next converge after a kill -9; [`secure`] refuses places other users could aim
 //! converge's writes at, and opens what converge writes and reads without following or blocking;
 //! [`controller`] drives observe → plan → act, once (`reconcile --once`) or as the daemon;
-//! [`metrics`] serves or writes the daemon's Prometheus metrics when configured.
+//! [`metrics`] serves or writes the daemon's Prometheus metrics when configured; [`memory`]
+//! keeps a long-running converge's heap small.
 
 pub mod act;
 pub mod controller;
 pub mod doctor;
 pub mod exec;
 pub mod in_progress;
+pub mod memory;
 pub mod metrics;
 pub mod observer;
 pub mod secure;

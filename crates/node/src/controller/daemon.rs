@@ -8,8 +8,8 @@
 //! relevant event or resync.
 //!
 //! The trigger's reason is logged and never used by the reconcile, which observes what it
-//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after every
-//! change, for `converge status`.
+//! decides on. The scheduler writes its view to `state_dir/daemon.json` atomically after a
+//! change, at most once a second ([`VIEW_EVERY`]), for `converge status`.
 //!
 //! The manifest directory is read on a blocking thread, one read at a time, and what it found
 //! is taken in by the loop (see [`super::desired`]): a reload that parses many large broken
@@ -34,7 +34,7 @@ use super::trigger::{Trigger, TriggerSender};
 pub use super::view::{DaemonView, HISTORY, Reconciled, ServiceResult, ServiceView, VIEW_VERSION};
 use crate::observer::Observer;
 use converge_core::config::Config;
-use converge_core::fsutil::write_atomic;
+use converge_core::fsutil::write_replace;
 use converge_core::manifest::load::ParseCache;
 use converge_core::manifest::{DesiredState, Service, Spec};
 use converge_core::metrics::ServiceObservation;
@@ -43,6 +43,12 @@ use converge_core::plan::{BlockKind, plan_service};
 use converge_core::status::{ServiceStatus, Status, service_status};
 
 pub const STATUS_FILE: &str = "daemon.json";
+
+/// The view is written at once after a change, then at most once per this while changes keep
+/// coming, and the last change is always written. Each write builds, compares and encodes the
+/// view of every service (4.5 MB of JSON at 10,000 services): written after every reconcile,
+/// a start with 10,000 services spent most of its time rewriting it, quadratically.
+pub const VIEW_EVERY: Duration = Duration::from_secs(1);
 
 /// What one observation said of a service, for its view.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,8 +184,13 @@ pub struct Daemon {
     /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
     /// DRBD runs no such child at all.
     drbd_events: Option<super::drbd_events::DrbdEvents>,
-    /// The view last written (without its time), to skip writes that change nothing.
-    last_view: Option<DaemonView>,
+    /// A hash of the view last written (without its time), to skip writes that change nothing.
+    /// A hash, not a copy: a copy of every service's view was 7 MB at 10,000 services.
+    last_view: Option<u64>,
+    /// When the view was last built, and when it is to be built next: a change came within
+    /// [`VIEW_EVERY`] of the last.
+    view_built: Option<tokio::time::Instant>,
+    view_due: Option<tokio::time::Instant>,
     /// What systemd is told (`Type=notify`), when it listens.
     notifier: super::notify::Notifier,
     /// Requests from `converge trigger` ([`super::control`]).
@@ -233,6 +244,8 @@ impl Daemon {
             tasks: JoinSet::new(),
             drbd_events: None,
             last_view: None,
+            view_built: None,
+            view_due: None,
             notifier: super::notify::Notifier::from_env(),
             asks_tx,
             asks_rx,
@@ -271,6 +284,10 @@ impl Daemon {
                 Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
                 () = tick(&mut watchdog) => self.notifier.watchdog(),
                 Some(ask) = self.asks_rx.recv() => self.on_ask(ask),
+                () = until(self.view_due) => {
+                    self.write_view();
+                    self.give_back_memory();
+                }
             }
         }
         self.notifier.stopping();
@@ -290,6 +307,10 @@ impl Daemon {
                 message = self.rx.recv() => message,
                 () = tick(&mut watchdog) => {
                     self.notifier.watchdog();
+                    continue;
+                }
+                () = until(self.view_due) => {
+                    self.write_view();
                     continue;
                 }
             };
@@ -314,6 +335,10 @@ impl Daemon {
     }
 
     fn handle(&mut self, message: Message) {
+        let work_ended = matches!(
+            message,
+            Message::Done { .. } | Message::Batch { .. } | Message::Read(_)
+        );
         let changed = match message {
             Message::Trigger(trigger) => self.on_trigger(trigger),
             Message::Due { service, why } => {
@@ -358,7 +383,32 @@ impl Daemon {
         // The resync of a converged node changes nothing and writes nothing: building the view
         // of every service only to find it unchanged was most of an idle daemon's work.
         if changed {
-            self.write_view();
+            self.view_changed();
+        }
+        if work_ended {
+            self.give_back_memory();
+        }
+    }
+
+    /// Once nothing runs any more, what the work just ended freed goes back to the kernel: a
+    /// start with 1,000 services left 3.6 MB free in malloc's heap, resident (see
+    /// [`crate::memory::give_back`]).
+    fn give_back_memory(&self) {
+        if !self.scheduler.any_running() && self.cache.is_some() {
+            crate::memory::give_back();
+        }
+    }
+
+    /// The view changed: written now, or once [`VIEW_EVERY`] has passed since the last write.
+    fn view_changed(&mut self) {
+        if self.view_due.is_some() {
+            return;
+        }
+        match self.view_built {
+            Some(built) if built.elapsed() < VIEW_EVERY => {
+                self.view_due = Some(built + VIEW_EVERY);
+            }
+            _ => self.write_view(),
         }
     }
 
@@ -810,15 +860,21 @@ impl Daemon {
             view.saw(seen);
         }
         view.result = ServiceResult::of(&outcome);
-        for reply in self.answering.remove(&name).unwrap_or_default() {
-            let _ = reply.send(super::control::Answer::Done {
-                service: name.clone(),
-                result: view.result.clone(),
-            });
-        }
         view.next_retry = finished
             .retry_in
             .map(|delay| humantime::format_rfc3339_seconds(SystemTime::now() + delay).to_string());
+        let result = view.result.clone();
+        let replies = self.answering.remove(&name).unwrap_or_default();
+        if !replies.is_empty() {
+            // Whoever asked reads the status next: written now, not when the next write is due.
+            self.write_view();
+        }
+        for reply in replies {
+            let _ = reply.send(super::control::Answer::Done {
+                service: name.clone(),
+                result: result.clone(),
+            });
+        }
         if let Some(delay) = finished.retry_in {
             tracing::warn!(service = %name, "failed; next try in {}", humantime::format_duration(round_secs(delay)));
             self.due_in(&name, delay, "retry after failure");
@@ -847,10 +903,12 @@ impl Daemon {
     }
 
     fn write_view(&mut self) {
+        self.view_due = None;
         if !self.loaded {
             // Stopped during the first read: nothing is in force to say anything of.
             return;
         }
+        self.view_built = Some(tokio::time::Instant::now());
         let mut services: Vec<ServiceView> = Vec::new();
         for (service, pruning) in self.desired.in_force() {
             let mut view = self.views.get(&service.name).cloned().unwrap_or_default();
@@ -914,10 +972,14 @@ impl Daemon {
             );
         }
         // A resync that changed nothing rewrites nothing.
-        if self.last_view.as_ref() == Some(&view) {
-            return;
+        let mut hashing = Hashing::default();
+        if serde_json::to_writer(&mut hashing, &view).is_ok() {
+            let hash = std::hash::Hasher::finish(&hashing.0);
+            if self.last_view == Some(hash) {
+                return;
+            }
+            self.last_view = Some(hash);
         }
-        self.last_view = Some(view.clone());
         let view = DaemonView {
             updated: now_text(),
             ..view
@@ -925,7 +987,11 @@ impl Daemon {
         let path = self.config.state_dir.join(STATUS_FILE);
         match serde_json::to_vec_pretty(&view) {
             Ok(json) => {
-                if let Err(e) = write_atomic(&path, &json) {
+                // Not synced: the view is rewritten by the next daemon, and a reader that finds
+                // it empty after a power cut observes the node instead. Its fsyncs, on the
+                // daemon's loop, queued in the same journal commits as the in-progress record
+                // written right then, before the action's spawn.
+                if let Err(e) = write_replace(&path, &json) {
                     tracing::warn!("cannot write {}: {e}", path.display());
                 }
             }
@@ -940,6 +1006,29 @@ async fn tick(watchdog: &mut Option<tokio::time::Interval>) {
         Some(interval) => {
             interval.tick().await;
         }
+        None => std::future::pending().await,
+    }
+}
+
+/// A hash of what is written to it, without keeping it.
+#[derive(Default)]
+struct Hashing(std::collections::hash_map::DefaultHasher);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        std::hash::Hasher::write(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// When `at` comes; never when it is `None`.
+async fn until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
 }
