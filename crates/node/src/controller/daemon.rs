@@ -383,6 +383,7 @@ impl Daemon {
         // The resync of a converged node changes nothing and writes nothing: building the view
         // of every service only to find it unchanged was most of an idle daemon's work.
         if changed {
+            self.tell_metrics();
             self.view_changed();
         }
         if work_ended {
@@ -397,6 +398,34 @@ impl Daemon {
         if !self.scheduler.any_running() && self.cache.is_some() {
             crate::memory::give_back();
         }
+    }
+
+    /// The services in force and their results, for the metrics: at every change, not when the
+    /// view's file is next written, so that a scrape agrees with the observations it shows.
+    fn tell_metrics(&self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        let result = |name: &str| {
+            self.views
+                .get(name)
+                .map_or(ServiceResult::Pending.kind(), |v| v.result.kind())
+        };
+        let services = self
+            .desired
+            .in_force()
+            .map(|(service, _)| (service.name.as_str(), result(&service.name)))
+            .chain(
+                self.desired
+                    .orphans()
+                    .filter(|o| !o.pruning)
+                    .map(|o| (o.service.name.as_str(), ServiceResult::Orphaned.kind())),
+            );
+        metrics.in_force(
+            self.revision.as_deref(),
+            self.desired.errors.len(),
+            services,
+        );
     }
 
     /// The view changed: written now, or once [`VIEW_EVERY`] has passed since the last write.
@@ -962,15 +991,6 @@ impl Daemon {
             updated: String::new(),
         };
         self.notifier.view(&view);
-        if let Some(metrics) = &self.metrics {
-            metrics.in_force(
-                view.revision.as_deref(),
-                view.errors.len(),
-                view.services
-                    .iter()
-                    .map(|s| (s.service.as_str(), s.result.kind())),
-            );
-        }
         // A resync that changed nothing rewrites nothing.
         let mut hashing = Hashing::default();
         if serde_json::to_writer(&mut hashing, &view).is_ok() {
