@@ -20,7 +20,7 @@
 //! killed converge leaves the page cache as it was. After a power cut a record may be missing,
 //! empty or whole: of an earlier boot, or unreadable, it is dropped either way. The two fsyncs
 //! it once took sat between the plan and the spawn of every action, several ms each (tens on a
-//! busy disk: see docs/perf-daemon-notes.md).
+//! busy disk: see docs/performance.md).
 //!
 //! Records are `state_dir/in-progress/SERVICE@RESOURCE.json` (`web@app-0.json`), one per
 //! service and resource (a resource runs one command at a time), in a private directory
