@@ -38,23 +38,17 @@ fn switchover_both_ways(work: &Path, names: &[&str]) {
     checked(world, || {
         // Standby first: the nodes that do not run the service bring DRBD up on their own.
         settled_on(world, first);
-        let status = world
-            .run(
-                target,
-                CONVERGE,
-                &[
-                    "--config",
-                    &world.node(target).expect("node").config.to_string_lossy(),
-                    "status",
-                ],
-            )
-            .expect("status runs");
-        let status = String::from_utf8_lossy(&status.stdout).into_owned();
-        assert!(
+        // The daemon's view is written at most once a second: what status shows may lag the
+        // node by that much.
+        let stands_by = |status: &str| {
             status.contains("standby here")
                 && status.contains(&format!("runs on: {first}"))
-                && status.contains(&format!("peer {first} Primary, UpToDate")),
-            "{status}"
+                && status.contains(&format!("peer {first} Primary, UpToDate"))
+        };
+        until(
+            &format!("status on {target} to show the standby"),
+            world,
+            || stands_by(&status_of(world, target)),
         );
         // Data written where it runs is read where it moves.
         let write = world
@@ -140,11 +134,11 @@ fn a_switchover_both_ways_while_a_diskless_tiebreaker_stands_by() {
             checked(world, || {
                 settled_on(world, "deb1");
                 tb_stands_by();
-                let status = status_of(world, "tb");
-                assert!(
-                    status.contains("standby here") && status.contains("runs on: deb1"),
-                    "{status}"
-                );
+                // The view may lag the node by up to a second (written at most once a second).
+                until("status on tb to show the standby", world, || {
+                    let status = status_of(world, "tb");
+                    status.contains("standby here") && status.contains("runs on: deb1")
+                });
                 world.publish("up", "deb2").expect("manifest");
                 settled_on(world, "deb2");
                 tb_stands_by();
