@@ -141,7 +141,7 @@ echo 'change connection name:r0 peer-node-id:1 conn-name:peer role:Primary'
         ),
     );
     let (tx, mut rx) = unbounded_channel();
-    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx);
+    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx, Arc::default());
 
     assert_eq!(next(&mut rx, "the dump").await, resync());
     // Garbage, invalid UTF-8 and a change that changes nothing came before: skipped, and the
@@ -178,7 +178,7 @@ wait"#,
         ),
     );
     let (tx, mut rx) = unbounded_channel();
-    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx);
+    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx, Arc::default());
 
     assert_eq!(next(&mut rx, "the first dump").await, resync());
     // The first child lost events but still runs: it is killed and a new one started.
@@ -207,7 +207,7 @@ async fn a_dropped_receiver_ends_the_child() {
         ),
     );
     let (tx, mut rx) = unbounded_channel();
-    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx);
+    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx, Arc::default());
     assert_eq!(next(&mut rx, "the dump").await, resync());
     drop(rx);
     for pid in pids(&leaders) {
@@ -255,7 +255,7 @@ async fn a_missing_drbdsetup_is_retried_quietly_until_it_appears() {
     let dir = tempfile::tempdir().expect("tempdir");
     let script = dir.path().join("drbdsetup");
     let (tx, mut rx) = unbounded_channel();
-    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx);
+    let events = DrbdEvents::start(config_with_drbdsetup(&script), tx, Arc::default());
 
     let deadline = Instant::now() + PATIENCE * 2;
     while !log.text().contains("(again)") {
@@ -381,7 +381,7 @@ fn drbd_simulator_changes_trigger() {
         );
         runtime().block_on(async {
             let (tx, mut rx) = unbounded_channel();
-            let events = DrbdEvents::start(config_with_drbdsetup(&wrapper), tx);
+            let events = DrbdEvents::start(config_with_drbdsetup(&wrapper), tx, Arc::default());
             assert_eq!(next(&mut rx, "the (empty) dump").await, resync());
 
             sh(&format!("{drbdadm} up data"), &sb.env());

@@ -26,6 +26,7 @@ fn node(drbd: Option<&str>) -> NodeState {
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
         split_brains: BTreeMap::new(),
+        standalone_reported: None,
         drbd_files: BTreeMap::new(),
         drbd_adjust: BTreeSet::new(),
         drbd_drift: BTreeMap::new(),

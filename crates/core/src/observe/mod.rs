@@ -82,6 +82,10 @@ pub struct SplitBrain {
     pub since: String,
 }
 
+/// By DRBD resource, the peers (connection names; the empty name for DRBD 8.4's one unnamed
+/// connection) whose connection DRBD's event stream has reported StandAlone.
+pub type StandAloneReported = BTreeMap<String, BTreeSet<String>>;
+
 /// A DRBD resource file a manifest names (`config:` of a `drbd#N`), against the one installed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DrbdFile {
@@ -150,6 +154,13 @@ pub struct NodeState {
     pub quorum_frozen: BTreeMap<String, QuorumFreeze>,
     /// By DRBD resource: the split brains DRBD reported ([`SplitBrain`]).
     pub split_brains: BTreeMap<String, Vec<SplitBrain>>,
+    /// By DRBD resource: the peers (connection names) whose connection DRBD's event stream has
+    /// said is StandAlone, read before [`NodeState::split_brains`]. DRBD calls its split-brain
+    /// handler before it drops the connection, so a StandAlone the stream has reported comes
+    /// with its split brain already recorded; one only the status shows may be a split brain
+    /// whose news is still in the pipe. `None` when no stream runs (`reconcile --once`, or
+    /// while the daemon restarts it): the status alone decides then.
+    pub standalone_reported: Option<StandAloneReported>,
     /// By DRBD resource: the resource file its manifest names (`config:`), when one does.
     pub drbd_files: BTreeMap<String, DrbdFile>,
     /// DRBD resources whose file converge installed and has not applied yet (`drbdadm

@@ -277,6 +277,7 @@ mod tests {
             scripts: BTreeMap::new(),
             quorum_frozen: BTreeMap::new(),
             split_brains: Default::default(),
+            standalone_reported: None,
             drbd_files: Default::default(),
             drbd_adjust: Default::default(),
             drbd_drift: Default::default(),

@@ -602,7 +602,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     /// Plans the reconnection of the resource's StandAlone connections (none with `up_by:
     /// system`): all at once when every one is StandAlone, else each by its peer. A connection
     /// DRBD found a split brain on is never reconnected: false, the resource refused, with
-    /// what to do. `why` ends the reason of each step.
+    /// what to do. Nor is one the event stream (when one runs) has not reported StandAlone
+    /// yet: false, the resource waiting for the news. `why` ends the reason of each step.
     fn reconnect(
         &mut self,
         resource: &Resource,
@@ -636,6 +637,28 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         }
         if system || standalone.is_empty() {
             return true;
+        }
+        // Connected again first, its split brain would only be known once DRBD finds it anew.
+        // DRBD 8.4 names no connection: its one peer's, if any reported, is the one.
+        let unreported = self.node.standalone_reported.as_ref().and_then(|reported| {
+            let peers = reported.get(res);
+            standalone
+                .iter()
+                .find(|c| match (c.name.as_deref(), peers) {
+                    (_, None) => true,
+                    (Some(name), Some(peers)) => !peers.contains(name),
+                    (None, Some(peers)) => peers.is_empty(),
+                })
+        });
+        if let Some(c) = unreported {
+            self.wait(
+                resource,
+                format!(
+                    "the connection of resource {res} to {} is StandAlone, and DRBD's event stream has not said so yet: converge reconnects it once the stream shows it was no split brain",
+                    c.peer_label()
+                ),
+            );
+            return false;
         }
         if standalone.len() == drbd.connections.len() {
             self.step(

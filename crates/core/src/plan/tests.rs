@@ -21,7 +21,7 @@ use crate::observe::mountinfo::MountFields;
 use crate::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, Mount, NodeState, Observed, Role,
 };
-use crate::observe::{DrbdFile, DrbdFileState, QuorumFreeze, SplitBrain};
+use crate::observe::{DrbdFile, DrbdFileState, QuorumFreeze, SplitBrain, StandAloneReported};
 
 const DRBD0: DevNum = DevNum {
     major: 147,
@@ -235,6 +235,7 @@ fn node_at(level: Level) -> NodeState {
         scripts: BTreeMap::new(),
         quorum_frozen: BTreeMap::new(),
         split_brains: Default::default(),
+        standalone_reported: None,
         drbd_files: Default::default(),
         drbd_adjust: Default::default(),
         drbd_drift: Default::default(),
@@ -1876,6 +1877,53 @@ fn a_standalone_connection_beside_connected_ones_is_reconnected_alone() {
             .reason
             .ends_with("is StandAlone; a standby replicates")
     );
+}
+
+/// CI caught it: the status showed the connection StandAlone before the event stream had
+/// delivered DRBD's split-brain news, and the standby reconnected a split brain.
+#[test]
+fn regression_a_standalone_the_event_stream_has_not_reported_is_not_reconnected_yet() {
+    let reported = |peers: &[&str]| {
+        let mut by_res = BTreeMap::new();
+        by_res.insert(
+            "data".to_string(),
+            peers.iter().map(|p| p.to_string()).collect::<BTreeSet<_>>(),
+        );
+        Some(by_res)
+    };
+    // (the stream's news, what the standby does)
+    let cases: [(Option<StandAloneReported>, &[&str]); 5] = [
+        (None, &["connect data:deb2"]),
+        (Some(BTreeMap::new()), &[]),
+        (reported(&[]), &[]),
+        (reported(&["tb"]), &[]),
+        (reported(&["deb2"]), &["connect data:deb2"]),
+    ];
+    for (news, want) in cases {
+        let mut node = with_tb(Level::Secondary);
+        node.drbd_mut("data").connections[0].state = ConnectionState::StandAlone;
+        node.drbd_mut("data").connections[0].peer_role = Role::Unknown;
+        node.standalone_reported = news.clone();
+        let plan = plan_service(&pinned_to_deb2(DrbdStop::Secondary), &node);
+        assert_eq!(actions(&plan), want, "{news:?}");
+        if want.is_empty() {
+            let blocked = plan.blocked.expect("waiting");
+            assert_eq!(blocked.kind, BlockKind::Waiting, "{news:?}");
+            assert_eq!(
+                blocked.reason,
+                "the connection of resource data to peer deb2 is StandAlone, and DRBD's event stream has not said so yet: converge reconnects it once the stream shows it was no split brain"
+            );
+        }
+    }
+    // Where the service runs, the same: nothing reconnected, nothing torn down.
+    let mut node = with_tb(Level::AppUp);
+    node.drbd_mut("data").connections[1].state = ConnectionState::StandAlone;
+    node.standalone_reported = reported(&[]);
+    let plan = plan_service(&seed(), &node);
+    assert!(plan.steps.is_empty(), "{:?}", plan.steps);
+    assert_eq!(plan.blocked.map(|b| b.kind), Some(BlockKind::Waiting));
+    node.standalone_reported = reported(&["tb"]);
+    assert_eq!(actions(&plan_service(&seed(), &node)), ["connect data:tb"]);
 }
 
 #[test]

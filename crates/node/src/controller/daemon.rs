@@ -33,6 +33,7 @@ use super::scheduler::Scheduler;
 use super::trigger::{Trigger, TriggerSender};
 pub use super::view::{DaemonView, HISTORY, Reconciled, ServiceResult, ServiceView, VIEW_VERSION};
 use crate::observer::Observer;
+use crate::observer::stream_view::StandAloneView;
 use converge_core::config::Config;
 use converge_core::fsutil::write_replace;
 use converge_core::manifest::load::ParseCache;
@@ -184,6 +185,8 @@ pub struct Daemon {
     /// The `drbdsetup events2` child: started once some service uses DRBD, so a node without
     /// DRBD runs no such child at all.
     drbd_events: Option<super::drbd_events::DrbdEvents>,
+    /// What that stream said of StandAlone connections, which the observer reads.
+    stream_view: Arc<StandAloneView>,
     /// A hash of the view last written (without its time), to skip writes that change nothing.
     /// A hash, not a copy: a copy of every service's view was 7 MB at 10,000 services.
     last_view: Option<u64>,
@@ -222,8 +225,13 @@ impl Daemon {
     pub fn new(config: Arc<Config>, dir: PathBuf) -> Daemon {
         let (tx, rx) = mpsc::unbounded_channel();
         let (asks_tx, asks_rx) = mpsc::unbounded_channel();
+        let stream_view = Arc::new(StandAloneView::default());
         Daemon {
-            observer: Arc::new(Observer::new(Arc::clone(&config))),
+            observer: Arc::new(Observer::with_stream(
+                Arc::clone(&config),
+                Arc::clone(&stream_view),
+            )),
+            stream_view,
             scheduler: Scheduler::new(config.daemon.concurrency),
             config,
             dir,
@@ -722,6 +730,7 @@ impl Daemon {
             self.drbd_events = Some(super::drbd_events::DrbdEvents::start(
                 Arc::clone(&self.config),
                 tx,
+                Arc::clone(&self.stream_view),
             ));
         }
         let mut names = reload.changed;

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use super::trigger::{Trigger, TriggerSender};
 use crate::exec::confine::{self, Cell};
+use crate::observer::stream_view::StandAloneView;
 use crate::state;
 use converge_core::config::Config;
 use converge_core::observe::events2::{Events2State, SplitBrainNews, parse_line, split_brain_news};
@@ -65,20 +66,23 @@ pub enum StreamError {
 pub struct DrbdEvents {
     task: JoinHandle<()>,
     child: Arc<Mutex<ChildSlot>>,
+    view: Arc<StandAloneView>,
 }
 
 impl DrbdEvents {
     /// Starts supervising `<commands.drbdsetup> events2 all`. Must be called within a tokio
-    /// runtime. Runs until stopped, or until nobody listens on `tx` any more.
-    pub fn start(config: Arc<Config>, tx: TriggerSender) -> DrbdEvents {
+    /// runtime. Runs until stopped, or until nobody listens on `tx` any more. `view` is kept
+    /// with what the stream says of StandAlone connections.
+    pub fn start(config: Arc<Config>, tx: TriggerSender, view: Arc<StandAloneView>) -> DrbdEvents {
         let child = Arc::new(Mutex::new(ChildSlot::default()));
         let task = tokio::spawn(supervise(
             config.commands.drbdsetup.clone(),
             config.state_dir.clone(),
             tx,
             Arc::clone(&child),
+            Arc::clone(&view),
         ));
-        DrbdEvents { task, child }
+        DrbdEvents { task, child, view }
     }
 
     /// Kills the child (all of it: its cgroup, or its process group) and ends the supervision.
@@ -97,6 +101,7 @@ impl Drop for DrbdEvents {
         slot.kill();
         drop(slot);
         self.task.abort();
+        self.view.stop();
     }
 }
 
@@ -140,6 +145,7 @@ async fn supervise(
     state_dir: PathBuf,
     tx: TriggerSender,
     child: Arc<Mutex<ChildSlot>>,
+    view: Arc<StandAloneView>,
 ) {
     let mut backoff = INITIAL_BACKOFF;
     // The same failure over and over (drbdsetup not installed, no DRBD module) is reported once,
@@ -147,7 +153,9 @@ async fn supervise(
     let mut last_problem: Option<String> = None;
     loop {
         let started = Instant::now();
-        let (error, dump_done) = match run_once(&program, &state_dir, &tx, &child).await {
+        let end = run_once(&program, &state_dir, &tx, &child, &view).await;
+        view.stop();
+        let (error, dump_done) = match end {
             RunEnd::Stop => return,
             RunEnd::Restart { error, dump_done } => (error, dump_done),
         };
@@ -178,6 +186,7 @@ async fn run_once(
     state_dir: &Path,
     tx: &TriggerSender,
     slot: &Mutex<ChildSlot>,
+    view: &StandAloneView,
 ) -> RunEnd {
     let (mut child, cell) = match spawn(program) {
         Ok(spawned) => spawned,
@@ -203,7 +212,7 @@ async fn run_once(
             // A quiet stream would otherwise keep the child alive long after the daemon stopped
             // listening.
             Some(stdout) => tokio::select! {
-                end = read_events(program, stdout, tx, Some(state_dir)) => end,
+                end = read_events(program, stdout, tx, Some((state_dir, view))) => end,
                 () = tx.closed() => Ended::Stop,
             },
             None => Ended::Eof { dump_done: false },
@@ -358,12 +367,14 @@ impl<R: AsyncRead + Unpin> Lines<R> {
     }
 }
 
-/// Reads the stream; with `state_dir`, keeps the split brains it reports there.
+/// Reads the stream; with `keep`, keeps the split brains it reports in the state directory,
+/// and what it says of StandAlone connections in the view (always in that order: see
+/// [`StandAloneView`]).
 async fn read_events(
     program: &str,
     stdout: impl AsyncRead + Unpin,
     tx: &TriggerSender,
-    state_dir: Option<&Path>,
+    keep: Option<(&Path, &StandAloneView)>,
 ) -> Ended {
     let mut lines = Lines::new(stdout);
     let mut state = Events2State::new();
@@ -396,7 +407,7 @@ async fn read_events(
                 continue;
             }
         };
-        if let (Some(dir), Some(news)) = (state_dir, split_brain_news(&event)) {
+        if let (Some((dir, _)), Some(news)) = (keep, split_brain_news(&event)) {
             note_split_brain(dir, &news);
         }
         let dump_was_done = state.initial_dump_done();
@@ -405,6 +416,15 @@ async fn read_events(
             return Ended::Lost {
                 dump_done: state.initial_dump_done(),
             };
+        }
+        if let Some((_, view)) = keep {
+            if !dump_was_done {
+                if state.initial_dump_done() {
+                    view.start(state.resources().iter().map(|(n, r)| (n.as_str(), r)));
+                }
+            } else if let Some(res) = changed {
+                view.update(res, state.resources().get(res));
+            }
         }
         let trigger = if !dump_was_done {
             // During the dump every resource "changes"; its end stands for all of them.
@@ -541,16 +561,57 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        read_events("drbdsetup", plain.as_bytes(), &tx, Some(dir.path())).await;
+        let view = StandAloneView::default();
+        let keep = Some((dir.path(), &view));
+        read_events("drbdsetup", plain.as_bytes(), &tx, keep).await;
         let records = state::split_brains(dir.path());
         assert_eq!(records.len(), 1, "{records:?}");
         assert_eq!(
             (records[0].res.as_str(), records[0].peer.as_str()),
             ("web", "deb2")
         );
+        let standalone = view.snapshot().expect("the dump was read");
+        assert_eq!(
+            standalone
+                .get("web")
+                .map(|p| p.iter().map(String::as_str).collect::<Vec<_>>()),
+            Some(vec!["deb2"])
+        );
         // Resolved by hand: the next stream (a restarted child's dump) sees it connected.
         let later = "exists connection name:web peer-node-id:1 conn-name:deb2 connection:Connected role:Secondary\nexists -\n";
-        read_events("drbdsetup", later.as_bytes(), &tx, Some(dir.path())).await;
+        read_events("drbdsetup", later.as_bytes(), &tx, keep).await;
         assert!(state::split_brains(dir.path()).is_empty());
+        assert_eq!(view.snapshot(), Some(Default::default()));
+    }
+
+    /// The order the reconnection rests on: when the view first shows a connection StandAlone,
+    /// the split brain that dropped it is already recorded.
+    #[tokio::test]
+    async fn a_split_brain_is_recorded_before_the_view_shows_its_connection_standalone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
+        let plain: Vec<&str> = fixture
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("124"))
+            .collect();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut shown = false;
+        // Each prefix of the stream, as a reader cut off after it would have left things.
+        for end in 1..=plain.len() {
+            let dir_n = dir.path().join(end.to_string());
+            std::fs::create_dir(&dir_n).expect("mkdir");
+            let view = StandAloneView::default();
+            let text: String = plain[..end].iter().map(|l| format!("{l}\n")).collect();
+            read_events("drbdsetup", text.as_bytes(), &tx, Some((&dir_n, &view))).await;
+            let standalone = view
+                .snapshot()
+                .is_some_and(|v| v.get("web").is_some_and(|p| p.contains("deb2")));
+            if standalone {
+                shown = true;
+                assert_eq!(state::split_brains(&dir_n).len(), 1, "after line {end}");
+            }
+        }
+        assert!(shown, "the fixture ends StandAlone");
     }
 }

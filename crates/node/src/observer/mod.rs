@@ -14,6 +14,7 @@
 
 pub mod drbd_file;
 pub mod probe;
+pub mod stream_view;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -71,6 +72,8 @@ pub struct Observer {
     /// The drift last asked for, by resource, given to the passes that do not ask (see
     /// [`Observer::observe_with_drift`]); a resource converge applies its file to is dropped.
     drift_seen: Mutex<BTreeMap<String, Observed<Vec<String>>>>,
+    /// What DRBD's event stream said of StandAlone connections, when the daemon runs one.
+    stream: Option<Arc<stream_view::StandAloneView>>,
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +104,16 @@ impl Observer {
             res_checks: Mutex::default(),
             drift: false,
             drift_seen: Mutex::default(),
+            stream: None,
+        }
+    }
+
+    /// As [`Observer::new`], for a daemon whose events2 reader keeps `view`: a StandAlone
+    /// connection counts as one only once the stream said so (see [`stream_view`]).
+    pub fn with_stream(config: Arc<Config>, view: Arc<stream_view::StandAloneView>) -> Observer {
+        Observer {
+            stream: Some(view),
+            ..Observer::new(config)
         }
     }
 
@@ -246,6 +259,9 @@ async fn observe(observer: &Observer, services: &[Service], drift: bool) -> Node
             .filter_map(|res| Some((res.clone(), seen.get(res)?.clone())))
             .collect()
     };
+    // The view before the records: a StandAlone it shows has its split brain recorded already.
+    let standalone_reported = observer.stream.as_ref().and_then(|view| view.snapshot());
+    let split_brains = split_brains(config);
     let mut node = NodeState {
         node: config.node.clone(),
         drbd_files,
@@ -262,7 +278,8 @@ async fn observe(observer: &Observer, services: &[Service], drift: bool) -> Node
         drbd_configured,
         drbd_options,
         quorum_frozen: quorum_frozen(config, services),
-        split_brains: split_brains(config),
+        split_brains,
+        standalone_reported,
     };
     let (apps, scripts) = observe_apps(observer, services, &node).await;
     node.apps = apps;
