@@ -35,6 +35,12 @@
 //! `CONVERGE_BENCH_SAMPLES` (breaks per kind, side and size, default 5; 0 skips the latency),
 //! `CONVERGE_BENCH_INTERVAL` (the shell loop's sleep, seconds, default 10),
 //! `CONVERGE_BENCH_LOGS=DIR` (keep the daemons' logs and the shell loop's output).
+//!
+//! Whatever fails, the run cleans up after itself: processes (their cgroups are killed), mounts
+//! (a private mount namespace), loop devices, and the loop devices the kernel made for it. A run
+//! killed with SIGKILL cannot: its processes die with it, but the daemon's `drbdsetup events2`
+//! child, the cgroup `converge-world-loop-compare…` and the loop devices over
+//! `/tmp/loop-compare…/` stay behind, to be removed by hand.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -126,13 +132,15 @@ fn main() {
     }
     let loops_before = highest_loop_index();
     let exe = std::env::current_exe().expect("bench binary");
-    let status = Command::new("unshare")
+    let mut inner = Command::new("unshare");
+    inner
         .args(["-m", "--propagation", "private"])
         .arg(exe)
         .env(INSIDE, work.path())
-        .stdin(Stdio::null())
-        .status()
-        .expect("unshare");
+        .stdin(Stdio::null());
+    // SAFETY: the hook makes one system call (prctl) and allocates nothing.
+    unsafe { inner.pre_exec(die_with_parent) };
+    let status = inner.status().expect("unshare");
     // What a failed run may leave: processes in the cgroups, loop devices, and the loop
     // devices the kernel made for this run (others' sandboxes list every /dev/loopN).
     let cgroups = converge_sim::world::remove_world_cgroup(work.path());
@@ -598,6 +606,17 @@ mod procwatch {
 
 use procwatch::{Counted, Watch};
 
+/// In a child between fork and exec: SIGKILL when this process dies. A bench killed from
+/// outside (nothing else can clean up then) must not leave a daemon or a loop running.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// cgroup v2 helpers: every measured process runs in a cgroup of its own under the bench's.
 mod cg {
     use super::*;
@@ -683,16 +702,15 @@ mod cg {
                 .open(dir.join("cgroup.procs"))
                 .expect("open cgroup.procs"),
         );
-        // SAFETY: the hook runs between fork and exec; it makes one write(2) on a descriptor
-        // opened before the fork and allocates nothing.
+        // SAFETY: the hook runs between fork and exec; it makes two system calls (write(2) on a
+        // descriptor opened before the fork, prctl(2)) and allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 let n = libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1);
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
+                if n != 1 {
+                    return Err(io::Error::last_os_error());
                 }
+                die_with_parent()
             });
         }
     }
