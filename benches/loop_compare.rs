@@ -38,6 +38,12 @@
 //! `CONVERGE_BENCH_REMOVE_LOOPS=1` (afterwards, remove the unbound loop devices made during the
 //! run: only when nothing else on the machine is making loop devices — a test that has just
 //! asked the kernel for a free one and not yet bound it would lose it).
+//!
+//! Whatever fails, the run cleans up after itself: processes (their cgroups are killed), mounts
+//! (a private mount namespace) and the loop devices it bound. A run killed with SIGKILL cannot:
+//! its processes die with it, but the daemon's `drbdsetup events2` child, the cgroup
+//! `converge-world-loop-compare…` and the loop devices over `/tmp/loop-compare…/` stay behind,
+//! to be removed by hand.
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
@@ -63,11 +69,25 @@ const FIRST_CTID: usize = 1001;
 const FIRST_PORT: usize = 7789;
 /// A hang guard, not a measure.
 const HANG: Duration = Duration::from_secs(1800);
+/// The programs an accounted pass runs through [`account_and_exec`]: the simulators, and the
+/// modinfo drbdadm falls back to on a node without the DRBD module.
+const ACCOUNTED: &[&str] = &["drbdsetup", "vzctl", "vzlist", "modinfo"];
+/// For an accounted pass: where the real programs are, and the cgroups their CPU time goes to.
+const ACCOUNT_REAL: &str = "CONVERGE_BENCH_LOOP_REAL";
+const ACCOUNT_SIM: &str = "CONVERGE_BENCH_LOOP_SIM_CGROUP";
+const ACCOUNT_FALLBACK: &str = "CONVERGE_BENCH_LOOP_FALLBACK_CGROUP";
 /// Programs in a corrector's cgroup that hold no simulator lock: freezing it while only these
 /// run cannot leave the break waiting on a lock the frozen corrector holds.
 const LOCK_FREE: &[&str] = &["converge", "sh", "sleep", "grep"];
 
 fn main() {
+    let argv0 = PathBuf::from(std::env::args_os().next().unwrap_or_default());
+    if let Some(name) = argv0.file_name().and_then(|n| n.to_str())
+        && ACCOUNTED.contains(&name)
+        && std::env::var_os(ACCOUNT_REAL).is_some()
+    {
+        account_and_exec(name);
+    }
     if let Some(work) = std::env::var_os(INSIDE) {
         inside(Path::new(&work));
         return;
@@ -115,15 +135,16 @@ fn main() {
     }
     let loops_before = highest_loop_index();
     let exe = std::env::current_exe().expect("bench binary");
-    let status = Command::new("unshare")
+    let mut inner = Command::new("unshare");
+    inner
         .args(["-m", "--propagation", "private"])
         .arg(exe)
         .env(INSIDE, work.path())
-        .stdin(Stdio::null())
-        .status()
-        .expect("unshare");
-    // What a failed run may leave: processes in the cgroups, loop devices, and the loop
-    // devices the kernel made for this run (others' sandboxes list every /dev/loopN).
+        .stdin(Stdio::null());
+    // SAFETY: the hook makes one system call (prctl) and allocates nothing.
+    unsafe { inner.pre_exec(die_with_parent) };
+    let status = inner.status().expect("unshare");
+    // What a failed run may leave: processes in the cgroups, and bound loop devices.
     let cgroups = converge_sim::world::remove_world_cgroup(work.path());
     let stacked = converge_sim::sandbox::detach_loops_under(work.path());
     // The kernel keeps a loop device once made, bound or not: 2,000 more after a run at 1,000
@@ -151,6 +172,37 @@ fn main() {
             stacked.len()
         );
     }
+}
+
+/// Run as one of [`ACCOUNTED`] in an accounted pass: moves itself into the cgroup that counts
+/// that program's CPU time (the simulators', or drbdadm's modinfo fallback's), then becomes the
+/// real program (exec: no process is added, so the pass's spawns are unchanged; the program's
+/// parent still waits for it, so wait4's total is unchanged too). What this wrapper costs
+/// before the move stays with the pass: measured beside it.
+fn account_and_exec(name: &str) -> ! {
+    let (cgroup, real) = if name == "modinfo" {
+        (
+            std::env::var_os(ACCOUNT_FALLBACK),
+            PathBuf::from("/usr/sbin/modinfo"),
+        )
+    } else {
+        (
+            std::env::var_os(ACCOUNT_SIM),
+            PathBuf::from(std::env::var_os(ACCOUNT_REAL).unwrap_or_default())
+                .join(format!("{name}.sim")),
+        )
+    };
+    if let Some(cgroup) = cgroup {
+        let _ = fs::write(Path::new(&cgroup).join("cgroup.procs"), "0");
+    }
+    // The simulators pick their tool from argv[0]'s name; `NAME.sim` gives their processes a
+    // name of their own in the exec events.
+    let err = Command::new(&real)
+        .arg0(name)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    eprintln!("{name}: cannot run {}: {err}", real.display());
+    std::process::exit(127)
 }
 
 /// The highest loop device index the kernel has now, or -1.
@@ -569,6 +621,17 @@ mod procwatch {
 
 use procwatch::{Counted, Watch};
 
+/// In a child between fork and exec: SIGKILL when this process dies. A bench killed from
+/// outside (nothing else can clean up then) must not leave a daemon or a loop running.
+fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// cgroup v2 helpers: every measured process runs in a cgroup of its own under the bench's.
 mod cg {
     use super::*;
@@ -654,16 +717,15 @@ mod cg {
                 .open(dir.join("cgroup.procs"))
                 .expect("open cgroup.procs"),
         );
-        // SAFETY: the hook runs between fork and exec; it makes one write(2) on a descriptor
-        // opened before the fork and allocates nothing.
+        // SAFETY: the hook runs between fork and exec; it makes two system calls (write(2) on a
+        // descriptor opened before the fork, prctl(2)) and allocates nothing.
         unsafe {
             cmd.pre_exec(move || {
                 let n = libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1);
-                if n == 1 {
-                    Ok(())
-                } else {
-                    Err(io::Error::last_os_error())
+                if n != 1 {
+                    return Err(io::Error::last_os_error());
                 }
+                die_with_parent()
             });
         }
     }
@@ -694,6 +756,13 @@ struct Node {
     state_dir: PathBuf,
     services: Vec<Svc>,
     cgroup: PathBuf,
+    /// The accounting wrappers, named as the programs (links to this bench binary).
+    wrap: PathBuf,
+    /// The simulators under names of their own (`drbdsetup.sim`), which the wrappers run.
+    real: PathBuf,
+    /// Where an accounted pass's simulators and modinfo fallback run.
+    sim_cell: PathBuf,
+    fallback_cell: PathBuf,
 }
 
 fn run_ok(what: &str, cmd: &mut Command) -> String {
@@ -725,6 +794,20 @@ impl Node {
         ]
     }
 
+    /// The same, for an accounted pass: the programs of [`ACCOUNTED`] found first in PATH are
+    /// the wrappers, which move themselves into `sim_cell` or `fallback_cell`.
+    fn env_accounted(&self) -> Vec<(&'static str, OsString)> {
+        let mut env = self.env();
+        env[0].1 = converge_sim::sandbox::path_with(&self.wrap);
+        env.push((ACCOUNT_REAL, self.real.clone().into_os_string()));
+        env.push((ACCOUNT_SIM, self.sim_cell.clone().into_os_string()));
+        env.push((
+            ACCOUNT_FALLBACK,
+            self.fallback_cell.clone().into_os_string(),
+        ));
+        env
+    }
+
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut cmd = Command::new(program);
         cmd.envs(self.env()).stdin(Stdio::null());
@@ -734,11 +817,25 @@ impl Node {
     fn create(dir: &Path, n: usize, host: &str, drbd_conf: &Path, cgroup: &Path) -> Node {
         let bin = dir.join("bin");
         let sim_dir = dir.join("sim");
-        for d in [&bin, &sim_dir, &dir.join("img"), &dir.join("mnt")] {
+        let wrap = dir.join("wrap");
+        let real = dir.join("real");
+        for d in [
+            &bin,
+            &sim_dir,
+            &wrap,
+            &real,
+            &dir.join("img"),
+            &dir.join("mnt"),
+        ] {
             fs::create_dir_all(d).expect("node directories");
         }
+        let exe = std::env::current_exe().expect("bench binary");
         for tool in converge_sim::TOOLS {
             symlink(CONVERGE, bin.join(tool)).expect("simulator link");
+            symlink(CONVERGE, real.join(format!("{tool}.sim"))).expect("simulator link");
+        }
+        for program in ACCOUNTED {
+            symlink(&exe, wrap.join(program)).expect("wrapper link");
         }
         let services: Vec<Svc> = (0..n)
             .map(|k| Svc {
@@ -761,7 +858,14 @@ impl Node {
             state_dir: dir.join("state"),
             services,
             cgroup: cgroup.to_path_buf(),
+            wrap,
+            real,
+            sim_cell: cgroup.join(format!("n{n}-sim")),
+            fallback_cell: cgroup.join(format!("n{n}-modinfo")),
         };
+        for cell in [&node.sim_cell, &node.fallback_cell] {
+            fs::create_dir(cell).expect("accounting cgroup");
+        }
         node.make_disks();
         node.write_drbd_conf(host, drbd_conf);
         for svc in &node.services {
@@ -961,6 +1065,8 @@ impl Node {
                 .stdin(Stdio::null())
                 .status();
         }
+        cg::remove(&self.sim_cell);
+        cg::remove(&self.fallback_cell);
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
@@ -982,6 +1088,11 @@ struct Pass {
     /// The cgroup's cpu.stat.
     cpu_cgroup: Duration,
     counted: Counted,
+    /// In an accounted pass: the simulators' CPU time, and drbdadm's modinfo fallback's.
+    sim: Duration,
+    fallback: Duration,
+    /// The daemon's own threads (schedstat), without the programs it ran.
+    own: Option<Duration>,
 }
 
 fn rusage_cpu(r: &libc::rusage) -> Duration {
@@ -996,6 +1107,8 @@ fn measured(node: &Node, watch: &Watch, mut cmd: Command, name: &str) -> (Pass, 
     cg::run_in(&mut cmd, &cell);
     let log = fs::File::create(node.log(name)).expect("log");
     cmd.stdout(log.try_clone().expect("dup")).stderr(log);
+    let sim_before = cg::usage(&node.sim_cell);
+    let fallback_before = cg::usage(&node.fallback_cell);
     let t0 = mono_ns();
     let started = Instant::now();
     let child = cmd.spawn().expect("spawn a measured pass");
@@ -1025,6 +1138,8 @@ fn measured(node: &Node, watch: &Watch, mut cmd: Command, name: &str) -> (Pass, 
     std::thread::sleep(Duration::from_millis(200));
     let cpu_cgroup = cg::usage(&cell);
     cg::remove(&cell);
+    let sim = cg::usage(&node.sim_cell).saturating_sub(sim_before);
+    let fallback = cg::usage(&node.fallback_cell).saturating_sub(fallback_before);
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
@@ -1036,6 +1151,9 @@ fn measured(node: &Node, watch: &Watch, mut cmd: Command, name: &str) -> (Pass, 
             cpu_rusage: Some(rusage_cpu(&usage)),
             cpu_cgroup,
             counted,
+            sim,
+            fallback,
+            own: None,
         },
         code,
     )
@@ -1112,8 +1230,11 @@ impl Corrector {
                 let at = v["timestamp"]
                     .as_str()
                     .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
-                    .and_then(|t| t.duration_since(t0).ok())
-                    .map_or("?".to_string(), |d| format!("+{:.3} s", d.as_secs_f64()));
+                    .map_or("?".to_string(), |t| match t.duration_since(t0) {
+                        Ok(after) => format!("+{:.3} s", after.as_secs_f64()),
+                        // Written while the thaw was under way, before `t0` was read.
+                        Err(e) => format!("-{:.3} s", e.duration().as_secs_f64()),
+                    });
                 format!(
                     "{at} {} {}",
                     v["resource"].as_str().unwrap_or(""),
@@ -1259,6 +1380,8 @@ fn median_usize(mut v: Vec<usize>) -> usize {
 #[derive(Debug, Default)]
 struct Side {
     passes: Vec<Pass>,
+    /// One more pass, with the simulators and modinfo run through the accounting wrappers.
+    accounted: Option<Pass>,
     container: Vec<Duration>,
     stack: Vec<Duration>,
 }
@@ -1279,6 +1402,12 @@ impl Side {
 
     fn cpu_cgroup(&self) -> Duration {
         median(self.passes.iter().map(|p| p.cpu_cgroup).collect())
+    }
+
+    /// The daemon's own threads in a resync, median.
+    fn own(&self) -> Option<Duration> {
+        let own: Vec<Duration> = self.passes.iter().filter_map(|p| p.own).collect();
+        (!own.is_empty()).then(|| median(own))
     }
 
     fn wall(&self) -> Option<Duration> {
@@ -1391,34 +1520,50 @@ struct Sized {
 }
 
 impl Sized {
-    /// The simulated tools' CPU in one shell pass, from their cost per call: a `drbdsetup role`
-    /// and a `drbdsetup dstate` (under the two drbdadm) and a `vzctl status` per service.
-    fn shell_sim(&self) -> Duration {
-        let c = &self.calibration;
-        (c.drbdsetup_role + c.drbdsetup_dstate + c.vzctl_status) * self.n as u32
-    }
-
-    /// drbdadm's version fallback in one shell pass: two `sh -c modinfo` per drbdadm, two
-    /// drbdadm per service.
-    fn shell_modinfo(&self) -> Duration {
-        self.calibration.modinfo_fallback * (4 * self.n) as u32
-    }
-
-    /// The processes of that fallback: a sh and a modinfo, twice per drbdadm.
+    /// The processes of drbdadm's version fallback in one shell pass: a sh and a modinfo, twice
+    /// per drbdadm, two drbdadm per service.
     fn shell_modinfo_spawns(&self) -> usize {
         8 * self.n
     }
 
-    /// The simulated tools' CPU in one converge pass: one `drbdsetup status --json`, one
-    /// `vzlist`.
-    fn converge_sim(&self) -> Duration {
-        self.calibration.drbdsetup_status_json + self.calibration.vzlist
+    /// Of a pass of `side`: the CPU time that is neither the simulators' nor the modinfo
+    /// fallback's. Those two come from its accounted pass, where the wrappers move each such
+    /// program into a cgroup of its own before it execs: everything the program costs, its
+    /// exec included, is counted there as it would be without the wrapper, and the wrapper's
+    /// own cost stays out of both. The rest is then the median pass less the two.
+    fn rest(side: &Side) -> Option<Duration> {
+        let acc = side.accounted.as_ref()?;
+        Some(
+            side.cpu()
+                .saturating_sub(acc.sim)
+                .saturating_sub(acc.fallback),
+        )
     }
 }
 
-/// A resync of the daemon, started by SIGHUP: from the signal until its cgroup's CPU time has
-/// not grown for a second.
+/// CPU time of every live thread of process `pid` (schedstat, ns). A thread that ends in a
+/// window takes its share with it: the figure is then low.
+fn threads_cpu(pid: u32) -> Duration {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Duration::ZERO;
+    };
+    let ns: u64 = tasks
+        .flatten()
+        .filter_map(|t| {
+            fs::read_to_string(t.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    Duration::from_nanos(ns)
+}
+
 fn resync_pass(corrector: &Corrector, watch: &Watch) -> Pass {
+    let pid = corrector.child.id();
+    let own_before = threads_cpu(pid);
     let before = cg::usage(&corrector.cell);
     let t0 = mono_ns();
     let started = Instant::now();
@@ -1444,12 +1589,16 @@ fn resync_pass(corrector: &Corrector, watch: &Watch) -> Pass {
         );
     }
     let t1 = mono_ns();
+    let own = threads_cpu(pid).saturating_sub(own_before);
     watch.sync();
     Pass {
         wall: None,
         cpu_rusage: None,
         cpu_cgroup: last.saturating_sub(before),
         counted: watch.count(t0, t1),
+        sim: Duration::ZERO,
+        fallback: Duration::ZERO,
+        own: Some(own),
     }
 }
 
@@ -1551,6 +1700,18 @@ fn run_size(
         ));
         once.passes.push(pass);
     }
+    {
+        let mut cmd = node.converge(&node.config);
+        cmd.envs(node.env_accounted()).args(["reconcile", "--once"]);
+        let (pass, code) = measured(&node, watch, cmd, "once-accounted");
+        assert_eq!(code, 0, "reconcile --once, accounted");
+        say(&format!(
+            "  converge reconcile --once, accounted (wrappers' cost included): CPU {}, of it the simulators {}",
+            cpu_ms(pass.cpu_rusage.unwrap_or_default()),
+            cpu_ms(pass.sim)
+        ));
+        once.accounted = Some(pass);
+    }
 
     let mut daemon = Side::default();
     {
@@ -1564,9 +1725,10 @@ fn run_size(
         for _ in 0..opts.passes {
             let pass = resync_pass(&corrector, watch);
             say(&format!(
-                "  converge run, resync (SIGHUP): {} spawns, CPU {}",
+                "  converge run, resync (SIGHUP): {} spawns, CPU {}, of it its own threads {}",
                 pass.counted.spawns,
                 cpu_ms(pass.cpu_cgroup),
+                cpu_ms(pass.own.unwrap_or_default()),
             ));
             daemon.passes.push(pass);
         }
@@ -1616,6 +1778,22 @@ fn run_size(
             secs(pass.wall.unwrap_or_default())
         ));
         shell.passes.push(pass);
+    }
+    {
+        let mut cmd = node.command("sh");
+        cmd.envs(node.env_accounted())
+            .arg(SCRIPT)
+            .arg(&node.list)
+            .arg("once");
+        let (pass, code) = measured(&node, watch, cmd, "shell-accounted");
+        assert_eq!(code, 0, "the shell loop's pass, accounted");
+        say(&format!(
+            "  shell loop, accounted pass (wrappers' cost included): CPU {}, of it the simulators {}, modinfo {}",
+            cpu_ms(pass.cpu_rusage.unwrap_or_default()),
+            cpu_ms(pass.sim),
+            cpu_ms(pass.fallback)
+        ));
+        shell.accounted = Some(pass);
     }
     assert_eq!(
         node.all_run(),
@@ -1804,35 +1982,64 @@ fn report(results: &[Sized], opts: &Options) {
         );
     }
     println!(
-        "\nThe same without what this machine adds: the simulated tools' CPU (their cost per call \
-         below × the calls of a pass), and drbdadm's modinfo fallback (processes and CPU), which a \
-         node with the DRBD module does not run:"
+        "\nWhere a pass's CPU time goes: the simulators' and drbdadm's modinfo fallback's share \
+         from one more pass of each, run with those programs moved into cgroups of their own (exec \
+         wrappers); the rest is the median pass less those; the daemon's own threads from \
+         schedstat:"
     );
     println!(
-        "| services | shell: spawns, CPU | converge run: CPU | reconcile --once: CPU | spawns ÷ resync | CPU ÷ resync | CPU ÷ reconcile --once |"
+        "| services | shell: pass | simulators | modinfo | the rest | reconcile --once: pass | simulators | the rest | resync: pass | converge's threads | the programs it ran |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in results {
-        let shell_spawns = r.shell.spawns().saturating_sub(r.shell_modinfo_spawns());
-        let shell_cpu = r
-            .shell
-            .cpu()
-            .saturating_sub(r.shell_sim())
-            .saturating_sub(r.shell_modinfo());
-        let daemon_cpu = r.daemon.cpu_cgroup().saturating_sub(r.converge_sim());
-        let once_cpu = r.once.cpu().saturating_sub(r.converge_sim());
+        let (Some(shell), Some(once)) = (&r.shell.accounted, &r.once.accounted) else {
+            continue;
+        };
+        let own = r.daemon.own().unwrap_or_default();
         println!(
-            "| {} | {shell_spawns}, {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.n,
-            cpu_ms(shell_cpu),
-            cpu_ms(daemon_cpu),
-            cpu_ms(once_cpu),
-            ratio(shell_spawns as f64, r.daemon.spawns() as f64),
-            ratio(shell_cpu.as_secs_f64(), daemon_cpu.as_secs_f64()),
-            ratio(shell_cpu.as_secs_f64(), once_cpu.as_secs_f64()),
+            cpu_ms(r.shell.cpu()),
+            cpu_ms(shell.sim),
+            cpu_ms(shell.fallback),
+            cpu_ms(Sized::rest(&r.shell).unwrap_or_default()),
+            cpu_ms(r.once.cpu()),
+            cpu_ms(once.sim),
+            cpu_ms(Sized::rest(&r.once).unwrap_or_default()),
+            cpu_ms(r.daemon.cpu_cgroup()),
+            cpu_ms(own),
+            cpu_ms(r.daemon.cpu_cgroup().saturating_sub(own)),
         );
     }
-    println!("\nPrograms run in a pass (exec events, by name):");
+    println!(
+        "\nRatios without what this machine adds (the simulators' CPU; drbdadm's modinfo \
+         fallback: its modinfo's CPU, and its 8 processes per service, which a node with the DRBD \
+         module does not run):"
+    );
+    println!(
+        "| services | shell spawns | spawns ÷ resync | CPU: shell's rest ÷ converge's threads (resync) | CPU: shell's rest ÷ reconcile --once's rest |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in results {
+        let (Some(shell_rest), Some(once_rest)) = (Sized::rest(&r.shell), Sized::rest(&r.once))
+        else {
+            continue;
+        };
+        let spawns = r.shell.spawns().saturating_sub(r.shell_modinfo_spawns());
+        println!(
+            "| {} | {spawns} | {} | {} | {} |",
+            r.n,
+            ratio(spawns as f64, r.daemon.spawns() as f64),
+            ratio(
+                shell_rest.as_secs_f64(),
+                r.daemon.own().unwrap_or_default().as_secs_f64()
+            ),
+            ratio(shell_rest.as_secs_f64(), once_rest.as_secs_f64()),
+        );
+    }
+    println!(
+        "\nPrograms run in a pass (exec events, by name; `?`: gone before its name was read):"
+    );
     for r in results {
         println!("  {} services:", r.n);
         println!("    shell loop: {}", r.shell.programs());
@@ -1840,7 +2047,9 @@ fn report(results: &[Sized], opts: &Options) {
         println!("    converge reconcile --once: {}", r.once.programs());
     }
     println!(
-        "\nWhat one call costs at each size (CPU, wait4, mean; the simulators are the converge binary):"
+        "\nWhat one call costs at each size, run alone (CPU, wait4, mean; the simulators are the \
+         converge binary). Alone, a short call costs more than inside a busy pass: these show how \
+         the costs grow with the number of services, not a pass's share:"
     );
     println!(
         "| services | drbdadm role | sh -c modinfo (twice per drbdadm here) | sim drbdsetup role | sim drbdsetup dstate | sim vzctl status | sim drbdsetup status --json | sim vzlist |"
