@@ -34,7 +34,7 @@ use converge_core::observe::{
     AppObservation, ContainerState, DevNum, DrbdResource, DrbdResources, Mount, NodeState,
     Observed, Role,
 };
-use converge_core::plan::{Action, ServicePlan, Step, plan};
+use converge_core::plan::{Action, ServicePlan, Step, plan, plan_service};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -1591,6 +1591,22 @@ proptest! {
             if let Err(e) = check_service_plan(service, sp, &node) {
                 return Err(TestCaseError::fail(e));
             }
+        }
+    }
+
+    /// The batch plan is each service's own plan, less the notes of what is already as
+    /// wanted: the controller acts on either, and logs the notes of the second.
+    #[test]
+    fn the_batch_plan_is_each_services_plan_without_its_notes(
+        services in services(),
+        node in node_state(),
+    ) {
+        let plan = plan(&services, &node);
+        for (service, batch) in services.iter().zip(&plan.services) {
+            let mut own = plan_service(service, &node);
+            prop_assert!(batch.satisfied.is_empty(), "{:?}", batch.satisfied);
+            own.satisfied.clear();
+            prop_assert_eq!(batch, &own);
         }
     }
 }

@@ -240,7 +240,9 @@ fn read_only_fs(path: &Path) -> bool {
 
 /// The user converge runs as.
 pub fn euid() -> u32 {
-    rustix::process::geteuid().as_raw()
+    // Asked once: converge never changes its user, and a reload checks 10,000 paths.
+    static EUID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *EUID.get_or_init(|| rustix::process::geteuid().as_raw())
 }
 
 /// The rule for one entry, from its metadata (`lstat`): owned by root or the user converge
@@ -318,8 +320,14 @@ pub fn check_path(target: &Path, what: &str) -> Result<Resolved, SecureError> {
 /// all). Kept for one pass only, so that a change of owner or mode is seen at the next.
 #[derive(Debug, Default)]
 pub struct Passed {
-    dirs: HashSet<PathBuf>,
+    dirs: PathSet,
 }
+
+/// Paths by their bytes, hashed with foldhash: a reload looks paths up here some 20,000 times,
+/// and `Path`'s own hash (SipHash, over components parsed each time) was most of that cost.
+/// The paths put in and asked for are built the same way, so equal paths are equal bytes;
+/// where they are not, the price is a check made twice, never one skipped.
+pub(crate) type PathSet = HashSet<OsString, foldhash::fast::RandomState>;
 
 /// [`check_path`], skipping the directories `passed` holds and adding those that pass.
 pub fn check_path_in(
@@ -335,7 +343,7 @@ pub fn check_path_in(
     }
     let root = Path::new("/");
     let mut pending = names(target);
-    if pending.is_empty() || !passed.dirs.contains(root) {
+    if pending.is_empty() || !passed.dirs.contains(root.as_os_str()) {
         let meta = fs::symlink_metadata(root).map_err(io_error(what, target, root))?;
         let role = if pending.is_empty() {
             Entry::Itself
@@ -344,7 +352,7 @@ pub fn check_path_in(
         };
         check_metadata(what, target, root, role, &meta)?;
         if role == Entry::Ancestor {
-            passed.dirs.insert(root.to_path_buf());
+            passed.dirs.insert(root.as_os_str().to_owned());
         }
     }
     let mut current = root.to_path_buf();
@@ -356,7 +364,7 @@ pub fn check_path_in(
             continue;
         }
         let next = current.join(&name);
-        if !pending.is_empty() && passed.dirs.contains(&next) {
+        if !pending.is_empty() && passed.dirs.contains(next.as_os_str()) {
             current = next;
             continue;
         }
@@ -406,7 +414,7 @@ pub fn check_path_in(
             });
         }
         if !last {
-            passed.dirs.insert(next.clone());
+            passed.dirs.insert(next.as_os_str().to_owned());
         }
         current = next;
     }
@@ -627,10 +635,13 @@ mod tests {
         chmod(&shared, 0o1777);
         let mut passed = Passed::default();
         check_path_in(&good.join("a.yaml"), "manifest", &mut passed).expect("trusted");
-        assert!(passed.dirs.contains(&good) && passed.dirs.contains(Path::new("/")));
+        assert!(
+            passed.dirs.contains(good.as_os_str())
+                && passed.dirs.contains(std::ffi::OsStr::new("/"))
+        );
         // A sticky world-writable directory passes on the way (its entries are safe)…
         check_path_in(&shared.join("a.yaml"), "manifest", &mut passed).expect("sticky above");
-        assert!(passed.dirs.contains(&shared));
+        assert!(passed.dirs.contains(shared.as_os_str()));
         // …but not as the path asked about, though the pass holds it as an ancestor.
         let err = permission(
             check_path_in(&shared, "manifest directory", &mut passed).expect_err("1777 itself"),

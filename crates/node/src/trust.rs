@@ -9,12 +9,11 @@
 //! rename or remove what they do not own, so the trusted entry below it stays put), and a
 //! read-only filesystem (its mode bits grant nothing).
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use converge_core::manifest::{AppCommands, Service, Spec};
 
-use crate::secure::{self, SecureError, Stake};
+use crate::secure::{self, PathSet, SecureError, Stake};
 
 /// A path root must not trust, and why (with the fix).
 pub type Untrusted = SecureError;
@@ -32,13 +31,13 @@ pub fn check(path: &Path, what: &str) -> Result<(), Untrusted> {
 #[derive(Debug, Default)]
 pub struct Checks {
     dirs: secure::Passed,
-    trusted: HashSet<PathBuf>,
+    trusted: PathSet,
 }
 
 impl Checks {
     /// [`check`], within this pass.
     pub fn check(&mut self, path: &Path, what: &str) -> Result<(), Untrusted> {
-        if self.trusted.contains(path) {
+        if self.trusted.contains(path.as_os_str()) {
             return Ok(());
         }
         let absolute = if path.is_absolute() {
@@ -50,7 +49,7 @@ impl Checks {
         };
         match secure::check_path_in(&absolute, what, &mut self.dirs) {
             Ok(_) => {
-                self.trusted.insert(path.to_path_buf());
+                self.trusted.insert(path.as_os_str().to_owned());
                 Ok(())
             }
             Err(SecureError::Permission(mut e)) => {
@@ -63,7 +62,7 @@ impl Checks {
 
     /// Whether `path` passed in this pass already (it exists, then).
     fn passed(&self, path: &Path) -> bool {
-        self.trusted.contains(path)
+        self.trusted.contains(path.as_os_str())
     }
 }
 

@@ -182,8 +182,8 @@ pub struct Loaded {
 }
 
 /// As [`load_dir_lenient`], for a caller that loads the same directory again and again (the
-/// daemon, on every change): every file is still read, but one whose text is the same as last
-/// time is not parsed again. Also hashes what it read (see [`ContentHash`]).
+/// daemon, on every change): a file whose stamp is unchanged is not read again, and one whose
+/// text is the same as last time is not parsed again (see [`ParseCache`]). Also hashes what it read (see [`ContentHash`]).
 pub fn load_dir_lenient_cached(dir: &Path, cache: &mut ParseCache) -> Loaded {
     loaded(scan_dir(dir, cache, &|| false))
 }
@@ -219,17 +219,105 @@ fn loaded(mut scan: Scan) -> Loaded {
 /// the same errors. Failures are kept too: a broken file is not parsed again on every reload
 /// until it changes (a big broken file once cost seconds per reload). Only the files found by
 /// the last complete load are kept (with, after a stopped one, what it parsed).
-#[derive(Debug, Default)]
+///
+/// A file whose [`Stamp`] is the same as when it was last read is not even read again (as git
+/// does with its index): 10,000 unchanged manifests cost 10,000 `stat`s, not 10,000 reads.
+#[derive(Debug)]
 pub struct ParseCache {
-    parsed: HashMap<PathBuf, (Fingerprint, Result<Service, Vec<LoadError>>)>,
+    /// By path (its bytes: the loader builds every path the same way).
+    parsed: PathMap<Cached>,
     /// Random keys, per cache: no one can write a text that collides with another on purpose.
     keys: std::hash::RandomState,
     parses: u64,
+    reads: u64,
+    /// Loads begun with this cache.
+    loads: u64,
+    /// How long before a read a file must have last changed for its stamp to be trusted.
+    settle: std::time::Duration,
+}
+
+impl Default for ParseCache {
+    fn default() -> ParseCache {
+        ParseCache {
+            parsed: PathMap::default(),
+            keys: std::hash::RandomState::new(),
+            parses: 0,
+            reads: 0,
+            loads: 0,
+            settle: SETTLE,
+        }
+    }
+}
+
+/// foldhash over a path's bytes: `Path`'s hash (SipHash over components parsed each time) was
+/// a tenth of a reload of 10,000 unchanged manifests.
+type PathMap<V> = HashMap<std::ffi::OsString, V, foldhash::fast::RandomState>;
+
+/// A file changed less than this before it was read may change again with no change to its
+/// [`Stamp`]: timestamps come from a coarse clock (a few ms; a second on ext3), and an edit
+/// within the same tick and of the same size looks the same. Such a file is read again at the
+/// next load, until it has been still this long. (Git's "racily clean" entries, the same way.)
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a load keeps of one file.
+#[derive(Debug, Clone)]
+struct Cached {
+    /// Its stamp when read, if it had been still long enough then to be trusted.
+    stamp: Option<Stamp>,
+    fingerprint: Fingerprint,
+    /// What it adds to the [`ContentHash`].
+    digest: u64,
+    parsed: Result<Service, Vec<LoadError>>,
+    /// The number of the last load that found the file.
+    load: u64,
 }
 
 /// A text's length and keyed hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint(usize, u64);
+
+/// What says that a file is the one read before, unchanged, without reading it: an edit in
+/// place changes its size or its times (mtime, and ctime, which no one can set back), a new
+/// file swapped in by rename or a symlink swap (git-sync) has another inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// `meta`'s stamp, when the file had been still for `settle` at `read_at`.
+    fn settled(
+        meta: &fs::Metadata,
+        read_at: std::time::SystemTime,
+        settle: std::time::Duration,
+    ) -> Option<Stamp> {
+        let stamp = Stamp::of(meta);
+        let since_epoch = read_at.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let before = since_epoch.checked_sub(settle)?;
+        let still = |(secs, nanos): (i64, i64)| {
+            let (Ok(secs), Ok(nanos)) = (u64::try_from(secs), u32::try_from(nanos)) else {
+                return false;
+            };
+            std::time::Duration::new(secs, nanos.min(999_999_999)) < before
+        };
+        (still(stamp.mtime) && still(stamp.ctime)).then_some(stamp)
+    }
+
+    fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
 
 impl ParseCache {
     fn fingerprint(&self, text: &str) -> Fingerprint {
@@ -240,6 +328,20 @@ impl ParseCache {
     /// How many files this cache saw parsed (files served from it are not counted).
     pub fn parses(&self) -> u64 {
         self.parses
+    }
+
+    /// How many files this cache saw read (files whose stamp said unchanged are not counted).
+    pub fn reads(&self) -> u64 {
+        self.reads
+    }
+
+    /// A cache that trusts a file's stamp once it has been still for `settle` ([`SETTLE`] by
+    /// default): for tests, which cannot wait.
+    pub fn with_settle(settle: std::time::Duration) -> ParseCache {
+        ParseCache {
+            settle,
+            ..ParseCache::default()
+        }
     }
 }
 
@@ -296,13 +398,21 @@ impl ContentHash {
         self.write(bytes);
     }
 
-    fn add(&mut self, path: &Path, read: Result<&str, &LoadError>) {
+    /// One file: its name, and the [`ContentHash::digest`] of what reading it gave.
+    fn add(&mut self, path: &Path, digest: u64) {
         let name = path.file_name().unwrap_or_default();
         self.field(name.as_encoded_bytes());
+        self.write(&digest.to_le_bytes());
+    }
+
+    /// What reading one file gave, hashed on its own, so that an unchanged file's can be kept.
+    fn digest(read: Result<&str, &LoadError>) -> u64 {
+        let mut hash = ContentHash::default();
         match read {
-            Ok(text) => self.field(text.as_bytes()),
-            Err(e) => self.field(format!("unreadable: {}", e.message).as_bytes()),
+            Ok(text) => hash.field(text.as_bytes()),
+            Err(e) => hash.field(format!("unreadable: {}", e.message).as_bytes()),
         }
+        hash.value()
     }
 
     pub fn value(&self) -> u64 {
@@ -341,14 +451,17 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
     // `Path`'s component-wise comparison, at a fraction of its cost with 10,000 files.
     paths.sort_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
 
-    // (service, text): the text is kept to locate `service` if the name turns out duplicated.
-    let mut loaded: Vec<(Service, String)> = Vec::new();
+    // (service, text): the text is kept to locate `service` if a cross-file rule refuses it;
+    // a file not read again is read then.
+    let mut loaded: Vec<(Service, Option<String>)> = Vec::new();
+    // Entries are updated in place, marked with this load's number; the ones no file of this
+    // load is marked with are dropped at its end.
     let mut known = std::mem::take(&mut cache.parsed);
-    let mut seen = HashMap::new();
+    cache.loads = cache.loads.wrapping_add(1);
+    let this_load = cache.loads;
     for path in paths {
         if stop() {
             // The parses done so far are as good as any: kept, with the ones not reached.
-            known.extend(seen);
             cache.parsed = known;
             scan.stopped = true;
             return scan;
@@ -360,37 +473,62 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
             (true, Ok(meta)) if !meta.is_file() => {
                 let warning = not_a_file(&path);
                 // In the hash too, so that the daemon notices one appearing, and says so.
-                scan.content.add(&path, Err(&warning));
+                scan.content.add(&path, ContentHash::digest(Err(&warning)));
                 scan.warnings.push(warning);
                 scan.skipped.push(path);
             }
             (true, Err(e)) => {
                 let error = LoadError::io(&path, "manifest", &e);
-                scan.content.add(&path, Err(&error));
+                scan.content.add(&path, ContentHash::digest(Err(&error)));
                 scan.errors.push(error);
             }
-            (true, Ok(meta)) => match read_text_sized(&path, meta.len()) {
-                Err(e) => {
-                    scan.content.add(&path, Err(&e));
-                    scan.errors.push(e);
+            (true, Ok(meta)) => {
+                if let Some(unchanged) = known
+                    .get_mut(path.as_os_str())
+                    .filter(|c| c.stamp == Some(Stamp::of(&meta)))
+                {
+                    unchanged.load = this_load;
+                    scan.content.add(&path, unchanged.digest);
+                    match &unchanged.parsed {
+                        Ok(service) => loaded.push((service.clone(), None)),
+                        Err(errors) => scan.errors.extend(errors.iter().cloned()),
+                    }
+                    continue;
                 }
-                Ok(text) => {
-                    scan.content.add(&path, Ok(&text));
-                    let fingerprint = cache.fingerprint(&text);
-                    let parsed = match known.remove(&path) {
-                        Some((before, parsed)) if before == fingerprint => parsed,
-                        _ => {
-                            cache.parses += 1;
-                            parse_manifest(&path, &text)
+                let before = known.remove(path.as_os_str());
+                let read_at = std::time::SystemTime::now();
+                cache.reads += 1;
+                match read_text_sized(&path, meta.len()) {
+                    Err(e) => {
+                        scan.content.add(&path, ContentHash::digest(Err(&e)));
+                        scan.errors.push(e);
+                    }
+                    Ok(text) => {
+                        let digest = ContentHash::digest(Ok(&text));
+                        scan.content.add(&path, digest);
+                        let fingerprint = cache.fingerprint(&text);
+                        let parsed = match before {
+                            Some(before) if before.fingerprint == fingerprint => before.parsed,
+                            _ => {
+                                cache.parses += 1;
+                                parse_manifest(&path, &text)
+                            }
+                        };
+                        let cached = Cached {
+                            stamp: Stamp::settled(&meta, read_at, cache.settle),
+                            fingerprint,
+                            digest,
+                            parsed,
+                            load: this_load,
+                        };
+                        match &cached.parsed {
+                            Ok(service) => loaded.push((service.clone(), Some(text))),
+                            Err(errors) => scan.errors.extend(errors.iter().cloned()),
                         }
-                    };
-                    seen.insert(path.clone(), (fingerprint, parsed.clone()));
-                    match parsed {
-                        Ok(service) => loaded.push((service, text)),
-                        Err(errors) => scan.errors.extend(errors),
+                        known.insert(path.into_os_string(), cached);
                     }
                 }
-            },
+            }
         }
     }
 
@@ -404,7 +542,19 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
     let mut position_of = |i: usize, path: &[Seg]| {
         positions
             .entry(i)
-            .or_insert_with(|| locate::scan(without_bom(&loaded[i].1), Record::Tree))
+            .or_insert_with(|| {
+                let (service, text) = &loaded[i];
+                let reread;
+                let text = match text {
+                    Some(text) => text,
+                    None => {
+                        // Gone or changed since: no position, the next load will see it.
+                        reread = read_text(&service.source).unwrap_or_default();
+                        &reread
+                    }
+                };
+                locate::scan(without_bom(text), Record::Tree)
+            })
             .locate_nearest(path, At::Value)
     };
     for (name, indexes) in &by_name {
@@ -475,7 +625,8 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
     }
     // Files that parsed are cached even when refused for a conflict: the conflict is checked
     // on every load, the parse is what is saved.
-    cache.parsed = seen;
+    known.retain(|_, cached| cached.load == this_load);
+    cache.parsed = known;
     scan.services = loaded
         .into_iter()
         .zip(keep)
@@ -2090,6 +2241,78 @@ resources:
                 "/m/t.yaml:5:9: resources.fs#0: expected a mapping, found a sequence",
             ]
         );
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_read_again_and_any_change_to_it_is() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let write = |name: &str, text: &str| fs::write(dir.join(name), text).expect("write");
+        let app = "resources:\n  app#0:\n    start: [/bin/true]\n";
+        write("a.yaml", &format!("service: a\nstate: up\n{app}"));
+        write("b.yaml", &format!("service: b\nstate: up\n{app}"));
+        // Trusting a stamp as soon as the file is older than the read: the tick of the
+        // file's clock is what this leaves to chance, which is why the real margin is SETTLE.
+        let mut cache = ParseCache::with_settle(std::time::Duration::ZERO);
+        let load = |cache: &mut ParseCache| {
+            let before = cache.reads();
+            let loaded = load_dir_lenient_cached(dir, cache);
+            let fresh = load_dir_lenient_cached(dir, &mut ParseCache::default());
+            assert_eq!(loaded, fresh);
+            (loaded, cache.reads() - before)
+        };
+        let (first, reads) = load(&mut cache);
+        assert_eq!((first.services.len(), reads), (2, 2));
+        let (again, reads) = load(&mut cache);
+        assert_eq!((again.content, reads), (first.content, 0));
+        // Edited in place (another size): read again, and the revision moves.
+        write("a.yaml", &format!("service: a\nstate: down\n{app}"));
+        let (edited, reads) = load(&mut cache);
+        assert_eq!(reads, 1);
+        assert_ne!(edited.content, first.content);
+        // Replaced by rename, same size: another inode.
+        write(
+            ".b.tmp",
+            &format!("service: b\nstate: dn\n{app}").replace("dn", "up"),
+        );
+        fs::rename(dir.join(".b.tmp"), dir.join("b.yaml")).expect("rename");
+        let (_, reads) = load(&mut cache);
+        assert_eq!(reads, 1);
+        // Made broken, then a cross-file rule refusing a file not read again: its position
+        // still comes from its text.
+        write("c.yaml", &format!("service: a\nstate: up\n{app}"));
+        let (dup, reads) = load(&mut cache);
+        assert_eq!(reads, 1);
+        let located: Vec<_> = dup
+            .errors
+            .iter()
+            .map(|e| {
+                (
+                    e.location.is_some(),
+                    e.message.starts_with("duplicate service"),
+                )
+            })
+            .collect();
+        assert_eq!(located, [(true, true), (true, true)], "{:?}", dup.errors);
+    }
+
+    #[test]
+    fn a_file_changed_just_before_its_read_is_read_again_at_the_next_load() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("a.yaml");
+        fs::write(
+            &path,
+            "service: a\nstate: up\nresources:\n  app#0:\n    start: [/bin/true]\n",
+        )
+        .expect("write");
+        // An hour, so that no slow machine can make the file look still.
+        let mut cache = ParseCache::with_settle(std::time::Duration::from_secs(3600));
+        load_dir_lenient_cached(tmp.path(), &mut cache);
+        load_dir_lenient_cached(tmp.path(), &mut cache);
+        // Written within the settle time: a same-size edit in the same clock tick would not
+        // show in its stamp, so the stamp is not trusted yet.
+        assert_eq!(cache.reads(), 2);
+        assert_eq!(cache.parses(), 1, "read again, not parsed again");
     }
 
     #[test]

@@ -202,7 +202,10 @@ pub struct ServicePlan {
     /// Problems of `optional` resources, which do not stop the service.
     pub warnings: Vec<String>,
     /// What is already as wanted, per resource ("drbd resource data is already Primary"):
-    /// logged when the service acts, so the log tells the whole story.
+    /// logged when the service acts, so the log tells the whole story. Kept by
+    /// [`plan_service`] only: [`plan`], which plans every service for a look at the node (a
+    /// resync, `status`, `plan`), leaves it empty — most services act on nothing, and these
+    /// notes were a third of its time at 10,000 services. Plan the service again for them.
     pub satisfied: Vec<(ResourceId, String)>,
     /// For a service that fails over, on a node it lists: what DRBD decided here
     /// ([`placement::decide`]). The controller holds a [`placement::Decision::Take`] back by
@@ -237,17 +240,21 @@ impl Plan {
     }
 }
 
-/// Plans every service against one observation.
+/// Plans every service against one observation, without the notes of what is already as
+/// wanted ([`ServicePlan::satisfied`]): otherwise as [`plan_service`] plans each.
 pub fn plan(services: &[Service], node: &NodeState) -> Plan {
     let index = index::NodeIndex::new(node);
     Plan {
-        services: services.iter().map(|s| plan_indexed(s, &index)).collect(),
+        services: services
+            .iter()
+            .map(|s| plan_indexed(s, &index, false))
+            .collect(),
     }
 }
 
-/// Plans one service against one observation.
+/// Plans one service against one observation, with its notes.
 pub fn plan_service(service: &Service, node: &NodeState) -> ServicePlan {
-    plan_indexed(service, &index::NodeIndex::new(node))
+    plan_indexed(service, &index::NodeIndex::new(node), true)
 }
 
 /// What this node holds of a service, all things considered: the manifest, and for a service
@@ -338,10 +345,10 @@ impl Here {
     }
 }
 
-fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>) -> ServicePlan {
+fn plan_indexed(service: &Service, index: &index::NodeIndex<'_>, notes: bool) -> ServicePlan {
     let here = Here::of(service, index.node());
     let desired = here.desired;
-    let mut planner = rules::ServicePlanner::new(service, index, here.standby);
+    let mut planner = rules::ServicePlanner::new(service, index, here.standby, notes);
     match desired {
         DesiredState::Frozen => {}
         DesiredState::Up if here.freeze => planner.freeze(),

@@ -148,7 +148,7 @@ pub struct DesiredSet {
     reconciled: Arc<[Service]>,
     /// Positions in `reconciled` by service name.
     by_name: HashMap<String, usize>,
-    /// Every reload reads every file; this spares parsing the ones whose text is unchanged.
+    /// Spares reading the files whose stamp is unchanged, and parsing the ones whose text is.
     /// [`DesiredSet::reload`]'s: a caller of [`read`] keeps its own.
     parsed: ParseCache,
     /// By service, the digest of its DRBD resource files last read (see [`Read::Loaded`]).
@@ -234,12 +234,18 @@ impl DesiredSet {
         }
         let failing: BTreeSet<&PathBuf> = errors.iter().map(|e| &e.file).collect();
         let valid_now = next.len();
-        let mut deleted: Vec<PathBuf> = self
-            .by_file
-            .keys()
-            .filter(|p| !next.contains_key(*p) && !failing.contains(p))
-            .cloned()
-            .collect();
+        // The same files as before (as a reload of an unchanged directory finds): one pass
+        // instead of a lookup per file, whose `Path` comparisons were 40 % of this function.
+        let same_files = next.len() == self.by_file.len() && next.keys().eq(self.by_file.keys());
+        let mut deleted: Vec<PathBuf> = if same_files {
+            Vec::new()
+        } else {
+            self.by_file
+                .keys()
+                .filter(|p| !next.contains_key(*p) && !failing.contains(p))
+                .cloned()
+                .collect()
+        };
         if valid_now == 0 && !self.by_file.is_empty() && !allow_empty {
             // Nothing valid at all looks like a mistake (an emptied or unmounted directory, a
             // broken sync), not a decision to stop everything: keep what was in force.
@@ -278,11 +284,8 @@ impl DesiredSet {
         // Equal services from the same files (and no orphan gone or come): the set reconciled
         // is the one built last time, and stays shared. Rebuilding it copies every service,
         // a third of a reload of 10,000 unchanged manifests.
-        let same = reload.changed.is_empty()
-            && reload.removed.is_empty()
-            && !orphans_back
-            && next.len() == self.by_file.len()
-            && next.keys().eq(self.by_file.keys());
+        let same =
+            reload.changed.is_empty() && reload.removed.is_empty() && !orphans_back && same_files;
         self.by_file = next;
         self.errors = errors;
         if !same {

@@ -217,6 +217,9 @@ pub async fn reconcile_once(observer: Arc<Observer>, services: Vec<Service>) -> 
             });
             continue;
         }
+        // The batch plan has no notes of what is already as wanted; the log of a service that
+        // acts tells them. The same observation: the same steps.
+        let service_plan = plan::plan_service(&service, &node);
         let observer = Arc::clone(&observer);
         let name = service.name.clone();
         let waits = Arc::clone(&waits);
