@@ -179,20 +179,27 @@ impl<'a> NodeIndex<'a> {
 
     /// Every mount of the device `dev`: by source name, or by device number when `dev` is a
     /// block device the observation could stat.
-    pub(super) fn mounts_of(&self, dev: &Path) -> Vec<&'a Mount> {
-        let mut found: Vec<&Mount> = dev
+    /// Borrowed when the device number adds no mount to those found by name (the usual case:
+    /// a plan of 10,000 services to stop asks this for each).
+    pub(super) fn mounts_of(&self, dev: &Path) -> std::borrow::Cow<'_, [&'a Mount]> {
+        let by_name = dev
             .to_str()
             .and_then(|d| self.by_source.get(d))
-            .map_or(&[][..], Mounts::as_slice)
-            .to_vec();
-        if let Some(number) = self.device_number(dev) {
-            for mount in self.by_dev.get(&number).map_or(&[][..], Mounts::as_slice) {
-                if !found.iter().any(|m| std::ptr::eq(*m, *mount)) {
-                    found.push(mount);
-                }
-            }
+            .map_or(&[][..], Mounts::as_slice);
+        let by_number = self
+            .device_number(dev)
+            .and_then(|number| self.by_dev.get(&number))
+            .map_or(&[][..], Mounts::as_slice);
+        let mut more = by_number
+            .iter()
+            .filter(|mount| !by_name.iter().any(|m| std::ptr::eq(*m, **mount)))
+            .peekable();
+        if more.peek().is_none() {
+            return std::borrow::Cow::Borrowed(by_name);
         }
-        found
+        let mut found = by_name.to_vec();
+        found.extend(more);
+        std::borrow::Cow::Owned(found)
     }
 
     /// Whether `mount` is of the device `dev`.

@@ -704,7 +704,7 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
         for device in &drbd.devices {
             let path = drbd_device_path(device.minor);
             let mut unmounting = false;
-            for mount in self.index.mounts_of(&path) {
+            for mount in self.index.mounts_of(&path).iter().copied() {
                 if self.unmounting(mount) {
                     unmounting = true;
                 } else {
