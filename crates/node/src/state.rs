@@ -74,24 +74,36 @@ fn records_dir(state_dir: &Path) -> PathBuf {
 /// make one service's records look like another's (a `..` once meant `forget_service_apps`
 /// removing the whole state directory).
 fn service_prefix(service: &str) -> String {
+    let mut prefix = String::with_capacity(service.len() + 10);
+    push_service_prefix(&mut prefix, service);
+    prefix
+}
+
+fn push_service_prefix(out: &mut String, service: &str) {
     let safe =
         !service.is_empty() && !service.starts_with('.') && !service.contains(['/', '@', '\0']);
     if safe {
-        format!("{service}@")
+        out.push_str(service);
     } else {
-        format!("_invalid_{}@", service.replace(['/', '.', '@', '\0'], "_"))
+        out.push_str("_invalid_");
+        out.extend(service.chars().map(|c| match c {
+            '/' | '.' | '@' | '\0' => '_',
+            c => c,
+        }));
     }
+    out.push('@');
 }
 
 /// `web@app-0.start.json`: the app's service, its resource id (`#` is awkward in file names),
 /// and what the record is. (Records of actions in progress, [`crate::in_progress`], are named
-/// the same way.)
+/// the same way.) Built in one allocation: a resync looks up one per app.
 pub(crate) fn record_name(service: &str, rid: ResourceId, suffix: &str) -> String {
-    format!(
-        "{}{}{suffix}",
-        service_prefix(service),
-        rid.to_string().replace('#', "-")
-    )
+    use std::fmt::Write;
+    let mut name = String::with_capacity(service.len() + suffix.len() + 24);
+    push_service_prefix(&mut name, service);
+    // Writing to a String cannot fail.
+    let _ = write!(name, "{}-{}{suffix}", rid.kind.as_str(), rid.index);
+    name
 }
 
 use converge_core::fsutil::{read_capped_open, write_atomic};
@@ -605,6 +617,38 @@ mod tests {
 
     fn start_of(state_dir: &Path, service: &str, rid: ResourceId) -> Option<u64> {
         AppStarts::read(state_dir, &[(service, rid)]).started_at(service, rid)
+    }
+
+    /// Names already on disk must keep reading back: the table is the names as they were.
+    #[test]
+    fn record_names_are_the_ones_on_disk() {
+        let app = |n| ResourceId::new(Kind::App, n);
+        let cases = [
+            ("web", app(0), START_SUFFIX, "web@app-0.start.json"),
+            (
+                "db.example.com",
+                app(12),
+                START_SUFFIX,
+                "db.example.com@app-12.start.json",
+            ),
+            (
+                "a/b@c",
+                app(1),
+                START_SUFFIX,
+                "_invalid_a_b_c@app-1.start.json",
+            ),
+            (
+                ".x",
+                ResourceId::new(Kind::Container, 2),
+                ".y",
+                "_invalid__x@container-2.y",
+            ),
+            ("", app(3), START_SUFFIX, "_invalid_@app-3.start.json"),
+        ];
+        for (service, rid, suffix, name) in cases {
+            assert_eq!(record_name(service, rid, suffix), name, "{service:?} {rid}");
+        }
+        assert_eq!(service_prefix("web"), "web@");
     }
 
     #[test]
