@@ -108,23 +108,23 @@ mod tests {
             view.snapshot(),
             Some(BTreeMap::from([("web".to_string(), web)]))
         );
+        // As the reader does, one line.
+        let follow = |stream: &mut Events2State, line: &str| {
+            let event = parse_line(line).expect("parses").expect("an event");
+            let changed = stream.apply(&event).expect("changed");
+            view.update(changed, stream.resources().get(changed));
+        };
         // Reconnected: the resource has no StandAlone connection any more.
-        let event = parse_line(
+        follow(
+            &mut stream,
             "change connection name:web peer-node-id:1 conn-name:deb2 connection:Connected",
-        )
-        .expect("parses")
-        .expect("an event");
-        let changed = stream.apply(&event).expect("changed");
-        view.update(changed, stream.resources().get(changed));
+        );
         assert_eq!(view.snapshot(), Some(BTreeMap::new()));
         // Dropped: db's one connection StandAlone.
-        let event = parse_line(
+        follow(
+            &mut stream,
             "change connection name:db peer-node-id:1 conn-name:deb2 connection:StandAlone",
-        )
-        .expect("parses")
-        .expect("an event");
-        let changed = stream.apply(&event).expect("changed");
-        view.update(changed, stream.resources().get(changed));
+        );
         let db: BTreeSet<String> = ["deb2".to_string()].into();
         assert_eq!(
             view.snapshot(),
