@@ -613,7 +613,8 @@ impl<'n: 'a, 'a> ServicePlanner<'n, 'a> {
     /// system`): all at once when every one is StandAlone, else each by its peer. A connection
     /// DRBD found a split brain on is never reconnected: false, the resource refused, with
     /// what to do. Nor is one the event stream (when one runs) has not reported StandAlone
-    /// yet: false, the resource waiting for the news. `why` ends the reason of each step.
+    /// yet, or not again since converge reconnected it: false, the resource waiting for the
+    /// news. `why` ends the reason of each step.
     fn reconnect(
         &mut self,
         resource: &Resource,

@@ -374,7 +374,7 @@ mod tests {
             write(
                 "drbdadm",
                 format!(
-                    "#!/bin/sh\nd={d}\ncase \"$1\" in --drbdsetup=*) shift;; esac\necho \"$*\" >> $d/calls\ncase \"$1\" in\n  role) echo {role_out}; exit 0;;\n  primary)\n    n=$(grep -c '^primary' $d/calls)\n    set -- {codes}\n    while [ $n -gt 1 ] && [ $# -gt 1 ]; do shift; n=$((n-1)); done\n    [ \"$1\" = 11 ] && echo 'data: State change failed: (-1) Multiple primaries not allowed by config' >&2\n    exit $1;;\n  *) exit 0;;\nesac\n",
+                    "#!/bin/sh\nd={d}\ncase \"$1\" in --drbdsetup=*) shift;; esac\necho \"$*\" >> $d/calls\ncase \"$1\" in\n  role) echo {role_out}; exit 0;;\n  primary)\n    n=$(grep -c '^primary' $d/calls)\n    set -- {codes}\n    while [ $n -gt 1 ] && [ $# -gt 1 ]; do shift; n=$((n-1)); done\n    [ \"$1\" = 11 ] && echo 'data: State change failed: (-1) Multiple primaries not allowed by config' >&2\n    exit $1;;\n  connect) [ -f $d/connect_fails ] && exit 10; exit 0;;\n  *) exit 0;;\nesac\n",
                     d = dir.path().display(),
                     codes = codes.join(" ")
                 ),
@@ -520,5 +520,48 @@ mod tests {
             "{err}"
         );
         assert_eq!(stubs.primary_calls(), 0);
+    }
+
+    /// converge's own reconnection makes the stream's StandAlone of that connection stale
+    /// (`StandAloneView`); one that fails leaves the connection as it was, and the view too.
+    #[tokio::test]
+    async fn a_reconnection_makes_the_streams_standalone_stale_unless_it_fails() {
+        use converge_core::observe::drbdsetup_status::parse_json;
+        use std::sync::Arc;
+
+        use crate::observer::stream_view::StandAloneView;
+
+        let status = status_json_with("StandAlone", "Unknown");
+        let stubs = Stubs::new("Secondary", &[0], &status);
+        let resources = parse_json(&status).expect("status parses");
+        let view = Arc::new(StandAloneView::default());
+        view.start(resources.iter().map(|(n, r)| (n.as_str(), r)));
+        let deb2 = || Some(["deb2".to_string()].into());
+        let reported =
+            |view: &StandAloneView| view.snapshot().expect("a stream").get("data").cloned();
+        assert_eq!(reported(&view), deb2());
+        let observer =
+            Observer::with_stream(std::sync::Arc::new(stubs.config()), Arc::clone(&view));
+        let step = Step {
+            rid: ResourceId::new(Kind::Drbd, 0),
+            action: Action::DrbdConnect {
+                res: "data".into(),
+                peer: Some("deb2".into()),
+            },
+            reason: String::new(),
+        };
+        std::fs::write(stubs.path("connect_fails"), "").expect("write");
+        let err = super::super::run_step(&observer, &service(false), &step)
+            .await
+            .expect_err("connect fails");
+        assert!(matches!(err, ActError::Failed { .. }), "{err}");
+        assert_eq!(reported(&view), deb2(), "a failed connect changed nothing");
+        std::fs::remove_file(stubs.path("connect_fails")).expect("remove");
+        super::super::run_step(&observer, &service(false), &step)
+            .await
+            .expect("connect succeeds");
+        assert_eq!(reported(&view), None, "stale until the stream says it anew");
+        let calls = std::fs::read_to_string(stubs.path("calls")).expect("calls");
+        assert_eq!(calls.matches("connect data:deb2").count(), 2, "{calls}");
     }
 }

@@ -47,7 +47,21 @@ async fn carry_out(observer: &Observer, service: &Service, step: &Step) -> Resul
     if let Action::DrbdSecondary { res, force: true } = &step.action {
         drbd::confirm_forced_demotion(&ctx, res).await?;
     }
+    // What the event stream said of a connection before converge reconnects it is stale
+    // until the stream catches up (see `StandAloneView`); unless the reconnection fails and
+    // leaves the connection as it was.
+    let reconnecting = match &step.action {
+        Action::DrbdConnect { res, peer } => observer
+            .stream_view()
+            .and_then(|view| Some((view, view.reconnecting(res, peer.as_deref())?))),
+        _ => None,
+    };
     let done = run_program(&ctx, &program).await;
+    if let (Some((view, mark)), Action::DrbdConnect { res, peer }, Err(_)) =
+        (reconnecting, &step.action, &done)
+    {
+        view.reconnect_failed(res, peer.as_deref(), mark);
+    }
     // Applied or replaced: the drift seen before says nothing of the resource now.
     if let Program::Drbdadm {
         verb: DrbdVerb::Up | DrbdVerb::Adjust | DrbdVerb::Down,

@@ -117,6 +117,11 @@ impl Observer {
         }
     }
 
+    /// What the daemon's event stream said of StandAlone connections, when it runs one.
+    pub fn stream_view(&self) -> Option<&stream_view::StandAloneView> {
+        self.stream.as_deref()
+    }
+
     /// An observer that also asks, at each pass, what `drbdadm -d adjust` would change in each
     /// resource up here whose file converge manages: for `converge status` and `converge plan`,
     /// which show the drift. One drbdadm per such resource and pass, so the daemon does not.

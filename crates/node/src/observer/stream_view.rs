@@ -15,61 +15,177 @@ use converge_core::observe::{DrbdResource, StandAloneReported};
 
 /// By resource, the peers whose connection the stream reported StandAlone; `None` while no
 /// stream has completed its initial dump (none started, or it is being restarted).
+///
+/// A reconnection by converge makes what the stream said of that connection stale until the
+/// stream has caught up with it: were the stream a whole handshake behind, the status could
+/// show the connection StandAlone again (a split brain found at the handshake) while the view
+/// still held the StandAlone from before, and its split-brain news still in the pipe. So a
+/// connection converge reconnects ([`StandAloneView::reconnecting`]) counts as reported only
+/// once the stream has taken it to StandAlone after that reconnection began.
 #[derive(Debug, Default)]
 pub struct StandAloneView {
-    reported: Mutex<Option<StandAloneReported>>,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// By resource and peer, the StandAlone connections the stream reported, each with the
+    /// stream's line ([`Inner::seq`]) that took it there; `None` without a stream.
+    standalone: Option<BTreeMap<String, BTreeMap<String, u64>>>,
+    /// The stream's lines taken in, counted across its restarts.
+    seq: u64,
+    /// By resource, the reconnections converge began (by peer, `None`: all of the resource's
+    /// connections), each with the line the stream had reached then. One is kept while it
+    /// hides a StandAlone reported before it.
+    reconnected: BTreeMap<String, BTreeMap<Option<String>, u64>>,
+}
+
+impl Inner {
+    /// Whether the reconnections of `res` make the StandAlone of `peer`, taken there at line
+    /// `since`, stale.
+    fn stale(&self, res: &str, peer: &str, since: u64) -> bool {
+        self.reconnected.get(res).is_some_and(|marks| {
+            marks
+                .iter()
+                .any(|(to, at)| to.as_deref().is_none_or(|to| to == peer) && since <= *at)
+        })
+    }
+
+    /// Drops the reconnections of `res` that hide nothing any more.
+    fn forget_reconnections(&mut self, res: &str) {
+        let peers = self.standalone.as_ref().and_then(|s| s.get(res));
+        let Some(marks) = self.reconnected.get_mut(res) else {
+            return;
+        };
+        marks.retain(|to, at| {
+            peers.is_some_and(|peers| {
+                peers
+                    .iter()
+                    .any(|(peer, since)| to.as_deref().is_none_or(|to| to == peer) && *since <= *at)
+            })
+        });
+        if marks.is_empty() {
+            self.reconnected.remove(res);
+        }
+    }
 }
 
 impl StandAloneView {
-    /// A copy for one observation pass.
+    /// A copy for one observation pass: the StandAlone connections the stream reported, less
+    /// those converge reconnected since.
     pub fn snapshot(&self) -> Option<StandAloneReported> {
-        self.lock().clone()
+        let inner = self.lock();
+        let standalone = inner.standalone.as_ref()?;
+        let mut view = BTreeMap::new();
+        for (res, peers) in standalone {
+            let shown: BTreeSet<String> = peers
+                .iter()
+                .filter(|(peer, since)| !inner.stale(res, peer, **since))
+                .map(|(peer, _)| peer.clone())
+                .collect();
+            if !shown.is_empty() {
+                view.insert(res.clone(), shown);
+            }
+        }
+        Some(view)
     }
 
-    /// The stream's dump is complete: from now on it says what it knows.
+    /// The stream's dump is complete: from now on it says what it knows. A new dump is the
+    /// node as it is: no reconnection before it makes any of it stale.
     pub fn start<'a>(&self, resources: impl IntoIterator<Item = (&'a str, &'a DrbdResource)>) {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        let seq = inner.seq;
         let mut view = BTreeMap::new();
         for (name, resource) in resources {
-            if let Some(peers) = standalone_peers(resource) {
+            let peers: BTreeMap<String, u64> =
+                standalone_peers(resource).map(|p| (p, seq)).collect();
+            if !peers.is_empty() {
                 view.insert(name.to_string(), peers);
             }
         }
-        *self.lock() = Some(view);
+        inner.standalone = Some(view);
+        inner.reconnected.clear();
     }
 
     /// Resource `name` changed in the stream (`None`: it is gone).
     pub fn update(&self, name: &str, resource: Option<&DrbdResource>) {
-        let mut view = self.lock();
-        let Some(view) = view.as_mut() else {
+        let mut inner = self.lock();
+        inner.seq += 1;
+        let seq = inner.seq;
+        let Some(view) = inner.standalone.as_mut() else {
             return;
         };
-        match resource.and_then(standalone_peers) {
-            Some(peers) => view.insert(name.to_string(), peers),
-            None => view.remove(name),
+        let before = view.remove(name).unwrap_or_default();
+        let peers: BTreeMap<String, u64> = resource
+            .into_iter()
+            .flat_map(standalone_peers)
+            .map(|peer| {
+                // Still StandAlone: since the line that took it there, not this one.
+                let since = before.get(&peer).copied().unwrap_or(seq);
+                (peer, since)
+            })
+            .collect();
+        if !peers.is_empty() {
+            view.insert(name.to_string(), peers);
+        }
+        inner.forget_reconnections(name);
+    }
+
+    /// converge is about to reconnect `res` (to `peer`; `None`: all its connections): what
+    /// the stream said of them so far is stale. The mark to give
+    /// [`StandAloneView::reconnect_failed`] if the reconnection fails; `None` without a
+    /// stream (the status alone decides then).
+    pub fn reconnecting(&self, res: &str, peer: Option<&str>) -> Option<u64> {
+        let mut inner = self.lock();
+        inner.standalone.as_ref()?;
+        let seq = inner.seq;
+        inner
+            .reconnected
+            .entry(res.to_string())
+            .or_default()
+            .insert(peer.map(str::to_string), seq);
+        Some(seq)
+    }
+
+    /// The reconnection marked `mark` failed: the connection was left as it was, and what the
+    /// stream said of it holds again (else the reconnection would wait for news that never
+    /// comes).
+    pub fn reconnect_failed(&self, res: &str, peer: Option<&str>, mark: u64) {
+        let mut inner = self.lock();
+        let Some(marks) = inner.reconnected.get_mut(res) else {
+            return;
         };
+        let key = peer.map(str::to_string);
+        if marks.get(&key) == Some(&mark) {
+            marks.remove(&key);
+        }
+        if marks.is_empty() {
+            inner.reconnected.remove(res);
+        }
     }
 
     /// The stream ended: until a new one has dumped, the status alone decides.
     pub fn stop(&self) {
-        *self.lock() = None;
+        let mut inner = self.lock();
+        inner.standalone = None;
+        inner.reconnected.clear();
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<StandAloneReported>> {
-        // Plain data, replaced whole or by one entry: a panic cannot leave it half-written.
-        self.reported.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Plain data, each change made under one lock: a panic cannot leave it half-written.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The names of `resource`'s StandAlone connections, `None` when it has none. An unnamed
-/// connection (DRBD 8.4) is the empty name.
-fn standalone_peers(resource: &DrbdResource) -> Option<BTreeSet<String>> {
-    let peers: BTreeSet<String> = resource
+/// The names of `resource`'s StandAlone connections. An unnamed connection (DRBD 8.4) is the
+/// empty name.
+fn standalone_peers(resource: &DrbdResource) -> impl Iterator<Item = String> + '_ {
+    resource
         .connections
         .iter()
         .filter(|c| c.state == ConnectionState::StandAlone)
         .map(|c| c.name.clone().unwrap_or_default())
-        .collect();
-    (!peers.is_empty()).then_some(peers)
 }
 
 #[cfg(test)]
@@ -137,5 +253,135 @@ mod tests {
         // Without a stream, news is not kept: a new stream's dump says it again.
         view.update("db", stream.resources().get("db"));
         assert_eq!(view.snapshot(), None);
+    }
+
+    /// As the reader does: one line of the stream into `stream` and the view.
+    fn follow(view: &StandAloneView, stream: &mut Events2State, line: &str) {
+        let event = parse_line(line).expect("parses").expect("an event");
+        if let Some(changed) = stream.apply(&event) {
+            view.update(changed, stream.resources().get(changed));
+        }
+    }
+
+    fn reported(view: &StandAloneView, res: &str) -> Option<BTreeSet<String>> {
+        view.snapshot().expect("a stream").get(res).cloned()
+    }
+
+    fn standalone_web() -> (StandAloneView, Events2State) {
+        let view = StandAloneView::default();
+        let stream = state(&[
+            "exists resource name:web role:Secondary suspended:no",
+            "exists connection name:web peer-node-id:1 conn-name:deb2 connection:StandAlone role:Unknown",
+            "exists connection name:web peer-node-id:2 conn-name:tb connection:StandAlone role:Unknown",
+            "exists -",
+        ]);
+        start(&view, &stream);
+        (view, stream)
+    }
+
+    /// The stream a whole handshake behind: converge reconnected deb2, DRBD found a split
+    /// brain and dropped it again, and the stream has not told yet. The StandAlone from before
+    /// the reconnection must not count as the news of this one.
+    #[test]
+    fn regression_a_standalone_from_before_a_reconnection_is_not_taken_for_its_news() {
+        let (view, mut stream) = standalone_web();
+        let both: BTreeSet<String> = ["deb2".to_string(), "tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(both));
+        let mark = view.reconnecting("web", Some("deb2"));
+        assert!(mark.is_some());
+        let tb: BTreeSet<String> = ["tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(tb.clone()), "deb2 is stale");
+        // A line from before the reconnection, still in the pipe: deb2 stays stale.
+        follow(
+            &view,
+            &mut stream,
+            "change resource name:web role:Secondary suspended:no",
+        );
+        assert_eq!(reported(&view, "web"), Some(tb.clone()));
+        // The stream catches up: the reconnection, then the split brain's drop.
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:web peer-node-id:1 conn-name:deb2 connection:Connecting",
+        );
+        assert_eq!(reported(&view, "web"), Some(tb.clone()));
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:web peer-node-id:1 conn-name:deb2 connection:StandAlone",
+        );
+        let both: BTreeSet<String> = ["deb2".to_string(), "tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(both));
+    }
+
+    #[test]
+    fn a_standalone_the_stream_reports_while_the_reconnection_runs_counts() {
+        let (view, mut stream) = standalone_web();
+        view.reconnecting("web", Some("deb2"));
+        // A fast stream: the reconnection and its failed handshake came in before drbdadm
+        // returned.
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:web peer-node-id:1 conn-name:deb2 connection:Connecting",
+        );
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:web peer-node-id:1 conn-name:deb2 connection:StandAlone",
+        );
+        let both: BTreeSet<String> = ["deb2".to_string(), "tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(both));
+    }
+
+    /// A `drbdadm connect` that failed changed nothing: no news will come, and waiting for
+    /// it would hold the resource for good.
+    #[test]
+    fn a_failed_reconnection_leaves_what_the_stream_said_in_force() {
+        let (view, _stream) = standalone_web();
+        let mark = view.reconnecting("web", Some("deb2")).expect("a stream");
+        view.reconnect_failed("web", Some("deb2"), mark);
+        let both: BTreeSet<String> = ["deb2".to_string(), "tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(both));
+    }
+
+    #[test]
+    fn a_reconnection_of_all_connections_makes_each_stale_and_a_new_dump_none() {
+        let (view, stream) = standalone_web();
+        view.reconnecting("web", None);
+        assert_eq!(reported(&view, "web"), None);
+        // A restarted stream's dump is the node as it is now.
+        view.stop();
+        assert_eq!(view.reconnecting("web", None), None, "no stream, no mark");
+        start(&view, &stream);
+        let both: BTreeSet<String> = ["deb2".to_string(), "tb".to_string()].into();
+        assert_eq!(reported(&view, "web"), Some(both));
+    }
+
+    /// DRBD 8.4 names no connection: the view keeps its one as the empty name.
+    #[test]
+    fn drbd_84_unnamed_connection_is_made_stale_by_a_reconnection_of_the_resource() {
+        let view = StandAloneView::default();
+        let mut stream = state(&[
+            "exists resource name:r0 role:Secondary suspended:no",
+            "exists connection name:r0 peer-node-id:1 connection:StandAlone role:Unknown",
+            "exists -",
+        ]);
+        start(&view, &stream);
+        let unnamed: BTreeSet<String> = [String::new()].into();
+        assert_eq!(reported(&view, "r0"), Some(unnamed.clone()));
+        view.reconnecting("r0", None);
+        assert_eq!(reported(&view, "r0"), None);
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:r0 peer-node-id:1 connection:Unconnected",
+        );
+        follow(
+            &view,
+            &mut stream,
+            "change connection name:r0 peer-node-id:1 connection:StandAlone",
+        );
+        assert_eq!(reported(&view, "r0"), Some(unnamed));
     }
 }
