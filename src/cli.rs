@@ -569,11 +569,12 @@ fn validate(config: &Config, dir: &Path) -> Result<u8, String> {
         eprintln!("{}", manifest::LoadErrors(loaded.errors));
         return Ok(exit::ERROR);
     }
-    if let Err(e) = check_manifests(dir, loaded.services.clone(), Trust::Warn) {
+    let services = manifest::load::owned(loaded.services);
+    if let Err(e) = check_manifests(dir, services.clone(), Trust::Warn) {
         eprintln!("warning: {e}");
     }
-    let (mut errors, mut warnings) = res_files_against_drbd(config, &loaded.services)?;
-    let (more_errors, more_warnings) = failover_against_drbd(config, &loaded.services)?;
+    let (mut errors, mut warnings) = res_files_against_drbd(config, &services)?;
+    let (more_errors, more_warnings) = failover_against_drbd(config, &services)?;
     errors.extend(more_errors);
     warnings.extend(more_warnings);
     for warning in &warnings {
@@ -583,7 +584,7 @@ fn validate(config: &Config, dir: &Path) -> Result<u8, String> {
         eprintln!("{}", manifest::LoadErrors::new(errors));
         return Ok(exit::ERROR);
     }
-    let n = loaded.services.len();
+    let n = services.len();
     println!(
         "{}: {n} service{} valid",
         Escaped(&dir.to_string_lossy()),

@@ -12,7 +12,7 @@ use converge_core::doctor::{
     self as rules, Area, DirFact, Finding, LvmConfFact, ProcDrbdFact, Report, ResFileFact,
     ResourceUse, UnitFact, UtilsFact,
 };
-use converge_core::manifest::load::{ParseCache, load_dir_lenient_cached};
+use converge_core::manifest::load::{self, ParseCache, load_dir_lenient_cached};
 use converge_core::manifest::{ContainerKind, DesiredState, Service};
 use converge_core::observe::{drbd_conf, proc_drbd};
 
@@ -81,7 +81,7 @@ pub async fn examine(config: &Config, config_path: Option<&Path>, dir: &Path) ->
     }
     let loaded = load_dir_lenient_cached(dir, &mut ParseCache::default());
     findings.extend(rules::manifest_errors(dir, &loaded.errors));
-    let services = loaded.services;
+    let services = load::owned(loaded.services);
     let mut checks = trust::Checks::default();
     for service in &services {
         let problems = trust::check_manifest(service, &mut checks);

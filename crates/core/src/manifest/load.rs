@@ -13,7 +13,7 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use regex::Regex;
 use serde_yaml::Value;
@@ -150,7 +150,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
     let scan = scan_dir(dir, &mut ParseCache::default(), &|| false);
     if scan.errors.is_empty() {
         Ok(ManifestSet {
-            services: scan.services,
+            services: owned(scan.services),
             skipped: scan.skipped,
             warnings: scan.warnings,
         })
@@ -164,13 +164,20 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadErrors> {
 /// as there is no telling which one the operator meant.
 pub fn load_dir_lenient(dir: &Path) -> (Vec<Service>, Vec<LoadError>) {
     let loaded = load_dir_lenient_cached(dir, &mut ParseCache::default());
-    (loaded.services, loaded.errors)
+    (owned(loaded.services), loaded.errors)
+}
+
+/// The services of a load, as values: moved out where nothing else holds them (a cache
+/// dropped since), copied where something does.
+pub fn owned(services: Vec<Arc<Service>>) -> Vec<Service> {
+    services.into_iter().map(Arc::unwrap_or_clone).collect()
 }
 
 /// What [`load_dir_lenient_cached`] found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Loaded {
-    pub services: Vec<Service>,
+    /// Shared with the [`ParseCache`] that kept them: a reload of unchanged files copies none.
+    pub services: Vec<Arc<Service>>,
     pub errors: Vec<LoadError>,
     /// Entries named like manifests (`*.yaml`, `*.yml`) that are not files, so not read: a
     /// directory, a FIFO, a socket, a device, or a symlink to one. Skipped, but said, as their
@@ -267,7 +274,7 @@ struct Cached {
     fingerprint: Fingerprint,
     /// What it adds to the [`ContentHash`].
     digest: u64,
-    parsed: Result<Service, Vec<LoadError>>,
+    parsed: Result<Arc<Service>, Vec<LoadError>>,
     /// The number of the last load that found the file.
     load: u64,
 }
@@ -362,7 +369,7 @@ pub fn is_manifest_name(name: &std::ffi::OsStr) -> bool {
 }
 
 struct Scan {
-    services: Vec<Service>,
+    services: Vec<Arc<Service>>,
     skipped: Vec<PathBuf>,
     errors: Vec<LoadError>,
     warnings: Vec<LoadError>,
@@ -453,7 +460,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
 
     // (service, text): the text is kept to locate `service` if a cross-file rule refuses it;
     // a file not read again is read then.
-    let mut loaded: Vec<(Service, Option<String>)> = Vec::new();
+    let mut loaded: Vec<(Arc<Service>, Option<String>)> = Vec::new();
     // Entries are updated in place, marked with this load's number; the ones no file of this
     // load is marked with are dropped at its end.
     let mut known = std::mem::take(&mut cache.parsed);
@@ -490,7 +497,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
                     unchanged.load = this_load;
                     scan.content.add(&path, unchanged.digest);
                     match &unchanged.parsed {
-                        Ok(service) => loaded.push((service.clone(), None)),
+                        Ok(service) => loaded.push((Arc::clone(service), None)),
                         Err(errors) => scan.errors.extend(errors.iter().cloned()),
                     }
                     continue;
@@ -511,7 +518,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
                             Some(before) if before.fingerprint == fingerprint => before.parsed,
                             _ => {
                                 cache.parses += 1;
-                                parse_manifest(&path, &text)
+                                parse_manifest(&path, &text).map(Arc::new)
                             }
                         };
                         let cached = Cached {
@@ -522,7 +529,7 @@ fn scan_dir(dir: &Path, cache: &mut ParseCache, stop: &dyn Fn() -> bool) -> Scan
                             load: this_load,
                         };
                         match &cached.parsed {
-                            Ok(service) => loaded.push((service.clone(), Some(text))),
+                            Ok(service) => loaded.push((Arc::clone(service), Some(text))),
                             Err(errors) => scan.errors.extend(errors.iter().cloned()),
                         }
                         known.insert(path.into_os_string(), cached);
@@ -2325,7 +2332,7 @@ resources:
         let mut both_agree = |what: &str| {
             let cached = load_dir_lenient_cached(dir, &mut cache);
             assert_eq!(
-                (cached.services.clone(), cached.errors.clone()),
+                (owned(cached.services.clone()), cached.errors.clone()),
                 load_dir_lenient(dir),
                 "{what}"
             );

@@ -52,8 +52,9 @@ pub enum Read {
     /// directory's error.
     Refused(LoadError),
     Loaded {
-        /// The manifests that parsed, validated and may be trusted.
-        services: Vec<Service>,
+        /// The manifests that parsed, validated and may be trusted (shared with the parse
+        /// cache: an unchanged file's service is not copied).
+        services: Vec<Arc<Service>>,
         /// The problems of the others, file:line:column each, with the trust refusals.
         errors: Vec<LoadError>,
         /// See [`converge_core::manifest::load::Loaded::warnings`].
@@ -135,8 +136,9 @@ fn files_digest(service: &Service) -> Option<u64> {
 
 #[derive(Debug, Default)]
 pub struct DesiredSet {
-    /// Per manifest file, the version in force (the last good one).
-    by_file: BTreeMap<PathBuf, Service>,
+    /// Per manifest file, the version in force (the last good one), shared with the parse
+    /// cache.
+    by_file: BTreeMap<PathBuf, Arc<Service>>,
     orphans: BTreeMap<String, Orphan>,
     /// The current problems of the directory, file:line:column each.
     pub errors: Vec<LoadError>,
@@ -201,14 +203,14 @@ impl DesiredSet {
     /// that did not.
     pub fn apply(
         &mut self,
-        services: Vec<Service>,
+        services: Vec<Arc<Service>>,
         errors: Vec<LoadError>,
         prune: bool,
         allow_empty: bool,
     ) -> Reload {
         let mut reload = Reload::default();
         let mut errors = errors;
-        let mut next: BTreeMap<PathBuf, Service> = services
+        let mut next: BTreeMap<PathBuf, Arc<Service>> = services
             .into_iter()
             .map(|s| (s.source.clone(), s))
             .collect();
@@ -219,7 +221,7 @@ impl DesiredSet {
             if let Some(old) = self.by_file.get(path)
                 && !next.contains_key(path)
             {
-                next.insert(path.clone(), old.clone());
+                next.insert(path.clone(), Arc::clone(old));
                 kept.push(old);
             }
         }
@@ -262,13 +264,13 @@ impl DesiredSet {
                 self.orphans.insert(
                     old.name.clone(),
                     Orphan {
-                        service: old.clone(),
+                        service: Service::clone(old),
                         pruning: prune,
                     },
                 );
             }
         }
-        let before: HashMap<&str, &Service> = self
+        let before: HashMap<&str, &Arc<Service>> = self
             .by_file
             .values()
             .map(|s| (s.name.as_str(), s))
@@ -277,7 +279,11 @@ impl DesiredSet {
         for service in next.values() {
             // A service that comes back is no orphan.
             orphans_back |= self.orphans.remove(&service.name).is_some();
-            if before.get(service.name.as_str()) != Some(&service) {
+            // The same parse (an unchanged file) is equal without a look inside.
+            let same = before
+                .get(service.name.as_str())
+                .is_some_and(|&b| Arc::ptr_eq(b, service) || **b == **service);
+            if !same {
                 reload.changed.push(service.name.clone());
             }
         }
@@ -299,7 +305,7 @@ impl DesiredSet {
     fn refused_next_to(
         &self,
         kept: &[&Service],
-        next: &BTreeMap<PathBuf, Service>,
+        next: &BTreeMap<PathBuf, Arc<Service>>,
         errors: &mut Vec<LoadError>,
     ) -> Vec<PathBuf> {
         let mut refused = Vec::new();
@@ -347,7 +353,7 @@ impl DesiredSet {
     }
 
     fn rebuild(&mut self) {
-        let mut services: Vec<Service> = self.by_file.values().cloned().collect();
+        let mut services: Vec<Service> = self.by_file.values().map(|s| Service::clone(s)).collect();
         for orphan in self.orphans.values().filter(|o| o.pruning) {
             let mut down = orphan.service.clone();
             down.state = DesiredState::Down;
@@ -372,7 +378,7 @@ impl DesiredSet {
     /// The services reconciled, borrowed: each with whether it is a pruned orphan (reconciled
     /// as `down`). For the status view, which must not copy every service on every write.
     pub fn in_force(&self) -> impl Iterator<Item = (&Service, bool)> {
-        self.by_file.values().map(|s| (s, false)).chain(
+        self.by_file.values().map(|s| (&**s, false)).chain(
             self.orphans
                 .values()
                 .filter(|o| o.pruning)
@@ -420,11 +426,11 @@ mod tests {
     use super::*;
     use converge_core::manifest::parse_manifest;
 
-    fn svc(file: &str, name: &str, state: &str) -> Service {
+    fn svc(file: &str, name: &str, state: &str) -> Arc<Service> {
         let text = format!(
             "service: {name}\nstate: {state}\nresources:\n  app#0:\n    start: [/bin/true]\n"
         );
-        parse_manifest(Path::new(file), &text).expect("valid")
+        Arc::new(parse_manifest(Path::new(file), &text).expect("valid"))
     }
 
     fn error(file: &str) -> LoadError {
@@ -436,9 +442,9 @@ mod tests {
         }
     }
 
-    fn drbd_svc(file: &str, name: &str, res: &str) -> Service {
+    fn drbd_svc(file: &str, name: &str, res: &str) -> Arc<Service> {
         let text = format!("service: {name}\nstate: up\nresources:\n  drbd#0:\n    res: {res}\n");
-        parse_manifest(Path::new(file), &text).expect("valid")
+        Arc::new(parse_manifest(Path::new(file), &text).expect("valid"))
     }
 
     #[test]
@@ -636,7 +642,7 @@ mod tests {
         assert_eq!(set.reconciled()[1].state, DesiredState::Up);
         assert!(set.orphan("b").is_none());
 
-        fn changed_back() -> Vec<Service> {
+        fn changed_back() -> Vec<Arc<Service>> {
             vec![svc("/m/a.yaml", "a", "down"), svc("/m/b.yaml", "b", "up")]
         }
     }
