@@ -7,9 +7,9 @@ mod support;
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use support::daemon::Daemon;
 use support::{Sandbox, text};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -26,67 +26,20 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     panic!("timed out waiting for: {what}");
 }
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 impl Daemon {
     fn start(sb: &Sandbox, dir: &Path) -> Daemon {
         Daemon::start_with(sb, dir, &[])
     }
 
     fn start_with(sb: &Sandbox, dir: &Path, options: &[&str]) -> Daemon {
-        let log = sb.path("daemon.log");
-        let file = fs::File::create(&log).expect("log file");
         let mut args = vec!["run"];
         args.extend_from_slice(options);
         args.push(dir.to_str().expect("utf-8"));
-        let child = sb
-            .converge_cmd(&args)
-            .stdout(file.try_clone().expect("dup"))
-            .stderr(file)
-            .spawn()
-            .expect("converge run");
-        let daemon = Daemon { child, log };
+        let daemon = Daemon::spawn(sb.converge_cmd(&args), sb.path("daemon.log"));
         eventually("the daemon writes its view", || {
             sb.path("state/daemon.json").exists()
         });
         daemon
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(pid, signal) };
-    }
-
-    /// SIGTERM, then the exit code.
-    fn stop(mut self) -> i32 {
-        self.signal(libc::SIGTERM);
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "the daemon did not exit on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -126,7 +79,7 @@ fn edits_bring_a_service_up_then_down_and_sigterm_exits_cleanly() {
     eventually("web goes down after a save by rename", || {
         !is_up(&sb, "web")
     });
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
     let holder = support::converge_with(
         &sb.path("config.yaml"),
         &["status", dir.to_str().expect("utf-8")],
@@ -166,7 +119,7 @@ fn gitops_symlink_swap_applies_the_new_revision_and_survives_the_old_dir_vanishi
     // A swap is routine: no warning (notify's own, about the vanished directory, is muted).
     let log = daemon.log();
     assert!(!log.contains("WARNING") && !log.contains("ERROR"), "{log}");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -199,7 +152,7 @@ fn invalid_yaml_keeps_the_last_good_version_and_is_reported_until_fixed() {
     app_manifest(&sb, &dir, "db", "down");
     eventually("fixed manifest applied", || !is_up(&sb, "db"));
     eventually("error cleared", || !view(&sb).contains("db.yaml:4:1"));
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -224,7 +177,7 @@ fn regression_status_exits_2_while_a_service_is_orphaned() {
     let shown = text(&out.stdout);
     assert!(shown.contains("orphaned: manifest deleted"), "{shown}");
     assert_eq!(out.status.code(), Some(2), "{shown}");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -245,7 +198,7 @@ fn deleted_manifest_with_prune_is_brought_down_but_an_emptied_directory_is_not()
     });
     std::thread::sleep(Duration::from_millis(500));
     assert!(is_up(&sb, "a"), "an emptied directory brings nothing down");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -283,7 +236,7 @@ fn regression_a_manifest_deleted_during_its_start_is_still_pruned() {
         !marker.exists() && daemon.log().contains("pruned service is down")
     });
     assert!(is_up(&sb, "a"));
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -299,7 +252,7 @@ fn sighup_resyncs_and_drift_is_corrected() {
     daemon.signal(libc::SIGHUP);
     eventually("w restarted after SIGHUP", || is_up(&sb, "w"));
     assert!(daemon.log().contains("SIGHUP"), "{}", daemon.log());
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 /// Whether every thread of `pid` is stopped (SIGSTOP takes effect asynchronously).
@@ -353,7 +306,7 @@ fn an_inotify_queue_overflow_makes_the_daemon_re_read_everything() {
         log.contains("reconcile: manifests changed (rescan (the watcher lost events)"),
         "{log}"
     );
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -374,7 +327,7 @@ fn the_reason_of_each_reconcile_is_logged_and_verbose_adds_what_the_watcher_saw(
         log.contains("DEBUG   manifests changed: web.yaml "),
         "{log}"
     );
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 
     // Without --verbose: the reasons, no debug lines. (The view is removed so that the start
     // waits for this daemon's.)
@@ -385,7 +338,7 @@ fn the_reason_of_each_reconcile_is_logged_and_verbose_adds_what_the_watcher_saw(
     let log = daemon.log();
     assert!(log.contains("reconcile: manifests changed"), "{log}");
     assert!(!log.contains("DEBUG"), "{log}");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -397,7 +350,7 @@ fn regression_a_long_debounce_does_not_delay_the_exit() {
     let dir = sb.path("manifests");
     app_manifest(&sb, &dir, "web", "down");
     let daemon = Daemon::start(&sb, &dir);
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -420,7 +373,7 @@ fn a_second_daemon_is_refused_while_the_first_runs() {
         Some(1),
         "reconcile --once shares the lock"
     );
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -440,7 +393,7 @@ fn world_writable_manifests_are_refused() {
         "{view}"
     );
     assert!(!is_up(&sb, "p"));
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -466,7 +419,7 @@ fn sigterm_during_an_action_lets_it_finish_then_exits_0_and_releases_the_lock() 
     eventually("the slow start to be running", || {
         daemon.log().contains("spawn:")
     });
-    let code = daemon.stop();
+    let code = daemon.stop(WAIT);
     assert_eq!(code, 0);
     assert!(marker.exists(), "the running action was allowed to finish");
     assert_eq!(
@@ -517,7 +470,7 @@ fn regression_a_manifest_directory_made_world_writable_after_start_is_refused() 
     eventually("the refusal cleared", || {
         !view(&sb).contains("refusing manifest directory")
     });
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 /// A manifest that becomes writable by others after the daemon loaded it (here `chmod 666`,
@@ -545,7 +498,7 @@ fn regression_an_untrusted_edit_keeps_the_last_good_version_and_is_taken_once_pr
     // Made private again, the edit is taken: the service stops.
     chmod(&manifest, 0o644);
     eventually("web down", || !is_up(&sb, "web"));
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -577,7 +530,7 @@ fn regression_a_symlink_swap_to_a_directory_others_can_write_is_refused() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!is_up(&sb, "evil"), "root ran it: {}", daemon.log());
     assert!(is_up(&sb, "web"), "the last good version stays in force");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -603,7 +556,7 @@ fn regression_a_script_changed_after_loading_is_checked_right_before_it_runs() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(!is_up(&sb, "web"), "root ran it: {}", daemon.log());
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 /// A manifest of service `name` with an unknown key on every line, `bytes` long: as costly to
@@ -773,7 +726,7 @@ fn a_slow_reload_holds_up_neither_other_events_nor_a_change_made_during_it() {
         "the resync waited for the reload to end:\n{log}"
     );
     assert!(is_up(&sb, "web"), "nothing torn down by the broken files");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
 }
 
 #[test]
@@ -791,7 +744,7 @@ fn log_format_json_and_the_former_json_write_json_lines() {
             daemon.log().contains("reconcile")
         });
         let log = daemon.log();
-        assert_eq!(daemon.stop(), 0, "{log}");
+        assert_eq!(daemon.stop(WAIT), 0, "{log}");
         let lines: Vec<&str> = log.lines().collect();
         assert!(!lines.is_empty());
         for line in lines {

@@ -10,11 +10,12 @@ mod support;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use converge_sim::testing::in_namespace;
+use support::daemon::Daemon;
 use support::node::Node;
 use support::{CONVERGE, Sandbox, text};
 
@@ -34,28 +35,7 @@ fn eventually(what: &str, log: &Path, mut check: impl FnMut() -> bool) {
     );
 }
 
-/// A `converge run`, killed when dropped.
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
 impl Daemon {
-    /// Starts `command` (a `converge … run`), its output to `log`.
-    fn start(mut command: Command, log: PathBuf) -> Daemon {
-        let file = fs::File::create(&log).expect("log file");
-        let child = command
-            .stdout(file.try_clone().expect("dup"))
-            .stderr(file)
-            .spawn()
-            .expect("converge run");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
     /// Where it serves `/metrics`, from the line it logs at start (port 0 in the config).
     fn metrics_addr(&self) -> SocketAddr {
         let mut addr = None;
@@ -67,30 +47,6 @@ impl Daemon {
             addr.is_some()
         });
         addr.expect("address")
-    }
-
-    fn stop(mut self) -> i32 {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                start.elapsed() < WAIT,
-                "no exit on SIGTERM:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -234,7 +190,7 @@ fn a_running_daemon_serves_and_writes_metrics_promtool_accepts() {
     // A broken manifest: its error counts, and nothing else changes.
     sb.write("manifests/broken.yaml", "service: [\n");
 
-    let daemon = Daemon::start(
+    let daemon = Daemon::spawn(
         sb.converge_cmd(&["run", dir.to_str().expect("utf-8")]),
         sb.path("daemon.log"),
     );
@@ -312,8 +268,7 @@ fn a_running_daemon_serves_and_writes_metrics_promtool_accepts() {
     // A client that connects and never speaks holds up neither the scrape nor the daemon.
     let silent = TcpStream::connect(addr).expect("connect");
     fs::remove_file(&marker).expect("drift");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(daemon.child.id() as i32, libc::SIGHUP) };
+    daemon.signal(libc::SIGHUP);
     eventually("the drift corrected and counted", &daemon.log, || {
         value(
             &scrape(addr),
@@ -340,7 +295,7 @@ fn a_running_daemon_serves_and_writes_metrics_promtool_accepts() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(leftovers, ["converge.prom"], "no temporary file left");
-    assert_eq!(daemon.stop(), 0);
+    assert_eq!(daemon.stop(WAIT), 0);
     // What it holds after the exit is the state at the exit.
     let last = fs::read_to_string(&textfile).expect("textfile");
     assert_eq!(
@@ -380,7 +335,7 @@ fn the_seed_service_on_the_simulators_in_the_metrics() {
             fs::write(&node.sb.config, config).expect("write config");
             let mut command = node.command(CONVERGE);
             command.arg("--config").arg(&node.sb.config).arg("run");
-            let daemon = Daemon::start(command, node.sb.work.join("daemon.log"));
+            let daemon = Daemon::spawn(command, node.sb.work.join("daemon.log"));
             let addr = daemon.metrics_addr();
             let service = converge_sim::sandbox::SERVICE;
             eventually("the seed service converged", &daemon.log, || {
@@ -413,7 +368,7 @@ fn the_seed_service_on_the_simulators_in_the_metrics() {
                 "{metrics}"
             );
             promtool_accepts(&metrics, "the seed service's scrape");
-            assert_eq!(daemon.stop(), 0);
+            assert_eq!(daemon.stop(WAIT), 0);
             node.set_state("down");
             assert_eq!(node.reconcile().code, 0);
         },

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use converge_sim::testing::in_namespace;
 use support::CONVERGE;
+use support::daemon::Daemon;
 use support::node::{Node, assert_sequence};
 
 #[test]
@@ -333,34 +334,19 @@ fn drbd_84_is_observed_through_proc_drbd_and_sh_minor() {
 }
 
 /// `converge run` on the sandboxed node, reading its log on demand.
-struct RunningDaemon {
-    child: std::process::Child,
-    log: std::path::PathBuf,
-}
-
-impl RunningDaemon {
-    fn start(node: &Node) -> RunningDaemon {
+impl Daemon {
+    fn start_on(node: &Node) -> Daemon {
         let mut config = fs::read_to_string(&node.sb.config).expect("config");
         // Only events may wake it: a resync would hide a missing trigger.
         config.push_str("debounce: 50ms\nresync: 1h\n");
         fs::write(&node.sb.config, config).expect("write config");
-        let log = node.sb.work.join("daemon.log");
-        let file = fs::File::create(&log).expect("log");
-        let child = node
-            .command(CONVERGE)
+        let mut command = node.command(CONVERGE);
+        command
             .arg("--config")
             .arg(&node.sb.config)
             .arg("run")
-            .arg("--verbose")
-            .stdout(file.try_clone().expect("dup"))
-            .stderr(file)
-            .spawn()
-            .expect("converge run");
-        RunningDaemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
+            .arg("--verbose");
+        Daemon::spawn(command, node.sb.work.join("daemon.log"))
     }
 
     fn eventually(&self, what: &str, mut check: impl FnMut() -> bool) {
@@ -373,24 +359,6 @@ impl RunningDaemon {
         }
         panic!("timed out waiting for {what}; daemon log:\n{}", self.log());
     }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.child.id() as i32, signal) };
-    }
-
-    fn stop(mut self) -> i32 {
-        self.signal(libc::SIGTERM);
-        let status = self.child.wait().expect("wait");
-        status.code().unwrap_or(-1)
-    }
-}
-
-impl Drop for RunningDaemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[test]
@@ -400,7 +368,7 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
         |work| {
             let node = Node::new(work);
             node.sim("drbdsetup", "sim-peer data --role Primary");
-            let daemon = RunningDaemon::start(&node);
+            let daemon = Daemon::start_on(&node);
             daemon.eventually("the promotion to wait", || {
                 daemon.log().contains("waiting: peer peer1 is Primary")
             });
@@ -443,7 +411,11 @@ fn daemon_promotes_when_the_peer_demotes_and_remounts_after_drift() {
             ));
             daemon.signal(libc::SIGCONT);
             daemon.eventually("the filesystem to be mounted again", || node.is_mounted());
-            assert_eq!(daemon.stop(), 0, "SIGTERM exits 0");
+            assert_eq!(
+                daemon.stop(std::time::Duration::from_secs(30)),
+                0,
+                "SIGTERM exits 0"
+            );
             assert!(node.is_mounted(), "stopping converge stops no service");
         },
     );

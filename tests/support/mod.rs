@@ -2,6 +2,7 @@
 //! simulated programs, and a way to run the converge binary against it.
 #![allow(dead_code)] // Each test binary uses its own subset.
 
+pub mod daemon;
 pub mod lxc;
 pub mod node;
 pub mod world;
