@@ -537,8 +537,13 @@ mod tests {
         let view = Arc::new(StandAloneView::default());
         view.start(resources.iter().map(|(n, r)| (n.as_str(), r)));
         let deb2 = || Some(["deb2".to_string()].into());
-        let reported =
-            |view: &StandAloneView| view.snapshot().expect("a stream").get("data").cloned();
+        let reported = |view: &StandAloneView| {
+            view.snapshot()
+                .expect("a stream")
+                .standalone
+                .get("data")
+                .cloned()
+        };
         assert_eq!(reported(&view), deb2());
         let observer =
             Observer::with_stream(std::sync::Arc::new(stubs.config()), Arc::clone(&view));

@@ -407,8 +407,9 @@ async fn read_events(
                 continue;
             }
         };
-        if let (Some((dir, _)), Some(news)) = (keep, split_brain_news(&event)) {
+        if let (Some((dir, view)), Some(news)) = (keep, split_brain_news(&event)) {
             note_split_brain(dir, &news);
+            view.split_brain(&news);
         }
         let dump_was_done = state.initial_dump_done();
         let changed = state.apply(&event);
@@ -456,7 +457,7 @@ fn note_split_brain(state_dir: &Path, news: &SplitBrainNews<'_>) {
                 ),
                 Ok(false) => {}
                 Err(e) => tracing::warn!(
-                    "resource {res}: split brain with {peer}, which converge cannot record ({e}): it will take the connection for merely StandAlone"
+                    "resource {res}: split brain with {peer}, which converge cannot record ({e}): it is refused while this event stream runs, and taken for merely StandAlone after a restart of the stream or of converge"
                 ),
             }
         }
@@ -570,9 +571,9 @@ mod tests {
             (records[0].res.as_str(), records[0].peer.as_str()),
             ("web", "deb2")
         );
-        let standalone = view.snapshot().expect("the dump was read");
+        let seen = view.snapshot().expect("the dump was read");
         assert_eq!(
-            standalone
+            seen.standalone
                 .get("web")
                 .map(|p| p.iter().map(String::as_str).collect::<Vec<_>>()),
             Some(vec!["deb2"])
@@ -604,14 +605,53 @@ mod tests {
             let view = StandAloneView::default();
             let text: String = plain[..end].iter().map(|l| format!("{l}\n")).collect();
             read_events("drbdsetup", text.as_bytes(), &tx, Some((&dir_n, &view))).await;
-            let standalone = view
-                .snapshot()
-                .is_some_and(|v| v.get("web").is_some_and(|p| p.contains("deb2")));
+            let seen = view.snapshot().unwrap_or_default();
+            let standalone = seen
+                .standalone
+                .get("web")
+                .is_some_and(|p| p.contains("deb2"));
             if standalone {
                 shown = true;
                 assert_eq!(state::split_brains(&dir_n).len(), 1, "after line {end}");
+                let in_view = seen.split_brains.get("web").map(Vec::len);
+                assert_eq!(in_view, Some(1), "after line {end}: {seen:?}");
             }
         }
         assert!(shown, "the fixture ends StandAlone");
+    }
+
+    /// A split brain the state directory cannot take (a full disk, here a file where the
+    /// directory should be) is still held while the stream runs: the view has it.
+    #[tokio::test]
+    async fn a_split_brain_that_cannot_be_recorded_is_still_in_the_view() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let not_a_dir = dir.path().join("state");
+        std::fs::write(&not_a_dir, "").expect("write");
+        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
+        let plain: String = fixture
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("124"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+        let view = StandAloneView::default();
+        read_events(
+            "drbdsetup",
+            plain.as_bytes(),
+            &tx,
+            Some((&not_a_dir, &view)),
+        )
+        .await;
+        assert!(
+            state::split_brains(&not_a_dir).is_empty(),
+            "nothing recorded"
+        );
+        let seen = view.snapshot().expect("the dump was read");
+        let peers: Vec<&str> = seen.split_brains["web"]
+            .iter()
+            .map(|s| s.peer.as_str())
+            .collect();
+        assert_eq!(peers, ["deb2"]);
     }
 }

@@ -264,9 +264,17 @@ async fn observe(observer: &Observer, services: &[Service], drift: bool) -> Node
             .filter_map(|res| Some((res.clone(), seen.get(res)?.clone())))
             .collect()
     };
-    // The view before the records: a StandAlone it shows has its split brain recorded already.
-    let standalone_reported = observer.stream.as_ref().and_then(|view| view.snapshot());
-    let split_brains = split_brains(config);
+    // The records, and what the stream said: a StandAlone the view shows comes with its
+    // split brain in the same copy, recorded or not.
+    let mut split_brains = split_brains(config);
+    let standalone_reported = observer
+        .stream
+        .as_ref()
+        .and_then(|view| view.snapshot())
+        .map(|seen| {
+            with_stream_news(&mut split_brains, seen.split_brains);
+            seen.standalone
+        });
     let mut node = NodeState {
         node: config.node.clone(),
         drbd_files,
@@ -332,6 +340,22 @@ fn split_brains(config: &Config) -> BTreeMap<String, Vec<SplitBrain>> {
         });
     }
     by_res
+}
+
+/// Adds to the recorded split brains those the event stream reported that have no record (it
+/// could not be written); a record, the first word, keeps its time.
+fn with_stream_news(
+    recorded: &mut BTreeMap<String, Vec<SplitBrain>>,
+    news: BTreeMap<String, Vec<SplitBrain>>,
+) {
+    for (res, splits) in news {
+        let known = recorded.entry(res).or_default();
+        for split in splits {
+            if !known.iter().any(|k| k.peer == split.peer) {
+                known.push(split);
+            }
+        }
+    }
 }
 
 /// The services whose container converge froze on a quorum loss, from its records of this boot
@@ -878,6 +902,33 @@ fn status_word(status: AppStatus, code: i32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_streams_split_brains_add_to_the_records_which_keep_their_time() {
+        let split = |peer: &str, since: &str| SplitBrain {
+            peer: peer.into(),
+            since: since.into(),
+        };
+        let mut recorded = BTreeMap::from([("web".to_string(), vec![split("deb2", "T1")])]);
+        let news = BTreeMap::from([
+            (
+                "web".to_string(),
+                vec![split("deb2", "T2"), split("tb", "T2")],
+            ),
+            ("db".to_string(), vec![split("deb2", "T3")]),
+        ]);
+        with_stream_news(&mut recorded, news);
+        assert_eq!(
+            recorded,
+            BTreeMap::from([
+                ("db".to_string(), vec![split("deb2", "T3")]),
+                (
+                    "web".to_string(),
+                    vec![split("deb2", "T1"), split("tb", "T2")]
+                ),
+            ])
+        );
+    }
 
     #[test]
     fn block_device_number_reads_rdev_and_ignores_other_files() {

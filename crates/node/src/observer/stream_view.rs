@@ -1,17 +1,20 @@
-//! What DRBD's event stream has said of StandAlone connections, shared between the task that
-//! reads the stream (which writes it) and the observer (which reads it at each pass).
+//! What DRBD's event stream has said of StandAlone connections and split brains, shared
+//! between the task that reads the stream (which writes it) and the observer (which reads it
+//! at each pass).
 //!
 //! Why the status is not enough: DRBD calls its `split-brain` handler, and the stream says so,
 //! before it drops the connection. `drbdsetup status` shows the connection StandAlone at once,
 //! while the stream's lines may still be in the pipe. A reconcile that saw only the status
 //! would take a split brain for a connection dropped by hand and reconnect it. A StandAlone the
-//! stream has reported comes after its split-brain news, which the reader records first.
+//! stream has reported comes after its split-brain news, which the reader gives the view (and
+//! the state directory) first.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use converge_core::observe::drbd::ConnectionState;
-use converge_core::observe::{DrbdResource, StandAloneReported};
+use converge_core::observe::events2::SplitBrainNews;
+use converge_core::observe::{DrbdResource, SplitBrain, StandAloneReported};
 
 /// By resource, the peers whose connection the stream reported StandAlone; `None` while no
 /// stream has completed its initial dump (none started, or it is being restarted).
@@ -27,6 +30,19 @@ pub struct StandAloneView {
     inner: Mutex<Inner>,
 }
 
+/// One observation's copy of the view, taken under one lock.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    /// The StandAlone connections the stream reported, less those converge reconnected since.
+    pub standalone: StandAloneReported,
+    /// The split brains the stream reported and has not seen resolved, by resource: the news
+    /// the reader also records in the state directory. Kept here too, so that a record that
+    /// could not be written (a full disk) still holds the connection while this stream runs,
+    /// and so that a StandAlone shown comes with its split brain in the same copy, whatever
+    /// order the observer reads the records in.
+    pub split_brains: BTreeMap<String, Vec<SplitBrain>>,
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     /// By resource and peer, the StandAlone connections the stream reported, each with the
@@ -38,6 +54,9 @@ struct Inner {
     /// connections), each with the line the stream had reached then. One is kept while it
     /// hides a StandAlone reported before it.
     reconnected: BTreeMap<String, BTreeMap<Option<String>, u64>>,
+    /// By resource and peer, the split brains the stream reported and not yet seen resolved,
+    /// each with when (RFC 3339).
+    split: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Inner {
@@ -71,9 +90,8 @@ impl Inner {
 }
 
 impl StandAloneView {
-    /// A copy for one observation pass: the StandAlone connections the stream reported, less
-    /// those converge reconnected since.
-    pub fn snapshot(&self) -> Option<StandAloneReported> {
+    /// A copy for one observation pass.
+    pub fn snapshot(&self) -> Option<Snapshot> {
         let inner = self.lock();
         let standalone = inner.standalone.as_ref()?;
         let mut view = BTreeMap::new();
@@ -87,7 +105,50 @@ impl StandAloneView {
                 view.insert(res.clone(), shown);
             }
         }
-        Some(view)
+        let split_brains = inner
+            .split
+            .iter()
+            .map(|(res, peers)| {
+                let peers = peers
+                    .iter()
+                    .map(|(peer, since)| SplitBrain {
+                        peer: peer.clone(),
+                        since: since.clone(),
+                    })
+                    .collect();
+                (res.clone(), peers)
+            })
+            .collect();
+        Some(Snapshot {
+            standalone: view,
+            split_brains,
+        })
+    }
+
+    /// The stream's split-brain news (the reader's, before the line's other changes reach
+    /// the view).
+    pub fn split_brain(&self, news: &SplitBrainNews<'_>) {
+        let mut inner = self.lock();
+        match *news {
+            SplitBrainNews::Found { res, peer } => {
+                inner
+                    .split
+                    .entry(res.to_string())
+                    .or_default()
+                    .entry(peer.to_string())
+                    .or_insert_with(|| {
+                        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+                    });
+            }
+            SplitBrainNews::Connected { res, peer } => {
+                if let Some(peers) = inner.split.get_mut(res) {
+                    peers.remove(peer);
+                    if peers.is_empty() {
+                        inner.split.remove(res);
+                    }
+                }
+            }
+        }
     }
 
     /// The stream's dump is complete: from now on it says what it knows. A new dump is the
@@ -165,11 +226,13 @@ impl StandAloneView {
         }
     }
 
-    /// The stream ended: until a new one has dumped, the status alone decides.
+    /// The stream ended: until a new one has dumped, the status alone decides (and the
+    /// split-brain records, which outlive the stream).
     pub fn stop(&self) {
         let mut inner = self.lock();
         inner.standalone = None;
         inner.reconnected.clear();
+        inner.split.clear();
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -210,6 +273,7 @@ mod tests {
     fn the_view_follows_the_stream_and_is_none_without_one() {
         let view = StandAloneView::default();
         assert_eq!(view.snapshot(), None);
+        let standalone = |view: &StandAloneView| view.snapshot().map(|s| s.standalone);
         let mut stream = state(&[
             "exists resource name:web role:Secondary suspended:no",
             "exists connection name:web peer-node-id:1 conn-name:deb2 connection:StandAlone role:Unknown",
@@ -221,7 +285,7 @@ mod tests {
         start(&view, &stream);
         let web: BTreeSet<String> = ["deb2".to_string()].into();
         assert_eq!(
-            view.snapshot(),
+            standalone(&view),
             Some(BTreeMap::from([("web".to_string(), web)]))
         );
         // As the reader does, one line.
@@ -235,7 +299,7 @@ mod tests {
             &mut stream,
             "change connection name:web peer-node-id:1 conn-name:deb2 connection:Connected",
         );
-        assert_eq!(view.snapshot(), Some(BTreeMap::new()));
+        assert_eq!(standalone(&view), Some(BTreeMap::new()));
         // Dropped: db's one connection StandAlone.
         follow(
             &mut stream,
@@ -243,11 +307,11 @@ mod tests {
         );
         let db: BTreeSet<String> = ["deb2".to_string()].into();
         assert_eq!(
-            view.snapshot(),
+            standalone(&view),
             Some(BTreeMap::from([("db".to_string(), db)]))
         );
         view.update("db", None);
-        assert_eq!(view.snapshot(), Some(BTreeMap::new()));
+        assert_eq!(standalone(&view), Some(BTreeMap::new()));
         view.stop();
         assert_eq!(view.snapshot(), None);
         // Without a stream, news is not kept: a new stream's dump says it again.
@@ -264,7 +328,11 @@ mod tests {
     }
 
     fn reported(view: &StandAloneView, res: &str) -> Option<BTreeSet<String>> {
-        view.snapshot().expect("a stream").get(res).cloned()
+        view.snapshot()
+            .expect("a stream")
+            .standalone
+            .get(res)
+            .cloned()
     }
 
     /// The connection of `web` to deb2 changes to `state` in the stream.
@@ -365,5 +433,46 @@ mod tests {
             "change connection name:r0 peer-node-id:1 connection:StandAlone",
         );
         assert_eq!(reported(&view, "r0"), Some(unnamed));
+    }
+
+    /// The split brain is in the same copy as the StandAlone it explains, and gone once the
+    /// connection is back or the stream ends (the state directory's record outlives both).
+    #[test]
+    fn a_split_brain_reported_by_the_stream_is_in_each_copy_until_resolved() {
+        let (view, stream) = standalone_web();
+        view.split_brain(&SplitBrainNews::Found {
+            res: "web",
+            peer: "deb2",
+        });
+        let copy = view.snapshot().expect("a stream");
+        let peers: Vec<&str> = copy.split_brains["web"]
+            .iter()
+            .map(|s| s.peer.as_str())
+            .collect();
+        assert_eq!(peers, ["deb2"]);
+        assert!(copy.split_brains["web"][0].since.ends_with('Z'), "RFC 3339");
+        // Said again (a second handler call): the first time stays.
+        view.split_brain(&SplitBrainNews::Found {
+            res: "web",
+            peer: "deb2",
+        });
+        assert_eq!(
+            view.snapshot().expect("a stream").split_brains,
+            copy.split_brains
+        );
+        view.split_brain(&SplitBrainNews::Connected {
+            res: "web",
+            peer: "deb2",
+        });
+        assert!(view.snapshot().expect("a stream").split_brains.is_empty());
+        view.split_brain(&SplitBrainNews::Found {
+            res: "web",
+            peer: "tb",
+        });
+        view.stop();
+        assert_eq!(view.snapshot(), None);
+        start(&view, &stream);
+        let copy = view.snapshot().expect("a new stream");
+        assert!(copy.split_brains.is_empty(), "{copy:?}");
     }
 }
