@@ -1,6 +1,6 @@
 //! The file operations every part of converge that keeps state or reads the node needs, written
-//! once: replace a file atomically and durably, hold an advisory lock on a file, and read an
-//! input file with a cap on its size.
+//! once: replace a file atomically and durably, hold an advisory lock on a file, read an input
+//! file with a cap on its size, and tell a file unchanged by its `stat` ([`Stamp`]).
 //!
 //! All use the standard library only (`File::lock` is flock(2) on Linux), so the simulators and
 //! the node share them without pulling in anything else. Opening with flags std does not name
@@ -256,6 +256,58 @@ pub fn text(path: &Path, bytes: Vec<u8>) -> Result<String, ReadError> {
     String::from_utf8(bytes).map_err(|_| ReadError::NotText {
         path: path.to_path_buf(),
     })
+}
+
+/// A file changed less than this before it was read may change again with no change to its
+/// [`Stamp`]: timestamps come from a coarse clock (a few ms; a second on ext3), and an edit
+/// within the same tick and of the same size looks the same. Such a file is read again at the
+/// next look, until it has been still this long. (Git's "racily clean" entries, the same way.)
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What says that a file (or a directory's list of names) is the one read before, unchanged,
+/// without reading it: an edit in place changes its size or its times (mtime, and ctime, which
+/// no one can set back), a new file swapped in by rename or a symlink swap (git-sync) has
+/// another inode. Timestamps come from a coarse clock (a tick, up to a second on ext3): a
+/// stamp is only trusted once the file had been still for a while before it was read
+/// ([`Stamp::settled`]), else a change in the same tick as the read would look like none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Stamp {
+    /// `meta`'s stamp, when the file had been still for `settle` at `read_at`.
+    pub fn settled(
+        meta: &fs::Metadata,
+        read_at: std::time::SystemTime,
+        settle: std::time::Duration,
+    ) -> Option<Stamp> {
+        let stamp = Stamp::of(meta);
+        let since_epoch = read_at.duration_since(std::time::UNIX_EPOCH).ok()?;
+        let before = since_epoch.checked_sub(settle)?;
+        let still = |(secs, nanos): (i64, i64)| {
+            let (Ok(secs), Ok(nanos)) = (u64::try_from(secs), u32::try_from(nanos)) else {
+                return false;
+            };
+            std::time::Duration::new(secs, nanos.min(999_999_999)) < before
+        };
+        (still(stamp.mtime) && still(stamp.ctime)).then_some(stamp)
+    }
+
+    pub fn of(meta: &fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 #[cfg(test)]

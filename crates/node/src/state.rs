@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -106,7 +106,7 @@ pub(crate) fn record_name(service: &str, rid: ResourceId, suffix: &str) -> Strin
     name
 }
 
-use converge_core::fsutil::{read_capped_open, write_atomic};
+use converge_core::fsutil::{SETTLE, Stamp, read_capped_open, write_atomic};
 
 pub fn record_app_start(state_dir: &Path, service: &str, rid: ResourceId) -> io::Result<()> {
     let record = AppStartRecord {
@@ -157,8 +157,22 @@ fn list_start_records(dir: &Path) -> io::Result<Vec<(String, u64)>> {
 #[derive(Debug, Default)]
 pub struct AppStarts {
     /// When each app started (seconds since the epoch), by record file name; only records of
-    /// this boot.
-    records: HashMap<String, u64>,
+    /// this boot. Shared with the listing kept for the next resync ([`Listed`]).
+    records: Arc<HashMap<String, u64>>,
+}
+
+/// The last listing of a records directory, while it can be trusted again: the directory's
+/// [`Stamp`] before it was listed (one that had been still for [`SETTLE`]), and the start
+/// records it gave. Any name created, renamed or removed there changes the directory's times;
+/// converge's own writes and removals drop it as well, in case they fall in the same tick.
+type Listed = HashMap<PathBuf, (Stamp, Arc<HashMap<String, u64>>)>;
+
+fn listed() -> std::sync::MutexGuard<'static, Listed> {
+    static LISTED: OnceLock<Mutex<Listed>> = OnceLock::new();
+    LISTED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Start records already read, by records directory and file name: (inode, content). Records
@@ -178,6 +192,7 @@ fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
 }
 
 fn remember(dir: &Path, name: String, ino: u64, record: &AppStartRecord) {
+    listed().remove(dir);
     known_starts()
         .entry(dir.to_path_buf())
         .or_default()
@@ -185,6 +200,7 @@ fn remember(dir: &Path, name: String, ino: u64, record: &AppStartRecord) {
 }
 
 fn forget_cached(dir: &Path, matches: impl Fn(&str) -> bool) {
+    listed().remove(dir);
     if let Some(known) = known_starts().get_mut(dir) {
         known.retain(|name, _| !matches(name));
     }
@@ -197,15 +213,18 @@ impl AppStarts {
     /// listing of the records directory instead, and only the files not seen before, or
     /// replaced since, are read: a resync of 1,000 converged apps costs one directory read, not
     /// 1,000 file reads. The listing still sees every record created, replaced or deleted by
-    /// hand. A listing that fails falls back to reading each file.
+    /// hand. A listing that fails falls back to reading each file. And a directory whose stamp
+    /// is the same as at the last listing, and was still then, is not listed again ([`Listed`]):
+    /// a resync of converged apps costs one `stat`.
     pub fn read(state_dir: &Path, owners: &[(&str, ResourceId)]) -> AppStarts {
-        Self::read_with(state_dir, owners, list_start_records)
+        Self::read_with(state_dir, owners, list_start_records, SETTLE)
     }
 
     fn read_with(
         state_dir: &Path,
         owners: &[(&str, ResourceId)],
         list: impl FnOnce(&Path) -> io::Result<Vec<(String, u64)>>,
+        settle: std::time::Duration,
     ) -> AppStarts {
         let dir = records_dir(state_dir);
         let each = || {
@@ -218,16 +237,37 @@ impl AppStarts {
                 })
                 .collect()
         };
-        let records = if owners.len() <= LIST_ABOVE {
-            each()
-        } else {
-            match list(&dir) {
-                Ok(listing) => Self::read_listed(&dir, listing),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
-                // Says nothing about the records, and must not be taken for "none".
-                Err(_) => each(),
+        if owners.len() <= LIST_ABOVE {
+            return AppStarts {
+                records: Arc::new(each()),
+            };
+        }
+        // Stamped before the listing: a change during it shows at the next look.
+        let stamp = std::fs::symlink_metadata(&dir)
+            .ok()
+            .filter(std::fs::Metadata::is_dir)
+            .and_then(|meta| Stamp::settled(&meta, std::time::SystemTime::now(), settle));
+        if let Some(stamp) = stamp
+            && let Some((seen, records)) = listed().get(&dir)
+            && *seen == stamp
+        {
+            return AppStarts {
+                records: Arc::clone(records),
+            };
+        }
+        let records = Arc::new(match list(&dir) {
+            Ok(listing) => Self::read_listed(&dir, listing),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => HashMap::new(),
+            // Says nothing about the records, and must not be taken for "none".
+            Err(_) => {
+                return AppStarts {
+                    records: Arc::new(each()),
+                };
             }
-        };
+        });
+        if let Some(stamp) = stamp {
+            listed().insert(dir, (stamp, Arc::clone(&records)));
+        }
         AppStarts { records }
     }
 
@@ -933,12 +973,66 @@ mod tests {
         let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
         // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
         let failing = |_: &Path| Err(io::Error::from(rustix::io::Errno::IO));
-        let starts = AppStarts::read_with(dir.path(), &owners, failing);
+        let starts = AppStarts::read_with(dir.path(), &owners, failing, SETTLE);
         assert!(names.iter().all(|n| starts.started_at(n, rid).is_some()));
         // No directory at all: no record.
         let missing = |_: &Path| Err(io::Error::from(io::ErrorKind::NotFound));
-        let starts = AppStarts::read_with(dir.path(), &owners, missing);
+        let starts = AppStarts::read_with(dir.path(), &owners, missing, SETTLE);
         assert!(names.iter().all(|n| starts.started_at(n, rid).is_none()));
+    }
+
+    /// A resync of converged apps lists the records directory once while nothing changes in it,
+    /// and again after any change, by converge or by hand.
+    #[test]
+    fn an_unchanged_records_directory_is_not_listed_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rid = ResourceId::new(Kind::App, 0);
+        let names = many(LIST_ABOVE * 2);
+        for name in &names {
+            record_app_start(dir.path(), name, rid).expect("write");
+        }
+        let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
+        // Still for an hour, as far as its mtime says (its ctime is now: no settling here).
+        let records = records_dir(dir.path());
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::open(&records)
+            .and_then(|d| d.set_modified(hour_ago))
+            .expect("set mtime");
+        let listings = std::cell::Cell::new(0);
+        let read = || {
+            let list = |dir: &Path| {
+                listings.set(listings.get() + 1);
+                list_start_records(dir)
+            };
+            AppStarts::read_with(dir.path(), &owners, list, std::time::Duration::ZERO)
+        };
+        let first = read();
+        assert!(names.iter().all(|n| first.started_at(n, rid).is_some()));
+        let again = read();
+        assert_eq!(listings.get(), 1, "listed once");
+        assert_eq!(again.records, first.records);
+        // By hand: a record removed. The directory's times change, and it is listed again.
+        std::fs::remove_file(app_record_path(dir.path(), &names[0], rid)).expect("rm");
+        let after = read();
+        assert_eq!(listings.get(), 2, "listed again");
+        assert!(after.started_at(&names[0], rid).is_none());
+        // By converge: its own write drops the listing even within one tick.
+        std::fs::File::open(&records)
+            .and_then(|d| d.set_modified(hour_ago))
+            .expect("set mtime");
+        read();
+        assert_eq!(listings.get(), 3);
+        assert!(listed().contains_key(&records), "kept for the next look");
+        record_app_start(dir.path(), &names[0], rid).expect("write");
+        assert!(
+            !listed().contains_key(&records),
+            "dropped, whatever the directory's times say"
+        );
+        let written = read();
+        assert_eq!(listings.get(), 4);
+        assert!(written.started_at(&names[0], rid).is_some());
+        forget_app_start(dir.path(), &names[0], rid).expect("forget");
+        assert!(!listed().contains_key(&records));
     }
 
     #[test]

@@ -15,6 +15,8 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
+use crate::fsutil::Stamp;
+
 use regex::Regex;
 use serde_yaml::Value;
 
@@ -260,11 +262,7 @@ impl Default for ParseCache {
 /// a tenth of a reload of 10,000 unchanged manifests.
 type PathMap<V> = HashMap<std::ffi::OsString, V, foldhash::fast::RandomState>;
 
-/// A file changed less than this before it was read may change again with no change to its
-/// [`Stamp`]: timestamps come from a coarse clock (a few ms; a second on ext3), and an edit
-/// within the same tick and of the same size looks the same. Such a file is read again at the
-/// next load, until it has been still this long. (Git's "racily clean" entries, the same way.)
-pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+pub use crate::fsutil::SETTLE;
 
 /// What a load keeps of one file.
 #[derive(Debug, Clone)]
@@ -282,49 +280,6 @@ struct Cached {
 /// A text's length and keyed hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint(usize, u64);
-
-/// What says that a file is the one read before, unchanged, without reading it: an edit in
-/// place changes its size or its times (mtime, and ctime, which no one can set back), a new
-/// file swapped in by rename or a symlink swap (git-sync) has another inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    dev: u64,
-    ino: u64,
-    size: u64,
-    mtime: (i64, i64),
-    ctime: (i64, i64),
-}
-
-impl Stamp {
-    /// `meta`'s stamp, when the file had been still for `settle` at `read_at`.
-    fn settled(
-        meta: &fs::Metadata,
-        read_at: std::time::SystemTime,
-        settle: std::time::Duration,
-    ) -> Option<Stamp> {
-        let stamp = Stamp::of(meta);
-        let since_epoch = read_at.duration_since(std::time::UNIX_EPOCH).ok()?;
-        let before = since_epoch.checked_sub(settle)?;
-        let still = |(secs, nanos): (i64, i64)| {
-            let (Ok(secs), Ok(nanos)) = (u64::try_from(secs), u32::try_from(nanos)) else {
-                return false;
-            };
-            std::time::Duration::new(secs, nanos.min(999_999_999)) < before
-        };
-        (still(stamp.mtime) && still(stamp.ctime)).then_some(stamp)
-    }
-
-    fn of(meta: &fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
-        }
-    }
-}
 
 impl ParseCache {
     fn fingerprint(&self, text: &str) -> Fingerprint {
