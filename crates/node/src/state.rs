@@ -962,14 +962,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_listing_that_fails_is_not_taken_for_no_record() {
+    /// A state directory with start records of more apps than are read one by one.
+    fn recorded_many() -> (tempfile::TempDir, ResourceId, Vec<String>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let rid = ResourceId::new(Kind::App, 0);
         let names = many(LIST_ABOVE * 2);
         for name in &names {
             record_app_start(dir.path(), name, rid).expect("write");
         }
+        (dir, rid, names)
+    }
+
+    #[test]
+    fn a_listing_that_fails_is_not_taken_for_no_record() {
+        let (dir, rid, names) = recorded_many();
         let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
         // An I/O error (EIO, EMFILE…) while listing: each file is read instead.
         let failing = |_: &Path| Err(io::Error::from(rustix::io::Errno::IO));
@@ -985,12 +991,7 @@ mod tests {
     /// and again after any change, by converge or by hand.
     #[test]
     fn an_unchanged_records_directory_is_not_listed_again() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rid = ResourceId::new(Kind::App, 0);
-        let names = many(LIST_ABOVE * 2);
-        for name in &names {
-            record_app_start(dir.path(), name, rid).expect("write");
-        }
+        let (dir, rid, names) = recorded_many();
         let owners: Vec<(&str, ResourceId)> = names.iter().map(|n| (n.as_str(), rid)).collect();
         // Still for an hour, as far as its mtime says (its ctime is now: no settling here).
         let records = records_dir(dir.path());

@@ -550,17 +550,20 @@ mod tests {
         assert_eq!(tail, "exists -");
     }
 
-    #[tokio::test]
-    async fn a_split_brain_in_the_stream_is_kept_until_the_connection_is_back() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
-        // The plain run: from its first line after the command to the exit code.
-        let plain: String = fixture
+    /// The lines of the fixture's plain run: from its first line after the command to the exit
+    /// code.
+    fn split_brain_run() -> Vec<&'static str> {
+        include_str!("../../../core/tests/fixtures/events2/web-split-brain.test")
             .lines()
             .skip(1)
             .take_while(|l| !l.starts_with("124"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_split_brain_in_the_stream_is_kept_until_the_connection_is_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain: String = split_brain_run().iter().map(|l| format!("{l}\n")).collect();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let view = StandAloneView::default();
         let keep = Some((dir.path(), &view));
@@ -590,12 +593,7 @@ mod tests {
     #[tokio::test]
     async fn a_split_brain_is_recorded_before_the_view_shows_its_connection_standalone() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
-        let plain: Vec<&str> = fixture
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.starts_with("124"))
-            .collect();
+        let plain = split_brain_run();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let mut shown = false;
         // Each prefix of the stream, as a reader cut off after it would have left things.
@@ -627,13 +625,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let not_a_dir = dir.path().join("state");
         std::fs::write(&not_a_dir, "").expect("write");
-        let fixture = include_str!("../../../core/tests/fixtures/events2/web-split-brain.test");
-        let plain: String = fixture
-            .lines()
-            .skip(1)
-            .take_while(|l| !l.starts_with("124"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let plain: String = split_brain_run().iter().map(|l| format!("{l}\n")).collect();
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let view = StandAloneView::default();
         read_events(
