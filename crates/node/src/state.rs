@@ -18,7 +18,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirEntryExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -163,14 +163,21 @@ pub struct AppStarts {
 
 /// The last listing of a records directory, while it can be trusted again: the directory's
 /// [`Stamp`] before it was listed (one that had been still for [`SETTLE`]), and the start
-/// records it gave. Any name created, renamed or removed there changes the directory's times;
-/// converge's own writes and removals drop it as well, in case they fall in the same tick.
+/// records it gave. Any name created, renamed or removed there changes the directory's times,
+/// and a settled stamp cannot share its tick with a later change. converge's own writes and
+/// removals drop it as well: that costs nothing, and keeps its own changes from resting on the
+/// filesystem's clock.
 type Listed = HashMap<PathBuf, (Stamp, Arc<HashMap<String, u64>>)>;
 
-fn listed() -> std::sync::MutexGuard<'static, Listed> {
+fn listed() -> MutexGuard<'static, Listed> {
     static LISTED: OnceLock<Mutex<Listed>> = OnceLock::new();
-    LISTED
-        .get_or_init(Mutex::default)
+    process_wide(&LISTED)
+}
+
+/// A cache kept for the process's life, locked. Plain maps, each change made under one lock: a
+/// panic elsewhere cannot leave one half-written.
+fn process_wide<T: Default>(cell: &'static OnceLock<Mutex<T>>) -> MutexGuard<'static, T> {
+    cell.get_or_init(Mutex::default)
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
 }
@@ -183,12 +190,9 @@ fn listed() -> std::sync::MutexGuard<'static, Listed> {
 /// Only the start time is kept: the boot id is checked once, when the file is read.
 type KnownStarts = HashMap<PathBuf, HashMap<String, (u64, u64)>>;
 
-fn known_starts() -> std::sync::MutexGuard<'static, KnownStarts> {
+fn known_starts() -> MutexGuard<'static, KnownStarts> {
     static KNOWN: OnceLock<Mutex<KnownStarts>> = OnceLock::new();
-    KNOWN
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+    process_wide(&KNOWN)
 }
 
 fn remember(dir: &Path, name: String, ino: u64, record: &AppStartRecord) {
